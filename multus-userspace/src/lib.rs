@@ -1,5 +1,7 @@
 //! The multus CNI meta-plugin, the eBPF source-based-routing plugin and the operators' CLI.
 
+pub mod netns;
+
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).
 pub mod bpf_objects {
     /// The source-based-routing programs (`multus-ebpf`, bin `multus-sbr`).
