@@ -1,6 +1,8 @@
 //! The multus CNI meta-plugin, the eBPF source-based-routing plugin and the operators' CLI.
 
 pub mod cni;
+pub mod config;
+pub mod delegate;
 pub mod netns;
 
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).

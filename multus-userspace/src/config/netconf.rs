@@ -1,0 +1,247 @@
+//! The multus configuration (`00-multus.conf`), with the reference's keys and defaults plus this
+//! implementation's own options. Unknown keys are kept.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{network::NetworkConfig, ConfigError};
+use crate::cni::CniVersion;
+
+/// Default directory of on-disk network configurations referenced by name.
+pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
+/// Default directory of the delegate cache.
+pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
+/// Default plugin directory, searched before `CNI_PATH`.
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+
+/// The multus NetConf.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MultusConf {
+    /// Version the runtime asked for.
+    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
+    pub cni_version: Option<String>,
+    /// Network name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Plugin type (`multus`).
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+    /// Kubeconfig path for API access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Directory of named on-disk network configurations.
+    #[serde(rename = "confDir", default = "default_conf_dir")]
+    pub conf_dir: PathBuf,
+    /// Directory of the delegate cache.
+    #[serde(rename = "cniDir", default = "default_cni_dir")]
+    pub cni_dir: PathBuf,
+    /// Plugin directory searched before `CNI_PATH` (a `:`-separated list is accepted).
+    #[serde(rename = "binDir", default = "default_bin_dir")]
+    pub bin_dir: String,
+    /// Inline delegate networks; the first (or the one with `masterplugin`) is the master.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegates: Vec<Value>,
+    /// The cluster-wide default network (replaces `delegates`).
+    #[serde(rename = "clusterNetwork", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_network: Option<String>,
+    /// Networks attached to every pod (not in system namespaces).
+    #[serde(rename = "defaultNetworks", default, skip_serializing_if = "Vec::is_empty")]
+    pub default_networks: Vec<String>,
+    /// Namespaces whose pods get no default networks.
+    #[serde(rename = "systemNamespaces", default = "default_system_namespaces")]
+    pub system_namespaces: Vec<String>,
+    /// Namespace of clusterNetwork / defaultNetworks / default-network NADs.
+    #[serde(rename = "multusNamespace", default = "default_multus_namespace")]
+    pub multus_namespace: String,
+    /// Pods may only reference NADs of their own namespace (plus `globalNamespaces`).
+    #[serde(rename = "namespaceIsolation", default)]
+    pub namespace_isolation: bool,
+    /// Comma-separated namespaces usable by every pod under isolation.
+    #[serde(rename = "globalNamespaces", default, skip_serializing_if = "Option::is_none")]
+    pub global_namespaces: Option<String>,
+    /// Log file.
+    #[serde(rename = "logFile", default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
+    /// Log level: debug, verbose, error, panic.
+    #[serde(rename = "logLevel", default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Also log to stderr.
+    #[serde(rename = "logToStderr", default, skip_serializing_if = "Option::is_none")]
+    pub log_to_stderr: Option<bool>,
+    /// Log rotation options (accepted for compatibility).
+    #[serde(rename = "logOptions", default, skip_serializing_if = "Option::is_none")]
+    pub log_options: Option<Value>,
+    /// ADD (and STATUS) wait for this file, written by the cluster network when it is ready.
+    #[serde(rename = "readinessindicatorfile", default, skip_serializing_if = "Option::is_none")]
+    pub readiness_indicator_file: Option<PathBuf>,
+    /// Capabilities multus declares to the runtime.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub capabilities: Map<String, Value>,
+    /// Runtime configuration the runtime passed for those capabilities.
+    #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Map::is_empty")]
+    pub runtime_config: Map<String, Value>,
+    /// Keep the delegate cache when a delegate DEL fails, so a retried DEL tries again.
+    #[serde(rename = "retryDeleteOnError", default)]
+    pub retry_delete_on_error: bool,
+    /// Result of the previous plugin when multus is chained.
+    #[serde(rename = "prevResult", default, skip_serializing_if = "Option::is_none")]
+    pub prev_result: Option<Value>,
+    /// GC: the attachments the runtime still uses.
+    #[serde(rename = "cni.dev/valid-attachments", default, skip_serializing_if = "Option::is_none")]
+    pub valid_attachments: Option<Vec<ValidAttachment>>,
+    /// Upper bound on one delegate plugin call, in seconds (ours; default 120 for ADD, 60 for DEL).
+    #[serde(rename = "delegateTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub delegate_timeout_seconds: Option<u64>,
+    /// How long ADD waits for the readiness indicator file, in seconds (ours; default 45).
+    #[serde(rename = "readinessTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub readiness_timeout_seconds: Option<u64>,
+    /// Keys this implementation does not know (kept).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One entry of `cni.dev/valid-attachments`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidAttachment {
+    /// Container id.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// Interface name.
+    #[serde(default)]
+    pub ifname: String,
+}
+
+/// Log verbosity, in the reference's vocabulary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything.
+    Debug,
+    /// Informational and above.
+    Verbose,
+    /// Errors only.
+    Error,
+    /// Nothing but crashes.
+    Panic,
+}
+
+fn default_conf_dir() -> PathBuf {
+    DEFAULT_CONF_DIR.into()
+}
+fn default_cni_dir() -> PathBuf {
+    DEFAULT_CNI_DIR.into()
+}
+fn default_bin_dir() -> String {
+    DEFAULT_BIN_DIR.into()
+}
+fn default_system_namespaces() -> Vec<String> {
+    vec!["kube-system".into()]
+}
+fn default_multus_namespace() -> String {
+    "kube-system".into()
+}
+
+impl MultusConf {
+    /// Parses and validates the configuration read from stdin.
+    pub fn parse(bytes: &[u8]) -> Result<MultusConf, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError::Decode { path: String::new(), reason: "stdin is empty; expected the network configuration as JSON".into() });
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let conf: MultusConf = serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
+        conf.validate()?;
+        Ok(conf)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.version()?;
+        if self.plugin_type.is_empty() {
+            return Err(ConfigError::Invalid("\"type\" is missing".into()));
+        }
+        if self.delegates.is_empty() && self.cluster_network.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::Invalid(
+                "no \"delegates\" and no \"clusterNetwork\": multus needs at least one network to delegate to".into(),
+            ));
+        }
+        self.log_level()?;
+        if self.cni_dir.as_os_str().is_empty() || !self.cni_dir.is_absolute() {
+            return Err(ConfigError::Invalid(format!("\"cniDir\" must be an absolute path, not {:?}", self.cni_dir)));
+        }
+        Ok(())
+    }
+
+    /// The version the runtime asked for (missing means 0.1.0).
+    pub fn version(&self) -> Result<CniVersion, ConfigError> {
+        Ok(CniVersion::parse_opt(self.cni_version.as_deref())?)
+    }
+
+    /// The inline delegates, validated.
+    pub fn delegate_networks(&self) -> Result<Vec<NetworkConfig>, ConfigError> {
+        self.delegates
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NetworkConfig::from_value(v.clone(), &format!("delegates[{i}]")))
+            .collect()
+    }
+
+    /// The plugin search path: `binDir` first, then `CNI_PATH`.
+    pub fn search_path(&self, cni_path: &[PathBuf]) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::env::split_paths(&self.bin_dir).filter(|p| !p.as_os_str().is_empty()).collect();
+        for p in cni_path {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    /// The configured log level (default: error).
+    pub fn log_level(&self) -> Result<LogLevel, ConfigError> {
+        match self.log_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("error") => Ok(LogLevel::Error),
+            Some("debug") => Ok(LogLevel::Debug),
+            Some("verbose") => Ok(LogLevel::Verbose),
+            Some("panic") => Ok(LogLevel::Panic),
+            Some(other) => Err(ConfigError::Invalid(format!(
+                "\"logLevel\" {other:?} is not one of debug, verbose, error, panic"
+            ))),
+        }
+    }
+
+    /// The namespaces usable by every pod under namespace isolation.
+    pub fn global_namespace_list(&self) -> Vec<String> {
+        let raw = self.global_namespaces.as_deref().unwrap_or("default");
+        raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c = MultusConf::parse(br#"{"cniVersion":"0.3.1","name":"multus","type":"multus","delegates":[{"type":"bridge"}],"x-vendor":7}"#).unwrap();
+        assert_eq!(c.cni_dir, PathBuf::from(DEFAULT_CNI_DIR));
+        assert_eq!(c.system_namespaces, vec!["kube-system"]);
+        assert_eq!(c.extra["x-vendor"], 7);
+        let round = serde_json::to_value(&c).unwrap();
+        assert_eq!(round["x-vendor"], 7);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"b"}],"namespaceIsolation":"yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("namespaceIsolation"), "{e}");
+        assert!(matches!(MultusConf::parse(br#"{"type":"multus"}"#), Err(ConfigError::Invalid(_))));
+        assert!(matches!(MultusConf::parse(br#"{"cniVersion":"9.9.9","type":"multus","delegates":[{"type":"b"}]}"#), Err(ConfigError::Version(_))));
+        assert!(matches!(MultusConf::parse(b"{not json"), Err(ConfigError::Decode { .. })));
+    }
+
+    #[test]
+    fn search_path_puts_bin_dir_first() {
+        let c = MultusConf::parse(br#"{"type":"multus","binDir":"/a:/b","delegates":[{"type":"b"}]}"#).unwrap();
+        assert_eq!(c.search_path(&["/b".into(), "/c".into()]), vec![PathBuf::from("/a"), "/b".into(), "/c".into()]);
+    }
+}

@@ -1,0 +1,319 @@
+//! Delegation: running the delegate networks' plugins as the CNI spec prescribes, the cache that
+//! lets DEL work without the Kubernetes API, and the per-container lock.
+
+pub mod cache;
+pub mod exec;
+pub mod lock;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    cni::{result::CniResult, CniVersion, Command},
+    config::{netconf::ValidAttachment, NetworkConfig},
+};
+pub use exec::ExecError;
+
+/// One network attached to the container: a delegate network, its interface name inside the
+/// container, and what is passed to it. This is also what the cache records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Network name as reported (`namespace/name` for a NAD, the conf name otherwise).
+    pub name: String,
+    /// Interface name inside the container.
+    pub ifname: String,
+    /// The master (cluster network): its result is multus's result.
+    #[serde(default)]
+    pub master: bool,
+    /// The delegate network configuration (lossless).
+    pub network: NetworkConfig,
+    /// Runtime configuration offered to this attachment; each plugin gets only the keys of the
+    /// capabilities it declares.
+    #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Map::is_empty")]
+    pub runtime_config: Map<String, Value>,
+    /// Merged into each plugin's `args` (for example `{"cni": {...}}` from `cni-args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    /// `CNI_ARGS` for this attachment's plugins.
+    #[serde(rename = "cniArgs", default)]
+    pub cni_args: String,
+    /// The result of ADD, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Keys written by other versions of this implementation (kept).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Attachment {
+    /// A new attachment of `network` as `ifname`.
+    pub fn new(name: impl Into<String>, ifname: impl Into<String>, network: NetworkConfig, cni_args: impl Into<String>) -> Self {
+        Attachment {
+            name: name.into(),
+            ifname: ifname.into(),
+            master: false,
+            network,
+            runtime_config: Map::new(),
+            args: None,
+            cni_args: cni_args.into(),
+            result: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// Where and how the delegates of one container run.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    /// Container id.
+    pub container_id: &'a str,
+    /// Network namespace (None: unknown or gone, DEL only).
+    pub netns: Option<&'a Path>,
+    /// Plugin search path (binDir, then CNI_PATH); also the delegates' CNI_PATH.
+    pub path: &'a [PathBuf],
+    /// Version for delegate confs that declare none.
+    pub default_version: CniVersion,
+    /// Deadline of each plugin call.
+    pub timeout: Duration,
+}
+
+/// A delegate plugin failed.
+#[derive(Debug, thiserror::Error)]
+#[error("delegate network {network:?} (plugin {plugin}, interface {ifname}) failed on {command}: {source}")]
+pub struct DelegateError {
+    /// The network name.
+    pub network: String,
+    /// The plugin type that failed.
+    pub plugin: String,
+    /// The interface.
+    pub ifname: String,
+    /// The command.
+    pub command: Command,
+    /// What happened.
+    #[source]
+    pub source: ExecError,
+}
+
+impl DelegateError {
+    fn new(att: &Attachment, plugin: &str, command: Command, source: ExecError) -> Self {
+        DelegateError { network: att.name.clone(), plugin: plugin.to_string(), ifname: att.ifname.clone(), command, source }
+    }
+}
+
+/// Resolves every plugin binary of the attachment, so ADD can refuse before changing anything.
+pub fn resolve_binaries(att: &Attachment, path: &[PathBuf]) -> Result<Vec<PathBuf>, DelegateError> {
+    att.network
+        .plugin_types()
+        .into_iter()
+        .map(|t| exec::find_plugin(t, path).map_err(|e| DelegateError::new(att, t, Command::Add, e)))
+        .collect()
+}
+
+/// The version the attachment's network speaks.
+pub fn network_version(att: &Attachment, ctx: &Context<'_>) -> CniVersion {
+    att.network.cni_version(ctx.default_version).unwrap_or(ctx.default_version)
+}
+
+/// Builds the stdin config of one plugin of the attachment (libcni's buildOneConfig).
+fn plugin_config(att: &Attachment, plugin: &Map<String, Value>, version: CniVersion, prev: Option<&Value>) -> Value {
+    let mut conf = plugin.clone();
+    if att.network.is_list() {
+        if let Some(name) = att.network.name() {
+            conf.insert("name".into(), Value::from(name));
+        }
+    }
+    conf.insert("cniVersion".into(), Value::from(version.as_str()));
+    conf.remove("cniVersions");
+    let mut rc = Map::new();
+    if let Some(caps) = plugin.get("capabilities").and_then(Value::as_object) {
+        for (cap, enabled) in caps {
+            if enabled.as_bool() == Some(true) {
+                if let Some(v) = att.runtime_config.get(cap) {
+                    rc.insert(cap.clone(), v.clone());
+                }
+            }
+        }
+    }
+    if !rc.is_empty() {
+        conf.insert("runtimeConfig".into(), Value::Object(rc));
+    }
+    if let Some(Value::Object(extra)) = &att.args {
+        let args = conf.entry("args").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(args) = args {
+            for (k, v) in extra {
+                match (args.get_mut(k), v) {
+                    (Some(Value::Object(have)), Value::Object(add)) => {
+                        have.extend(add.iter().map(|(a, b)| (a.clone(), b.clone())));
+                    }
+                    _ => {
+                        args.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(prev) = prev {
+        let prev = CniResult::convert(prev, version).unwrap_or_else(|_| prev.clone());
+        conf.insert("prevResult".into(), prev);
+    }
+    Value::Object(conf)
+}
+
+fn invoke(
+    att: &Attachment,
+    ctx: &Context<'_>,
+    command: Command,
+    plugin: &Map<String, Value>,
+    conf: &Value,
+) -> Result<Vec<u8>, DelegateError> {
+    let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default();
+    let binary = exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
+    let inv = exec::Invocation {
+        command,
+        container_id: ctx.container_id,
+        netns: ctx.netns,
+        ifname: &att.ifname,
+        args: &att.cni_args,
+        path: ctx.path,
+        timeout: ctx.timeout,
+    };
+    let stdin = serde_json::to_vec(conf).unwrap_or_default();
+    tracing::debug!(network = %att.name, plugin = ty, %command, ifname = %att.ifname, "calling delegate");
+    exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e))
+}
+
+/// ADD: runs the plugins in order, each getting the previous one's result; returns the last result.
+pub fn add(att: &Attachment, ctx: &Context<'_>) -> Result<Value, DelegateError> {
+    let version = network_version(att, ctx);
+    let mut prev: Option<Value> = None;
+    for plugin in att.network.plugins() {
+        let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+        let conf = plugin_config(att, plugin, version, prev.as_ref());
+        let out = invoke(att, ctx, Command::Add, plugin, &conf)?;
+        let bad = |why: String| {
+            DelegateError::new(att, &ty, Command::Add, ExecError::BadOutput(PathBuf::from(&ty), why))
+        };
+        let result: Value = serde_json::from_slice(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
+        CniResult::parse(&result).map_err(|e| bad(e.to_string()))?;
+        prev = Some(result);
+    }
+    prev.ok_or_else(|| DelegateError::new(att, "", Command::Add, ExecError::BadOutput(PathBuf::new(), "no plugins".into())))
+}
+
+/// DEL: runs the plugins in reverse with the cached result; every plugin is attempted, and all
+/// failures are returned.
+pub fn del(att: &Attachment, ctx: &Context<'_>) -> Result<(), Vec<DelegateError>> {
+    let version = network_version(att, ctx);
+    let prev = if version >= CniVersion::V0_4_0 { att.result.as_ref() } else { None };
+    let mut errors = Vec::new();
+    for plugin in att.network.plugins().into_iter().rev() {
+        let conf = plugin_config(att, plugin, version, prev);
+        if let Err(e) = invoke(att, ctx, Command::Del, plugin, &conf) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// CHECK: runs the plugins in order with the cached result; stops at the first failure. Networks
+/// older than 0.4.0 (no CHECK) and those with `disableCheck` are skipped.
+pub fn check(att: &Attachment, ctx: &Context<'_>) -> Result<(), DelegateError> {
+    let version = network_version(att, ctx);
+    if !version.supports_check() || att.network.disable_check() {
+        return Ok(());
+    }
+    for plugin in att.network.plugins() {
+        let conf = plugin_config(att, plugin, version, att.result.as_ref());
+        invoke(att, ctx, Command::Check, plugin, &conf)?;
+    }
+    Ok(())
+}
+
+/// GC: forwards the valid attachments of this network to each of its plugins (1.1.0 networks
+/// only; `disableGC` honoured). Continues past failures.
+pub fn gc(att: &Attachment, ctx: &Context<'_>, valid: &[ValidAttachment]) -> Result<(), Vec<DelegateError>> {
+    let version = network_version(att, ctx);
+    if !version.supports_status_gc() || att.network.disable_gc() {
+        return Ok(());
+    }
+    let mut errors = Vec::new();
+    for plugin in att.network.plugins() {
+        let mut conf = plugin_config(att, plugin, version, None);
+        if let Value::Object(m) = &mut conf {
+            m.insert("cni.dev/valid-attachments".into(), serde_json::to_value(valid).unwrap_or_default());
+        }
+        if let Err(e) = invoke(att, ctx, Command::Gc, plugin, &conf) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// STATUS: asks each plugin of a 1.1.0 network whether it is ready.
+pub fn status(att: &Attachment, ctx: &Context<'_>) -> Result<(), DelegateError> {
+    let version = network_version(att, ctx);
+    if !version.supports_status_gc() {
+        return Ok(());
+    }
+    for plugin in att.network.plugins() {
+        let conf = plugin_config(att, plugin, version, None);
+        invoke(att, ctx, Command::Status, plugin, &conf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn att(v: Value) -> Attachment {
+        Attachment::new("n", "net1", NetworkConfig::from_value(v, "t").unwrap(), "")
+    }
+
+    #[test]
+    fn runtime_config_only_for_declared_capabilities() {
+        let mut a = att(json!({"name": "l", "cniVersion": "1.0.0", "plugins": [
+            {"type": "bridge"}, {"type": "portmap", "capabilities": {"portMappings": true}}]}));
+        a.runtime_config.insert("portMappings".into(), json!([{"hostPort": 80}]));
+        a.runtime_config.insert("bandwidth".into(), json!({}));
+        let plugins = a.network.plugins();
+        let c0 = plugin_config(&a, plugins[0], CniVersion::V1_0_0, None);
+        let c1 = plugin_config(&a, plugins[1], CniVersion::V1_0_0, Some(&json!({"cniVersion": "1.0.0"})));
+        assert!(c0.get("runtimeConfig").is_none());
+        assert_eq!(c1["runtimeConfig"], json!({"portMappings": [{"hostPort": 80}]}));
+        assert_eq!(c1["name"], "l");
+        assert_eq!(c1["prevResult"]["cniVersion"], "1.0.0");
+    }
+
+    #[test]
+    fn args_are_merged() {
+        let mut a = att(json!({"type": "x", "args": {"cni": {"a": 1}}}));
+        a.args = Some(json!({"cni": {"b": 2}}));
+        let c = plugin_config(&a, a.network.plugins()[0], CniVersion::V0_3_1, None);
+        assert_eq!(c["args"]["cni"], json!({"a": 1, "b": 2}));
+    }
+
+    #[test]
+    fn prev_result_is_converted_to_the_network_version() {
+        let a = att(json!({"type": "x", "cniVersion": "0.4.0"}));
+        let prev = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]});
+        let c = plugin_config(&a, a.network.plugins()[0], CniVersion::V0_4_0, Some(&prev));
+        assert_eq!(c["prevResult"]["cniVersion"], "0.4.0");
+        assert_eq!(c["prevResult"]["ips"][0]["version"], "4");
+    }
+}
