@@ -3,6 +3,9 @@
 pub mod cni;
 pub mod config;
 pub mod delegate;
+pub mod error;
+pub mod logging;
+pub mod metaplugin;
 pub mod netns;
 
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).

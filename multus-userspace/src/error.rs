@@ -1,0 +1,118 @@
+//! The crate's error type and its mapping to CNI error codes: the one place where a failure
+//! becomes a spec code.
+
+use crate::{
+    cni::{env::EnvError, CniError, ErrorCode},
+    config::ConfigError,
+    delegate::{cache::CacheError, lock::LockError, DelegateError, ExecError},
+    netns::NetnsError,
+};
+
+/// Every failure of a plugin call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid or missing environment.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The network namespace could not be used.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// One delegate failed.
+    #[error(transparent)]
+    Delegate(#[from] DelegateError),
+    /// Several delegates failed (DEL and GC attempt them all).
+    #[error("{}", join(.0))]
+    Delegates(Vec<DelegateError>),
+    /// ADD failed and was rolled back; `rollback` lists what could not be undone.
+    #[error("{source}")]
+    RolledBack {
+        /// The original failure.
+        source: Box<Error>,
+        /// Failures while undoing.
+        rollback: Vec<String>,
+    },
+    /// The delegate cache.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The container lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The cluster network is not ready (readiness indicator file).
+    #[error("{message}")]
+    NotReady {
+        /// What is missing.
+        message: String,
+        /// 11 for ADD (retry), 50 for STATUS.
+        code: ErrorCode,
+    },
+    /// Nothing is known about the container (CHECK without ADD).
+    #[error("{0}")]
+    UnknownContainer(String),
+    /// A CNI error produced elsewhere (a module with its own mapping, such as Kubernetes or eBPF).
+    #[error("{0}")]
+    Cni(CniError),
+}
+
+fn join(errors: &[DelegateError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// The CNI code of a delegate failure: the delegate's own code when it gave one.
+fn delegate_code(e: &DelegateError) -> ErrorCode {
+    match &e.source {
+        ExecError::Plugin(inner) => inner.code,
+        ExecError::NotFound { .. } => ErrorCode::InvalidNetworkConfig,
+        _ => ErrorCode::DELEGATE_FAILED,
+    }
+}
+
+impl Error {
+    /// The CNI error to print.
+    pub fn to_cni(&self) -> CniError {
+        let code = match self {
+            Error::Env(_) => ErrorCode::InvalidEnvironment,
+            Error::Config(ConfigError::Decode { .. }) => ErrorCode::DecodingFailure,
+            Error::Config(ConfigError::Invalid(_)) => ErrorCode::InvalidNetworkConfig,
+            Error::Config(ConfigError::Version(_)) => ErrorCode::IncompatibleVersion,
+            Error::Netns(NetnsError::NotFound(_)) => ErrorCode::UnknownContainer,
+            Error::Netns(NetnsError::NotNetns(_)) => ErrorCode::InvalidEnvironment,
+            Error::Netns(_) => ErrorCode::IoFailure,
+            Error::Delegate(e) => delegate_code(e),
+            Error::Delegates(list) => list.first().map(delegate_code).unwrap_or(ErrorCode::DELEGATE_FAILED),
+            Error::RolledBack { source, .. } => return self.with_rollback(source.to_cni()),
+            Error::Cache(CacheError::BadId(_)) => ErrorCode::InvalidEnvironment,
+            Error::Cache(_) => ErrorCode::IoFailure,
+            Error::Lock(LockError::Timeout(..)) => ErrorCode::TryAgainLater,
+            Error::Lock(_) => ErrorCode::IoFailure,
+            Error::NotReady { code, .. } => *code,
+            Error::UnknownContainer(_) => ErrorCode::UnknownContainer,
+            Error::Cni(e) => return e.clone(),
+        };
+        let details = match self {
+            Error::Delegate(DelegateError { source: ExecError::Plugin(inner), .. }) => inner.details.clone(),
+            _ => String::new(),
+        };
+        CniError::new(code, self.to_string()).with_details(details)
+    }
+
+    fn with_rollback(&self, mut e: CniError) -> CniError {
+        if let Error::RolledBack { rollback, .. } = self {
+            let undo = if rollback.is_empty() {
+                "everything it had done was rolled back".to_string()
+            } else {
+                format!("rollback was incomplete: {}", rollback.join("; "))
+            };
+            e.details = if e.details.is_empty() { undo } else { format!("{}; {undo}", e.details) };
+        }
+        e
+    }
+}
+
+impl From<Error> for CniError {
+    fn from(e: Error) -> Self {
+        e.to_cni()
+    }
+}

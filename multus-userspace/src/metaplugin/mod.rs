@@ -1,0 +1,105 @@
+//! The multus meta-plugin: for each command, plan the attachments, run the delegates, keep the
+//! cache, and answer in the version the runtime asked for.
+
+mod add;
+mod check;
+mod del;
+mod gc;
+pub mod plan;
+mod readiness;
+mod status;
+
+use std::{path::Path, path::PathBuf, time::Duration};
+
+use serde_json::Value;
+
+use crate::{
+    cni::{runner::Plugin, CniError, CniVersion, Command, Request},
+    config::MultusConf,
+    delegate::{cache::Cache, lock::ContainerLock, Context},
+    error::Error,
+    logging,
+    netns::NetNs,
+};
+
+/// Default deadline of one delegate call.
+const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `multus` plugin.
+#[derive(Debug, Default)]
+pub struct MultusPlugin;
+
+impl Plugin for MultusPlugin {
+    fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+        let conf = MultusConf::parse(stdin).map_err(Error::from)?;
+        let level = conf.log_level().map_err(Error::from)?;
+        logging::init(level, conf.log_file.as_deref(), conf.log_to_stderr.unwrap_or(true));
+        let call = Call::new(request, &conf)?;
+        let started = std::time::Instant::now();
+        let outcome = match request.command {
+            Command::Add => add::run(&call).map(Some),
+            Command::Del => del::run(&call).map(|_| None),
+            Command::Check => check::run(&call).map(|_| None),
+            Command::Status => status::run(&call).map(|_| None),
+            Command::Gc => gc::run(&call).map(|_| None),
+            Command::Version => Ok(None),
+        };
+        match &outcome {
+            Ok(_) => tracing::info!(command = %request.command, container = %request.container_id, elapsed = ?started.elapsed(), "done"),
+            Err(e) => tracing::error!(command = %request.command, container = %request.container_id, "{e}"),
+        }
+        outcome.map_err(CniError::from)
+    }
+}
+
+/// Everything one invocation needs.
+pub struct Call<'a> {
+    /// The request.
+    pub req: &'a Request,
+    /// The configuration.
+    pub conf: &'a MultusConf,
+    /// The version the runtime asked for.
+    pub version: CniVersion,
+    /// Plugin search path (binDir, then CNI_PATH).
+    pub path: Vec<PathBuf>,
+    /// The delegate cache.
+    pub cache: Cache,
+    /// Deadline of each delegate call.
+    pub timeout: Duration,
+}
+
+impl<'a> Call<'a> {
+    fn new(req: &'a Request, conf: &'a MultusConf) -> Result<Self, Error> {
+        Ok(Call {
+            req,
+            conf,
+            version: conf.version()?,
+            path: conf.search_path(&req.path),
+            cache: Cache::new(&conf.cni_dir),
+            timeout: conf.delegate_timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_DELEGATE_TIMEOUT),
+        })
+    }
+
+    /// The delegate context for a container.
+    pub fn context<'b>(&'b self, container_id: &'b str, netns: Option<&'b Path>) -> Context<'b> {
+        Context { container_id, netns, path: &self.path, default_version: self.version, timeout: self.timeout }
+    }
+
+    /// Locks a container (waits up to twice the delegate deadline for concurrent calls).
+    pub fn lock(&self, container_id: &str) -> Result<ContainerLock, Error> {
+        Ok(ContainerLock::acquire(&self.conf.cni_dir, container_id, self.timeout * 2)?)
+    }
+}
+
+/// A netns path usable by delegates during teardown: `None` when it is gone or not a namespace
+/// (plugins then release what they hold outside the container, as the spec allows).
+pub fn usable_netns(path: Option<&Path>) -> Option<&Path> {
+    let p = path?;
+    match NetNs::open(p) {
+        Ok(_) => Some(p),
+        Err(e) => {
+            tracing::info!("{e}; tearing down without the namespace");
+            None
+        }
+    }
+}
