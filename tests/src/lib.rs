@@ -1,1 +1,15 @@
-//! Test harness.
+//! Test harness shared by the integration tests, the benchmarks and the demo: uniquely named
+//! network namespaces that clean up after themselves, a "node" namespace in which plugins run (so
+//! the host's own interfaces are never touched), CNI invocations, and leak checks.
+//!
+//! Everything here uses real namespaces, real reference plugins (/usr/lib/cni) and the real
+//! product binaries. Nothing skips: a missing prerequisite panics with what to install.
+
+pub mod bins;
+pub mod cnicall;
+pub mod confs;
+pub mod leaks;
+pub mod node;
+
+pub use cnicall::{CniCall, CniOutput};
+pub use node::{Netns, Node};

@@ -2,7 +2,8 @@
 //!
 //! `flock(2)` on `<cniDir>/.locks/<containerID>`. After locking, the holder checks that the path
 //! still names the locked inode (a DEL may have removed the file while others waited); if not, it
-//! locks again. DEL removes the file while holding the lock, so lock files do not accumulate.
+//! locks again. A lock file outlives its holder only while the container has a cache entry
+//! (`<cniDir>/<containerID>`), so lock files never accumulate.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -32,6 +33,7 @@ pub enum LockError {
 pub struct ContainerLock {
     file: File,
     path: PathBuf,
+    cache_entry: PathBuf,
     remove: bool,
 }
 
@@ -58,7 +60,8 @@ impl ContainerLock {
             let held = file.metadata().map_err(|e| LockError::Io(path.clone(), e))?;
             match fs::metadata(&path) {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                    return Ok(Self { file, path, remove: false });
+                    let cache_entry = cni_dir.join(container_id);
+                    return Ok(Self { file, path, cache_entry, remove: false });
                 }
                 _ => continue,
             }
@@ -92,7 +95,7 @@ fn lock_until(file: &File, path: &Path, deadline: Instant, timeout: Duration) ->
 
 impl Drop for ContainerLock {
     fn drop(&mut self) {
-        if self.remove {
+        if self.remove || !self.cache_entry.exists() {
             let _ = fs::remove_file(&self.path);
         }
         // Closing the descriptor (after the unlink) releases the lock.

@@ -173,11 +173,12 @@ fn invoke(
 ) -> Result<Vec<u8>, DelegateError> {
     let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default();
     let binary = exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
+    let per_container = command.is_per_container();
     let inv = exec::Invocation {
         command,
         container_id: ctx.container_id,
         netns: ctx.netns,
-        ifname: &att.ifname,
+        ifname: if per_container { &att.ifname } else { "" },
         args: &att.cni_args,
         path: ctx.path,
         timeout: ctx.timeout,

@@ -35,7 +35,9 @@ pub fn from_delegates(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
         }
         out.push(a);
     }
-    check_ifnames(&out)?;
+    if call.req.command.is_per_container() {
+        check_ifnames(&out)?;
+    }
     Ok(out)
 }
 

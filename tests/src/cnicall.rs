@@ -1,0 +1,132 @@
+//! Invoking a CNI plugin binary the way a runtime does: environment, config on stdin, JSON out.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::node::{Netns, Node};
+
+/// One CNI call.
+#[derive(Clone, Debug)]
+pub struct CniCall {
+    /// CNI_COMMAND.
+    pub command: String,
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_NETNS.
+    pub netns: Option<PathBuf>,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// CNI_ARGS.
+    pub args: String,
+    /// CNI_PATH.
+    pub path: String,
+    /// Variables to leave out entirely (to test missing ones).
+    pub unset: Vec<String>,
+}
+
+/// What the plugin did.
+#[derive(Debug)]
+pub struct CniOutput {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Raw stdout.
+    pub stdout: String,
+    /// Raw stderr.
+    pub stderr: String,
+    /// stdout as JSON, when it is JSON.
+    pub json: Option<Value>,
+    /// Wall time of the call.
+    pub elapsed: Duration,
+}
+
+impl CniOutput {
+    /// The result; panics with the plugin's error when it failed.
+    pub fn ok(&self) -> &Value {
+        assert!(self.status.success(), "plugin failed: {}\nstderr: {}", self.stdout, self.stderr);
+        self.json.as_ref().unwrap_or(&Value::Null)
+    }
+
+    /// Asserts success (any output).
+    pub fn assert_ok(&self) {
+        assert!(self.status.success(), "plugin failed: {}\nstderr: {}", self.stdout, self.stderr);
+    }
+
+    /// The CNI error code; panics when the call succeeded or printed no error JSON.
+    pub fn err_code(&self) -> u64 {
+        assert!(!self.status.success(), "expected a failure, got success: {}", self.stdout);
+        let j = self.json.as_ref().unwrap_or_else(|| panic!("no JSON error on stdout: {:?} / {}", self.stdout, self.stderr));
+        j["code"].as_u64().unwrap_or_else(|| panic!("no code in {j}"))
+    }
+
+    /// The error message.
+    pub fn err_msg(&self) -> String {
+        self.json.as_ref().and_then(|j| j["msg"].as_str()).unwrap_or_default().to_string()
+    }
+}
+
+impl CniCall {
+    /// A call for `command` on container `id` in `pod` with interface `ifname`, with the node's path.
+    pub fn new(node: &Node, command: &str, id: &str, pod: Option<&Netns>, ifname: &str) -> CniCall {
+        CniCall {
+            command: command.to_string(),
+            container_id: id.to_string(),
+            netns: pod.map(|p| p.path().to_path_buf()),
+            ifname: ifname.to_string(),
+            args: String::new(),
+            path: node.cni_path(),
+            unset: Vec::new(),
+        }
+    }
+
+    /// Sets CNI_ARGS.
+    pub fn args(mut self, args: &str) -> Self {
+        self.args = args.to_string();
+        self
+    }
+
+    /// Runs `binary` inside the node's namespace with `stdin`.
+    pub fn run_bytes(&self, node: &Node, binary: &Path, stdin: &[u8]) -> CniOutput {
+        let mut cmd = node.ns.command(binary);
+        cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let vars = [
+            ("CNI_COMMAND", self.command.clone()),
+            ("CNI_CONTAINERID", self.container_id.clone()),
+            ("CNI_NETNS", self.netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+            ("CNI_IFNAME", self.ifname.clone()),
+            ("CNI_ARGS", self.args.clone()),
+            ("CNI_PATH", self.path.clone()),
+        ];
+        for (k, v) in vars {
+            if !self.unset.iter().any(|u| u == k) {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin);
+        }
+        let out = child.wait_with_output().expect("wait");
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        CniOutput {
+            status: out.status,
+            json: serde_json::from_str(stdout.trim()).ok(),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+            elapsed,
+        }
+    }
+
+    /// Runs `binary` with a JSON config.
+    pub fn run(&self, node: &Node, binary: &Path, conf: &Value) -> CniOutput {
+        self.run_bytes(node, binary, &serde_json::to_vec(conf).expect("json"))
+    }
+}

@@ -1,0 +1,450 @@
+//! The multus meta-plugin with the reference plugins, in real namespaces: every CNI version,
+//! rollback with leak checks, bad inputs, idempotent DEL, torn caches, concurrency, GC, STATUS.
+//! Run as root (`cargo xtask test`).
+
+use std::{path::Path, path::PathBuf, sync::Arc};
+
+use serde_json::{json, Value};
+use testkit::{bins, confs, leaks, CniCall, Netns, Node};
+
+const VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+struct Env {
+    node: Node,
+    multus: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let node = Node::new();
+        let multus = bins::product("multus");
+        node.install("multus", &multus);
+        node.install("cni-recorder", Path::new(env!("CARGO_BIN_EXE_cni-recorder")));
+        Env { node, multus }
+    }
+
+    fn call(&self, command: &str, id: &str, pod: Option<&Netns>) -> CniCall {
+        CniCall::new(&self.node, command, id, pod, "eth0")
+    }
+
+    fn conf(&self, version: &str, delegates: Vec<Value>) -> Value {
+        confs::multus(version, &self.node.cache_dir(), &self.node.bin_dir(), delegates)
+    }
+
+    fn bridge(&self, name: &str, br: &str, subnet: &str, version: &str) -> Value {
+        confs::bridge(name, br, subnet, version, &self.node.ipam_dir())
+    }
+
+    fn list(&self, name: &str, br: &str, subnet: &str, version: &str) -> Value {
+        confs::bridge_tuning_list(name, br, subnet, version, &self.node.ipam_dir())
+    }
+
+    fn two_networks(&self, version: &str) -> Value {
+        let master_v = if version == "1.1.0" { "1.0.0" } else { version };
+        let list_v = match version {
+            "0.1.0" | "0.2.0" => "0.3.1",
+            "1.1.0" => "1.0.0",
+            v => v,
+        };
+        self.conf(version, vec![self.bridge("net-a", "br-a", "10.10.0.0/24", master_v), self.list("net-b", "br-b", "10.20.0.0/24", list_v)])
+    }
+
+    fn recorded(&self, command: &str, id: &str, ifname: &str) -> Value {
+        let p = self.node.records_dir().join(format!("{command}-{id}-{ifname}.json"));
+        let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("no record {}: {e}", p.display()));
+        serde_json::from_str(&s).unwrap()
+    }
+
+    fn recorder(&self, extra: Value) -> Value {
+        let mut r = json!({"type": "cni-recorder", "recordDir": self.node.records_dir()});
+        if let (Some(r), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        r
+    }
+
+    /// Nothing of the container is left: no pod interfaces, no leases, no cache or lock file.
+    fn assert_clean(&self, pod: &Netns) {
+        assert_eq!(pod.link_names(), Vec::<String>::new(), "interfaces left in the pod");
+        assert_eq!(leaks::host_local_leases(&self.node.ipam_dir()), Vec::<String>::new(), "IP leases left");
+        assert_eq!(leaks::cache_files(&self.node.cache_dir()), Vec::<String>::new(), "cache files left");
+        let veths: Vec<String> = self.node.ns.link_names().into_iter().filter(|n| n.starts_with("veth")).collect();
+        assert_eq!(veths, Vec::<String>::new(), "host-side veths left on the node");
+    }
+}
+
+fn ge(v: &str, min: &str) -> bool {
+    let p = |s: &str| s.split('.').map(|x| x.parse::<u32>().unwrap()).collect::<Vec<_>>();
+    p(v) >= p(min)
+}
+
+#[test]
+fn add_check_del_in_every_version() {
+    let env = Env::new();
+    for v in VERSIONS {
+        let pod = Netns::new("pd");
+        let id = format!("every-{}", v.replace('.', ""));
+        let conf = env.two_networks(v);
+        let out = env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
+        let result = out.ok();
+        assert_eq!(result["cniVersion"], v, "result version");
+        if ge(v, "0.3.0") {
+            let ip = &result["ips"][0];
+            assert!(ip["address"].as_str().unwrap().starts_with("10.10.0."), "{result}");
+            assert_eq!(ip.get("version").is_some(), !ge(v, "1.0.0"), "ips[].version presence for {v}: {result}");
+            assert!(result["interfaces"].as_array().unwrap().iter().any(|i| i["name"] == "eth0"), "{result}");
+        } else {
+            assert!(result["ip4"]["ip"].as_str().unwrap().starts_with("10.10.0."), "{result}");
+            assert!(result.get("interfaces").is_none());
+        }
+        let mut links = pod.link_names();
+        links.sort();
+        assert_eq!(links, vec!["eth0", "net1"], "{v}");
+        assert!(pod.addresses("eth0")[0].starts_with("10.10.0."));
+        assert!(pod.addresses("net1")[0].starts_with("10.20.0."));
+        let mtu = pod.links().iter().find(|l| l["ifname"] == "net1").map(|l| l["mtu"].clone()).unwrap();
+        assert_eq!(mtu, 1400, "tuning in the conflist ran with prevResult");
+        if ge(v, "0.4.0") {
+            env.call("CHECK", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        } else {
+            let check = env.call("CHECK", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
+            assert_eq!(check.err_code(), 1, "CHECK needs 0.4.0");
+        }
+        env.call("DEL", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.assert_clean(&pod);
+        env.call("DEL", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    }
+}
+
+#[test]
+fn rollback_at_each_delegate_position_leaves_nothing() {
+    let env = Env::new();
+    for k in 0..3 {
+        let pod = Netns::new("pd");
+        let mut delegates = vec![
+            env.bridge("n0", "br0", "10.30.0.0/24", "1.0.0"),
+            env.list("n1", "br1", "10.31.0.0/24", "1.0.0"),
+            env.bridge("n2", "br2", "10.32.0.0/24", "0.4.0"),
+        ];
+        // Delegate k: bridge and host-local succeed, then tuning fails on a sysctl that does not exist.
+        delegates[k] = json!({"cniVersion": "1.0.0", "name": format!("bad{k}"), "plugins": [
+            {"type": "bridge", "bridge": format!("brx{k}"), "ipam": {"type": "host-local", "subnet": "10.40.0.0/24", "dataDir": env.node.ipam_dir()}},
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.no_such_knob": "1"}}]});
+        let conf = env.conf("1.0.0", delegates);
+        let id = format!("rollback{k}");
+        let out = env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
+        assert!(out.err_code() > 0);
+        assert!(out.err_msg().contains(&format!("bad{k}")), "error names the failing network: {}", out.stdout);
+        assert!(out.json.as_ref().unwrap()["details"].as_str().unwrap_or("").contains("rolled back"), "{}", out.stdout);
+        env.assert_clean(&pod);
+    }
+}
+
+#[test]
+fn bad_inputs_get_the_right_code_and_leave_nothing() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let good = env.two_networks("1.0.0");
+    let regular_file = env.node.root().join("not-a-netns");
+    std::fs::write(&regular_file, b"").unwrap();
+    let mut cases: Vec<(&str, CniCall, Vec<u8>, u64)> = Vec::new();
+    let base = || env.call("ADD", "bad-input", Some(&pod));
+    let bytes = |v: &Value| serde_json::to_vec(v).unwrap();
+    cases.push(("malformed JSON", base(), b"{\"cniVersion\": \"1.0.0\", \"type\": ".to_vec(), 6));
+    cases.push(("empty stdin", base(), Vec::new(), 6));
+    cases.push(("wrong field type", base(), bytes(&json!({"cniVersion": "1.0.0", "type": "multus", "delegates": "x"})), 6));
+    cases.push(("no delegates", base(), bytes(&json!({"cniVersion": "1.0.0", "type": "multus", "cniDir": env.node.cache_dir()})), 7));
+    cases.push(("delegate without type", base(), bytes(&env.conf("1.0.0", vec![json!({"name": "x"})])), 7));
+    cases.push(("unknown plugin type", base(), bytes(&env.conf("1.0.0", vec![env.bridge("a", "br-a", "10.10.0.0/24", "1.0.0"), json!({"cniVersion": "1.0.0", "name": "x", "type": "no-such-plugin"})])), 7));
+    cases.push(("incompatible version", base(), bytes(&json!({"cniVersion": "0.5.0", "type": "multus", "delegates": [{"type": "bridge"}]})), 1));
+    let mut c = base();
+    c.container_id = "../x".into();
+    cases.push(("container id ../x", c, bytes(&good), 4));
+    let mut c = base();
+    c.ifname = "abcdefghijklmnop".into();
+    cases.push(("ifname over 15", c, bytes(&good), 4));
+    let mut c = base();
+    c.ifname = "et/h0".into();
+    cases.push(("ifname with /", c, bytes(&good), 4));
+    let mut c = base();
+    c.unset.push("CNI_NETNS".into());
+    cases.push(("missing netns", c, bytes(&good), 4));
+    let mut c = base();
+    c.netns = Some("/var/run/netns/does-not-exist-zz".into());
+    cases.push(("bogus netns", c, bytes(&good), 3));
+    let mut c = base();
+    c.netns = Some(regular_file.clone());
+    cases.push(("netns not a namespace", c, bytes(&good), 4));
+    for var in ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"] {
+        let mut c = base();
+        c.unset.push(var.into());
+        cases.push((var, c, bytes(&good), 4));
+    }
+    for (what, call, stdin, code) in cases {
+        let out = call.run_bytes(&env.node, &env.multus, &stdin);
+        assert_eq!(out.err_code(), code, "{what}: {}", out.stdout);
+        assert!(!out.err_msg().is_empty(), "{what}: message");
+        assert_eq!(out.stdout.trim().lines().count(), 1, "{what}: exactly one JSON document");
+        assert!(!out.stderr.contains("panicked"), "{what}: panic: {}", out.stderr);
+        env.assert_clean(&pod);
+    }
+}
+
+#[test]
+fn del_is_idempotent_and_survives_missing_netns_and_torn_cache() {
+    let env = Env::new();
+    let conf = env.two_networks("1.0.0");
+    // DEL without ADD.
+    env.call("DEL", "never-added", None).run(&env.node, &env.multus, &conf).assert_ok();
+    // DEL after the netns is gone.
+    let pod = Netns::new("pd");
+    env.call("ADD", "gone", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 2);
+    let path = pod.path().to_path_buf();
+    drop(pod);
+    let mut del = env.call("DEL", "gone", None);
+    del.netns = Some(path);
+    let t = std::time::Instant::now();
+    del.run(&env.node, &env.multus, &conf).assert_ok();
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    del.run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), Vec::<String>::new());
+    assert_eq!(leaks::cache_files(&env.node.cache_dir()), Vec::<String>::new());
+    // A torn cache (power loss during a write) must not wedge DEL.
+    for torn in [0usize, 1, 2] {
+        let pod = Netns::new("pd");
+        let id = format!("torn{torn}");
+        env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+        let file = env.node.cache_dir().join(&id);
+        let full = std::fs::read(&file).unwrap();
+        let cut = [0, full.len() / 2, full.len() - 1][torn];
+        std::fs::write(&file, &full[..cut]).unwrap();
+        env.call("DEL", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.assert_clean(&pod);
+    }
+}
+
+#[test]
+fn thirty_two_containers_in_parallel() {
+    let env = Arc::new(Env::new());
+    let conf = Arc::new(env.two_networks("1.0.0"));
+    let pods: Vec<Arc<Netns>> = (0..32).map(|_| Arc::new(Netns::new("pp"))).collect();
+    let handles: Vec<_> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
+            std::thread::spawn(move || {
+                let out = env.call("ADD", &format!("par{i}"), Some(&pod)).run(&env.node, &env.multus, &conf);
+                out.ok()["ips"][0]["address"].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    let mut ips: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 32, "every container got its own address");
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 64);
+    let handles: Vec<_> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
+            std::thread::spawn(move || env.call("DEL", &format!("par{i}"), Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok())
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    for pod in &pods {
+        env.assert_clean(pod);
+    }
+}
+
+#[test]
+fn calls_for_one_container_serialize() {
+    let env = Arc::new(Env::new());
+    let conf = Arc::new(env.two_networks("1.0.0"));
+    let pod = Arc::new(Netns::new("pd"));
+    for round in 0..5 {
+        let add = {
+            let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
+            std::thread::spawn(move || env.call("ADD", "same", Some(&pod)).run(&env.node, &env.multus, &conf))
+        };
+        let del = {
+            let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
+            std::thread::spawn(move || env.call("DEL", "same", Some(&pod)).run(&env.node, &env.multus, &conf))
+        };
+        let (a, d) = (add.join().unwrap(), del.join().unwrap());
+        d.assert_ok();
+        // Whichever ran first, the state is whole: either fully added or fully removed.
+        let links = pod.link_names().len();
+        let cached = leaks::cache_files(&env.node.cache_dir()).iter().any(|f| f == "same");
+        if a.status.success() && links == 2 {
+            assert!(cached, "round {round}: interfaces without cache");
+        } else {
+            assert_eq!(links, 0, "round {round}");
+        }
+        env.call("DEL", "same", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.assert_clean(&pod);
+    }
+}
+
+#[test]
+fn delegates_get_runtime_config_args_prev_result_and_unknown_keys() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let master = json!({"cniVersion": "1.0.0", "name": "master-list", "plugins": [
+        {"type": "bridge", "bridge": "br-m", "ipam": {"type": "host-local", "subnet": "10.50.0.0/24", "dataDir": env.node.ipam_dir()}},
+        env.recorder(json!({"capabilities": {"portMappings": true}, "vendorKey": {"nested": [1, 2]}}))]});
+    let second = env.recorder(json!({"cniVersion": "1.0.0", "name": "plain", "capabilities": {"bandwidth": false}}));
+    let mut conf = env.conf("1.0.0", vec![master, second]);
+    conf["capabilities"] = json!({"portMappings": true, "bandwidth": true});
+    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}], "bandwidth": {"ingressRate": 1}});
+    conf["x-unknown-top"] = json!("kept");
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=p1";
+    env.call("ADD", "rec", Some(&pod)).args(args).run(&env.node, &env.multus, &conf).ok();
+    let m = env.recorded("ADD", "rec", "eth0");
+    assert_eq!(m["stdin"]["runtimeConfig"], json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}));
+    assert_eq!(m["stdin"]["vendorKey"], json!({"nested": [1, 2]}), "unknown keys survive");
+    assert_eq!(m["stdin"]["name"], "master-list");
+    assert!(m["stdin"]["prevResult"]["ips"][0]["address"].as_str().unwrap().starts_with("10.50.0."), "prevResult chained");
+    assert_eq!(m["env"]["CNI_ARGS"], args);
+    let s = env.recorded("ADD", "rec", "net1");
+    assert!(s["stdin"].get("runtimeConfig").is_none(), "no capability, no runtimeConfig: {s}");
+    assert_eq!(s["env"]["CNI_ARGS"], args);
+    env.call("DEL", "rec", Some(&pod)).args(args).run(&env.node, &env.multus, &conf).assert_ok();
+    let d = env.recorded("DEL", "rec", "eth0");
+    assert!(d["stdin"]["prevResult"]["ips"][0]["address"].as_str().unwrap().starts_with("10.50.0."), "DEL gets the cached result");
+    assert!(d["stdin"]["runtimeConfig"]["portMappings"].is_array(), "DEL gets the same runtimeConfig");
+    env.assert_clean(&pod);
+}
+
+#[test]
+fn master_plugin_gets_the_runtime_ifname_and_gives_the_result() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let mut b = env.bridge("second", "br-b", "10.61.0.0/24", "1.0.0");
+    b["masterplugin"] = json!(true);
+    let conf = env.conf("1.0.0", vec![env.bridge("first", "br-a", "10.60.0.0/24", "1.0.0"), b]);
+    let out = env.call("ADD", "master", Some(&pod)).run(&env.node, &env.multus, &conf);
+    assert!(out.ok()["ips"][0]["address"].as_str().unwrap().starts_with("10.61.0."));
+    assert!(pod.addresses("eth0")[0].starts_with("10.61.0."));
+    assert!(pod.addresses("net0")[0].starts_with("10.60.0."));
+    env.call("DEL", "master", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.assert_clean(&pod);
+}
+
+#[test]
+fn check_detects_a_removed_interface() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let conf = env.two_networks("1.0.0");
+    env.call("ADD", "chk", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+    env.call("CHECK", "chk", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    pod.ip(&["link", "del", "net1"]);
+    let out = env.call("CHECK", "chk", Some(&pod)).run(&env.node, &env.multus, &conf);
+    assert!(out.err_code() > 0);
+    assert!(out.err_msg().contains("net-b"), "{}", out.stdout);
+    assert_eq!(env.call("CHECK", "never", Some(&pod)).run(&env.node, &env.multus, &conf).err_code(), 3);
+    env.call("DEL", "chk", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.assert_clean(&pod);
+}
+
+#[test]
+fn delegate_timeout_rolls_back() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let mut conf = env.conf(
+        "1.0.0",
+        vec![env.bridge("fast", "br-a", "10.70.0.0/24", "1.0.0"), env.recorder(json!({"cniVersion": "1.0.0", "name": "slow", "sleepMs": 10000}))],
+    );
+    conf["delegateTimeoutSeconds"] = json!(1);
+    let out = env.call("ADD", "slow", Some(&pod)).run(&env.node, &env.multus, &conf);
+    assert!(out.err_code() >= 100, "{}", out.stdout);
+    assert!(out.err_msg().contains("did not finish"), "{}", out.stdout);
+    assert!(out.elapsed < std::time::Duration::from_secs(8), "killed at the deadline, took {:?}", out.elapsed);
+    env.assert_clean(&pod);
+}
+
+#[test]
+fn gc_removes_exactly_the_stale_containers_and_forwards_valid_attachments() {
+    let env = Env::new();
+    let conf = env.conf(
+        "1.1.0",
+        vec![env.bridge("net-a", "br-a", "10.80.0.0/24", "1.0.0"), env.recorder(json!({"cniVersion": "1.1.0", "name": "rec"}))],
+    );
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pd")).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        env.call("ADD", &format!("gc{i}"), Some(pod)).run(&env.node, &env.multus, &conf).ok();
+    }
+    let mut gc_conf = conf.clone();
+    gc_conf["cni.dev/valid-attachments"] = json!([{"containerID": "gc0", "ifname": "eth0"}]);
+    let mut gc = CniCall::new(&env.node, "GC", "", None, "");
+    gc.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
+    gc.run(&env.node, &env.multus, &gc_conf).assert_ok();
+    assert_eq!(pods[0].link_names(), vec!["eth0"], "the valid container keeps its interface");
+    assert_eq!(pods[1].link_names(), Vec::<String>::new(), "stale container 1 cleaned");
+    assert_eq!(pods[2].link_names(), Vec::<String>::new(), "stale container 2 cleaned");
+    for i in 1..3 {
+        let del = env.recorded("DEL", &format!("gc{i}"), "net1");
+        assert_eq!(del["env"]["CNI_CONTAINERID"], format!("gc{i}"), "stale delegates got DEL");
+    }
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 1);
+    let files = leaks::cache_files(&env.node.cache_dir());
+    assert!(files.contains(&"gc0".to_string()) && !files.contains(&"gc1".to_string()) && !files.contains(&"gc2".to_string()), "{files:?}");
+    let forwarded = env.recorded("GC", "", "");
+    assert_eq!(forwarded["stdin"]["cni.dev/valid-attachments"], json!([{"containerID": "gc0", "ifname": "net1"}]));
+    env.call("DEL", "gc0", Some(&pods[0])).run(&env.node, &env.multus, &conf).assert_ok();
+    env.assert_clean(&pods[0]);
+}
+
+#[test]
+fn status_and_add_follow_the_readiness_indicator() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let ready = env.node.root().join("ready");
+    let mut conf = env.conf("1.1.0", vec![env.bridge("net-a", "br-a", "10.90.0.0/24", "1.0.0")]);
+    conf["readinessindicatorfile"] = json!(ready);
+    conf["readinessTimeoutSeconds"] = json!(1);
+    let mut status = CniCall::new(&env.node, "STATUS", "", None, "");
+    status.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
+    assert_eq!(status.run(&env.node, &env.multus, &conf).err_code(), 50);
+    assert_eq!(env.call("ADD", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).err_code(), 11);
+    env.assert_clean(&pod);
+    std::fs::write(&ready, b"").unwrap();
+    status.run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("ADD", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+    env.call("DEL", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.assert_clean(&pod);
+}
+
+#[test]
+fn logs_go_to_the_log_file_and_never_to_stdout() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let log = env.node.root().join("multus.log");
+    let mut conf = env.two_networks("1.0.0");
+    conf["logFile"] = json!(log);
+    conf["logToStderr"] = json!(false);
+    let out = env.call("ADD", "log", Some(&pod)).run(&env.node, &env.multus, &conf);
+    out.ok();
+    assert!(out.stderr.is_empty(), "nothing on stderr: {}", out.stderr);
+    assert_eq!(out.stdout.trim().lines().count(), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("calling delegate"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    env.call("DEL", "log", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.assert_clean(&pod);
+}
+
+#[test]
+fn version_answers() {
+    let env = Env::new();
+    let mut call = CniCall::new(&env.node, "VERSION", "", None, "");
+    call.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into(), "CNI_PATH".into()];
+    let out = call.run_bytes(&env.node, &env.multus, br#"{"cniVersion":"0.4.0"}"#);
+    assert_eq!(out.ok()["cniVersion"], "0.4.0");
+    assert_eq!(out.ok()["supportedVersions"], json!(VERSIONS));
+    let v = std::process::Command::new(&env.multus).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("multus "));
+}
