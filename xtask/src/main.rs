@@ -1,1 +1,56 @@
-fn main() {}
+//! Project tasks. `cargo xtask test` and `cargo xtask demo` are the README's two commands; both
+//! start with `setup`, which installs only what is missing.
+
+mod bench;
+mod build;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, test, demo and benchmark the multus dataplane")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: Debian packages, nightly rust-src, bpf-linker 0.10.3.
+    Setup,
+    /// Build the BPF objects into target/ebpf-objects.
+    BuildEbpf,
+    /// Build the binaries (multus, ebpf-sbr, multusctl) with their BPF objects embedded.
+    Build {
+        /// Release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test (unit and privileged integration tests); needs root.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// A local node made of network namespaces: add a pod with two networks, ping, delete.
+    Demo,
+    /// Benchmarks, side by side with the reference, written to docs/benchmarks.md.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::BuildEbpf => build::ebpf(),
+        Cmd::Build { release } => build::binaries(release).map(|_| ()),
+        Cmd::Test { args } => test::run(&args),
+        Cmd::Demo => demo::run(),
+        Cmd::Bench { which } => bench::run(which),
+    }
+}

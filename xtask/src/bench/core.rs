@@ -1,0 +1,106 @@
+//! `cargo xtask bench core`: ADD and DEL of multus with two delegates against the same two
+//! delegates called directly (as a runtime would), in one run; and the VERSION answer time.
+
+use std::{path::Path, time::Instant};
+
+use anyhow::{ensure, Result};
+use serde_json::Value;
+use testkit::{bins, confs, CniCall, Netns, Node};
+
+use super::{report, stats::{ms, Samples}};
+
+pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
+    let node = Node::new();
+    let multus = bins_dir.join("multus");
+    node.install("multus", &multus);
+    let a = confs::bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0", &node.ipam_dir());
+    let b = confs::bridge("net-b", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir());
+    let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![a.clone(), b.clone()]);
+    conf["logLevel"] = Value::from("error");
+    let bridge = bins::reference("bridge");
+    let (mut d_add, mut d_del, mut m_add, mut m_del) = (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    // Warm-up (creates the bridges, fills the page cache).
+    for i in 0..3 {
+        let pod = Netns::new("bp");
+        let id = format!("warm{i}");
+        CniCall::new(&node, "ADD", &id, Some(&pod), "eth0").run(&node, &multus, &conf).assert_ok();
+        CniCall::new(&node, "DEL", &id, Some(&pod), "eth0").run(&node, &multus, &conf).assert_ok();
+    }
+    for i in 0..cycles {
+        let direct_first = i % 2 == 0;
+        for round in 0..2 {
+            let pod = Netns::new("bp");
+            if (round == 0) == direct_first {
+                let id = format!("direct{i}");
+                let (add, del) = direct(&node, &bridge, &pod, &id, &a, &b);
+                d_add.push(add);
+                d_del.push(del);
+            } else {
+                let id = format!("multus{i}");
+                let add = CniCall::new(&node, "ADD", &id, Some(&pod), "eth0").run(&node, &multus, &conf);
+                add.assert_ok();
+                let del = CniCall::new(&node, "DEL", &id, Some(&pod), "eth0").run(&node, &multus, &conf);
+                del.assert_ok();
+                m_add.push(add.elapsed);
+                m_del.push(del.elapsed);
+            }
+        }
+    }
+    let (mut v_multus, mut v_bridge) = (Samples::default(), Samples::default());
+    let mut version = CniCall::new(&node, "VERSION", "", None, "");
+    version.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
+    for _ in 0..cycles {
+        let t = version.run_bytes(&node, &multus, br#"{"cniVersion":"1.0.0"}"#);
+        t.assert_ok();
+        v_multus.push(t.elapsed);
+        let t = version.run_bytes(&node, &bridge, br#"{"cniVersion":"1.0.0"}"#);
+        t.assert_ok();
+        v_bridge.push(t.elapsed);
+    }
+    let add_over = m_add.minus(&d_add);
+    let del_over = m_del.minus(&d_del);
+    let row = |name: &str, s: &Samples| format!("| {name} | {} | {} |", ms(s.p50()), ms(s.p90()));
+    let body = format!(
+        "## core: multus with two delegates vs the delegates called directly\n\n\
+         Command: `cargo xtask bench core --cycles {cycles}` (release build) · {}\n\n\
+         Two `bridge` + `host-local` networks (Debian containernetworking-plugins). Each cycle adds and deletes one pod \
+         sandbox through `multus` and, alternately first, the same two delegates called directly the way a runtime \
+         would (two ADDs, two DELs). Times are wall-clock per CNI call, including process start.\n\n\
+         | measurement | p50 | p90 |\n|---|---|---|\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\n\
+         | ratio | p50 |\n|---|---|\n| multus ADD / direct ADD | {:.3} |\n| multus DEL / direct DEL | {:.3} |\n\n\
+         Goals: overhead ≤ 1 ms p50 on ADD and on DEL (the Go reference adds 4–6 ms and 8–12 ms here); VERSION ≤ 2 ms \
+         (reference 7.5 ms). Overhead = paired per-cycle difference (multus − direct).\n",
+        report::machine(),
+        row("direct ADD (2 delegates)", &d_add),
+        row("multus ADD", &m_add),
+        row("overhead ADD (paired)", &add_over),
+        row("direct DEL (2 delegates)", &d_del),
+        row("multus DEL", &m_del),
+        row("overhead DEL (paired)", &del_over),
+        row("multus VERSION", &v_multus),
+        row("bridge VERSION (Go, for scale)", &v_bridge),
+        m_add.p50() / d_add.p50(),
+        m_del.p50() / d_del.p50(),
+    );
+    println!("{body}");
+    ensure!(m_add.0.len() == cycles && d_add.0.len() == cycles, "incomplete samples");
+    report::write_section("core", &body)
+}
+
+/// The two delegates called directly, as a runtime would call two networks: returns (ADD, DEL) time.
+fn direct(node: &Node, bridge: &Path, pod: &Netns, id: &str, a: &Value, b: &Value) -> (std::time::Duration, std::time::Duration) {
+    let t = Instant::now();
+    let ra = CniCall::new(node, "ADD", id, Some(pod), "eth0").run(node, bridge, a);
+    ra.assert_ok();
+    let rb = CniCall::new(node, "ADD", id, Some(pod), "net1").run(node, bridge, b);
+    rb.assert_ok();
+    let add = t.elapsed();
+    let mut da = a.clone();
+    da["prevResult"] = ra.json.clone().unwrap_or_default();
+    let mut db = b.clone();
+    db["prevResult"] = rb.json.clone().unwrap_or_default();
+    let t = Instant::now();
+    CniCall::new(node, "DEL", id, Some(pod), "net1").run(node, bridge, &db).assert_ok();
+    CniCall::new(node, "DEL", id, Some(pod), "eth0").run(node, bridge, &da).assert_ok();
+    (add, t.elapsed())
+}

@@ -1,0 +1,28 @@
+//! `cargo xtask build-ebpf` and `cargo xtask build`.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::Result;
+
+use crate::util::{root, run_cmd};
+
+/// Builds the BPF objects with the workspace's one builder.
+pub fn ebpf() -> Result<()> {
+    let out = root().join("target").join("ebpf-objects");
+    let objects = multus_ebpf_builder::build(&root(), &out, false)?;
+    for o in objects {
+        println!("{}", o.display());
+    }
+    Ok(())
+}
+
+/// Builds the product binaries; returns the directory holding them.
+pub fn binaries(release: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root()).args(["build", "-p", "multus-userspace", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run_cmd(&mut cmd)?;
+    Ok(root().join("target").join(if release { "release" } else { "debug" }))
+}

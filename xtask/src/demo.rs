@@ -1,0 +1,100 @@
+//! `cargo xtask demo`: a local "node" made of network namespaces. Builds the release binaries,
+//! installs them into a temporary CNI bin/conf directory, adds a pod with two networks through the
+//! real `multus` binary, shows its interfaces and result, pings both networks from client
+//! namespaces, deletes the pod and shows that nothing is left.
+
+use std::process::Command;
+
+use anyhow::{bail, ensure, Result};
+use serde_json::Value;
+use testkit::{confs, leaks, CniCall, Netns, Node};
+
+use crate::util::is_root;
+
+pub fn run() -> Result<()> {
+    crate::setup::run()?;
+    ensure!(is_root(), "the demo creates network namespaces: run `cargo xtask demo` as root");
+    step("building release binaries");
+    let bins = crate::build::binaries(true)?;
+    let node = Node::new();
+    let multus = bins.join("multus");
+    node.install("multus", &multus);
+    step(&format!("node namespace {} with CNI dirs under {}", node.ns.name(), node.root().display()));
+    let conf = confs::multus(
+        "1.0.0",
+        &node.cache_dir(),
+        &node.bin_dir(),
+        vec![
+            confs::bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0", &node.ipam_dir()),
+            confs::bridge_tuning_list("net-b", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir()),
+        ],
+    );
+    let conf_path = node.root().join("conf").join("00-multus.conf");
+    std::fs::write(&conf_path, serde_json::to_vec_pretty(&conf)?)?;
+    println!("{}", std::fs::read_to_string(&conf_path)?);
+    let pod = Netns::new("pod");
+    step(&format!("ADD pod sandbox {} through {}", pod.name(), multus.display()));
+    let out = CniCall::new(&node, "ADD", "demo-pod", Some(&pod), "eth0").run(&node, &node.bin_dir().join("multus"), &conf);
+    if !out.status.success() {
+        bail!("ADD failed: {}{}", out.stdout, out.stderr);
+    }
+    println!("result ({:?}):\n{}", out.elapsed, serde_json::to_string_pretty(out.json.as_ref().unwrap_or(&Value::Null))?);
+    step("interfaces inside the pod");
+    print_cmd(Command::new("ip").args(["-n", pod.name(), "-br", "addr"]));
+    let eth0 = first_ip(&pod, "eth0")?;
+    let net1 = first_ip(&pod, "net1")?;
+    let cli_a = client(&node, "br-a", "10.10.0.200/24")?;
+    let cli_b = client(&node, "br-b", "10.20.0.200/24")?;
+    step(&format!("ping eth0 ({eth0}) from a client on net-a, net1 ({net1}) from a client on net-b"));
+    let a = cli_a.ping(&eth0, 3);
+    let b = cli_b.ping(&net1, 3);
+    println!("net-a: {}   net-b: {}", verdict(a), verdict(b));
+    step("DEL the pod");
+    let del = CniCall::new(&node, "DEL", "demo-pod", Some(&pod), "eth0").run(&node, &node.bin_dir().join("multus"), &conf);
+    ensure!(del.status.success(), "DEL failed: {}", del.stdout);
+    println!("DEL took {:?}", del.elapsed);
+    let left_links = pod.link_names();
+    let left_leases = leaks::host_local_leases(&node.ipam_dir());
+    let left_cache = leaks::cache_files(&node.cache_dir());
+    println!("pod interfaces left: {left_links:?}\nIP leases left: {left_leases:?}\ncache files left: {left_cache:?}");
+    ensure!(a && b, "a ping failed");
+    ensure!(left_links.is_empty() && left_leases.is_empty() && left_cache.is_empty(), "something was left behind");
+    step("done: both networks answered, and nothing was left behind");
+    Ok(())
+}
+
+fn step(s: &str) {
+    println!("\n==> {s}");
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "3/3 replies"
+    } else {
+        "FAILED"
+    }
+}
+
+fn print_cmd(cmd: &mut Command) {
+    if let Ok(out) = cmd.output() {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+fn first_ip(pod: &Netns, ifname: &str) -> Result<String> {
+    let addrs = pod.addresses(ifname);
+    let a = addrs.first().ok_or_else(|| anyhow::anyhow!("{ifname} has no address"))?;
+    Ok(a.split('/').next().unwrap_or_default().to_string())
+}
+
+/// A client namespace plugged into `bridge` on the node.
+fn client(node: &Node, bridge: &str, addr: &str) -> Result<Netns> {
+    let cli = Netns::new("cli");
+    let inside = "eth0";
+    let peer = format!("c{}", &cli.name()[3..].chars().take(12).collect::<String>());
+    cli.ip(&["link", "add", inside, "type", "veth", "peer", "name", &peer, "netns", node.ns.name()]);
+    node.ns.ip(&["link", "set", &peer, "master", bridge, "up"]);
+    cli.ip(&["addr", "add", addr, "dev", inside]);
+    cli.ip(&["link", "set", inside, "up"]);
+    Ok(cli)
+}

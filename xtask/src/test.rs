@@ -1,0 +1,25 @@
+//! `cargo xtask test`: setup, build, then every test of the workspace (unit and privileged
+//! integration tests, which need root and never skip).
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::util::{is_root, root, run_cmd};
+
+pub fn run(extra: &[String]) -> Result<()> {
+    crate::setup::run()?;
+    if !is_root() {
+        bail!("the integration tests create network namespaces and load BPF programs: run `cargo xtask test` as root");
+    }
+    let bins = crate::build::binaries(false)?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root()).arg("test").env("MULTUS_BIN_DIR", &bins);
+    if std::env::var_os("RUST_TEST_THREADS").is_none() {
+        cmd.env("RUST_TEST_THREADS", "4");
+    }
+    if !extra.is_empty() {
+        cmd.arg("--").args(extra);
+    }
+    run_cmd(&mut cmd)
+}
