@@ -10,6 +10,7 @@ pub mod cnicall;
 pub mod confs;
 pub mod leaks;
 pub mod node;
+pub mod podman;
 
 pub use cnicall::{CniCall, CniOutput};
 pub use node::{Netns, Node};
