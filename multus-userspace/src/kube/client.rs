@@ -1,0 +1,204 @@
+//! A small synchronous face over the `kube` client: pod and NAD reads and pod annotation patches,
+//! each retried on transient failures (connection refused or reset, 5xx, 429, and 409 for patches)
+//! until a deadline, so a CNI call is never held longer than configured.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    Api, Client, Config,
+};
+use serde_json::{json, Map, Value};
+
+/// Failures talking to the Kubernetes API.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The kubeconfig (or in-cluster configuration) could not be loaded.
+    #[error("cannot configure the Kubernetes client from {source_name}: {reason}")]
+    Config {
+        /// Where the configuration came from.
+        source_name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The API answered with a non-retriable error.
+    #[error("Kubernetes API {operation}: {status} {reason}: {message}")]
+    Api {
+        /// What was attempted.
+        operation: String,
+        /// HTTP status.
+        status: u16,
+        /// Kubernetes reason.
+        reason: String,
+        /// Message.
+        message: String,
+    },
+    /// Transient failures lasted past the deadline.
+    #[error("Kubernetes API {operation}: no answer within {deadline:?} ({attempts} attempts; last error: {last})")]
+    Deadline {
+        /// What was attempted.
+        operation: String,
+        /// The deadline.
+        deadline: Duration,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error seen.
+        last: String,
+    },
+    /// The tokio runtime could not start.
+    #[error("cannot start the Kubernetes client runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A Kubernetes API client for one CNI call.
+pub struct KubeClient {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+/// The NetworkAttachmentDefinition resource.
+pub fn nad_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition"),
+        "network-attachment-definitions",
+    )
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry(String),
+    Fail(KubeError),
+}
+
+impl KubeClient {
+    /// A client from `kubeconfig`, or from the in-cluster environment when no path is given and
+    /// `KUBERNETES_SERVICE_HOST` is set; `Ok(None)` when neither is available.
+    pub fn connect(kubeconfig: Option<&Path>) -> Result<Option<KubeClient>, KubeError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(KubeError::Runtime)?;
+        let config = match kubeconfig.filter(|p| !p.as_os_str().is_empty()) {
+            Some(path) => {
+                let source_name = path.display().to_string();
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| KubeError::Config { source_name: source_name.clone(), reason: e.to_string() })?;
+                runtime
+                    .block_on(Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()))
+                    .map_err(|e| KubeError::Config { source_name, reason: e.to_string() })?
+            }
+            None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Config::incluster()
+                .map_err(|e| KubeError::Config { source_name: "the in-cluster environment".into(), reason: e.to_string() })?,
+            None => return Ok(None),
+        };
+        let client = {
+            let _guard = runtime.enter();
+            Client::try_from(config).map_err(|e| KubeError::Config { source_name: "kubeconfig".into(), reason: e.to_string() })?
+        };
+        Ok(Some(KubeClient { runtime, client }))
+    }
+
+    /// GETs a pod; `Ok(None)` when it does not exist.
+    pub fn get_pod(&self, namespace: &str, name: &str, deadline: Instant) -> Result<Option<Pod>, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        self.retry(&format!("GET pod {namespace}/{name}"), deadline, false, || {
+            let api = api.clone();
+            async move { api.get_opt(name).await }
+        })
+    }
+
+    /// GETs a NetworkAttachmentDefinition; `Ok(None)` when it does not exist.
+    pub fn get_nad(&self, namespace: &str, name: &str, deadline: Instant) -> Result<Option<DynamicObject>, KubeError> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
+        self.retry(&format!("GET network-attachment-definition {namespace}/{name}"), deadline, false, || {
+            let api = api.clone();
+            async move { api.get_opt(name).await }
+        })
+    }
+
+    /// Sets (or, with `None`, removes) pod annotations with a merge patch, retrying conflicts.
+    /// Returns false when the pod no longer exists.
+    pub fn patch_pod_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, Option<String>)],
+        deadline: Instant,
+    ) -> Result<bool, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut map = Map::new();
+        for (k, v) in annotations {
+            map.insert((*k).to_string(), v.clone().map(Value::from).unwrap_or(Value::Null));
+        }
+        let patch = json!({"metadata": {"annotations": map}});
+        let outcome = self.retry(&format!("PATCH pod {namespace}/{name}"), deadline, true, || {
+            let (api, patch) = (api.clone(), patch.clone());
+            async move {
+                match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })?;
+        Ok(outcome.is_some())
+    }
+
+    fn retry<T, F, Fut>(&self, operation: &str, deadline: Instant, retry_conflict: bool, mut call: F) -> Result<T, KubeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut pause = Duration::from_millis(25);
+        let mut last = String::from("no attempt made");
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                return Err(KubeError::Deadline {
+                    operation: operation.to_string(),
+                    deadline: deadline.saturating_duration_since(started),
+                    attempts,
+                    last,
+                });
+            };
+            attempts += 1;
+            let outcome = self.runtime.block_on(async { tokio::time::timeout(left, call()).await });
+            let step = match outcome {
+                Err(_) => Attempt::Retry("timed out".into()),
+                Ok(Ok(v)) => Attempt::Done(v),
+                Ok(Err(e)) => classify(operation, e, retry_conflict),
+            };
+            match step {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(why) => {
+                    tracing::debug!(operation, attempt = attempts, "retrying: {why}");
+                    last = why;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(400));
+        }
+    }
+}
+
+fn classify<T>(operation: &str, e: kube::Error, retry_conflict: bool) -> Attempt<T> {
+    match e {
+        kube::Error::Api(s) => {
+            let transient = s.code == 429 || s.code >= 500 || (retry_conflict && s.code == 409);
+            if transient {
+                Attempt::Retry(format!("{} {}", s.code, s.message))
+            } else {
+                Attempt::Fail(KubeError::Api { operation: operation.to_string(), status: s.code, reason: s.reason.clone(), message: s.message.clone() })
+            }
+        }
+        kube::Error::HyperError(e) => Attempt::Retry(e.to_string()),
+        kube::Error::Service(e) => Attempt::Retry(e.to_string()),
+        kube::Error::ReadEvents(e) => Attempt::Retry(e.to_string()),
+        other => Attempt::Fail(KubeError::Api { operation: operation.to_string(), status: 0, reason: "ClientError".into(), message: other.to_string() }),
+    }
+}
