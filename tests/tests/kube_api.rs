@@ -718,3 +718,55 @@ async fn twenty_clients_patch_one_pod_with_conflict_retries() {
     }
     assert_eq!(fx.server.request_count("PUT", WEB), 20 + conflicts);
 }
+
+#[tokio::test]
+async fn faults_that_change_the_store_give_genuine_404_and_409() {
+    let fx = fixture();
+    let pods: Api<Pod> = Api::namespaced(client_no_retry(&fx.kubeconfig).await, "default");
+
+    // Another writer slips in before our PUT: a real conflict, then the re-read succeeds.
+    fx.server.inject(Fault::bump_resource_version().method("PUT").path(WEB).times(1));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut pod = pods.get("web").await.unwrap();
+        pod.metadata.annotations.get_or_insert_default().insert(NETWORK_STATUS_ANNOTATION.into(), "[]".into());
+        match pods.replace("web", &PostParams::default(), &pod).await {
+            Ok(_) => break,
+            Err(err) => assert_eq!(api_error(err).reason, "Conflict"),
+        }
+        assert!(attempts < 5);
+    }
+    assert_eq!(attempts, 2);
+    assert_eq!(fx.server.pod_annotation("default", "web", NETWORK_STATUS_ANNOTATION).as_deref(), Some("[]"));
+
+    // The pod is deleted just before the network-status PATCH arrives.
+    fx.server.inject(Fault::delete_target().method("PATCH").path(WEB).times(1));
+    let patch = json!({ "metadata": { "annotations": { NETWORK_STATUS_ANNOTATION: NETWORK_STATUS } } });
+    let status = api_error(pods.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap_err());
+    assert_eq!((status.code, status.message.as_str()), (404, r#"pods "web" not found"#));
+    assert!(fx.server.pod("default", "web").is_none());
+}
+
+#[test]
+fn the_request_log_is_capped_but_counts_stay_exact() {
+    let server = KubeApiServer::start_with(testkit::kube_api::ServerOptions {
+        max_recorded_requests: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture { kubeconfig: server.write_kubeconfig(dir.path()).unwrap(), server, dir };
+    for _ in 0..3 {
+        kubectl_ok(&fx, &["get", "pods", "-o", "name"]);
+    }
+    let total = fx.server.request_count("*", "/**");
+    assert!(total > 3, "{total}");
+    assert_eq!(fx.server.requests().len(), 3);
+    assert_eq!(fx.server.request_count("GET", "/api/v1/namespaces/default/pods"), 3);
+    assert_eq!(fx.server.request_counts()["GET /api/v1/namespaces/default/pods"], 3);
+    assert!(fx.server.requests().iter().all(|r| r.status == 200));
+    fx.server.reset_requests();
+    assert_eq!(fx.server.request_count("*", "/**"), 0);
+    assert!(fx.server.requests().is_empty());
+}

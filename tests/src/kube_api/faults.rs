@@ -18,6 +18,12 @@ pub enum FaultAction {
     Delay(Duration),
     /// Close the connection without answering (the client sees a reset/closed connection).
     DropConnection,
+    /// Delete the object the request addresses (as if it went away meanwhile), then go on:
+    /// the request itself then meets a genuine 404.
+    DeleteTarget,
+    /// Write the object the request addresses (as another client would), bumping its
+    /// resourceVersion, then go on: a write carrying the old resourceVersion meets a genuine 409.
+    BumpResourceVersion,
 }
 
 /// A fault: an action, which requests it applies to, and how many times.
@@ -57,6 +63,16 @@ impl Fault {
     /// Drop the connection without a response.
     pub fn drop_connection() -> Self {
         Self::new(FaultAction::DropConnection)
+    }
+
+    /// Delete the addressed object just before handling the request.
+    pub fn delete_target() -> Self {
+        Self::new(FaultAction::DeleteTarget)
+    }
+
+    /// Bump the addressed object's resourceVersion just before handling the request.
+    pub fn bump_resource_version() -> Self {
+        Self::new(FaultAction::BumpResourceVersion)
     }
 
     /// A fault with any action.

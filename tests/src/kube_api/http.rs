@@ -183,26 +183,41 @@ pub(crate) async fn handle(
     let query = req.uri().query().unwrap_or("").to_string();
     let index = shared.record_request(&method, &path, &query);
 
-    let (delay, action) = shared.take_faults(&method, &path);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+    let decision = shared.take_faults(&method, &path);
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
     }
-    let response = match action {
+    let target = match route(&path) {
+        Route::Object(rt, ns, name, _) => Some((rt, ns, name)),
+        _ => None,
+    };
+    if let Some((rt, ns, name)) = &target {
+        let mut store = shared.store();
+        for action in &decision.before {
+            // The object may be gone already; both actions then do nothing.
+            match action {
+                FaultAction::DeleteTarget => {
+                    store.remove(rt, ns, name);
+                }
+                FaultAction::BumpResourceVersion => {
+                    let _ = store.modify(rt, ns, name, |_| {});
+                }
+                _ => {}
+            }
+        }
+    }
+    let response = match decision.answer {
         Some(FaultAction::DropConnection) => {
             shared.log(&method, &path, &query, 0);
             return Err(DropConnection);
         }
         Some(FaultAction::Status(code)) => {
-            let target = match route(&path) {
-                Route::Object(rt, _, name, _) => Some((rt, name)),
-                _ => None,
-            };
-            error_response(&ApiError::injected(code, target.as_ref().map(|(rt, n)| (*rt, n.as_str()))))
+            error_response(&ApiError::injected(code, target.as_ref().map(|(rt, _, n)| (*rt, n.as_str()))))
         }
         Some(FaultAction::TooManyRequests { retry_after_secs }) => {
             error_response(&ApiError::too_many_requests(retry_after_secs))
         }
-        Some(FaultAction::Delay(_)) | None => {
+        Some(FaultAction::Delay(_) | FaultAction::DeleteTarget | FaultAction::BumpResourceVersion) | None => {
             let outcome = std::panic::AssertUnwindSafe(dispatch(&shared, client_cert, req, &path, &query))
                 .catch_unwind()
                 .await;

@@ -35,7 +35,7 @@ mod status;
 mod store;
 mod tls;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +76,9 @@ pub struct ServerOptions {
     pub require_auth: bool,
     /// Print one line per request to stderr (default: set when `KUBE_STANDIN_LOG` is set).
     pub log_requests: bool,
+    /// How many requests [`KubeApiServer::requests`] keeps (oldest dropped first; default
+    /// 100 000). Counts from [`KubeApiServer::request_count`] stay exact regardless.
+    pub max_recorded_requests: usize,
 }
 
 impl Default for ServerOptions {
@@ -85,6 +88,7 @@ impl Default for ServerOptions {
             token: None,
             require_auth: true,
             log_requests: std::env::var_os("KUBE_STANDIN_LOG").is_some(),
+            max_recorded_requests: 100_000,
         }
     }
 }
@@ -134,7 +138,22 @@ struct Control {
     faults: Vec<ActiveFault>,
     next_fault: u64,
     latency: Duration,
-    requests: Vec<RecordedRequest>,
+    /// The most recent requests; `requests[0]` has sequence number `first_seq`.
+    requests: VecDeque<RecordedRequest>,
+    first_seq: u64,
+    max_recorded: usize,
+    /// Exact counts by (method, path), never truncated.
+    counts: BTreeMap<(String, String), usize>,
+}
+
+/// What the fault table decided for one request.
+pub(crate) struct FaultDecision {
+    /// Total added latency.
+    pub(crate) delay: Duration,
+    /// Non-terminal actions to run before handling (DeleteTarget, BumpResourceVersion).
+    pub(crate) before: Vec<FaultAction>,
+    /// The terminal action, if any (an error, a 429, a dropped connection).
+    pub(crate) answer: Option<FaultAction>,
 }
 
 /// State shared by the control API and the request handlers.
@@ -160,20 +179,33 @@ impl Shared {
         lock(&self.control)
     }
 
-    /// Appends a request to the log, returning its index.
-    pub(crate) fn record_request(&self, method: &str, path: &str, query: &str) -> usize {
+    /// Counts a request and appends it to the log, returning its sequence number.
+    pub(crate) fn record_request(&self, method: &str, path: &str, query: &str) -> u64 {
         let mut c = self.control();
-        c.requests.push(RecordedRequest {
+        *c.counts.entry((method.to_string(), path.to_string())).or_insert(0) += 1;
+        let seq = c.first_seq + c.requests.len() as u64;
+        if c.max_recorded == 0 {
+            c.first_seq += 1;
+            return seq;
+        }
+        if c.requests.len() >= c.max_recorded {
+            c.requests.pop_front();
+            c.first_seq += 1;
+        }
+        c.requests.push_back(RecordedRequest {
             method: method.to_string(),
             path: path.to_string(),
             query: query.to_string(),
             status: 0,
         });
-        c.requests.len() - 1
+        seq
     }
 
-    pub(crate) fn set_request_status(&self, index: usize, status: u16) {
-        if let Some(r) = self.control().requests.get_mut(index) {
+    /// Fills in the status answered to request `seq` (if it is still in the log).
+    pub(crate) fn set_request_status(&self, seq: u64, status: u16) {
+        let mut c = self.control();
+        let Some(offset) = seq.checked_sub(c.first_seq) else { return };
+        if let Some(r) = usize::try_from(offset).ok().and_then(|i| c.requests.get_mut(i)) {
             r.status = status;
         }
     }
@@ -185,24 +217,31 @@ impl Shared {
         }
     }
 
-    /// The total added latency and the first matching non-delay fault, consuming their counts.
-    pub(crate) fn take_faults(&self, method: &str, path: &str) -> (Duration, Option<FaultAction>) {
+    /// Walks the faults in order, consuming counts: delays add up, DeleteTarget and
+    /// BumpResourceVersion are collected, and the first terminal action ends the walk.
+    pub(crate) fn take_faults(&self, method: &str, path: &str) -> FaultDecision {
         let mut c = self.control();
-        let mut delay = c.latency;
+        let mut decision = FaultDecision { delay: c.latency, before: Vec::new(), answer: None };
         for active in c.faults.iter_mut() {
             if !active.fault.matches(method, path) {
                 continue;
             }
             active.hits += 1;
             if let Some(n) = active.fault.remaining.as_mut() {
-                *n -= 1;
+                *n = n.saturating_sub(1);
             }
             match &active.fault.action {
-                FaultAction::Delay(d) => delay += *d,
-                action => return (delay, Some(action.clone())),
+                FaultAction::Delay(d) => decision.delay += *d,
+                action @ (FaultAction::DeleteTarget | FaultAction::BumpResourceVersion) => {
+                    decision.before.push(action.clone());
+                }
+                action => {
+                    decision.answer = Some(action.clone());
+                    break;
+                }
             }
         }
-        (delay, None)
+        decision
     }
 }
 
@@ -249,7 +288,7 @@ impl KubeApiServer {
         let token = options.token.clone().unwrap_or_else(|| random_token(&mut store));
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
-            control: Mutex::new(Control::default()),
+            control: Mutex::new(Control { max_recorded: options.max_recorded_requests, ..Control::default() }),
             token,
             require_auth: options.require_auth,
             addr,
@@ -419,9 +458,10 @@ impl KubeApiServer {
         self.shared.control().latency = latency;
     }
 
-    /// Every request received so far, in order (including faulted and unauthorized ones).
+    /// The requests received so far, oldest first (including faulted and unauthorized ones;
+    /// at most [`ServerOptions::max_recorded_requests`] of the latest).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.control().requests.clone()
+        self.shared.control().requests.iter().cloned().collect()
     }
 
     /// How many requests had this method (case-insensitive; "*" for any) and a path matching
@@ -430,24 +470,25 @@ impl KubeApiServer {
         let method = method.to_ascii_uppercase();
         self.shared
             .control()
-            .requests
+            .counts
             .iter()
-            .filter(|r| (method == "*" || r.method == method) && glob_match(path_pattern, &r.path))
-            .count()
+            .filter(|((m, p), _)| (method == "*" || *m == method) && glob_match(path_pattern, p))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Request counts by "METHOD path".
     pub fn request_counts(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for r in &self.shared.control().requests {
-            *counts.entry(format!("{} {}", r.method, r.path)).or_insert(0) += 1;
-        }
-        counts
+        self.shared.control().counts.iter().map(|((m, p), n)| (format!("{m} {p}"), *n)).collect()
     }
 
-    /// Forgets the request log.
+    /// Forgets the request log and the counts.
     pub fn reset_requests(&self) {
-        self.shared.control().requests.clear();
+        let mut c = self.shared.control();
+        let dropped = c.requests.len() as u64;
+        c.requests.clear();
+        c.first_seq += dropped;
+        c.counts.clear();
     }
 
     // ---- the store, directly ----

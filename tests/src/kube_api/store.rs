@@ -642,7 +642,7 @@ impl Store {
         validate(rt, &obj)?;
         if !rt.builtin && current.get("spec") != obj.get("spec") {
             let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-            set_meta(&mut obj, "generation", json!(generation + 1));
+            set_meta(&mut obj, "generation", json!(generation.saturating_add(1)));
         }
         // A write that changes nothing is not a write: the resourceVersion stays.
         set_meta(&mut obj, "resourceVersion", json!(current_rv));
