@@ -324,6 +324,19 @@ async fn kube_creates_lists_and_deletes_pods() {
     pods.delete("created", &DeleteParams::default()).await.expect("delete");
     assert!(fx.server.pod("default", "created").is_none());
     assert_eq!(api_error(pods.get("created").await.unwrap_err()).code, 404);
+
+    // dryRun=All validates and answers without storing.
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let mut again = new.clone();
+    again.metadata.name = Some("dry".into());
+    pods.create(&dry, &again).await.expect("dry-run create");
+    assert!(fx.server.pod("default", "dry").is_none());
+
+    // Delete a collection by label.
+    let other: Api<Pod> = Api::namespaced(client.clone(), "other");
+    other.delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=db")).await.unwrap();
+    assert!(fx.server.list_objects(Resource::Pods, Some("other")).is_empty());
+    assert!(fx.server.pod("default", "web").is_some());
 }
 
 #[tokio::test]
@@ -436,7 +449,7 @@ fn kubectl_reads_pods_and_the_network_status_annotation() {
     let header = lines.next().unwrap();
     assert!(header.starts_with("NAME") && header.contains("STATUS") && header.contains("NODE"), "{table}");
     let row = lines.next().unwrap();
-    assert!(row.starts_with("web") && row.contains("Running") && row.contains("node-1"), "{table}");
+    assert!(row.starts_with("web") && row.contains("1/1") && row.contains("Running") && row.contains("node-1"), "{table}");
 
     let list: Value = serde_json::from_str(&kubectl_ok(&fx, &["get", "pods", "-A", "-o", "json"])).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);

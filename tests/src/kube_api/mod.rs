@@ -25,6 +25,8 @@
 //!
 //! See docs/kube-api-standin.md for what is and is not implemented.
 
+#![warn(missing_docs)]
+
 mod faults;
 mod http;
 mod patch;

@@ -112,6 +112,17 @@ impl PodSeed {
             spec["nodeName"] = json!(node);
         }
         let mut status = json!({ "phase": self.phase, "qosClass": "BestEffort" });
+        if self.phase == "Running" {
+            status["containerStatuses"] = json!([{
+                "name": "app",
+                "image": "registry.invalid/app:latest",
+                "imageID": "",
+                "ready": true,
+                "started": true,
+                "restartCount": 0,
+                "state": { "running": {} },
+            }]);
+        }
         if let Some(ip) = &self.pod_ip {
             status["podIP"] = json!(ip);
             status["podIPs"] = json!([{ "ip": ip }]);

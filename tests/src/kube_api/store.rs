@@ -479,6 +479,9 @@ impl Store {
         if meta_str(&obj, "creationTimestamp").is_empty() {
             set_meta(&mut obj, "creationTimestamp", json!(rfc3339(now_secs())));
         }
+        if !rt.builtin && obj.pointer("/metadata/generation").is_none() {
+            set_meta(&mut obj, "generation", json!(1));
+        }
         let rv = self.next_revision();
         set_meta(&mut obj, "resourceVersion", json!(rv));
         self.objects.insert(Self::key(rt, &ns, &name), obj.clone());
