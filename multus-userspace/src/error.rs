@@ -5,6 +5,7 @@ use crate::{
     cni::{env::EnvError, CniError, ErrorCode},
     config::ConfigError,
     delegate::{cache::CacheError, lock::LockError, DelegateError, ExecError},
+    kube::{annotations::AnnotationError, client::KubeError, resolve::ResolveError},
     netns::NetnsError,
 };
 
@@ -51,6 +52,18 @@ pub enum Error {
     /// Nothing is known about the container (CHECK without ADD).
     #[error("{0}")]
     UnknownContainer(String),
+    /// The Kubernetes API failed.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// A network reference could not be resolved.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// A pod annotation is malformed.
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
+    /// Netlink work inside the pod failed.
+    #[error("{0}")]
+    Netlink(String),
     /// A CNI error produced elsewhere (a module with its own mapping, such as Kubernetes or eBPF).
     #[error("{0}")]
     Cni(CniError),
@@ -66,6 +79,15 @@ fn delegate_code(e: &DelegateError) -> ErrorCode {
         ExecError::Plugin(inner) => inner.code,
         ExecError::NotFound { .. } => ErrorCode::InvalidNetworkConfig,
         _ => ErrorCode::DELEGATE_FAILED,
+    }
+}
+
+/// API outages are worth retrying later; other API failures are plugin errors.
+fn kube_code(e: &KubeError) -> ErrorCode {
+    match e {
+        KubeError::Deadline { .. } => ErrorCode::TryAgainLater,
+        KubeError::Config { .. } => ErrorCode::InvalidNetworkConfig,
+        _ => ErrorCode::KUBERNETES,
     }
 }
 
@@ -89,6 +111,13 @@ impl Error {
             Error::Lock(_) => ErrorCode::IoFailure,
             Error::NotReady { code, .. } => *code,
             Error::UnknownContainer(_) => ErrorCode::UnknownContainer,
+            Error::Kube(e) => kube_code(e),
+            Error::Resolve(ResolveError::Kube(e)) => kube_code(e),
+            Error::Resolve(ResolveError::Io(..)) => ErrorCode::IoFailure,
+            Error::Resolve(ResolveError::Config(ConfigError::Decode { .. })) => ErrorCode::DecodingFailure,
+            Error::Resolve(_) => ErrorCode::InvalidNetworkConfig,
+            Error::Annotation(_) => ErrorCode::InvalidNetworkConfig,
+            Error::Netlink(_) => ErrorCode::NETLINK,
             Error::Cni(e) => return e.clone(),
         };
         let details = match self {

@@ -97,6 +97,21 @@ pub struct MultusConf {
     /// How long ADD waits for the readiness indicator file, in seconds (ours; default 45).
     #[serde(rename = "readinessTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub readiness_timeout_seconds: Option<u64>,
+    /// Total time ADD may spend on Kubernetes API reads (pod, NADs), retries included (ours; default 10).
+    #[serde(rename = "apiDeadlineSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub api_deadline_seconds: Option<f64>,
+    /// Time DEL may spend on the API (clearing network-status; rebuilding without a cache) (ours; default 1).
+    #[serde(rename = "delApiDeadlineSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub del_api_deadline_seconds: Option<f64>,
+    /// kubelet PodResources socket (ours; default /var/lib/kubelet/pod-resources/kubelet.sock).
+    #[serde(rename = "podResourcesSocket", default, skip_serializing_if = "Option::is_none")]
+    pub pod_resources_socket: Option<PathBuf>,
+    /// kubelet device-manager checkpoint (ours; default /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint).
+    #[serde(rename = "deviceCheckpointFile", default, skip_serializing_if = "Option::is_none")]
+    pub device_checkpoint_file: Option<PathBuf>,
+    /// Device-info directory (ours; default /var/run/k8s.cni.cncf.io/devinfo).
+    #[serde(rename = "deviceInfoDir", default, skip_serializing_if = "Option::is_none")]
+    pub device_info_dir: Option<PathBuf>,
     /// Keys this implementation does not know (kept).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -209,11 +224,25 @@ impl MultusConf {
         }
     }
 
+    /// Deadline of the API reads of ADD.
+    pub fn api_deadline(&self) -> std::time::Duration {
+        seconds(self.api_deadline_seconds, 10.0)
+    }
+
+    /// Deadline of the API work of DEL.
+    pub fn del_api_deadline(&self) -> std::time::Duration {
+        seconds(self.del_api_deadline_seconds, 1.0)
+    }
+
     /// The namespaces usable by every pod under namespace isolation.
     pub fn global_namespace_list(&self) -> Vec<String> {
         let raw = self.global_namespaces.as_deref().unwrap_or("default");
         raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
     }
+}
+
+fn seconds(v: Option<f64>, default: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
 }
 
 #[cfg(test)]

@@ -45,6 +45,18 @@ pub struct Attachment {
     /// The result of ADD, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// Gateways the pod's default route(s) must use through this attachment (`default-route`).
+    #[serde(rename = "defaultRoute", default, skip_serializing_if = "Vec::is_empty")]
+    pub default_route: Vec<std::net::IpAddr>,
+    /// Whether network-status marks this attachment as carrying the default route.
+    #[serde(rename = "isDefault", default)]
+    pub is_default: bool,
+    /// Device-plugin resource of the NAD (`k8s.v1.cni.cncf.io/resourceName`).
+    #[serde(rename = "resourceName", default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    /// The device given to this attachment.
+    #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
     /// Keys written by other versions of this implementation (kept).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -62,6 +74,10 @@ impl Attachment {
             args: None,
             cni_args: cni_args.into(),
             result: None,
+            default_route: Vec::new(),
+            is_default: false,
+            resource_name: None,
+            device_id: None,
             extra: Map::new(),
         }
     }

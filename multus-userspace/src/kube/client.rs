@@ -93,6 +93,11 @@ impl KubeClient {
                 .map_err(|e| KubeError::Config { source_name: "the in-cluster environment".into(), reason: e.to_string() })?,
             None => return Ok(None),
         };
+        let mut config = config;
+        // Our own bounded retries decide; kube's built-in retry would wait out Retry-After for
+        // up to 1000 s on a 429.
+        config.default_retry = false;
+        config.connect_timeout = Some(Duration::from_secs(1));
         let client = {
             let _guard = runtime.enter();
             Client::try_from(config).map_err(|e| KubeError::Config { source_name: "kubeconfig".into(), reason: e.to_string() })?

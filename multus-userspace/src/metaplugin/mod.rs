@@ -85,6 +85,14 @@ impl<'a> Call<'a> {
         Context { container_id, netns, path: &self.path, default_version: self.version, timeout: self.timeout }
     }
 
+    /// A Kubernetes client, when the configuration gives API access and the runtime named a pod.
+    pub fn kube(&self) -> Result<Option<crate::kube::client::KubeClient>, Error> {
+        if crate::kube::PodIdentity::from_args(&self.req.args).is_none() {
+            return Ok(None);
+        }
+        Ok(crate::kube::client::KubeClient::connect(self.conf.kubeconfig.as_deref())?)
+    }
+
     /// Locks a container (waits up to twice the delegate deadline for concurrent calls).
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, Error> {
         Ok(ContainerLock::acquire(&self.conf.cni_dir, container_id, self.timeout * 2)?)

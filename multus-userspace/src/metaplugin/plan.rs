@@ -1,44 +1,246 @@
-//! Which networks a container gets, on which interfaces, with what per-attachment configuration.
+//! Which networks a container gets, on which interfaces, with what per-attachment configuration:
+//! the cluster network (the `delegates`, `clusterNetwork`, or the pod's
+//! `v1.multus-cni.io/default-network`), the `defaultNetworks` (not for system namespaces), and the
+//! networks of the pod's `k8s.v1.cni.cncf.io/networks` annotation.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Instant};
+
+use serde_json::{json, Map, Value};
 
 use crate::{
-    config::{network::validate_requested_ifname, ConfigError},
-    delegate::Attachment,
+    cni::{CniError, ErrorCode},
+    config::{network::validate_requested_ifname, ConfigError, NetworkConfig},
+    delegate::{cache::PodRef, Attachment},
     error::Error,
+    kube::{
+        annotations::{self, NetworkSelection},
+        client::KubeClient,
+        is_static_pod,
+        resolve::{check_isolation, ResolvedNetwork, Resolver},
+        PodIdentity,
+    },
 };
 
 use super::Call;
 
-/// The attachments of the configuration's `delegates`: the master (first, or the one marked
-/// `masterplugin`) gets `CNI_IFNAME`, the others `net<index>`. The runtime's runtimeConfig goes
-/// to the master only (NPWG 7.5), filtered later by each plugin's capabilities.
-pub fn from_delegates(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
-    let nets = call.conf.delegate_networks()?;
-    let masters: Vec<usize> = nets.iter().enumerate().filter(|(_, n)| n.is_master()).map(|(i, _)| i).collect();
-    if masters.len() > 1 {
-        return Err(ConfigError::Invalid(format!("delegates {masters:?} all set \"masterplugin\"; only one may")).into());
+/// The attachments of one container and what is known of its pod.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Attachments in ADD order (the master first unless `masterplugin` says otherwise).
+    pub attachments: Vec<Attachment>,
+    /// The pod, when the runtime named one.
+    pub pod: Option<PodRef>,
+    /// Whether the pod was found through the API (network-status is written only then).
+    pub pod_found: bool,
+}
+
+struct Entry {
+    network: ResolvedNetwork,
+    master: bool,
+    ifname: Option<String>,
+    selection: Option<NetworkSelection>,
+}
+
+impl Entry {
+    fn plain(network: ResolvedNetwork) -> Entry {
+        Entry { network, master: false, ifname: None, selection: None }
     }
-    let master = masters.first().copied().unwrap_or(0);
-    let mut out = Vec::with_capacity(nets.len());
-    for (i, net) in nets.into_iter().enumerate() {
-        let ifname = if i == master { call.req.ifname.clone() } else { format!("net{i}") };
-        let name = net
-            .name()
-            .map(String::from)
-            .unwrap_or_else(|| net.plugin_types().first().map(|t| t.to_string()).unwrap_or_default());
-        net.cni_version(call.version)?;
-        let mut a = Attachment::new(name, ifname, net, call.req.args.to_string());
-        if i == master {
-            a.master = true;
-            a.runtime_config = call.conf.runtime_config.clone();
+}
+
+/// Plans the attachments (pod and NADs read through `kube` when given).
+pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> Result<Plan, Error> {
+    let conf = call.conf;
+    let identity = PodIdentity::from_args(&call.req.args);
+    let mut plan = Plan {
+        pod: identity.as_ref().map(|id| PodRef { namespace: id.namespace.clone(), name: id.name.clone(), uid: id.uid.clone() }),
+        ..Default::default()
+    };
+    let pod = match (kube, &identity) {
+        (Some(k), Some(id)) => {
+            let pod = k.get_pod(&id.namespace, &id.name, deadline)?;
+            match &pod {
+                None => tracing::warn!(pod = %format!("{}/{}", id.namespace, id.name), "pod not found (static pod, or deleted): attaching the cluster network only"),
+                Some(p) => check_uid(id, p)?,
+            }
+            pod
         }
-        out.push(a);
+        _ => None,
+    };
+    plan.pod_found = pod.is_some();
+    if let (Some(p), Some(r)) = (&pod, plan.pod.as_mut()) {
+        r.uid = p.metadata.uid.clone().unwrap_or_default();
     }
+    let annotations = pod.as_ref().and_then(|p| p.metadata.annotations.as_ref());
+    let resolver = Resolver { conf, kube, deadline };
+    let mut entries = cluster_networks(call, &resolver, annotations.and_then(|a| a.get(annotations::DEFAULT_NETWORK)))?;
+    let system = identity.as_ref().is_some_and(|id| conf.system_namespaces.contains(&id.namespace));
+    if !system {
+        for reference in &conf.default_networks {
+            entries.push(Entry::plain(resolver.reference(reference).map_err(Error::from)?));
+        }
+    }
+    if let (Some(value), Some(id)) = (annotations.and_then(|a| a.get(annotations::NETWORKS)), &identity) {
+        for selection in annotations::parse_networks(value)? {
+            let namespace = selection.namespace.clone().unwrap_or_else(|| id.namespace.clone());
+            check_isolation(conf, &id.namespace, &namespace, &selection.name)?;
+            let network = resolver.nad(&namespace, &selection.name)?;
+            entries.push(Entry { network, master: false, ifname: None, selection: Some(selection) });
+        }
+    }
+    plan.attachments = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
+    mark_defaults(&mut plan.attachments)?;
+    if call.req.command.is_per_container() {
+        check_ifnames(&plan.attachments)?;
+    }
+    Ok(plan)
+}
+
+/// The attachments of the configuration alone (no API): what DEL, GC and STATUS fall back to.
+pub fn from_config(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
+    let resolver = Resolver { conf: call.conf, kube: None, deadline: Instant::now() };
+    let entries = cluster_networks(call, &resolver, None)?;
+    let mut out: Vec<Attachment> = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
+    mark_defaults(&mut out)?;
     if call.req.command.is_per_container() {
         check_ifnames(&out)?;
     }
     Ok(out)
+}
+
+fn check_uid(id: &PodIdentity, pod: &k8s_openapi::api::core::v1::Pod) -> Result<(), Error> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    if id.uid.is_empty() || uid == id.uid || is_static_pod(pod) {
+        return Ok(());
+    }
+    Err(Error::Cni(CniError::new(
+        ErrorCode::KUBERNETES,
+        format!(
+            "pod {}/{} has UID {uid}, but the runtime asked for UID {}: the pod was deleted and recreated; this sandbox is stale",
+            id.namespace, id.name, id.uid
+        ),
+    )))
+}
+
+/// The cluster network (and, with inline delegates, the other delegates).
+fn cluster_networks(call: &Call<'_>, resolver: &Resolver<'_>, override_annotation: Option<&String>) -> Result<Vec<Entry>, Error> {
+    let conf = call.conf;
+    let cluster = conf.cluster_network.as_deref().filter(|c| !c.is_empty());
+    let mut inline = Vec::new();
+    if cluster.is_none() {
+        let nets = conf.delegate_networks()?;
+        let masters: Vec<usize> = nets.iter().enumerate().filter(|(_, n)| n.is_master()).map(|(i, _)| i).collect();
+        if masters.len() > 1 {
+            return Err(ConfigError::Invalid(format!("delegates {masters:?} all set \"masterplugin\"; only one may")).into());
+        }
+        let master = masters.first().copied().unwrap_or(0);
+        for (i, net) in nets.into_iter().enumerate() {
+            let status_name = net
+                .name()
+                .map(String::from)
+                .unwrap_or_else(|| net.plugin_types().first().map(|t| t.to_string()).unwrap_or_default());
+            let network = ResolvedNetwork { status_name, network: net, resource_name: None };
+            inline.push(Entry { network, master: i == master, ifname: (i != master).then(|| format!("net{i}")), selection: None });
+        }
+    }
+    if let Some(value) = override_annotation {
+        let selection = annotations::parse_default_network(value)?;
+        let namespace = selection.namespace.clone().unwrap_or_else(|| conf.multus_namespace.clone());
+        let network = resolver.nad(&namespace, &selection.name)?;
+        let master = Entry { network, master: true, ifname: None, selection: None };
+        let mut out = vec![master];
+        out.extend(inline.into_iter().filter(|e| !e.master));
+        return Ok(out);
+    }
+    if let Some(reference) = cluster {
+        let network = resolver.reference(reference)?;
+        return Ok(vec![Entry { network, master: true, ifname: None, selection: None }]);
+    }
+    Ok(inline)
+}
+
+fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Error> {
+    e.network.network.cni_version(call.version)?;
+    let ifname = if e.master {
+        call.req.ifname.clone()
+    } else {
+        e.selection
+            .as_ref()
+            .and_then(|s| s.interface.clone())
+            .or(e.ifname)
+            .unwrap_or_else(|| format!("net{index}"))
+    };
+    let mut args = call.req.args.clone();
+    let mut a = Attachment::new(e.network.status_name, ifname, e.network.network, String::new());
+    a.master = e.master;
+    a.resource_name = e.network.resource_name;
+    if e.master {
+        // NPWG 7.5: the runtime's own runtimeConfig belongs to the cluster network only.
+        a.runtime_config = call.conf.runtime_config.clone();
+    }
+    if let Some(sel) = e.selection {
+        let rc = &mut a.runtime_config;
+        if !sel.ips.is_empty() {
+            let ips: Vec<String> = sel.ips.iter().map(ToString::to_string).collect();
+            args.set("IP", &ips.iter().map(|i| i.split('/').next().unwrap_or_default()).collect::<Vec<_>>().join(","));
+            rc.insert("ips".into(), json!(ips));
+        }
+        if let Some(mac) = &sel.mac {
+            args.set("MAC", mac);
+            rc.insert("mac".into(), json!(mac));
+        }
+        if let Some(guid) = &sel.infiniband_guid {
+            rc.insert("infinibandGUID".into(), json!(guid));
+        }
+        if let Some(pm) = sel.port_mappings {
+            rc.insert("portMappings".into(), pm);
+        }
+        if let Some(bw) = sel.bandwidth {
+            rc.insert("bandwidth".into(), bw);
+        }
+        if let Some(dev) = &sel.device_id {
+            rc.insert("deviceID".into(), json!(dev));
+            a.device_id = Some(dev.clone());
+        }
+        if let Some(claim) = &sel.ipam_claim_reference {
+            rc.insert("ipam-claim-reference".into(), json!(claim));
+        }
+        if let Some(cni) = sel.cni_args {
+            let mut m = Map::new();
+            m.insert("cni".into(), Value::Object(cni));
+            a.args = Some(Value::Object(m));
+        }
+        if args.get("IP").is_some() || args.get("MAC").is_some() {
+            args.set("IgnoreUnknown", "1");
+        }
+        a.default_route = sel.default_route;
+    }
+    a.cni_args = args.to_string();
+    Ok(a)
+}
+
+/// `default-route` requests: at most one attachment per address family; the attachments that
+/// carry a default route are marked default (the master when nobody asks).
+fn mark_defaults(attachments: &mut [Attachment]) -> Result<(), Error> {
+    for v4 in [true, false] {
+        let askers: Vec<&str> = attachments
+            .iter()
+            .filter(|a| a.default_route.iter().any(|g| g.is_ipv4() == v4))
+            .map(|a| a.name.as_str())
+            .collect();
+        if askers.len() > 1 {
+            return Err(ConfigError::Invalid(format!(
+                "default-route for {} is requested by more than one network ({}); a pod has one default route per address family",
+                if v4 { "IPv4" } else { "IPv6" },
+                askers.join(", ")
+            ))
+            .into());
+        }
+    }
+    let any = attachments.iter().any(|a| !a.default_route.is_empty());
+    for a in attachments.iter_mut() {
+        a.is_default = if any { !a.default_route.is_empty() } else { a.master };
+    }
+    Ok(())
 }
 
 /// Interface names must be valid and unique within the container.
@@ -51,4 +253,9 @@ pub fn check_ifnames(attachments: &[Attachment]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A network configuration's name for logs.
+pub fn network_label(n: &NetworkConfig) -> String {
+    n.name().unwrap_or("unnamed").to_string()
 }

@@ -9,7 +9,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         return Err(readiness::not_ready(call.conf, ErrorCode::PluginNotAvailable, None));
     }
     let ctx = call.context("", None);
-    for a in plan::from_delegates(call)? {
+    for a in plan::from_config(call)? {
         delegate::status(&a, &ctx)?;
     }
     Ok(())

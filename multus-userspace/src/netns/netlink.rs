@@ -203,3 +203,25 @@ pub async fn main_routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetl
     }
     Ok(out)
 }
+
+/// Makes `default via gateway dev oif` the only default route of its family in the main table.
+/// Returns how many other default routes were removed.
+pub async fn set_only_default_route(handle: &Handle, gateway: IpAddr, oif: u32) -> Result<usize, rtnetlink::Error> {
+    let v6 = gateway.is_ipv6();
+    let mut removed = 0;
+    for route in main_routes(handle, v6).await? {
+        if route.is_default() && !(route.gateway == Some(gateway) && route.oif == Some(oif)) {
+            handle.route().del(route.message.clone()).execute().await?;
+            removed += 1;
+        }
+    }
+    let exists = main_routes(handle, v6).await?.iter().any(|r| r.is_default() && r.gateway == Some(gateway) && r.oif == Some(oif));
+    if !exists {
+        let msg = match gateway {
+            IpAddr::V4(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().gateway(gw).output_interface(oif).build(),
+            IpAddr::V6(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().gateway(gw).output_interface(oif).build(),
+        };
+        handle.route().add(msg).execute().await?;
+    }
+    Ok(removed)
+}

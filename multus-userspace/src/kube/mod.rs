@@ -1,0 +1,45 @@
+//! Kubernetes: pod identity from CNI_ARGS, the API client, the NPWG annotations, resolution of
+//! NetworkAttachmentDefinitions and on-disk networks, and the network-status annotation.
+
+pub mod annotations;
+pub mod client;
+pub mod resolve;
+pub mod status;
+
+use crate::cni::CniArgs;
+
+/// The pod a CNI call is for, from CNI_ARGS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// `K8S_POD_NAMESPACE`.
+    pub namespace: String,
+    /// `K8S_POD_NAME`.
+    pub name: String,
+    /// `K8S_POD_UID` (may be empty).
+    pub uid: String,
+    /// `K8S_POD_INFRA_CONTAINER_ID` (may be empty).
+    pub infra_container_id: String,
+}
+
+impl PodIdentity {
+    /// The identity, when the runtime passed namespace and name.
+    pub fn from_args(args: &CniArgs) -> Option<PodIdentity> {
+        let namespace = args.get("K8S_POD_NAMESPACE").filter(|s| !s.is_empty())?;
+        let name = args.get("K8S_POD_NAME").filter(|s| !s.is_empty())?;
+        Some(PodIdentity {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: args.get("K8S_POD_UID").unwrap_or_default().to_string(),
+            infra_container_id: args.get("K8S_POD_INFRA_CONTAINER_ID").unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Whether a pod is a static pod (its mirror pod's UID differs from the kubelet's).
+pub fn is_static_pod(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let annotations = pod.metadata.annotations.as_ref();
+    annotations.is_some_and(|a| {
+        a.contains_key("kubernetes.io/config.mirror")
+            || a.get("kubernetes.io/config.source").is_some_and(|s| s != "api")
+    })
+}
