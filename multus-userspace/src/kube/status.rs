@@ -56,12 +56,19 @@ pub fn entries(
     links: &HashMap<String, LinkFacts>,
     device_info: Option<&Value>,
 ) -> Vec<NetworkStatus> {
-    let gateway: Vec<String> = result
-        .routes
-        .iter()
-        .filter(|r| r.dst.prefix_len == 0)
-        .filter_map(|r| r.gw.map(|g| g.to_string()))
-        .collect();
+    // A default route without `gw` goes through the IPAM gateway of its family (that is how the
+    // plugins install it), so that gateway is reported.
+    let mut gateway: Vec<String> = Vec::new();
+    for route in result.routes.iter().filter(|r| r.dst.prefix_len == 0) {
+        let gw = route
+            .gw
+            .or_else(|| result.ips.iter().find(|ip| ip.address.is_ipv4() == route.dst.is_ipv4()).and_then(|ip| ip.gateway));
+        if let Some(g) = gw.map(|g| g.to_string()) {
+            if !gateway.contains(&g) {
+                gateway.push(g);
+            }
+        }
+    }
     let make = |iface: &str, mac: Option<String>, mtu: Option<u32>| {
         let facts = links.get(iface).cloned().unwrap_or_default();
         NetworkStatus {
@@ -126,6 +133,16 @@ mod tests {
         let j = serde_json::to_value(&e[0]).unwrap();
         assert_eq!(j, json!({"name": "ns/macvlan", "interface": "net1", "ips": ["10.1.0.2"], "mac": "02:00:00:00:00:01",
             "mtu": 1400, "default": true, "dns": {"nameservers": ["1.1.1.1"]}, "gateway": ["10.1.0.1"]}));
+    }
+
+    #[test]
+    fn default_route_without_gw_reports_the_ipam_gateway() {
+        let r = CniResult::parse(&json!({"cniVersion": "1.0.0",
+            "interfaces": [{"name": "net1", "sandbox": "/x"}],
+            "ips": [{"address": "192.168.1.200/24", "gateway": "192.168.1.1", "interface": 0}],
+            "routes": [{"dst": "0.0.0.0/0"}]}))
+        .unwrap();
+        assert_eq!(entries("n", "net1", &r, false, &HashMap::new(), None)[0].gateway, vec!["192.168.1.1"]);
     }
 
     #[test]

@@ -181,7 +181,8 @@ fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Err
         let rc = &mut a.runtime_config;
         if !sel.ips.is_empty() {
             let ips: Vec<String> = sel.ips.iter().map(ToString::to_string).collect();
-            args.set("IP", &ips.iter().map(|i| i.split('/').next().unwrap_or_default()).collect::<Vec<_>>().join(","));
+            // As the reference does: the requested addresses in CIDR form (static IPAM reads them).
+            args.set("IP", &ips.join(","));
             rc.insert("ips".into(), json!(ips));
         }
         if let Some(mac) = &sel.mac {

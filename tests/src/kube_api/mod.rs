@@ -81,6 +81,9 @@ pub struct ServerOptions {
     /// How many requests [`KubeApiServer::requests`] keeps (oldest dropped first; default
     /// 100 000). Counts from [`KubeApiServer::request_count`] stay exact regardless.
     pub max_recorded_requests: usize,
+    /// Listen on 127.0.0.1 of this network namespace (a test node's, where the plugins run)
+    /// instead of the caller's. Re-binds after an outage happen there too.
+    pub netns: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -91,8 +94,21 @@ impl Default for ServerOptions {
             require_auth: true,
             log_requests: std::env::var_os("KUBE_STANDIN_LOG").is_some(),
             max_recorded_requests: 100_000,
+            netns: None,
         }
     }
+}
+
+/// Switches the calling thread into the network namespace at `path` (for good: only used on
+/// threads that exist for the server).
+fn enter_netns(path: &std::path::Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: setns on a valid namespace descriptor, affecting only this thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error()).with_context(|| format!("entering {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Which credentials a written kubeconfig carries.
@@ -282,8 +298,16 @@ impl KubeApiServer {
     pub fn start_with(options: ServerOptions) -> Result<Self> {
         let pki = Pki::generate()?;
         let acceptor = TlsAcceptor::from(pki.server_config()?);
-        let listener = std::net::TcpListener::bind(("127.0.0.1", options.port))
-            .with_context(|| format!("binding 127.0.0.1:{}", options.port))?;
+        let port = options.port;
+        let netns = options.netns.clone();
+        let listener = std::thread::spawn(move || -> Result<std::net::TcpListener> {
+            if let Some(ns) = &netns {
+                enter_netns(ns)?;
+            }
+            std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bind thread panicked"))??;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let mut store = Store::new();
@@ -302,9 +326,15 @@ impl KubeApiServer {
             .context("building the stand-in's tokio runtime")?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let thread_shared = shared.clone();
+        let netns = options.netns.clone();
         let thread = std::thread::Builder::new()
             .name(format!("kube-api-standin-{}", addr.port()))
             .spawn(move || {
+                if let Some(ns) = &netns {
+                    if let Err(e) = enter_netns(ns) {
+                        eprintln!("kube-api-standin: {e:#}; re-binds after an outage will fail");
+                    }
+                }
                 runtime.block_on(run(thread_shared, acceptor, listener, command_rx));
                 // Dropping the runtime here cancels whatever is left.
             })
