@@ -51,6 +51,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build { release } => build::binaries(release).map(|_| ()),
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
-        Cmd::Bench { which } => bench::run(which),
+        Cmd::Bench { which } => bench::run(which, &std::env::args().skip(1).collect::<Vec<_>>()),
     }
 }

@@ -1,13 +1,13 @@
 //! `cargo xtask bench core`: ADD and DEL of multus with two delegates against the same two
 //! delegates called directly (as a runtime would), in one run; and the VERSION answer time.
 
-use std::{path::Path, time::Instant};
+use std::path::Path;
 
 use anyhow::{ensure, Result};
 use serde_json::Value;
 use testkit::{bins, confs, CniCall, Netns, Node};
 
-use super::{report, stats::{ms, Samples}};
+use super::{direct_pair, report, stats::{ms, Samples}};
 
 pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     let node = Node::new();
@@ -32,7 +32,7 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
             let pod = Netns::new("bp");
             if (round == 0) == direct_first {
                 let id = format!("direct{i}");
-                let (add, del) = direct(&node, &bridge, &pod, &id, &a, &b);
+                let (add, del) = direct_pair(&node, &bridge, &pod, &id, &a, &b);
                 d_add.push(add);
                 d_del.push(del);
             } else {
@@ -85,22 +85,4 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     println!("{body}");
     ensure!(m_add.0.len() == cycles && d_add.0.len() == cycles, "incomplete samples");
     report::write_section("core", &body)
-}
-
-/// The two delegates called directly, as a runtime would call two networks: returns (ADD, DEL) time.
-fn direct(node: &Node, bridge: &Path, pod: &Netns, id: &str, a: &Value, b: &Value) -> (std::time::Duration, std::time::Duration) {
-    let t = Instant::now();
-    let ra = CniCall::new(node, "ADD", id, Some(pod), "eth0").run(node, bridge, a);
-    ra.assert_ok();
-    let rb = CniCall::new(node, "ADD", id, Some(pod), "net1").run(node, bridge, b);
-    rb.assert_ok();
-    let add = t.elapsed();
-    let mut da = a.clone();
-    da["prevResult"] = ra.json.clone().unwrap_or_default();
-    let mut db = b.clone();
-    db["prevResult"] = rb.json.clone().unwrap_or_default();
-    let t = Instant::now();
-    CniCall::new(node, "DEL", id, Some(pod), "net1").run(node, bridge, &db).assert_ok();
-    CniCall::new(node, "DEL", id, Some(pod), "eth0").run(node, bridge, &da).assert_ok();
-    (add, t.elapsed())
 }

@@ -2,6 +2,7 @@
 //! reported as p50/p90 and ratios in docs/benchmarks.md together with the command.
 
 mod core;
+mod kube;
 pub mod report;
 pub mod stats;
 
@@ -19,13 +20,54 @@ pub enum Which {
         #[arg(long, default_value_t = 100)]
         cycles: usize,
     },
+    /// ADD of an annotated pod with the API round trips (stand-in on loopback) vs direct delegates.
+    Kube {
+        /// Cycles.
+        #[arg(long, default_value_t = 100)]
+        cycles: usize,
+    },
 }
 
-pub fn run(which: Which) -> Result<()> {
+pub fn run(which: Which, raw_args: &[String]) -> Result<()> {
     crate::setup::run()?;
     ensure!(is_root(), "benchmarks create network namespaces: run as root");
+    if cfg!(debug_assertions) {
+        // The harness (namespaces, the API stand-in, timing) must not be the slow part: run the
+        // benchmark from an optimised build of this xtask.
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.current_dir(crate::util::root()).args(["run", "--quiet", "--release", "-p", "xtask", "--"]).args(raw_args);
+        return crate::util::run_cmd(&mut cmd);
+    }
     let bins = crate::build::binaries(true)?;
     match which {
         Which::Core { cycles } => core::run(&bins, cycles),
+        Which::Kube { cycles } => kube::run(&bins, cycles),
     }
+}
+
+/// Two networks called directly, as a runtime calls two networks (bridge for both): ADD `a` as
+/// eth0 and `b` as net1, then DEL in reverse with their results. Returns (ADD, DEL) wall time.
+pub fn direct_pair(
+    node: &testkit::Node,
+    bridge: &std::path::Path,
+    pod: &testkit::Netns,
+    id: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+) -> (std::time::Duration, std::time::Duration) {
+    use testkit::CniCall;
+    let t = std::time::Instant::now();
+    let ra = CniCall::new(node, "ADD", id, Some(pod), "eth0").run(node, bridge, a);
+    ra.assert_ok();
+    let rb = CniCall::new(node, "ADD", id, Some(pod), "net1").run(node, bridge, b);
+    rb.assert_ok();
+    let add = t.elapsed();
+    let mut da = a.clone();
+    da["prevResult"] = ra.json.clone().unwrap_or_default();
+    let mut db = b.clone();
+    db["prevResult"] = rb.json.clone().unwrap_or_default();
+    let t = std::time::Instant::now();
+    CniCall::new(node, "DEL", id, Some(pod), "net1").run(node, bridge, &db).assert_ok();
+    CniCall::new(node, "DEL", id, Some(pod), "eth0").run(node, bridge, &da).assert_ok();
+    (add, t.elapsed())
 }
