@@ -4,6 +4,7 @@ pub mod cni;
 pub mod config;
 pub mod delegate;
 pub mod error;
+pub mod kube;
 pub mod logging;
 pub mod metaplugin;
 pub mod netns;

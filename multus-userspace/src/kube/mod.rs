@@ -1,0 +1,4 @@
+//! Kubernetes integration.
+
+pub mod devinfo;
+pub mod podresources;
