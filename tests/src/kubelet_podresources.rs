@@ -245,7 +245,8 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     };
     let (fault, pods) = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        s.calls.push(Call { path: path.clone(), content_type: content_type.clone(), te, grpc_timeout, get: get.clone() });
+        let call = Call { path: path.clone(), content_type: content_type.clone(), te, grpc_timeout, get: get.clone() };
+        s.calls.push(call);
         (s.fault.clone(), s.pods.clone())
     };
 

@@ -20,6 +20,7 @@ use std::{
     io::{self, Read, Write},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use serde::{Deserialize, Serialize};
@@ -116,7 +117,8 @@ impl DevInfoDir {
     }
 
     /// The CNI file of one attachment: `<root>/cni/<network>-<containerID>_<ifname>`, `/` in the
-    /// network name replaced by `-` (the reference's name, for `CNIDeviceInfoFile`).
+    /// network name replaced by `-` (the reference's name, for `CNIDeviceInfoFile`). `network` is
+    /// the delegate's network name (its configuration's `name`), as in the reference.
     pub fn cni_path(&self, network: &str, container_id: &str, ifname: &str) -> Result<PathBuf, DevInfoError> {
         let network = component("network name", network)?;
         validate_container_id(container_id).map_err(|e| invalid("container ID", container_id, e.to_string()))?;
@@ -181,13 +183,15 @@ pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
 /// creating the directory (0755) when needed; the file is 0644.
 pub fn save(path: &Path, info: &DeviceInfo) -> Result<(), DevInfoError> {
     let io_err = |p: &Path, source| DevInfoError::Io { path: p.to_path_buf(), source };
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
         return Err(io_err(path, io::Error::new(io::ErrorKind::InvalidInput, "not a file path")));
     };
     fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| io_err(dir, e))?;
     let json = serde_json::to_vec(info)
         .map_err(|e| DevInfoError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    // short, so a name near NAME_MAX still has a temporary sibling; unique per process and call
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(".devinfo.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let write = || -> io::Result<()> {
         let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
         f.write_all(&json)?;
@@ -290,6 +294,12 @@ mod tests {
         let p = d.cni_path("../../etc", "abc", "net1").unwrap();
         assert_eq!(p.parent().unwrap(), Path::new("/tmp/x/cni"));
         assert!(matches!(d.dp_path(&"r".repeat(250), "x"), Err(DevInfoError::InvalidName { what: "file name", .. })));
+        // the longest accepted name can still be written (its temporary sibling is short)
+        let dir = tempfile::tempdir().unwrap();
+        let long = DevInfoDir::new(dir.path()).dp_path(&"r".repeat(241), "x").unwrap();
+        assert_eq!(long.file_name().unwrap().len(), 255);
+        save(&long, &DeviceInfo { kind: "pci".into(), version: String::new(), extra: Map::new() }).unwrap();
+        assert!(load(&long).unwrap().is_some());
     }
 
     #[test]

@@ -269,9 +269,9 @@ impl DeviceSource {
         let kubelet = if tokio::runtime::Handle::try_current().is_ok() {
             // block_on inside a runtime panics: run ours on a thread of its own.
             std::thread::scope(|s| {
-                s.spawn(|| self.kubelet_blocking(pod))
-                    .join()
-                    .unwrap_or_else(|_| Err(KubeletError::Protocol { method: "Get", reason: "the client thread panicked".into() }))
+                s.spawn(|| self.kubelet_blocking(pod)).join().unwrap_or_else(|_| {
+                    Err(KubeletError::Protocol { method: "Get", reason: "the client thread panicked".into() })
+                })
             })
         } else {
             self.kubelet_blocking(pod)
