@@ -9,6 +9,7 @@ pub mod bins;
 pub mod cnicall;
 pub mod confs;
 pub mod kube_api;
+pub mod kubelet_podresources;
 pub mod leaks;
 pub mod node;
 pub mod podman;

@@ -19,6 +19,8 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "ethtool",
     "procps",
+    // a gRPC implementation to check the PodResources client and stand-in against
+    "python3-grpcio",
 ];
 /// The bpf-linker release that works with this project's nightly (see shared/toolchain.md).
 const BPF_LINKER_VERSION: &str = "0.10.3";

@@ -3,6 +3,8 @@
 
 pub mod annotations;
 pub mod client;
+pub mod devinfo;
+pub mod podresources;
 pub mod resolve;
 pub mod status;
 
