@@ -5,7 +5,7 @@ use crate::{
     cni::{env::EnvError, CniError, ErrorCode},
     config::ConfigError,
     delegate::{cache::CacheError, lock::LockError, DelegateError, ExecError},
-    kube::{annotations::AnnotationError, client::KubeError, resolve::ResolveError},
+    kube::{annotations::AnnotationError, client::KubeError, devinfo::DevInfoError, podresources::DeviceError, resolve::ResolveError},
     netns::NetnsError,
 };
 
@@ -61,6 +61,12 @@ pub enum Error {
     /// A pod annotation is malformed.
     #[error(transparent)]
     Annotation(#[from] AnnotationError),
+    /// Device IDs of a resource could not be found.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A device-info file could not be used.
+    #[error(transparent)]
+    DevInfo(#[from] DevInfoError),
     /// Netlink work inside the pod failed.
     #[error("{0}")]
     Netlink(String),
@@ -118,6 +124,10 @@ impl Error {
             Error::Resolve(_) => ErrorCode::InvalidNetworkConfig,
             Error::Annotation(_) => ErrorCode::InvalidNetworkConfig,
             Error::Netlink(_) => ErrorCode::NETLINK,
+            Error::Device(DeviceError::Unavailable(_)) => ErrorCode::TryAgainLater,
+            Error::Device(_) => ErrorCode::InvalidNetworkConfig,
+            Error::DevInfo(DevInfoError::Io { .. }) => ErrorCode::IoFailure,
+            Error::DevInfo(_) => ErrorCode::InvalidNetworkConfig,
             Error::Cni(e) => return e.clone(),
         };
         let details = match self {

@@ -520,3 +520,50 @@ fn twenty_pods_in_parallel() {
         k.assert_clean(&p.0);
     }
 }
+
+#[test]
+fn device_resources_are_injected_and_device_info_reaches_network_status() {
+    use testkit::kubelet_podresources::{FakePod, PodResourcesServer};
+    let k = K::new();
+    let kubelet_dir = k.node.root().join("kubelet");
+    std::fs::create_dir_all(&kubelet_dir).unwrap();
+    let kubelet = PodResourcesServer::start(&kubelet_dir.join("kubelet.sock"));
+    let devinfo = k.node.root().join("devinfo");
+    let rec = json!({"cniVersion": "1.0.0", "name": "sriov-net", "plugins": [{"type": "cni-recorder", "recordDir": k.node.records_dir(),
+        "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}}]});
+    k.api.create_nad(NadSeed::new("ns1", "sriov-net", rec.to_string()).resource_name("example.com/vf")).unwrap();
+    let (pod, uid) = k.pod("ns1", "dev", &[(NETWORKS, "sriov-net@vf0,sriov-net@vf1")]);
+    kubelet.set_pods(vec![FakePod::with_devices("ns1", "dev", &[("example.com/vf", &["0000:03:02.1", "0000:03:02.2"])])]);
+    // The device plugin left a device-info file for the first device.
+    std::fs::create_dir_all(devinfo.join("dp")).unwrap();
+    let dp_info = json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:03:02.1"}});
+    std::fs::write(devinfo.join("dp").join("example.com-vf-0000:03:02.1-device.json"), dp_info.to_string()).unwrap();
+    let mut conf = k.conf("1.0.0");
+    conf["podResourcesSocket"] = json!(kubelet.socket());
+    conf["deviceCheckpointFile"] = json!(k.node.root().join("no-checkpoint"));
+    conf["deviceInfoDir"] = json!(devinfo);
+    k.add("dev", &pod, "ns1", "dev", &uid, &conf).ok();
+    let rec = |ifname: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(k.node.records_dir().join(format!("ADD-dev-{ifname}.json"))).unwrap()).unwrap()
+    };
+    let (a, b) = (rec("vf0"), rec("vf1"));
+    assert_eq!(a["stdin"]["deviceID"], "0000:03:02.1");
+    assert_eq!(a["stdin"]["pciBusID"], "0000:03:02.1");
+    assert_eq!(a["stdin"]["runtimeConfig"]["deviceID"], "0000:03:02.1");
+    assert_eq!(b["stdin"]["deviceID"], "0000:03:02.2", "the second network of the same resource gets the next device");
+    let info_file = a["stdin"]["runtimeConfig"]["CNIDeviceInfoFile"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&info_file).exists(), "pre-filled from the device plugin's file");
+    let status = k.status("ns1", "dev");
+    assert_eq!(status[1]["device-info"], dp_info);
+    assert!(status[2].get("device-info").is_none(), "no device-info file for the second device");
+    k.del("dev", &pod, "ns1", "dev", &uid, &conf).assert_ok();
+    assert!(!std::path::Path::new(&info_file).exists(), "DEL removes the device-info file");
+    k.assert_clean(&pod);
+    // Neither the kubelet nor a checkpoint: "try again later", nothing made.
+    drop(kubelet);
+    let (pod, uid) = k.pod("ns1", "dev2", &[(NETWORKS, "sriov-net")]);
+    let out = k.add("dev2", &pod, "ns1", "dev2", &uid, &conf);
+    assert_eq!(out.err_code(), 11, "{}", out.stdout);
+    assert!(out.err_msg().contains("kubelet"), "{}", out.err_msg());
+    k.assert_clean(&pod);
+}

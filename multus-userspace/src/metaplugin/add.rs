@@ -22,7 +22,7 @@ use crate::{
     netns::{netlink, NetNs},
 };
 
-use super::{plan, readiness, Call};
+use super::{devices, plan, readiness, Call};
 
 pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     let req = call.req;
@@ -30,10 +30,11 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     let netns = NetNs::open(netns_path)?;
     readiness::wait(call.conf)?;
     let kube = call.kube()?;
-    let plan = plan::build(call, kube.as_ref(), Instant::now() + call.conf.api_deadline())?;
+    let mut plan = plan::build(call, kube.as_ref(), Instant::now() + call.conf.api_deadline())?;
     for a in &plan.attachments {
         delegate::resolve_binaries(a, &call.path)?;
     }
+    devices::prepare_info_files(call, &mut plan.attachments)?;
     let mut lock = call.lock(&req.container_id)?;
     let mut entry = CacheEntry {
         format: CACHE_FORMAT,
@@ -94,7 +95,7 @@ fn finish(call: &Call<'_>, netns: &NetNs, entry: &CacheEntry, kube: Option<&Kube
         })?
         .map_err(Error::Netlink)?;
     let (Some(kube), Some(pod)) = (kube, entry.pod.as_ref()) else { return Ok(()) };
-    let statuses = network_status(entry, &facts);
+    let statuses = network_status(call, entry, &facts);
     let value = serde_json::to_string(&statuses).unwrap_or_default();
     let deadline = Instant::now() + call.conf.api_deadline();
     if !kube.patch_pod_annotations(&pod.namespace, &pod.name, &[(NETWORK_STATUS, Some(value))], deadline)? {
@@ -104,11 +105,12 @@ fn finish(call: &Call<'_>, netns: &NetNs, entry: &CacheEntry, kube: Option<&Kube
 }
 
 /// The network-status entries of every attachment.
-pub(super) fn network_status(entry: &CacheEntry, facts: &HashMap<String, LinkFacts>) -> Vec<status::NetworkStatus> {
+pub(super) fn network_status(call: &Call<'_>, entry: &CacheEntry, facts: &HashMap<String, LinkFacts>) -> Vec<status::NetworkStatus> {
     let mut out = Vec::new();
     for a in &entry.attachments {
         let Some(result) = a.result.as_ref().and_then(|r| CniResult::parse(r).ok()) else { continue };
-        out.extend(status::entries(&a.name, &a.ifname, &result, a.is_default, facts, None));
+        let info = devices::info(call, a);
+        out.extend(status::entries(&a.name, &a.ifname, &result, a.is_default, facts, info.as_ref()));
     }
     out
 }
@@ -122,6 +124,7 @@ fn rollback(call: &Call<'_>, ctx: &Context<'_>, done: &[Attachment], lock: &mut 
             failures.extend(errors.iter().map(ToString::to_string));
         }
     }
+    devices::remove_info_files(call, &call.req.container_id, done);
     if let Err(e) = call.cache.remove(&call.req.container_id) {
         failures.push(e.to_string());
     }

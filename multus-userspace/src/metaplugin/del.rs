@@ -48,6 +48,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             errors.append(&mut e);
         }
     }
+    super::devices::remove_info_files(call, &req.container_id, &attachments);
     if !from_cache && !errors.is_empty() {
         // Nothing was recorded for this container: the DEL was a best-effort cleanup.
         for e in &errors {

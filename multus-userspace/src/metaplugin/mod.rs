@@ -4,6 +4,7 @@
 mod add;
 mod check;
 mod del;
+mod devices;
 mod gc;
 pub mod plan;
 mod readiness;

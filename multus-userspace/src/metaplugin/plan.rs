@@ -92,6 +92,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
     if call.req.command.is_per_container() {
         check_ifnames(&plan.attachments)?;
     }
+    super::devices::assign(call, &mut plan.attachments, plan.pod.as_ref())?;
     Ok(plan)
 }
 
