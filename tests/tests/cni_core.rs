@@ -39,6 +39,22 @@ impl Env {
         confs::bridge_tuning_list(name, br, subnet, version, &self.node.ipam_dir())
     }
 
+    /// Four networks from four reference plugins: bridge, bridge+tuning, ptp, macvlan+static.
+    fn four_networks(&self, version: &str) -> Value {
+        let mut conf = self.two_networks(version);
+        let v = if version == "1.1.0" { "1.0.0" } else { version };
+        let ptp = json!({"cniVersion": v, "name": "net-ptp", "type": "ptp",
+            "ipam": {"type": "host-local", "subnet": "10.25.0.0/24", "dataDir": self.node.ipam_dir()}});
+        let macvlan = json!({"cniVersion": v, "name": "net-mv", "type": "macvlan", "master": "mvl0", "mode": "bridge",
+            "ipam": {"type": "static", "addresses": [{"address": "10.26.0.5/24"}]}});
+        if self.node.ns.link_names().iter().all(|l| l != "mvl0") {
+            self.node.ns.ip(&["link", "add", "mvl0", "type", "veth", "peer", "name", "mvl0p"]);
+            self.node.ns.ip(&["link", "set", "mvl0", "up"]);
+        }
+        conf["delegates"].as_array_mut().unwrap().extend([ptp, macvlan]);
+        conf
+    }
+
     fn two_networks(&self, version: &str) -> Value {
         let master_v = if version == "1.1.0" { "1.0.0" } else { version };
         let list_v = match version {
@@ -84,7 +100,7 @@ fn add_check_del_in_every_version() {
     for v in VERSIONS {
         let pod = Netns::new("pd");
         let id = format!("every-{}", v.replace('.', ""));
-        let conf = env.two_networks(v);
+        let conf = env.four_networks(v);
         let out = env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
         let result = out.ok();
         assert_eq!(result["cniVersion"], v, "result version");
@@ -99,9 +115,11 @@ fn add_check_del_in_every_version() {
         }
         let mut links = pod.link_names();
         links.sort();
-        assert_eq!(links, vec!["eth0", "net1"], "{v}");
+        assert_eq!(links, vec!["eth0", "net1", "net2", "net3"], "{v}");
         assert!(pod.addresses("eth0")[0].starts_with("10.10.0."));
         assert!(pod.addresses("net1")[0].starts_with("10.20.0."));
+        assert!(pod.addresses("net2")[0].starts_with("10.25.0."), "ptp");
+        assert_eq!(pod.addresses("net3"), vec!["10.26.0.5/24"], "macvlan with static IPAM");
         let mtu = pod.links().iter().find(|l| l["ifname"] == "net1").map(|l| l["mtu"].clone()).unwrap();
         assert_eq!(mtu, 1400, "tuning in the conflist ran with prevResult");
         if ge(v, "0.4.0") {
