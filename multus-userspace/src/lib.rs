@@ -1,4 +1,8 @@
 //! The multus CNI meta-plugin, the eBPF source-based-routing plugin and the operators' CLI.
+#![expect(
+    clippy::result_large_err,
+    reason = "errors are the cold path of a short-lived process; keeping them unboxed keeps them simple"
+)]
 
 pub mod cni;
 pub mod config;

@@ -126,7 +126,7 @@ impl Resolver<'_> {
     pub fn reference(&self, reference: &str) -> Result<ResolvedNetwork, ResolveError> {
         let path = Path::new(reference);
         if path.is_absolute() {
-            return self.from_path(reference, path);
+            return self.by_path(reference, path);
         }
         let (namespace, name) = match reference.split_once('/') {
             Some((ns, n)) => (ns.to_string(), n.to_string()),
@@ -144,7 +144,7 @@ impl Resolver<'_> {
         Err(ResolveError::NotFound { reference: reference.into(), namespace, conf_dir: self.conf.conf_dir.clone() })
     }
 
-    fn from_path(&self, reference: &str, path: &Path) -> Result<ResolvedNetwork, ResolveError> {
+    fn by_path(&self, reference: &str, path: &Path) -> Result<ResolvedNetwork, ResolveError> {
         let file = if path.is_dir() {
             conf_files(path)?.into_iter().next().ok_or_else(|| ResolveError::NotFound {
                 reference: reference.into(),

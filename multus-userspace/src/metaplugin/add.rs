@@ -66,8 +66,8 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     }
     let master = entry.attachments.iter().find(|a| a.master).and_then(|a| a.result.as_ref());
     let result = master.cloned().unwrap_or_else(|| CniResult::default().to_json(call.version));
-    Ok(CniResult::convert(&result, call.version)
-        .map_err(|e| Error::Cni(CniError::new(ErrorCode::DecodingFailure, format!("master delegate result: {e}"))))?)
+    CniResult::convert(&result, call.version)
+        .map_err(|e| Error::Cni(CniError::new(ErrorCode::DecodingFailure, format!("master delegate result: {e}"))))
 }
 
 /// After the delegates: the requested default routes, then network-status (when the pod exists).
