@@ -466,3 +466,32 @@ fn version_answers() {
     let v = std::process::Command::new(&env.multus).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("multus "));
 }
+
+#[test]
+fn ebpf_sbr_options_migrate_sbr_and_chain_secondaries() {
+    let env = Env::new();
+    // Observe what multus sends to the `ebpf-sbr` plugin type (the real plugin has its own tests).
+    env.node.install("ebpf-sbr", Path::new(env!("CARGO_BIN_EXE_cni-recorder")));
+    let pod = Netns::new("pd");
+    let with_sbr = json!({"cniVersion": "1.0.0", "name": "with-sbr", "plugins": [
+        {"type": "bridge", "bridge": "br-s", "ipam": {"type": "host-local", "subnet": "10.71.0.0/24", "dataDir": env.node.ipam_dir()}},
+        {"type": "sbr", "table": 5000, "recordDir": env.node.records_dir()}]});
+    let plain = env.bridge("plain", "br-p", "10.72.0.0/24", "1.0.0");
+    let mut conf = env.conf("1.0.0", vec![env.bridge("cluster", "br-c", "10.70.0.0/24", "1.0.0"), with_sbr, plain]);
+    conf["ebpfSbr"] = json!({"replaceSbr": true, "allSecondary": true, "bpffsDir": "/sys/fs/bpf/test-x",
+                            "config": {"recordDir": env.node.records_dir(), "gateway": "10.72.0.1"}});
+    env.call("ADD", "sbrcfg", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+    let migrated = env.recorded("ADD", "sbrcfg", "net1");
+    assert_eq!(migrated["stdin"]["type"], "ebpf-sbr", "sbr runs as ebpf-sbr");
+    assert_eq!(migrated["stdin"]["table"], 5000, "with its configuration unchanged");
+    assert_eq!(migrated["stdin"]["bpffsDir"], "/sys/fs/bpf/test-x");
+    assert!(migrated["stdin"]["prevResult"]["ips"][0]["address"].as_str().unwrap().starts_with("10.71.0."));
+    let chained = env.recorded("ADD", "sbrcfg", "net2");
+    assert_eq!(chained["stdin"]["type"], "ebpf-sbr", "chained after a plain secondary");
+    assert_eq!(chained["stdin"]["gateway"], "10.72.0.1");
+    assert_eq!(chained["stdin"]["name"], "plain");
+    assert!(!env.node.records_dir().join("ADD-sbrcfg-eth0.json").exists(), "never on the cluster network");
+    env.call("DEL", "sbrcfg", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(env.recorded("DEL", "sbrcfg", "net2")["stdin"]["type"], "ebpf-sbr", "DEL reaches it from the cache");
+    env.assert_clean(&pod);
+}

@@ -112,9 +112,30 @@ pub struct MultusConf {
     /// Device-info directory (ours; default /var/run/k8s.cni.cncf.io/devinfo).
     #[serde(rename = "deviceInfoDir", default, skip_serializing_if = "Option::is_none")]
     pub device_info_dir: Option<PathBuf>,
+    /// The eBPF source-based routing options (ours).
+    #[serde(rename = "ebpfSbr", default, skip_serializing_if = "Option::is_none")]
+    pub ebpf_sbr: Option<EbpfSbrOptions>,
     /// Keys this implementation does not know (kept).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// How multus uses the `ebpf-sbr` plugin for its delegates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EbpfSbrOptions {
+    /// Run every `sbr` plugin of the delegates (NADs included) as `ebpf-sbr`, with its
+    /// configuration unchanged: existing NADs migrate without edits.
+    #[serde(rename = "replaceSbr", default)]
+    pub replace_sbr: bool,
+    /// Chain `ebpf-sbr` after every secondary attachment (CNI 0.3.0 and later).
+    #[serde(rename = "allSecondary", default)]
+    pub all_secondary: bool,
+    /// bpffs directory for the pins, given to every `ebpf-sbr` plugin that does not set one.
+    #[serde(rename = "bpffsDir", default, skip_serializing_if = "Option::is_none")]
+    pub bpffs_dir: Option<PathBuf>,
+    /// Extra keys for the chained `ebpf-sbr` plugins (for example `"gateway"`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub config: Map<String, Value>,
 }
 
 /// One entry of `cni.dev/valid-attachments`.
