@@ -1,6 +1,7 @@
 //! The multus CNI meta-plugin, the eBPF source-based-routing plugin and the operators' CLI.
 
 pub mod netns;
+pub mod sbr;
 
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).
 pub mod bpf_objects {
