@@ -231,9 +231,19 @@ pub fn net1_addresses() -> Vec<multus::sbr::IfAddr> {
     ]
 }
 
-/// The link-local IPv6 address of an interface.
+/// The link-local IPv6 address of an interface, waiting up to 3 s for it: the kernel adds it when it
+/// processes the link's carrier-on event, which it may delay by up to a second.
 pub fn link_local(ns: &Netns, ifname: &str) -> String {
-    let out = ns.ip(&["-j", "-6", "addr", "show", "dev", ifname, "scope", "link"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    v[0]["addr_info"][0]["local"].as_str().unwrap_or_else(|| panic!("no link-local address on {ifname}")).to_string()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let out = ns.ip(&["-j", "-6", "addr", "show", "dev", ifname, "scope", "link", "-tentative"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+        // iproute2 renders the addresses its filter drops as empty objects: take the first real one.
+        let found = v[0]["addr_info"].as_array().and_then(|a| a.iter().find_map(|i| i["local"].as_str()));
+        if let Some(a) = found {
+            return a.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no link-local address on {ifname} in {}: {v}", ns.name());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
