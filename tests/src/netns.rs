@@ -38,6 +38,7 @@ pub fn try_run(cmd: &str, args: &[&str]) -> Output {
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 impl Netns {
@@ -45,7 +46,7 @@ impl Netns {
     pub fn new(role: &str) -> Self {
         let name = unique_name(role);
         run("ip", &["netns", "add", &name]);
-        let ns = Self { name };
+        let ns = Self { name, deleted: false.into() };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -166,14 +167,17 @@ impl Netns {
 
 impl Netns {
     /// Deletes the namespace now (to test what happens when it disappears).
-    pub fn destroy(self) {
+    pub fn delete(&self) {
         run("ip", &["netns", "del", &self.name]);
-        std::mem::forget(self);
+        self.deleted.store(true, Ordering::Relaxed);
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.deleted.load(Ordering::Relaxed) {
+            return;
+        }
         let out = try_run("ip", &["netns", "del", &self.name]);
         if !out.status.success() && !std::thread::panicking() {
             eprintln!("warning: cannot delete netns {}: {}", self.name, String::from_utf8_lossy(&out.stderr));

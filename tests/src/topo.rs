@@ -247,3 +247,40 @@ pub fn link_local(ns: &Netns, ifname: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A second, minimal pod: net1 10.5.0.2/24 towards a router at 10.5.0.1, no default route.
+pub struct MiniPod {
+    /// The pod.
+    pub pod: Netns,
+    /// Its router.
+    pub router: Netns,
+}
+
+impl MiniPod {
+    /// Builds it.
+    pub fn new() -> Self {
+        let m = MiniPod { pod: Netns::new("mpod-"), router: Netns::new("mr-") };
+        veth(&m.pod, "net1", &m.router, ROUTER_POD_IF, 1500);
+        addr(&m.pod, "net1", "10.5.0.2/24");
+        addr(&m.router, ROUTER_POD_IF, "10.5.0.1/24");
+        m
+    }
+
+    /// net1 as ADD is given it.
+    pub fn net1_spec(&self) -> multus::sbr::InterfaceSpec {
+        multus::sbr::InterfaceSpec {
+            ifname: "net1".into(),
+            addresses: vec![multus::sbr::IfAddr {
+                address: "10.5.0.2".parse().expect("ip"),
+                prefix_len: 24,
+                gateway: Some("10.5.0.1".parse().expect("ip")),
+            }],
+        }
+    }
+}
+
+impl Default for MiniPod {
+    fn default() -> Self {
+        Self::new()
+    }
+}

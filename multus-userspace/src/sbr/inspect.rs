@@ -1,7 +1,11 @@
 //! Read-only inspection of the pinned state, for the operators' CLI: pods, attachments, source
 //! entries, defaults, interface records and counters. Nothing here enters a namespace or locks.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use multus_common::{
     IfCounters, SrcKey, SrcRoute, DEFAULT_HAS_GATEWAY, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID, ROUTE_HAS_GATEWAY,
@@ -9,7 +13,7 @@ use multus_common::{
 
 use super::{
     bpf::{self, LinkTarget, PodMaps},
-    pins::{self, PodDir},
+    pins::{self, PodDir, ProgKind},
     plan::words_addr,
     state::{MANAGED, RP_FILTER_CHANGED},
     SbrConfig, SbrError, CARRIER_IFNAME,
@@ -137,4 +141,46 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
         interfaces,
         counters: maps.counters(),
     })
+}
+
+/// Reads the aya-log records of a pod's programs: they log each redirect and drop when the pod was
+/// loaded with [`SbrConfig::debug`] (otherwise the log calls are compiled out by the verifier).
+pub struct LogReader {
+    logger: aya_log::EbpfLogger<Collector>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// A `log::Log` that keeps the formatted records.
+struct Collector(Arc<Mutex<Vec<String>>>);
+
+impl log::Log for Collector {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(format!("{} {}", record.level(), record.args()));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+impl LogReader {
+    /// Attaches to the log ring buffer of `container_id`'s programs.
+    pub fn open(cfg: &SbrConfig, container_id: &str) -> Result<Self, SbrError> {
+        let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+        let id = bpf::prog_id(&dir, ProgKind::Carrier)?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let logger = aya_log::EbpfLogger::init_from_id_with_logger(id, Collector(lines.clone()))
+            .map_err(|e| SbrError::Map { map: "AYA_LOGS", reason: e.to_string() })?;
+        Ok(Self { logger, lines })
+    }
+
+    /// The records written since the last call.
+    pub fn drain(&mut self) -> Vec<String> {
+        self.logger.flush();
+        self.lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    }
 }

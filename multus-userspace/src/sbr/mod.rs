@@ -33,7 +33,7 @@ use std::{
 
 pub use bpf::LinkTarget;
 pub use error::{Drift, SbrError};
-pub use inspect::{inspect, pods, AttachmentInfo, InterfaceRecord, PodInfo, SourceEntry};
+pub use inspect::{inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, PodInfo, SourceEntry};
 pub use multus_common::IfCounters;
 pub use pins::{validate_container_id, validate_ifname};
 pub use plan::CarrierRoute;
@@ -47,7 +47,7 @@ use error::nl;
 use pins::{remove_pin, Lock, PodDir};
 use plan::{resolve_gateway, src_entry};
 use reconcile::{converge, diff, plan_for, Snapshot};
-use state::{IfaceState, MANAGED, RP_FILTER_CHANGED};
+use state::{IfaceState, MANAGED, RELEASED, RP_FILTER_CHANGED};
 
 /// Name of the carrier device SBR creates in the pod.
 pub const CARRIER_IFNAME: &str = "sbr-carrier";
@@ -227,7 +227,7 @@ async fn add_in_ns(
         IfaceState { ifindex: index, flags: MANAGED | (previous.flags & RP_FILTER_CHANGED), ..previous },
     )?;
     maps.ensure_counters(index)?;
-    let plan = converge(h, maps, dir, None).await?;
+    let plan = converge(h, maps, dir).await?;
     Ok(AddReport {
         entries: entries.iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect(),
         carrier_routes: plan.carrier.map(|c| c.routes.into_iter().collect()).unwrap_or_default(),
@@ -252,11 +252,19 @@ fn forget_interface(maps: &mut PodMaps, ifname: &str, current: Option<u32>) -> R
     Ok(previous)
 }
 
-/// Removes an interface's share inside the namespace and converges the rest of the pod.
+/// Removes an interface's share inside the namespace and converges the rest of the pod. An
+/// interface that still exists is marked released so it gets no program until it is added again.
 async fn remove_in_ns(h: &rtnetlink::Handle, ifname: &str, dir: &PodDir, maps: &mut PodMaps) -> Result<(), SbrError> {
-    forget_interface(maps, ifname, None)?;
+    let previous = forget_interface(maps, ifname, None)?;
+    match nlh::link_by_name(h, ifname).await.map_err(nl(format!("look up {ifname}")))? {
+        Some(link) => maps.state.put(
+            ifname,
+            IfaceState { ifindex: link.index, flags: RELEASED | (previous.flags & RP_FILTER_CHANGED), ..previous },
+        )?,
+        None => maps.state.remove(ifname)?,
+    }
     remove_pin(&dir.if_link(ifname))?;
-    converge(h, maps, dir, Some(ifname)).await?;
+    converge(h, maps, dir).await?;
     Ok(())
 }
 
@@ -359,7 +367,7 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
             }
         }
         let snap = Snapshot::read(&h).await?;
-        let plan = plan_for(&snap, &maps, None);
+        let plan = plan_for(&snap, &maps);
         drifts.extend(diff(&plan, &snap, &maps, &dir)?.iter().map(|f| f.drift(&dir)));
         Ok::<_, SbrError>(drifts)
     })??;

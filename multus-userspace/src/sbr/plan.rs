@@ -253,8 +253,8 @@ pub struct PodFacts<'a> {
     pub carrier: Option<u32>,
     /// Source the main IPv4 default route gives unbound sockets (when there is one).
     pub v4_default_src: Option<IpAddr>,
-    /// An interface being removed: it gets no program and no rp_filter change.
-    pub exclude: Option<&'a str>,
+    /// Interfaces released by DEL: they get no program and no rp_filter change.
+    pub released: &'a [String],
 }
 
 /// Source for unbound IPv4 sockets when the main table has no default route: the kernel refuses
@@ -309,7 +309,7 @@ pub fn plan_pod(f: &PodFacts<'_>) -> PodPlan {
     } else {
         f.links
             .iter()
-            .filter(|l| is_real_interface(l) && Some(l.link.name.as_str()) != f.exclude)
+            .filter(|l| is_real_interface(l) && !f.released.contains(&l.link.name))
             .map(|l| (l.link.name.clone(), l.link.index))
             .collect()
     };
@@ -457,7 +457,7 @@ mod tests {
             main6: &main6,
             carrier: Some(9),
             v4_default_src: Some(ip("10.0.0.2")),
-            exclude: None,
+            released: &[],
         });
         assert_eq!(plan.defaults[0].ifindex, 2);
         let c = plan.carrier.unwrap_or_else(|| panic!("carrier planned"));
@@ -491,7 +491,7 @@ mod tests {
             main6: &[],
             carrier: None,
             v4_default_src: None,
-            exclude: Some("eth0"),
+            released: &["eth0".to_string()],
         });
         let c = plan.carrier.unwrap_or_else(|| panic!("carrier planned"));
         assert!(c.routes.iter().filter(|r| r.dst.is_ipv4()).all(|r| r.prefsrc == Some(NO_DEFAULT_V4_SRC)));
@@ -511,7 +511,7 @@ mod tests {
             main6: &[],
             carrier: None,
             v4_default_src: Some(ip("10.0.0.2")),
-            exclude: None,
+            released: &[],
         });
         assert_eq!(plan.carrier, None);
         assert!(plan.loose_rp_filter.is_empty());

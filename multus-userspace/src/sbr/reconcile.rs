@@ -13,7 +13,7 @@ use super::{
     error::nl,
     pins::{remove_pin, PodDir, ProgKind},
     plan::{main_default, plan_pod, CarrierRoute, PodFacts, PodPlan},
-    state::{IfaceState, RP_FILTER_CHANGED},
+    state::{IfaceState, RELEASED, RP_FILTER_CHANGED},
     sysctl::{self, conf_path},
     Drift, SbrError, CARRIER_IFNAME,
 };
@@ -376,16 +376,12 @@ fn restore_rp_filter(ifname: &str, orig: u32, snap: &Snapshot) -> Result<(), Sbr
 }
 
 /// Reads, plans and fixes the pod until nothing is left to fix; returns the final plan.
-pub async fn converge(
-    h: &Handle,
-    maps: &mut PodMaps,
-    dir: &PodDir,
-    exclude: Option<&str>,
-) -> Result<PodPlan, SbrError> {
+pub async fn converge(h: &Handle, maps: &mut PodMaps, dir: &PodDir) -> Result<PodPlan, SbrError> {
     const ROUNDS: usize = 4;
     for _ in 0..ROUNDS {
         let snap = Snapshot::read(h).await?;
-        let plan = plan_for(&snap, maps, exclude);
+        forget_released_gone(&snap, maps)?;
+        let plan = plan_for(&snap, maps);
         let fixes = diff(&plan, &snap, maps, dir)?;
         if fixes.is_empty() {
             return Ok(plan);
@@ -394,7 +390,7 @@ pub async fn converge(
         apply(h, fixes, &snap, maps, dir).await?;
     }
     let snap = Snapshot::read(h).await?;
-    let plan = plan_for(&snap, maps, exclude);
+    let plan = plan_for(&snap, maps);
     let left = diff(&plan, &snap, maps, dir)?;
     if left.is_empty() {
         Ok(plan)
@@ -403,9 +399,30 @@ pub async fn converge(
     }
 }
 
-/// Plans the pod from a snapshot and the current source entries.
-pub fn plan_for(snap: &Snapshot, maps: &PodMaps, exclude: Option<&str>) -> PodPlan {
+/// Forgets released interfaces that no longer exist (or were recreated with another index).
+fn forget_released_gone(snap: &Snapshot, maps: &mut PodMaps) -> Result<(), SbrError> {
+    for (ifname, st) in maps.state.all() {
+        if st.flags & RELEASED != 0 && snap.index_of(&ifname) != Some(st.ifindex) {
+            maps.state.remove(&ifname)?;
+        }
+    }
+    Ok(())
+}
+
+/// Interfaces DEL released that still exist as they were.
+fn released(snap: &Snapshot, maps: &PodMaps) -> Vec<String> {
+    maps.state
+        .all()
+        .into_iter()
+        .filter(|(name, st)| st.flags & RELEASED != 0 && snap.index_of(name) == Some(st.ifindex))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Plans the pod from a snapshot, the current source entries and the released interfaces.
+pub fn plan_for(snap: &Snapshot, maps: &PodMaps) -> PodPlan {
     let entries = maps.entries();
+    let released = released(snap, maps);
     plan_pod(&PodFacts {
         entries: &entries,
         links: &snap.links,
@@ -413,6 +430,6 @@ pub fn plan_for(snap: &Snapshot, maps: &PodMaps, exclude: Option<&str>) -> PodPl
         main6: &snap.main6,
         carrier: snap.carrier.as_ref().map(|c| c.link.index),
         v4_default_src: snap.v4_default_src,
-        exclude,
+        released: &released,
     })
 }

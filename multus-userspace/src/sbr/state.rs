@@ -1,5 +1,6 @@
 //! Per-interface bookkeeping that only userspace reads: which interfaces ADD manages (with the
-//! index they had) and which rp_filter values SBR changed (with the original, restored on DEL).
+//! index they had), which rp_filter values SBR changed (with the original, restored on DEL), and
+//! which interfaces DEL released while they still existed.
 //!
 //! It lives in a standalone BPF hash map pinned beside the pod's other pins, so all of a pod's
 //! state is under one bpffs directory: DEL and GC need nothing else, and removing the directory
@@ -15,6 +16,9 @@ use super::SbrError;
 pub const MANAGED: u32 = 1;
 /// [`IfaceState::flags`]: SBR changed the interface's rp_filter; the original is recorded.
 pub const RP_FILTER_CHANGED: u32 = 2;
+/// [`IfaceState::flags`]: DEL released the interface while it still existed: it gets no program
+/// until it is added again (the plugin that made it usually deletes it right after).
+pub const RELEASED: u32 = 4;
 
 /// Key: an interface name, NUL-padded.
 #[repr(C)]
@@ -43,7 +47,7 @@ impl IfName {
 pub struct IfaceState {
     /// Interface index when it was recorded.
     pub ifindex: u32,
-    /// `MANAGED` and `RP_FILTER_CHANGED` flags.
+    /// `MANAGED`, `RP_FILTER_CHANGED` and `RELEASED` flags.
     pub flags: u32,
     /// The rp_filter value before SBR changed it (with `RP_FILTER_CHANGED`).
     pub rp_filter_orig: u32,
