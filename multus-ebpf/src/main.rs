@@ -77,63 +77,87 @@ enum DropReason {
     Malformed,
 }
 
+/// What happened to a packet, for the counters.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Passed,
+    Redirected,
+    Fallback,
+    NoRoute,
+    Malformed,
+    RedirectFailed,
+}
+
 #[inline(always)]
 fn steer(ctx: &TcContext, carrier: bool) -> i32 {
     // SAFETY: the context points at a valid __sk_buff for the duration of the program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let (verdict, matched) = decide(ctx, ifindex, carrier);
+    let (action, outcome) = match verdict {
+        Verdict::Pass => (TC_ACT_UNSPEC, Outcome::Passed),
+        Verdict::Drop(DropReason::NoRoute) => (TC_ACT_SHOT as i32, Outcome::NoRoute),
+        Verdict::Drop(DropReason::Malformed) => (TC_ACT_SHOT as i32, Outcome::Malformed),
+        Verdict::Redirect { ifindex: target, family, nh, fallback } => {
+            if redirect(target, family, nh) {
+                count_in(target);
+                debug!(ctx, "sbr: if {} -> if {} (fallback {})", ifindex, target, fallback as u8);
+                (TC_ACT_REDIRECT as i32, if fallback { Outcome::Fallback } else { Outcome::Redirected })
+            } else {
+                (TC_ACT_SHOT as i32, Outcome::RedirectFailed)
+            }
+        }
+    };
+    count(ifindex, matched, outcome);
+    action
+}
+
+/// `bpf_redirect_neigh` to `target`, with an explicit next hop or (None) the kernel's FIB choice
+/// out of `target`. Returns whether the helper accepted the packet.
+#[inline(always)]
+fn redirect(target: u32, family: u32, nh: Option<[u32; 4]>) -> bool {
+    // SAFETY: params is a valid bpf_redir_neigh on the stack and the size matches; a null params
+    // pointer asks the kernel for a FIB lookup restricted to the target interface.
+    let ret = unsafe {
+        match nh {
+            None => bpf_redirect_neigh(target, core::ptr::null_mut(), 0, 0),
+            Some(nh) => {
+                let mut params = bpf_redir_neigh { nh_family: family, __bindgen_anon_1: core::mem::zeroed() };
+                if family == AF_INET {
+                    params.__bindgen_anon_1.ipv4_nh = nh[0];
+                } else {
+                    params.__bindgen_anon_1.ipv6_nh = nh;
+                }
+                bpf_redirect_neigh(target, &mut params, core::mem::size_of::<bpf_redir_neigh>() as i32, 0)
+            }
+        }
+    };
+    ret == TC_ACT_REDIRECT as i64
+}
+
+/// Counts one packet of `ifindex` (one map lookup per packet).
+#[inline(never)]
+fn count(ifindex: u32, matched: bool, outcome: Outcome) {
     bump(ifindex, |c| {
         c.seen += 1;
-        if matched {
-            c.matched += 1;
+        c.matched += matched as u64;
+        match outcome {
+            Outcome::Passed => c.passed += 1,
+            Outcome::Redirected => c.redirected += 1,
+            Outcome::Fallback => {
+                c.redirected += 1;
+                c.fallback += 1;
+            }
+            Outcome::NoRoute => c.dropped_no_route += 1,
+            Outcome::Malformed => c.dropped_malformed += 1,
+            Outcome::RedirectFailed => c.dropped_redirect += 1,
         }
     });
-    match verdict {
-        Verdict::Pass => {
-            bump(ifindex, |c| c.passed += 1);
-            TC_ACT_UNSPEC
-        }
-        Verdict::Drop(DropReason::NoRoute) => {
-            bump(ifindex, |c| c.dropped_no_route += 1);
-            debug!(ctx, "sbr: if {} no route, drop", ifindex);
-            TC_ACT_SHOT as i32
-        }
-        Verdict::Drop(DropReason::Malformed) => {
-            bump(ifindex, |c| c.dropped_malformed += 1);
-            TC_ACT_SHOT as i32
-        }
-        Verdict::Redirect { ifindex: target, family, nh, fallback } => {
-            // SAFETY: params is a valid bpf_redir_neigh on the stack and the size matches; a null
-            // params pointer asks the kernel for a FIB lookup restricted to the target interface.
-            let ret = unsafe {
-                match nh {
-                    None => bpf_redirect_neigh(target, core::ptr::null_mut(), 0, 0),
-                    Some(nh) => {
-                        let mut params = bpf_redir_neigh { nh_family: family, __bindgen_anon_1: core::mem::zeroed() };
-                        if family == AF_INET {
-                            params.__bindgen_anon_1.ipv4_nh = nh[0];
-                        } else {
-                            params.__bindgen_anon_1.ipv6_nh = nh;
-                        }
-                        bpf_redirect_neigh(target, &mut params, core::mem::size_of::<bpf_redir_neigh>() as i32, 0)
-                    }
-                }
-            };
-            if ret != TC_ACT_REDIRECT as i64 {
-                bump(ifindex, |c| c.dropped_redirect += 1);
-                return TC_ACT_SHOT as i32;
-            }
-            bump(ifindex, |c| {
-                c.redirected += 1;
-                if fallback {
-                    c.fallback += 1;
-                }
-            });
-            bump(target, |c| c.redirected_in += 1);
-            debug!(ctx, "sbr: if {} -> if {} (fallback {})", ifindex, target, fallback as u8);
-            TC_ACT_REDIRECT as i32
-        }
-    }
+}
+
+/// Counts a packet redirected to `ifindex`.
+#[inline(never)]
+fn count_in(ifindex: u32) {
+    bump(ifindex, |c| c.redirected_in += 1);
 }
 
 /// Decides the fate of one packet; the flag says whether its source was found in the map.

@@ -295,7 +295,12 @@ pub fn del(cfg: &SbrConfig, container_id: &str, netns: Option<&Path>, ifname: &s
         Some(Err(NetnsError::NotFound(_) | NetnsError::NotNetns(_))) | None => None,
         Some(Err(e)) => return Err(e.into()),
     };
+    let last = maps.entries().iter().all(|(_, r)| Some(r.ifindex) == maps.state.get(ifname).map(|s| s.ifindex));
     match ns {
+        Some(ns) if last => {
+            let maps = &mut maps;
+            ns.netlink(|h| async move { reconcile::teardown(&h, maps).await })??
+        }
         Some(ns) => {
             let (dir, maps) = (&dir, &mut maps);
             ns.netlink(|h| async move { remove_in_ns(&h, ifname, dir, maps).await })??
@@ -306,7 +311,8 @@ pub fn del(cfg: &SbrConfig, container_id: &str, netns: Option<&Path>, ifname: &s
             remove_pin(&dir.if_link(ifname))?;
         }
     }
-    if maps.entries().is_empty() {
+    if last || maps.entries().is_empty() {
+        // Last: removing the pins detaches the programs (the kernel finishes that after we exit).
         dir.remove()?;
     }
     Ok(())

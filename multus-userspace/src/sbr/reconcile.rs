@@ -433,3 +433,25 @@ pub fn plan_for(snap: &Snapshot, maps: &PodMaps) -> PodPlan {
         released: &released,
     })
 }
+
+/// Undoes everything SBR did in the pod when its last interface goes: deletes the carrier (its
+/// routes and its TCX link go with it), SBR's neighbour entries, and puts back the rp_filter values
+/// it changed. The caller removes the pins afterwards: the kernel detaches the links of the real
+/// interfaces asynchronously, so no netlink request waits behind that.
+pub async fn teardown(h: &Handle, maps: &mut PodMaps) -> Result<(), SbrError> {
+    let snap = Snapshot::read(h).await?;
+    if let Some(c) = &snap.carrier {
+        if c.noarp {
+            nlh::delete_link(h, c.link.index).await.map_err(nl(format!("delete {CARRIER_IFNAME}")))?;
+        }
+    }
+    for n in &snap.neighbours {
+        nlh::delete_neighbour(h, n.ifindex, n.addr).await.map_err(nl(format!("delete neighbour {}", n.addr)))?;
+    }
+    for (ifname, st) in maps.state.all() {
+        if st.flags & RP_FILTER_CHANGED != 0 {
+            restore_rp_filter(&ifname, st.rp_filter_orig, &snap)?;
+        }
+    }
+    Ok(())
+}
