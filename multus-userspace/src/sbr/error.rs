@@ -98,36 +98,23 @@ pub enum SbrError {
         reason: String,
     },
     /// CHECK found the pod different from what ADD set up.
-    #[error("SBR state drifted: {}", Drifts(.0))]
+    #[error("SBR state drifted: {}", Joined(.0))]
     Drift(Vec<Drift>),
     /// Several independent cleanup steps failed (DEL and GC go on after a failure).
-    #[error("{}", Multi(.0))]
+    #[error("{}", Joined(.0))]
     Multiple(Vec<SbrError>),
 }
 
-struct Drifts<'a>(&'a [Drift]);
+/// Displays a list as `a; b; c`.
+struct Joined<'a, T>(&'a [T]);
 
-impl fmt::Display for Drifts<'_> {
+impl<T: fmt::Display> fmt::Display for Joined<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, item) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
-
-struct Multi<'a>(&'a [SbrError]);
-
-impl fmt::Display for Multi<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{e}")?;
+            write!(f, "{item}")?;
         }
         Ok(())
     }

@@ -295,7 +295,8 @@ pub fn del(cfg: &SbrConfig, container_id: &str, netns: Option<&Path>, ifname: &s
         Some(Err(NetnsError::NotFound(_) | NetnsError::NotNetns(_))) | None => None,
         Some(Err(e)) => return Err(e.into()),
     };
-    let last = maps.entries().iter().all(|(_, r)| Some(r.ifindex) == maps.state.get(ifname).map(|s| s.ifindex));
+    let recorded = maps.state.get(ifname).map(|s| s.ifindex);
+    let last = maps.entries().iter().all(|(_, r)| Some(r.ifindex) == recorded);
     match ns {
         Some(ns) if last => {
             let maps = &mut maps;

@@ -202,7 +202,9 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
     }
 
     match (&plan.carrier, &snap.carrier) {
-        (None, Some(c)) => fixes.push(Fix::DeleteCarrier { index: c.link.index }),
+        // A device of that name that is not NOARP was not made by SBR: leave it alone.
+        (None, Some(c)) if c.noarp => fixes.push(Fix::DeleteCarrier { index: c.link.index }),
+        (None, Some(_)) => {}
         (None, None) => {
             if dir.carrier_link().exists() {
                 fixes.push(Fix::DeleteCarrier { index: 0 });
