@@ -2,31 +2,195 @@
 //!
 //! Every type here is `#[repr(C)]`, `Copy`, and free of implicit padding, so the byte layout is
 //! the same on both sides of a BPF map. Userspace enables the `user` feature to get `aya::Pod`.
+//!
+//! Addresses are stored as four `u32` words holding the address bytes in network order (an IPv4
+//! address uses the first word; the other three are zero), so the BPF side compares them with
+//! plain word operations and userspace converts with `u32::from_ne_bytes`.
 #![no_std]
 
+/// `AF_INET`, the address family of an IPv4 [`SrcKey`].
+pub const AF_INET: u32 = 2;
+/// `AF_INET6`, the address family of an IPv6 [`SrcKey`].
+pub const AF_INET6: u32 = 10;
+
+/// Names of the BPF maps and programs, shared so both sides spell them the same way.
+pub mod names {
+    /// Source address -> route of its interface ([`super::SrcKey`] -> [`super::SrcRoute`]).
+    pub const SRC_MAP: &str = "SBR_SRC";
+    /// Main-table default route per family ([`super::DefaultRoute`], index [`super::DEFAULT_V4`]/[`super::DEFAULT_V6`]).
+    pub const DEFAULTS_MAP: &str = "SBR_DEFAULTS";
+    /// Per-interface, per-CPU counters (ifindex -> [`super::IfCounters`]).
+    pub const COUNTERS_MAP: &str = "SBR_COUNTERS";
+    /// The aya-log ring buffer.
+    pub const LOG_MAP: &str = "AYA_LOGS";
+    /// The aya-log level global (0 disables every log statement).
+    pub const LOG_LEVEL: &str = "AYA_LOG_LEVEL";
+    /// The program on the carrier device's egress: every packet is redirected or dropped.
+    pub const CARRIER_PROG: &str = "sbr_carrier";
+    /// The program on a real interface's egress: packets of another interface's source are redirected.
+    pub const EGRESS_PROG: &str = "sbr_egress";
+}
+
+/// Key of the source map: an address of the pod that source-based routing manages.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SrcKey {
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u32,
+    /// The address (network byte order words; IPv4 in word 0).
+    pub addr: [u32; 4],
+}
+
+/// [`SrcRoute::flags`]: the interface has a gateway ([`SrcRoute::gateway`] is valid).
+pub const ROUTE_HAS_GATEWAY: u32 = 1;
+
+/// Value of the source map: where packets from that source leave.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrcRoute {
+    /// Interface the address belongs to.
+    pub ifindex: u32,
+    /// `ROUTE_*` flags.
+    pub flags: u32,
+    /// Next hop for destinations off the on-link prefix (valid with [`ROUTE_HAS_GATEWAY`]).
+    pub gateway: [u32; 4],
+    /// On-link prefix of the address, already masked.
+    pub network: [u32; 4],
+    /// Mask of the on-link prefix.
+    pub mask: [u32; 4],
+}
+
+/// Index of the IPv4 entry of the defaults map.
+pub const DEFAULT_V4: u32 = 0;
+/// Index of the IPv6 entry of the defaults map.
+pub const DEFAULT_V6: u32 = 1;
+
+/// [`DefaultRoute::flags`]: the entry is valid (the main table has a default route).
+pub const DEFAULT_VALID: u32 = 1;
+/// [`DefaultRoute::flags`]: the default route has a gateway (otherwise destinations are on-link).
+pub const DEFAULT_HAS_GATEWAY: u32 = 2;
+
+/// The main table's default route for one family, used for packets whose source is not managed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefaultRoute {
+    /// Output interface.
+    pub ifindex: u32,
+    /// `DEFAULT_*` flags.
+    pub flags: u32,
+    /// Gateway (valid with [`DEFAULT_HAS_GATEWAY`]).
+    pub gateway: [u32; 4],
+}
+
 /// Per-interface packet counters kept by the BPF programs, indexed by interface index.
+///
+/// A packet the carrier redirects to `net1` counts `seen` and `redirected` on the carrier and
+/// `redirected_in` on `net1` (where `net1`'s own program then sees it again and lets it pass).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfCounters {
-    /// Packets the program inspected.
+    /// Packets the program inspected on this interface.
     pub seen: u64,
+    /// Packets whose source address is in the source map.
+    pub matched: u64,
+    /// Packets this interface's program redirected to another interface.
+    pub redirected: u64,
+    /// Packets redirected to this interface by a program of the pod.
+    pub redirected_in: u64,
+    /// Carrier packets of an unmanaged source sent the way of the main default route.
+    pub fallback: u64,
     /// Packets left to the kernel unchanged.
     pub passed: u64,
+    /// Carrier packets with no next hop (no gateway for the source and no main default route).
+    pub dropped_no_route: u64,
+    /// IP packets whose headers could not be read.
+    pub dropped_malformed: u64,
+    /// Packets `bpf_redirect_neigh` refused.
+    pub dropped_redirect: u64,
+}
+
+impl IfCounters {
+    /// Adds another CPU's (or interface's) counters to these.
+    pub fn add(&mut self, other: &IfCounters) {
+        self.seen += other.seen;
+        self.matched += other.matched;
+        self.redirected += other.redirected;
+        self.redirected_in += other.redirected_in;
+        self.fallback += other.fallback;
+        self.passed += other.passed;
+        self.dropped_no_route += other.dropped_no_route;
+        self.dropped_malformed += other.dropped_malformed;
+        self.dropped_redirect += other.dropped_redirect;
+    }
+
+    /// All drops, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_no_route + self.dropped_malformed + self.dropped_redirect
+    }
 }
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: the types are #[repr(C)], Copy and have no padding (checked by the layout tests).
     unsafe impl aya::Pod for super::IfCounters {}
+    unsafe impl aya::Pod for super::SrcKey {}
+    unsafe impl aya::Pod for super::SrcRoute {}
+    unsafe impl aya::Pod for super::DefaultRoute {}
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use core::mem::{align_of, offset_of, size_of};
+
     use super::*;
 
     #[test]
     fn counters_have_no_padding() {
-        assert_eq!(core::mem::size_of::<IfCounters>(), 16);
+        assert_eq!(size_of::<IfCounters>(), 9 * 8);
+        assert_eq!(align_of::<IfCounters>(), 8);
+        assert_eq!(offset_of!(IfCounters, dropped_redirect), 64);
+    }
+
+    #[test]
+    fn src_key_has_no_padding() {
+        assert_eq!(size_of::<SrcKey>(), 20);
+        assert_eq!(offset_of!(SrcKey, addr), 4);
+    }
+
+    #[test]
+    fn src_route_has_no_padding() {
+        assert_eq!(size_of::<SrcRoute>(), 8 + 3 * 16);
+        assert_eq!(offset_of!(SrcRoute, gateway), 8);
+        assert_eq!(offset_of!(SrcRoute, network), 24);
+        assert_eq!(offset_of!(SrcRoute, mask), 40);
+    }
+
+    #[test]
+    fn default_route_has_no_padding() {
+        assert_eq!(size_of::<DefaultRoute>(), 24);
+        assert_eq!(offset_of!(DefaultRoute, gateway), 8);
+    }
+
+    #[test]
+    fn counters_add_every_field() {
+        let one = IfCounters {
+            seen: 1,
+            matched: 1,
+            redirected: 1,
+            redirected_in: 1,
+            fallback: 1,
+            passed: 1,
+            dropped_no_route: 1,
+            dropped_malformed: 1,
+            dropped_redirect: 1,
+        };
+        let mut sum = IfCounters::default();
+        sum.add(&one);
+        sum.add(&one);
+        // Every field is 2: the struct is nine u64 with no padding.
+        let words: [u64; 9] = unsafe { core::mem::transmute(sum) };
+        assert!(words.iter().all(|w| *w == 2));
+        assert_eq!(sum.dropped(), 6);
     }
 }

@@ -12,6 +12,7 @@ pub mod kube;
 pub mod logging;
 pub mod metaplugin;
 pub mod netns;
+pub mod sbr;
 
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).
 pub mod bpf_objects {

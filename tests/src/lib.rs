@@ -6,13 +6,19 @@
 //! product binaries. Nothing skips: a missing prerequisite panics with what to install.
 
 pub mod bins;
+pub mod bpffs;
+pub mod cni;
 pub mod cnicall;
 pub mod confs;
 pub mod kube_api;
 pub mod kubelet_podresources;
 pub mod leaks;
+pub mod netns;
 pub mod node;
 pub mod podman;
+pub mod sbr;
+pub mod topo;
+pub mod traffic;
 
 pub use cnicall::{CniCall, CniOutput};
 pub use node::{Netns, Node};

@@ -161,47 +161,289 @@ fn route_address(a: &RouteAddress) -> Option<IpAddr> {
 
 /// Routes of the main table for one address family.
 pub async fn main_routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetlink::Error> {
+    table_routes(handle, v6, u32::from(libc::RT_TABLE_MAIN)).await
+}
+
+/// `ARPHRD_ETHER`, the link-layer type of Ethernet-like devices (veth, macvlan, bridge ports ...).
+pub const ARPHRD_ETHER: u16 = 1;
+
+/// A link with the details beyond [`Link`] that route and attachment decisions need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkDetail {
+    /// The basic view.
+    pub link: Link,
+    /// Link-layer type (`ARPHRD_*`).
+    pub link_layer_type: u16,
+    /// The `IFF_NOARP` flag.
+    pub noarp: bool,
+    /// Lower-layer carrier (`IFF_LOWER_UP`).
+    pub lower_up: bool,
+    /// Link kind (`veth`, `macvlan`, ...) when the kernel reports one.
+    pub kind: Option<String>,
+}
+
+impl LinkDetail {
+    fn from_message(msg: &LinkMessage) -> Self {
+        use netlink_packet_route::link::{LinkInfo, InfoKind};
+        let kind = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                LinkInfo::Kind(InfoKind::Other(k)) => Some(k.clone()),
+                LinkInfo::Kind(k) => Some(k.to_string()),
+                _ => None,
+            }),
+            _ => None,
+        });
+        LinkDetail {
+            link: Link::from_message(msg),
+            link_layer_type: u16::from(msg.header.link_layer_type),
+            noarp: msg.header.flags.contains(LinkFlags::Noarp),
+            lower_up: msg.header.flags.contains(LinkFlags::LowerUp),
+            kind,
+        }
+    }
+}
+
+/// All links of the namespace with their details.
+pub async fn link_details(handle: &Handle) -> Result<Vec<LinkDetail>, rtnetlink::Error> {
+    let mut out = Vec::new();
+    let mut stream = handle.link().get().execute();
+    while let Some(msg) = stream.try_next().await? {
+        out.push(LinkDetail::from_message(&msg));
+    }
+    Ok(out)
+}
+
+/// Creates a veth pair `name` / `peer` in the namespace. `noarp` sets `IFF_NOARP` on `name`.
+pub async fn add_veth_pair(handle: &Handle, name: &str, peer: &str, mtu: u32, noarp: bool) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::LinkVeth::new(name, peer).mtu(mtu).arp(!noarp).build();
+    handle.link().add(msg).execute().await
+}
+
+/// Sets the MTU of a link.
+pub async fn set_link_mtu(handle: &Handle, index: u32, mtu: u32) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::LinkUnspec::new_with_index(index).mtu(mtu).build();
+    handle.link().set(msg).execute().await
+}
+
+/// Sets a link administratively up.
+pub async fn set_link_up(handle: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::LinkUnspec::new_with_index(index).up().build();
+    handle.link().set(msg).execute().await
+}
+
+/// Deletes a link; a link that is already gone is not an error.
+pub async fn delete_link(handle: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+    match handle.link().del(index).execute().await {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+        other => other,
+    }
+}
+
+/// Routes of one table (`libc::RT_TABLE_MAIN`, `libc::RT_TABLE_LOCAL`, ...) for one family.
+pub async fn table_routes(handle: &Handle, v6: bool, table: u32) -> Result<Vec<Route>, rtnetlink::Error> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     let mut stream = handle.route().get(msg).execute();
     let mut out = Vec::new();
     while let Some(msg) = stream.try_next().await? {
-        let table = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Table(t) => Some(*t),
-                _ => None,
-            })
-            .unwrap_or(u32::from(msg.header.table));
-        if table != u32::from(libc::RT_TABLE_MAIN) {
-            continue;
+        if route_table(&msg) == table {
+            out.push(route_from_message(msg, v6));
         }
-        let unspecified = if v6 { IpAddr::from([0u16; 8]) } else { IpAddr::from([0u8; 4]) };
-        let mut route = Route {
-            dst: unspecified,
-            prefix_len: msg.header.destination_prefix_length,
-            gateway: None,
-            oif: None,
-            metric: None,
-            message: msg.clone(),
-        };
-        for attr in &msg.attributes {
-            match attr {
-                RouteAttribute::Destination(a) => {
-                    if let Some(ip) = route_address(a) {
-                        route.dst = ip;
+    }
+    Ok(out)
+}
+
+/// The table a route message belongs to (the `RTA_TABLE` attribute wins over the header byte).
+pub fn route_table(msg: &RouteMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(msg.header.table))
+}
+
+fn route_from_message(msg: RouteMessage, v6: bool) -> Route {
+    let unspecified = if v6 { IpAddr::from([0u16; 8]) } else { IpAddr::from([0u8; 4]) };
+    let mut route = Route {
+        dst: unspecified,
+        prefix_len: msg.header.destination_prefix_length,
+        gateway: None,
+        oif: None,
+        metric: None,
+        message: RouteMessage::default(),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => {
+                if let Some(ip) = route_address(a) {
+                    route.dst = ip;
+                }
+            }
+            RouteAttribute::Gateway(a) => route.gateway = route_address(a),
+            RouteAttribute::Oif(i) => route.oif = Some(*i),
+            RouteAttribute::Priority(p) => route.metric = Some(*p),
+            RouteAttribute::MultiPath(hops) => {
+                // A multipath route is reduced to its first next hop.
+                if let Some(hop) = hops.first() {
+                    if route.oif.is_none() && hop.interface_index != 0 {
+                        route.oif = Some(hop.interface_index);
+                    }
+                    if route.gateway.is_none() {
+                        route.gateway = hop.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(g) => route_address(g),
+                            _ => None,
+                        });
                     }
                 }
-                RouteAttribute::Gateway(a) => route.gateway = route_address(a),
-                RouteAttribute::Oif(i) => route.oif = Some(*i),
-                RouteAttribute::Priority(p) => route.metric = Some(*p),
+            }
+            _ => {}
+        }
+    }
+    route.message = msg;
+    route
+}
+
+/// The preferred source address of a route message (`RTA_PREFSRC`), if any.
+pub fn route_pref_source(msg: &RouteMessage) -> Option<IpAddr> {
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::PrefSource(a) => route_address(a),
+        _ => None,
+    })
+}
+
+/// The source prefix of a source-specific (IPv6) route (`RTA_SRC` and its length), if any.
+pub fn route_source_prefix(msg: &RouteMessage) -> Option<(IpAddr, u8)> {
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Source(a) => route_address(a).map(|ip| (ip, msg.header.source_prefix_length)),
+        _ => None,
+    })
+}
+
+/// The MTU metric of a route message (`RTAX_MTU`), if any.
+pub fn route_mtu(msg: &RouteMessage) -> Option<u32> {
+    use netlink_packet_route::route::RouteMetric;
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Metrics(m) => m.iter().find_map(|m| match m {
+            RouteMetric::Mtu(v) => Some(*v),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Adds a route (`NLM_F_EXCL`: an identical existing route is an error).
+pub async fn add_route(handle: &Handle, msg: RouteMessage) -> Result<(), rtnetlink::Error> {
+    handle.route().add(msg).execute().await
+}
+
+/// Deletes a route; a route that is already gone is not an error.
+pub async fn delete_route(handle: &Handle, msg: RouteMessage) -> Result<(), rtnetlink::Error> {
+    match handle.route().del(msg).execute().await {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
+        other => other,
+    }
+}
+
+/// Asks the kernel which route (and preferred source) it would use for `dst`, optionally out of `oif`
+/// (`ip route get`).
+pub async fn route_get(handle: &Handle, dst: IpAddr, oif: Option<u32>) -> Result<Option<RouteMessage>, rtnetlink::Error> {
+    let mut msg = RouteMessage::default();
+    let (family, len, addr) = match dst {
+        IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+        IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+    };
+    msg.header.address_family = family;
+    msg.header.destination_prefix_length = len;
+    msg.attributes.push(RouteAttribute::Destination(addr));
+    if let Some(oif) = oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    let mut stream = handle.route().get(msg).execute();
+    match stream.try_next().await {
+        Ok(m) => Ok(m),
+        Err(rtnetlink::Error::NetlinkError(e))
+            if e.raw_code() == -libc::ENETUNREACH || e.raw_code() == -libc::EHOSTUNREACH =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A neighbour (ARP/ND) cache entry, reduced to what the plugin reasons about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The neighbour's address.
+    pub addr: IpAddr,
+    /// `NDA_PROTOCOL` (who installed the entry), 0 when unset.
+    pub protocol: u8,
+    /// The kernel keeps the entry resolved (`NTF_EXT_MANAGED`).
+    pub managed: bool,
+}
+
+/// Every IPv4 and IPv6 neighbour entry of the namespace.
+pub async fn neighbours(handle: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Error> {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourExtFlags};
+    let mut out = Vec::new();
+    let mut stream = handle.neighbours().get().execute();
+    while let Some(msg) = stream.try_next().await? {
+        let mut n = Neighbour { ifindex: msg.header.ifindex, addr: IpAddr::from([0u8; 4]), protocol: 0, managed: false };
+        let mut has_addr = false;
+        for attr in &msg.attributes {
+            match attr {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    n.addr = IpAddr::V4(*a);
+                    has_addr = true;
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    n.addr = IpAddr::V6(*a);
+                    has_addr = true;
+                }
+                NeighbourAttribute::Protocol(p) => n.protocol = u8::from(*p),
+                NeighbourAttribute::ExtFlags(f) => n.managed = f.contains(NeighbourExtFlags::Managed),
                 _ => {}
             }
         }
-        out.push(route);
+        if has_addr {
+            out.push(n);
+        }
     }
     Ok(out)
+}
+
+/// Creates (or converts an existing entry into) a managed neighbour entry: the kernel resolves it
+/// now and keeps it resolved (Linux >= 5.16). `protocol` marks who owns it.
+pub async fn add_managed_neighbour(handle: &Handle, ifindex: u32, addr: IpAddr, protocol: u8) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::{
+        neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState},
+        route::RouteProtocol,
+    };
+    let mut req = handle.neighbours().add(ifindex, addr).state(NeighbourState::None).replace();
+    let msg = req.message_mut();
+    msg.attributes.push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+    msg.attributes.push(NeighbourAttribute::Protocol(RouteProtocol::from(protocol)));
+    req.execute().await
+}
+
+/// Deletes a neighbour entry; an entry (or link) that is already gone is not an error.
+pub async fn delete_neighbour(handle: &Handle, ifindex: u32, addr: IpAddr) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+    let mut msg = NeighbourMessage::default();
+    msg.header.ifindex = ifindex;
+    let (family, dst) = match addr {
+        IpAddr::V4(a) => (AddressFamily::Inet, NeighbourAddress::Inet(a)),
+        IpAddr::V6(a) => (AddressFamily::Inet6, NeighbourAddress::Inet6(a)),
+    };
+    msg.header.family = family;
+    msg.attributes.push(NeighbourAttribute::Destination(dst));
+    match handle.neighbours().del(msg).execute().await {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT || e.raw_code() == -libc::ENODEV => Ok(()),
+        other => other,
+    }
 }
 
 /// Makes `default via gateway dev oif` the only default route of its family in the main table.

@@ -1,0 +1,282 @@
+//! The pin layout on bpffs: one directory per container, validation of the names that become
+//! paths, mounting bpffs when needed, and the lock that serialises SBR operations.
+//!
+//! ```text
+//! <bpffs_dir>/<container id>/
+//!     prog-carrier, prog-egress          the loaded programs
+//!     map-src, map-defaults, map-counters, map-state
+//!     link-carrier                       TCX egress link on the carrier device
+//!     link-if-<ifname>                   TCX egress link on a real interface
+//! ```
+//! Directories are created with mode 0700; the kernel creates pins with mode 0600.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
+    path::{Path, PathBuf},
+};
+
+use super::SbrError;
+
+/// `BPF_FS_MAGIC` from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Prefix of the link pins of real interfaces.
+const IF_LINK_PREFIX: &str = "link-if-";
+
+/// Checks a CNI container id before it becomes a directory name (the CNI spec's pattern, at most
+/// 255 bytes so it fits a file name).
+pub fn validate_container_id(id: &str) -> Result<(), SbrError> {
+    let mut chars = id.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok && id.len() <= 255 {
+        Ok(())
+    } else {
+        Err(SbrError::InvalidContainerId(id.to_string()))
+    }
+}
+
+/// Checks a Linux interface name (the kernel's `dev_valid_name`) before it becomes part of a path.
+pub fn validate_ifname(name: &str) -> Result<(), SbrError> {
+    let ok = !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(SbrError::InvalidIfName(name.to_string()))
+    }
+}
+
+/// Creates `dir` (mode 0700) if needed and mounts bpffs on it unless it already is on bpffs.
+pub fn ensure_bpffs(dir: &Path) -> Result<(), SbrError> {
+    let err = |source| SbrError::Bpffs { path: dir.to_path_buf(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    if is_bpffs(dir).map_err(err)? {
+        return Ok(());
+    }
+    let target = cstring(dir).map_err(err)?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(c"bpffs".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), flags, c"mode=0700".as_ptr().cast())
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `path` lives on a bpffs.
+pub fn is_bpffs(path: &Path) -> std::io::Result<bool> {
+    let c = cstring(path)?;
+    // SAFETY: statfs into a zeroed struct with a valid path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+fn cstring(path: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// An exclusive lock on the bpffs directory: SBR operations of one node run one at a time (each
+/// takes a few milliseconds), so ADD, DEL and GC of the same pod never interleave.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Blocks until the lock on `dir` is held.
+    pub fn acquire(dir: &Path) -> Result<Self, SbrError> {
+        let file = File::open(dir).map_err(|source| SbrError::Bpffs { path: dir.to_path_buf(), source })?;
+        loop {
+            // SAFETY: flock on an open descriptor.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Self { _file: file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(SbrError::Bpffs { path: dir.to_path_buf(), source: e });
+            }
+        }
+    }
+}
+
+/// The pins of one container.
+#[derive(Clone, Debug)]
+pub struct PodDir {
+    dir: PathBuf,
+}
+
+/// The two programs of a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgKind {
+    /// On the carrier's egress.
+    Carrier,
+    /// On real interfaces' egress.
+    Egress,
+}
+
+impl PodDir {
+    /// The pin directory of `container_id` under `bpffs_dir` (validated, not created).
+    pub fn new(bpffs_dir: &Path, container_id: &str) -> Result<Self, SbrError> {
+        validate_container_id(container_id)?;
+        Ok(Self { dir: bpffs_dir.join(container_id) })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the directory exists.
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// Creates the directory (mode 0700) if needed.
+    pub fn create(&self) -> Result<(), SbrError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })
+    }
+
+    /// Pin of a program.
+    pub fn prog(&self, kind: ProgKind) -> PathBuf {
+        self.dir.join(match kind {
+            ProgKind::Carrier => "prog-carrier",
+            ProgKind::Egress => "prog-egress",
+        })
+    }
+
+    /// Pin of a map (`src`, `defaults`, `counters`, `state`).
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("map-{name}"))
+    }
+
+    /// Pin of the carrier's link.
+    pub fn carrier_link(&self) -> PathBuf {
+        self.dir.join("link-carrier")
+    }
+
+    /// Pin of a real interface's link (the name must be valid, see [`validate_ifname`]).
+    pub fn if_link(&self, ifname: &str) -> PathBuf {
+        self.dir.join(format!("{IF_LINK_PREFIX}{ifname}"))
+    }
+
+    /// Interfaces that have a link pin, with the pin path.
+    pub fn if_links(&self) -> Result<Vec<(String, PathBuf)>, SbrError> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?.strip_prefix(IF_LINK_PREFIX)?.to_string();
+                Some((name, p))
+            })
+            .collect())
+    }
+
+    /// Every pin in the directory.
+    pub fn entries(&self) -> Result<Vec<PathBuf>, SbrError> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(SbrError::Bpffs { path: self.dir.clone(), source }),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })?;
+            out.push(entry.path());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes every pin and the directory (a missing directory is fine). Removing a link pin
+    /// detaches its program; the maps and programs go with their last pin.
+    pub fn remove(&self) -> Result<(), SbrError> {
+        for p in self.entries()? {
+            remove_pin(&p)?;
+        }
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SbrError::Bpffs { path: self.dir.clone(), source }),
+        }
+    }
+}
+
+/// Removes one pin; a missing pin is fine.
+pub fn remove_pin(path: &Path) -> Result<(), SbrError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SbrError::Pin { path: path.to_path_buf(), reason: e.to_string() }),
+    }
+}
+
+/// The container ids that have a pin directory under `bpffs_dir`.
+pub fn pod_ids(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
+    let rd = match std::fs::read_dir(bpffs_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source }),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source })?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if let Some(name) = entry.file_name().to_str() {
+                if validate_container_id(name).is_ok() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids() {
+        for ok in ["a", "0abc", "abc-def_1.2", &"x".repeat(255)] {
+            assert!(validate_container_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".", "..", "a/b", "../x", "a b", "é", &"x".repeat(256)] {
+            assert!(validate_container_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ifnames() {
+        for ok in ["eth0", "net1", "a.b", "x-y_z", "123456789012345"] {
+            assert!(validate_ifname(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "1234567890123456"] {
+            assert!(validate_ifname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layout() {
+        let d = PodDir::new(Path::new("/sys/fs/bpf/sbr"), "c1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.if_link("net1"), Path::new("/sys/fs/bpf/sbr/c1/link-if-net1"));
+        assert_eq!(d.prog(ProgKind::Carrier), Path::new("/sys/fs/bpf/sbr/c1/prog-carrier"));
+        assert!(PodDir::new(Path::new("/x"), "../etc").is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! ADD/DEL/CHECK/GC over time: repeated cycles leave nothing behind, DEL succeeds when the netns or
+//! the link is gone, CHECK names each drift and a repeated ADD repairs it, GC removes stale and
+//! orphaned pins, names are validated before they become paths, and the debug log works.
+
+use std::time::{Duration, Instant};
+
+use multus::sbr::{self, Drift, IfAddr, InterfaceSpec, SbrConfig, SbrError, CARRIER_IFNAME};
+use testkit::{
+    bpffs::Bpffs,
+    netns::try_run,
+    sbr::Harness,
+    topo::{MiniPod, Sbr5, POD_NET1_V4, POD_NET1_V6},
+};
+
+/// Program and link ids of a pod's attachments.
+fn bpf_ids(h: &Harness) -> Vec<(u32, u32)> {
+    let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
+    info.attachments.iter().map(|a| a.target.as_ref().map(|t| (t.prog_id, t.id)).expect("link target")).collect()
+}
+
+/// Whether a BPF program or link still exists after up to 5 s: the kernel frees them when the last
+/// reference goes, and a deleted namespace (whose devices hold the links) is destroyed asynchronously.
+fn bpf_object_exists(kind: &str, id: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while try_run("bpftool", &[kind, "show", "id", &id.to_string()]).status.success() {
+        if Instant::now() > deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+fn add_del_100_cycles_leave_nothing() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let routes = t.pod.all_routes();
+    let rules = t.pod.rules();
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let start = Instant::now();
+        h.add(&t.pod, &t.net1_spec());
+        adds.push(start.elapsed());
+        if i % 25 == 0 {
+            assert_eq!(t.cli2.ping(POD_NET1_V4, 1, &[]), 1, "cycle {i} works");
+            ids.extend(bpf_ids(&h));
+        }
+        let start = Instant::now();
+        h.del(&t.pod, "net1");
+        dels.push(start.elapsed());
+        h.assert_clean(&t.pod, &routes, &rules);
+    }
+    for (prog, link) in ids {
+        assert!(!bpf_object_exists("prog", prog), "program {prog} still loaded");
+        assert!(!bpf_object_exists("link", link), "link {link} still exists");
+    }
+    adds.sort();
+    dels.sort();
+    eprintln!(
+        "ADD p50 {:?} p90 {:?}; DEL p50 {:?} p90 {:?} (in-process, debug build)",
+        percentile(&adds, 0.5),
+        percentile(&adds, 0.9),
+        percentile(&dels, 0.5),
+        percentile(&dels, 0.9)
+    );
+}
+
+#[test]
+fn del_with_netns_gone() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    let ids = bpf_ids(&h);
+    t.pod.delete();
+    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left");
+    for (prog, _) in ids {
+        assert!(!bpf_object_exists("prog", prog), "program {prog} still loaded");
+    }
+    // Again, and without a netns path at all: still fine.
+    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del again: {e}"));
+    sbr::del(&h.cfg, &h.container_id, None, "net1").unwrap_or_else(|e| panic!("del without netns: {e}"));
+}
+
+#[test]
+fn del_with_link_gone() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rules = t.pod.rules();
+    h.add(&t.pod, &t.net1_spec());
+    t.pod.ip(&["link", "del", "net1"]);
+    let routes = t
+        .pod
+        .all_routes()
+        .into_iter()
+        .filter(|r| !r.contains(CARRIER_IFNAME) && !r.contains("proto 83"))
+        .collect::<Vec<_>>();
+    h.del(&t.pod, "net1");
+    h.assert_clean(&t.pod, &routes, &rules);
+    h.del(&t.pod, "net1");
+}
+
+#[test]
+fn del_is_idempotent_and_needs_no_add() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    h.del(&t.pod, "net1");
+    let cfg = SbrConfig::new("/nonexistent/sbr-bpffs");
+    sbr::del(&cfg, "never-added", Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
+    h.add(&t.pod, &t.net1_spec());
+    h.del(&t.pod, "net1");
+    h.del(&t.pod, "net1");
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new());
+}
+
+fn drifts(r: Result<(), SbrError>) -> Vec<Drift> {
+    match r {
+        Err(SbrError::Drift(d)) => d,
+        other => panic!("expected drift, got {other:?}"),
+    }
+}
+
+#[test]
+fn check_names_drift_and_add_repairs_it() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let spec = t.net1_spec();
+    assert_eq!(drifts(h.check(&t.pod, &spec)), vec![Drift::PodMissing]);
+    h.add(&t.pod, &spec);
+    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("fresh check: {e}"));
+
+    t.pod.ip(&["route", "del", "0.0.0.0/1", "dev", CARRIER_IFNAME]);
+    let d = drifts(h.check(&t.pod, &spec));
+    assert_eq!(d, vec![Drift::RouteMissing("0.0.0.0/1 src 10.0.0.2".into())], "{d:?}");
+    h.add(&t.pod, &spec);
+    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("repaired route: {e}"));
+
+    std::fs::remove_file(h.bpffs.pod_dir(&h.container_id).join("link-if-net1")).expect("unpin");
+    let d = drifts(h.check(&t.pod, &spec));
+    assert!(matches!(&d[..], [Drift::NotAttached { ifname, .. }] if ifname == "net1"), "{d:?}");
+    h.add(&t.pod, &spec);
+
+    t.pod.ip(&["neigh", "del", "10.1.0.1", "dev", "net1"]);
+    let d = drifts(h.check(&t.pod, &spec));
+    assert!(matches!(&d[..], [Drift::NeighbourMissing(n)] if n.starts_with("10.1.0.1")), "{d:?}");
+    h.add(&t.pod, &spec);
+
+    t.pod.ip(&["link", "set", CARRIER_IFNAME, "mtu", "1300"]);
+    let d = drifts(h.check(&t.pod, &spec));
+    assert!(matches!(&d[..], [Drift::Carrier(m)] if m.contains("MTU 1300")), "{d:?}");
+    h.add(&t.pod, &spec);
+
+    let mut other_gw = spec.clone();
+    other_gw.addresses[0].gateway = Some("10.1.0.254".parse().expect("ip"));
+    let d = drifts(h.check(&t.pod, &other_gw));
+    assert!(matches!(&d[..], [Drift::EntryDiffers { addr, .. }] if addr.to_string() == POD_NET1_V4), "{d:?}");
+
+    let eth0 = InterfaceSpec { ifname: "eth0".into(), addresses: vec![] };
+    let d = drifts(h.check(&t.pod, &eth0));
+    assert!(d.contains(&Drift::NotManaged("eth0".into())), "{d:?}");
+    assert!(d.contains(&Drift::EntryMissing("10.0.0.2".parse().expect("ip"))), "{d:?}");
+
+    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("final check: {e}"));
+    h.del(&t.pod, "net1");
+}
+
+/// ADD and DEL only add to the pod: every route the delegates installed is still there, unchanged.
+#[test]
+fn delegate_routes_are_kept() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let before = t.pod.all_routes();
+    let report = h.add(&t.pod, &t.net1_spec());
+    let after = t.pod.all_routes();
+    for r in &before {
+        assert!(after.contains(r), "route changed or removed by ADD: {r}");
+    }
+    let added: Vec<_> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert!(
+        added.iter().all(|r| r.contains(CARRIER_IFNAME)),
+        "everything ADD adds goes through the carrier: {added:?}"
+    );
+    assert_eq!(report.carrier_routes.len(), 3 + 7);
+    assert_eq!(report.attached, vec!["eth0".to_string(), "net1".to_string()]);
+    assert!(t.pod.rules().iter().all(|r| !r.contains("lookup 1")), "no policy rules");
+    h.del(&t.pod, "net1");
+}
+
+/// Two managed interfaces: DEL of one keeps the other working; the last DEL removes the carrier.
+#[test]
+fn two_managed_interfaces() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let routes = t.pod.all_routes();
+    let rules = t.pod.rules();
+    let eth0 = InterfaceSpec {
+        ifname: "eth0".into(),
+        addresses: vec![IfAddr {
+            address: "10.0.0.2".parse().expect("ip"),
+            prefix_len: 24,
+            gateway: Some("10.0.0.1".parse().expect("ip")),
+        }],
+    };
+    h.add(&t.pod, &t.net1_spec());
+    h.add(&t.pod, &eth0);
+    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2);
+    assert_eq!(t.cli1.ping("10.0.0.2", 2, &[]), 2);
+    h.check(&t.pod, &eth0).unwrap_or_else(|e| panic!("check eth0: {e}"));
+    h.check(&t.pod, &t.net1_spec()).unwrap_or_else(|e| panic!("check net1: {e}"));
+    h.del(&t.pod, "eth0");
+    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "net1 still steered");
+    assert_eq!(t.cli2.ping(POD_NET1_V6, 2, &[]), 2, "net1 still steered (IPv6)");
+    h.check(&t.pod, &t.net1_spec()).unwrap_or_else(|e| panic!("check net1 after eth0's DEL: {e}"));
+    let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
+    assert!(info.entries.iter().all(|e| e.address.to_string() != "10.0.0.2"), "eth0's entries are gone");
+    h.del(&t.pod, "net1");
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
+#[test]
+fn gc_removes_stale_and_orphaned_pins() {
+    let a = Sbr5::new();
+    let b = MiniPod::new();
+    let h = Harness::new();
+    let id_a = h.container_id.clone();
+    let id_b = format!("{id_a}-b");
+    h.add(&a.pod, &a.net1_spec());
+    sbr::add(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("add b: {e}"));
+    assert_eq!(sbr::pods(&h.cfg).expect("pods"), {
+        let mut v = vec![id_a.clone(), id_b.clone()];
+        v.sort();
+        v
+    });
+
+    let report = sbr::gc(&h.cfg, &[&id_a, &id_b]).expect("gc");
+    assert!(report.stale.is_empty() && report.orphaned.is_empty(), "nothing to collect: {report:?}");
+    let report = sbr::gc(&h.cfg, &[&id_a]).expect("gc");
+    assert_eq!(report.stale, vec![id_b.clone()]);
+    assert_eq!(sbr::pods(&h.cfg).expect("pods"), vec![id_a.clone()]);
+    assert_eq!(a.cli2.ping(POD_NET1_V4, 2, &[]), 2, "the valid pod keeps working");
+
+    a.pod.delete();
+    let report = sbr::gc(&h.cfg, &[&id_a]).expect("gc");
+    assert_eq!(report.orphaned, vec![id_a.clone()]);
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new());
+}
+
+#[test]
+fn names_are_validated_and_errors_leave_nothing() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let spec = t.net1_spec();
+    let err = |cid: &str, spec: &InterfaceSpec| sbr::add(&h.cfg, cid, &t.pod.path(), spec).expect_err("must fail");
+    assert!(matches!(err("../escape", &spec), SbrError::InvalidContainerId(_)));
+    assert!(matches!(err("ok", &InterfaceSpec { ifname: "a/b".into(), ..spec.clone() }), SbrError::InvalidIfName(_)));
+    assert!(matches!(
+        err("ok", &InterfaceSpec { ifname: CARRIER_IFNAME.into(), ..spec.clone() }),
+        SbrError::ReservedIfName(_)
+    ));
+    assert!(matches!(
+        err("ok", &InterfaceSpec { ifname: "net9".into(), ..spec.clone() }),
+        SbrError::InterfaceNotFound(_)
+    ));
+    let mut wrong = spec.clone();
+    wrong.addresses[0].address = "10.1.0.99".parse().expect("ip");
+    assert!(matches!(err("ok", &wrong), SbrError::AddressNotOnInterface { .. }));
+    assert!(sbr::del(&h.cfg, "../escape", None, "net1").is_err());
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "failed ADDs leave no pins");
+    assert!(t.pod.links().iter().all(|l| !l.starts_with(CARRIER_IFNAME)), "failed ADDs leave no carrier");
+}
+
+/// The library mounts bpffs on a directory that is not on one.
+#[test]
+fn bpffs_is_mounted_when_missing() {
+    let t = Sbr5::new();
+    let fs = Bpffs::unmounted();
+    let cfg = SbrConfig::new(fs.path().join("sbr"));
+    sbr::add(&cfg, "mount-test", &t.pod.path(), &t.net1_spec()).unwrap_or_else(|e| panic!("add: {e}"));
+    let out = try_run("stat", &["-f", "-c", "%T", &cfg.bpffs_dir.to_string_lossy()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "bpf_fs");
+    let mode = try_run("stat", &["-c", "%a", &cfg.bpffs_dir.join("mount-test").to_string_lossy()]);
+    assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "700", "pin directories are root-only");
+    sbr::del(&cfg, "mount-test", Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
+    let c = std::ffi::CString::new(cfg.bpffs_dir.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: umount2 on a valid path.
+    assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
+}
+
+/// With `debug`, the programs log their decisions through aya-log.
+#[test]
+fn debug_log() {
+    let t = Sbr5::new();
+    let mut h = Harness::new();
+    h.cfg.debug = true;
+    h.add(&t.pod, &t.net1_spec());
+    let mut logs = sbr::LogReader::open(&h.cfg, &h.container_id).expect("log reader");
+    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2);
+    let lines = logs.drain();
+    assert!(lines.iter().any(|l| l.contains("sbr: if") && l.contains("->")), "no redirect logged: {lines:?}");
+    h.del(&t.pod, "net1");
+
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    let mut logs = sbr::LogReader::open(&h.cfg, &h.container_id).expect("log reader");
+    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2);
+    assert_eq!(logs.drain(), Vec::<String>::new(), "quiet without debug");
+    h.del(&t.pod, "net1");
+}

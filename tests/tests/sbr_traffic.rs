@@ -1,0 +1,99 @@
+//! Traffic that source-based routing must leave alone or get right: link-local, a UDP server bound
+//! to the wildcard address, ICMP errors, fragments.
+
+use std::{io::ErrorKind, net::SocketAddr};
+
+use testkit::{
+    cni::debian_sbr,
+    sbr::Harness,
+    topo::{link_local, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6, ROUTER_POD_IF},
+    traffic::{udp_echo_server, udp_refused, udp_request, UdpReply},
+};
+
+const SBR_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// Link-local traffic on net1 is not routed by source: r1 reaches the pod's link-local address and
+/// the pod reaches r1's, with eBPF SBR; Debian's sbr moves fe80::/64 out of the main table.
+#[test]
+fn link_local_on_net1_untouched() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    let pod_ll = format!("{}%{ROUTER_POD_IF}", t.pod_link_local("net1"));
+    let r1_ll = format!("{}%net1", link_local(&t.r1, ROUTER_POD_IF));
+    let matched_before = h.counters(&t.pod, "net1").matched;
+    assert_eq!(t.r1.ping(&pod_ll, 3, &[]), 3, "r1 -> pod link-local");
+    assert_eq!(t.pod.ping(&r1_ll, 3, &[]), 3, "pod -> r1 link-local");
+    assert_eq!(h.counters(&t.pod, "net1").matched, matched_before, "link-local sources are never looked up");
+    h.del(&t.pod, "net1");
+
+    let t = Sbr5::new();
+    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    let r1_ll = format!("{}%net1", link_local(&t.r1, ROUTER_POD_IF));
+    assert_eq!(t.pod.ping(&r1_ll, 2, &[]), 0, "Debian sbr: pod -> r1 link-local fails (fe80::/64 left main)");
+}
+
+/// A UDP server bound to the wildcard address. Replying with `sendto`, the kernel picks the source
+/// by route (eth0's address, leaving by eth0), exactly as with Debian's sbr; replying from the
+/// address the request came to (pktinfo, as DNS servers do), the reply leaves by net1.
+#[test]
+fn udp_server_bound_to_wildcard() {
+    let cases = [("0.0.0.0:7001", "10.1.0.2:7001", "10.0.0.2"), ("[::]:7002", "[fd01::2]:7002", "fd00::2")];
+    let t = Sbr5::new();
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    let mut plain = Vec::new();
+    for (bind, to, _) in cases {
+        let server = udp_echo_server(&t.pod, addr(bind), UdpReply::Plain, 1);
+        plain.push(udp_request(&t.cli2, None, addr(to)).map(|a| a.ip().to_string()));
+        server.join().expect("server");
+    }
+    for (bind, to, _) in cases {
+        let server = udp_echo_server(&t.pod, addr(bind), UdpReply::PktInfo, 1);
+        let from = udp_request(&t.cli2, None, addr(to));
+        assert_eq!(from, Some(addr(to)), "a pktinfo reply comes from the address asked, by net1");
+        server.join().expect("server");
+    }
+    h.del(&t.pod, "net1");
+
+    let t = Sbr5::new();
+    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    for ((bind, to, eth0_addr), ours) in cases.iter().zip(&plain) {
+        let server = udp_echo_server(&t.pod, addr(bind), UdpReply::Plain, 1);
+        let theirs = udp_request(&t.cli2, None, addr(to)).map(|a| a.ip().to_string());
+        server.join().expect("server");
+        assert_eq!(ours, &theirs, "plain sendto replies as with Debian sbr");
+        assert_eq!(ours.as_deref(), Some(*eth0_addr), "the kernel picks eth0's address");
+    }
+}
+
+/// ICMP errors the pod sends about traffic to its net1 address (port unreachable) leave by net1.
+#[test]
+fn icmp_errors_leave_by_net1() {
+    let t = Sbr5::new();
+    for to in ["10.1.0.2:9", "[fd01::2]:9"] {
+        assert_ne!(udp_refused(&t.cli2, addr(to)), ErrorKind::ConnectionRefused, "no ICMP error without SBR");
+    }
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    for to in ["10.1.0.2:9", "[fd01::2]:9"] {
+        assert_eq!(udp_refused(&t.cli2, addr(to)), ErrorKind::ConnectionRefused, "port unreachable from {to}");
+    }
+    h.del(&t.pod, "net1");
+}
+
+/// Fragmented echo requests and replies (3000 bytes over 1500-byte links).
+#[test]
+fn fragments() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    for dst in [POD_NET1_V4, POD_NET1_V6] {
+        assert_eq!(t.cli2.ping(dst, 3, &["-s", "3000"]), 3, "fragmented ping to {dst}");
+    }
+    h.del(&t.pod, "net1");
+}
