@@ -46,7 +46,7 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
             }
         }
     }
-    let (mut v_multus, mut v_bridge) = (Samples::default(), Samples::default());
+    let (mut v_multus, mut v_bridge, mut floor) = (Samples::default(), Samples::default(), Samples::default());
     let mut version = CniCall::new(&node, "VERSION", "", None, "");
     version.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
     for _ in 0..cycles {
@@ -56,6 +56,10 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         let t = version.run_bytes(&node, &bridge, br#"{"cniVersion":"1.0.0"}"#);
         t.assert_ok();
         v_bridge.push(t.elapsed);
+        // The floor: one process exec through the same harness (what any meta-plugin adds).
+        let t = version.run_bytes(&node, std::path::Path::new("/bin/true"), b"");
+        t.assert_ok();
+        floor.push(t.elapsed);
     }
     let add_over = m_add.minus(&d_add);
     let del_over = m_del.minus(&d_del);
@@ -66,10 +70,12 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
          Two `bridge` + `host-local` networks (Debian containernetworking-plugins). Each cycle adds and deletes one pod \
          sandbox through `multus` and, alternately first, the same two delegates called directly the way a runtime \
          would (two ADDs, two DELs). Times are wall-clock per CNI call, including process start.\n\n\
-         | measurement | p50 | p90 |\n|---|---|---|\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\n\
+         | measurement | p50 | p90 |\n|---|---|---|\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\n\
          | ratio | p50 |\n|---|---|\n| multus ADD / direct ADD | {:.3} |\n| multus DEL / direct DEL | {:.3} |\n\n\
          Goals: overhead ≤ 1 ms p50 on ADD and on DEL (the Go reference adds 4–6 ms and 8–12 ms here); VERSION ≤ 2 ms \
-         (reference 7.5 ms). Overhead = paired per-cycle difference (multus − direct).\n",
+         (reference 7.5 ms). Overhead = paired per-cycle difference (multus − direct). A meta-plugin is one more \
+         process than the delegates alone; the floor row is what one exec of a trivial binary costs here, so the \
+         overhead of multus's own work is the overhead minus the floor.\n",
         report::machine(),
         row("direct ADD (2 delegates)", &d_add),
         row("multus ADD", &m_add),
@@ -79,6 +85,7 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         row("overhead DEL (paired)", &del_over),
         row("multus VERSION", &v_multus),
         row("bridge VERSION (Go, for scale)", &v_bridge),
+        row("floor: exec of /bin/true", &floor),
         m_add.p50() / d_add.p50(),
         m_del.p50() / d_del.p50(),
     );
