@@ -430,6 +430,11 @@ fn status_and_add_follow_the_readiness_indicator() {
     env.assert_clean(&pod);
     std::fs::write(&ready, b"").unwrap();
     status.run(&env.node, &env.multus, &conf).assert_ok();
+    // A clusterNetwork that only the API can resolve does not make STATUS fail.
+    let mut nad_cluster = conf.clone();
+    nad_cluster.as_object_mut().unwrap().remove("delegates");
+    nad_cluster["clusterNetwork"] = json!("only-a-nad");
+    status.run(&env.node, &env.multus, &nad_cluster).assert_ok();
     env.call("ADD", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
     env.call("DEL", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
     env.assert_clean(&pod);

@@ -9,7 +9,13 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         return Err(readiness::not_ready(call.conf, ErrorCode::PluginNotAvailable, None));
     }
     let ctx = call.context("", None);
-    for a in plan::from_config(call)? {
+    // Networks that need the API to resolve (a NAD as clusterNetwork) are not asked: STATUS says
+    // whether multus can serve ADD, and ADD resolves them then.
+    let networks = plan::from_config(call).unwrap_or_else(|e| {
+        tracing::info!("STATUS: not forwarded to the configured networks: {e}");
+        Vec::new()
+    });
+    for a in networks {
         delegate::status(&a, &ctx)?;
     }
     Ok(())
