@@ -59,7 +59,58 @@ pub fn run() -> Result<()> {
     println!("pod interfaces left: {left_links:?}\nIP leases left: {left_leases:?}\ncache files left: {left_cache:?}");
     ensure!(a && b, "a ping failed");
     ensure!(left_links.is_empty() && left_leases.is_empty() && left_cache.is_empty(), "something was left behind");
-    step("done: both networks answered, and nothing was left behind");
+    step("part 1 done: both networks answered, and nothing was left behind");
+    kubernetes(&node, &cli_b)?;
+    step("done");
+    Ok(())
+}
+
+/// Part 2: the same node with the Kubernetes API (the in-tree stand-in, real HTTPS and JSON): a
+/// NetworkAttachmentDefinition, a pod annotated with it, ADD through multus, and kubectl reading
+/// the network-status multus wrote.
+fn kubernetes(node: &Node, cli_b: &Netns) -> Result<()> {
+    use testkit::kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions};
+    step("part 2: Kubernetes — API server stand-in on the node's loopback");
+    let api = KubeApiServer::start_with(ServerOptions { netns: Some(node.ns.path().to_path_buf()), ..Default::default() })?;
+    let kubeconfig = api.write_kubeconfig(node.root())?;
+    let blue = confs::bridge("blue", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir());
+    api.create_nad(NadSeed::new("default", "blue", blue.to_string()))?;
+    let annotation = r#"[{"name": "blue", "interface": "data0", "default-route": ["10.20.0.1"]}]"#;
+    let pod_obj = api.create_pod(PodSeed::new("default", "demo").annotation("k8s.v1.cni.cncf.io/networks", annotation))?;
+    let uid = pod_obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    println!("NetworkAttachmentDefinition default/blue: {blue}\npod default/demo annotated k8s.v1.cni.cncf.io/networks: {annotation}");
+    let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![confs::bridge("cluster", "br-a", "10.10.0.0/24", "1.0.0", &node.ipam_dir())]);
+    conf["kubeconfig"] = serde_json::json!(kubeconfig);
+    let pod = Netns::new("pod");
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo;K8S_POD_INFRA_CONTAINER_ID=demo-k8s;K8S_POD_UID={uid}");
+    let multus = node.bin_dir().join("multus");
+    let out = CniCall::new(node, "ADD", "demo-k8s", Some(&pod), "eth0").args(&args).run(node, &multus, &conf);
+    ensure!(out.status.success(), "ADD failed: {}{}", out.stdout, out.stderr);
+    println!("ADD took {:?}", out.elapsed);
+    step("the pod's interfaces and routes: data0 from the NAD, the default route moved to it");
+    print_cmd(Command::new("ip").args(["-n", pod.name(), "-br", "addr"]));
+    print_cmd(Command::new("ip").args(["-n", pod.name(), "route"]));
+    step("kubectl get pod demo -o jsonpath='{.metadata.annotations.k8s\\.v1\\.cni\\.cncf\\.io/network-status}'");
+    let kubectl = node
+        .ns
+        .command("kubectl")
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["get", "pod", "demo", "-o", r"jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}"])
+        .output()?;
+    ensure!(kubectl.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&kubectl.stderr));
+    let status: Value = serde_json::from_slice(&kubectl.stdout)?;
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    let data0 = first_ip(&pod, "data0")?;
+    // Part 1's pod had this address: forget its MAC.
+    cli_b.ip(&["neigh", "flush", "all"]);
+    let ok = cli_b.ping(&data0, 3);
+    println!("ping data0 ({data0}) from the client on blue: {}", verdict(ok));
+    step("DEL (from the cache: no API call needed)");
+    api.begin_outage()?;
+    let del = CniCall::new(node, "DEL", "demo-k8s", Some(&pod), "eth0").args(&args).run(node, &multus, &conf);
+    ensure!(del.status.success(), "DEL failed: {}", del.stdout);
+    println!("DEL with the API server down took {:?}; pod interfaces left: {:?}", del.elapsed, pod.link_names());
+    ensure!(ok && pod.link_names().is_empty(), "part 2 failed");
     Ok(())
 }
 
