@@ -78,8 +78,7 @@ fn write_table(out: &mut dyn Write, items: &[ContainerView], with_api: bool) -> 
         for (i, iface) in c.interfaces.iter().enumerate() {
             let mut row = if i == 0 { first.clone() } else { vec![String::new(); blank] };
             let routing = match iface.sbr {
-                Some("managed") => "by source".to_string(),
-                Some(other) => other.to_string(),
+                Some(_) => "by source".to_string(),
                 None => "main table".to_string(),
             };
             row.extend([

@@ -124,7 +124,7 @@ pub struct InterfaceView {
     pub addresses: Vec<String>,
     /// Gateways from the cached result.
     pub gateways: Vec<String>,
-    /// `managed` (its addresses are routed by source), `released` or `null`.
+    /// `managed` when its addresses are routed by source, else `null`.
     pub sbr: Option<&'static str>,
     /// show only: the cached result of the chain, as the delegates returned it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -484,8 +484,7 @@ fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Opt
 pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>, api: Option<ApiPod>) -> ContainerView {
     let info = rec.pins.as_ref().and_then(|p| p.as_ref().ok());
     let sbr_state = |ifname: &str| -> Option<&'static str> {
-        let r = info?.interfaces.iter().find(|r| r.ifname == ifname)?;
-        Some(if r.managed { "managed" } else { "released" })
+        info?.interfaces.iter().any(|r| r.ifname == ifname && r.managed).then_some("managed")
     };
     let live_view = |ifname: &str| -> Option<LiveView> {
         let live = live?;
@@ -530,7 +529,7 @@ pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Liv
         })
         .collect();
     if let Some(info) = info {
-        for r in &info.interfaces {
+        for r in info.interfaces.iter().filter(|r| r.managed) {
             if !interfaces.iter().any(|i| i.ifname == r.ifname) {
                 interfaces.push(InterfaceView {
                     ifname: r.ifname.clone(),

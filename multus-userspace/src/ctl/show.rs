@@ -220,7 +220,7 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
             t.row(vec![
                 r.ifname.clone(),
                 r.ifindex.to_string(),
-                if r.managed { "by source".into() } else { "released".into() },
+                if r.managed { "by source".into() } else { "not managed".into() },
                 r.rp_filter_orig.map(|o| format!("{o} → 2")).unwrap_or_else(|| "unchanged".into()),
             ]);
         }
