@@ -221,7 +221,7 @@ pub fn run(node: &Node, args: &CheckArgs, format: Format, out: &mut dyn Write) -
 }
 
 fn write_table(out: &mut dyn Write, body: &CheckBody) -> Result<(), CtlError> {
-    let mut t = Table::new(&["CONTAINER", "POD", "STATUS", "INTERFACE", "PROBLEM"]);
+    let mut t = Table::new(&["CONTAINER", "POD", "STATUS", "INTERFACE", "DRIFT", "DETAIL"]);
     for i in &body.items {
         let pod = or_dash(i.pod.as_ref().map(|p| p.label()));
         if i.problems.is_empty() {
@@ -235,7 +235,7 @@ fn write_table(out: &mut dyn Write, body: &CheckBody) -> Result<(), CtlError> {
             } else {
                 (String::new(), String::new(), String::new())
             };
-            t.row(vec![id, pod, status, or_dash(p.interface.clone()), format!("{}: {}", p.kind, p.message)]);
+            t.row(vec![id, pod, status, or_dash(p.interface.clone()), p.kind.to_string(), p.message.clone()]);
         }
     }
     if t.is_empty() {
@@ -244,11 +244,6 @@ fn write_table(out: &mut dyn Write, body: &CheckBody) -> Result<(), CtlError> {
         t.write(out, "")?;
     }
     let drifted = body.items.iter().filter(|i| !i.ok).count();
-    writeln!(
-        out,
-        "{} container(s) checked, {} with drift",
-        body.items.len(),
-        drifted
-    )?;
+    writeln!(out, "{} container(s) checked, {drifted} with drift", body.items.len())?;
     Ok(())
 }

@@ -79,7 +79,7 @@ fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
             (Some(e), true, _) => (
                 format!("network namespace {} is gone", or_dash(netns.clone())),
                 Some(e.attachments.iter().map(|a| a.name.clone()).collect()),
-                rec.pins.is_some().then(|| pin_dir),
+                rec.pins.is_some().then_some(pin_dir),
             ),
             (_, _, true) => (
                 "every SBR program link is detached: the pod's interfaces and namespace are gone".to_string(),

@@ -36,13 +36,11 @@ impl Table {
         }
         let line = |cells: &[String]| -> String {
             let mut s = String::from(indent);
-            for i in 0..cols {
+            for (i, width) in widths.iter().enumerate() {
                 let c = cells.get(i).map(String::as_str).unwrap_or("");
-                if i + 1 == cols {
-                    s.push_str(c);
-                } else {
-                    s.push_str(c);
-                    s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+                s.push_str(c);
+                if i + 1 < cols {
+                    s.push_str(&" ".repeat(width - c.chars().count() + 2));
                 }
             }
             s.trim_end().to_string()
