@@ -481,6 +481,19 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
     assert_eq!(p["attached"], false);
     assert_eq!(p["ifindex"], 0);
     assert_eq!(item(&out, &b.id)["sbr"]["state"], "partial");
+
+    // An interface of a cached attachment that is gone from the namespace.
+    a.ns.ip(&["link", "del", "net1"]);
+    let out = env.ctl(&["-o", "json", "check", &a.id]);
+    assert_eq!(out.code, 1);
+    let doc = out.json();
+    let problems = item(&doc, &a.id)["problems"].as_array().expect("problems").clone();
+    assert!(
+        problems.iter().any(|p| p["kind"] == "interfaceGone"
+            && p["interface"] == "net1"
+            && p["message"].as_str().is_some_and(|m| m.starts_with("interface net1 of network \"net-b\" is not in"))),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -513,6 +526,21 @@ fn gc_removes_exactly_the_stale_ones() {
     drop_netns(&stale.ns);
     orphan.pod.delete();
     wait_detached(&cfg, &orphan_id);
+
+    // check names both: the cached attachment whose namespace is gone, the pins whose links all are.
+    let out = env.ctl(&["-o", "json", "check"]);
+    assert_eq!(out.code, 1);
+    let doc = out.json();
+    let kinds = |id: &str| -> Vec<String> {
+        item(&doc, id)["problems"].as_array().expect("problems").iter().map(|p| p["kind"].as_str().expect("kind").to_string()).collect()
+    };
+    assert_eq!(kinds(&stale.id), vec!["netnsGone"]);
+    assert!(item(&doc, &stale.id)["problems"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with(&format!("network namespace {} is gone", stale.ns.path().display()))));
+    assert_eq!(kinds(&orphan_id), vec!["pinsOrphaned"]);
+    assert_eq!(item(&doc, &live.id)["ok"], true);
+    assert_eq!(item(&doc, &standalone_id)["ok"], true);
 
     let out = env.ctl(&["-o", "json", "gc", "--dry-run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
