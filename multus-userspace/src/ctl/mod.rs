@@ -56,6 +56,7 @@ pub struct Cli {
 
 /// Options of every subcommand.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// A multus configuration file (00-multus.conf, or a .conflist whose plugin is multus): gives
     /// cniDir, binDir, kubeconfig and ebpfSbr.bpffsDir.
