@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod config;
+pub mod ctl;
 pub mod delegate;
 pub mod error;
 pub mod kube;

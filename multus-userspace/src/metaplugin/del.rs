@@ -4,10 +4,16 @@
 //! repeated. With a cache, DEL does not use the API at all; without one, API work is bounded by
 //! `delApiDeadlineSeconds`. network-status is left to the next ADD: clearing it here could erase
 //! the status of the pod's newer sandbox when kubelet removes an old one late.
+//!
+//! [`teardown`] is the one way a container's attachments are deleted: DEL, GC of stale containers
+//! and `multusctl gc` all go through it.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
-use crate::{delegate, error::Error};
+use crate::{
+    delegate::{self, cache::CacheEntry, lock::ContainerLock, Attachment},
+    error::Error,
+};
 
 use super::{plan, usable_netns, Call};
 
@@ -40,15 +46,30 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             rebuilt.unwrap_or_else(|| plan::from_config(call).unwrap_or_default())
         }
     };
-    let netns = usable_netns(req.netns.as_deref());
-    let ctx = call.context(&req.container_id, netns);
+    teardown(call, &req.container_id, &attachments, req.netns.as_deref(), from_cache, &mut lock)
+}
+
+/// Deletes `attachments` of `container_id` in reverse order (every delegate is attempted), removes
+/// their device-info files, and removes the cache entry unless a delegate failed and
+/// `retryDeleteOnError` asks to keep it. `netns` is passed to the delegates only while it is still
+/// a namespace. Without a cache (`from_cache` false) the DEL was a best-effort cleanup and its
+/// failures are only logged. The caller holds the container's `lock`.
+pub(super) fn teardown(
+    call: &Call<'_>,
+    container_id: &str,
+    attachments: &[Attachment],
+    netns: Option<&Path>,
+    from_cache: bool,
+    lock: &mut ContainerLock,
+) -> Result<(), Error> {
+    let ctx = call.context(container_id, usable_netns(netns));
     let mut errors = Vec::new();
     for a in attachments.iter().rev() {
         if let Err(mut e) = delegate::del(a, &ctx) {
             errors.append(&mut e);
         }
     }
-    super::devices::remove_info_files(call, &req.container_id, &attachments);
+    super::devices::remove_info_files(call, container_id, attachments);
     if !from_cache && !errors.is_empty() {
         // Nothing was recorded for this container: the DEL was a best-effort cleanup.
         for e in &errors {
@@ -57,7 +78,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         errors.clear();
     }
     if errors.is_empty() || !call.conf.retry_delete_on_error {
-        if let Err(e) = call.cache.remove(&req.container_id) {
+        if let Err(e) = call.cache.remove(container_id) {
             tracing::warn!("{e}");
         }
         lock.remove_on_release();
@@ -67,4 +88,14 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     } else {
         Err(Error::Delegates(errors))
     }
+}
+
+/// Deletes a cached container the way DEL does, with the namespace recorded at ADD (passed to the
+/// delegates only if it still exists). Returns the entry that was torn down, or `None` when the
+/// container has no cache entry (nothing is done then: no fallback to the configuration).
+pub(super) fn release_cached(call: &Call<'_>, container_id: &str) -> Result<Option<CacheEntry>, Error> {
+    let mut lock = call.lock(container_id)?;
+    let Some(entry) = call.cache.read(container_id)? else { return Ok(None) };
+    teardown(call, container_id, &entry.attachments, entry.netns.as_deref(), true, &mut lock)?;
+    Ok(Some(entry))
 }

@@ -10,7 +10,7 @@ use crate::{
     error::Error,
 };
 
-use super::{plan, usable_netns, Call};
+use super::{plan, Call};
 
 pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     if !call.version.supports_status_gc() {
@@ -49,19 +49,11 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             continue;
         }
         tracing::info!(container = %id, "GC: removing stale attachments");
-        let ctx = call.context(&id, usable_netns(entry.netns.as_deref()));
-        let mut failed = false;
-        for a in entry.attachments.iter().rev() {
-            if let Err(mut e) = delegate::del(a, &ctx) {
-                failed = true;
-                errors.append(&mut e);
+        if let Err(e) = super::del::teardown(call, &id, &entry.attachments, entry.netns.as_deref(), true, &mut lock) {
+            match e {
+                Error::Delegates(mut list) => errors.append(&mut list),
+                other => return Err(other),
             }
-        }
-        if !failed || !call.conf.retry_delete_on_error {
-            if let Err(e) = call.cache.remove(&id) {
-                tracing::warn!("{e}");
-            }
-            lock.remove_on_release();
         }
     }
     let ctx = call.context("", None);

@@ -15,9 +15,13 @@ use std::{path::Path, path::PathBuf, time::Duration};
 use serde_json::Value;
 
 use crate::{
-    cni::{runner::Plugin, CniError, CniVersion, Command, Request},
+    cni::{runner::Plugin, CniArgs, CniError, CniVersion, Command, Request},
     config::MultusConf,
-    delegate::{cache::Cache, lock::ContainerLock, Context},
+    delegate::{
+        cache::{Cache, CacheEntry},
+        lock::ContainerLock,
+        Context,
+    },
     error::Error,
     logging,
     netns::NetNs,
@@ -98,6 +102,30 @@ impl<'a> Call<'a> {
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, Error> {
         Ok(ContainerLock::acquire(&self.conf.cni_dir, container_id, self.timeout * 2)?)
     }
+}
+
+/// Deletes the cached attachments of `container_id` exactly as DEL does (for `multusctl gc`):
+/// under the container's lock, every delegate of the cache entry is deleted in reverse order with
+/// the entry's CNI version, the namespace recorded at ADD is passed only while it still exists,
+/// device-info files go, and the cache entry is removed (kept when a delegate fails and
+/// `retryDeleteOnError` is set). `cni_path` is searched after the configuration's `binDir`.
+///
+/// Returns the entry that was torn down, or `None` when the container has no cache entry (then
+/// nothing is done: unlike DEL, there is no fallback to the configuration).
+pub fn release_cached(conf: &MultusConf, container_id: &str, cni_path: &[PathBuf]) -> Result<Option<CacheEntry>, Error> {
+    let Some(entry) = Cache::new(&conf.cni_dir).read(container_id)? else { return Ok(None) };
+    let mut conf = conf.clone();
+    conf.cni_version = Some(entry.cni_version.clone());
+    let req = Request {
+        command: Command::Del,
+        container_id: container_id.to_string(),
+        netns: entry.netns.clone(),
+        ifname: entry.ifname.clone(),
+        args: CniArgs::parse(&entry.cni_args).unwrap_or_default(),
+        path: cni_path.to_vec(),
+    };
+    let call = Call::new(&req, &conf)?;
+    del::release_cached(&call, container_id)
 }
 
 /// A netns path usable by delegates during teardown: `None` when it is gone or not a namespace

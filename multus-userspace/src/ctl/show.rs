@@ -1,0 +1,234 @@
+//! `multusctl show <container id | namespace/pod>`: the delegate chain, the cached results, the SBR
+//! map entries and the programs attached per interface.
+
+use std::io::Write;
+
+use clap::Args;
+
+use super::{
+    kube::Api,
+    model::{container_view, live_of, ContainerView, Envelope, Items, PodView},
+    node::Record,
+    table::{or_dash, utc, Table},
+    write_json, CtlError, Format, Node, EXIT_OK,
+};
+
+/// Options of `show`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// A container id (or a unique prefix of one), or a pod as namespace/name (every sandbox of the
+    /// pod on this node; with the API, the current one first).
+    pub target: String,
+}
+
+/// The records `target` names.
+pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<Record>, CtlError> {
+    let records = node.records()?;
+    if let Some((namespace, name)) = target.split_once('/') {
+        let wanted = PodView { namespace: namespace.to_string(), name: name.to_string(), uid: None };
+        let mut found: Vec<Record> = records
+            .into_iter()
+            .filter(|r| r.entry.as_ref().and_then(|e| e.pod.as_ref()).is_some_and(|p| p.namespace == namespace && p.name == name))
+            .collect();
+        let current_uid = api.map(|a| a.pod(&wanted)).filter(|a| a.status == "found").and_then(|a| a.uid);
+        if found.is_empty() {
+            let known = match &current_uid {
+                Some(uid) => format!(" (the API knows the pod, UID {uid}, but this node has no sandbox of it)"),
+                None => String::new(),
+            };
+            return Err(CtlError::NotFound(format!(
+                "no container of pod {target} in the delegate cache {}{known}",
+                node.cache.dir().display()
+            )));
+        }
+        // The pod's current sandbox first, then the newest.
+        found.sort_by_key(|r| {
+            let e = r.entry.as_ref();
+            let current = e.and_then(|e| e.pod.as_ref()).is_some_and(|p| Some(&p.uid) == current_uid.as_ref());
+            (!current, std::cmp::Reverse(e.map(|e| e.created_at).unwrap_or(0)))
+        });
+        return Ok(found);
+    }
+    let mut records = records;
+    if let Some(pos) = records.iter().position(|r| r.id == target) {
+        return Ok(vec![records.swap_remove(pos)]);
+    }
+    let matches: Vec<Record> = records.into_iter().filter(|r| r.id.starts_with(target)).collect();
+    match matches.len() {
+        0 => Err(CtlError::NotFound(format!(
+            "no container {target:?}: neither the delegate cache {} nor the pins under {} know it",
+            node.cache.dir().display(),
+            node.sbr.bpffs_dir.display()
+        ))),
+        1 => Ok(matches),
+        _ => Err(CtlError::NotFound(format!(
+            "{target:?} is the prefix of several containers ({}); give more of the id",
+            matches.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Runs `show`.
+pub fn run(node: &Node, args: &ShowArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let mut api = Api::connect(node);
+    let records = resolve(node, &args.target, api.as_mut())?;
+    let mut items = Vec::new();
+    for rec in &records {
+        let live = live_of(rec);
+        let mut view = container_view(node, rec, true, live.as_ref(), None);
+        if let (Some(api), Some(pod)) = (api.as_mut(), view.pod.as_ref()) {
+            view.api = Some(api.pod(pod));
+        }
+        items.push(view);
+    }
+    match format {
+        Format::Json => write_json(out, &Envelope::new("ContainerDetailList", Items { items }), false)?,
+        Format::Table => {
+            for (i, c) in items.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                write_one(out, c)?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
+    writeln!(out, "Container:  {}", c.container_id)?;
+    let pod = match &c.pod {
+        Some(p) => format!("{}{}", p.label(), p.uid.as_ref().map(|u| format!(" (uid {u})")).unwrap_or_default()),
+        None => "-".into(),
+    };
+    writeln!(out, "Pod:        {pod}")?;
+    if let Some(a) = &c.api {
+        let current = match a.current {
+            Some(true) => ", this sandbox is current",
+            Some(false) => ", this sandbox is stale (the pod was recreated)",
+            None => "",
+        };
+        let detail = match a.status {
+            "found" => format!("{} on {}{current}", or_dash(a.phase.clone()), or_dash(a.node_name.clone())),
+            "notFound" => "not found".into(),
+            _ => format!("error: {}", or_dash(a.error.clone())),
+        };
+        writeln!(out, "API:        {detail}")?;
+    }
+    writeln!(out, "Netns:      {} ({})", or_dash(c.netns.clone()), c.netns_state)?;
+    if let Some(t) = c.created_at {
+        writeln!(out, "Created:    {}", utc(t))?;
+    }
+    let cache = match (&c.cache_error, c.cached) {
+        (Some(e), _) => format!("unreadable: {e}"),
+        (None, true) => "yes".into(),
+        (None, false) => "no (pins only)".into(),
+    };
+    writeln!(out, "Cached:     {cache}")?;
+
+    writeln!(out, "\nDelegate chain:")?;
+    let mut t = Table::new(&["IFACE", "NETWORK", "MASTER", "CNI", "PLUGINS", "ADDRESSES", "GATEWAYS", "LIVE"]);
+    for i in &c.interfaces {
+        let live = match &i.live {
+            Some(Some(l)) => format!("ifindex {} mtu {} {}", l.ifindex, l.mtu, if l.up { "up" } else { "down" }),
+            _ => "absent".into(),
+        };
+        t.row(vec![
+            i.ifname.clone(),
+            or_dash(i.network.clone()),
+            if i.master { "yes".into() } else { "no".into() },
+            or_dash(i.cni_version.clone()),
+            or_dash(Some(i.plugins.join(" → "))),
+            or_dash(Some(i.addresses.join(","))),
+            or_dash(Some(i.gateways.join(","))),
+            live,
+        ]);
+    }
+    t.write(out, "  ")?;
+
+    let results: Vec<_> = c.interfaces.iter().filter_map(|i| i.result.as_ref().filter(|r| !r.is_null()).map(|r| (i, r))).collect();
+    if !results.is_empty() {
+        writeln!(out, "\nCached results:")?;
+        for (i, r) in results {
+            writeln!(out, "  {}: {}", i.ifname, serde_json::to_string(r).unwrap_or_default())?;
+        }
+    }
+
+    let Some(s) = &c.sbr else {
+        writeln!(out, "\nSource-based routing: none")?;
+        return Ok(());
+    };
+    writeln!(out, "\nSource-based routing: {} (pins {})", s.state, s.pin_dir)?;
+    if let Some(e) = &s.error {
+        writeln!(out, "  error: {e}")?;
+    }
+    if let Some(entries) = &s.entries {
+        writeln!(out, "  Source entries:")?;
+        let mut t = Table::new(&["SOURCE", "IFACE", "IFINDEX", "GATEWAY", "ON-LINK", "MTU"]);
+        for e in entries {
+            t.row(vec![
+                e.source.clone(),
+                or_dash(e.ifname.clone()),
+                e.ifindex.to_string(),
+                or_dash(e.gateway.clone()),
+                e.network.clone(),
+                or_dash(e.mtu.map(|m| m.to_string())),
+            ]);
+        }
+        t.write(out, "    ")?;
+    }
+    if let Some(d) = &s.defaults {
+        writeln!(out, "  Main default routes (fallback of the carrier):")?;
+        for (family, v) in [("IPv4", &d.ipv4), ("IPv6", &d.ipv6)] {
+            let text = match v {
+                Some(v) => format!(
+                    "{} (ifindex {}){}",
+                    or_dash(v.ifname.clone()),
+                    v.ifindex,
+                    v.gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_else(|| " on-link".into())
+                ),
+                None => "none".into(),
+            };
+            writeln!(out, "    {family}  {text}")?;
+        }
+    }
+    if let Some(programs) = &s.programs {
+        writeln!(out, "  Programs:")?;
+        let mut t = Table::new(&["IFACE", "IFINDEX", "PROGRAM", "PROG ID", "LINK ID", "MODE", "STATE"]);
+        for p in programs {
+            let state = match (&p.error, p.attached) {
+                (Some(e), _) => format!("error: {e}"),
+                (None, true) => "attached".into(),
+                (None, false) => "detached".into(),
+            };
+            t.row(vec![
+                p.ifname.clone(),
+                p.ifindex.to_string(),
+                p.program.to_string(),
+                or_dash(p.program_id.map(|i| i.to_string())),
+                or_dash(p.link_id.map(|i| i.to_string())),
+                or_dash(p.attach_mode.clone()),
+                state,
+            ]);
+        }
+        t.write(out, "    ")?;
+    }
+    if let Some(records) = &s.records {
+        writeln!(out, "  Interface records:")?;
+        let mut t = Table::new(&["IFACE", "IFINDEX", "ROUTING", "RP_FILTER"]);
+        for r in records {
+            t.row(vec![
+                r.ifname.clone(),
+                r.ifindex.to_string(),
+                if r.managed { "by source".into() } else { "not managed".into() },
+                r.rp_filter_orig.map(|o| format!("{o} → 2")).unwrap_or_else(|| "unchanged".into()),
+            ]);
+        }
+        t.write(out, "    ")?;
+    }
+    if let Some(counters) = &s.counters {
+        writeln!(out, "  Counters:")?;
+        super::stats::counters_table(counters.iter().map(|c| (c.ifname.clone(), c.ifindex, c.counters)), out, "    ")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Aligned text tables and the small formatting helpers of the table output.
+
+use std::io::Write;
+
+/// Table cells are padded to the widest cell of their column; the last column is not padded.
+#[derive(Debug, Default)]
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(headers: &[&str]) -> Self {
+        Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+
+    /// Adds a row (missing cells are empty).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Writes the table, each line prefixed with `indent`.
+    pub fn write(&self, out: &mut dyn Write, indent: &str) -> std::io::Result<()> {
+        let cols = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(cols) {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| -> String {
+            let mut s = String::from(indent);
+            for (i, width) in widths.iter().enumerate() {
+                let c = cells.get(i).map(String::as_str).unwrap_or("");
+                s.push_str(c);
+                if i + 1 < cols {
+                    s.push_str(&" ".repeat(width - c.chars().count() + 2));
+                }
+            }
+            s.trim_end().to_string()
+        };
+        writeln!(out, "{}", line(&self.headers))?;
+        for r in &self.rows {
+            writeln!(out, "{}", line(r))?;
+        }
+        Ok(())
+    }
+}
+
+/// How container ids are shown in tables (ids are 64 hex characters with CRI runtimes; `show`
+/// accepts any unique prefix).
+pub fn short_id(id: &str) -> String {
+    id.chars().take(13).collect()
+}
+
+/// `-` for an empty or missing value.
+pub fn or_dash(s: Option<impl Into<String>>) -> String {
+    s.map(Into::into).filter(|s: &String| !s.is_empty()).unwrap_or_else(|| "-".into())
+}
+
+/// Unix seconds as an RFC 3339 UTC time.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_686_827), "2026-11-26T09:53:47Z");
+    }
+
+    #[test]
+    fn columns_align() {
+        let mut t = Table::new(&["A", "LONGER"]);
+        t.row(vec!["xyz".into(), "1".into()]);
+        let mut out = Vec::new();
+        t.write(&mut out, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(String::from_utf8_lossy(&out), "A    LONGER\nxyz  1\n");
+    }
+}
