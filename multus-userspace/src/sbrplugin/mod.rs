@@ -174,7 +174,7 @@ fn check_bpffs_dir(dir: &Path) -> Result<(), Error> {
                     p.display()
                 )))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
             Err(e) => return Err(invalid(format!("bpffsDir {}: cannot inspect {}: {e}", dir.display(), p.display()))),
         }
         if !p.pop() {
