@@ -36,7 +36,7 @@ pub struct Failed {
     /// The plugin type.
     pub plugin: String,
     /// Its output.
-    pub out: CniOutput,
+    pub out: Box<CniOutput>,
 }
 
 impl Runtime {
@@ -119,7 +119,7 @@ impl Runtime {
         for p in Self::plugins(list) {
             let out = self.exec("ADD", &Self::plugin_conf(list, &p, prev.as_ref()));
             if !out.status.success() {
-                return Err(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out });
+                return Err(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out: Box::new(out) });
             }
             prev = out.json.clone();
         }
@@ -132,7 +132,7 @@ impl Runtime {
         for p in Self::plugins(list).iter().rev() {
             let out = self.exec("DEL", &Self::plugin_conf(list, p, result));
             if !out.status.success() {
-                failed.push(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out });
+                failed.push(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out: Box::new(out) });
             }
         }
         failed
@@ -143,7 +143,7 @@ impl Runtime {
         for p in Self::plugins(list) {
             let out = self.exec("CHECK", &Self::plugin_conf(list, &p, Some(result)));
             if !out.status.success() {
-                return Err(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out });
+                return Err(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out: Box::new(out) });
             }
         }
         Ok(())

@@ -199,8 +199,8 @@ fn version_status_gc() {
     old["cniVersion"] = json!("1.0.0");
     assert_eq!(rt(0).exec("STATUS", &old).err_code(), 1, "STATUS needs 1.1.0");
 
-    for i in 0..3 {
-        ok(&rt(i).exec("ADD", &base(&m[i])), "ADD");
+    for (i, pod) in m.iter().enumerate() {
+        ok(&rt(i).exec("ADD", &base(pod)), "ADD");
     }
     m[1].pod.delete();
     let mut gc = status.clone();

@@ -305,8 +305,7 @@ mod tests {
 
     #[test]
     fn configured_gateway_must_be_on_link() {
-        let mut cfg = SbrConfig::default();
-        cfg.gateway_v6 = Some("fd09::1".parse().unwrap());
+        let mut cfg = SbrConfig { gateway_v6: Some("fd09::1".parse().unwrap()), ..SbrConfig::default() };
         assert!(interface_spec(&prev(), "net1", &cfg).is_err());
         cfg.gateway_v6 = Some("fe80::1".parse().unwrap());
         assert!(interface_spec(&prev(), "net1", &cfg).is_ok());

@@ -116,8 +116,11 @@ fn add_del(bins_dir: &Path, cycles: usize) -> [(Samples, Samples); 2] {
             (m, Setup { conf, ..s })
         })
         .collect();
-    for i in 0..cycles + 3 {
-        for (k, (mode, s)) in setups.iter().enumerate() {
+    // One plugin after the other, not alternating: ebpf-sbr's DEL leaves the kernel finishing the
+    // carrier's unregistration (RCU, RTNL) after the process exits, which would slow a following
+    // sbr ADD and flatter the ratio.
+    for (k, (mode, s)) in setups.iter().enumerate() {
+        for i in 0..cycles + 3 {
             let add = s.rt.exec("ADD", &s.conf);
             assert!(add.status.success(), "{mode:?} ADD: {}\n{}", add.stdout, add.stderr);
             let del = s.rt.exec("DEL", &s.conf);
@@ -135,6 +138,7 @@ fn add_del(bins_dir: &Path, cycles: usize) -> [(Samples, Samples); 2] {
                 s.t.pod.try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
             }
         }
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
     out
 }
@@ -154,6 +158,7 @@ fn verdict(ok: bool) -> &'static str {
 pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()> {
     ensure!(reps >= 1 && cycles >= 1, "need at least one repetition and one cycle");
     let started = std::time::Instant::now();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let command = format!("cargo xtask bench sbr --cycles {cycles} --reps {reps} --secs {secs}");
 
     eprintln!("[sbr] ADD/DEL, {cycles} cycles each");
@@ -202,7 +207,7 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     let add_del_ratio = (ebpf_add.p50() + ebpf_del.p50()) / (sbr_add.p50() + sbr_del.p50());
     let mut body = format!(
         "## sbr: the `ebpf-sbr` plugin vs Debian's sbr vs no SBR\n\n\
-         Command: `{command}` (release build) · {} · {:.0} s\n\n\
+         Command: `{command}` (release build) · {} · {:.0} s · load average before the run: {load}\n\n\
          The §5 topology of shared/research/sbr-and-ebpf.md in namespaces (veth links; the pod's eth0 towards r0, net1 \
          towards r1, clients cli1 behind r0 and cli2 behind r1). **Debian sbr** = containernetworking-plugins `sbr`; \
          **ebpf-sbr** = this repository's plugin; both are given the same prevResult for net1 (10.1.0.2/24 via 10.1.0.1, \
@@ -213,7 +218,7 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
         elapsed.as_secs_f64()
     );
     body += &format!(
-        "### ADD and DEL of the plugin process ({cycles} cycles each, alternating, wall time incl. process start)\n\n\
+        "### ADD and DEL of the plugin process ({cycles} cycles each after 3 warm-up ones, sbr's block then ebpf-sbr's, wall time incl. process start)\n\n\
          | plugin | ADD p50 | ADD p90 | DEL p50 | DEL p90 | ADD+DEL p50 |\n|---|---|---|---|---|---|\n\
          | Debian sbr | {} ms | {} ms | {} ms | {} ms | {} ms |\n| ebpf-sbr | {} ms | {} ms | {} ms | {} ms | {} ms |\n\n\
          ebpf-sbr / sbr (ADD+DEL p50): **{add_del_ratio:.2}×** — goal ≤ 0.3×: {}.\n\n",
