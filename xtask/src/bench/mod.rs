@@ -34,10 +34,10 @@ pub enum Which {
         #[arg(long, default_value_t = 100)]
         cycles: usize,
         /// iperf3 repetitions per measurement (the median is reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Seconds per iperf3 run.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 2)]
         secs: u32,
     },
 }
