@@ -7,6 +7,7 @@ use crate::{
     delegate::{cache::CacheError, lock::LockError, DelegateError, ExecError},
     kube::{annotations::AnnotationError, client::KubeError, devinfo::DevInfoError, podresources::DeviceError, resolve::ResolveError},
     netns::NetnsError,
+    sbr::SbrError,
 };
 
 /// Every failure of a plugin call.
@@ -70,6 +71,9 @@ pub enum Error {
     /// Netlink work inside the pod failed.
     #[error("{0}")]
     Netlink(String),
+    /// The eBPF source-based-routing library failed.
+    #[error(transparent)]
+    Sbr(#[from] SbrError),
     /// A CNI error produced elsewhere (a module with its own mapping, such as Kubernetes or eBPF).
     #[error("{0}")]
     Cni(CniError),
@@ -94,6 +98,45 @@ fn kube_code(e: &KubeError) -> ErrorCode {
         KubeError::Deadline { .. } => ErrorCode::TryAgainLater,
         KubeError::Config { .. } => ErrorCode::InvalidNetworkConfig,
         _ => ErrorCode::KUBERNETES,
+    }
+}
+
+/// The CNI code of an SBR failure.
+fn sbr_code(e: &SbrError) -> ErrorCode {
+    match e {
+        SbrError::InvalidContainerId(_) | SbrError::InvalidIfName(_) | SbrError::ReservedIfName(_) => {
+            ErrorCode::InvalidEnvironment
+        }
+        SbrError::Netns(NetnsError::NotFound(_)) | SbrError::InterfaceNotFound(_) => ErrorCode::UnknownContainer,
+        SbrError::Netns(NetnsError::NotNetns(_)) => ErrorCode::InvalidEnvironment,
+        SbrError::Netns(_) | SbrError::Bpffs { .. } | SbrError::Pin { .. } | SbrError::Sysctl { .. } => ErrorCode::IoFailure,
+        SbrError::UnsupportedLinkType { .. } | SbrError::NoAddresses(_) | SbrError::AddressNotOnInterface { .. } => {
+            ErrorCode::InvalidNetworkConfig
+        }
+        SbrError::Netlink { .. } => ErrorCode::NETLINK,
+        SbrError::Drift(_) => ErrorCode::SBR_DRIFT,
+        SbrError::Multiple(list) => list.first().map(sbr_code).unwrap_or(ErrorCode::EBPF),
+        // Load, map and attach failures, missing kernel support, and anything the library adds later.
+        #[allow(unreachable_patterns)]
+        _ => ErrorCode::EBPF,
+    }
+}
+
+/// What an operator can do about an SBR failure (the error's `details`).
+fn sbr_advice(e: &SbrError) -> &'static str {
+    match e {
+        SbrError::Drift(_) => "repeat ADD to repair, or DEL and ADD the attachment",
+        SbrError::Bpffs { .. } | SbrError::Pin { .. } => {
+            "bpffsDir must be a directory on bpffs, or one where bpffs can be mounted (CAP_SYS_ADMIN)"
+        }
+        SbrError::TcxUnsupported => "the programs are attached with TCX: Linux 6.6 or later is needed",
+        SbrError::Load(_) | SbrError::Attach { .. } | SbrError::Map { .. } => {
+            "the plugin needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (or root); run it with debug: true for the BPF log"
+        }
+        SbrError::AddressNotOnInterface { .. } | SbrError::NoAddresses(_) => {
+            "prevResult must describe the interface the plugin before ebpf-sbr configured"
+        }
+        _ => "",
     }
 }
 
@@ -128,10 +171,12 @@ impl Error {
             Error::Device(_) => ErrorCode::InvalidNetworkConfig,
             Error::DevInfo(DevInfoError::Io { .. }) => ErrorCode::IoFailure,
             Error::DevInfo(_) => ErrorCode::InvalidNetworkConfig,
+            Error::Sbr(e) => sbr_code(e),
             Error::Cni(e) => return e.clone(),
         };
         let details = match self {
             Error::Delegate(DelegateError { source: ExecError::Plugin(inner), .. }) => inner.details.clone(),
+            Error::Sbr(e) => sbr_advice(e).to_string(),
             _ => String::new(),
         };
         CniError::new(code, self.to_string()).with_details(details)

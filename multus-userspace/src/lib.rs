@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metaplugin;
 pub mod netns;
 pub mod sbr;
+pub mod sbrplugin;
 
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).
 pub mod bpf_objects {

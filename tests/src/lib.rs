@@ -7,6 +7,7 @@
 
 pub mod bins;
 pub mod bpffs;
+pub mod chain;
 pub mod cni;
 pub mod cnicall;
 pub mod confs;
@@ -17,6 +18,7 @@ pub mod netns;
 pub mod node;
 pub mod podman;
 pub mod sbr;
+pub mod sbrplugin;
 pub mod topo;
 pub mod traffic;
 

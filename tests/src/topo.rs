@@ -40,6 +40,24 @@ pub const CLI2_V6: &str = "fd10:2::2";
 /// Name of the router-side veth facing the pod, in r0 and in r1.
 pub const ROUTER_POD_IF: &str = "pod";
 
+/// Who makes the pod's net1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Net1 {
+    /// The topology: a veth pair to r1 with the addresses set by hand.
+    #[default]
+    Veth,
+    /// Nothing yet: Debian's `bridge` plugin, run in r1, makes it (bridge `pod` with the gateways).
+    Bridge,
+    /// Nothing yet: Debian's `ptp` plugin, run in r1, makes it (the host side gets the gateways).
+    Ptp,
+    /// Debian's `macvlan` plugin, run in r1, makes it on r1's `mvl` (a veth whose peer `mvlp` stays
+    /// in r1); r1 answers on its own macvlan `pod` of the same master.
+    Macvlan,
+}
+
+/// Name of the macvlan master in r1 ([`Net1::Macvlan`]).
+pub const MACVLAN_MASTER: &str = "mvl";
+
 /// Variations of the topology.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -51,11 +69,13 @@ pub struct Options {
     pub eth0_gateway_unresolvable: bool,
     /// `net.ipv4.conf.all.rp_filter` in the pod, if set.
     pub pod_rp_filter: Option<u32>,
+    /// Who makes net1 (a CNI plugin run in r1 makes it after the topology is built).
+    pub net1: Net1,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { net1_mtu: 1500, default_route: true, eth0_gateway_unresolvable: false, pod_rp_filter: None }
+        Self { net1_mtu: 1500, default_route: true, eth0_gateway_unresolvable: false, pod_rp_filter: None, net1: Net1::Veth }
     }
 }
 
@@ -135,7 +155,18 @@ impl Sbr5 {
         veth(&t.cli2, "eth0", &t.r1, "c2", 1500);
         veth(&t.r0, "core", &t.r1, "core", 1500);
         veth(&t.pod, "eth0", &t.r0, ROUTER_POD_IF, 1500);
-        veth(&t.pod, "net1", &t.r1, ROUTER_POD_IF, o.net1_mtu);
+        match o.net1 {
+            Net1::Veth => veth(&t.pod, "net1", &t.r1, ROUTER_POD_IF, o.net1_mtu),
+            Net1::Bridge | Net1::Ptp => {}
+            Net1::Macvlan => {
+                let mtu = o.net1_mtu.to_string();
+                t.r1.ip(&["link", "add", MACVLAN_MASTER, "mtu", &mtu, "type", "veth", "peer", "name", "mvlp", "mtu", &mtu]);
+                t.r1.ip(&["link", "set", "mvlp", "up"]);
+                t.r1.ip(&["link", "set", MACVLAN_MASTER, "up"]);
+                t.r1.ip(&["link", "add", ROUTER_POD_IF, "link", MACVLAN_MASTER, "type", "macvlan", "mode", "bridge"]);
+                t.r1.ip(&["link", "set", ROUTER_POD_IF, "up"]);
+            }
+        }
 
         addr(&t.cli1, "eth0", "172.16.1.2/24");
         addr(&t.cli1, "eth0", "fd10:1::2/64");
@@ -160,8 +191,10 @@ impl Sbr5 {
         addr(&t.r0, "core", "fdff::1/64");
         addr(&t.r1, "c2", "172.16.2.1/24");
         addr(&t.r1, "c2", "fd10:2::1/64");
-        addr(&t.r1, ROUTER_POD_IF, "10.1.0.1/24");
-        addr(&t.r1, ROUTER_POD_IF, "fd01::1/64");
+        if matches!(o.net1, Net1::Veth | Net1::Macvlan) {
+            addr(&t.r1, ROUTER_POD_IF, "10.1.0.1/24");
+            addr(&t.r1, ROUTER_POD_IF, "fd01::1/64");
+        }
         addr(&t.r1, "core", "192.168.255.2/30");
         addr(&t.r1, "core", "fdff::2/64");
         t.r0.ip(&["route", "add", "172.16.2.0/24", "via", "192.168.255.2"]);
@@ -184,8 +217,10 @@ impl Sbr5 {
 
         addr(&t.pod, "eth0", "10.0.0.2/24");
         addr(&t.pod, "eth0", "fd00::2/64");
-        addr(&t.pod, "net1", "10.1.0.2/24");
-        addr(&t.pod, "net1", "fd01::2/64");
+        if o.net1 == Net1::Veth {
+            addr(&t.pod, "net1", "10.1.0.2/24");
+            addr(&t.pod, "net1", "fd01::2/64");
+        }
         if o.default_route {
             t.pod.ip(&["route", "add", "default", "via", ETH0_GW_V4]);
             t.pod.ip(&["-6", "route", "add", "default", "via", ETH0_GW_V6]);

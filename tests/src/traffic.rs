@@ -217,3 +217,55 @@ pub fn iperf3(ns: &Netns, dst: &str, port: u16, secs: u32, extra: &[&str]) -> f6
     v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or_else(|| panic!("iperf3 failed: {}", v["error"]))
         / 1e9
 }
+
+/// Pins the calling thread to CPU 0, so both ends of a ping-pong wake each other on one CPU and
+/// the figures compare paths, not scheduler placement.
+pub fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "affinity");
+    }
+}
+
+/// UDP request/response: a client in `client` sends 64-byte requests to an echo server in
+/// `server` bound to `dst:port`, one at a time, `n` timed round trips after 1000 warm-up ones;
+/// both ends on CPU 0. Returns the round-trip times in microseconds.
+pub fn udp_pingpong(server: &Netns, client: &Netns, dst: std::net::IpAddr, port: u16, n: usize) -> Vec<f64> {
+    let bind = SocketAddr::new(dst, port);
+    let srv = server.enter(|| UdpSocket::bind(bind).expect("bind ping-pong server"));
+    srv.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let total = n + 1000;
+    let echo = std::thread::spawn(move || {
+        pin_to_cpu0();
+        let mut buf = [0u8; 64];
+        for _ in 0..total {
+            let Ok((len, from)) = srv.recv_from(&mut buf) else { return };
+            let _ = srv.send_to(&buf[..len], from);
+        }
+    });
+    let any: SocketAddr = if dst.is_ipv6() { "[::]:0".parse().expect("addr") } else { "0.0.0.0:0".parse().expect("addr") };
+    let cli = client.enter(|| UdpSocket::bind(any).expect("bind ping-pong client"));
+    cli.connect(bind).expect("connect");
+    cli.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    // The client runs on its own thread too, so the caller's CPU affinity stays as it was.
+    let client_loop = std::thread::spawn(move || {
+        pin_to_cpu0();
+        let req = [0x5au8; 64];
+        let mut buf = [0u8; 64];
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..total {
+            let start = Instant::now();
+            cli.send(&req).expect("send");
+            cli.recv(&mut buf).expect("pong (is the path working?)");
+            if i >= 1000 {
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        samples
+    });
+    let samples = client_loop.join().expect("ping-pong client");
+    let _ = echo.join();
+    samples
+}

@@ -41,6 +41,8 @@ impl ErrorCode {
     pub const EBPF: ErrorCode = ErrorCode::Plugin(102);
     /// Plugin-specific code: netlink work inside the pod failed.
     pub const NETLINK: ErrorCode = ErrorCode::Plugin(103);
+    /// Plugin-specific code: CHECK found the eBPF SBR state different from what ADD set up.
+    pub const SBR_DRIFT: ErrorCode = ErrorCode::Plugin(104);
 
     /// The numeric code.
     pub fn as_u32(self) -> u32 {

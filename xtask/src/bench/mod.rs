@@ -3,6 +3,7 @@
 
 mod core;
 mod kube;
+mod sbr;
 pub mod report;
 pub mod stats;
 
@@ -26,6 +27,19 @@ pub enum Which {
         #[arg(long, default_value_t = 100)]
         cycles: usize,
     },
+    /// The `ebpf-sbr` plugin vs Debian's sbr vs no SBR on the §5 topology: ADD/DEL time, iperf3
+    /// throughput (primary and net1 paths, MTU mismatch), UDP request/response latency.
+    Sbr {
+        /// ADD/DEL cycles per plugin.
+        #[arg(long, default_value_t = 100)]
+        cycles: usize,
+        /// iperf3 repetitions per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Seconds per iperf3 run.
+        #[arg(long, default_value_t = 2)]
+        secs: u32,
+    },
 }
 
 pub fn run(which: Which, raw_args: &[String]) -> Result<()> {
@@ -42,6 +56,7 @@ pub fn run(which: Which, raw_args: &[String]) -> Result<()> {
     match which {
         Which::Core { cycles } => core::run(&bins, cycles),
         Which::Kube { cycles } => kube::run(&bins, cycles),
+        Which::Sbr { cycles, reps, secs } => sbr::run(&bins, cycles, reps, secs),
     }
 }
 

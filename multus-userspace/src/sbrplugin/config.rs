@@ -1,0 +1,181 @@
+//! The `ebpf-sbr` network configuration: Debian sbr's keys, unchanged, plus this plugin's own.
+//!
+//! | key | from | meaning here |
+//! |---|---|---|
+//! | `cniVersion`, `name`, `type` | CNI | as usual |
+//! | `table` | sbr ≥ 1.6 | accepted and ignored: no routing table or policy rule is used |
+//! | `prevResult` | CNI | the addresses and gateways of `CNI_IFNAME` |
+//! | `bpffsDir` | ours | where the per-container pins live |
+//! | `gateway` | ours | IPv4 and/or IPv6 gateway for addresses whose IPAM result has none |
+//! | `debug` | ours | aya-log debug output of the programs, debug logging of the plugin |
+//!
+//! Every other key (`args`, `runtimeConfig`, `capabilities`, anything unknown) is ignored.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    cni::CniVersion,
+    config::{netconf::ValidAttachment, ConfigError},
+    sbr::{SbrConfig, DEFAULT_BPFFS_DIR},
+};
+
+/// `gateway`: one address or a list (at most one per family).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Gateways {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Wire {
+    #[serde(rename = "cniVersion", default)]
+    cni_version: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "type", default)]
+    plugin_type: Option<String>,
+    #[serde(default)]
+    table: Option<i64>,
+    #[serde(rename = "bpffsDir", default)]
+    bpffs_dir: Option<PathBuf>,
+    #[serde(default)]
+    gateway: Option<Gateways>,
+    #[serde(default)]
+    debug: bool,
+    #[serde(rename = "prevResult", default)]
+    prev_result: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    valid_attachments: Option<Vec<ValidAttachment>>,
+}
+
+/// A parsed `ebpf-sbr` configuration.
+#[derive(Clone, Debug)]
+pub struct SbrNetConf {
+    /// The version the runtime speaks (the result is returned in it).
+    pub version: CniVersion,
+    /// The network name.
+    pub name: Option<String>,
+    /// The plugin type as configured (`ebpf-sbr`, or `sbr` when an unchanged config is run on this binary).
+    pub plugin_type: Option<String>,
+    /// sbr's `table`: accepted for compatibility; it changes nothing here.
+    pub table: Option<i64>,
+    /// The library settings: bpffs directory, gateways, debug.
+    pub sbr: SbrConfig,
+    /// The previous plugin's result (ADD, CHECK; DEL when the runtime passes it).
+    pub prev_result: Option<Value>,
+    /// `cni.dev/valid-attachments` (GC).
+    pub valid_attachments: Option<Vec<ValidAttachment>>,
+}
+
+impl SbrNetConf {
+    /// Parses and validates the configuration from stdin. Decoding problems are CNI code 6, invalid
+    /// values code 7, an unsupported `cniVersion` code 1.
+    pub fn parse(bytes: &[u8]) -> Result<SbrNetConf, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let wire: Wire = serde_path_to_error::deserialize(de).map_err(ConfigError::decode)?;
+        let version = CniVersion::parse_opt(wire.cni_version.as_deref())?;
+        let bpffs_dir = wire.bpffs_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS_DIR));
+        if !bpffs_dir.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "bpffsDir {:?} must be an absolute path (a directory on bpffs, or one where bpffs can be mounted)",
+                bpffs_dir.display().to_string()
+            )));
+        }
+        let (gateway_v4, gateway_v6) = gateways(wire.gateway)?;
+        let mut sbr = SbrConfig::new(bpffs_dir);
+        sbr.gateway_v4 = gateway_v4;
+        sbr.gateway_v6 = gateway_v6;
+        sbr.debug = wire.debug;
+        Ok(SbrNetConf {
+            version,
+            name: wire.name,
+            plugin_type: wire.plugin_type,
+            table: wire.table,
+            sbr,
+            prev_result: wire.prev_result.filter(|v| !v.is_null()),
+            valid_attachments: wire.valid_attachments,
+        })
+    }
+}
+
+/// Validates `gateway`: IP addresses usable as a next hop, at most one per family.
+fn gateways(g: Option<Gateways>) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), ConfigError> {
+    let list = match g {
+        None => Vec::new(),
+        Some(Gateways::One(s)) => vec![s],
+        Some(Gateways::Many(v)) => v,
+    };
+    let (mut v4, mut v6) = (None, None);
+    for s in list {
+        let ip: IpAddr = s.trim().parse().map_err(|_| {
+            ConfigError::Invalid(format!("gateway {s:?} is not an IP address (give an IPv4 and/or an IPv6 address)"))
+        })?;
+        let unusable = match ip {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+        };
+        if unusable {
+            return Err(ConfigError::Invalid(format!("gateway {ip} cannot be a next hop")));
+        }
+        let dup = match ip {
+            IpAddr::V4(a) => v4.replace(a).is_some(),
+            IpAddr::V6(a) => v6.replace(a).is_some(),
+        };
+        if dup {
+            return Err(ConfigError::Invalid(format!(
+                "gateway lists more than one IPv{} address; give at most one per family",
+                if ip.is_ipv4() { 4 } else { 6 }
+            )));
+        }
+    }
+    Ok((v4, v6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: serde_json::Value) -> Result<SbrNetConf, ConfigError> {
+        SbrNetConf::parse(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn accepts_sbr_config_unchanged() {
+        let c = parse(serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "sbr", "table": 5000,
+                                         "somethingElse": {"x": 1}, "prevResult": {"cniVersion": "1.0.0"}}))
+        .unwrap();
+        assert_eq!(c.version, CniVersion::V1_0_0);
+        assert_eq!(c.table, Some(5000));
+        assert_eq!(c.sbr.bpffs_dir, PathBuf::from(DEFAULT_BPFFS_DIR));
+        assert!(c.prev_result.is_some());
+        assert_eq!(parse(serde_json::json!({})).unwrap().version, CniVersion::V0_1_0);
+    }
+
+    #[test]
+    fn gateways_one_or_a_list() {
+        let c = parse(serde_json::json!({"gateway": "10.1.0.1"})).unwrap();
+        assert_eq!(c.sbr.gateway_v4, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let c = parse(serde_json::json!({"gateway": ["fd01::1", "10.1.0.1"], "debug": true})).unwrap();
+        assert_eq!(c.sbr.gateway_v6, Some("fd01::1".parse().unwrap()));
+        assert!(c.sbr.debug);
+        for bad in [serde_json::json!("10.1.0.300"), serde_json::json!(["10.0.0.1", "10.0.0.2"]), serde_json::json!("0.0.0.0"), serde_json::json!("ff02::1")] {
+            assert!(matches!(parse(serde_json::json!({"gateway": bad})), Err(ConfigError::Invalid(_))), "{bad}");
+        }
+        assert!(matches!(parse(serde_json::json!({"gateway": 5})), Err(ConfigError::Decode { .. })));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(matches!(parse(serde_json::json!({"bpffsDir": "relative/dir"})), Err(ConfigError::Invalid(_))));
+        assert!(matches!(parse(serde_json::json!({"cniVersion": "9.9.9"})), Err(ConfigError::Version(_))));
+        assert!(matches!(parse(serde_json::json!({"table": "x"})), Err(ConfigError::Decode { .. })));
+        assert!(matches!(SbrNetConf::parse(b"{"), Err(ConfigError::Decode { .. })));
+    }
+}

@@ -1,0 +1,300 @@
+//! The `ebpf-sbr` binary's lifecycle and contract: 100 ADD/DEL cycles leave nothing, DEL is
+//! idempotent (netns or link gone, no ADD, twice), bad inputs fail with the right CNI code and leave
+//! nothing, VERSION/STATUS/GC, and `multus` running it for `sbr` entries (`ebpfSbr.replaceSbr`) and
+//! after every secondary (`ebpfSbr.allSecondary`) with replies leaving by net1.
+
+use std::{path::Path, time::Duration};
+
+use serde_json::{json, Value};
+use testkit::{
+    bins,
+    chain::Runtime,
+    cni::sbr_conf,
+    netns::unique_name,
+    sbr::Harness,
+    sbrplugin::{main_plugin, plugin_path},
+    topo::{MiniPod, Net1, Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6},
+    CniOutput,
+};
+
+const NET1_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
+
+/// An `ebpf-sbr` configuration with a prevResult for `ifname` in `netns`.
+fn conf(h: &Harness, netns: &Path, ifname: &str, ips: &[(&str, Option<&str>)]) -> Value {
+    let mut c = sbr_conf(netns, ifname, ips);
+    c["type"] = json!("ebpf-sbr");
+    c["table"] = json!(100);
+    c["bpffsDir"] = json!(h.bpffs.path());
+    c
+}
+
+fn runtime(h: &Harness, host: &Path, pod: &Path, ifname: &str) -> Runtime {
+    Runtime {
+        host: host.to_path_buf(),
+        path: plugin_path(),
+        container_id: h.container_id.clone(),
+        netns: pod.to_path_buf(),
+        ifname: ifname.into(),
+    }
+}
+
+fn ok(out: &CniOutput, what: &str) {
+    assert!(out.status.success(), "{what}: {}\n{}", out.stdout, out.stderr);
+    assert!(out.elapsed < Duration::from_secs(10), "{what} took {:?}", out.elapsed);
+}
+
+#[test]
+fn hundred_add_del_cycles_leave_nothing() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
+    let c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    for i in 0..100 {
+        let add = rt.exec("ADD", &c);
+        ok(&add, &format!("ADD #{i}"));
+        if i == 0 {
+            let mut expected = c["prevResult"].clone();
+            expected["cniVersion"] = json!("1.0.0");
+            assert_eq!(add.json.as_ref(), Some(&expected), "ADD returns prevResult unchanged");
+            assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "replies leave by net1");
+        }
+        ok(&rt.exec("DEL", &c), &format!("DEL #{i}"));
+    }
+    h.assert_clean(&t.pod, &routes, &rules);
+    assert_eq!(multus::sbr::pods(&h.cfg).expect("pods"), Vec::<String>::new(), "no pod state left");
+}
+
+/// The result comes back in the version the configuration asks for.
+#[test]
+fn result_in_the_requested_version() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
+    let mut c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    c["cniVersion"] = json!("0.4.0");
+    let add = rt.exec("ADD", &c);
+    ok(&add, "ADD 0.4.0");
+    let r = add.json.expect("result");
+    assert_eq!(r["cniVersion"], "0.4.0");
+    assert_eq!(r["ips"][0]["version"], "4", "0.4.0 results carry ips[].version");
+    ok(&rt.exec("CHECK", &c), "CHECK 0.4.0");
+    ok(&rt.exec("DEL", &c), "DEL 0.4.0");
+}
+
+#[test]
+fn del_is_idempotent() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
+    let c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    ok(&rt.exec("DEL", &c), "DEL without ADD");
+    ok(&rt.exec("ADD", &c), "ADD");
+    ok(&rt.exec("DEL", &c), "DEL");
+    ok(&rt.exec("DEL", &c), "DEL again");
+    h.assert_clean(&t.pod, &routes, &rules);
+
+    // The link goes before DEL (the main plugin's DEL ran first).
+    ok(&rt.exec("ADD", &c), "ADD");
+    t.pod.ip(&["link", "del", "net1"]);
+    ok(&rt.exec("DEL", &c), "DEL with the link gone");
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+
+    // The namespace goes before DEL, with and without CNI_NETNS.
+    let t = Sbr5::new();
+    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
+    let c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    ok(&rt.exec("ADD", &c), "ADD");
+    t.pod.delete();
+    ok(&rt.exec("DEL", &c), "DEL with the netns gone");
+    ok(&rt.exec_with("DEL", &c, Path::new("")), "DEL without CNI_NETNS");
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+}
+
+/// Each bad input fails with its code and an actionable message, and leaves nothing behind.
+#[test]
+fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
+    let good = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let no_gw = conf(&h, &t.pod.path(), "net1", &[("10.1.0.2/24", None)]);
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    let with = |base: &Value, key: &str, v: Value| {
+        let mut c = base.clone();
+        if v.is_null() {
+            c.as_object_mut().expect("object").remove(key);
+        } else {
+            c[key] = v;
+        }
+        c
+    };
+    let cases: Vec<(&str, Value, u64, &str)> = vec![
+        ("no prevResult", with(&good, "prevResult", Value::Null), 7, "prevResult"),
+        ("prevResult without the interface", {
+            let mut c = good.clone();
+            c["prevResult"]["interfaces"][0]["name"] = json!("net9");
+            c
+        }, 7, "no interface net1"),
+        ("prevResult without addresses", with(&good, "prevResult", json!({"cniVersion": "1.0.0",
+            "interfaces": [{"name": "net1", "sandbox": t.pod.path()}]})), 7, "no IP address"),
+        ("prevResult not a result", with(&good, "prevResult", json!({"cniVersion": "1.0.0", "ips": [{"address": "nope"}]})), 6, "prevResult"),
+        ("gateway not an address", with(&no_gw, "gateway", json!("10.1.0.300")), 7, "gateway"),
+        ("gateway off the subnet", with(&no_gw, "gateway", json!("10.9.0.1")), 7, "subnet"),
+        ("two IPv4 gateways", with(&no_gw, "gateway", json!(["10.1.0.1", "10.1.0.254"])), 7, "one per family"),
+        ("bpffsDir relative", with(&good, "bpffsDir", json!("sys/fs/bpf")), 7, "absolute"),
+        ("bpffsDir under a file", with(&good, "bpffsDir", json!(file.path().join("pins"))), 7, "not a directory"),
+        ("cniVersion 0.2.0", with(&good, "cniVersion", json!("0.2.0")), 1, "0.3.0"),
+        ("cniVersion unknown", with(&good, "cniVersion", json!("0.9.0")), 1, "0.9.0"),
+        ("table not a number", with(&good, "table", json!("one hundred")), 6, "table"),
+        ("address not on the interface", conf(&h, &t.pod.path(), "net1", &[("10.1.0.7/24", Some(NET1_GW_V4))]), 7, "not assigned"),
+    ];
+    for (what, c, code, needle) in cases {
+        let out = rt.exec("ADD", &c);
+        assert_eq!(out.err_code(), code, "{what}: {}", out.stdout);
+        assert!(out.err_msg().contains(needle), "{what}: message {:?} should mention {needle:?}", out.err_msg());
+        h.assert_clean(&t.pod, &routes, &rules);
+    }
+    // ADD/DEL/CHECK also refuse 0.2.0 (no chaining); CHECK refuses 0.3.1 (no CHECK before 0.4.0).
+    let out = rt.exec("DEL", &with(&good, "cniVersion", json!("0.2.0")));
+    assert_eq!(out.err_code(), 1);
+    let out = rt.exec("CHECK", &with(&good, "cniVersion", json!("0.3.1")));
+    assert_eq!(out.err_code(), 1);
+    // CHECK of a container that was never added names what is missing.
+    let out = rt.exec("CHECK", &good);
+    assert_eq!(out.err_code(), 104, "{}", out.stdout);
+    // An interface that does not exist in the pod.
+    let rt9 = runtime(&h, &t.r1.path(), &t.pod.path(), "net9");
+    let out = rt9.exec("ADD", &conf(&h, &t.pod.path(), "net9", &NET1_IPS));
+    assert_eq!(out.err_code(), 3, "{}", out.stdout);
+    // A netns that does not exist.
+    let out = rt.exec_with("ADD", &good, Path::new("/run/netns/does-not-exist-sbr"));
+    assert_eq!(out.err_code(), 3, "{}", out.stdout);
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
+#[test]
+fn version_status_gc() {
+    let h = Harness::new();
+    let m: Vec<MiniPod> = (0..3).map(|_| MiniPod::new()).collect();
+    let ids: Vec<String> = (0..3).map(|_| unique_name("gc")).collect();
+    let base = |pod: &MiniPod| conf(&h, &pod.pod.path(), "net1", &[("10.5.0.2/24", Some("10.5.0.1"))]);
+    let rt = |i: usize| Runtime { container_id: ids[i].clone(), ..runtime(&h, &m[i].router.path(), &m[i].pod.path(), "net1") };
+
+    let v = rt(0).exec("VERSION", &json!({"cniVersion": "1.0.0", "type": "ebpf-sbr"}));
+    ok(&v, "VERSION");
+    assert_eq!(v.json.as_ref().expect("json")["supportedVersions"].as_array().map(Vec::len), Some(7));
+
+    let mut status = base(&m[0]);
+    status["cniVersion"] = json!("1.1.0");
+    status.as_object_mut().expect("object").remove("prevResult");
+    ok(&rt(0).exec("STATUS", &status), "STATUS");
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let mut bad = status.clone();
+    bad["bpffsDir"] = json!(file.path().join("x"));
+    assert_eq!(rt(0).exec("STATUS", &bad).err_code(), 50, "STATUS with an unusable bpffsDir");
+    let mut old = status.clone();
+    old["cniVersion"] = json!("1.0.0");
+    assert_eq!(rt(0).exec("STATUS", &old).err_code(), 1, "STATUS needs 1.1.0");
+
+    for (i, pod) in m.iter().enumerate() {
+        ok(&rt(i).exec("ADD", &base(pod)), "ADD");
+    }
+    m[1].pod.delete();
+    let mut gc = status.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": ids[0], "ifname": "net1"}]);
+    ok(&rt(0).exec("GC", &gc), "GC");
+    let mut left = multus::sbr::pods(&h.cfg).expect("pods");
+    left.sort();
+    let mut expected = vec![ids[0].clone(), ids[2].clone()];
+    expected.sort();
+    assert_eq!(left, expected, "GC removes the container whose namespace is gone; it keeps the listed one and \
+                                 one whose interfaces still exist (it may belong to another network)");
+    let mut no_list = status.clone();
+    no_list.as_object_mut().expect("object").remove("cni.dev/valid-attachments");
+    assert_eq!(rt(0).exec("GC", &no_list).err_code(), 7, "GC needs valid-attachments");
+    for i in [0, 2] {
+        ok(&rt(i).exec("DEL", &base(&m[i])), "DEL");
+    }
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+}
+
+/// `multus` (run in r1, the node of net1) with a cluster network (the recorder reports the eth0
+/// the topology made) and a NAD-style conflist for net1.
+struct MultusPod {
+    t: Sbr5,
+    rt: Runtime,
+    conf: Value,
+    h: Harness,
+    _dirs: tempfile::TempDir,
+}
+
+impl MultusPod {
+    fn new(net1: Net1, net1_plugins: Vec<Value>, ebpf_sbr: Value) -> MultusPod {
+        let t = Sbr5::with(Options { net1, ..Options::default() });
+        let h = Harness::new();
+        let dirs = tempfile::Builder::new().prefix("sbr-multus-").tempdir().expect("tempdir");
+        let bin = dirs.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        for (name, path) in [
+            ("multus", bins::product("multus")),
+            ("ebpf-sbr", bins::product("ebpf-sbr")),
+            ("cni-recorder", env!("CARGO_BIN_EXE_cni-recorder").into()),
+        ] {
+            std::os::unix::fs::symlink(path, bin.join(name)).expect("symlink");
+        }
+        let eth0 = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": t.pod.path()}],
+            "ips": [{"address": "10.0.0.2/24", "gateway": "10.0.0.1", "interface": 0}]});
+        let cluster = json!({"cniVersion": "1.0.0", "name": "cluster", "type": "cni-recorder", "result": eth0});
+        let mut plugins = vec![main_plugin(net1, 1500, &dirs.path().join("ipam"))];
+        plugins.extend(net1_plugins);
+        let nad = json!({"cniVersion": "1.0.0", "name": "net1-nad", "plugins": plugins});
+        let mut conf = testkit::confs::multus("1.0.0", &dirs.path().join("cache"), &bin, vec![cluster, nad]);
+        let mut opts = ebpf_sbr;
+        opts["bpffsDir"] = json!(h.bpffs.path());
+        conf["ebpfSbr"] = opts;
+        let rt = Runtime {
+            host: t.r1.path(),
+            path: vec![bin, bins::REFERENCE_PLUGINS.into()],
+            container_id: h.container_id.clone(),
+            netns: t.pod.path(),
+            ifname: "eth0".into(),
+        };
+        MultusPod { t, rt, conf, h, _dirs: dirs }
+    }
+
+    fn add_ping_del(&self) {
+        ok(&self.rt.exec("ADD", &self.conf), "multus ADD");
+        assert_eq!(multus::sbr::pods(&self.h.cfg).expect("pods"), vec![self.h.container_id.clone()], "ebpf-sbr ran");
+        for dst in [POD_NET1_V4, POD_NET1_V6] {
+            let (r0, r1) = (self.t.r0.link_packets("pod").0, self.t.r1.link_packets("pod").0);
+            assert_eq!(self.t.cli2.ping(dst, 3, &[]), 3, "{dst} answers");
+            let (r0b, r1b) = (self.t.r0.link_packets("pod").0, self.t.r1.link_packets("pod").0);
+            assert!(r1b - r1 >= 3 && r0b - r0 < 3, "replies to {dst} leave by net1 (r0 {} r1 {})", r0b - r0, r1b - r1);
+        }
+        ok(&self.rt.exec("CHECK", &self.conf), "multus CHECK");
+        ok(&self.rt.exec("DEL", &self.conf), "multus DEL");
+        assert_eq!(self.h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+        ok(&self.rt.exec("DEL", &self.conf), "multus DEL again");
+    }
+}
+
+#[test]
+fn multus_replace_sbr_runs_it_on_ebpf() {
+    let p = MultusPod::new(Net1::Bridge, vec![json!({"type": "sbr", "table": 5000})], json!({"replaceSbr": true}));
+    p.add_ping_del();
+    // Without the option the same NAD runs Debian's sbr: no BPF state, policy rules instead.
+    let p = MultusPod::new(Net1::Bridge, vec![json!({"type": "sbr"})], json!({}));
+    ok(&p.rt.exec("ADD", &p.conf), "multus ADD with Debian's sbr");
+    assert_eq!(multus::sbr::pods(&p.h.cfg).expect("pods"), Vec::<String>::new());
+    assert!(p.t.pod.rules().join("\n").contains("lookup 100"), "Debian's sbr adds policy rules");
+    ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
+}
+
+#[test]
+fn multus_all_secondary_chains_it() {
+    let p = MultusPod::new(Net1::Macvlan, vec![], json!({"allSecondary": true}));
+    p.add_ping_del();
+}
