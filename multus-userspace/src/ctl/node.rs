@@ -3,7 +3,6 @@
 
 use std::{
     collections::BTreeSet,
-    net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -205,24 +204,18 @@ impl Node {
     /// The SBR settings an attachment's `ebpf-sbr` plugin uses (its `bpffsDir` and `gateway`), or
     /// the node's for interfaces managed outside a chain.
     pub fn sbr_config_for(&self, attachment: Option<&Attachment>) -> SbrConfig {
-        let mut cfg = self.sbr.clone();
-        let Some(plugin) = attachment.and_then(ebpf_sbr_plugin) else { return cfg };
-        if let Some(dir) = plugin.get("bpffsDir").and_then(Value::as_str) {
-            cfg.bpffs_dir = PathBuf::from(dir);
-        }
-        let gateways: Vec<&str> = match plugin.get("gateway") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        for g in gateways {
-            match g.trim().parse::<IpAddr>() {
-                Ok(IpAddr::V4(a)) => cfg.gateway_v4 = Some(a),
-                Ok(IpAddr::V6(a)) => cfg.gateway_v6 = Some(a),
-                Err(_) => tracing::warn!("ignoring ebpf-sbr gateway {g:?}: not an IP address"),
+        let Some(plugin) = attachment.and_then(ebpf_sbr_plugin) else { return self.sbr.clone() };
+        // The plugin's own parser decides what its keys mean; the node's directory is the default.
+        let mut conf = plugin.clone();
+        conf.entry("bpffsDir").or_insert_with(|| Value::from(self.sbr.bpffs_dir.display().to_string()));
+        let bytes = serde_json::to_vec(&conf).unwrap_or_default();
+        match crate::sbrplugin::config::SbrNetConf::parse(&bytes) {
+            Ok(parsed) => parsed.sbr,
+            Err(e) => {
+                tracing::warn!("ignoring the chained ebpf-sbr settings: {e}");
+                self.sbr.clone()
             }
         }
-        cfg
     }
 }
 
