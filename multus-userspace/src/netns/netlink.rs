@@ -213,6 +213,29 @@ pub async fn link_details(handle: &Handle) -> Result<Vec<LinkDetail>, rtnetlink:
     Ok(out)
 }
 
+/// The link called `name` with its details, if it exists.
+pub async fn link_detail_by_name(handle: &Handle, name: &str) -> Result<Option<LinkDetail>, rtnetlink::Error> {
+    let mut stream = handle.link().get().match_name(name.to_string()).execute();
+    match stream.try_next().await {
+        Ok(Some(msg)) => Ok(Some(LinkDetail::from_message(&msg))),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every route of one family, all tables (use [`route_table`] to tell them apart).
+pub async fn routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetlink::Error> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let mut stream = handle.route().get(msg).execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.try_next().await? {
+        out.push(route_from_message(msg, v6));
+    }
+    Ok(out)
+}
+
 /// Creates a veth pair `name` / `peer` in the namespace. `noarp` sets `IFF_NOARP` on `name`.
 pub async fn add_veth_pair(handle: &Handle, name: &str, peer: &str, mtu: u32, noarp: bool) -> Result<(), rtnetlink::Error> {
     let msg = rtnetlink::LinkVeth::new(name, peer).mtu(mtu).arp(!noarp).build();

@@ -231,11 +231,16 @@ impl NodeMaps {
         }
         ignore_missing(self.users.remove(&cookie)).map_err(map_err("users"))
     }
+}
 
-    /// The container-id hash registered for `cookie`.
-    pub fn user(&self, cookie: u64) -> Option<u64> {
-        self.users.get(&cookie, 0).ok()
+/// The number of possible CPUs (the size of a per-CPU value), read once per process.
+fn possible_cpus() -> Result<usize, SbrError> {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(n) = CPUS.get() {
+        return Ok(*n);
     }
+    let n = aya::util::nr_cpus().map_err(|(_, e)| SbrError::Map { map: "counters", reason: e.to_string() })?;
+    Ok(*CPUS.get_or_init(|| n))
 }
 
 /// One pod's view of the maps: its cookie, its share of the node-wide maps, and its own maps.
@@ -411,9 +416,7 @@ impl PodMaps {
         self.put_state(ifname, IfaceState { ifindex, ..st })?;
         let key = self.counter_key(ifindex);
         if self.node.counters.get(&key, 0).is_err() {
-            let cpus =
-                aya::util::nr_cpus().map_err(|(_, e)| SbrError::Map { map: "counters", reason: e.to_string() })?;
-            let zero = PerCpuValues::try_from(vec![IfCounters::default(); cpus])
+            let zero = PerCpuValues::try_from(vec![IfCounters::default(); possible_cpus()?])
                 .map_err(|e| SbrError::Map { map: "counters", reason: e.to_string() })?;
             self.node.counters.insert(key, zero, 0).map_err(map_err("counters"))?;
         }

@@ -18,7 +18,7 @@ use super::{
     sysctl::{self, conf_path},
     SbrError, CARRIER_IFNAME, CARRIER_PEER_IFNAME,
 };
-use crate::netns::netlink::{self as nlh, route_pref_source, route_source_prefix, Route};
+use crate::netns::netlink::{self as nlh, route_pref_source, route_source_prefix, LinkDetail, Route};
 
 /// Route protocol number marking the routes SBR adds (`proto 83` in `ip route`).
 pub const RTPROT_SBR: u8 = 83;
@@ -28,8 +28,8 @@ pub const RTPROT_SBR: u8 = 83;
 pub const RETIRED_PREFIX: &str = "sbrdel-";
 
 /// Creates the carrier (NOARP, no IPv6 address) with its peer in `anchor` (up there) or, without
-/// an anchor, beside it in the pod; sets the carrier up. Returns its index.
-pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<u32, SbrError> {
+/// an anchor, beside it in the pod; sets the carrier up. Returns it as it is then.
+pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<LinkDetail, SbrError> {
     nlh::add_veth_pair_in(h, CARRIER_IFNAME, CARRIER_PEER_IFNAME, mtu, true, anchor.map(|f| f.as_raw_fd()))
         .await
         .map_err(nl(format!("create {CARRIER_IFNAME}")))?;
@@ -41,16 +41,20 @@ pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<u32, 
         sysctl::write(&conf_path("ipv4", CARRIER_PEER_IFNAME, "forwarding"), 0)?;
         up.insert(0, CARRIER_PEER_IFNAME);
     }
-    let mut index = 0;
+    let mut carrier = None;
     for name in up {
-        let link = nlh::link_by_name(h, name)
+        let link = nlh::link_detail_by_name(h, name)
             .await
             .map_err(nl(format!("look up {name}")))?
             .ok_or_else(|| SbrError::InterfaceNotFound(name.to_string()))?;
-        nlh::set_link_up(h, link.index).await.map_err(nl(format!("set {name} up")))?;
-        index = link.index;
+        nlh::set_link_up(h, link.link.index).await.map_err(nl(format!("set {name} up")))?;
+        carrier = Some(link);
     }
-    Ok(index)
+    let mut carrier = carrier.ok_or_else(|| SbrError::InterfaceNotFound(CARRIER_IFNAME.to_string()))?;
+    carrier.link.up = true;
+    // Up with its peer up (in the anchor, or just set up): the kernel turns the carrier on.
+    carrier.lower_up = true;
+    Ok(carrier)
 }
 
 /// Retires an anchored carrier: down (the kernel removes every route through it at once) and

@@ -210,33 +210,29 @@ pub fn add(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceS
     pins::ensure_bpffs(&cfg.bpffs_dir)?;
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
     phases.mark("lock");
-    let (mut maps, loaded) = open_or_create_pod(cfg, container_id, &ns, &dir, &phases)?;
-    let result = {
-        let (dir, maps, phases) = (&dir, &mut maps, &phases);
-        ns.netlink(|h| async move {
-            let mut ctx = Ctx::new(dir, phases);
-            match add_in_ns(&h, cfg, iface, maps, &mut ctx).await {
-                Ok(report) => Ok(report),
-                Err(e) => {
-                    if let Err(undo) = remove_in_ns(&h, &iface.ifname, maps, &mut ctx).await {
-                        tracing::warn!("sbr: rollback of {} failed: {undo}", iface.ifname);
-                    }
-                    Err(e)
+    let (dir, phases_ref, netns_path) = (&dir, &phases, ns.path());
+    // Everything runs on the one thread inside the pod's namespace (entering it costs a thread).
+    let report = ns.netlink(|h| async move {
+        let (mut maps, loaded) = open_or_create_pod(cfg, container_id, netns_path, dir, phases_ref)?;
+        let mut ctx = Ctx::new(dir, phases_ref);
+        let result = match add_in_ns(&h, cfg, iface, &mut maps, &mut ctx).await {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                if let Err(undo) = remove_in_ns(&h, &iface.ifname, &mut maps, &mut ctx).await {
+                    tracing::warn!("sbr: rollback of {} failed: {undo}", iface.ifname);
                 }
+                Err(e)
             }
-        })?
-    };
-    if result.is_err() && maps.entries().is_empty() {
-        // Nothing of the pod is left: do not leave an empty pod behind.
-        if let Err(e) = drop_pod(&cfg.bpffs_dir, &mut maps, &dir) {
-            tracing::warn!("sbr: cannot remove {}: {e}", dir.path().display());
+        };
+        if result.is_err() && maps.entries().is_empty() {
+            // Nothing of the pod is left: do not leave an empty pod behind.
+            if let Err(e) = drop_pod(&cfg.bpffs_dir, &mut maps, dir) {
+                tracing::warn!("sbr: cannot remove {}: {e}", dir.path().display());
+            }
         }
-    }
-    result.map(|mut r| {
-        r.phases = phases.take();
-        r.loaded = loaded;
-        r
-    })
+        result.map(|r| AddReport { loaded, ..r })
+    })??;
+    Ok(AddReport { phases: phases.take(), ..report })
 }
 
 /// Opens the pod's maps, or makes the pod (loading the programs when this node has not yet).
@@ -244,7 +240,7 @@ pub fn add(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceS
 fn open_or_create_pod(
     cfg: &SbrConfig,
     container_id: &str,
-    ns: &NetNs,
+    netns_path: &Path,
     dir: &PodDir,
     phases: &Phases,
 ) -> Result<(PodMaps, bool), SbrError> {
@@ -270,25 +266,30 @@ fn open_or_create_pod(
     let progs = Programs::at(&cfg.bpffs_dir, &Programs::current_name(cfg.debug))?;
     let loaded = progs.ensure_loaded(cfg.debug)?;
     phases.mark("load");
-    let cookie = ns.run(crate::netns::current_netns_cookie)?.map_err(|e| {
-        SbrError::Unsupported(format!("cannot read the namespace cookie (SO_NETNS_COOKIE, Linux 5.14+): {e}"))
-    })?;
+    let cookie = netns_cookie()?;
     // One pod per namespace: the namespace's entries are keyed by its cookie alone.
     for version in programs::versions(&cfg.bpffs_dir)? {
-        let other = bpf::NodeMaps::open(&version).ok().and_then(|n| n.user(cookie));
+        let other = version.users().ok().and_then(|users| users.get(&cookie, 0).ok());
         if other.is_some_and(|o| o != programs::id_hash(container_id)) {
             return Err(SbrError::NetnsInUse { cookie });
         }
     }
     dir.create()?;
     let mode = if mode == AttachMode::Netlink { MODE_NETLINK } else { MODE_TCX };
-    let record = PodRecord::new(cookie, mode, progs.name(), ns.path());
+    let record = PodRecord::new(cookie, mode, progs.name(), netns_path);
     let maps = PodMaps::create(dir, container_id, progs, record);
     if maps.is_err() {
         let _ = dir.remove();
     }
     phases.mark("pod");
     Ok((maps?, loaded))
+}
+
+/// The cookie of the calling thread's network namespace.
+fn netns_cookie() -> Result<u64, SbrError> {
+    crate::netns::current_netns_cookie().map_err(|e| {
+        SbrError::Unsupported(format!("cannot read the namespace cookie (SO_NETNS_COOKIE, Linux 5.14+): {e}"))
+    })
 }
 
 /// Removes everything of a pod from the node (its entries, its pins, its anchor) and the program
@@ -319,9 +320,10 @@ async fn interface_entries(
     cfg: &SbrConfig,
     cookie: u64,
     iface: &InterfaceSpec,
+    snap: &Snapshot,
 ) -> Result<(u32, Vec<(multus_common::SrcKey, multus_common::SrcRoute)>), SbrError> {
-    let links = nlh::link_details(h).await.map_err(nl("list links"))?;
-    let link = links
+    let link = snap
+        .links
         .iter()
         .find(|l| l.link.name == iface.ifname)
         .ok_or_else(|| SbrError::InterfaceNotFound(iface.ifname.clone()))?;
@@ -347,12 +349,10 @@ async fn interface_entries(
     if addrs.is_empty() {
         return Err(SbrError::NoAddresses(iface.ifname.clone()));
     }
-    let main4 = nlh::main_routes(h, false).await.map_err(nl("list IPv4 routes"))?;
-    let main6 = nlh::main_routes(h, true).await.map_err(nl("list IPv6 routes"))?;
     let entries = addrs
         .iter()
         .map(|a| {
-            let main = if a.address.is_ipv4() { &main4 } else { &main6 };
+            let main = if a.address.is_ipv4() { &snap.main4 } else { &snap.main6 };
             src_entry(cookie, index, a, resolve_gateway(a, cfg.gateway_v4, cfg.gateway_v6, main, index))
         })
         .collect();
@@ -374,7 +374,8 @@ async fn add_in_ns(
     maps: &mut PodMaps,
     ctx: &mut Ctx<'_>,
 ) -> Result<AddReport, SbrError> {
-    let (index, entries) = interface_entries(h, cfg, maps.cookie, iface).await?;
+    let snap = Snapshot::read(h, maps.record.mode != MODE_TCX).await?;
+    let (index, entries) = interface_entries(h, cfg, maps.cookie, iface, &snap).await?;
     ctx.phases.mark("read");
     let previous = forget_interface(maps, &iface.ifname, Some(index))?;
     for (k, r) in &entries {
@@ -385,7 +386,7 @@ async fn add_in_ns(
         IfaceState { ifindex: index, flags: MANAGED | (previous.flags & !(MANAGED | RELEASED)), ..previous },
     )?;
     ctx.phases.mark("maps");
-    let plan = converge(h, maps, ctx).await?;
+    let plan = reconcile::converge_from(h, maps, ctx, Some(snap)).await?;
     Ok(AddReport {
         entries: entries.iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect(),
         carrier_routes: plan.carrier.map(|c| c.routes.into_iter().collect()).unwrap_or_default(),
@@ -474,33 +475,31 @@ pub fn del_timed(
         Some(Err(NetnsError::NotFound(_) | NetnsError::NotNetns(_))) | None => None,
         Some(Err(e)) => return Err(e.into()),
     };
-    // The path may name another namespace by now: only the pod's own is touched.
-    let ns = match ns {
-        Some(ns) if ns.run(crate::netns::current_netns_cookie)?.ok() == Some(maps.cookie) => Some(ns),
-        _ => None,
-    };
     let recorded = maps.state.get(ifname).map(|s| s.ifindex);
     let last = maps.entries().iter().all(|(_, r)| Some(r.ifindex) == recorded);
-    match ns {
-        Some(ns) if last => {
-            let (maps, dir, phases) = (&mut maps, &dir, &phases);
-            ns.netlink(|h| async move {
-                let mut ctx = Ctx::new(dir, phases);
-                reconcile::teardown(&h, maps, &mut ctx).await
-            })??
-        }
+    let done_in_ns = match ns {
         Some(ns) => {
             let (maps, dir, phases) = (&mut maps, &dir, &phases);
             ns.netlink(|h| async move {
+                // The path may name another namespace by now: only the pod's own is touched.
+                if crate::netns::current_netns_cookie().ok() != Some(maps.cookie) {
+                    return Ok(false);
+                }
                 let mut ctx = Ctx::new(dir, phases);
-                remove_in_ns(&h, ifname, maps, &mut ctx).await
+                if last {
+                    reconcile::teardown(&h, maps, &mut ctx).await?;
+                } else {
+                    remove_in_ns(&h, ifname, maps, &mut ctx).await?;
+                }
+                Ok::<_, SbrError>(true)
             })??
         }
-        None => {
-            forget_interface(&mut maps, ifname, None)?;
-            maps.remove_state(ifname)?;
-            remove_pin(&dir.if_link(ifname))?;
-        }
+        None => false,
+    };
+    if !done_in_ns {
+        forget_interface(&mut maps, ifname, None)?;
+        maps.remove_state(ifname)?;
+        remove_pin(&dir.if_link(ifname))?;
     }
     if last || maps.entries().is_empty() {
         // Entries go only now that no route leads to the carrier; then the pins (the kernel
@@ -541,15 +540,14 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
         return Err(SbrError::Drift(missing));
     }
     let maps = PodMaps::open_with(&dir, progs)?;
-    let cookie = ns.run(crate::netns::current_netns_cookie)?.map_err(|e| {
-        SbrError::Unsupported(format!("cannot read the namespace cookie (SO_NETNS_COOKIE, Linux 5.14+): {e}"))
-    })?;
-    if cookie != maps.cookie {
-        return Err(SbrError::Drift(vec![Drift::PodMissing]));
-    }
     let drifts = ns.netlink(|h| async move {
+        // The pins belong to another namespace than the one named now.
+        if netns_cookie()? != maps.cookie {
+            return Ok(vec![Drift::PodMissing]);
+        }
         let mut drifts = Vec::new();
-        let (index, expected) = interface_entries(&h, cfg, maps.cookie, iface).await?;
+        let snap = Snapshot::read(&h, maps.record.mode != MODE_TCX).await?;
+        let (index, expected) = interface_entries(&h, cfg, maps.cookie, iface, &snap).await?;
         match maps.state.get(&iface.ifname) {
             Some(st) if st.flags & MANAGED != 0 => {
                 if st.ifindex != index {
@@ -587,7 +585,6 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
                 drifts.push(Drift::EntryExtra(plan::words_addr(k.family, k.addr)));
             }
         }
-        let snap = Snapshot::read(&h, maps.record.mode != MODE_TCX).await?;
         let plan = plan_for(&snap, &maps);
         drifts.extend(diff(&plan, &snap, &maps, &dir)?.iter().map(|f| f.drift(&dir)));
         Ok::<_, SbrError>(drifts)

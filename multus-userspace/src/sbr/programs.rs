@@ -85,8 +85,7 @@ fn pin_err(path: &Path) -> impl FnOnce(String) -> SbrError + '_ {
 impl Programs {
     /// The directory name of the embedded object loaded with (`debug`) or without aya-log output.
     pub fn current_name(debug: bool) -> String {
-        let hash = fnv1a(crate::bpf_objects::SBR);
-        format!("{VERSION_PREFIX}{hash:016x}{}", if debug { "-debug" } else { "" })
+        format!("{VERSION_PREFIX}{}{}", crate::bpf_objects::SBR_HASH, if debug { "-debug" } else { "" })
     }
 
     /// The version called `name` under `bpffs_dir` (which may not exist).
@@ -134,9 +133,13 @@ impl Programs {
     }
 
     /// Opens a program from its pin (no verification: the kernel hands back the loaded program).
+    ///
+    /// Through [`ProgramInfo`] rather than `SchedClassifier::from_pin`, which reads the program's
+    /// name and so makes aya 0.14 probe every kernel feature it knows (about 20 test loads).
     pub fn open(&self, kind: ProgKind) -> Result<SchedClassifier, SbrError> {
         let path = self.prog(kind);
-        SchedClassifier::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))
+        let info = ProgramInfo::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+        SchedClassifier::from_program_info(info, kind.name().into()).map_err(|e| pin_err(&path)(e.to_string()))
     }
 
     /// The id of a pinned program.
@@ -273,5 +276,6 @@ mod tests {
         }
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(crate::bpf_objects::SBR_HASH, format!("{:016x}", fnv1a(crate::bpf_objects::SBR)), "build script");
     }
 }

@@ -24,7 +24,7 @@ use super::{
     timing::Phases,
     Drift, SbrError, CARRIER_IFNAME,
 };
-use crate::netns::netlink::{self as nlh, route_pref_source, LinkDetail, Route};
+use crate::netns::netlink::{self as nlh, route_pref_source, route_table, LinkDetail, Route};
 
 /// What an operation carries through the reconciliation: the pod's directory, the phase log, and
 /// the programs opened from their pins (once per operation).
@@ -85,25 +85,21 @@ impl Snapshot {
             .collect();
         let carrier = links.iter().find(|l| l.link.name == CARRIER_IFNAME).cloned();
         let cidx = carrier.as_ref().map(|c| c.link.index);
-        let (carrier4, main4): (Vec<_>, Vec<_>) = nlh::main_routes(h, false)
+        let main = u32::from(libc::RT_TABLE_MAIN);
+        let (carrier4, main4): (Vec<_>, Vec<_>) = nlh::routes(h, false)
             .await
             .map_err(nl("list IPv4 routes"))?
             .into_iter()
+            .filter(|r| route_table(&r.message) == main)
             .partition(|r| r.oif.is_some() && r.oif == cidx);
-        let (carrier6, main6): (Vec<_>, Vec<_>) = nlh::main_routes(h, true)
-            .await
-            .map_err(nl("list IPv6 routes"))?
+        // One IPv6 dump for both tables: the main table, and the local one for the carrier's
+        // multicast route.
+        let routes6 = nlh::routes(h, true).await.map_err(nl("list IPv6 routes"))?;
+        let carrier_local6 = local6_of(&routes6, cidx);
+        let (carrier6, main6): (Vec<_>, Vec<_>) = routes6
             .into_iter()
+            .filter(|r| route_table(&r.message) == main)
             .partition(|r| r.oif.is_some() && r.oif == cidx);
-        let carrier_local6 = match cidx {
-            Some(c) => nlh::table_routes(h, true, u32::from(libc::RT_TABLE_LOCAL))
-                .await
-                .map_err(nl("list local IPv6 routes"))?
-                .into_iter()
-                .filter(|r| r.oif == Some(c))
-                .collect(),
-            None => Vec::new(),
-        };
         let v4_default_src = match main_default(&main4, cidx) {
             None => None,
             Some(d) => {
@@ -134,9 +130,32 @@ impl Snapshot {
         Ok(Self { links, main4, main6, carrier, carrier_routes, carrier_local6, v4_default_src, neighbours, filters })
     }
 
+    /// Adds the carrier SBR just created (`link`) to the snapshot instead of reading everything
+    /// again: a new carrier has no routes, no filter and no neighbours; only the multicast route
+    /// the kernel gave it in the local table is read.
+    async fn add_new_carrier(&mut self, h: &Handle, link: LinkDetail) -> Result<(), SbrError> {
+        let routes6 = nlh::routes(h, true).await.map_err(nl("list IPv6 routes"))?;
+        self.carrier_local6 = local6_of(&routes6, Some(link.link.index));
+        self.carrier_routes.clear();
+        self.filters.insert(link.link.index, None);
+        self.links.retain(|l| l.link.name != CARRIER_IFNAME && l.link.name != super::CARRIER_PEER_IFNAME);
+        self.links.push(link.clone());
+        self.carrier = Some(link);
+        Ok(())
+    }
+
     /// The index of a link by name.
     pub fn index_of(&self, name: &str) -> Option<u32> {
         self.links.iter().find(|l| l.link.name == name).map(|l| l.link.index)
+    }
+}
+
+/// The local-table IPv6 routes through the carrier (the kernel's multicast route).
+fn local6_of(routes6: &[Route], carrier: Option<u32>) -> Vec<Route> {
+    let local = u32::from(libc::RT_TABLE_LOCAL);
+    match carrier {
+        Some(c) => routes6.iter().filter(|r| route_table(&r.message) == local && r.oif == Some(c)).cloned().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -357,26 +376,28 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
 
 /// Applies fixes in order, except that link pins are removed last: releasing a TCX link makes a
 /// kernel worker hold RTNL for an RCU grace period, which any later netlink change would wait for.
+/// Returns the carrier when it was created (the rest of the fixes need its index: the caller plans
+/// again).
 pub async fn apply(
     h: &Handle,
     fixes: Vec<Fix>,
     snap: &Snapshot,
     maps: &mut PodMaps,
     ctx: &mut Ctx<'_>,
-) -> Result<(), SbrError> {
+) -> Result<Option<LinkDetail>, SbrError> {
     let (unpins, fixes): (Vec<Fix>, Vec<Fix>) =
         fixes.into_iter().partition(|f| matches!(f, Fix::Detach { tcx: true, .. }));
     let dir = ctx.dir;
-    for fix in fixes.into_iter().chain(unpins) {
+    let mut fixes = fixes.into_iter().chain(unpins).peekable();
+    while let Some(fix) = fixes.next() {
         match fix {
             Fix::SetDefault { index, expected, .. } => {
                 maps.set_default(index, expected)?;
                 ctx.phases.mark("maps");
             }
             Fix::CreateCarrier { mtu } => {
-                create_carrier(h, mtu, maps, ctx).await?;
-                // Indices changed: the caller reads the pod again before anything else.
-                return Ok(());
+                // Indices changed: the caller plans again before anything else.
+                return create_carrier(h, mtu, maps, ctx).await.map(Some);
             }
             Fix::DeleteCarrier { index } => {
                 remove_carrier(h, index, maps, dir, true).await?;
@@ -409,9 +430,20 @@ pub async fn apply(
                 }
             }
             Fix::AddRoute { route, oif } => {
-                nlh::add_route(h, carrier::route_message(&route, oif))
-                    .await
-                    .map_err(nl(format!("add route {route}")))?;
+                // A run of routes goes out at once: the kernel adds them one after the other
+                // without waiting for us in between.
+                let mut batch = vec![(route, oif)];
+                while let Some(Fix::AddRoute { .. }) = fixes.peek() {
+                    if let Some(Fix::AddRoute { route, oif }) = fixes.next() {
+                        batch.push((route, oif));
+                    }
+                }
+                futures::future::try_join_all(batch.into_iter().map(|(route, oif)| async move {
+                    nlh::add_route(h, carrier::route_message(&route, oif))
+                        .await
+                        .map_err(nl(format!("add route {route}")))
+                }))
+                .await?;
                 ctx.phases.mark("routes");
             }
             Fix::DelRoute { route, message } => {
@@ -480,17 +512,18 @@ pub async fn apply(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Creates the carrier, with its peer in a new anchor namespace (or, when no anchor can be made,
 /// in the pod: then deleting it later waits for the kernel).
-async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<(), SbrError> {
+async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<LinkDetail, SbrError> {
     // An anchor left from a carrier deleted behind SBR's back is empty: drop it.
     unmount_anchor(&ctx.dir.anchor())?;
     let mut record = maps.record;
     record.flags &= !POD_ANCHORED;
-    let anchor = match anchor::create(&ctx.dir.anchor()) {
+    let made = anchor::spawn().and_then(anchor::join);
+    let anchor = match made.and_then(|f| anchor::mount(&f, &ctx.dir.anchor()).map(|()| f)) {
         Ok(f) => {
             record.flags |= POD_ANCHORED;
             Some(f)
@@ -501,7 +534,7 @@ async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<
         }
     };
     maps.set_record(record)?;
-    ctx.phases.mark("device");
+    ctx.phases.mark("anchor");
     let created = carrier::create(h, mtu, anchor.as_ref()).await;
     ctx.phases.mark("device");
     if created.is_err() && anchor.is_some() {
@@ -509,7 +542,7 @@ async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<
         record.flags &= !POD_ANCHORED;
         maps.set_record(record)?;
     }
-    created.map(|_| ())
+    created
 }
 
 /// Removes the carrier at `index` (0: no device, only leftovers): an anchored one is retired (set
@@ -547,6 +580,11 @@ fn restore_rp_filter(ifname: &str, orig: u32, snap: &Snapshot) -> Result<(), Sbr
     if snap.index_of(ifname).is_none() {
         return Ok(());
     }
+    restore_rp_filter_of(ifname, orig)
+}
+
+/// Puts an existing interface's rp_filter back, unless someone changed it since.
+fn restore_rp_filter_of(ifname: &str, orig: u32) -> Result<(), SbrError> {
     let path = conf_path("ipv4", ifname, "rp_filter");
     if sysctl::read(&path)? == 2 {
         sysctl::write(&path, orig)?;
@@ -556,11 +594,29 @@ fn restore_rp_filter(ifname: &str, orig: u32, snap: &Snapshot) -> Result<(), Sbr
 
 /// Reads, plans and fixes the pod until nothing is left to fix; returns the final plan.
 pub async fn converge(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<PodPlan, SbrError> {
+    converge_from(h, maps, ctx, None).await
+}
+
+/// [`converge`] from a snapshot the caller read. The pod is read once: after creating the carrier
+/// the snapshot is completed rather than read again, and fixes that applied without error are not
+/// read back (CHECK does that).
+pub async fn converge_from(
+    h: &Handle,
+    maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
+    snap: Option<Snapshot>,
+) -> Result<PodPlan, SbrError> {
     const ROUNDS: usize = 4;
     let real_filters = maps.record.mode != MODE_TCX;
+    let mut snap = match snap {
+        Some(s) => s,
+        None => {
+            let s = Snapshot::read(h, real_filters).await?;
+            ctx.phases.mark("read");
+            s
+        }
+    };
     for _ in 0..ROUNDS {
-        let snap = Snapshot::read(h, real_filters).await?;
-        ctx.phases.mark("read");
         forget_released_gone(&snap, maps)?;
         let plan = plan_for(&snap, maps);
         let fixes = diff(&plan, &snap, maps, ctx.dir)?;
@@ -568,16 +624,16 @@ pub async fn converge(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Resu
             return Ok(plan);
         }
         tracing::debug!(?fixes, "sbr: applying");
-        apply(h, fixes, &snap, maps, ctx).await?;
+        match apply(h, fixes, &snap, maps, ctx).await? {
+            None => return Ok(plan),
+            Some(carrier) => {
+                snap.add_new_carrier(h, carrier).await?;
+                ctx.phases.mark("read");
+            }
+        }
     }
-    let snap = Snapshot::read(h, real_filters).await?;
-    let plan = plan_for(&snap, maps);
-    let left = diff(&plan, &snap, maps, ctx.dir)?;
-    if left.is_empty() {
-        Ok(plan)
-    } else {
-        Err(SbrError::Drift(left.iter().map(|f| f.drift(ctx.dir)).collect()))
-    }
+    let left = diff(&plan_for(&snap, maps), &snap, maps, ctx.dir)?;
+    Err(SbrError::Drift(left.iter().map(|f| f.drift(ctx.dir)).collect()))
 }
 
 /// Forgets released interfaces that no longer exist (or were recreated with another index).
@@ -621,24 +677,32 @@ pub fn plan_for(snap: &Snapshot, maps: &PodMaps) -> PodPlan {
 /// netlink filters. Link pins are removed by the caller afterwards (the kernel detaches them in the
 /// background), after the pod's map entries, which go only once no route leads to the carrier.
 pub async fn teardown(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<(), SbrError> {
-    let snap = Snapshot::read(h, false).await?;
+    // Only links and SBR's neighbours matter here (routes go with the carrier).
+    let links = nlh::link_details(h).await.map_err(nl("list links"))?;
+    let neighbours: Vec<nlh::Neighbour> = nlh::neighbours(h)
+        .await
+        .map_err(nl("list neighbours"))?
+        .into_iter()
+        .filter(|n| n.protocol == carrier::RTPROT_SBR)
+        .collect();
+    let index_of = |name: &str| links.iter().find(|l| l.link.name == name).map(|l| l.link.index);
     ctx.phases.mark("read");
-    match &snap.carrier {
+    match links.iter().find(|l| l.link.name == CARRIER_IFNAME) {
         Some(c) if c.noarp => remove_carrier(h, c.link.index, maps, ctx.dir, false).await?,
         _ => remove_carrier(h, 0, maps, ctx.dir, false).await?,
     }
     ctx.phases.mark("device");
-    for n in &snap.neighbours {
+    for n in &neighbours {
         nlh::delete_neighbour(h, n.ifindex, n.addr).await.map_err(nl(format!("delete neighbour {}", n.addr)))?;
     }
     for (ifname, st) in maps.state.all() {
-        if st.flags & RP_FILTER_CHANGED != 0 {
-            restore_rp_filter(&ifname, st.rp_filter_orig, &snap)?;
+        if st.flags & RP_FILTER_CHANGED != 0 && index_of(&ifname).is_some() {
+            restore_rp_filter_of(&ifname, st.rp_filter_orig)?;
         }
     }
     ctx.phases.mark("config");
     for (ifname, st) in maps.state.all() {
-        if st.flags & NL_FILTER != 0 && snap.index_of(&ifname) == Some(st.ifindex) {
+        if st.flags & NL_FILTER != 0 && index_of(&ifname) == Some(st.ifindex) {
             bpf::detach_filter(h, &ifname, st.ifindex, st.flags & NL_QDISC_ADDED != 0).await?;
         }
     }

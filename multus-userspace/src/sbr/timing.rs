@@ -9,7 +9,8 @@ use std::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Phase {
     /// `lock`, `load` (loading or opening the programs), `pod` (cookie, pod maps), `read`
-    /// (netlink dumps), `maps` (map entries), `device` (carrier create/retire/delete), `routes`,
+    /// (netlink dumps), `maps` (map entries), `anchor` (the carrier's anchor namespace), `device`
+    /// (carrier create/retire/delete), `routes`,
     /// `attach`, `detach`, `config` (sysctls, neighbours), `pins` (removing pins and mounts).
     pub name: &'static str,
     /// Time spent.
