@@ -41,20 +41,20 @@ pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<LinkD
         sysctl::write(&conf_path("ipv4", CARRIER_PEER_IFNAME, "forwarding"), 0)?;
         up.insert(0, CARRIER_PEER_IFNAME);
     }
-    let mut carrier = None;
     for name in up {
-        let link = nlh::link_detail_by_name(h, name)
+        let link = nlh::link_by_name(h, name)
             .await
             .map_err(nl(format!("look up {name}")))?
             .ok_or_else(|| SbrError::InterfaceNotFound(name.to_string()))?;
-        nlh::set_link_up(h, link.link.index).await.map_err(nl(format!("set {name} up")))?;
-        carrier = Some(link);
+        nlh::set_link_up(h, link.index).await.map_err(nl(format!("set {name} up")))?;
     }
-    let mut carrier = carrier.ok_or_else(|| SbrError::InterfaceNotFound(CARRIER_IFNAME.to_string()))?;
-    carrier.link.up = true;
-    // Up with its peer up (in the anchor, or just set up): the kernel turns the carrier on.
-    carrier.lower_up = true;
-    Ok(carrier)
+    // Asking for one link makes the kernel process its pending link-watch event now (rather than
+    // in a worker, up to a second later): the carrier is then operationally up, and IPv6 has given
+    // it its multicast route, which the caller removes.
+    nlh::link_detail_by_name(h, CARRIER_IFNAME)
+        .await
+        .map_err(nl(format!("look up {CARRIER_IFNAME}")))?
+        .ok_or_else(|| SbrError::InterfaceNotFound(CARRIER_IFNAME.to_string()))
 }
 
 /// Retires an anchored carrier: down (the kernel removes every route through it at once) and

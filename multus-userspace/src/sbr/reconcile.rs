@@ -132,7 +132,8 @@ impl Snapshot {
 
     /// Adds the carrier SBR just created (`link`) to the snapshot instead of reading everything
     /// again: a new carrier has no routes, no filter and no neighbours; only the multicast route
-    /// the kernel gave it in the local table is read.
+    /// the kernel gave it in the local table is read (it is there: [`carrier::create`] made the
+    /// kernel process the carrier's link-watch event).
     async fn add_new_carrier(&mut self, h: &Handle, link: LinkDetail) -> Result<(), SbrError> {
         let routes6 = nlh::routes(h, true).await.map_err(nl("list IPv6 routes"))?;
         self.carrier_local6 = local6_of(&routes6, Some(link.link.index));
