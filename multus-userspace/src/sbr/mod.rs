@@ -646,12 +646,13 @@ pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sbr
                 netns_gone(&m.record).unwrap_or(links_gone) || (m.record.mode == MODE_TCX && links_gone)
             }
             Ok(_) => false,
-            // Unreadable: a half-made pod.
-            Err(_) => true,
+            // Unreadable (a half-made pod, or its programs removed by hand): a valid one is left
+            // to its DEL (or repaired by its next ADD); a stale one goes below.
+            Err(_) => false,
         };
         if valid && !orphan {
-            if let Ok(m) = &maps {
-                live_cookies.insert(m.cookie);
+            if let Ok(record) = PodMaps::read_record(&dir) {
+                live_cookies.insert(record.cookie);
             }
             continue;
         }

@@ -170,6 +170,13 @@ impl Programs {
     }
 
     fn load(&self, debug: bool) -> Result<(), SbrError> {
+        // The programs read a packet's namespace with bpf_probe_read_kernel, which the kernel
+        // withholds under lockdown=confidentiality.
+        if std::fs::read_to_string("/sys/kernel/security/lockdown").is_ok_and(|l| l.contains("[confidentiality]")) {
+            return Err(SbrError::Unsupported(
+                "kernel lockdown is in confidentiality mode: BPF programs cannot read kernel memory".into(),
+            ));
+        }
         let offsets = btf::netns_offsets(Path::new(btf::VMLINUX_BTF))?;
         let mut loader = EbpfLoader::new();
         // The programs need no CO-RE relocation (aya 0.14 parses the kernel BTF in
