@@ -56,23 +56,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Throughput of each mode: all topologies are set up first and the repetitions alternate between
+/// modes, so that load from elsewhere on the machine falls on every mode alike.
 fn throughput(reps: usize, secs: u32, o: &Options, client_net1: bool, modes: &[Mode]) -> Vec<(Mode, [f64; 3])> {
-    let mut out = Vec::new();
-    for &mode in modes {
-        let (t, _h) = setup(mode, o.clone());
-        let (client, dst) = if client_net1 { (&t.cli2, POD_NET1_V4) } else { (&t.cli1, POD_ETH0_V4) };
-        let _server = Iperf3Server::start(&t.pod, 5201);
-        let mut fwd = Vec::new();
-        let mut rev = Vec::new();
-        let mut par = Vec::new();
-        for _ in 0..reps {
-            fwd.push(iperf3(client, dst, 5201, secs, &[]));
-            rev.push(iperf3(client, dst, 5201, secs, &["-R"]));
-            par.push(iperf3(client, dst, 5201, secs, &["-R", "-P", "4"]));
+    let setups: Vec<_> = modes.iter().map(|&mode| setup(mode, o.clone())).collect();
+    let servers: Vec<_> = setups.iter().map(|(t, _)| Iperf3Server::start(&t.pod, 5201)).collect();
+    let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; modes.len()];
+    for _ in 0..reps {
+        for (i, (t, _)) in setups.iter().enumerate() {
+            let (client, dst) = if client_net1 { (&t.cli2, POD_NET1_V4) } else { (&t.cli1, POD_ETH0_V4) };
+            samples[i][0].push(iperf3(client, dst, 5201, secs, &[]));
+            samples[i][1].push(iperf3(client, dst, 5201, secs, &["-R"]));
+            samples[i][2].push(iperf3(client, dst, 5201, secs, &["-R", "-P", "4"]));
         }
-        out.push((mode, [median(fwd), median(rev), median(par)]));
     }
-    out
+    drop(servers);
+    modes
+        .iter()
+        .zip(samples)
+        .map(|(&mode, [f, r, p])| (mode, [median(f), median(r), median(p)]))
+        .collect()
 }
 
 /// Pins the calling thread to CPU 0, so both ends of a ping-pong wake each other on one CPU and the
@@ -236,7 +239,9 @@ fn main() {
     let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
     let secs: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
 
-    println!("## Throughput (Gbit/s, median of {reps} × {secs} s; iperf3 client in cli2 -> pod net1 10.1.0.2)\n");
+    println!(
+        "## Throughput (Gbit/s, median of {reps} × {secs} s, modes alternating; iperf3 client in cli2 -> pod net1 10.1.0.2)\n"
+    );
     println!("| case | mode | -P1 cli2->pod | -P1 -R pod->cli2 | -P4 -R |\n|---|---|---|---|---|");
     for (label, o) in
         [("same MTU", Options::default()), ("net1 MTU 1400", Options { net1_mtu: 1400, ..Options::default() })]
