@@ -6,6 +6,10 @@
 //! Addresses are stored as four `u32` words holding the address bytes in network order (an IPv4
 //! address uses the first word; the other three are zero), so the BPF side compares them with
 //! plain word operations and userspace converts with `u32::from_ne_bytes`.
+//!
+//! The programs and maps are loaded once per node and shared by every pod: each key starts with
+//! the pod's network-namespace cookie (the value `SO_NETNS_COOKIE` gives userspace, and that the
+//! programs read from the namespace of the device a packet leaves by).
 #![no_std]
 
 /// `AF_INET`, the address family of an IPv4 [`SrcKey`].
@@ -15,11 +19,11 @@ pub const AF_INET6: u32 = 10;
 
 /// Names of the BPF maps and programs, shared so both sides spell them the same way.
 pub mod names {
-    /// Source address -> route of its interface ([`super::SrcKey`] -> [`super::SrcRoute`]).
+    /// Pod and source address -> route of its interface ([`super::SrcKey`] -> [`super::SrcRoute`]).
     pub const SRC_MAP: &str = "SBR_SRC";
-    /// Main-table default route per family ([`super::DefaultRoute`], index [`super::DEFAULT_V4`]/[`super::DEFAULT_V6`]).
+    /// Main-table default route per pod and family ([`super::DefaultKey`] -> [`super::DefaultRoute`]).
     pub const DEFAULTS_MAP: &str = "SBR_DEFAULTS";
-    /// Per-interface, per-CPU counters (ifindex -> [`super::IfCounters`]).
+    /// Per-interface, per-CPU counters ([`super::CounterKey`] -> [`super::IfCounters`]).
     pub const COUNTERS_MAP: &str = "SBR_COUNTERS";
     /// The aya-log ring buffer.
     pub const LOG_MAP: &str = "AYA_LOGS";
@@ -29,16 +33,60 @@ pub mod names {
     pub const CARRIER_PROG: &str = "sbr_carrier";
     /// The program on a real interface's egress: packets of another interface's source are redirected.
     pub const EGRESS_PROG: &str = "sbr_egress";
+    /// Read-only global: `offsetof(struct sk_buff, dev)` in the running kernel (from its BTF).
+    pub const SKB_DEV_OFFSET: &str = "SBR_SKB_DEV_OFFSET";
+    /// Read-only global: offset of the `struct net *` in `struct net_device` (`nd_net.net`).
+    pub const DEV_NET_OFFSET: &str = "SBR_DEV_NET_OFFSET";
+    /// Read-only global: `offsetof(struct net, net_cookie)`.
+    pub const NET_COOKIE_OFFSET: &str = "SBR_NET_COOKIE_OFFSET";
 }
 
-/// Key of the source map: an address of the pod that source-based routing manages.
+/// Capacity of the source map (node-wide: every managed address of every pod).
+pub const SRC_MAP_ENTRIES: u32 = 16384;
+/// Capacity of the defaults map (two entries per pod).
+pub const DEFAULTS_MAP_ENTRIES: u32 = 8192;
+/// Capacity of the counters map (one entry per interface of every pod, carrier included).
+pub const COUNTERS_MAP_ENTRIES: u32 = 16384;
+/// `BPF_F_NO_PREALLOC`: the node-wide hash maps allocate entries as userspace adds them, so their
+/// memory follows the number of pods rather than the capacity.
+pub const MAP_NO_PREALLOC: u32 = 1;
+
+/// Key of the source map: an address of a pod that source-based routing manages.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SrcKey {
+    /// The pod's network-namespace cookie.
+    pub cookie: u64,
     /// [`AF_INET`] or [`AF_INET6`].
     pub family: u32,
+    /// Zero (explicit, so the key has no padding).
+    pub reserved: u32,
     /// The address (network byte order words; IPv4 in word 0).
     pub addr: [u32; 4],
+}
+
+/// Key of the defaults map: a pod and an address family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DefaultKey {
+    /// The pod's network-namespace cookie.
+    pub cookie: u64,
+    /// [`DEFAULT_V4`] or [`DEFAULT_V6`].
+    pub index: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Key of the counters map: an interface of a pod.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// The pod's network-namespace cookie.
+    pub cookie: u64,
+    /// Interface index inside the pod.
+    pub ifindex: u32,
+    /// Zero.
+    pub reserved: u32,
 }
 
 /// [`SrcRoute::flags`]: the interface has a gateway ([`SrcRoute::gateway`] is valid).
@@ -60,9 +108,9 @@ pub struct SrcRoute {
     pub mask: [u32; 4],
 }
 
-/// Index of the IPv4 entry of the defaults map.
+/// [`DefaultKey::index`] of a pod's IPv4 default route.
 pub const DEFAULT_V4: u32 = 0;
-/// Index of the IPv6 entry of the defaults map.
+/// [`DefaultKey::index`] of a pod's IPv6 default route.
 pub const DEFAULT_V6: u32 = 1;
 
 /// [`DefaultRoute::flags`]: the entry is valid (the main table has a default route).
@@ -82,7 +130,9 @@ pub struct DefaultRoute {
     pub gateway: [u32; 4],
 }
 
-/// Per-interface packet counters kept by the BPF programs, indexed by interface index.
+/// Per-interface packet counters kept by the BPF programs, keyed by [`CounterKey`]. Userspace
+/// creates an interface's entry when it attaches a program; the programs only update existing
+/// entries, so nothing is left behind once userspace removes a pod.
 ///
 /// A packet the carrier redirects to `net1` counts `seen` and `redirected` on the carrier and
 /// `redirected_in` on `net1` (where `net1`'s own program then sees it again and lets it pass).
@@ -134,6 +184,8 @@ mod pod {
     // SAFETY: the types are #[repr(C)], Copy and have no padding (checked by the layout tests).
     unsafe impl aya::Pod for super::IfCounters {}
     unsafe impl aya::Pod for super::SrcKey {}
+    unsafe impl aya::Pod for super::DefaultKey {}
+    unsafe impl aya::Pod for super::CounterKey {}
     unsafe impl aya::Pod for super::SrcRoute {}
     unsafe impl aya::Pod for super::DefaultRoute {}
 }
@@ -154,8 +206,21 @@ mod tests {
 
     #[test]
     fn src_key_has_no_padding() {
-        assert_eq!(size_of::<SrcKey>(), 20);
-        assert_eq!(offset_of!(SrcKey, addr), 4);
+        assert_eq!(size_of::<SrcKey>(), 32);
+        assert_eq!(align_of::<SrcKey>(), 8);
+        assert_eq!(offset_of!(SrcKey, family), 8);
+        assert_eq!(offset_of!(SrcKey, reserved), 12);
+        assert_eq!(offset_of!(SrcKey, addr), 16);
+    }
+
+    #[test]
+    fn pod_keys_have_no_padding() {
+        assert_eq!(size_of::<DefaultKey>(), 16);
+        assert_eq!(offset_of!(DefaultKey, index), 8);
+        assert_eq!(offset_of!(DefaultKey, reserved), 12);
+        assert_eq!(size_of::<CounterKey>(), 16);
+        assert_eq!(offset_of!(CounterKey, ifindex), 8);
+        assert_eq!(offset_of!(CounterKey, reserved), 12);
     }
 
     #[test]

@@ -13,33 +13,52 @@
 //! destination when it is on the interface's prefix), so the kernel resolves the neighbour on the
 //! target interface. ARP, ND, non-IP, L2 multicast/broadcast, link-local and unspecified addresses
 //! are never redirected by source.
+//!
+//! The programs are loaded once per node and shared by every pod. A packet's pod is the network
+//! namespace of the device it leaves by: [`netns_cookie`] reads `skb->dev->nd_net.net->net_cookie`
+//! (offsets from the kernel's BTF, set by userspace at load), the value `SO_NETNS_COOKIE` gives
+//! userspace inside the pod. `bpf_get_netns_cookie(skb)` is not used: for tc programs it returns
+//! the namespace of `skb->sk` and falls back to the initial namespace for packets without a socket
+//! (forwarded packets, netfilter REJECT replies), so those would lose their pod.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::{bpf_redir_neigh, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::generated::bpf_redirect_neigh,
+    helpers::{bpf_probe_read_kernel, generated::bpf_redirect_neigh},
     macros::{classifier, map},
-    maps::{Array, HashMap, PerCpuHashMap},
+    maps::{HashMap, PerCpuHashMap},
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
 use multus_common::{
-    DefaultRoute, IfCounters, SrcKey, SrcRoute, AF_INET, AF_INET6, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID,
-    ROUTE_HAS_GATEWAY,
+    CounterKey, DefaultKey, DefaultRoute, IfCounters, SrcKey, SrcRoute, AF_INET, AF_INET6, COUNTERS_MAP_ENTRIES,
+    DEFAULTS_MAP_ENTRIES, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID, MAP_NO_PREALLOC, ROUTE_HAS_GATEWAY, SRC_MAP_ENTRIES,
 };
 
-/// Source address -> route of the interface that owns it.
+/// Pod and source address -> route of the interface that owns it.
 #[map]
-static SBR_SRC: HashMap<SrcKey, SrcRoute> = HashMap::with_max_entries(256, 0);
+static SBR_SRC: HashMap<SrcKey, SrcRoute> = HashMap::with_max_entries(SRC_MAP_ENTRIES, MAP_NO_PREALLOC);
 
-/// The main table's default route, per family (index `DEFAULT_V4` / `DEFAULT_V6`).
+/// Each pod's main-table default route, per family.
 #[map]
-static SBR_DEFAULTS: Array<DefaultRoute> = Array::with_max_entries(2, 0);
+static SBR_DEFAULTS: HashMap<DefaultKey, DefaultRoute> =
+    HashMap::with_max_entries(DEFAULTS_MAP_ENTRIES, MAP_NO_PREALLOC);
 
-/// Per-interface counters, keyed by interface index.
+/// Per-interface counters of each pod (entries made by userspace, only updated here).
 #[map]
-static SBR_COUNTERS: PerCpuHashMap<u32, IfCounters> = PerCpuHashMap::with_max_entries(64, 0);
+static SBR_COUNTERS: PerCpuHashMap<CounterKey, IfCounters> =
+    PerCpuHashMap::with_max_entries(COUNTERS_MAP_ENTRIES, MAP_NO_PREALLOC);
+
+/// `offsetof(struct sk_buff, dev)`, set at load from the kernel's BTF.
+#[unsafe(no_mangle)]
+static SBR_SKB_DEV_OFFSET: u32 = 0;
+/// Offset of `nd_net.net` in `struct net_device`, set at load.
+#[unsafe(no_mangle)]
+static SBR_DEV_NET_OFFSET: u32 = 0;
+/// `offsetof(struct net, net_cookie)`, set at load.
+#[unsafe(no_mangle)]
+static SBR_NET_COOKIE_OFFSET: u32 = 0;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -92,23 +111,44 @@ enum Outcome {
 fn steer(ctx: &TcContext, carrier: bool) -> i32 {
     // SAFETY: the context points at a valid __sk_buff for the duration of the program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let (verdict, matched) = decide(ctx, ifindex, carrier);
+    let Some(cookie) = netns_cookie(ctx) else {
+        // Cannot happen with the right offsets; the carrier must not pass IP unicast.
+        return if carrier { TC_ACT_SHOT as i32 } else { TC_ACT_UNSPEC };
+    };
+    let (verdict, matched) = decide(ctx, cookie, ifindex, carrier);
     let (action, outcome) = match verdict {
         Verdict::Pass => (TC_ACT_UNSPEC, Outcome::Passed),
         Verdict::Drop(DropReason::NoRoute) => (TC_ACT_SHOT as i32, Outcome::NoRoute),
         Verdict::Drop(DropReason::Malformed) => (TC_ACT_SHOT as i32, Outcome::Malformed),
         Verdict::Redirect { ifindex: target, family, nh, fallback } => {
             if redirect(target, family, nh) {
-                count_in(target);
-                debug!(ctx, "sbr: if {} -> if {} (fallback {})", ifindex, target, fallback as u8);
+                count_in(cookie, target);
+                debug!(ctx, "sbr: if {} -> if {} (fallback {}) ns {}", ifindex, target, fallback as u8, cookie);
                 (TC_ACT_REDIRECT as i32, if fallback { Outcome::Fallback } else { Outcome::Redirected })
             } else {
                 (TC_ACT_SHOT as i32, Outcome::RedirectFailed)
             }
         }
     };
-    count(ifindex, matched, outcome);
+    count(cookie, ifindex, matched, outcome);
     action
+}
+
+/// The cookie of the network namespace of the device the packet leaves by:
+/// `skb->dev->nd_net.net->net_cookie`. The context of a tc program is the kernel's `sk_buff`.
+#[inline(always)]
+fn netns_cookie(ctx: &TcContext) -> Option<u64> {
+    // SAFETY: read-only globals (rodata, frozen at load); bpf_probe_read_kernel never faults, it
+    // returns an error for a bad address.
+    unsafe {
+        let dev_off = core::ptr::read_volatile(&SBR_SKB_DEV_OFFSET) as usize;
+        let net_off = core::ptr::read_volatile(&SBR_DEV_NET_OFFSET) as usize;
+        let cookie_off = core::ptr::read_volatile(&SBR_NET_COOKIE_OFFSET) as usize;
+        let skb = ctx.skb.skb as *const u8;
+        let dev: *const u8 = bpf_probe_read_kernel(skb.add(dev_off) as *const *const u8).ok()?;
+        let net: *const u8 = bpf_probe_read_kernel(dev.add(net_off) as *const *const u8).ok()?;
+        bpf_probe_read_kernel(net.add(cookie_off) as *const u64).ok()
+    }
 }
 
 /// `bpf_redirect_neigh` to `target`, with an explicit next hop or (None) the kernel's FIB choice
@@ -136,8 +176,8 @@ fn redirect(target: u32, family: u32, nh: Option<[u32; 4]>) -> bool {
 
 /// Counts one packet of `ifindex` (one map lookup per packet).
 #[inline(never)]
-fn count(ifindex: u32, matched: bool, outcome: Outcome) {
-    bump(ifindex, |c| {
+fn count(cookie: u64, ifindex: u32, matched: bool, outcome: Outcome) {
+    bump(cookie, ifindex, |c| {
         c.seen += 1;
         c.matched += matched as u64;
         match outcome {
@@ -156,13 +196,13 @@ fn count(ifindex: u32, matched: bool, outcome: Outcome) {
 
 /// Counts a packet redirected to `ifindex`.
 #[inline(never)]
-fn count_in(ifindex: u32) {
-    bump(ifindex, |c| c.redirected_in += 1);
+fn count_in(cookie: u64, ifindex: u32) {
+    bump(cookie, ifindex, |c| c.redirected_in += 1);
 }
 
 /// Decides the fate of one packet; the flag says whether its source was found in the map.
 #[inline(always)]
-fn decide(ctx: &TcContext, ifindex: u32, carrier: bool) -> (Verdict, bool) {
+fn decide(ctx: &TcContext, cookie: u64, ifindex: u32, carrier: bool) -> (Verdict, bool) {
     // L2 multicast/broadcast (bit 0 of the first destination byte): never ours.
     match ctx.load::<u8>(0) {
         Ok(b) if b & 1 == 0 => {}
@@ -186,7 +226,7 @@ fn decide(ctx: &TcContext, ifindex: u32, carrier: bool) -> (Verdict, bool) {
 
     let mut matched = false;
     if !special {
-        let key = SrcKey { family, addr: src };
+        let key = SrcKey { cookie, family, reserved: 0, addr: src };
         // SAFETY: the value is only read, within this program run.
         if let Some(route) = unsafe { SBR_SRC.get(&key) } {
             matched = true;
@@ -213,8 +253,9 @@ fn decide(ctx: &TcContext, ifindex: u32, carrier: bool) -> (Verdict, bool) {
     // looks the destination up restricted to the default route's interface. Letting it pick the
     // next hop (rather than passing the gateway) also gives the packet that interface's route, so
     // a packet queued while the gateway's neighbour resolves is later sent the right way.
-    let index = if family == AF_INET { DEFAULT_V4 } else { DEFAULT_V6 };
-    match SBR_DEFAULTS.get(index) {
+    let key = DefaultKey { cookie, index: if family == AF_INET { DEFAULT_V4 } else { DEFAULT_V6 }, reserved: 0 };
+    // SAFETY: the value is only read, within this program run.
+    match unsafe { SBR_DEFAULTS.get(&key) } {
         Some(d) if d.flags & DEFAULT_VALID != 0 => {
             (Verdict::Redirect { ifindex: d.ifindex, family, nh: None, fallback: true }, matched)
         }
@@ -262,17 +303,15 @@ fn on_link(dst: &[u32; 4], route: &SrcRoute) -> bool {
         && (dst[3] & route.mask[3]) == route.network[3]
 }
 
-/// Updates this CPU's counters of `ifindex`, creating the entry on first use.
+/// Updates this CPU's counters of the pod's interface `ifindex`. Userspace creates the entry when
+/// it attaches a program; an interface without one (or of a pod being removed) is not counted, so
+/// the programs never add entries that userspace would have to find and remove.
 #[inline(always)]
-fn bump(ifindex: u32, f: impl FnOnce(&mut IfCounters)) {
-    match SBR_COUNTERS.get_ptr_mut(&ifindex) {
+fn bump(cookie: u64, ifindex: u32, f: impl FnOnce(&mut IfCounters)) {
+    let key = CounterKey { cookie, ifindex, reserved: 0 };
+    if let Some(c) = SBR_COUNTERS.get_ptr_mut(&key) {
         // SAFETY: per-CPU value, and tc programs run with preemption disabled.
-        Some(c) => f(unsafe { &mut *c }),
-        None => {
-            let mut c = IfCounters::default();
-            f(&mut c);
-            let _ = SBR_COUNTERS.insert(&ifindex, &c, 0);
-        }
+        f(unsafe { &mut *c })
     }
 }
 

@@ -1,7 +1,9 @@
 //! Driving the eBPF SBR library in tests: one private bpffs and container id per harness, counters
 //! by interface name, and the "nothing left behind" assertion.
 
-use multus::sbr::{self, IfCounters, InterfaceSpec, SbrConfig, SbrError};
+use std::path::Path;
+
+use multus::sbr::{self, AttachMode, IfCounters, InterfaceSpec, SbrConfig, SbrError};
 
 use crate::{bpffs::Bpffs, netns::Netns};
 
@@ -21,6 +23,13 @@ impl Harness {
         let bpffs = Bpffs::new();
         let cfg = SbrConfig::new(bpffs.path());
         Self { bpffs, cfg, container_id: crate::netns::unique_name("ctr") }
+    }
+
+    /// A harness with a fresh bpffs whose pods are attached in `mode`.
+    pub fn with_mode(mode: AttachMode) -> Self {
+        let mut h = Self::new();
+        h.cfg.attach_mode = mode;
+        h
     }
 
     /// ADD, panicking on failure.
@@ -69,4 +78,66 @@ pub fn ifindex(ns: &Netns, ifname: &str) -> u32 {
     let out = ns.ip(&["-j", "link", "show", "dev", ifname]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
     v[0]["ifindex"].as_u64().unwrap_or_else(|| panic!("no ifindex for {ifname}")) as u32
+}
+
+/// The program directories (`_sbr-...`) under a bpffs directory.
+pub fn program_dirs(bpffs_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(bpffs_dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("_sbr-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The pod cookie of every entry of a node-wide map (`src`, `defaults`, `counters`, `users`) of
+/// the programs under `bpffs_dir`, read with bpftool (keys start with the cookie, little-endian).
+pub fn node_map_cookies(bpffs_dir: &Path, map: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for dir in program_dirs(bpffs_dir) {
+        let pin = bpffs_dir.join(dir).join(format!("map-{map}"));
+        let dump = crate::netns::run("bpftool", &["-j", "map", "dump", "pinned", &pin.to_string_lossy()]);
+        let v: serde_json::Value = serde_json::from_slice(&dump.stdout).expect("bpftool json");
+        for entry in v.as_array().cloned().unwrap_or_default() {
+            let key: Vec<u8> = entry["key"]
+                .as_array()
+                .expect("key bytes")
+                .iter()
+                .map(|b| u8::from_str_radix(b.as_str().expect("hex").trim_start_matches("0x"), 16).expect("byte"))
+                .collect();
+            out.push(u64::from_le_bytes(key[..8].try_into().expect("8 bytes")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Waits up to 5 s until the pod has no carrier, active or retired (`sbrdel-*`): the kernel
+/// deletes a retired one in the background once DEL drops its anchor namespace. Returns whether
+/// they went.
+pub fn carriers_gone(pod: &Netns) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pod.links().iter().any(|l| l.starts_with("sbrdel-") || l.starts_with(sbr::CARRIER_IFNAME)) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// The tc filters and the clsact qdisc left on a pod's interface (empty when SBR left none).
+pub fn tc_leftovers(pod: &Netns, ifname: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for hook in ["egress", "ingress"] {
+        let f = pod.exec("tc", &["filter", "show", "dev", ifname, hook]);
+        out.extend(String::from_utf8_lossy(&f.stdout).lines().filter(|l| !l.trim().is_empty()).map(String::from));
+    }
+    let q = pod.exec("tc", &["qdisc", "show", "dev", ifname]);
+    out.extend(String::from_utf8_lossy(&q.stdout).lines().filter(|l| l.contains("clsact")).map(String::from));
+    out
 }

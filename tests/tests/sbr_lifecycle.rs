@@ -1,14 +1,15 @@
-//! ADD/DEL/CHECK/GC over time: repeated cycles leave nothing behind, DEL succeeds when the netns or
-//! the link is gone, CHECK names each drift and a repeated ADD repairs it, GC removes stale and
-//! orphaned pins, names are validated before they become paths, and the debug log works.
+//! ADD/DEL/CHECK/GC over time: repeated cycles leave nothing behind (in each attach mode), DEL
+//! succeeds when the netns or the link is gone, CHECK names each drift and a repeated ADD repairs
+//! it, GC removes stale and orphaned pins, pods share the node's programs and the last DEL or GC
+//! removes them, names are validated before they become paths, and the debug log works.
 
 use std::time::{Duration, Instant};
 
-use multus::sbr::{self, Drift, IfAddr, InterfaceSpec, SbrConfig, SbrError, CARRIER_IFNAME};
+use multus::sbr::{self, AttachMode, Drift, IfAddr, InterfaceSpec, SbrConfig, SbrError, CARRIER_IFNAME};
 use testkit::{
     bpffs::Bpffs,
     netns::try_run,
-    sbr::Harness,
+    sbr::{carriers_gone, node_map_cookies, program_dirs, tc_leftovers, Harness},
     topo::{MiniPod, Sbr5, POD_NET1_V4, POD_NET1_V6},
 };
 
@@ -311,4 +312,157 @@ fn debug_log() {
     assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2);
     assert_eq!(logs.drain(), Vec::<String>::new(), "quiet without debug");
     h.del(&t.pod, "net1");
+}
+
+/// The node's programs are loaded by the first ADD and shared: a second pod only attaches them.
+/// DEL of one pod leaves the other's entries intact; the last DEL removes the programs' pins, and
+/// so does GC of the last pods.
+#[test]
+fn pods_share_the_node_programs() {
+    let a = Sbr5::new();
+    let b = MiniPod::new();
+    let h = Harness::new();
+    let id_b = format!("{}-b", h.container_id);
+    let add_b = || sbr::add(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("add b: {e}"));
+
+    assert!(h.add(&a.pod, &a.net1_spec()).loaded, "the node's first ADD loads the programs");
+    assert!(!add_b().loaded, "the second pod only attaches them");
+    let versions = program_dirs(h.bpffs.path());
+    assert_eq!(versions.len(), 1, "one program version: {versions:?}");
+    let (info_a, info_b) = (sbr::inspect(&h.cfg, &h.container_id).expect("a"), sbr::inspect(&h.cfg, &id_b).expect("b"));
+    assert_eq!(info_a.version, versions[0]);
+    assert_eq!(info_b.version, versions[0]);
+    assert_ne!(info_a.cookie, info_b.cookie, "each pod has its namespace's cookie");
+    let progs = |info: &sbr::PodInfo| -> Vec<u32> {
+        let mut v: Vec<u32> = info.attachments.iter().map(|a| a.target.as_ref().expect("target").prog_id).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(progs(&info_a), progs(&info_b), "the same two programs run in both pods");
+    assert_eq!(progs(&info_a).len(), 2);
+    let mut both = vec![info_a.cookie, info_b.cookie];
+    both.sort();
+    assert_eq!(node_map_cookies(h.bpffs.path(), "users"), both);
+    assert!(node_map_cookies(h.bpffs.path(), "src").contains(&info_b.cookie));
+
+    // DEL of a: b keeps every entry and keeps working.
+    h.del(&a.pod, "net1");
+    let after = sbr::inspect(&h.cfg, &id_b).expect("b after a's DEL");
+    assert_eq!(
+        (&after.entries, after.defaults, &after.interfaces),
+        (&info_b.entries, info_b.defaults, &info_b.interfaces)
+    );
+    sbr::check(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("check b: {e}"));
+    for map in ["src", "counters", "users"] {
+        let cookies = node_map_cookies(h.bpffs.path(), map);
+        assert!(!cookies.is_empty() && cookies.iter().all(|c| *c == info_b.cookie), "{map}: {cookies:?}");
+    }
+    assert!(node_map_cookies(h.bpffs.path(), "defaults").iter().all(|c| *c == info_b.cookie));
+    for prog in progs(&info_b) {
+        assert!(bpf_object_exists("prog", prog), "program {prog} still loaded for b");
+    }
+
+    // The last DEL removes the programs' pins; the kernel frees them.
+    sbr::del(&h.cfg, &id_b, Some(&b.pod.path()), "net1").unwrap_or_else(|e| panic!("del b: {e}"));
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left after the last DEL");
+    for prog in progs(&info_b) {
+        assert!(!bpf_object_exists("prog", prog), "program {prog} still loaded");
+    }
+    assert!(carriers_gone(&a.pod) && carriers_gone(&b.pod), "the kernel deleted the retired carriers");
+
+    // GC of the last pods does the same (and deletes their carriers with their anchors).
+    h.add(&a.pod, &a.net1_spec());
+    add_b();
+    let report = sbr::gc(&h.cfg, &[]).expect("gc");
+    assert_eq!(report.stale.len(), 2, "{report:?}");
+    assert_eq!(report.versions, versions, "{report:?}");
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left after GC");
+    assert!(carriers_gone(&a.pod) && carriers_gone(&b.pod), "GC's dropped anchors delete the carriers");
+}
+
+/// 100 ADD/DEL cycles of one pod in each attach mode, while another pod keeps the programs
+/// loaded: every cycle leaves no pin of the pod, no entry with its cookie in the node-wide maps, no
+/// route, rule, neighbour or tc filter; afterwards no link of it exists and the carriers are gone.
+#[test]
+fn add_del_100_cycles_in_each_mode_leave_nothing() {
+    for mode in [AttachMode::Tcx, AttachMode::Netlink] {
+        let t = Sbr5::new();
+        let keeper = MiniPod::new();
+        let h = Harness::with_mode(mode);
+        let keeper_id = format!("{}-keeper", h.container_id);
+        sbr::add(&h.cfg, &keeper_id, &keeper.pod.path(), &keeper.net1_spec()).unwrap_or_else(|e| panic!("keeper: {e}"));
+        let keeper_cookie = sbr::inspect(&h.cfg, &keeper_id).expect("keeper").cookie;
+        let routes = t.pod.all_routes();
+        let rules = t.pod.rules();
+        let pod_dir = h.bpffs.pod_dir(&h.container_id);
+        let mut links = Vec::new();
+        for i in 0..100 {
+            let report = h.add(&t.pod, &t.net1_spec());
+            assert!(!report.loaded, "{mode}: the keeper's programs are reused");
+            if i % 25 == 0 {
+                assert_eq!(t.cli2.ping(POD_NET1_V4, 1, &[]), 1, "{mode}: cycle {i} works");
+                let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
+                assert!(info.attachments.iter().all(|a| a.mode == mode || a.ifname == CARRIER_IFNAME), "{info:?}");
+                links.extend(
+                    info.attachments.iter().filter_map(|a| a.target.as_ref().ok()).map(|t| t.id).filter(|id| *id != 0),
+                );
+            }
+            h.del(&t.pod, "net1");
+            assert!(!pod_dir.exists(), "{mode}: cycle {i} left the pod's pins");
+            for map in ["src", "defaults", "counters", "users"] {
+                let cookies = node_map_cookies(h.bpffs.path(), map);
+                assert!(
+                    cookies.iter().all(|c| *c == keeper_cookie),
+                    "{mode}: cycle {i} left {map} entries: {cookies:?}"
+                );
+            }
+            assert_eq!(t.pod.all_routes(), routes, "{mode}: cycle {i} changed the routes");
+            assert_eq!(t.pod.rules(), rules);
+            for ifname in ["eth0", "net1"] {
+                assert_eq!(tc_leftovers(&t.pod, ifname), Vec::<String>::new(), "{mode}: cycle {i}, {ifname}");
+            }
+        }
+        assert_eq!(links.is_empty(), mode == AttachMode::Netlink, "{mode}: TCX links only in TCX mode");
+        for link in links {
+            assert!(!bpf_object_exists("link", link), "{mode}: link {link} still exists");
+        }
+        assert!(carriers_gone(&t.pod), "{mode}: carriers left: {:?}", t.pod.links());
+        sbr::del(&h.cfg, &keeper_id, Some(&keeper.pod.path()), "net1").unwrap_or_else(|e| panic!("keeper del: {e}"));
+        h.assert_clean(&t.pod, &routes, &rules);
+    }
+}
+
+/// In netlink mode the programs are tc filters: CHECK finds a missing one, ADD puts it back, DEL
+/// removes the filters and the clsact qdiscs SBR added.
+#[test]
+fn netlink_mode_check_repair_and_del() {
+    let t = Sbr5::new();
+    let h = Harness::with_mode(AttachMode::Netlink);
+    let spec = t.net1_spec();
+    h.add(&t.pod, &spec);
+    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("fresh check: {e}"));
+    let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
+    assert_eq!(info.attach_mode, AttachMode::Netlink);
+    assert!(info.attachments.iter().all(|a| a.mode == AttachMode::Netlink && a.pin.as_os_str().is_empty()));
+    assert!(
+        info.attachments.iter().all(|a| a.target.as_ref().is_ok_and(|t| t.ifindex != 0 && t.prog_id != 0)),
+        "{info:?}"
+    );
+    assert_eq!(info.attachments.len(), 3, "carrier, eth0, net1: {info:?}");
+    assert!(h.bpffs.entries().iter().all(|e| !e.contains("link-")), "nothing pinned for the attachments");
+
+    let out = t.pod.exec("tc", &["filter", "del", "dev", "net1", "egress", "pref", "21314"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = drifts(h.check(&t.pod, &spec));
+    assert!(matches!(&d[..], [Drift::NotAttached { ifname, .. }] if ifname == "net1"), "{d:?}");
+    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "the carrier still steers");
+    h.add(&t.pod, &spec);
+    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("repaired: {e}"));
+
+    h.del(&t.pod, "net1");
+    for ifname in ["eth0", "net1"] {
+        assert_eq!(tc_leftovers(&t.pod, ifname), Vec::<String>::new(), "{ifname}");
+    }
+    assert_eq!(h.bpffs.entries(), Vec::<String>::new());
 }

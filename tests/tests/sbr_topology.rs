@@ -3,6 +3,7 @@
 //! replies leave by net1, as with Debian's sbr. Which interface carried them is asserted with the
 //! programs' counters and with the routers' link statistics.
 
+use multus::sbr::AttachMode;
 use testkit::{
     cni::debian_sbr,
     sbr::Harness,
@@ -19,12 +20,12 @@ fn ping_from_cli2(t: &Sbr5, dst: &str) -> (u32, u64, u64) {
     (got, r0b - r0, r1b - r1)
 }
 
-fn replies_leave_by_net1(dst: &str) {
+fn replies_leave_by_net1(dst: &str, mode: AttachMode) {
     let t = Sbr5::new();
     let (got, _, _) = ping_from_cli2(&t, dst);
     assert_eq!(got, 0, "without SBR the replies must be lost (they leave by eth0)");
 
-    let h = Harness::new();
+    let h = Harness::with_mode(mode);
     h.add(&t.pod, &t.net1_spec());
     let carrier_before = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
     let net1_before = h.counters(&t.pod, "net1");
@@ -51,12 +52,19 @@ fn replies_leave_by_net1(dst: &str) {
 
 #[test]
 fn ipv4_replies_leave_by_net1() {
-    replies_leave_by_net1(POD_NET1_V4);
+    replies_leave_by_net1(POD_NET1_V4, AttachMode::Auto);
 }
 
 #[test]
 fn ipv6_replies_leave_by_net1() {
-    replies_leave_by_net1(POD_NET1_V6);
+    replies_leave_by_net1(POD_NET1_V6, AttachMode::Auto);
+}
+
+/// The same with the programs attached as netlink tc filters.
+#[test]
+fn replies_leave_by_net1_netlink_mode() {
+    replies_leave_by_net1(POD_NET1_V4, AttachMode::Netlink);
+    replies_leave_by_net1(POD_NET1_V6, AttachMode::Netlink);
 }
 
 /// Debian's sbr on the same topology, for comparison: it works too, by moving net1's routes into

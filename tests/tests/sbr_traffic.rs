@@ -1,12 +1,12 @@
 //! Traffic that source-based routing must leave alone or get right: link-local, a UDP server bound
-//! to the wildcard address, ICMP errors, fragments.
+//! to the wildcard address, ICMP errors, fragments, packets the pod forwards.
 
 use std::{io::ErrorKind, net::SocketAddr};
 
 use testkit::{
     cni::debian_sbr,
     sbr::Harness,
-    topo::{link_local, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6, ROUTER_POD_IF},
+    topo::{link_local, Sbr5, CLI1_V4, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6, ROUTER_POD_IF},
     traffic::{udp_echo_server, udp_refused, udp_request, UdpReply},
 };
 
@@ -96,4 +96,42 @@ fn fragments() {
         assert_eq!(t.cli2.ping(dst, 3, &["-s", "3000"]), 3, "fragmented ping to {dst}");
     }
     h.del(&t.pod, "net1");
+}
+
+/// A pod that forwards (ip_forward=1): a packet it routes by its default route crosses the carrier
+/// and must still leave the main table's way. Forwarded packets have no socket, so the programs
+/// must find the pod from the device's namespace (`bpf_get_netns_cookie(skb)` would answer the
+/// initial namespace's cookie and the carrier would drop them for want of a default route).
+#[test]
+fn forwarded_traffic_follows_the_main_default() {
+    fn forwarding(t: &Sbr5) {
+        t.pod.sysctl("net.ipv4.ip_forward", "1");
+        // cli2 -> cli1 goes through the pod: r1 sends it to net1, the pod forwards it by its default
+        // route (eth0, r0). r0 must accept a source from r1's side on its pod-facing link.
+        t.r1.ip(&["route", "replace", "172.16.1.0/24", "via", POD_NET1_V4]);
+        for conf in ["all", ROUTER_POD_IF] {
+            t.r0.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
+        }
+    }
+    let t = Sbr5::new();
+    forwarding(&t);
+    let (r0_before, _) = t.router_rx();
+    assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod forwards without SBR");
+    assert!(t.router_rx().0 - r0_before >= 3, "through eth0");
+
+    let h = Harness::new();
+    h.add(&t.pod, &t.net1_spec());
+    let carrier_before = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
+    let (r0_before, _) = t.router_rx();
+    assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod still forwards with eBPF SBR");
+    assert!(t.router_rx().0 - r0_before >= 3, "through eth0, the main default's way");
+    let carrier = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
+    assert!(carrier.fallback - carrier_before.fallback >= 3, "forwarded packets crossed the carrier: {carrier:?}");
+    assert_eq!(carrier.dropped(), carrier_before.dropped(), "{carrier:?}");
+    h.del(&t.pod, "net1");
+
+    let t = Sbr5::new();
+    forwarding(&t);
+    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod forwards with Debian sbr");
 }

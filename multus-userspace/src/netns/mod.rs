@@ -163,3 +163,27 @@ where
 {
     netlink::with_handle(work)
 }
+
+/// The cookie of the calling thread's network namespace (a 64-bit number the kernel never reuses,
+/// the same the BPF programs read from `struct net`). Call it from inside [`NetNs::run`] for a
+/// pod's namespace. Needs Linux 5.14 or later.
+pub fn current_netns_cookie() -> std::io::Result<u64> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket, owned by the OwnedFd below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NETNS_COOKIE, (&mut cookie as *mut u64).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
+}

@@ -213,6 +213,29 @@ pub async fn link_details(handle: &Handle) -> Result<Vec<LinkDetail>, rtnetlink:
     Ok(out)
 }
 
+/// The link called `name` with its details, if it exists.
+pub async fn link_detail_by_name(handle: &Handle, name: &str) -> Result<Option<LinkDetail>, rtnetlink::Error> {
+    let mut stream = handle.link().get().match_name(name.to_string()).execute();
+    match stream.try_next().await {
+        Ok(Some(msg)) => Ok(Some(LinkDetail::from_message(&msg))),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every route of one family, all tables (use [`route_table`] to tell them apart).
+pub async fn routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetlink::Error> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let mut stream = handle.route().get(msg).execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.try_next().await? {
+        out.push(route_from_message(msg, v6));
+    }
+    Ok(out)
+}
+
 /// Creates a veth pair `name` / `peer` in the namespace. `noarp` sets `IFF_NOARP` on `name`.
 pub async fn add_veth_pair(handle: &Handle, name: &str, peer: &str, mtu: u32, noarp: bool) -> Result<(), rtnetlink::Error> {
     let msg = rtnetlink::LinkVeth::new(name, peer).mtu(mtu).arp(!noarp).build();
@@ -466,4 +489,246 @@ pub async fn set_only_default_route(handle: &Handle, gateway: IpAddr, oif: u32) 
         handle.route().add(msg).execute().await?;
     }
     Ok(removed)
+}
+
+/// Sends one request and waits for its acknowledgement (or error).
+async fn request_ack(
+    handle: &Handle,
+    message: netlink_packet_route::RouteNetlinkMessage,
+    flags: u16,
+) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+    let mut req = NetlinkMessage::from(message);
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    let mut response = handle.clone().request(req)?;
+    while let Some(msg) = futures::StreamExt::next(&mut response).await {
+        if let NetlinkPayload::Error(err) = msg.payload {
+            if err.code.is_some() {
+                return Err(rtnetlink::Error::NetlinkError(err));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a veth pair whose first end, `name`, stays in the handle's namespace with `IFF_NOARP`
+/// (when `noarp`) and is left down, while the peer goes up in the namespace `peer_netns` (an open
+/// nsfs file; `None` keeps it beside `name`, down).
+///
+/// The request names the peer as the device to create (in `peer_netns`, up) and `name` as its veth
+/// peer: the kernel configures a veth's peer before the pair is linked, and bringing a veth up
+/// before that fails (`ENOTCONN`).
+pub async fn add_veth_pair_in(
+    handle: &Handle,
+    name: &str,
+    peer: &str,
+    mtu: u32,
+    noarp: bool,
+    peer_netns: Option<std::os::fd::RawFd>,
+) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::link::{InfoData, InfoVeth, LinkInfo};
+    let Some(fd) = peer_netns else {
+        let msg = rtnetlink::LinkVeth::new(name, peer).mtu(mtu).arp(!noarp).build();
+        return handle.link().add(msg).execute().await;
+    };
+    let mut msg = rtnetlink::LinkVeth::new(peer, name).mtu(mtu).up().build();
+    msg.attributes.push(LinkAttribute::NetNsFd(fd));
+    for attr in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attr {
+            for info in infos.iter_mut() {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = info {
+                    p.attributes.push(LinkAttribute::Mtu(mtu));
+                    if noarp {
+                        p.header.flags |= LinkFlags::Noarp;
+                        p.header.change_mask |= LinkFlags::Noarp;
+                    }
+                }
+            }
+        }
+    }
+    handle.link().add(msg).execute().await
+}
+
+/// Sets a link administratively down.
+pub async fn set_link_down(handle: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::LinkUnspec::new_with_index(index).down().build();
+    handle.link().set(msg).execute().await
+}
+
+/// Renames a (down) link.
+pub async fn rename_link(handle: &Handle, index: u32, name: &str) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::LinkUnspec::new_with_index(index).name(name.to_string()).build();
+    handle.link().set(msg).execute().await
+}
+
+/// `ETH_P_ALL` in network byte order, as the protocol of a tc filter (`protocol all`).
+const ETH_P_ALL_BE: u16 = 0x0300;
+
+/// The clsact parent of a filter: egress or ingress.
+fn clsact_parent(egress: bool) -> netlink_packet_route::tc::TcHandle {
+    use netlink_packet_route::tc::TcHandle;
+    TcHandle { major: 0xffff, minor: if egress { TcHandle::MIN_EGRESS } else { TcHandle::MIN_INGRESS } }
+}
+
+fn tc_message(ifindex: u32) -> netlink_packet_route::tc::TcMessage {
+    let mut msg = netlink_packet_route::tc::TcMessage::default();
+    msg.header.index = ifindex as i32;
+    msg
+}
+
+/// Adds the `clsact` qdisc to a link. Returns false when it already had one.
+pub async fn add_clsact(handle: &Handle, ifindex: u32) -> Result<bool, rtnetlink::Error> {
+    use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+    use netlink_packet_route::{
+        tc::{TcAttribute, TcHandle},
+        RouteNetlinkMessage,
+    };
+    let mut msg = tc_message(ifindex);
+    msg.header.parent = TcHandle::CLSACT;
+    msg.header.handle = TcHandle { major: 0xffff, minor: 0 };
+    msg.attributes.push(TcAttribute::Kind("clsact".into()));
+    match request_ack(handle, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_EXCL).await {
+        Ok(()) => Ok(true),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the `clsact` qdisc of a link (with every filter on it); a missing qdisc or link is fine.
+pub async fn delete_clsact(handle: &Handle, ifindex: u32) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::{tc::TcHandle, RouteNetlinkMessage};
+    let mut msg = tc_message(ifindex);
+    msg.header.parent = TcHandle::CLSACT;
+    msg.header.handle = TcHandle { major: 0xffff, minor: 0 };
+    match request_ack(handle, RouteNetlinkMessage::DelQueueDiscipline(msg), 0).await {
+        Err(rtnetlink::Error::NetlinkError(e))
+            if [-libc::ENOENT, -libc::ENODEV, -libc::EINVAL].contains(&e.raw_code()) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Where a BPF tc filter sits: its priority and handle on a clsact hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterSlot {
+    /// Egress (true) or ingress hook of clsact.
+    pub egress: bool,
+    /// Filter priority (`tc filter ... prio`).
+    pub priority: u16,
+    /// Filter handle.
+    pub handle: u32,
+}
+
+/// Adds (or replaces) a direct-action BPF filter running the program `prog_fd` (named `name`) at
+/// `slot` of the link's clsact qdisc, for every protocol.
+pub async fn add_bpf_filter(
+    handle: &Handle,
+    ifindex: u32,
+    slot: FilterSlot,
+    prog_fd: std::os::fd::RawFd,
+    name: &str,
+) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_core::NLM_F_CREATE;
+    use netlink_packet_route::{
+        tc::{TcAttribute, TcBpfFlags, TcFilterBpfOption, TcOption},
+        RouteNetlinkMessage,
+    };
+    const NLM_F_REPLACE: u16 = 0x100;
+    let mut msg = tc_message(ifindex);
+    msg.header.parent = clsact_parent(slot.egress);
+    msg.header.handle = slot.handle.into();
+    msg.header.info = (u32::from(slot.priority) << 16) | u32::from(ETH_P_ALL_BE);
+    msg.attributes.push(TcAttribute::Kind("bpf".into()));
+    msg.attributes.push(TcAttribute::Options(vec![
+        TcOption::Bpf(TcFilterBpfOption::ProgFd(prog_fd as u32)),
+        TcOption::Bpf(TcFilterBpfOption::ProgName(name.to_string())),
+        TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
+    ]));
+    request_ack(handle, RouteNetlinkMessage::NewTrafficFilter(msg), NLM_F_CREATE | NLM_F_REPLACE).await
+}
+
+/// Deletes the filter at `slot`; a missing filter, qdisc or link is fine.
+pub async fn delete_filter(handle: &Handle, ifindex: u32, slot: FilterSlot) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut msg = tc_message(ifindex);
+    msg.header.parent = clsact_parent(slot.egress);
+    msg.header.handle = slot.handle.into();
+    msg.header.info = (u32::from(slot.priority) << 16) | u32::from(ETH_P_ALL_BE);
+    match request_ack(handle, RouteNetlinkMessage::DelTrafficFilter(msg), 0).await {
+        Err(rtnetlink::Error::NetlinkError(e))
+            if [-libc::ENOENT, -libc::ENODEV, -libc::EINVAL].contains(&e.raw_code()) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// A BPF filter found on a clsact hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BpfFilter {
+    /// Where it sits.
+    pub slot: FilterSlot,
+    /// The program's id.
+    pub prog_id: u32,
+    /// The program name the filter was given.
+    pub name: String,
+}
+
+/// Every filter on one clsact hook of a link: (slot, BPF program id and name when it is a BPF filter).
+/// A link without clsact has none.
+pub async fn clsact_filters(
+    handle: &Handle,
+    ifindex: u32,
+    egress: bool,
+) -> Result<Vec<(FilterSlot, Option<BpfFilter>)>, rtnetlink::Error> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+    use netlink_packet_route::{
+        tc::{TcAttribute, TcFilterBpfOption, TcOption},
+        RouteNetlinkMessage,
+    };
+    let mut msg = tc_message(ifindex);
+    msg.header.parent = clsact_parent(egress);
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetTrafficFilter(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut response = handle.clone().request(req)?;
+    let mut out = Vec::new();
+    while let Some(msg) = futures::StreamExt::next(&mut response).await {
+        match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(f)) => {
+                let priority = (f.header.info >> 16) as u16;
+                let slot = FilterSlot { egress, priority, handle: f.header.handle.into() };
+                if slot.handle == 0 {
+                    // The chain's placeholder entry for a priority, not a filter.
+                    continue;
+                }
+                let mut prog_id = None;
+                let mut name = String::new();
+                for attr in &f.attributes {
+                    if let TcAttribute::Options(opts) = attr {
+                        for o in opts {
+                            match o {
+                                TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(*id),
+                                TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = n.clone(),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                out.push((slot, prog_id.map(|prog_id| BpfFilter { slot, prog_id, name })));
+            }
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                let code = e.raw_code();
+                // No clsact (or no such link): no filters.
+                if code == -libc::EINVAL || code == -libc::ENOENT || code == -libc::ENODEV {
+                    return Ok(Vec::new());
+                }
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }

@@ -76,6 +76,16 @@ pub enum SbrError {
     /// The kernel does not support TCX (needs Linux 6.6 or later).
     #[error("the kernel does not support TCX attachments (Linux >= 6.6 needed)")]
     TcxUnsupported,
+    /// The kernel lacks something the shared programs need (BTF describing `struct net`'s
+    /// `net_cookie`, `SO_NETNS_COOKIE`: Linux 5.14 or later with `CONFIG_DEBUG_INFO_BTF`).
+    #[error("unsupported kernel: {0}")]
+    Unsupported(String),
+    /// Another container's SBR state already uses this network namespace.
+    #[error("network namespace (cookie {cookie}) already has SBR state of another container")]
+    NetnsInUse {
+        /// The namespace's cookie.
+        cookie: u64,
+    },
     /// Loading the BPF object or a program failed.
     #[error("BPF load: {0}")]
     Load(String),

@@ -1,5 +1,7 @@
 //! Read-only inspection of the pinned state, for the operators' CLI: pods, attachments, source
-//! entries, defaults, interface records and counters. Nothing here enters a namespace or locks.
+//! entries, defaults, interface records and counters. Nothing here locks; only netlink filters
+//! (which have no pin) are read inside the pod's namespace, found by its recorded path and checked
+//! against its cookie.
 
 use std::{
     net::IpAddr,
@@ -13,11 +15,13 @@ use multus_common::{
 
 use super::{
     bpf::{self, LinkTarget, PodMaps},
-    pins::{self, PodDir, ProgKind},
+    pins::{self, PodDir},
     plan::words_addr,
-    state::{MANAGED, RP_FILTER_CHANGED},
-    SbrConfig, SbrError, CARRIER_IFNAME,
+    programs::ProgKind,
+    state::{MANAGED, NL_FILTER, RELEASED, RP_FILTER_CHANGED},
+    AttachMode, SbrConfig, SbrError, CARRIER_IFNAME,
 };
+use crate::netns::NetNs;
 
 /// A source entry in readable form.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,15 +52,18 @@ impl SourceEntry {
     }
 }
 
-/// A pinned attachment.
+/// An attachment of a pod's program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachmentInfo {
     /// The interface name (or the carrier's).
     pub ifname: String,
-    /// The pin.
+    /// The pin (a TCX link); empty for a netlink filter, which has none.
     pub pin: PathBuf,
-    /// What the link is attached to, or why that could not be read.
+    /// What the link or filter is attached to, or why that could not be read. For a netlink
+    /// filter, `id` and `attach_type` are 0 and `ifindex` 0 means the filter is missing.
     pub target: Result<LinkTarget, String>,
+    /// [`AttachMode::Tcx`] (a pinned TCX link) or [`AttachMode::Netlink`] (a tc filter on clsact).
+    pub mode: AttachMode,
 }
 
 /// What SBR records about an interface.
@@ -77,6 +84,12 @@ pub struct InterfaceRecord {
 pub struct PodInfo {
     /// The container id.
     pub container_id: String,
+    /// The pod's network-namespace cookie (its key in the node-wide maps).
+    pub cookie: u64,
+    /// How the real interfaces' programs are attached (the carrier's is always a netlink filter).
+    pub attach_mode: AttachMode,
+    /// The program version (directory under the bpffs directory) the pod uses.
+    pub version: String,
     /// Pinned links.
     pub attachments: Vec<AttachmentInfo>,
     /// Source entries.
@@ -89,7 +102,7 @@ pub struct PodInfo {
     pub counters: Vec<(u32, IfCounters)>,
 }
 
-/// Container ids that have pins.
+/// Container ids that have pins (program versions are not listed).
 pub fn pods(cfg: &SbrConfig) -> Result<Vec<String>, SbrError> {
     pins::pod_ids(&cfg.bpffs_dir)
 }
@@ -97,19 +110,39 @@ pub fn pods(cfg: &SbrConfig) -> Result<Vec<String>, SbrError> {
 /// Reads everything pinned for `container_id`.
 pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
-    let maps = PodMaps::open(&dir)?;
+    let maps = PodMaps::open(&dir, &cfg.bpffs_dir)?;
     let mut attachments: Vec<AttachmentInfo> = dir
         .if_links()?
         .into_iter()
         .map(|(ifname, pin)| {
             let target = bpf::link_target(&pin).map_err(|e| e.to_string());
-            AttachmentInfo { ifname, pin, target }
+            AttachmentInfo { ifname, pin, target, mode: AttachMode::Tcx }
         })
         .collect();
-    let carrier = dir.carrier_link();
-    if carrier.exists() {
-        let target = bpf::link_target(&carrier).map_err(|e| e.to_string());
-        attachments.insert(0, AttachmentInfo { ifname: CARRIER_IFNAME.into(), pin: carrier, target });
+    let records = maps.state.all();
+    let filtered: Vec<(String, u32, ProgKind)> = records
+        .iter()
+        .filter(|(name, st)| name == CARRIER_IFNAME || st.flags & NL_FILTER != 0)
+        .map(|(name, st)| {
+            (name.clone(), st.ifindex, if name == CARRIER_IFNAME { ProgKind::Carrier } else { ProgKind::Egress })
+        })
+        .collect();
+    if !filtered.is_empty() {
+        let found = filter_targets(&maps, &filtered);
+        for ((ifname, ifindex, _), target) in filtered.into_iter().zip(found) {
+            let target = target.map(|prog_id| LinkTarget {
+                id: 0,
+                prog_id: prog_id.unwrap_or(0),
+                ifindex: if prog_id.is_some() { ifindex } else { 0 },
+                attach_type: 0,
+            });
+            let info = AttachmentInfo { ifname, pin: PathBuf::new(), target, mode: AttachMode::Netlink };
+            if info.ifname == CARRIER_IFNAME {
+                attachments.insert(0, info);
+            } else {
+                attachments.push(info);
+            }
+        }
     }
     let mut entries: Vec<SourceEntry> = maps.entries().iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect();
     entries.sort_by_key(|e| (e.ifindex, e.address));
@@ -121,10 +154,9 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
             *slot = Some((d.ifindex, gw));
         }
     }
-    let mut interfaces: Vec<InterfaceRecord> = maps
-        .state
-        .all()
+    let mut interfaces: Vec<InterfaceRecord> = records
         .into_iter()
+        .filter(|(_, st)| st.flags & (MANAGED | RP_FILTER_CHANGED | RELEASED) != 0)
         .map(|(ifname, st)| InterfaceRecord {
             ifname,
             ifindex: st.ifindex,
@@ -135,6 +167,9 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
     interfaces.sort_by(|a, b| a.ifname.cmp(&b.ifname));
     Ok(PodInfo {
         container_id: container_id.to_string(),
+        cookie: maps.cookie,
+        attach_mode: AttachMode::from_record(maps.record.mode),
+        version: maps.progs.name().to_string(),
         attachments,
         entries,
         defaults,
@@ -143,11 +178,40 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
     })
 }
 
-/// Reads the aya-log records of a pod's programs: they log each redirect and drop when the pod was
-/// loaded with [`SbrConfig::debug`] (otherwise the log calls are compiled out by the verifier).
+/// The program of SBR's filter on each of `ifaces` (None: no filter), read in the pod's namespace.
+fn filter_targets(maps: &PodMaps, ifaces: &[(String, u32, ProgKind)]) -> Vec<Result<Option<u32>, String>> {
+    let fail = |e: String| ifaces.iter().map(|_| Err(e.clone())).collect();
+    let Some(path) = maps.record.netns() else { return fail("no namespace path recorded".into()) };
+    let ns = match NetNs::open(&path) {
+        Ok(ns) => ns,
+        Err(e) => return fail(format!("namespace not reachable: {e}")),
+    };
+    let cookie = maps.cookie;
+    let indices: Vec<u32> = ifaces.iter().map(|(_, i, _)| *i).collect();
+    let read = ns.netlink(|h| async move {
+        if crate::netns::current_netns_cookie().ok() != Some(cookie) {
+            return Err("the recorded namespace path names another namespace".to_string());
+        }
+        let mut out = Vec::new();
+        for i in indices {
+            out.push(bpf::filter_prog(&h, i).await.map_err(|e| e.to_string()));
+        }
+        Ok(out)
+    });
+    match read {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => fail(e),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Reads the aya-log records of a pod's programs: they log each redirect when the pod was added
+/// with [`SbrConfig::debug`] (otherwise the log calls are compiled out by the verifier). The
+/// programs are shared by the node's pods: only the records of this pod (its cookie) are kept.
 pub struct LogReader {
     logger: aya_log::EbpfLogger<Collector>,
     lines: Arc<Mutex<Vec<String>>>,
+    tag: String,
 }
 
 /// A `log::Log` that keeps the formatted records.
@@ -171,16 +235,18 @@ impl LogReader {
     /// Attaches to the log ring buffer of `container_id`'s programs.
     pub fn open(cfg: &SbrConfig, container_id: &str) -> Result<Self, SbrError> {
         let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
-        let id = bpf::prog_id(&dir, ProgKind::Carrier)?;
+        let maps = PodMaps::open(&dir, &cfg.bpffs_dir)?;
+        let id = maps.progs.prog_id(ProgKind::Carrier)?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let logger = aya_log::EbpfLogger::init_from_id_with_logger(id, Collector(lines.clone()))
             .map_err(|e| SbrError::Map { map: "AYA_LOGS", reason: e.to_string() })?;
-        Ok(Self { logger, lines })
+        Ok(Self { logger, lines, tag: format!(" ns {}", maps.cookie) })
     }
 
-    /// The records written since the last call.
+    /// The records of this pod written since the last call.
     pub fn drain(&mut self) -> Vec<String> {
         self.logger.flush();
-        self.lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+        let lines = self.lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        lines.into_iter().filter(|l| l.ends_with(&self.tag)).collect()
     }
 }

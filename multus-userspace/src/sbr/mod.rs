@@ -3,28 +3,37 @@
 //! routing tables or policy rules.
 //!
 //! What ADD puts in the pod (see docs/sbr-design.md for the why):
-//! - the source entries of the interface's addresses in a BPF hash map;
-//! - a carrier device ([`CARRIER_IFNAME`], a NOARP veth pair) with routes that send default-routed
-//!   unicast traffic to it: IPv4 `0.0.0.0/1`, `128.0.0.0/2`, `192.0.0.0/3` with the main default's
-//!   source, IPv6 `::/1` ... `fc00::/7` specific to each managed source (`from <addr>/128`);
-//! - a TCX egress program on the carrier (redirects by source, or the way of the main default
-//!   route) and on every real interface (redirects a packet of another interface's source);
+//! - the source entries of the interface's addresses in a node-wide BPF hash map, keyed by the
+//!   pod's network-namespace cookie;
+//! - a carrier device ([`CARRIER_IFNAME`], a NOARP veth whose peer lives in a namespace of its own)
+//!   with routes that send default-routed unicast traffic to it: IPv4 `0.0.0.0/1`, `128.0.0.0/2`,
+//!   `192.0.0.0/3` with the main default's source, IPv6 `::/1` ... `fc00::/7` specific to each
+//!   managed source (`from <addr>/128`);
+//! - an egress program on the carrier (redirects by source, or the way of the main default route)
+//!   and on every real interface (redirects a packet of another interface's source), attached with
+//!   TCX or as netlink tc filters ([`AttachMode`]);
 //! - rp_filter 2 (loose) on interfaces whose effective rp_filter was strict, when IPv4 routes go
 //!   through the carrier.
 //!
-//! Routes installed by the delegates are never changed. Everything is pinned per container under
+//! The programs are loaded once per node (by the first ADD) and shared by every pod. Routes
+//! installed by the delegates are never changed. A pod's state is pinned under
 //! [`SbrConfig::bpffs_dir`]; [`del`] removes exactly one interface's share and the rest with the
-//! last interface; [`check`] reports drift; [`gc`] removes the pins of stale containers.
+//! last interface; [`check`] reports drift; [`gc`] removes the pins of stale containers and the
+//! program versions no pod uses.
 
+mod anchor;
 mod bpf;
+mod btf;
 mod carrier;
 mod error;
 mod inspect;
 mod pins;
 mod plan;
+mod programs;
 mod reconcile;
 mod state;
 mod sysctl;
+mod timing;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -37,6 +46,7 @@ pub use inspect::{inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, Pod
 pub use multus_common::IfCounters;
 pub use pins::{validate_container_id, validate_ifname};
 pub use plan::CarrierRoute;
+pub use timing::Phase;
 
 use crate::netns::{
     netlink::{self as nlh, ARPHRD_ETHER},
@@ -46,8 +56,10 @@ use bpf::PodMaps;
 use error::nl;
 use pins::{remove_pin, Lock, PodDir};
 use plan::{resolve_gateway, src_entry};
-use reconcile::{converge, diff, plan_for, Snapshot};
-use state::{IfaceState, MANAGED, RELEASED, RP_FILTER_CHANGED};
+use programs::Programs;
+use reconcile::{converge, diff, plan_for, Ctx, Snapshot};
+use state::{IfaceState, PodRecord, MANAGED, MODE_NETLINK, MODE_TCX, RELEASED, RP_FILTER_CHANGED};
+use timing::Phases;
 
 /// Name of the carrier device SBR creates in the pod.
 pub const CARRIER_IFNAME: &str = "sbr-carrier";
@@ -55,6 +67,63 @@ pub const CARRIER_IFNAME: &str = "sbr-carrier";
 pub const CARRIER_PEER_IFNAME: &str = "sbr-carrier-p";
 /// Default directory for pins (a bpffs is mounted there if it is not on one).
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/multus-sbr";
+
+/// How the programs are attached to a pod's interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AttachMode {
+    /// TCX when the kernel has it (Linux 6.6+), netlink tc filters otherwise.
+    #[default]
+    Auto,
+    /// TCX links (pinned per pod); fails on kernels without TCX. Each TCX attach waits for an RCU
+    /// grace period (milliseconds); they coexist with other TCX programs in a defined order.
+    Tcx,
+    /// Netlink tc filters on a clsact qdisc (nothing pinned; no RCU grace period waited for).
+    Netlink,
+}
+
+impl AttachMode {
+    /// The mode `Auto` stands for on this kernel, or `self`; fails for `Tcx` without TCX.
+    pub fn resolve(self) -> Result<AttachMode, SbrError> {
+        let tcx = aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        match self {
+            AttachMode::Auto if tcx => Ok(AttachMode::Tcx),
+            AttachMode::Auto => Ok(AttachMode::Netlink),
+            AttachMode::Tcx if !tcx => Err(SbrError::TcxUnsupported),
+            other => Ok(other),
+        }
+    }
+
+    fn from_record(mode: u32) -> AttachMode {
+        if mode == MODE_NETLINK {
+            AttachMode::Netlink
+        } else {
+            AttachMode::Tcx
+        }
+    }
+}
+
+impl std::str::FromStr for AttachMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(AttachMode::Auto),
+            "tcx" => Ok(AttachMode::Tcx),
+            "netlink" => Ok(AttachMode::Netlink),
+            other => Err(format!("unknown attach mode {other:?} (auto, tcx or netlink)")),
+        }
+    }
+}
+
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttachMode::Auto => "auto",
+            AttachMode::Tcx => "tcx",
+            AttachMode::Netlink => "netlink",
+        })
+    }
+}
 
 /// Node-wide settings of SBR.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,14 +135,23 @@ pub struct SbrConfig {
     pub gateway_v4: Option<Ipv4Addr>,
     /// IPv6 gateway for addresses that prevResult gives none.
     pub gateway_v6: Option<Ipv6Addr>,
-    /// Load the programs with aya-log debug output (applies when a pod's first interface is added).
+    /// Use the programs loaded with aya-log debug output (a version of their own, loaded beside
+    /// the quiet one; applies when a pod's first interface is added).
     pub debug: bool,
+    /// How a new pod's programs are attached (a pod keeps the mode of its first ADD).
+    pub attach_mode: AttachMode,
 }
 
 impl SbrConfig {
     /// Settings with pins under `bpffs_dir` and nothing else set.
     pub fn new(bpffs_dir: impl Into<PathBuf>) -> Self {
-        Self { bpffs_dir: bpffs_dir.into(), gateway_v4: None, gateway_v6: None, debug: false }
+        Self {
+            bpffs_dir: bpffs_dir.into(),
+            gateway_v4: None,
+            gateway_v6: None,
+            debug: false,
+            attach_mode: AttachMode::Auto,
+        }
     }
 }
 
@@ -112,46 +190,125 @@ pub struct AddReport {
     pub carrier_routes: Vec<CarrierRoute>,
     /// Real interfaces with the egress program.
     pub attached: Vec<String>,
+    /// Where the time went.
+    pub phases: Vec<Phase>,
+    /// Whether this ADD loaded the programs (the node's first ADD of this program version).
+    pub loaded: bool,
 }
 
 /// Routes packets sourced from `iface`'s addresses out of `iface`, in the pod `netns`.
 ///
 /// Idempotent: a repeated ADD rewrites the interface's entries and repairs the rest. On failure the
-/// interface's share is rolled back.
+/// interface's share is rolled back. The node's first ADD loads and pins the programs; later ones
+/// only attach them and write map entries.
 pub fn add(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceSpec) -> Result<AddReport, SbrError> {
+    let phases = Phases::new();
     validate_ifname(&iface.ifname)?;
     reject_reserved(&iface.ifname)?;
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
     let ns = NetNs::open(netns)?;
     pins::ensure_bpffs(&cfg.bpffs_dir)?;
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
-    dir.create()?;
-    let result = bpf::ensure_loaded(&dir, cfg.debug).and_then(|()| {
-        let mut maps = PodMaps::open(&dir)?;
-        let (dir, maps) = (&dir, &mut maps);
-        ns.netlink(|h| async move {
-            match add_in_ns(&h, cfg, iface, dir, maps).await {
-                Ok(report) => Ok(report),
-                Err(e) => {
-                    if let Err(undo) = remove_in_ns(&h, &iface.ifname, dir, maps).await {
-                        tracing::warn!("sbr: rollback of {} failed: {undo}", iface.ifname);
-                    }
-                    Err(e)
+    phases.mark("lock");
+    let (dir, phases_ref, netns_path) = (&dir, &phases, ns.path());
+    // Everything runs on the one thread inside the pod's namespace (entering it costs a thread).
+    let report = ns.netlink(|h| async move {
+        let (mut maps, loaded) = open_or_create_pod(cfg, container_id, netns_path, dir, phases_ref)?;
+        let mut ctx = Ctx::new(dir, phases_ref);
+        let result = match add_in_ns(&h, cfg, iface, &mut maps, &mut ctx).await {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                if let Err(undo) = remove_in_ns(&h, &iface.ifname, &mut maps, &mut ctx).await {
+                    tracing::warn!("sbr: rollback of {} failed: {undo}", iface.ifname);
                 }
+                Err(e)
             }
-        })?
-    });
-    if result.is_err() && PodMaps::open(&dir).map(|m| m.entries().is_empty()).unwrap_or(true) {
-        // Nothing of the pod is left: do not leave an empty pod behind.
-        if let Err(e) = dir.remove() {
-            tracing::warn!("sbr: cannot remove {}: {e}", dir.path().display());
+        };
+        if result.is_err() && maps.entries().is_empty() {
+            // Nothing of the pod is left: do not leave an empty pod behind.
+            if let Err(e) = drop_pod(&cfg.bpffs_dir, &mut maps, dir) {
+                tracing::warn!("sbr: cannot remove {}: {e}", dir.path().display());
+            }
+        }
+        result.map(|r| AddReport { loaded, ..r })
+    })??;
+    Ok(AddReport { phases: phases.take(), ..report })
+}
+
+/// Opens the pod's maps, or makes the pod (loading the programs when this node has not yet).
+/// Returns whether the programs were loaded.
+fn open_or_create_pod(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns_path: &Path,
+    dir: &PodDir,
+    phases: &Phases,
+) -> Result<(PodMaps, bool), SbrError> {
+    if dir.map("pod").exists() {
+        let record = PodMaps::read_record(dir)?;
+        let result = match Programs::at(&cfg.bpffs_dir, &record.version()) {
+            Ok(own) if own.complete() => (PodMaps::open_with(dir, own)?, false),
+            // Its program version is gone (removed by hand): move the pod to the current one.
+            _ => {
+                let current = Programs::at(&cfg.bpffs_dir, &Programs::current_name(cfg.debug))?;
+                let loaded = current.ensure_loaded(cfg.debug)?;
+                let mut maps = PodMaps::open_with(dir, current.clone())?;
+                maps.switch_to(container_id, current)?;
+                (maps, loaded)
+            }
+        };
+        phases.mark("pod");
+        return Ok(result);
+    }
+    // A half-made pod (an ADD that died before its record was pinned): start again.
+    dir.remove()?;
+    let mode = cfg.attach_mode.resolve()?;
+    let progs = Programs::at(&cfg.bpffs_dir, &Programs::current_name(cfg.debug))?;
+    let loaded = progs.ensure_loaded(cfg.debug)?;
+    phases.mark("load");
+    let cookie = netns_cookie()?;
+    // One pod per namespace: the namespace's entries are keyed by its cookie alone.
+    for version in programs::versions(&cfg.bpffs_dir)? {
+        let other = version.users().ok().and_then(|users| users.get(&cookie, 0).ok());
+        if other.is_some_and(|o| o != programs::id_hash(container_id)) {
+            return Err(SbrError::NetnsInUse { cookie });
         }
     }
-    result
+    dir.create()?;
+    let mode = if mode == AttachMode::Netlink { MODE_NETLINK } else { MODE_TCX };
+    let record = PodRecord::new(cookie, mode, progs.name(), netns_path);
+    let maps = PodMaps::create(dir, container_id, progs, record);
+    if maps.is_err() {
+        let _ = dir.remove();
+    }
+    phases.mark("pod");
+    Ok((maps?, loaded))
+}
+
+/// The cookie of the calling thread's network namespace.
+fn netns_cookie() -> Result<u64, SbrError> {
+    crate::netns::current_netns_cookie().map_err(|e| {
+        SbrError::Unsupported(format!("cannot read the namespace cookie (SO_NETNS_COOKIE, Linux 5.14+): {e}"))
+    })
+}
+
+/// Removes everything of a pod from the node (its entries, its pins, its anchor) and the program
+/// version it used when no other pod uses it.
+fn drop_pod(bpffs_dir: &Path, maps: &mut PodMaps, dir: &PodDir) -> Result<(), SbrError> {
+    maps.purge()?;
+    dir.remove()?;
+    drop_unused_version(bpffs_dir, &maps.progs)
+}
+
+fn drop_unused_version(bpffs_dir: &Path, progs: &Programs) -> Result<(), SbrError> {
+    if progs.unused() && progs.dir().starts_with(bpffs_dir) {
+        progs.remove()?;
+    }
+    Ok(())
 }
 
 fn reject_reserved(ifname: &str) -> Result<(), SbrError> {
-    if ifname == CARRIER_IFNAME || ifname == CARRIER_PEER_IFNAME {
+    if ifname == CARRIER_IFNAME || ifname == CARRIER_PEER_IFNAME || ifname.starts_with(carrier::RETIRED_PREFIX) {
         return Err(SbrError::ReservedIfName(ifname.to_string()));
     }
     Ok(())
@@ -161,10 +318,12 @@ fn reject_reserved(ifname: &str) -> Result<(), SbrError> {
 async fn interface_entries(
     h: &rtnetlink::Handle,
     cfg: &SbrConfig,
+    cookie: u64,
     iface: &InterfaceSpec,
+    snap: &Snapshot,
 ) -> Result<(u32, Vec<(multus_common::SrcKey, multus_common::SrcRoute)>), SbrError> {
-    let links = nlh::link_details(h).await.map_err(nl("list links"))?;
-    let link = links
+    let link = snap
+        .links
         .iter()
         .find(|l| l.link.name == iface.ifname)
         .ok_or_else(|| SbrError::InterfaceNotFound(iface.ifname.clone()))?;
@@ -190,13 +349,11 @@ async fn interface_entries(
     if addrs.is_empty() {
         return Err(SbrError::NoAddresses(iface.ifname.clone()));
     }
-    let main4 = nlh::main_routes(h, false).await.map_err(nl("list IPv4 routes"))?;
-    let main6 = nlh::main_routes(h, true).await.map_err(nl("list IPv6 routes"))?;
     let entries = addrs
         .iter()
         .map(|a| {
-            let main = if a.address.is_ipv4() { &main4 } else { &main6 };
-            src_entry(index, a, resolve_gateway(a, cfg.gateway_v4, cfg.gateway_v6, main, index))
+            let main = if a.address.is_ipv4() { &snap.main4 } else { &snap.main6 };
+            src_entry(cookie, index, a, resolve_gateway(a, cfg.gateway_v4, cfg.gateway_v6, main, index))
         })
         .collect();
     Ok((index, entries))
@@ -214,24 +371,28 @@ async fn add_in_ns(
     h: &rtnetlink::Handle,
     cfg: &SbrConfig,
     iface: &InterfaceSpec,
-    dir: &PodDir,
     maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
 ) -> Result<AddReport, SbrError> {
-    let (index, entries) = interface_entries(h, cfg, iface).await?;
+    let snap = Snapshot::read(h, maps.record.mode != MODE_TCX).await?;
+    let (index, entries) = interface_entries(h, cfg, maps.cookie, iface, &snap).await?;
+    ctx.phases.mark("read");
     let previous = forget_interface(maps, &iface.ifname, Some(index))?;
     for (k, r) in &entries {
         maps.put_entry(*k, *r)?;
     }
-    maps.state.put(
+    maps.put_state(
         &iface.ifname,
-        IfaceState { ifindex: index, flags: MANAGED | (previous.flags & RP_FILTER_CHANGED), ..previous },
+        IfaceState { ifindex: index, flags: MANAGED | (previous.flags & !(MANAGED | RELEASED)), ..previous },
     )?;
-    maps.ensure_counters(index)?;
-    let plan = converge(h, maps, dir).await?;
+    ctx.phases.mark("maps");
+    let plan = reconcile::converge_from(h, maps, ctx, Some(snap)).await?;
     Ok(AddReport {
         entries: entries.iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect(),
         carrier_routes: plan.carrier.map(|c| c.routes.into_iter().collect()).unwrap_or_default(),
         attached: plan.attach.into_iter().map(|(n, _)| n).collect(),
+        phases: Vec::new(),
+        loaded: false,
     })
 }
 
@@ -245,50 +406,69 @@ fn forget_interface(maps: &mut PodMaps, ifname: &str, current: Option<u32>) -> R
             maps.remove_entry(&k)?;
         }
     }
-    for i in &indices {
-        maps.remove_counters(*i)?;
-    }
     maps.state.put(ifname, IfaceState { flags: previous.flags & !MANAGED, ..previous })?;
     Ok(previous)
 }
 
 /// Removes an interface's share inside the namespace and converges the rest of the pod. An
 /// interface that still exists is marked released so it gets no program until it is added again.
-async fn remove_in_ns(h: &rtnetlink::Handle, ifname: &str, dir: &PodDir, maps: &mut PodMaps) -> Result<(), SbrError> {
+async fn remove_in_ns(
+    h: &rtnetlink::Handle,
+    ifname: &str,
+    maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
+) -> Result<(), SbrError> {
     let previous = forget_interface(maps, ifname, None)?;
+    let keep = previous.flags & (RP_FILTER_CHANGED | state::COUNTED | state::NL_FILTER | state::NL_QDISC_ADDED);
     match nlh::link_by_name(h, ifname).await.map_err(nl(format!("look up {ifname}")))? {
-        Some(link) => maps.state.put(
-            ifname,
-            IfaceState { ifindex: link.index, flags: RELEASED | (previous.flags & RP_FILTER_CHANGED), ..previous },
-        )?,
-        None => maps.state.remove(ifname)?,
+        Some(link) if link.index == previous.ifindex || previous.ifindex == 0 => {
+            maps.put_state(ifname, IfaceState { ifindex: link.index, flags: RELEASED | keep, ..previous })?
+        }
+        Some(link) => maps.put_state(ifname, IfaceState { ifindex: link.index, flags: RELEASED, ..previous })?,
+        None => maps.remove_state(ifname)?,
     }
-    remove_pin(&dir.if_link(ifname))?;
-    converge(h, maps, dir).await?;
+    ctx.phases.mark("maps");
+    // The converge detaches the program (a TCX link pin is removed last).
+    converge(h, maps, ctx).await?;
     Ok(())
 }
 
 /// Undoes ADD for one interface. Idempotent, and succeeds when the namespace or the link is already
-/// gone. With the pod's last interface, the carrier, its routes, the rp_filter changes and all pins
-/// go too.
+/// gone. With the pod's last interface, the carrier, its routes, the rp_filter changes, the pod's
+/// entries in the node-wide maps and all its pins go too, and the programs when no other pod uses
+/// them.
 pub fn del(cfg: &SbrConfig, container_id: &str, netns: Option<&Path>, ifname: &str) -> Result<(), SbrError> {
+    del_timed(cfg, container_id, netns, ifname).map(|_| ())
+}
+
+/// [`del`], returning where its time went.
+pub fn del_timed(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: Option<&Path>,
+    ifname: &str,
+) -> Result<Vec<Phase>, SbrError> {
+    let phases = Phases::new();
     validate_ifname(ifname)?;
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
     if !cfg.bpffs_dir.is_dir() {
-        return Ok(());
+        return Ok(phases.take());
     }
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
+    phases.mark("lock");
     if !dir.exists() {
-        return Ok(());
+        return Ok(phases.take());
     }
-    let mut maps = match PodMaps::open(&dir) {
+    let mut maps = match PodMaps::open(&dir, &cfg.bpffs_dir) {
         Ok(m) => m,
         Err(e) => {
-            // Half-made pod (ADD died before its maps were pinned): nothing else can be undone.
+            // Half-made pod (ADD died before its maps were pinned), or its programs were removed
+            // by hand: nothing else can be undone; GC sweeps the node maps.
             tracing::warn!("sbr: {e}; removing {}", dir.path().display());
-            return dir.remove();
+            return dir.remove().map(|()| phases.take());
         }
     };
+    phases.mark("pod");
     let ns = match netns.map(NetNs::open) {
         Some(Ok(ns)) => Some(ns),
         // Gone, or the path no longer names a namespace: nothing to undo inside it.
@@ -297,26 +477,40 @@ pub fn del(cfg: &SbrConfig, container_id: &str, netns: Option<&Path>, ifname: &s
     };
     let recorded = maps.state.get(ifname).map(|s| s.ifindex);
     let last = maps.entries().iter().all(|(_, r)| Some(r.ifindex) == recorded);
-    match ns {
-        Some(ns) if last => {
-            let maps = &mut maps;
-            ns.netlink(|h| async move { reconcile::teardown(&h, maps).await })??
-        }
+    let done_in_ns = match ns {
         Some(ns) => {
-            let (dir, maps) = (&dir, &mut maps);
-            ns.netlink(|h| async move { remove_in_ns(&h, ifname, dir, maps).await })??
+            let (maps, dir, phases) = (&mut maps, &dir, &phases);
+            ns.netlink(|h| async move {
+                // The path may name another namespace by now: only the pod's own is touched.
+                if crate::netns::current_netns_cookie().ok() != Some(maps.cookie) {
+                    return Ok(false);
+                }
+                let mut ctx = Ctx::new(dir, phases);
+                if last {
+                    reconcile::teardown(&h, maps, &mut ctx).await?;
+                } else {
+                    remove_in_ns(&h, ifname, maps, &mut ctx).await?;
+                }
+                Ok::<_, SbrError>(true)
+            })??
         }
-        None => {
-            forget_interface(&mut maps, ifname, None)?;
-            maps.state.remove(ifname)?;
-            remove_pin(&dir.if_link(ifname))?;
-        }
+        None => false,
+    };
+    if !done_in_ns {
+        forget_interface(&mut maps, ifname, None)?;
+        maps.remove_state(ifname)?;
+        remove_pin(&dir.if_link(ifname))?;
     }
     if last || maps.entries().is_empty() {
-        // Last: removing the pins detaches the programs (the kernel finishes that after we exit).
+        // Entries go only now that no route leads to the carrier; then the pins (the kernel
+        // deletes the retired carrier and detaches the TCX links in the background).
+        maps.purge()?;
+        phases.mark("maps");
         dir.remove()?;
+        drop_unused_version(&cfg.bpffs_dir, &maps.progs)?;
+        phases.mark("pins");
     }
-    Ok(())
+    Ok(phases.take())
 }
 
 /// Verifies what ADD set up for `iface`: pins, programs attached, map entries equal to the
@@ -328,9 +522,9 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
     if !dir.exists() {
         return Err(SbrError::Drift(vec![Drift::PodMissing]));
     }
-    let missing: Vec<Drift> = [dir.prog(pins::ProgKind::Carrier), dir.prog(pins::ProgKind::Egress)]
+    let missing: Vec<Drift> = ["pod", "state", "src"]
+        .map(|m| dir.map(m))
         .into_iter()
-        .chain(["src", "defaults", "counters", "state"].map(|m| dir.map(m)))
         .filter(|p| !p.exists())
         .map(Drift::PinMissing)
         .collect();
@@ -339,10 +533,21 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
     }
     let ns = NetNs::open(netns)?;
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
-    let maps = PodMaps::open(&dir)?;
+    let record = PodMaps::read_record(&dir)?;
+    let progs = Programs::at(&cfg.bpffs_dir, &record.version())?;
+    let missing: Vec<Drift> = progs.pins().into_iter().filter(|p| !p.exists()).map(Drift::PinMissing).collect();
+    if !missing.is_empty() {
+        return Err(SbrError::Drift(missing));
+    }
+    let maps = PodMaps::open_with(&dir, progs)?;
     let drifts = ns.netlink(|h| async move {
+        // The pins belong to another namespace than the one named now.
+        if netns_cookie()? != maps.cookie {
+            return Ok(vec![Drift::PodMissing]);
+        }
         let mut drifts = Vec::new();
-        let (index, expected) = interface_entries(&h, cfg, iface).await?;
+        let snap = Snapshot::read(&h, maps.record.mode != MODE_TCX).await?;
+        let (index, expected) = interface_entries(&h, cfg, maps.cookie, iface, &snap).await?;
         match maps.state.get(&iface.ifname) {
             Some(st) if st.flags & MANAGED != 0 => {
                 if st.ifindex != index {
@@ -355,7 +560,14 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
             }
             _ => drifts.push(Drift::NotManaged(iface.ifname.clone())),
         }
-        let actual: Vec<_> = maps.entries().into_iter().filter(|(_, r)| r.ifindex == index).collect();
+        // The node-wide map is what the programs read: compare it, for every address the pod has
+        // on the interface.
+        let actual: Vec<_> = maps
+            .entries()
+            .into_iter()
+            .filter(|(_, r)| r.ifindex == index)
+            .filter_map(|(k, _)| maps.node_entry(&k).map(|r| (k, r)))
+            .collect();
         for (k, r) in &expected {
             let addr = plan::words_addr(k.family, k.addr);
             match actual.iter().find(|(ak, _)| ak == k) {
@@ -373,7 +585,6 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
                 drifts.push(Drift::EntryExtra(plan::words_addr(k.family, k.addr)));
             }
         }
-        let snap = Snapshot::read(&h).await?;
         let plan = plan_for(&snap, &maps);
         drifts.extend(diff(&plan, &snap, &maps, &dir)?.iter().map(|f| f.drift(&dir)));
         Ok::<_, SbrError>(drifts)
@@ -390,13 +601,28 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
 pub struct GcReport {
     /// Containers whose pins were removed because they are not in the valid list.
     pub stale: Vec<String>,
-    /// Containers whose pins were removed because their namespace (every attached interface) is gone.
+    /// Containers whose pins were removed because their network namespace (or, for TCX, every
+    /// attached interface) is gone.
     pub orphaned: Vec<String>,
+    /// Program versions removed because no pod uses them.
+    pub versions: Vec<String>,
 }
 
-/// Removes the pins of containers not in `valid_container_ids`, and of containers whose network
-/// namespace no longer exists (all their links are detached). Pins only: a stale container's
-/// namespace, if it still exists, is not entered (its path is not known here).
+/// Whether the pod's namespace is gone: its recorded path no longer opens, or names another
+/// namespace. None when no path was recorded.
+fn netns_gone(record: &PodRecord) -> Option<bool> {
+    let path = record.netns()?;
+    Some(match NetNs::open(&path) {
+        Ok(ns) => !matches!(ns.run(crate::netns::current_netns_cookie), Ok(Ok(c)) if c == record.cookie),
+        Err(_) => true,
+    })
+}
+
+/// Removes the state of containers not in `valid_container_ids`, and of containers whose network
+/// namespace no longer exists: their pins, their entries in the node-wide maps and their carrier
+/// (deleted by the kernel when its anchor goes). A stale container's namespace, if it still
+/// exists, is only entered to remove SBR's netlink filters. Program versions no pod uses are
+/// removed, and entries of the node-wide maps that belong to no pod are swept.
 pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, SbrError> {
     let mut report = GcReport::default();
     if !cfg.bpffs_dir.is_dir() {
@@ -404,21 +630,62 @@ pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sbr
     }
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
     let mut errors = Vec::new();
+    let mut live_cookies = std::collections::BTreeSet::new();
     for id in pins::pod_ids(&cfg.bpffs_dir)? {
         let dir = PodDir::new(&cfg.bpffs_dir, &id)?;
-        let orphan = if valid_container_ids.contains(&id.as_str()) {
-            let mut links = dir.if_links()?.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
-            if dir.carrier_link().exists() {
-                links.push(dir.carrier_link());
+        let valid = valid_container_ids.contains(&id.as_str());
+        let maps = PodMaps::open(&dir, &cfg.bpffs_dir);
+        let orphan = match &maps {
+            Ok(m) if valid => {
+                let mut links = dir.if_links()?.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+                if dir.carrier_link().exists() {
+                    links.push(dir.carrier_link());
+                }
+                let links_gone = !links.is_empty()
+                    && links.iter().all(|p| bpf::link_target(p).map(|t| t.ifindex == 0).unwrap_or(true));
+                netns_gone(&m.record).unwrap_or(links_gone) || (m.record.mode == MODE_TCX && links_gone)
             }
-            !links.is_empty() && links.iter().all(|p| bpf::link_target(p).map(|t| t.ifindex == 0).unwrap_or(true))
-        } else {
-            false
+            Ok(_) => false,
+            // Unreadable (a half-made pod, or its programs removed by hand): a valid one is left
+            // to its DEL (or repaired by its next ADD); a stale one goes below.
+            Err(_) => false,
         };
-        if orphan || !valid_container_ids.contains(&id.as_str()) {
-            match dir.remove() {
-                Ok(()) if orphan => report.orphaned.push(id),
-                Ok(()) => report.stale.push(id),
+        if valid && !orphan {
+            if let Ok(record) = PodMaps::read_record(&dir) {
+                live_cookies.insert(record.cookie);
+            }
+            continue;
+        }
+        let removed = match maps {
+            Ok(mut m) => {
+                if m.record.mode == MODE_NETLINK && netns_gone(&m.record) == Some(false) {
+                    if let Err(e) = detach_filters_in_ns(&mut m) {
+                        tracing::warn!("sbr: gc of {id}: {e}");
+                    }
+                }
+                m.purge().and_then(|()| dir.remove())
+            }
+            Err(_) => dir.remove(),
+        };
+        match removed {
+            Ok(()) if orphan => report.orphaned.push(id),
+            Ok(()) => report.stale.push(id),
+            Err(e) => errors.push(e),
+        }
+    }
+    for progs in programs::versions(&cfg.bpffs_dir)? {
+        if let Ok(mut node) = bpf::NodeMaps::open(&progs) {
+            for cookie in node.cookies() {
+                if !live_cookies.contains(&cookie) {
+                    if let Err(e) = node.sweep(cookie) {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        if progs.unused() {
+            match progs.remove() {
+                Ok(()) => report.versions.push(progs.name().to_string()),
                 Err(e) => errors.push(e),
             }
         }
@@ -428,4 +695,19 @@ pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sbr
     } else {
         Err(SbrError::Multiple(errors))
     }
+}
+
+/// Removes SBR's netlink filters from the (still existing) namespace of a stale netlink-mode pod.
+fn detach_filters_in_ns(maps: &mut PodMaps) -> Result<(), SbrError> {
+    let Some(path) = maps.record.netns() else { return Ok(()) };
+    let ns = NetNs::open(&path)?;
+    let records = maps.state.all();
+    ns.netlink(|h| async move {
+        for (ifname, st) in records {
+            if st.flags & state::NL_FILTER != 0 {
+                bpf::detach_filter(&h, &ifname, st.ifindex, st.flags & state::NL_QDISC_ADDED != 0).await?;
+            }
+        }
+        Ok::<_, SbrError>(())
+    })?
 }

@@ -1,14 +1,21 @@
-//! The pin layout on bpffs: one directory per container, validation of the names that become
-//! paths, mounting bpffs when needed, and the lock that serialises SBR operations.
+//! The pin layout on bpffs: one directory per program version (shared by the node's pods) and one
+//! per container, validation of the names that become paths, mounting bpffs when needed, and the
+//! lock that serialises SBR operations.
 //!
 //! ```text
-//! <bpffs_dir>/<container id>/
+//! <bpffs_dir>/_sbr-<hash>[-debug]/      programs and node-wide maps of one version of the object
 //!     prog-carrier, prog-egress          the loaded programs
-//!     map-src, map-defaults, map-counters, map-state
-//!     link-carrier                       TCX egress link on the carrier device
-//!     link-if-<ifname>                   TCX egress link on a real interface
+//!     map-src, map-defaults, map-counters   the maps they read (keys start with the pod's cookie)
+//!     map-users                          cookies of the pods using this version
+//! <bpffs_dir>/<container id>/
+//!     map-pod                            the pod record (cookie, attach mode, version, netns path)
+//!     map-state                          interface records
+//!     map-src                            the pod's own source entries (its share of the node map)
+//!     anchor                             mount point of the namespace holding the carrier's peer
+//!     link-if-<ifname>                   TCX egress link on a real interface (TCX mode)
 //! ```
-//! Directories are created with mode 0700; the kernel creates pins with mode 0600.
+//! A version directory's name starts with `_`, which no container id does. Directories are created
+//! with mode 0700; the kernel creates pins with mode 0600.
 
 use std::{
     fs::File,
@@ -117,15 +124,6 @@ pub struct PodDir {
     dir: PathBuf,
 }
 
-/// The two programs of a pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProgKind {
-    /// On the carrier's egress.
-    Carrier,
-    /// On real interfaces' egress.
-    Egress,
-}
-
 impl PodDir {
     /// The pin directory of `container_id` under `bpffs_dir` (validated, not created).
     pub fn new(bpffs_dir: &Path, container_id: &str) -> Result<Self, SbrError> {
@@ -152,20 +150,18 @@ impl PodDir {
             .map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })
     }
 
-    /// Pin of a program.
-    pub fn prog(&self, kind: ProgKind) -> PathBuf {
-        self.dir.join(match kind {
-            ProgKind::Carrier => "prog-carrier",
-            ProgKind::Egress => "prog-egress",
-        })
-    }
-
-    /// Pin of a map (`src`, `defaults`, `counters`, `state`).
+    /// Pin of a pod map (`pod`, `state`, `src`).
     pub fn map(&self, name: &str) -> PathBuf {
         self.dir.join(format!("map-{name}"))
     }
 
-    /// Pin of the carrier's link.
+    /// Mount point of the carrier's anchor namespace.
+    pub fn anchor(&self) -> PathBuf {
+        self.dir.join("anchor")
+    }
+
+    /// Pin of the carrier's TCX link (made by earlier versions; the carrier's program is now a
+    /// netlink filter, which goes with the device).
     pub fn carrier_link(&self) -> PathBuf {
         self.dir.join("link-carrier")
     }
@@ -203,10 +199,21 @@ impl PodDir {
         Ok(out)
     }
 
-    /// Removes every pin and the directory (a missing directory is fine). Removing a link pin
-    /// detaches its program; the maps and programs go with their last pin.
+    /// Removes every pin and the directory (a missing directory is fine). The anchor namespace is
+    /// unmounted first, so the kernel deletes the carrier pair in the background; removing a link
+    /// pin detaches its program (also in the background); maps go with their last pin.
     pub fn remove(&self) -> Result<(), SbrError> {
+        unmount_anchor(&self.anchor())?;
+        let mut links = Vec::new();
         for p in self.entries()? {
+            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("link-")) {
+                links.push(p);
+            } else {
+                remove_pin(&p)?;
+            }
+        }
+        // Links last: their release runs in a kernel worker that holds RTNL for an RCU grace period.
+        for p in links {
             remove_pin(&p)?;
         }
         match std::fs::remove_dir(&self.dir) {
@@ -215,6 +222,22 @@ impl PodDir {
             Err(source) => Err(SbrError::Bpffs { path: self.dir.clone(), source }),
         }
     }
+}
+
+/// Unmounts the anchor namespace mounted on `path` (lazily) and removes the mount point; neither
+/// existing is fine. Once the last reference to the namespace is gone, the kernel destroys it and
+/// the carrier pair with it, in a worker.
+pub fn unmount_anchor(path: &Path) -> Result<(), SbrError> {
+    let c = cstring(path).map_err(|e| SbrError::Pin { path: path.to_path_buf(), reason: e.to_string() })?;
+    // SAFETY: umount2 with a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // EINVAL: not a mount point; ENOENT: no such path.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+            return Err(SbrError::Pin { path: path.to_path_buf(), reason: format!("unmount: {e}") });
+        }
+    }
+    remove_pin(path)
 }
 
 /// Removes one pin; a missing pin is fine.
@@ -276,7 +299,9 @@ mod tests {
     fn layout() {
         let d = PodDir::new(Path::new("/sys/fs/bpf/sbr"), "c1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(d.if_link("net1"), Path::new("/sys/fs/bpf/sbr/c1/link-if-net1"));
-        assert_eq!(d.prog(ProgKind::Carrier), Path::new("/sys/fs/bpf/sbr/c1/prog-carrier"));
+        assert_eq!(d.map("pod"), Path::new("/sys/fs/bpf/sbr/c1/map-pod"));
+        assert_eq!(d.anchor(), Path::new("/sys/fs/bpf/sbr/c1/anchor"));
         assert!(PodDir::new(Path::new("/x"), "../etc").is_err());
+        assert!(validate_container_id("_sbr-0123").is_err(), "version directories are never pods");
     }
 }

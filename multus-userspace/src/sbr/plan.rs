@@ -61,8 +61,8 @@ pub fn mask_words(ip: IpAddr, len: u8) -> [u32; 4] {
     addr_words(IpAddr::V6(Ipv6Addr::from(bits))).1
 }
 
-/// The map entry of one managed address.
-pub fn src_entry(ifindex: u32, addr: &IfAddr, gateway: Option<IpAddr>) -> (SrcKey, SrcRoute) {
+/// The map entry of one managed address of the pod whose namespace cookie is `cookie`.
+pub fn src_entry(cookie: u64, ifindex: u32, addr: &IfAddr, gateway: Option<IpAddr>) -> (SrcKey, SrcRoute) {
     let (family, words) = addr_words(addr.address);
     let mask = mask_words(addr.address, addr.prefix_len);
     let network = [words[0] & mask[0], words[1] & mask[1], words[2] & mask[2], words[3] & mask[3]];
@@ -74,7 +74,7 @@ pub fn src_entry(ifindex: u32, addr: &IfAddr, gateway: Option<IpAddr>) -> (SrcKe
         network,
         mask,
     };
-    (SrcKey { family, addr: words }, route)
+    (SrcKey { cookie, family, reserved: 0, addr: words }, route)
 }
 
 /// A source entry for people: `10.1.0.2 -> if 3 via 10.1.0.1 (on-link 10.1.0.0/24)`.
@@ -324,9 +324,13 @@ pub fn plan_pod(f: &PodFacts<'_>) -> PodPlan {
     PodPlan { defaults, carrier, attach, loose_rp_filter, neighbours }
 }
 
-/// A real interface of the pod: Ethernet-like, not loopback, not the carrier pair.
+/// A real interface of the pod: Ethernet-like, not loopback, not the carrier pair, not a retired
+/// carrier waiting for the kernel to delete it.
 pub fn is_real_interface(l: &LinkDetail) -> bool {
-    l.link_layer_type == ARPHRD_ETHER && l.link.name != CARRIER_IFNAME && l.link.name != CARRIER_PEER_IFNAME
+    l.link_layer_type == ARPHRD_ETHER
+        && l.link.name != CARRIER_IFNAME
+        && l.link.name != CARRIER_PEER_IFNAME
+        && !l.link.name.starts_with(super::carrier::RETIRED_PREFIX)
 }
 
 #[cfg(test)]
@@ -373,16 +377,16 @@ mod tests {
     #[test]
     fn entry_masks_network_and_drops_foreign_gateway() {
         let a = IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None };
-        let (k, r) = src_entry(7, &a, Some(ip("10.1.0.1")));
+        let (k, r) = src_entry(1, 7, &a, Some(ip("10.1.0.1")));
         assert_eq!(k.family, AF_INET);
         assert_eq!(r.ifindex, 7);
         assert_eq!(r.flags, ROUTE_HAS_GATEWAY);
         assert_eq!(words_addr(AF_INET, r.network), ip("10.1.0.0"));
         assert_eq!(describe_entry(&k, &r), "if 7 via 10.1.0.1 (on-link 10.1.0.0/24)");
-        let (_, r) = src_entry(7, &a, Some(ip("fd01::1")));
+        let (_, r) = src_entry(1, 7, &a, Some(ip("fd01::1")));
         assert_eq!(r.flags, 0, "an IPv6 gateway is no gateway for an IPv4 address");
         let a6 = IfAddr { address: ip("fd01::2"), prefix_len: 64, gateway: None };
-        let (k6, r6) = src_entry(7, &a6, Some(ip("fe80::1")));
+        let (k6, r6) = src_entry(1, 7, &a6, Some(ip("fe80::1")));
         assert_eq!(describe_entry(&k6, &r6), "if 7 via fe80::1 (on-link fd01::/64)");
     }
 
@@ -438,8 +442,8 @@ mod tests {
 
     fn facts_entries() -> Vec<(SrcKey, SrcRoute)> {
         vec![
-            src_entry(3, &IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None }, Some(ip("10.1.0.1"))),
-            src_entry(3, &IfAddr { address: ip("fd01::2"), prefix_len: 64, gateway: None }, Some(ip("fd01::1"))),
+            src_entry(1, 3, &IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None }, Some(ip("10.1.0.1"))),
+            src_entry(1, 3, &IfAddr { address: ip("fd01::2"), prefix_len: 64, gateway: None }, Some(ip("fd01::1"))),
         ]
     }
 
@@ -501,7 +505,7 @@ mod tests {
 
     #[test]
     fn no_gateway_no_carrier() {
-        let entries = vec![src_entry(3, &IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None }, None)];
+        let entries = vec![src_entry(1, 3, &IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None }, None)];
         let links = vec![link("eth0", 2, 1500), link("net1", 3, 1500)];
         let main4 = vec![route("0.0.0.0", 0, Some("10.0.0.1"), 2, 0)];
         let plan = plan_pod(&PodFacts {

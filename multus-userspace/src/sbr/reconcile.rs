@@ -2,22 +2,54 @@
 //! ([`super::plan::plan_pod`]), list the differences as fixes, apply them, and repeat until nothing
 //! is left to fix. CHECK runs the same comparison and reports the fixes as drift instead.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
+use aya::programs::tc::SchedClassifier;
 use netlink_packet_route::route::RouteMessage;
 use rtnetlink::Handle;
 
 use super::{
+    anchor,
     bpf::{self, PodMaps, BPF_TCX_EGRESS},
     carrier,
     error::nl,
-    pins::{remove_pin, PodDir, ProgKind},
-    plan::{main_default, plan_pod, CarrierRoute, PodFacts, PodPlan},
-    state::{IfaceState, RELEASED, RP_FILTER_CHANGED},
+    pins::{remove_pin, unmount_anchor, PodDir},
+    plan::{is_real_interface, main_default, plan_pod, CarrierRoute, PodFacts, PodPlan},
+    programs::ProgKind,
+    state::{IfaceState, MODE_TCX, NL_FILTER, NL_QDISC_ADDED, POD_ANCHORED, RELEASED, RP_FILTER_CHANGED},
     sysctl::{self, conf_path},
+    timing::Phases,
     Drift, SbrError, CARRIER_IFNAME,
 };
-use crate::netns::netlink::{self as nlh, route_pref_source, LinkDetail, Route};
+use crate::netns::netlink::{self as nlh, route_pref_source, route_table, LinkDetail, Route};
+
+/// What an operation carries through the reconciliation: the pod's directory, the phase log, and
+/// the programs opened from their pins (once per operation).
+pub struct Ctx<'a> {
+    /// The pod's pins.
+    pub dir: &'a PodDir,
+    /// Where the time goes.
+    pub phases: &'a Phases,
+    progs: [Option<SchedClassifier>; 2],
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for one operation.
+    pub fn new(dir: &'a PodDir, phases: &'a Phases) -> Self {
+        Self { dir, phases, progs: [None, None] }
+    }
+
+    fn prog(&mut self, maps: &PodMaps, kind: ProgKind) -> Result<&mut SchedClassifier, SbrError> {
+        let slot = &mut self.progs[kind as usize];
+        if slot.is_none() {
+            *slot = Some(maps.progs.open(kind)?);
+        }
+        slot.as_mut().ok_or_else(|| SbrError::Load(format!("program {} not opened", kind.name())))
+    }
+}
 
 /// What the pod looks like now.
 pub struct Snapshot {
@@ -37,33 +69,37 @@ pub struct Snapshot {
     pub v4_default_src: Option<IpAddr>,
     /// Neighbour entries SBR installed.
     pub neighbours: Vec<nlh::Neighbour>,
+    /// The program of SBR's netlink filter by interface index (None: no filter), read for the
+    /// carrier and, with `real_filters`, for every real interface.
+    pub filters: BTreeMap<u32, Option<u32>>,
 }
 
 impl Snapshot {
-    /// Reads the pod.
-    pub async fn read(h: &Handle) -> Result<Self, SbrError> {
-        let links = nlh::link_details(h).await.map_err(nl("list links"))?;
+    /// Reads the pod; `real_filters` also reads the netlink filters of the real interfaces.
+    pub async fn read(h: &Handle, real_filters: bool) -> Result<Self, SbrError> {
+        let links: Vec<LinkDetail> = nlh::link_details(h)
+            .await
+            .map_err(nl("list links"))?
+            .into_iter()
+            .filter(|l| !l.link.name.starts_with(carrier::RETIRED_PREFIX))
+            .collect();
         let carrier = links.iter().find(|l| l.link.name == CARRIER_IFNAME).cloned();
         let cidx = carrier.as_ref().map(|c| c.link.index);
-        let (carrier4, main4): (Vec<_>, Vec<_>) = nlh::main_routes(h, false)
+        let main = u32::from(libc::RT_TABLE_MAIN);
+        let (carrier4, main4): (Vec<_>, Vec<_>) = nlh::routes(h, false)
             .await
             .map_err(nl("list IPv4 routes"))?
             .into_iter()
+            .filter(|r| route_table(&r.message) == main)
             .partition(|r| r.oif.is_some() && r.oif == cidx);
-        let (carrier6, main6): (Vec<_>, Vec<_>) = nlh::main_routes(h, true)
-            .await
-            .map_err(nl("list IPv6 routes"))?
+        // One IPv6 dump for both tables: the main table, and the local one for the carrier's
+        // multicast route.
+        let routes6 = nlh::routes(h, true).await.map_err(nl("list IPv6 routes"))?;
+        let carrier_local6 = local6_of(&routes6, cidx);
+        let (carrier6, main6): (Vec<_>, Vec<_>) = routes6
             .into_iter()
+            .filter(|r| route_table(&r.message) == main)
             .partition(|r| r.oif.is_some() && r.oif == cidx);
-        let carrier_local6 = match cidx {
-            Some(c) => nlh::table_routes(h, true, u32::from(libc::RT_TABLE_LOCAL))
-                .await
-                .map_err(nl("list local IPv6 routes"))?
-                .into_iter()
-                .filter(|r| r.oif == Some(c))
-                .collect(),
-            None => Vec::new(),
-        };
         let v4_default_src = match main_default(&main4, cidx) {
             None => None,
             Some(d) => {
@@ -85,12 +121,42 @@ impl Snapshot {
             .into_iter()
             .filter(|n| n.protocol == carrier::RTPROT_SBR)
             .collect();
-        Ok(Self { links, main4, main6, carrier, carrier_routes, carrier_local6, v4_default_src, neighbours })
+        let mut filters = BTreeMap::new();
+        for l in &links {
+            if Some(l.link.index) == cidx || (real_filters && is_real_interface(l)) {
+                filters.insert(l.link.index, bpf::filter_prog(h, l.link.index).await?);
+            }
+        }
+        Ok(Self { links, main4, main6, carrier, carrier_routes, carrier_local6, v4_default_src, neighbours, filters })
+    }
+
+    /// Adds the carrier SBR just created (`link`) to the snapshot instead of reading everything
+    /// again: a new carrier has no routes, no filter and no neighbours; only the multicast route
+    /// the kernel gave it in the local table is read (it is there: [`carrier::create`] made the
+    /// kernel process the carrier's link-watch event).
+    async fn add_new_carrier(&mut self, h: &Handle, link: LinkDetail) -> Result<(), SbrError> {
+        let routes6 = nlh::routes(h, true).await.map_err(nl("list IPv6 routes"))?;
+        self.carrier_local6 = local6_of(&routes6, Some(link.link.index));
+        self.carrier_routes.clear();
+        self.filters.insert(link.link.index, None);
+        self.links.retain(|l| l.link.name != CARRIER_IFNAME && l.link.name != super::CARRIER_PEER_IFNAME);
+        self.links.push(link.clone());
+        self.carrier = Some(link);
+        Ok(())
     }
 
     /// The index of a link by name.
     pub fn index_of(&self, name: &str) -> Option<u32> {
         self.links.iter().find(|l| l.link.name == name).map(|l| l.link.index)
+    }
+}
+
+/// The local-table IPv6 routes through the carrier (the kernel's multicast route).
+fn local6_of(routes6: &[Route], carrier: Option<u32>) -> Vec<Route> {
+    let local = u32::from(libc::RT_TABLE_LOCAL);
+    match carrier {
+        Some(c) => routes6.iter().filter(|r| route_table(&r.message) == local && r.oif == Some(c)).cloned().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -114,7 +180,7 @@ pub enum Fix {
     SetDefault { index: u32, expected: multus_common::DefaultRoute, actual: multus_common::DefaultRoute },
     /// Create the carrier.
     CreateCarrier { mtu: u32 },
-    /// Delete the carrier (with its routes) and its link pin.
+    /// Retire (or delete) the carrier with its routes.
     DeleteCarrier { index: u32 },
     /// Change the carrier's MTU.
     CarrierMtu { index: u32, mtu: u32, actual: u32 },
@@ -130,8 +196,9 @@ pub enum Fix {
     DelRoute { route: CarrierRoute, message: RouteMessage },
     /// Attach the egress program to a real interface.
     Attach { ifname: String, reason: String },
-    /// Remove the link pin of an interface that should have none.
-    Detach { ifname: String },
+    /// Detach the program from an interface that should have none: remove its link pin (`tcx`) or
+    /// its netlink filter.
+    Detach { ifname: String, tcx: bool },
     /// Make the rp_filter of an interface loose (recording its own value).
     LooseRpFilter { ifname: String, own: u32 },
     /// Put back the rp_filter SBR changed.
@@ -152,6 +219,7 @@ impl Fix {
                 actual: format!("{actual:?}"),
             },
             Fix::CreateCarrier { .. } => Drift::Carrier(format!("{CARRIER_IFNAME} missing")),
+            Fix::DeleteCarrier { index: 0 } => Drift::PinExtra(dir.carrier_link()),
             Fix::DeleteCarrier { .. } => {
                 Drift::Carrier(format!("{CARRIER_IFNAME} exists but nothing is routed through it"))
             }
@@ -164,7 +232,11 @@ impl Fix {
             Fix::AddRoute { route, .. } => Drift::RouteMissing(route.to_string()),
             Fix::DelRoute { route, .. } => Drift::RouteExtra(route.to_string()),
             Fix::Attach { ifname, reason } => Drift::NotAttached { ifname: ifname.clone(), reason: reason.clone() },
-            Fix::Detach { ifname } => Drift::PinExtra(dir.if_link(ifname)),
+            Fix::Detach { ifname, tcx: true } => Drift::PinExtra(dir.if_link(ifname)),
+            Fix::Detach { ifname, tcx: false } => Drift::NotAttached {
+                ifname: ifname.clone(),
+                reason: "SBR filter attached to an interface that should have none".into(),
+            },
             Fix::LooseRpFilter { ifname, .. } => Drift::RpFilterStrict(ifname.clone()),
             Fix::RestoreRpFilter { ifname, orig } => Drift::Carrier(format!(
                 "rp_filter of {ifname} still changed (original {orig}) without IPv4 carrier routes"
@@ -190,8 +262,18 @@ fn link_problem(pin: &std::path::Path, ifindex: u32, prog_id: u32) -> Option<Str
     }
 }
 
+/// Why SBR's netlink filter on `ifindex` is not the expected one (None when it is).
+fn filter_problem(snap: &Snapshot, ifindex: u32, prog_id: u32) -> Option<String> {
+    match snap.filters.get(&ifindex) {
+        None | Some(None) => Some("no SBR filter on the clsact egress hook".into()),
+        Some(Some(id)) if *id != prog_id => Some(format!("filter runs program {id}, expected {prog_id}")),
+        Some(Some(_)) => None,
+    }
+}
+
 /// Lists the fixes that would bring the pod in line with `plan`.
 pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Result<Vec<Fix>, SbrError> {
+    let tcx = maps.record.mode == MODE_TCX;
     let mut fixes = Vec::new();
     for (index, expected) in plan.defaults.iter().enumerate() {
         let index = index as u32;
@@ -206,7 +288,7 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
         (None, Some(c)) if c.noarp => fixes.push(Fix::DeleteCarrier { index: c.link.index }),
         (None, Some(_)) => {}
         (None, None) => {
-            if dir.carrier_link().exists() {
+            if dir.carrier_link().exists() || maps.record.flags & POD_ANCHORED != 0 {
                 fixes.push(Fix::DeleteCarrier { index: 0 });
             }
         }
@@ -223,7 +305,7 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
             if !c.link.up || !c.lower_up {
                 fixes.push(Fix::CarrierUp);
             }
-            if let Some(reason) = link_problem(&dir.carrier_link(), idx, bpf::prog_id(dir, ProgKind::Carrier)?) {
+            if let Some(reason) = filter_problem(snap, idx, maps.progs.prog_id(ProgKind::Carrier)?) {
                 fixes.push(Fix::AttachCarrier { reason });
             }
             let existing: Vec<(CarrierRoute, &Route)> =
@@ -245,15 +327,26 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
         }
     }
 
-    let egress_id = if plan.attach.is_empty() { 0 } else { bpf::prog_id(dir, ProgKind::Egress)? };
+    let egress_id = if plan.attach.is_empty() { 0 } else { maps.progs.prog_id(ProgKind::Egress)? };
     for (ifname, index) in &plan.attach {
-        if let Some(reason) = link_problem(&dir.if_link(ifname), *index, egress_id) {
+        let problem = if tcx {
+            link_problem(&dir.if_link(ifname), *index, egress_id)
+        } else {
+            filter_problem(snap, *index, egress_id)
+        };
+        if let Some(reason) = problem {
             fixes.push(Fix::Attach { ifname: ifname.clone(), reason });
         }
     }
+    let planned = |name: &str| plan.attach.iter().any(|(n, _)| n == name);
     for (ifname, _) in dir.if_links()? {
-        if !plan.attach.iter().any(|(n, _)| *n == ifname) {
-            fixes.push(Fix::Detach { ifname });
+        if !planned(&ifname) {
+            fixes.push(Fix::Detach { ifname, tcx: true });
+        }
+    }
+    for (ifname, st) in maps.state.all() {
+        if st.flags & NL_FILTER != 0 && !planned(&ifname) {
+            fixes.push(Fix::Detach { ifname, tcx: false });
         }
     }
 
@@ -282,31 +375,38 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
     Ok(fixes)
 }
 
-/// Applies fixes in order.
+/// Applies fixes in order, except that link pins are removed last: releasing a TCX link makes a
+/// kernel worker hold RTNL for an RCU grace period, which any later netlink change would wait for.
+/// Returns the carrier when it was created (the rest of the fixes need its index: the caller plans
+/// again).
 pub async fn apply(
     h: &Handle,
     fixes: Vec<Fix>,
     snap: &Snapshot,
     maps: &mut PodMaps,
-    dir: &PodDir,
-) -> Result<(), SbrError> {
-    for fix in fixes {
+    ctx: &mut Ctx<'_>,
+) -> Result<Option<LinkDetail>, SbrError> {
+    let (unpins, fixes): (Vec<Fix>, Vec<Fix>) =
+        fixes.into_iter().partition(|f| matches!(f, Fix::Detach { tcx: true, .. }));
+    let dir = ctx.dir;
+    let mut fixes = fixes.into_iter().chain(unpins).peekable();
+    while let Some(fix) = fixes.next() {
         match fix {
-            Fix::SetDefault { index, expected, .. } => maps.set_default(index, expected)?,
+            Fix::SetDefault { index, expected, .. } => {
+                maps.set_default(index, expected)?;
+                ctx.phases.mark("maps");
+            }
             Fix::CreateCarrier { mtu } => {
-                carrier::create(h, mtu).await?;
-                // Indices changed: the caller reads the pod again before anything else.
-                return Ok(());
+                // Indices changed: the caller plans again before anything else.
+                return create_carrier(h, mtu, maps, ctx).await.map(Some);
             }
             Fix::DeleteCarrier { index } => {
-                remove_pin(&dir.carrier_link())?;
-                if index != 0 {
-                    maps.remove_counters(index)?;
-                    nlh::delete_link(h, index).await.map_err(nl(format!("delete {CARRIER_IFNAME}")))?;
-                }
+                remove_carrier(h, index, maps, dir, true).await?;
+                ctx.phases.mark("device");
             }
             Fix::CarrierMtu { index, mtu, .. } => {
-                nlh::set_link_mtu(h, index, mtu).await.map_err(nl(format!("set {CARRIER_IFNAME} MTU")))?
+                nlh::set_link_mtu(h, index, mtu).await.map_err(nl(format!("set {CARRIER_IFNAME} MTU")))?;
+                ctx.phases.mark("device");
             }
             Fix::CarrierUp => {
                 for name in [super::CARRIER_PEER_IFNAME, CARRIER_IFNAME] {
@@ -314,29 +414,74 @@ pub async fn apply(
                         nlh::set_link_up(h, i).await.map_err(nl(format!("set {name} up")))?;
                     }
                 }
+                ctx.phases.mark("device");
             }
             Fix::CarrierForeign => {
                 return Err(SbrError::Drift(vec![Fix::CarrierForeign.drift(dir)]));
             }
             Fix::AttachCarrier { .. } => {
-                bpf::attach(dir, ProgKind::Carrier, CARRIER_IFNAME, &dir.carrier_link())?;
                 if let Some(i) = snap.index_of(CARRIER_IFNAME) {
-                    maps.ensure_counters(i)?;
+                    // The carrier is SBR's own device: a netlink filter is enough (nothing else
+                    // runs there), costs no RCU grace period, and goes with the device.
+                    let prog = ctx.prog(maps, ProgKind::Carrier)?;
+                    bpf::attach_filter(h, prog, ProgKind::Carrier, CARRIER_IFNAME, i).await?;
+                    ctx.phases.mark("attach");
+                    maps.ensure_counters(CARRIER_IFNAME, i)?;
+                    ctx.phases.mark("maps");
                 }
             }
-            Fix::AddRoute { route, oif } => nlh::add_route(h, carrier::route_message(&route, oif))
-                .await
-                .map_err(nl(format!("add route {route}")))?,
+            Fix::AddRoute { route, oif } => {
+                // A run of routes goes out at once: the kernel adds them one after the other
+                // without waiting for us in between.
+                let mut batch = vec![(route, oif)];
+                while let Some(Fix::AddRoute { .. }) = fixes.peek() {
+                    if let Some(Fix::AddRoute { route, oif }) = fixes.next() {
+                        batch.push((route, oif));
+                    }
+                }
+                futures::future::try_join_all(batch.into_iter().map(|(route, oif)| async move {
+                    nlh::add_route(h, carrier::route_message(&route, oif))
+                        .await
+                        .map_err(nl(format!("add route {route}")))
+                }))
+                .await?;
+                ctx.phases.mark("routes");
+            }
             Fix::DelRoute { route, message } => {
-                nlh::delete_route(h, message).await.map_err(nl(format!("delete route {route}")))?
+                nlh::delete_route(h, message).await.map_err(nl(format!("delete route {route}")))?;
+                ctx.phases.mark("routes");
             }
             Fix::Attach { ifname, .. } => {
-                bpf::attach(dir, ProgKind::Egress, &ifname, &dir.if_link(&ifname))?;
-                if let Some(i) = snap.index_of(&ifname) {
-                    maps.ensure_counters(i)?;
+                let Some(i) = snap.index_of(&ifname) else { continue };
+                if maps.record.mode == MODE_TCX {
+                    let prog = ctx.prog(maps, ProgKind::Egress)?;
+                    bpf::attach_tcx(prog, ProgKind::Egress, &ifname, &dir.if_link(&ifname))?;
+                } else {
+                    let prog = ctx.prog(maps, ProgKind::Egress)?;
+                    let added = bpf::attach_filter(h, prog, ProgKind::Egress, &ifname, i).await?;
+                    let st = maps.state.get(&ifname).unwrap_or_default();
+                    let flags = st.flags | NL_FILTER | if added { NL_QDISC_ADDED } else { 0 };
+                    maps.put_state(&ifname, IfaceState { ifindex: i, flags, ..st })?;
                 }
+                ctx.phases.mark("attach");
+                maps.ensure_counters(&ifname, i)?;
+                ctx.phases.mark("maps");
             }
-            Fix::Detach { ifname } => remove_pin(&dir.if_link(&ifname))?,
+            Fix::Detach { ifname, tcx: true } => {
+                remove_pin(&dir.if_link(&ifname))?;
+                let st = maps.state.get(&ifname).unwrap_or_default();
+                maps.put_state(&ifname, IfaceState { flags: st.flags & !super::state::COUNTED, ..st })?;
+                ctx.phases.mark("detach");
+            }
+            Fix::Detach { ifname, tcx: false } => {
+                let st = maps.state.get(&ifname).unwrap_or_default();
+                if snap.index_of(&ifname) == Some(st.ifindex) {
+                    bpf::detach_filter(h, &ifname, st.ifindex, st.flags & NL_QDISC_ADDED != 0).await?;
+                }
+                let flags = st.flags & !(NL_FILTER | NL_QDISC_ADDED | super::state::COUNTED);
+                maps.put_state(&ifname, IfaceState { flags, ..st })?;
+                ctx.phases.mark("detach");
+            }
             Fix::LooseRpFilter { ifname, own } => {
                 let mut st = maps.state.get(&ifname).unwrap_or_default();
                 if st.flags & RP_FILTER_CHANGED == 0 {
@@ -345,24 +490,90 @@ pub async fn apply(
                     if st.ifindex == 0 {
                         st.ifindex = snap.index_of(&ifname).unwrap_or(0);
                     }
-                    maps.state.put(&ifname, st)?;
+                    maps.put_state(&ifname, st)?;
                 }
                 sysctl::write(&conf_path("ipv4", &ifname, "rp_filter"), 2)?;
+                ctx.phases.mark("config");
             }
             Fix::RestoreRpFilter { ifname, orig } => {
                 restore_rp_filter(&ifname, orig, snap)?;
                 let st = maps.state.get(&ifname).unwrap_or_default();
-                maps.state.put(&ifname, IfaceState { flags: st.flags & !RP_FILTER_CHANGED, ..st })?;
+                maps.put_state(&ifname, IfaceState { flags: st.flags & !RP_FILTER_CHANGED, ..st })?;
+                ctx.phases.mark("config");
             }
-            Fix::AddNeighbour { ifindex, addr } => nlh::add_managed_neighbour(h, ifindex, addr, carrier::RTPROT_SBR)
-                .await
-                .map_err(nl(format!("add managed neighbour {addr}")))?,
+            Fix::AddNeighbour { ifindex, addr } => {
+                nlh::add_managed_neighbour(h, ifindex, addr, carrier::RTPROT_SBR)
+                    .await
+                    .map_err(nl(format!("add managed neighbour {addr}")))?;
+                ctx.phases.mark("config");
+            }
             Fix::DelNeighbour { ifindex, addr } => {
-                nlh::delete_neighbour(h, ifindex, addr).await.map_err(nl(format!("delete neighbour {addr}")))?
+                nlh::delete_neighbour(h, ifindex, addr).await.map_err(nl(format!("delete neighbour {addr}")))?;
+                ctx.phases.mark("config");
             }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Creates the carrier, with its peer in a new anchor namespace (or, when no anchor can be made,
+/// in the pod: then deleting it later waits for the kernel).
+async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<LinkDetail, SbrError> {
+    // An anchor left from a carrier deleted behind SBR's back is empty: drop it.
+    unmount_anchor(&ctx.dir.anchor())?;
+    let mut record = maps.record;
+    record.flags &= !POD_ANCHORED;
+    let made = anchor::spawn().and_then(anchor::join);
+    let anchor = match made.and_then(|f| anchor::mount(&f, &ctx.dir.anchor()).map(|()| f)) {
+        Ok(f) => {
+            record.flags |= POD_ANCHORED;
+            Some(f)
+        }
+        Err(e) => {
+            tracing::warn!("sbr: {e}; the carrier's peer stays in the pod");
+            None
+        }
+    };
+    maps.set_record(record)?;
+    ctx.phases.mark("anchor");
+    let created = carrier::create(h, mtu, anchor.as_ref()).await;
+    ctx.phases.mark("device");
+    if created.is_err() && anchor.is_some() {
+        unmount_anchor(&ctx.dir.anchor())?;
+        record.flags &= !POD_ANCHORED;
+        maps.set_record(record)?;
+    }
+    created
+}
+
+/// Removes the carrier at `index` (0: no device, only leftovers): an anchored one is retired (set
+/// down and renamed, at once) and its anchor unmounted (`unmount`; otherwise the caller removes
+/// the pod's pins later), so the kernel deletes it in the background; one without an anchor is
+/// deleted, which waits for the kernel.
+async fn remove_carrier(
+    h: &Handle,
+    index: u32,
+    maps: &mut PodMaps,
+    dir: &PodDir,
+    unmount: bool,
+) -> Result<(), SbrError> {
+    let anchored = maps.record.flags & POD_ANCHORED != 0;
+    if index != 0 {
+        if anchored {
+            carrier::retire(h, index).await?;
+        } else {
+            nlh::delete_link(h, index).await.map_err(nl(format!("delete {CARRIER_IFNAME}")))?;
+        }
+    }
+    maps.remove_state(CARRIER_IFNAME)?;
+    if anchored && unmount {
+        unmount_anchor(&dir.anchor())?;
+        let mut record = maps.record;
+        record.flags &= !POD_ANCHORED;
+        maps.set_record(record)?;
+    }
+    // A TCX link of the carrier made by an earlier version.
+    remove_pin(&dir.carrier_link())
 }
 
 /// Puts an interface's rp_filter back, unless the interface is gone or someone changed it since.
@@ -370,6 +581,11 @@ fn restore_rp_filter(ifname: &str, orig: u32, snap: &Snapshot) -> Result<(), Sbr
     if snap.index_of(ifname).is_none() {
         return Ok(());
     }
+    restore_rp_filter_of(ifname, orig)
+}
+
+/// Puts an existing interface's rp_filter back, unless someone changed it since.
+fn restore_rp_filter_of(ifname: &str, orig: u32) -> Result<(), SbrError> {
     let path = conf_path("ipv4", ifname, "rp_filter");
     if sysctl::read(&path)? == 2 {
         sysctl::write(&path, orig)?;
@@ -378,34 +594,54 @@ fn restore_rp_filter(ifname: &str, orig: u32, snap: &Snapshot) -> Result<(), Sbr
 }
 
 /// Reads, plans and fixes the pod until nothing is left to fix; returns the final plan.
-pub async fn converge(h: &Handle, maps: &mut PodMaps, dir: &PodDir) -> Result<PodPlan, SbrError> {
+pub async fn converge(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<PodPlan, SbrError> {
+    converge_from(h, maps, ctx, None).await
+}
+
+/// [`converge`] from a snapshot the caller read. The pod is read once: after creating the carrier
+/// the snapshot is completed rather than read again, and fixes that applied without error are not
+/// read back (CHECK does that).
+pub async fn converge_from(
+    h: &Handle,
+    maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
+    snap: Option<Snapshot>,
+) -> Result<PodPlan, SbrError> {
     const ROUNDS: usize = 4;
+    let real_filters = maps.record.mode != MODE_TCX;
+    let mut snap = match snap {
+        Some(s) => s,
+        None => {
+            let s = Snapshot::read(h, real_filters).await?;
+            ctx.phases.mark("read");
+            s
+        }
+    };
     for _ in 0..ROUNDS {
-        let snap = Snapshot::read(h).await?;
         forget_released_gone(&snap, maps)?;
         let plan = plan_for(&snap, maps);
-        let fixes = diff(&plan, &snap, maps, dir)?;
+        let fixes = diff(&plan, &snap, maps, ctx.dir)?;
         if fixes.is_empty() {
             return Ok(plan);
         }
         tracing::debug!(?fixes, "sbr: applying");
-        apply(h, fixes, &snap, maps, dir).await?;
+        match apply(h, fixes, &snap, maps, ctx).await? {
+            None => return Ok(plan),
+            Some(carrier) => {
+                snap.add_new_carrier(h, carrier).await?;
+                ctx.phases.mark("read");
+            }
+        }
     }
-    let snap = Snapshot::read(h).await?;
-    let plan = plan_for(&snap, maps);
-    let left = diff(&plan, &snap, maps, dir)?;
-    if left.is_empty() {
-        Ok(plan)
-    } else {
-        Err(SbrError::Drift(left.iter().map(|f| f.drift(dir)).collect()))
-    }
+    let left = diff(&plan_for(&snap, maps), &snap, maps, ctx.dir)?;
+    Err(SbrError::Drift(left.iter().map(|f| f.drift(ctx.dir)).collect()))
 }
 
 /// Forgets released interfaces that no longer exist (or were recreated with another index).
 fn forget_released_gone(snap: &Snapshot, maps: &mut PodMaps) -> Result<(), SbrError> {
     for (ifname, st) in maps.state.all() {
         if st.flags & RELEASED != 0 && snap.index_of(&ifname) != Some(st.ifindex) {
-            maps.state.remove(&ifname)?;
+            maps.remove_state(&ifname)?;
         }
     }
     Ok(())
@@ -436,24 +672,41 @@ pub fn plan_for(snap: &Snapshot, maps: &PodMaps) -> PodPlan {
     })
 }
 
-/// Undoes everything SBR did in the pod when its last interface goes: deletes the carrier (its
-/// routes and its TCX link go with it), SBR's neighbour entries, and puts back the rp_filter values
-/// it changed. The caller removes the pins afterwards: the kernel detaches the links of the real
-/// interfaces asynchronously, so no netlink request waits behind that.
-pub async fn teardown(h: &Handle, maps: &mut PodMaps) -> Result<(), SbrError> {
-    let snap = Snapshot::read(h).await?;
-    if let Some(c) = &snap.carrier {
-        if c.noarp {
-            nlh::delete_link(h, c.link.index).await.map_err(nl(format!("delete {CARRIER_IFNAME}")))?;
-        }
+/// Undoes everything SBR did in the pod when its last interface goes: the carrier (retired at once
+/// when anchored: down, so its routes go, and renamed; the kernel deletes it once the caller
+/// removes the pod's pins), SBR's neighbour entries, the rp_filter values it changed, and its
+/// netlink filters. Link pins are removed by the caller afterwards (the kernel detaches them in the
+/// background), after the pod's map entries, which go only once no route leads to the carrier.
+pub async fn teardown(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<(), SbrError> {
+    // Only links and SBR's neighbours matter here (routes go with the carrier).
+    let links = nlh::link_details(h).await.map_err(nl("list links"))?;
+    let neighbours: Vec<nlh::Neighbour> = nlh::neighbours(h)
+        .await
+        .map_err(nl("list neighbours"))?
+        .into_iter()
+        .filter(|n| n.protocol == carrier::RTPROT_SBR)
+        .collect();
+    let index_of = |name: &str| links.iter().find(|l| l.link.name == name).map(|l| l.link.index);
+    ctx.phases.mark("read");
+    match links.iter().find(|l| l.link.name == CARRIER_IFNAME) {
+        Some(c) if c.noarp => remove_carrier(h, c.link.index, maps, ctx.dir, false).await?,
+        _ => remove_carrier(h, 0, maps, ctx.dir, false).await?,
     }
-    for n in &snap.neighbours {
+    ctx.phases.mark("device");
+    for n in &neighbours {
         nlh::delete_neighbour(h, n.ifindex, n.addr).await.map_err(nl(format!("delete neighbour {}", n.addr)))?;
     }
     for (ifname, st) in maps.state.all() {
-        if st.flags & RP_FILTER_CHANGED != 0 {
-            restore_rp_filter(&ifname, st.rp_filter_orig, &snap)?;
+        if st.flags & RP_FILTER_CHANGED != 0 && index_of(&ifname).is_some() {
+            restore_rp_filter_of(&ifname, st.rp_filter_orig)?;
         }
     }
+    ctx.phases.mark("config");
+    for (ifname, st) in maps.state.all() {
+        if st.flags & NL_FILTER != 0 && index_of(&ifname) == Some(st.ifindex) {
+            bpf::detach_filter(h, &ifname, st.ifindex, st.flags & NL_QDISC_ADDED != 0).await?;
+        }
+    }
+    ctx.phases.mark("detach");
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! Drives the SBR library by hand, for experiments and benchmarks (not a CNI plugin):
 //!
 //! ```text
-//! sbr-lab add   <bpffs-dir> <container-id> <netns-path> <ifname> [addr/len[@gateway] ...] [--gw4 A] [--gw6 A] [--debug]
+//! sbr-lab add   <bpffs-dir> <container-id> <netns-path> <ifname> [addr/len[@gateway] ...] [--gw4 A] [--gw6 A] [--debug] [--mode auto|tcx|netlink]
 //! sbr-lab del   <bpffs-dir> <container-id> <netns-path|-> <ifname>
 //! sbr-lab check <bpffs-dir> <container-id> <netns-path> <ifname> [addr/len[@gateway] ...]
 //! sbr-lab gc    <bpffs-dir> [valid-container-id ...]
 //! sbr-lab show  <bpffs-dir> [container-id]
 //! ```
+//! `add` and `del` print their wall time and then one `phase <name> <µs>` line per phase on stderr.
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,7 @@ fn main() -> Result<()> {
             "--gw4" => cfg.gateway_v4 = Some(it.next().context("--gw4 value")?.parse()?),
             "--gw6" => cfg.gateway_v6 = Some(it.next().context("--gw6 value")?.parse()?),
             "--debug" => cfg.debug = true,
+            "--mode" => cfg.attach_mode = it.next().context("--mode value")?.parse().map_err(anyhow::Error::msg)?,
             _ => rest.push(a.clone()),
         }
     }
@@ -43,14 +45,18 @@ fn main() -> Result<()> {
         "add" => {
             let t = std::time::Instant::now();
             let r = sbr::add(&cfg, &rest[0], Path::new(&rest[1]), &spec(&rest)?)?;
-            eprintln!("add took {:?}", t.elapsed());
-            println!("{r:#?}");
+            let took = t.elapsed();
+            let loaded = if r.loaded { "loaded the programs\n" } else { "" };
+            // One write each: the process's own cost is part of what is measured.
+            write_all(std::io::stderr(), format!("add took {took:?}\n{loaded}{}", phases_text(&r.phases)));
+            write_all(std::io::stdout(), format!("{r:#?}\n"));
         }
         "del" => {
             let ns = (rest[1] != "-").then(|| Path::new(&rest[1]));
             let t = std::time::Instant::now();
-            sbr::del(&cfg, &rest[0], ns, &rest[2])?;
-            eprintln!("del took {:?}", t.elapsed());
+            let phases = sbr::del_timed(&cfg, &rest[0], ns, &rest[2])?;
+            let took = t.elapsed();
+            write_all(std::io::stderr(), format!("del took {took:?}\n{}", phases_text(&phases)));
         }
         "check" => sbr::check(&cfg, &rest[0], Path::new(&rest[1]), &spec(&rest)?)?,
         "gc" => {
@@ -69,4 +75,12 @@ fn main() -> Result<()> {
         other => bail!("unknown command {other}"),
     }
     Ok(())
+}
+
+fn write_all(mut to: impl std::io::Write, text: String) {
+    let _ = to.write_all(text.as_bytes());
+}
+
+fn phases_text(phases: &[sbr::Phase]) -> String {
+    phases.iter().map(|p| format!("phase {} {}\n", p.name, p.time.as_micros())).collect()
 }

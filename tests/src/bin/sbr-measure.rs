@@ -1,9 +1,15 @@
 //! Quick measurements of eBPF SBR against Debian's sbr and against no SBR on the §5 topology, for
 //! docs/sbr-design.md (the formal benchmark is `cargo xtask bench sbr`). Run as root from a release
-//! build: `cargo run --release -p multus-tests --bin sbr-measure -- [reps] [seconds]`. Prints
-//! markdown tables.
+//! build: `cargo run --release -p multus-tests --bin sbr-measure -- [reps] [seconds]`, or
+//! `... --bin sbr-measure -- adddel [runs]` for the ADD/DEL section alone. Prints markdown tables.
+//!
+//! ADD/DEL are measured as processes (`sbr-lab`, one per call, like a CNI plugin) in each attach
+//! mode, with the node's programs already loaded by another pod ("warm", the usual case) and without
+//! ("cold": that ADD loads them, that DEL unloads them), with the phases each call reports. Set
+//! `SBR_LAB_BEFORE` to an older `sbr-lab` to measure it beside.
 
 use std::{
+    collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::Command,
@@ -13,7 +19,7 @@ use std::{
 use testkit::{
     cni::{exec, sbr_conf},
     sbr::Harness,
-    topo::{Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_ETH0_V4, POD_NET1_V4},
+    topo::{MiniPod, Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_ETH0_V4, POD_NET1_V4},
     traffic::{iperf3, Iperf3Server},
 };
 
@@ -50,23 +56,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Throughput of each mode: all topologies are set up first and the repetitions alternate between
+/// modes, so that load from elsewhere on the machine falls on every mode alike.
 fn throughput(reps: usize, secs: u32, o: &Options, client_net1: bool, modes: &[Mode]) -> Vec<(Mode, [f64; 3])> {
-    let mut out = Vec::new();
-    for &mode in modes {
-        let (t, _h) = setup(mode, o.clone());
-        let (client, dst) = if client_net1 { (&t.cli2, POD_NET1_V4) } else { (&t.cli1, POD_ETH0_V4) };
-        let _server = Iperf3Server::start(&t.pod, 5201);
-        let mut fwd = Vec::new();
-        let mut rev = Vec::new();
-        let mut par = Vec::new();
-        for _ in 0..reps {
-            fwd.push(iperf3(client, dst, 5201, secs, &[]));
-            rev.push(iperf3(client, dst, 5201, secs, &["-R"]));
-            par.push(iperf3(client, dst, 5201, secs, &["-R", "-P", "4"]));
+    let setups: Vec<_> = modes.iter().map(|&mode| setup(mode, o.clone())).collect();
+    let servers: Vec<_> = setups.iter().map(|(t, _)| Iperf3Server::start(&t.pod, 5201)).collect();
+    let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; modes.len()];
+    for _ in 0..reps {
+        for (i, (t, _)) in setups.iter().enumerate() {
+            let (client, dst) = if client_net1 { (&t.cli2, POD_NET1_V4) } else { (&t.cli1, POD_ETH0_V4) };
+            samples[i][0].push(iperf3(client, dst, 5201, secs, &[]));
+            samples[i][1].push(iperf3(client, dst, 5201, secs, &["-R"]));
+            samples[i][2].push(iperf3(client, dst, 5201, secs, &["-R", "-P", "4"]));
         }
-        out.push((mode, [median(fwd), median(rev), median(par)]));
     }
-    out
+    drop(servers);
+    modes
+        .iter()
+        .zip(samples)
+        .map(|(&mode, [f, r, p])| (mode, [median(f), median(r), median(p)]))
+        .collect()
 }
 
 /// Pins the calling thread to CPU 0, so both ends of a ping-pong wake each other on one CPU and the
@@ -113,54 +122,105 @@ fn pingpong(server: &testkit::netns::Netns, client: &testkit::netns::Netns, dst:
     (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
 }
 
-fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// ADD and DEL wall time of a plugin process, `runs` times: ((add p50, p90), (del p50, p90)) in ms.
-fn add_del_times(mode: Mode, runs: usize, lab: &Path) -> ((f64, f64), (f64, f64)) {
+/// What runs ADD and DEL.
+#[derive(Clone, Debug)]
+enum Plugin {
+    /// Debian's sbr.
+    Sbr,
+    /// eBPF SBR through `sbr-lab` at `lab`, in `mode` (None: the binary has no modes), with the
+    /// programs kept loaded by another pod (`warm`).
+    Ebpf { lab: PathBuf, mode: Option<&'static str>, warm: bool },
+}
+
+/// ADD and DEL times of `runs` process calls (ms) and the phases eBPF SBR reported (µs).
+struct Times {
+    adds: Vec<f64>,
+    dels: Vec<f64>,
+    add_phases: BTreeMap<String, Vec<f64>>,
+    del_phases: BTreeMap<String, Vec<f64>>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs `sbr-lab` and returns its wall time and the phases it printed.
+fn lab_call(lab: &Path, args: &[&str]) -> (Duration, BTreeMap<String, f64>) {
+    let start = Instant::now();
+    let out = Command::new(lab).args(args).output().expect("sbr-lab");
+    let took = start.elapsed();
+    assert!(out.status.success(), "sbr-lab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let phases = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("phase ")?.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect();
+    (took, phases)
+}
+
+/// ADD and DEL of net1 in the §5 pod, `runs` times, each a process.
+fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
     let t = Sbr5::new();
     let bpffs = testkit::bpffs::Bpffs::new();
-    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    let bpffs_dir = bpffs.path().to_string_lossy().into_owned();
+    let pod = t.pod.path().to_string_lossy().into_owned();
     let conf = sbr_conf(&t.pod.path(), "net1", &SBR_IPS);
+    let mut times =
+        Times { adds: Vec::new(), dels: Vec::new(), add_phases: BTreeMap::new(), del_phases: BTreeMap::new() };
+    let keeper = MiniPod::new();
+    let keeper_path = keeper.pod.path().to_string_lossy().into_owned();
+    let mode_args = |mode: &Option<&'static str>| -> Vec<&'static str> {
+        mode.map(|m| vec!["--mode", m]).unwrap_or_default()
+    };
+    if let Plugin::Ebpf { lab, mode, warm: true } = plugin {
+        let mut args = vec!["add", &bpffs_dir, "keeper", &keeper_path, "net1", "10.5.0.2/24@10.5.0.1"];
+        args.extend(mode_args(mode));
+        lab_call(lab, &args);
+    }
     for _ in 0..runs {
-        let start = Instant::now();
-        match mode {
-            Mode::Ebpf => {
-                let st = Command::new(lab)
-                    .args(["add", &bpffs.path().to_string_lossy(), "m", &t.pod.path().to_string_lossy(), "net1"])
-                    .args(["10.1.0.2/24@10.1.0.1", "fd01::2/64@fd01::1"])
-                    .output()
-                    .expect("sbr-lab");
-                assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        match plugin {
+            Plugin::Ebpf { lab, mode, .. } => {
+                let mut args = vec!["add", &bpffs_dir, "m", &pod, "net1", "10.1.0.2/24@10.1.0.1", "fd01::2/64@fd01::1"];
+                args.extend(mode_args(mode));
+                let (took, phases) = lab_call(lab, &args);
+                times.adds.push(ms(took));
+                for (k, v) in phases {
+                    times.add_phases.entry(k).or_default().push(v);
+                }
+                let (took, phases) = lab_call(lab, &["del", &bpffs_dir, "m", &pod, "net1"]);
+                times.dels.push(ms(took));
+                for (k, v) in phases {
+                    times.del_phases.entry(k).or_default().push(v);
+                }
             }
-            _ => assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf).ok),
-        }
-        adds.push(start.elapsed());
-        let start = Instant::now();
-        match mode {
-            Mode::Ebpf => {
-                let st = Command::new(lab)
-                    .args(["del", &bpffs.path().to_string_lossy(), "m", &t.pod.path().to_string_lossy(), "net1"])
-                    .output()
-                    .expect("sbr-lab");
-                assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+            Plugin::Sbr => {
+                let start = Instant::now();
+                assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf).ok);
+                times.adds.push(ms(start.elapsed()));
+                let start = Instant::now();
+                assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf).ok);
+                times.dels.push(ms(start.elapsed()));
+                // sbr's DEL leaves its routes in table 100 and net1's routes out of main: restore them.
+                t.pod.ip(&["route", "flush", "table", "100"]);
+                t.pod.ip(&["-6", "route", "flush", "table", "101"]);
+                t.pod.try_ip(&["route", "add", "10.1.0.0/24", "dev", "net1", "src", "10.1.0.2"]);
+                t.pod.try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
+                t.pod.try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
             }
-            _ => assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf).ok),
-        }
-        dels.push(start.elapsed());
-        if mode == Mode::Sbr {
-            // sbr's DEL leaves its routes in table 100 and net1's routes out of main: restore them.
-            t.pod.ip(&["route", "flush", "table", "100"]);
-            t.pod.ip(&["-6", "route", "flush", "table", "101"]);
-            t.pod.try_ip(&["route", "add", "10.1.0.0/24", "dev", "net1", "src", "10.1.0.2"]);
-            t.pod.try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
-            t.pod.try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
         }
     }
-    (percentiles(adds), percentiles(dels))
+    if let Plugin::Ebpf { lab, warm: true, .. } = plugin {
+        lab_call(lab, &["del", &bpffs_dir, "keeper", &keeper_path, "net1"]);
+    }
+    times
 }
 
 fn main() {
@@ -169,12 +229,19 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let secs: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
     let lab: PathBuf = std::env::current_exe().expect("exe").with_file_name("sbr-lab");
     assert!(lab.exists(), "build sbr-lab first (cargo build --release -p multus-tests)");
+    if args.get(1).map(String::as_str) == Some("adddel") {
+        let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
+        add_del_section(&lab, runs);
+        return;
+    }
+    let reps: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let secs: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4);
 
-    println!("## Throughput (Gbit/s, median of {reps} × {secs} s; iperf3 client in cli2 -> pod net1 10.1.0.2)\n");
+    println!(
+        "## Throughput (Gbit/s, median of {reps} × {secs} s, modes alternating; iperf3 client in cli2 -> pod net1 10.1.0.2)\n"
+    );
     println!("| case | mode | -P1 cli2->pod | -P1 -R pod->cli2 | -P4 -R |\n|---|---|---|---|---|");
     for (label, o) in
         [("same MTU", Options::default()), ("net1 MTU 1400", Options { net1_mtu: 1400, ..Options::default() })]
@@ -192,7 +259,7 @@ fn main() {
     }
 
     latency();
-    add_del_section(&lab);
+    add_del_section(&lab, 30);
 }
 
 fn latency() {
@@ -210,11 +277,47 @@ fn latency() {
     }
 }
 
-fn add_del_section(lab: &Path) {
-    println!("\n## ADD/DEL wall time of a process (ms, 30 runs; eBPF SBR through sbr-lab)\n");
-    println!("| mode | ADD p50 | ADD p90 | DEL p50 | DEL p90 |\n|---|---|---|---|---|");
-    for mode in [Mode::Sbr, Mode::Ebpf] {
-        let ((a50, a90), (d50, d90)) = add_del_times(mode, 30, lab);
-        println!("| {mode:?} | {a50:.1} | {a90:.1} | {d50:.1} | {d90:.1} |");
+fn add_del_section(lab: &Path, runs: usize) {
+    println!("\n## ADD/DEL wall time of a process (ms, {runs} runs each; eBPF SBR through sbr-lab)\n");
+    let mut plugins: Vec<(String, Plugin)> = vec![("Debian sbr".into(), Plugin::Sbr)];
+    if let Some(before) = std::env::var_os("SBR_LAB_BEFORE") {
+        plugins.push((
+            "eBPF SBR before (per-pod load)".into(),
+            Plugin::Ebpf { lab: PathBuf::from(before), mode: None, warm: false },
+        ));
+    }
+    for mode in ["tcx", "netlink"] {
+        for warm in [true, false] {
+            let label = format!("eBPF SBR {mode}, {}", if warm { "warm" } else { "cold" });
+            plugins.push((label, Plugin::Ebpf { lab: lab.to_path_buf(), mode: Some(mode), warm }));
+        }
+    }
+    let mut results = Vec::new();
+    for (label, plugin) in plugins {
+        let t = add_del_times(&plugin, runs);
+        results.push((label, t));
+    }
+    let sbr_total = results.first().map(|(_, t)| percentile(&t.adds, 0.5) + percentile(&t.dels, 0.5)).unwrap_or(1.0);
+    println!("| plugin | ADD p50 | ADD p90 | DEL p50 | DEL p90 | ADD+DEL p50 | × sbr |\n|---|---|---|---|---|---|---|");
+    for (label, t) in &results {
+        let (a50, a90, d50, d90) =
+            (percentile(&t.adds, 0.5), percentile(&t.adds, 0.9), percentile(&t.dels, 0.5), percentile(&t.dels, 0.9));
+        println!(
+            "| {label} | {a50:.1} | {a90:.1} | {d50:.1} | {d90:.1} | {:.1} | {:.2} |",
+            a50 + d50,
+            (a50 + d50) / sbr_total
+        );
+    }
+    println!("\nPhases reported by eBPF SBR (µs, median over the runs):\n");
+    println!("| plugin | call | phases |\n|---|---|---|");
+    for (label, t) in &results {
+        for (call, phases) in [("ADD", &t.add_phases), ("DEL", &t.del_phases)] {
+            if phases.is_empty() {
+                continue;
+            }
+            let text: Vec<String> =
+                phases.iter().map(|(name, v)| format!("{name} {:.0}", percentile(v, 0.5))).collect();
+            println!("| {label} | {call} | {} |", text.join(", "));
+        }
     }
 }
