@@ -357,7 +357,10 @@ pub fn ifnames(info: &PodInfo, live: Option<&Live>) -> BTreeMap<u32, String> {
     out
 }
 
-fn attach_mode(t: u32) -> String {
+fn attach_mode(a: &AttachmentInfo, t: u32) -> String {
+    if a.mode == crate::sbr::AttachMode::Netlink {
+        return "netlink-clsact-egress".into();
+    }
     match t {
         BPF_TCX_EGRESS => "tcx-egress".into(),
         BPF_TCX_INGRESS => "tcx-ingress".into(),
@@ -377,7 +380,7 @@ fn program_view(a: &AttachmentInfo) -> ProgramView {
         program,
         program_id: target.map(|t| t.prog_id),
         link_id: target.map(|t| t.id),
-        attach_mode: target.map(|t| attach_mode(t.attach_type)),
+        attach_mode: target.map(|t| attach_mode(a, t.attach_type)),
         attached: target.is_some_and(|t| t.ifindex != 0),
         pin: a.pin.display().to_string(),
         error,

@@ -8,6 +8,7 @@
 //! | `bpffsDir` | ours | where the per-container pins live |
 //! | `gateway` | ours | IPv4 and/or IPv6 gateway for addresses whose IPAM result has none |
 //! | `debug` | ours | aya-log debug output of the programs, debug logging of the plugin |
+//! | `attachMode` | ours | `auto` (TCX when the kernel has it, else netlink), `tcx`, `netlink` |
 //!
 //! Every other key (`args`, `runtimeConfig`, `capabilities`, anything unknown) is ignored.
 
@@ -49,6 +50,8 @@ struct Wire {
     gateway: Option<Gateways>,
     #[serde(default)]
     debug: bool,
+    #[serde(rename = "attachMode", default)]
+    attach_mode: Option<String>,
     #[serde(rename = "prevResult", default)]
     prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments", default)]
@@ -93,6 +96,14 @@ impl SbrNetConf {
         sbr.gateway_v4 = gateway_v4;
         sbr.gateway_v6 = gateway_v6;
         sbr.debug = wire.debug;
+        sbr.attach_mode = match wire.attach_mode.as_deref() {
+            None | Some("auto") => crate::sbr::AttachMode::Auto,
+            Some("tcx") => crate::sbr::AttachMode::Tcx,
+            Some("netlink") => crate::sbr::AttachMode::Netlink,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!("attachMode {other:?} is not one of auto, tcx, netlink")))
+            }
+        };
         Ok(SbrNetConf {
             version,
             name: wire.name,
@@ -174,6 +185,8 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         assert!(matches!(parse(serde_json::json!({"bpffsDir": "relative/dir"})), Err(ConfigError::Invalid(_))));
+        assert_eq!(parse(serde_json::json!({"attachMode": "netlink"})).unwrap().sbr.attach_mode, crate::sbr::AttachMode::Netlink);
+        assert!(matches!(parse(serde_json::json!({"attachMode": "fast"})), Err(ConfigError::Invalid(_))));
         assert!(matches!(parse(serde_json::json!({"cniVersion": "9.9.9"})), Err(ConfigError::Version(_))));
         assert!(matches!(parse(serde_json::json!({"table": "x"})), Err(ConfigError::Decode { .. })));
         assert!(matches!(SbrNetConf::parse(b"{"), Err(ConfigError::Decode { .. })));

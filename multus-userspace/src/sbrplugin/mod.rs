@@ -33,7 +33,7 @@ use crate::{
 
 pub use config::SbrNetConf;
 
-/// The oldest kernel the programs run on: TCX attachments need Linux 6.6.
+/// The oldest kernel for TCX attachments (`attachMode: tcx`); `auto` falls back to netlink below it.
 pub const MIN_KERNEL: (u8, u8) = (6, 6);
 
 /// The `ebpf-sbr` plugin.
@@ -222,9 +222,9 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
     check_bpffs_dir(&conf.sbr.bpffs_dir).map_err(|e| not_available(e.to_string()))?;
     let kernel = aya::util::KernelVersion::current()
         .map_err(|e| not_available(format!("cannot read the kernel version: {e}")))?;
-    if kernel < aya::util::KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0) {
+    if conf.sbr.attach_mode == sbr::AttachMode::Tcx && kernel < aya::util::KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0) {
         return Err(not_available(format!(
-            "kernel {kernel} is too old: the SBR programs are attached with TCX, which needs Linux {}.{} or later",
+            "kernel {kernel} has no TCX (Linux {}.{} or later); use \"attachMode\": \"auto\" or \"netlink\"",
             MIN_KERNEL.0, MIN_KERNEL.1
         )));
     }
