@@ -315,7 +315,9 @@ fn list_and_show_json_field_by_field() {
         assert_eq!(p["program"], if ifname == sbr::CARRIER_IFNAME { "sbr_carrier" } else { "sbr_egress" });
         assert_eq!(p["programId"], t.prog_id);
         assert_eq!(p["linkId"], t.id);
-        assert_eq!(p["attachMode"], "tcx-egress");
+        // The carrier is our own device: always a netlink filter; the pod's interfaces use TCX (auto, 6.18).
+        let mode = if ifname == sbr::CARRIER_IFNAME { "netlink-clsact-egress" } else { "tcx-egress" };
+        assert_eq!(p["attachMode"], mode);
         assert_eq!(p["attached"], true);
         assert_eq!(p["pin"], json!(lib.pin));
         assert_eq!(p["error"], Value::Null);
@@ -425,7 +427,10 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
 
     // Remove a's net1 entry from the source map.
     let addr: std::net::Ipv4Addr = a.ns.addresses("net1")[0].split('/').next().expect("addr").parse().expect("ipv4");
-    let mut key = vec!["02".to_string(), "00".into(), "00".into(), "00".into()];
+    // SrcKey: {cookie u64, family u32, reserved u32, addr [u32; 4]} (multus-common), little endian.
+    let cookie = sbr::inspect(&env.sbr_cfg(), &a.id).expect("inspect").cookie;
+    let mut key: Vec<String> = cookie.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    key.extend(["02", "00", "00", "00", "00", "00", "00", "00"].map(String::from));
     key.extend(addr.octets().iter().map(|o| format!("{o:02x}")));
     key.extend(std::iter::repeat_n("00".to_string(), 12));
     let pin = env.bpffs.pod_dir(&a.id).join("map-src");
