@@ -201,7 +201,10 @@ fn invoke(
     };
     let stdin = serde_json::to_vec(conf).unwrap_or_default();
     tracing::debug!(network = %att.name, plugin = ty, %command, ifname = %att.ifname, "calling delegate");
-    exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e))
+    let started = std::time::Instant::now();
+    let out = exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e));
+    tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned");
+    out
 }
 
 /// ADD: runs the plugins in order, each getting the previous one's result; returns the last result.

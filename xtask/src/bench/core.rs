@@ -16,30 +16,37 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     let a = confs::bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0", &node.ipam_dir());
     let b = confs::bridge("net-b", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir());
     let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![a.clone(), b.clone()]);
-    conf["logLevel"] = Value::from("error");
+    // multus logs its own elapsed time per call ("done … elapsed="): the bench reads it back to
+    // split the overhead into process start/exit and multus's own work.
+    let log = node.root().join("multus.log");
+    conf["logLevel"] = Value::from("verbose");
+    conf["logFile"] = Value::from(log.display().to_string());
+    conf["logToStderr"] = Value::from(false);
     let bridge = bins::reference("bridge");
     let (mut d_add, mut d_del, mut m_add, mut m_del) = (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    // One pod namespace per path, reused (DEL leaves it empty): creating and destroying namespaces
+    // between timed calls would put the kernel's asynchronous namespace cleanup into the figures.
+    let (direct_pod, multus_pod) = (Netns::new("bp"), Netns::new("bp"));
     // Warm-up (creates the bridges, fills the page cache).
     for i in 0..3 {
-        let pod = Netns::new("bp");
+        let pod = &multus_pod;
         let id = format!("warm{i}");
-        CniCall::new(&node, "ADD", &id, Some(&pod), "eth0").run(&node, &multus, &conf).assert_ok();
-        CniCall::new(&node, "DEL", &id, Some(&pod), "eth0").run(&node, &multus, &conf).assert_ok();
+        CniCall::new(&node, "ADD", &id, Some(pod), "eth0").run(&node, &multus, &conf).assert_ok();
+        CniCall::new(&node, "DEL", &id, Some(pod), "eth0").run(&node, &multus, &conf).assert_ok();
     }
     for i in 0..cycles {
         let direct_first = i % 2 == 0;
         for round in 0..2 {
-            let pod = Netns::new("bp");
             if (round == 0) == direct_first {
                 let id = format!("direct{i}");
-                let (add, del) = direct_pair(&node, &bridge, &pod, &id, &a, &b);
+                let (add, del) = direct_pair(&node, &bridge, &direct_pod, &id, &a, &b);
                 d_add.push(add);
                 d_del.push(del);
             } else {
                 let id = format!("multus{i}");
-                let add = CniCall::new(&node, "ADD", &id, Some(&pod), "eth0").run(&node, &multus, &conf);
+                let add = CniCall::new(&node, "ADD", &id, Some(&multus_pod), "eth0").run(&node, &multus, &conf);
                 add.assert_ok();
-                let del = CniCall::new(&node, "DEL", &id, Some(&pod), "eth0").run(&node, &multus, &conf);
+                let del = CniCall::new(&node, "DEL", &id, Some(&multus_pod), "eth0").run(&node, &multus, &conf);
                 del.assert_ok();
                 m_add.push(add.elapsed);
                 m_del.push(del.elapsed);
@@ -61,6 +68,7 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         t.assert_ok();
         floor.push(t.elapsed);
     }
+    let (internal_add, internal_del) = internal_times(&log);
     let add_over = m_add.minus(&d_add);
     let del_over = m_del.minus(&d_del);
     let row = |name: &str, s: &Samples| format!("| {name} | {} | {} |", ms(s.p50()), ms(s.p90()));
@@ -68,9 +76,9 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         "## core: multus with two delegates vs the delegates called directly\n\n\
          Command: `cargo xtask bench core --cycles {cycles}` (release build) · {}\n\n\
          Two `bridge` + `host-local` networks (Debian containernetworking-plugins). Each cycle adds and deletes one pod \
-         sandbox through `multus` and, alternately first, the same two delegates called directly the way a runtime \
+         sandbox (the same empty pod namespace each time) through `multus` and, alternately first, the same two delegates called directly the way a runtime \
          would (two ADDs, two DELs). Times are wall-clock per CNI call, including process start.\n\n\
-         | measurement | p50 | p90 |\n|---|---|---|\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\n\
+         | measurement | p50 | p90 |\n|---|---|---|\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\n\
          | ratio | p50 |\n|---|---|\n| multus ADD / direct ADD | {:.3} |\n| multus DEL / direct DEL | {:.3} |\n\n\
          Goals: overhead ≤ 1 ms p50 on ADD and on DEL (the Go reference adds 4–6 ms and 8–12 ms here); VERSION ≤ 2 ms \
          (reference 7.5 ms). Overhead = paired per-cycle difference (multus − direct). A meta-plugin is one more \
@@ -83,6 +91,8 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         row("direct DEL (2 delegates)", &d_del),
         row("multus DEL", &m_del),
         row("overhead DEL (paired)", &del_over),
+        row("multus ADD as multus itself measures it (start of its work to the result)", &internal_add),
+        row("multus DEL as multus itself measures it", &internal_del),
         row("multus VERSION", &v_multus),
         row("bridge VERSION (Go, for scale)", &v_bridge),
         row("floor: exec of /bin/true", &floor),
@@ -92,4 +102,28 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     println!("{body}");
     ensure!(m_add.0.len() == cycles && d_add.0.len() == cycles, "incomplete samples");
     report::write_section("core", &body)
+}
+
+/// The elapsed times multus logged for its timed ADDs and DELs (the warm-up's first three are skipped).
+fn internal_times(log: &std::path::Path) -> (Samples, Samples) {
+    let (mut add, mut del) = (Samples::default(), Samples::default());
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    for line in text.lines().filter(|l| l.contains(" done ") && !l.contains("container=warm")) {
+        let Some(e) = line.split("elapsed=").nth(1) else { continue };
+        let us = if let Some(ms) = e.strip_suffix("ms") {
+            ms.parse::<f64>().map(|v| v * 1000.0)
+        } else if let Some(us) = e.strip_suffix("µs") {
+            us.parse::<f64>()
+        } else {
+            continue;
+        };
+        let Ok(us) = us else { continue };
+        let d = std::time::Duration::from_secs_f64(us / 1e6);
+        if line.contains("command=ADD") {
+            add.push(d);
+        } else if line.contains("command=DEL") {
+            del.push(d);
+        }
+    }
+    (add, del)
 }
