@@ -19,16 +19,13 @@ pub fn host_local_leases(data_dir: &Path) -> Vec<String> {
     out
 }
 
-/// Files in the multus cache directory (lock directory excluded when empty).
+/// Files in the multus cache directory (the node-wide `.lock` file excluded: it is not per container).
 pub fn cache_files(cache_dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(cache_dir) else { return out };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if name == ".locks" {
-            if let Ok(locks) = std::fs::read_dir(e.path()) {
-                out.extend(locks.flatten().map(|l| format!(".locks/{}", l.file_name().to_string_lossy())));
-            }
+        if name == ".lock" {
             continue;
         }
         out.push(name);

@@ -35,7 +35,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
         delegate::resolve_binaries(a, &call.path)?;
     }
     devices::prepare_info_files(call, &mut plan.attachments)?;
-    let mut lock = call.lock(&req.container_id)?;
+    let lock = call.lock(&req.container_id)?;
     let mut entry = CacheEntry {
         format: CACHE_FORMAT,
         container_id: req.container_id.clone(),
@@ -56,13 +56,13 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     for i in 0..entry.attachments.len() {
         match delegate::add(&entry.attachments[i], &ctx) {
             Ok(result) => entry.attachments[i].result = Some(result),
-            Err(e) => return Err(rollback(call, &ctx, &entry.attachments[..=i], &mut lock, e.into())),
+            Err(e) => return Err(rollback(call, &ctx, &entry.attachments[..=i], &lock, e.into())),
         }
     }
     let finished = finish(call, &netns, &entry, kube.as_ref().filter(|_| plan.pod_found))
         .and_then(|_| call.cache.write(&entry).map_err(Error::from));
     if let Err(e) = finished {
-        return Err(rollback(call, &ctx, &entry.attachments, &mut lock, e));
+        return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
     let master = entry.attachments.iter().find(|a| a.master).and_then(|a| a.result.as_ref());
     let result = master.cloned().unwrap_or_else(|| CniResult::default().to_json(call.version));
@@ -116,7 +116,7 @@ pub(super) fn network_status(call: &Call<'_>, entry: &CacheEntry, facts: &HashMa
 }
 
 /// Deletes `done` in reverse (the last one may be half-made), removes the cache, and wraps `cause`.
-fn rollback(call: &Call<'_>, ctx: &Context<'_>, done: &[Attachment], lock: &mut ContainerLock, cause: Error) -> Error {
+fn rollback(call: &Call<'_>, ctx: &Context<'_>, done: &[Attachment], _held: &ContainerLock, cause: Error) -> Error {
     tracing::warn!("ADD failed, rolling back {} attachment(s): {cause}", done.len());
     let mut failures = Vec::new();
     for a in done.iter().rev() {
@@ -128,6 +128,5 @@ fn rollback(call: &Call<'_>, ctx: &Context<'_>, done: &[Attachment], lock: &mut 
     if let Err(e) = call.cache.remove(&call.req.container_id) {
         failures.push(e.to_string());
     }
-    lock.remove_on_release();
     Error::RolledBack { source: Box::new(cause), rollback: failures }
 }

@@ -19,7 +19,7 @@ use super::{plan, usable_netns, Call};
 
 pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let req = call.req;
-    let mut lock = call.lock(&req.container_id)?;
+    let lock = call.lock(&req.container_id)?;
     let deadline = Instant::now() + call.conf.del_api_deadline();
     let cached = match call.cache.read(&req.container_id) {
         Ok(entry) => entry,
@@ -46,21 +46,21 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             rebuilt.unwrap_or_else(|| plan::from_config(call).unwrap_or_default())
         }
     };
-    teardown(call, &req.container_id, &attachments, req.netns.as_deref(), from_cache, &mut lock)
+    teardown(call, &req.container_id, &attachments, req.netns.as_deref(), from_cache, &lock)
 }
 
 /// Deletes `attachments` of `container_id` in reverse order (every delegate is attempted), removes
 /// their device-info files, and removes the cache entry unless a delegate failed and
 /// `retryDeleteOnError` asks to keep it. `netns` is passed to the delegates only while it is still
 /// a namespace. Without a cache (`from_cache` false) the DEL was a best-effort cleanup and its
-/// failures are only logged. The caller holds the container's `lock`.
+/// failures are only logged. The caller holds the container's lock (`_held`).
 pub(super) fn teardown(
     call: &Call<'_>,
     container_id: &str,
     attachments: &[Attachment],
     netns: Option<&Path>,
     from_cache: bool,
-    lock: &mut ContainerLock,
+    _held: &ContainerLock,
 ) -> Result<(), Error> {
     let ctx = call.context(container_id, usable_netns(netns));
     let mut errors = Vec::new();
@@ -81,7 +81,6 @@ pub(super) fn teardown(
         if let Err(e) = call.cache.remove(container_id) {
             tracing::warn!("{e}");
         }
-        lock.remove_on_release();
     }
     if errors.is_empty() {
         Ok(())
@@ -94,8 +93,8 @@ pub(super) fn teardown(
 /// delegates only if it still exists). Returns the entry that was torn down, or `None` when the
 /// container has no cache entry (nothing is done then: no fallback to the configuration).
 pub(super) fn release_cached(call: &Call<'_>, container_id: &str) -> Result<Option<CacheEntry>, Error> {
-    let mut lock = call.lock(container_id)?;
+    let lock = call.lock(container_id)?;
     let Some(entry) = call.cache.read(container_id)? else { return Ok(None) };
-    teardown(call, container_id, &entry.attachments, entry.netns.as_deref(), true, &mut lock)?;
+    teardown(call, container_id, &entry.attachments, entry.netns.as_deref(), true, &lock)?;
     Ok(Some(entry))
 }

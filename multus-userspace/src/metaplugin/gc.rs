@@ -30,14 +30,13 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         networks.entry(a.name.clone()).or_insert((a, Vec::new()));
     }
     for id in call.cache.list()? {
-        let mut lock = call.lock(&id)?;
+        let lock = call.lock(&id)?;
         let entry = match call.cache.read(&id) {
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!("{e}; removing it");
                 let _ = call.cache.remove(&id);
-                lock.remove_on_release();
                 continue;
             }
         };
@@ -49,7 +48,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             continue;
         }
         tracing::info!(container = %id, "GC: removing stale attachments");
-        if let Err(e) = super::del::teardown(call, &id, &entry.attachments, entry.netns.as_deref(), true, &mut lock) {
+        if let Err(e) = super::del::teardown(call, &id, &entry.attachments, entry.netns.as_deref(), true, &lock) {
             match e {
                 Error::Delegates(mut list) => errors.append(&mut list),
                 other => return Err(other),
