@@ -315,12 +315,18 @@ fn list_and_show_json_field_by_field() {
         assert_eq!(p["ifindex"], expected_index);
         assert_eq!(p["program"], if ifname == sbr::CARRIER_IFNAME { "sbr_carrier" } else { "sbr_egress" });
         assert_eq!(p["programId"], t.prog_id);
-        assert_eq!(p["linkId"], t.id);
-        // The carrier is our own device: always a netlink filter; the pod's interfaces use TCX (auto, 6.18).
-        let mode = if ifname == sbr::CARRIER_IFNAME { "netlink-clsact-egress" } else { "tcx-egress" };
-        assert_eq!(p["attachMode"], mode);
+        // The carrier is our own device: always a netlink filter (no BPF link, no pin); the pod's
+        // interfaces use TCX links (auto, 6.18), pinned.
+        if ifname == sbr::CARRIER_IFNAME {
+            assert_eq!(p["attachMode"], "netlink-clsact-egress");
+            assert_eq!(p["linkId"], Value::Null);
+            assert_eq!(p["pin"], Value::Null);
+        } else {
+            assert_eq!(p["attachMode"], "tcx-egress");
+            assert_eq!(p["linkId"], t.id);
+            assert_eq!(p["pin"], json!(lib.pin));
+        }
         assert_eq!(p["attached"], true);
-        assert_eq!(p["pin"], json!(lib.pin));
         assert_eq!(p["error"], Value::Null);
     }
     seen.sort();

@@ -238,14 +238,14 @@ pub struct ProgramView {
     pub program: &'static str,
     /// The kernel's program id.
     pub program_id: Option<u32>,
-    /// The kernel's link id.
+    /// The kernel's BPF link id (`None` for a netlink filter, which is not a BPF link).
     pub link_id: Option<u32>,
-    /// `tcx-egress` or `tcx-ingress`.
+    /// `tcx-egress`, `tcx-ingress` or `netlink-clsact-egress`.
     pub attach_mode: Option<String>,
-    /// The link is attached to an interface.
+    /// The program is attached to an interface.
     pub attached: bool,
-    /// The link pin.
-    pub pin: String,
+    /// The link pin (`None` for a netlink filter: it lives as long as its device, unpinned).
+    pub pin: Option<String>,
     /// Why the link could not be read.
     pub error: Option<String>,
 }
@@ -379,10 +379,10 @@ fn program_view(a: &AttachmentInfo) -> ProgramView {
         ifindex: target.map(|t| t.ifindex).unwrap_or(0),
         program,
         program_id: target.map(|t| t.prog_id),
-        link_id: target.map(|t| t.id),
+        link_id: target.filter(|_| a.mode != crate::sbr::AttachMode::Netlink).map(|t| t.id),
         attach_mode: target.map(|t| attach_mode(a, t.attach_type)),
         attached: target.is_some_and(|t| t.ifindex != 0),
-        pin: a.pin.display().to_string(),
+        pin: (!a.pin.as_os_str().is_empty()).then(|| a.pin.display().to_string()),
         error,
     }
 }
