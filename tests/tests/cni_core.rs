@@ -460,6 +460,110 @@ fn logs_go_to_the_log_file_and_never_to_stdout() {
     env.assert_clean(&pod);
 }
 
+/// The log file's backups next to it, newest last (names sort by their time stamps).
+fn log_backups(log: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != log && p.file_name().unwrap().to_string_lossy().starts_with("multus-"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Waits (bounded) until every backup is compressed by the detached compressor.
+fn wait_compressed(log: &Path, count: usize) -> Vec<PathBuf> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let found = log_backups(log);
+        if found.len() == count && found.iter().all(|p| p.extension().is_some_and(|e| e == "gz")) {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "backups not compressed: {found:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_log_file_rotates_like_the_references() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let log = env.node.root().join("logs/multus.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let mut conf = env.conf("1.0.0", vec![env.bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0")]);
+    conf["logFile"] = json!(log);
+    conf["logLevel"] = json!("debug");
+    conf["logToStderr"] = json!(false);
+    // A DEL of nothing: a whole call (VERSION is answered before the configuration is read).
+    let call = |conf: &Value| {
+        let out = env.call("DEL", "rotation", None).run(&env.node, &env.multus, conf);
+        out.assert_ok();
+        assert!(out.stderr.is_empty(), "{}", out.stderr);
+    };
+
+    // Without logOptions: the reference's defaults, 100 MiB, compressed. A sparse full file
+    // (cheap to make, and to compress) is rotated by the next call.
+    std::fs::File::create(&log).unwrap().set_len(100 << 20).unwrap();
+    call(&conf);
+    let first = wait_compressed(&log, 1);
+    let mut unpacked = 0u64;
+    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&first[0]).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = gz.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        unpacked += n as u64;
+    }
+    assert_eq!(unpacked, 100 << 20, "the backup holds the whole file");
+    assert_eq!(std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    let fresh = std::fs::read_to_string(&log).unwrap();
+    assert!(fresh.contains("log file rotated to"), "the new file says where the old one went: {fresh}");
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // maxSize 1 MiB, 2 backups, 1 day; a backup from last week goes at the next rotation.
+    conf["logOptions"] = json!({"maxSize": 1, "maxBackups": 2, "maxAge": 1, "compress": true});
+    let stale = log.with_file_name("multus-2026-01-01T00-00-00.000.log.gz");
+    std::fs::write(&stale, b"old").unwrap();
+    let below = std::fs::metadata(&log).unwrap().len();
+    call(&conf);
+    assert!(std::fs::metadata(&log).unwrap().len() > below, "below maxSize: appended, not rotated");
+    for _ in 0..3 {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, &vec![b'x'; 1 << 20]).unwrap();
+        drop(f);
+        call(&conf);
+        // distinct millisecond stamps
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kept = wait_compressed(&log, 2);
+    assert!(!stale.exists(), "older than maxAge: removed");
+    assert!(!first[0].exists(), "beyond maxBackups: removed");
+    for b in &kept {
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(b).unwrap()).read_to_end(&mut text).unwrap();
+        assert!(text.len() > 1 << 20, "{b:?}");
+    }
+
+    // compress false: plain backups; concurrent calls rotate once.
+    conf["logOptions"] = json!({"maxSize": 1, "maxBackups": 0, "compress": false});
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, &vec![b'y'; 1 << 20]).unwrap();
+    drop(f);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| call(&conf));
+        }
+    });
+    let all = log_backups(&log);
+    let plain: Vec<_> = all.iter().filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    assert_eq!(plain.len(), 1, "one rotation for four concurrent calls: {all:?}");
+    assert_eq!(all.len(), 3, "maxBackups 0 keeps them all: {all:?}");
+    assert!(std::fs::metadata(&log).unwrap().len() < 1 << 20);
+}
+
 #[test]
 fn version_answers() {
     let env = Env::new();

@@ -1,8 +1,17 @@
 //! `multus`: the CNI meta-plugin binary that kubelet's runtime calls.
-use std::process::ExitCode;
+use std::{ffi::OsString, path::Path, process::ExitCode};
+
+use multus::logging::rotate;
 
 fn main() -> ExitCode {
-    if std::env::args().skip(1).any(|a| a == "--version" || a == "-v") {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // Internal: the detached compressor of rotated log backups (see multus::logging::rotate).
+    if let [flag, path] = args.as_slice() {
+        if flag == rotate::COMPRESS_ARG {
+            return if rotate::compress_backups(Path::new(path)).is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+    }
+    if args.iter().any(|a| a == "--version" || a == "-v") {
         println!("multus {} (CNI {})", env!("CARGO_PKG_VERSION"), multus::cni::CniVersion::supported_strings().join(", "));
         return ExitCode::SUCCESS;
     }

@@ -3,7 +3,7 @@
 pub mod netconf;
 pub mod network;
 
-pub use netconf::{LogLevel, MultusConf};
+pub use netconf::{LogLevel, LogOptions, MultusConf};
 pub use network::NetworkConfig;
 
 /// Why a configuration was rejected.

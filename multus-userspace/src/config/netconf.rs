@@ -16,6 +16,25 @@ pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
 /// Default plugin directory, searched before `CNI_PATH`.
 pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 
+/// `logOptions`: rotation of the log file, with the reference's keys, units and defaults (Multus
+/// rotates through lumberjack: 100 MiB, 5 backups, 5 days, compressed). `0` means "the default
+/// size" for `maxSize` and "no limit" for `maxBackups` and `maxAge`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    /// Days a backup is kept.
+    #[serde(rename = "maxAge", default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
+    /// Size in MiB at which the file is rotated.
+    #[serde(rename = "maxSize", default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u32>,
+    /// Backups kept.
+    #[serde(rename = "maxBackups", default, skip_serializing_if = "Option::is_none")]
+    pub max_backups: Option<u32>,
+    /// Backups are gzip-compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
+}
+
 /// The multus NetConf.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MultusConf {
@@ -70,9 +89,9 @@ pub struct MultusConf {
     /// Also log to stderr.
     #[serde(rename = "logToStderr", default, skip_serializing_if = "Option::is_none")]
     pub log_to_stderr: Option<bool>,
-    /// Log rotation options (accepted for compatibility).
+    /// Rotation of `logFile` (the reference's defaults apply when absent).
     #[serde(rename = "logOptions", default, skip_serializing_if = "Option::is_none")]
-    pub log_options: Option<Value>,
+    pub log_options: Option<LogOptions>,
     /// ADD (and STATUS) wait for this file, written by the cluster network when it is ready.
     #[serde(rename = "readinessindicatorfile", default, skip_serializing_if = "Option::is_none")]
     pub readiness_indicator_file: Option<PathBuf>,
@@ -269,6 +288,14 @@ fn seconds(v: Option<f64>, default: f64) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_options_are_typed() {
+        let c = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":10,"compress":false}}"#).unwrap();
+        assert_eq!(c.log_options, Some(LogOptions { max_size: Some(10), compress: Some(false), ..LogOptions::default() }));
+        let err = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":-1}}"#).unwrap_err();
+        assert!(err.to_string().contains("logOptions.maxSize"), "{err}");
+    }
 
     #[test]
     fn defaults_and_unknown_keys() {

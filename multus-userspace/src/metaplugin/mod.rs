@@ -38,7 +38,9 @@ impl Plugin for MultusPlugin {
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         let conf = MultusConf::parse(stdin).map_err(Error::from)?;
         let level = conf.log_level().map_err(Error::from)?;
-        logging::init(level, conf.log_file.as_deref(), conf.log_to_stderr.unwrap_or(true));
+        let rotation = logging::Rotation::from_options(conf.log_options.as_ref());
+        let log_file = conf.log_file.as_deref().map(|path| logging::LogFile { path, rotation: &rotation });
+        logging::init(level, log_file, conf.log_to_stderr.unwrap_or(true));
         let call = Call::new(request, &conf)?;
         let started = std::time::Instant::now();
         let outcome = match request.command {
