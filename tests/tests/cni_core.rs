@@ -460,6 +460,66 @@ fn logs_go_to_the_log_file_and_never_to_stdout() {
     env.assert_clean(&pod);
 }
 
+#[test]
+fn the_auxiliary_chain_runs_for_every_pod_after_its_networks() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    // The cluster network as a file, and the vendor's chain in a directory beside it.
+    let netd = env.node.root().join("netd");
+    let chain = netd.join("vendor-chain");
+    std::fs::create_dir_all(&chain).unwrap();
+    let cluster = netd.join("10-cluster.conf");
+    std::fs::write(&cluster, env.bridge("cluster", "br-c", "10.60.0.0/24", "1.0.0").to_string()).unwrap();
+    std::fs::write(chain.join("10-record.conf"), env.recorder(json!({})).to_string()).unwrap();
+    // A reference plugin that needs a prevResult and, with nothing configured, passes it on.
+    std::fs::write(chain.join("20-bandwidth.conf"), json!({"type": "bandwidth"}).to_string()).unwrap();
+    let mut conf = env.conf("1.0.0", vec![]);
+    let m = conf.as_object_mut().unwrap();
+    m.remove("delegates");
+    m.insert("clusterNetwork".into(), json!(cluster));
+    m.insert("auxiliaryCNIChainName".into(), json!("vendor-chain"));
+
+    let out = env.call("ADD", "aux", Some(&pod)).run(&env.node, &env.multus, &conf);
+    let result = out.ok();
+    let names: Vec<&str> = result["interfaces"].as_array().unwrap().iter().filter_map(|i| i["name"].as_str()).collect();
+    assert!(names.contains(&"eth0") && !names.contains(&"net1"), "the cluster network's result: {result}");
+    assert_eq!(pod.link_names(), ["eth0"], "the chain adds no interface");
+    // passthru (built in: no such binary on this node) started the chain with an empty result
+    let add = env.recorded("ADD", "aux", "net1");
+    assert_eq!(add["stdin"]["name"], "vendor-chain");
+    let prev = &add["stdin"]["prevResult"];
+    assert_eq!(prev["cniVersion"], "1.0.0", "{prev}");
+    for key in ["interfaces", "ips", "routes"] {
+        assert!(prev.get(key).is_none_or(|v| v.as_array().is_some_and(Vec::is_empty)), "{prev}");
+    }
+    assert_eq!(add["env"]["CNI_IFNAME"], "net1");
+    let cached = std::fs::read_to_string(env.node.cache_dir().join("aux")).unwrap();
+    let cached: Value = serde_json::from_str(&cached).unwrap();
+    let aux = &cached["attachments"][1];
+    assert_eq!(aux["name"], "vendor-chain");
+    let types: Vec<&str> = aux["network"]["plugins"].as_array().unwrap().iter().filter_map(|p| p["type"].as_str()).collect();
+    assert_eq!(types, ["passthru", "cni-recorder", "bandwidth"]);
+
+    // CHECK skips the chain, as the reference does (bandwidth cannot check an empty result).
+    env.call("CHECK", "aux", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    assert!(!env.node.records_dir().join("CHECK-aux-net1.json").exists());
+    env.call("DEL", "aux", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(env.recorded("DEL", "aux", "net1")["stdin"]["name"], "vendor-chain");
+    env.assert_clean(&pod);
+
+    // A failing chain plugin fails the ADD and rolls back the cluster network.
+    std::fs::write(chain.join("10-record.conf"), env.recorder(json!({"failOn": "ADD"})).to_string()).unwrap();
+    let out = env.call("ADD", "aux2", Some(&pod)).run(&env.node, &env.multus, &conf);
+    assert_eq!(out.err_code(), 100);
+    env.assert_clean(&pod);
+
+    // A name that would leave the directory is refused before anything is done.
+    conf["auxiliaryCNIChainName"] = json!("../netd");
+    let out = env.call("ADD", "aux3", Some(&pod)).run(&env.node, &env.multus, &conf);
+    assert_eq!(out.err_code(), 7, "{}", out.stdout);
+    env.assert_clean(&pod);
+}
+
 /// The log file's backups next to it, newest last (names sort by their time stamps).
 fn log_backups(log: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(log.parent().unwrap())

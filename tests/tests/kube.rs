@@ -139,6 +139,34 @@ fn the_reference_documentation_example_works_and_kubectl_reads_network_status() 
 }
 
 #[test]
+fn the_auxiliary_chain_follows_the_pod_networks_and_stays_out_of_network_status() {
+    let k = K::new();
+    k.bridge_nad("default", "data", "br-d", "10.101.0.0/24");
+    // Inline delegates: the chain's directory is in confDir.
+    let chain = k.conf_dir().join("vendor-chain");
+    std::fs::create_dir_all(&chain).unwrap();
+    let recorder = json!({"type": "cni-recorder", "recordDir": k.node.records_dir()});
+    std::fs::write(chain.join("10-record.conf"), recorder.to_string()).unwrap();
+    let mut conf = k.conf("1.0.0");
+    conf["auxiliaryCNIChainName"] = json!("vendor-chain");
+    let (pod, uid) = k.pod("default", "aux", &[(NETWORKS, "data")]);
+    k.add("aux1", &pod, "default", "aux", &uid, &conf).ok();
+    let mut links = pod.link_names();
+    links.sort();
+    assert_eq!(links, ["eth0", "net1"]);
+    let add = std::fs::read_to_string(k.node.records_dir().join("ADD-aux1-net2.json")).expect("the chain ran as net2, after net1");
+    let add: Value = serde_json::from_str(&add).unwrap();
+    assert_eq!(add["stdin"]["name"], "vendor-chain");
+    assert!(add["env"]["CNI_ARGS"].as_str().unwrap().contains("K8S_POD_NAME=aux"), "the pod's CNI_ARGS");
+    let status = k.status("default", "aux");
+    let names: Vec<&str> = status.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["cluster-net", "default/data"], "no entry for a chain without interfaces");
+    k.del("aux1", &pod, "default", "aux", &uid, &conf).assert_ok();
+    assert!(k.node.records_dir().join("DEL-aux1-net2.json").exists());
+    k.assert_clean(&pod);
+}
+
+#[test]
 fn every_annotation_field_reaches_the_delegates() {
     let k = K::new();
     let rec = json!({"cniVersion": "1.0.0", "name": "rec-net", "type": "cni-recorder", "recordDir": k.node.records_dir(),

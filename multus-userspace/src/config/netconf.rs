@@ -101,6 +101,10 @@ pub struct MultusConf {
     /// Runtime configuration the runtime passed for those capabilities.
     #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Map::is_empty")]
     pub runtime_config: Map<String, Value>,
+    /// Auxiliary CNI chain: the plugin configurations in `<name>/` beside `clusterNetwork` run,
+    /// after `passthru`, as one more attachment of every pod (Multus 4.2).
+    #[serde(rename = "auxiliaryCNIChainName", default, skip_serializing_if = "Option::is_none")]
+    pub auxiliary_cni_chain_name: Option<String>,
     /// Keep the delegate cache when a delegate DEL fails, so a retried DEL tries again.
     #[serde(rename = "retryDeleteOnError", default)]
     pub retry_delete_on_error: bool,

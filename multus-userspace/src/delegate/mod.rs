@@ -121,11 +121,17 @@ impl DelegateError {
     }
 }
 
+/// The plugin type answered by multus itself: Multus's `passthru` plugin, which starts the
+/// auxiliary CNI chain with an empty result (ADD) and does nothing otherwise. Built in, so the
+/// chain works without that binary on the node.
+pub const PASSTHRU: &str = "passthru";
+
 /// Resolves every plugin binary of the attachment, so ADD can refuse before changing anything.
 pub fn resolve_binaries(att: &Attachment, path: &[PathBuf]) -> Result<Vec<PathBuf>, DelegateError> {
     att.network
         .plugin_types()
         .into_iter()
+        .filter(|t| *t != PASSTHRU)
         .map(|t| exec::find_plugin(t, path).map_err(|e| DelegateError::new(att, t, Command::Add, e)))
         .collect()
 }
@@ -188,6 +194,10 @@ fn invoke(
     conf: &Value,
 ) -> Result<Vec<u8>, DelegateError> {
     let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default();
+    if ty == PASSTHRU {
+        tracing::debug!(network = %att.name, plugin = ty, %command, "built-in plugin");
+        return Ok(passthru(command, conf));
+    }
     let binary = exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
     let per_container = command.is_per_container();
     let inv = exec::Invocation {
@@ -205,6 +215,16 @@ fn invoke(
     let out = exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e));
     tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned");
     out
+}
+
+/// What [`PASSTHRU`] answers: an empty result in the configuration's version on ADD, nothing
+/// otherwise.
+fn passthru(command: Command, conf: &Value) -> Vec<u8> {
+    if command != Command::Add {
+        return Vec::new();
+    }
+    let version = conf.get("cniVersion").and_then(Value::as_str).and_then(|v| v.parse().ok()).unwrap_or(CniVersion::LATEST);
+    serde_json::to_vec(&CniResult::default().to_json(version)).unwrap_or_default()
 }
 
 /// ADD: runs the plugins in order, each getting the previous one's result; returns the last result.

@@ -2,6 +2,7 @@
 //! cache, and answer in the version the runtime asked for.
 
 mod add;
+pub mod aux_chain;
 mod check;
 mod del;
 mod devices;

@@ -21,7 +21,7 @@ use crate::{
     },
 };
 
-use super::Call;
+use super::{aux_chain, Call};
 
 /// The attachments of one container and what is known of its pod.
 #[derive(Debug, Default)]
@@ -39,11 +39,13 @@ struct Entry {
     master: bool,
     ifname: Option<String>,
     selection: Option<NetworkSelection>,
+    /// The auxiliary CNI chain (no interface of its own: never gets `ebpf-sbr`).
+    auxiliary: bool,
 }
 
 impl Entry {
     fn plain(network: ResolvedNetwork) -> Entry {
-        Entry { network, master: false, ifname: None, selection: None }
+        Entry { network, master: false, ifname: None, selection: None, auxiliary: false }
     }
 }
 
@@ -84,8 +86,13 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
             let namespace = selection.namespace.clone().unwrap_or_else(|| id.namespace.clone());
             check_isolation(conf, &id.namespace, &namespace, &selection.name)?;
             let network = resolver.nad(&namespace, &selection.name)?;
-            entries.push(Entry { network, master: false, ifname: None, selection: Some(selection) });
+            entries.push(Entry { selection: Some(selection), ..Entry::plain(network) });
         }
+    }
+    if let Some(chain) = aux_chain::load(conf, conf.cni_version.as_deref().unwrap_or(call.version.as_str()))? {
+        let status_name = chain.name().unwrap_or_default().to_string();
+        let network = ResolvedNetwork { status_name, network: chain, resource_name: None };
+        entries.push(Entry { auxiliary: true, ..Entry::plain(network) });
     }
     plan.attachments = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
     mark_defaults(&mut plan.attachments)?;
@@ -140,21 +147,21 @@ fn cluster_networks(call: &Call<'_>, resolver: &Resolver<'_>, override_annotatio
                 .map(String::from)
                 .unwrap_or_else(|| net.plugin_types().first().map(|t| t.to_string()).unwrap_or_default());
             let network = ResolvedNetwork { status_name, network: net, resource_name: None };
-            inline.push(Entry { network, master: i == master, ifname: (i != master).then(|| format!("net{i}")), selection: None });
+            inline.push(Entry { master: i == master, ifname: (i != master).then(|| format!("net{i}")), ..Entry::plain(network) });
         }
     }
     if let Some(value) = override_annotation {
         let selection = annotations::parse_default_network(value)?;
         let namespace = selection.namespace.clone().unwrap_or_else(|| conf.multus_namespace.clone());
         let network = resolver.nad(&namespace, &selection.name)?;
-        let master = Entry { network, master: true, ifname: None, selection: None };
+        let master = Entry { master: true, ..Entry::plain(network) };
         let mut out = vec![master];
         out.extend(inline.into_iter().filter(|e| !e.master));
         return Ok(out);
     }
     if let Some(reference) = cluster {
         let network = resolver.reference(reference)?;
-        return Ok(vec![Entry { network, master: true, ifname: None, selection: None }]);
+        return Ok(vec![Entry { master: true, ..Entry::plain(network) }]);
     }
     Ok(inline)
 }
@@ -171,7 +178,7 @@ fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Err
             .unwrap_or_else(|| format!("net{index}"))
     };
     let mut args = call.req.args.clone();
-    let network = with_ebpf_sbr(call, e.network.network, e.master);
+    let network = if e.auxiliary { e.network.network } else { with_ebpf_sbr(call, e.network.network, e.master) };
     let mut a = Attachment::new(e.network.status_name, ifname, network, String::new());
     a.master = e.master;
     a.resource_name = e.network.resource_name;
