@@ -57,6 +57,9 @@ pub struct Attachment {
     /// The device given to this attachment.
     #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The auxiliary CNI chain (`auxiliaryCNIChainName`), not a network of the pod.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auxiliary: bool,
     /// Keys written by other versions of this implementation (kept).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -78,6 +81,7 @@ impl Attachment {
             is_default: false,
             resource_name: None,
             device_id: None,
+            auxiliary: false,
             extra: Map::new(),
         }
     }

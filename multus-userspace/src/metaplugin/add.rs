@@ -109,9 +109,8 @@ pub(super) fn network_status(call: &Call<'_>, entry: &CacheEntry, facts: &HashMa
     let mut out = Vec::new();
     for a in &entry.attachments {
         let Some(result) = a.result.as_ref().and_then(|r| CniResult::parse(r).ok()) else { continue };
-        if result.interfaces.is_empty() && result.ips.is_empty() {
-            // No interface and no address (the auxiliary chain, plugins that only configure):
-            // nothing to report, as the reference does.
+        if a.auxiliary && result.interfaces.is_empty() && result.ips.is_empty() {
+            // The auxiliary chain made no interface: nothing to report, as the reference does.
             continue;
         }
         let info = devices::info(call, a);

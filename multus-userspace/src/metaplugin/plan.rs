@@ -181,6 +181,7 @@ fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Err
     let network = if e.auxiliary { e.network.network } else { with_ebpf_sbr(call, e.network.network, e.master) };
     let mut a = Attachment::new(e.network.status_name, ifname, network, String::new());
     a.master = e.master;
+    a.auxiliary = e.auxiliary;
     a.resource_name = e.network.resource_name;
     if e.master {
         // NPWG 7.5: the runtime's own runtimeConfig belongs to the cluster network only.
