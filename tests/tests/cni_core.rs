@@ -500,6 +500,22 @@ fn the_auxiliary_chain_runs_for_every_pod_after_its_networks() {
     let types: Vec<&str> = aux["network"]["plugins"].as_array().unwrap().iter().filter_map(|p| p["type"].as_str()).collect();
     assert_eq!(types, ["passthru", "cni-recorder", "bandwidth"]);
 
+    // multusctl shows the chain as making no interface, and does not call that drift.
+    let conf_file = env.node.root().join("aux-multus.conf");
+    std::fs::write(&conf_file, conf.to_string()).unwrap();
+    let ctl = |args: &[&str]| {
+        let out = env.node.ns.command(testkit::bins::product("multusctl")).arg("--conf").arg(&conf_file).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = ctl(&["check", "aux"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = ctl(&["-o", "json", "show", "aux"]);
+    assert_eq!(code, Some(0), "{text}");
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    let ifaces = &shown["items"][0]["interfaces"];
+    assert_eq!(ifaces[1]["auxiliary"], true, "{shown}");
+    assert_eq!(ifaces[1]["live"], Value::Null);
+    assert_eq!(ifaces[0]["auxiliary"], false);
     // CHECK skips the chain, as the reference does (bandwidth cannot check an empty result).
     env.call("CHECK", "aux", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
     assert!(!env.node.records_dir().join("CHECK-aux-net1.json").exists());

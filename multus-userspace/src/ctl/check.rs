@@ -126,7 +126,8 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                 (NetnsState::Present, Some(path)) => {
                     match Live::read(path) {
                         Ok(live) => {
-                            for a in &entry.attachments {
+                            // The auxiliary chain makes no interface.
+                            for a in entry.attachments.iter().filter(|a| !a.auxiliary) {
                                 if live.link(&a.ifname).is_none() {
                                     problems.insert(Problem::new(
                                         "interfaceGone",

@@ -116,6 +116,8 @@ pub struct InterfaceView {
     pub master: bool,
     /// Carries the pod's default route.
     pub is_default: bool,
+    /// The auxiliary CNI chain (`auxiliaryCNIChainName`): runs for the pod but makes no interface.
+    pub auxiliary: bool,
     /// The CNI version the network speaks.
     pub cni_version: Option<String>,
     /// The plugin types of the delegate chain, in order.
@@ -521,13 +523,14 @@ pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Liv
                 network: Some(a.name.clone()),
                 master: a.master,
                 is_default: a.is_default,
+                auxiliary: a.auxiliary,
                 cni_version: a.network.cni_version(default_version).ok().map(|v| v.as_str().to_string()),
                 plugins: a.network.plugin_types().into_iter().map(String::from).collect(),
                 addresses: addrs.iter().map(addr_string).collect(),
                 gateways: addrs.iter().filter_map(|x| x.gateway).map(|g| g.to_string()).collect(),
                 sbr: sbr_state(&a.ifname),
                 result: detail.then(|| a.result.clone().unwrap_or(Value::Null)),
-                live: detail.then(|| live_view(&a.ifname)),
+                live: detail.then(|| if a.auxiliary { None } else { live_view(&a.ifname) }),
             }
         })
         .collect();
@@ -539,6 +542,7 @@ pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Liv
                     network: None,
                     master: false,
                     is_default: false,
+                    auxiliary: false,
                     cni_version: None,
                     plugins: Vec::new(),
                     addresses: info

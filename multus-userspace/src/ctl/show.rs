@@ -130,6 +130,7 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
     let mut t = Table::new(&["IFACE", "NETWORK", "MASTER", "CNI", "PLUGINS", "ADDRESSES", "GATEWAYS", "LIVE"]);
     for i in &c.interfaces {
         let live = match &i.live {
+            _ if i.auxiliary => "no interface (auxiliary chain)".into(),
             Some(Some(l)) => format!("ifindex {} mtu {} {}", l.ifindex, l.mtu, if l.up { "up" } else { "down" }),
             _ => "absent".into(),
         };
