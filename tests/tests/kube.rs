@@ -164,6 +164,14 @@ fn the_auxiliary_chain_follows_the_pod_networks_and_stays_out_of_network_status(
     k.del("aux1", &pod, "default", "aux", &uid, &conf).assert_ok();
     assert!(k.node.records_dir().join("DEL-aux1-net2.json").exists());
     k.assert_clean(&pod);
+
+    // A pod that asks for net2 itself keeps it; the chain takes the next free name.
+    let (pod, uid) = k.pod("default", "aux-b", &[(NETWORKS, "data@net2")]);
+    k.add("aux2", &pod, "default", "aux-b", &uid, &conf).ok();
+    assert!(pod.link_names().contains(&"net2".to_string()));
+    assert!(k.node.records_dir().join("ADD-aux2-net3.json").exists(), "the chain ran as net3");
+    k.del("aux2", &pod, "default", "aux-b", &uid, &conf).assert_ok();
+    k.assert_clean(&pod);
 }
 
 #[test]

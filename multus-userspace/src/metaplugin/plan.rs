@@ -95,6 +95,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
         entries.push(Entry { auxiliary: true, ..Entry::plain(network) });
     }
     plan.attachments = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
+    unique_auxiliary_ifname(&mut plan.attachments);
     mark_defaults(&mut plan.attachments)?;
     if call.req.command.is_per_container() {
         check_ifnames(&plan.attachments)?;
@@ -285,6 +286,19 @@ fn mark_defaults(attachments: &mut [Attachment]) -> Result<(), Error> {
         a.is_default = if any { !a.default_route.is_empty() } else { a.master };
     }
     Ok(())
+}
+
+/// The auxiliary chain gets `net<its index>` as the reference gives it, or the next free
+/// `net<k>` when a network of the pod asked for that name.
+fn unique_auxiliary_ifname(attachments: &mut [Attachment]) {
+    let taken: HashSet<String> = attachments.iter().filter(|a| !a.auxiliary).map(|a| a.ifname.clone()).collect();
+    for (i, a) in attachments.iter_mut().enumerate().filter(|(_, a)| a.auxiliary) {
+        if taken.contains(&a.ifname) {
+            if let Some(free) = (i..).map(|k| format!("net{k}")).find(|n| !taken.contains(n)) {
+                a.ifname = free;
+            }
+        }
+    }
 }
 
 /// Interface names must be valid and unique within the container.
