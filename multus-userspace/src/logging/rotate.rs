@@ -213,16 +213,41 @@ fn prune(path: &Path, policy: &Rotation, now: SystemTime) -> io::Result<(Vec<Pat
     Ok((removed, left))
 }
 
-/// Compresses every uncompressed backup of `path` (what the detached compressor runs). A backup
-/// another process is compressing is skipped; a `.gz` left half-written by a killed compressor is
-/// rewritten.
+/// Compresses every uncompressed backup of `path` (what the detached compressor runs), each once
+/// it has been quiet for a second: a call that opened the file before the rotation may still be
+/// appending to it. A backup another process is compressing is skipped; a `.gz` left half-written
+/// by a killed compressor is rewritten.
 pub fn compress_backups(path: &Path) -> io::Result<Vec<PathBuf>> {
+    compress_backups_when_quiet(path, QUIET, QUIET_WAIT_MAX)
+}
+
+/// How long a backup must have been unmodified before it is compressed.
+const QUIET: Duration = Duration::from_secs(1);
+/// How long the compressor waits for a backup to become quiet (a later rotation retries).
+const QUIET_WAIT_MAX: Duration = Duration::from_secs(120);
+
+fn compress_backups_when_quiet(path: &Path, quiet: Duration, wait_max: Duration) -> io::Result<Vec<PathBuf>> {
+    let started = std::time::Instant::now();
     let mut done = Vec::new();
     for b in backups(path)? {
-        if let Some(plain) = b.plain {
-            if compress_one(&plain)? {
-                done.push(plain);
+        let Some(plain) = b.plain else { continue };
+        loop {
+            let modified = match fs::metadata(&plain).and_then(|m| m.modified()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(e),
+            };
+            let idle = SystemTime::now().duration_since(modified).unwrap_or_default();
+            if idle >= quiet {
+                if compress_one(&plain)? {
+                    done.push(plain);
+                }
+                break;
             }
+            if started.elapsed() > wait_max {
+                return Ok(done);
+            }
+            std::thread::sleep((quiet - idle).min(Duration::from_millis(250)));
         }
     }
     Ok(done)
@@ -356,18 +381,32 @@ mod tests {
         // a half-written .gz of a killed compressor is rewritten
         let gz = PathBuf::from(format!("{}.gz", r.backup.display()));
         fs::write(&gz, "partial").unwrap();
-        assert_eq!(compress_backups(&log).unwrap(), vec![r.backup.clone()]);
+        assert_eq!(compress_backups_when_quiet(&log, Duration::ZERO, Duration::ZERO).unwrap(), vec![r.backup.clone()]);
         assert!(!r.backup.exists());
         assert_eq!(fs::metadata(&gz).unwrap().mode() & 0o777, 0o600);
         let mut out = String::new();
         flate2::read::GzDecoder::new(File::open(&gz).unwrap()).read_to_string(&mut out).unwrap();
         assert_eq!(out, text);
-        assert!(compress_backups(&log).unwrap().is_empty(), "nothing left to compress");
+        assert!(compress_backups_when_quiet(&log, Duration::ZERO, Duration::ZERO).unwrap().is_empty(), "nothing left to compress");
         // the next rotation keeps one backup: the compressed one goes
         fs::write(&log, &text).unwrap();
         let r2 = rotate_if_full(&log, &policy, at(2_000_001)).unwrap().unwrap();
         assert_eq!(r2.removed, vec![gz.clone()]);
         assert!(!gz.exists() && r2.backup.exists());
+    }
+
+    #[test]
+    fn a_backup_still_written_to_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("multus.log");
+        let backup = backup_path(&log, at(4_000_000));
+        fs::write(&backup, "just written").unwrap();
+        // not quiet yet, and no time to wait: left for later
+        assert!(compress_backups_when_quiet(&log, Duration::from_secs(60), Duration::ZERO).unwrap().is_empty());
+        assert!(backup.exists());
+        // quiet after a short wait
+        let done = compress_backups_when_quiet(&log, Duration::from_millis(300), Duration::from_secs(5)).unwrap();
+        assert_eq!(done, vec![backup.clone()]);
     }
 
     #[test]
