@@ -522,6 +522,9 @@ fn the_auxiliary_chain_runs_for_every_pod_after_its_networks() {
     env.call("DEL", "aux", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
     assert_eq!(env.recorded("DEL", "aux", "net1")["stdin"]["name"], "vendor-chain");
     env.assert_clean(&pod);
+    // A DEL with neither cache nor API runs the chain too (best effort, like the networks).
+    env.call("DEL", "auxnocache", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(env.recorded("DEL", "auxnocache", "net1")["stdin"]["name"], "vendor-chain");
 
     // A failing chain plugin fails the ADD and rolls back the cluster network.
     std::fs::write(chain.join("10-record.conf"), env.recorder(json!({"failOn": "ADD"})).to_string()).unwrap();

@@ -43,7 +43,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
                     None
                 }
             });
-            rebuilt.unwrap_or_else(|| plan::from_config(call).unwrap_or_default())
+            rebuilt.unwrap_or_else(|| plan::from_config_for_del(call).unwrap_or_default())
         }
     };
     teardown(call, &req.container_id, &attachments, req.netns.as_deref(), from_cache, &lock)

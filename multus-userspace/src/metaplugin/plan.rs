@@ -89,11 +89,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
             entries.push(Entry { selection: Some(selection), ..Entry::plain(network) });
         }
     }
-    if let Some(chain) = aux_chain::load(conf, conf.cni_version.as_deref().unwrap_or(call.version.as_str()))? {
-        let status_name = chain.name().unwrap_or_default().to_string();
-        let network = ResolvedNetwork { status_name, network: chain, resource_name: None };
-        entries.push(Entry { auxiliary: true, ..Entry::plain(network) });
-    }
+    entries.extend(auxiliary_entry(call)?);
     plan.attachments = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
     unique_auxiliary_ifname(&mut plan.attachments);
     mark_defaults(&mut plan.attachments)?;
@@ -104,11 +100,35 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
     Ok(plan)
 }
 
-/// The attachments of the configuration alone (no API): what DEL, GC and STATUS fall back to.
+/// The auxiliary CNI chain as an entry, when configured and not empty.
+fn auxiliary_entry(call: &Call<'_>) -> Result<Option<Entry>, Error> {
+    let conf = call.conf;
+    let Some(chain) = aux_chain::load(conf, conf.cni_version.as_deref().unwrap_or(call.version.as_str()))? else {
+        return Ok(None);
+    };
+    let status_name = chain.name().unwrap_or_default().to_string();
+    let network = ResolvedNetwork { status_name, network: chain, resource_name: None };
+    Ok(Some(Entry { auxiliary: true, ..Entry::plain(network) }))
+}
+
+/// The attachments of the configuration alone (no API): what GC and STATUS fall back to.
 pub fn from_config(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
+    config_attachments(call, false)
+}
+
+/// [`from_config`] and the auxiliary chain: what a DEL with neither cache nor API undoes.
+pub fn from_config_for_del(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
+    config_attachments(call, true)
+}
+
+fn config_attachments(call: &Call<'_>, with_auxiliary: bool) -> Result<Vec<Attachment>, Error> {
     let resolver = Resolver { conf: call.conf, kube: None, deadline: Instant::now() };
-    let entries = cluster_networks(call, &resolver, None)?;
+    let mut entries = cluster_networks(call, &resolver, None)?;
+    if with_auxiliary {
+        entries.extend(auxiliary_entry(call)?);
+    }
     let mut out: Vec<Attachment> = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
+    unique_auxiliary_ifname(&mut out);
     mark_defaults(&mut out)?;
     if call.req.command.is_per_container() {
         check_ifnames(&out)?;
