@@ -10,7 +10,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -20,7 +19,7 @@ use testkit::{
     cni::{exec, sbr_conf},
     sbr::Harness,
     topo::{MiniPod, Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_ETH0_V4, POD_NET1_V4},
-    traffic::{iperf3, Iperf3Server},
+    traffic::{iperf3, udp_pingpong, Iperf3Server},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -78,48 +77,11 @@ fn throughput(reps: usize, secs: u32, o: &Options, client_net1: bool, modes: &[M
         .collect()
 }
 
-/// Pins the calling thread to CPU 0, so both ends of a ping-pong wake each other on one CPU and the
-/// figures compare paths, not scheduler placement.
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "affinity");
-    }
-}
-
-/// UDP request/response round trips from `client` to `server`:`dst`: (p50, p99) in µs.
+/// UDP request/response round trips from `client` to `server`:`dst` (testkit's ping-pong, the
+/// one `cargo xtask bench sbr` uses): (p50, p99) in µs.
 fn pingpong(server: &testkit::netns::Netns, client: &testkit::netns::Netns, dst: &str, n: usize) -> (f64, f64) {
-    let bind: SocketAddr = format!("{dst}:7777").parse().expect("addr");
-    let srv = server.enter(|| UdpSocket::bind(bind).expect("bind"));
-    srv.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-    let total = n + 1000;
-    let echo = std::thread::spawn(move || {
-        pin_to_cpu0();
-        let mut buf = [0u8; 64];
-        for _ in 0..total {
-            let Ok((len, from)) = srv.recv_from(&mut buf) else { return };
-            let _ = srv.send_to(&buf[..len], from);
-        }
-    });
-    let cli = client.enter(|| UdpSocket::bind("0.0.0.0:0").expect("bind"));
-    cli.connect(format!("{dst}:7777")).expect("connect");
-    cli.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-    pin_to_cpu0();
-    let mut buf = [0u8; 64];
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..total {
-        let start = Instant::now();
-        cli.send(b"ping").expect("send");
-        cli.recv(&mut buf).expect("pong");
-        if i >= 1000 {
-            samples.push(start.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    let _ = echo.join();
-    samples.sort_by(f64::total_cmp);
-    (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
+    let samples = udp_pingpong(server, client, dst.parse().expect("addr"), 7777, n);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
 fn percentile(v: &[f64], p: f64) -> f64 {
