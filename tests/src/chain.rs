@@ -4,11 +4,9 @@
 
 use std::{
     fs::File,
-    io::Write,
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Instant,
+    process::Command,
 };
 
 use serde_json::{json, Value};
@@ -79,22 +77,7 @@ impl Runtime {
         if !netns.as_os_str().is_empty() {
             cmd.env("CNI_NETNS", netns);
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        if let Some(mut input) = child.stdin.take() {
-            let _ = input.write_all(conf.to_string().as_bytes());
-        }
-        let out = child.wait_with_output().expect("wait");
-        let elapsed = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        CniOutput {
-            status: out.status,
-            json: serde_json::from_str(stdout.trim()).ok(),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-            elapsed,
-        }
+        CniOutput::capture(&mut cmd, &binary, conf.to_string().as_bytes())
     }
 
     /// The stdin of one plugin of `list` as libcni builds it.

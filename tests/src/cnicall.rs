@@ -3,7 +3,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    process::{ExitStatus, Stdio},
+    process::{Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -46,6 +46,26 @@ pub struct CniOutput {
 }
 
 impl CniOutput {
+    /// Runs the prepared plugin command `cmd` (of `binary`) with `stdin`, timing the call.
+    pub fn capture(cmd: &mut Command, binary: &Path, stdin: &[u8]) -> CniOutput {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin);
+        }
+        let out = child.wait_with_output().expect("wait");
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        CniOutput {
+            status: out.status,
+            json: serde_json::from_str(stdout.trim()).ok(),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+            elapsed,
+        }
+    }
+
     /// The result; panics with the plugin's error when it failed.
     pub fn ok(&self) -> &Value {
         assert!(self.status.success(), "plugin failed: {}\nstderr: {}", self.stdout, self.stderr);
@@ -107,22 +127,7 @@ impl CniCall {
                 cmd.env(k, v);
             }
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        if let Some(mut input) = child.stdin.take() {
-            let _ = input.write_all(stdin);
-        }
-        let out = child.wait_with_output().expect("wait");
-        let elapsed = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        CniOutput {
-            status: out.status,
-            json: serde_json::from_str(stdout.trim()).ok(),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-            elapsed,
-        }
+        CniOutput::capture(&mut cmd, binary, stdin)
     }
 
     /// Runs `binary` with a JSON config.
