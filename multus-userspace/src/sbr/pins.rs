@@ -249,8 +249,8 @@ pub fn remove_pin(path: &Path) -> Result<(), SbrError> {
     }
 }
 
-/// The container ids that have a pin directory under `bpffs_dir`.
-pub fn pod_ids(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
+/// The names of the directories directly under `bpffs_dir`, sorted (none when it is absent).
+pub fn subdirectories(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
     let rd = match std::fs::read_dir(bpffs_dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -261,14 +261,17 @@ pub fn pod_ids(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
         let entry = entry.map_err(|source| SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source })?;
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             if let Some(name) = entry.file_name().to_str() {
-                if validate_container_id(name).is_ok() {
-                    out.push(name.to_string());
-                }
+                out.push(name.to_string());
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// The container ids that have a pin directory under `bpffs_dir`.
+pub fn pod_ids(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
+    Ok(subdirectories(bpffs_dir)?.into_iter().filter(|name| validate_container_id(name).is_ok()).collect())
 }
 
 #[cfg(test)]

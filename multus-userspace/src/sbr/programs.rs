@@ -18,7 +18,7 @@ use multus_common::{names, MAP_NO_PREALLOC};
 
 use super::{
     btf,
-    pins::{remove_pin, validate_container_id},
+    pins::{remove_pin, subdirectories, validate_container_id},
     SbrError,
 };
 
@@ -245,26 +245,13 @@ impl Programs {
     }
 }
 
-/// The version directories under `bpffs_dir`.
+/// The version directories under `bpffs_dir`, by name.
 pub fn versions(bpffs_dir: &Path) -> Result<Vec<Programs>, SbrError> {
-    let rd = match std::fs::read_dir(bpffs_dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source }),
-    };
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|source| SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source })?;
-        if let Some(name) = entry.file_name().to_str() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && name.starts_with(VERSION_PREFIX) {
-                if let Ok(p) = Programs::at(bpffs_dir, name) {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok(subdirectories(bpffs_dir)?
+        .iter()
+        .filter(|name| name.starts_with(VERSION_PREFIX))
+        .filter_map(|name| Programs::at(bpffs_dir, name).ok())
+        .collect())
 }
 
 #[cfg(test)]
