@@ -10,6 +10,8 @@ use std::{
 
 use serde_json::Value;
 
+use kube::api::DynamicObject;
+
 use super::client::{KubeClient, KubeError};
 use crate::config::{ConfigError, MultusConf, NetworkConfig};
 
@@ -96,6 +98,11 @@ impl Resolver<'_> {
         let nad = kube
             .get_nad(namespace, name, self.deadline)?
             .ok_or_else(|| ResolveError::NadNotFound(namespace.to_string(), name.to_string()))?;
+        self.network_of_nad(namespace, name, &nad)
+    }
+
+    /// The network of a NAD already read from the API.
+    fn network_of_nad(&self, namespace: &str, name: &str, nad: &DynamicObject) -> Result<ResolvedNetwork, ResolveError> {
         let bad = |reason: String| ResolveError::BadNad { namespace: namespace.into(), name: name.into(), reason };
         let config = match nad.data.get("spec").and_then(|s| s.get("config")) {
             None | Some(Value::Null) => String::new(),
@@ -133,8 +140,8 @@ impl Resolver<'_> {
             None => (self.conf.multus_namespace.clone(), reference.to_string()),
         };
         if let Some(kube) = self.kube {
-            if kube.get_nad(&namespace, &name, self.deadline)?.is_some() {
-                return self.nad(&namespace, &name);
+            if let Some(nad) = kube.get_nad(&namespace, &name, self.deadline)? {
+                return self.network_of_nad(&namespace, &name, &nad);
             }
         }
         if let Some(network) = self.conf_by_name(&name)? {
