@@ -47,7 +47,6 @@ pub fn version_info(stdin: &[u8]) -> Value {
 pub fn run(plugin: &impl Plugin) -> ExitCode {
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
-    let hint = version_hint(&stdin);
     let outcome = match (read, Request::from_env()) {
         (Err(e), _) => Err(CniError::new(ErrorCode::IoFailure, format!("cannot read the configuration from stdin: {e}"))),
         (_, Err(e)) => Err(e.into()),
@@ -58,7 +57,7 @@ pub fn run(plugin: &impl Plugin) -> ExitCode {
     let (doc, code) = match outcome {
         Ok(Some(v)) => (Some(v), ExitCode::SUCCESS),
         Ok(None) => (None, ExitCode::SUCCESS),
-        Err(e) => (Some(e.to_json(hint)), ExitCode::FAILURE),
+        Err(e) => (Some(e.to_json(version_hint(&stdin))), ExitCode::FAILURE),
     };
     if let Some(doc) = doc {
         let mut out = std::io::stdout().lock();
