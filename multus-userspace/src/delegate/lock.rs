@@ -41,12 +41,7 @@ pub struct ContainerLock {
 
 /// The byte of the lock file that stands for `container_id` (FNV-1a, kept below 2^62).
 fn offset(container_id: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h >> 2) as i64
+    (crate::hash::fnv1a(container_id.as_bytes()) >> 2) as i64
 }
 
 impl ContainerLock {

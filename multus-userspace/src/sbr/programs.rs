@@ -16,6 +16,8 @@ use aya::{
 };
 use multus_common::{names, MAP_NO_PREALLOC};
 
+use crate::hash::fnv1a;
+
 use super::{
     btf,
     pins::{remove_pin, subdirectories, validate_container_id},
@@ -54,16 +56,6 @@ impl ProgKind {
             ProgKind::Egress => names::EGRESS_PROG,
         }
     }
-}
-
-/// FNV-1a, 64 bits: a stable hash (the same for the same object in every build of the plugin).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// A stable 64-bit hash of a string (the container id in the users map).
