@@ -34,14 +34,7 @@ const IF_LINK_PREFIX: &str = "link-if-";
 /// Checks a CNI container id before it becomes a directory name (the CNI spec's pattern, at most
 /// 255 bytes so it fits a file name).
 pub fn validate_container_id(id: &str) -> Result<(), SbrError> {
-    let mut chars = id.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if first_ok && rest_ok && id.len() <= 255 {
-        Ok(())
-    } else {
-        Err(SbrError::InvalidContainerId(id.to_string()))
-    }
+    crate::cni::env::validate_container_id(id).map_err(|_| SbrError::InvalidContainerId(id.to_string()))
 }
 
 /// Checks a Linux interface name (the kernel's `dev_valid_name`) before it becomes part of a path.
