@@ -1,7 +1,7 @@
 //! The CNI environment contract: `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`,
 //! `CNI_ARGS` and `CNI_PATH`, parsed and validated before anything else happens.
 
-use std::{collections::HashMap, fmt, path::PathBuf};
+use std::{fmt, path::PathBuf};
 
 /// A CNI operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,21 +88,6 @@ impl CniArgs {
     pub fn set(&mut self, key: &str, value: &str) {
         self.pairs.retain(|(k, _)| k != key);
         self.pairs.push((key.to_string(), value.to_string()));
-    }
-
-    /// All pairs in order.
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.pairs
-    }
-
-    /// The pairs as a map.
-    pub fn to_map(&self) -> HashMap<String, String> {
-        self.pairs.iter().cloned().collect()
-    }
-
-    /// True when there are no pairs.
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
     }
 }
 

@@ -272,11 +272,6 @@ impl CniResult {
     pub fn sandbox_interface(&self, name: &str) -> Option<usize> {
         self.interfaces.iter().position(|i| i.name == name && i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
     }
-
-    /// The addresses that belong to the interface at `index` (or that name no interface).
-    pub fn ips_of(&self, index: Option<usize>) -> impl Iterator<Item = &IpConfig> {
-        self.ips.iter().filter(move |ip| index.is_none() || ip.interface.is_none() || ip.interface == index)
-    }
 }
 
 #[cfg(test)]

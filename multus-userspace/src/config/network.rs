@@ -153,11 +153,6 @@ impl NetworkConfig {
         flag(&self.raw, "disableGC")
     }
 
-    /// The JSON object.
-    pub fn raw(&self) -> &Map<String, Value> {
-        &self.raw
-    }
-
     /// The JSON object, mutable.
     pub fn raw_mut(&mut self) -> &mut Map<String, Value> {
         &mut self.raw

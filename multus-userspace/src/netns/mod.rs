@@ -155,15 +155,6 @@ fn setns(fd: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs an async netlink job in the current network namespace (the host's, from the caller's thread).
-pub fn host_netlink<T, F, Fut>(work: F) -> std::io::Result<T>
-where
-    F: FnOnce(rtnetlink::Handle) -> Fut,
-    Fut: Future<Output = T>,
-{
-    netlink::with_handle(work)
-}
-
 /// The cookie of the calling thread's network namespace (a 64-bit number the kernel never reuses,
 /// the same the BPF programs read from `struct net`). Call it from inside [`NetNs::run`] for a
 /// pod's namespace. Needs Linux 5.14 or later.

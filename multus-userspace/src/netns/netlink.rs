@@ -236,12 +236,6 @@ pub async fn routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetlink::
     Ok(out)
 }
 
-/// Creates a veth pair `name` / `peer` in the namespace. `noarp` sets `IFF_NOARP` on `name`.
-pub async fn add_veth_pair(handle: &Handle, name: &str, peer: &str, mtu: u32, noarp: bool) -> Result<(), rtnetlink::Error> {
-    let msg = rtnetlink::LinkVeth::new(name, peer).mtu(mtu).arp(!noarp).build();
-    handle.link().add(msg).execute().await
-}
-
 /// Sets the MTU of a link.
 pub async fn set_link_mtu(handle: &Handle, index: u32, mtu: u32) -> Result<(), rtnetlink::Error> {
     let msg = rtnetlink::LinkUnspec::new_with_index(index).mtu(mtu).build();
@@ -340,18 +334,6 @@ pub fn route_pref_source(msg: &RouteMessage) -> Option<IpAddr> {
 pub fn route_source_prefix(msg: &RouteMessage) -> Option<(IpAddr, u8)> {
     msg.attributes.iter().find_map(|a| match a {
         RouteAttribute::Source(a) => route_address(a).map(|ip| (ip, msg.header.source_prefix_length)),
-        _ => None,
-    })
-}
-
-/// The MTU metric of a route message (`RTAX_MTU`), if any.
-pub fn route_mtu(msg: &RouteMessage) -> Option<u32> {
-    use netlink_packet_route::route::RouteMetric;
-    msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Metrics(m) => m.iter().find_map(|m| match m {
-            RouteMetric::Mtu(v) => Some(*v),
-            _ => None,
-        }),
         _ => None,
     })
 }
