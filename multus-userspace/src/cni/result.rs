@@ -268,9 +268,12 @@ impl CniResult {
         Ok(Self::parse(raw)?.to_json(version))
     }
 
-    /// The index of the interface called `name` that lives in a sandbox.
-    pub fn sandbox_interface(&self, name: &str) -> Option<usize> {
-        self.interfaces.iter().position(|i| i.name == name && i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+    /// The index of the interface called `name`: the one that lives in a sandbox, else any.
+    pub fn interface_index(&self, name: &str) -> Option<usize> {
+        self.interfaces
+            .iter()
+            .position(|i| i.name == name && i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+            .or_else(|| self.interfaces.iter().position(|i| i.name == name))
     }
 }
 

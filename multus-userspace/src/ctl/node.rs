@@ -228,9 +228,7 @@ pub fn ebpf_sbr_plugin(a: &Attachment) -> Option<&Map<String, Value>> {
 /// `interface` names it, or every IP when the result lists no interfaces (CNI < 0.3.0).
 pub fn result_addresses(result: Option<&Value>, ifname: &str) -> Vec<IfAddr> {
     let Some(parsed) = result.and_then(|r| CniResult::parse(r).ok()) else { return Vec::new() };
-    let index = parsed
-        .sandbox_interface(ifname)
-        .or_else(|| parsed.interfaces.iter().position(|i| i.name == ifname));
+    let index = parsed.interface_index(ifname);
     parsed
         .ips
         .iter()

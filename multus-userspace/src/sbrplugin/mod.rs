@@ -118,16 +118,13 @@ fn parse_prev(prev: &Value, version: CniVersion) -> Result<(Value, CniResult), E
 /// The interface and its addresses as prevResult gives them (the IPs whose `interface` index names
 /// `ifname`, like sbr), checked against the configured gateways.
 pub fn interface_spec(result: &CniResult, ifname: &str, cfg: &SbrConfig) -> Result<InterfaceSpec, Error> {
-    let index = result
-        .sandbox_interface(ifname)
-        .or_else(|| result.interfaces.iter().position(|i| i.name == ifname))
-        .ok_or_else(|| {
-            let names: Vec<&str> = result.interfaces.iter().map(|i| i.name.as_str()).collect();
-            invalid(format!(
-                "prevResult has no interface {ifname} (it lists {names:?}); ebpf-sbr must follow the plugin that \
-                 creates CNI_IFNAME in the same conflist"
-            ))
-        })?;
+    let index = result.interface_index(ifname).ok_or_else(|| {
+        let names: Vec<&str> = result.interfaces.iter().map(|i| i.name.as_str()).collect();
+        invalid(format!(
+            "prevResult has no interface {ifname} (it lists {names:?}); ebpf-sbr must follow the plugin that \
+             creates CNI_IFNAME in the same conflist"
+        ))
+    })?;
     let addresses: Vec<IfAddr> = result
         .ips
         .iter()
