@@ -101,15 +101,24 @@ fn kube_code(e: &KubeError) -> ErrorCode {
     }
 }
 
+/// The CNI code of a namespace failure.
+fn netns_code(e: &NetnsError) -> ErrorCode {
+    match e {
+        NetnsError::NotFound(_) => ErrorCode::UnknownContainer,
+        NetnsError::NotNetns(_) => ErrorCode::InvalidEnvironment,
+        _ => ErrorCode::IoFailure,
+    }
+}
+
 /// The CNI code of an SBR failure.
 fn sbr_code(e: &SbrError) -> ErrorCode {
     match e {
         SbrError::InvalidContainerId(_) | SbrError::InvalidIfName(_) | SbrError::ReservedIfName(_) => {
             ErrorCode::InvalidEnvironment
         }
-        SbrError::Netns(NetnsError::NotFound(_)) | SbrError::InterfaceNotFound(_) => ErrorCode::UnknownContainer,
-        SbrError::Netns(NetnsError::NotNetns(_)) => ErrorCode::InvalidEnvironment,
-        SbrError::Netns(_) | SbrError::Bpffs { .. } | SbrError::Pin { .. } | SbrError::Sysctl { .. } => ErrorCode::IoFailure,
+        SbrError::Netns(e) => netns_code(e),
+        SbrError::InterfaceNotFound(_) => ErrorCode::UnknownContainer,
+        SbrError::Bpffs { .. } | SbrError::Pin { .. } | SbrError::Sysctl { .. } => ErrorCode::IoFailure,
         SbrError::UnsupportedLinkType { .. } | SbrError::NoAddresses(_) | SbrError::AddressNotOnInterface { .. } => {
             ErrorCode::InvalidNetworkConfig
         }
@@ -148,9 +157,7 @@ impl Error {
             Error::Config(ConfigError::Decode { .. }) => ErrorCode::DecodingFailure,
             Error::Config(ConfigError::Invalid(_)) => ErrorCode::InvalidNetworkConfig,
             Error::Config(ConfigError::Version(_)) => ErrorCode::IncompatibleVersion,
-            Error::Netns(NetnsError::NotFound(_)) => ErrorCode::UnknownContainer,
-            Error::Netns(NetnsError::NotNetns(_)) => ErrorCode::InvalidEnvironment,
-            Error::Netns(_) => ErrorCode::IoFailure,
+            Error::Netns(e) => netns_code(e),
             Error::Delegate(e) => delegate_code(e),
             Error::Delegates(list) => list.first().map(delegate_code).unwrap_or(ErrorCode::DELEGATE_FAILED),
             Error::RolledBack { source, .. } => return self.with_rollback(source.to_cni()),
