@@ -130,14 +130,12 @@ impl DelegateError {
 /// chain works without that binary on the node.
 pub const PASSTHRU: &str = "passthru";
 
-/// Resolves every plugin binary of the attachment, so ADD can refuse before changing anything.
-pub fn resolve_binaries(att: &Attachment, path: &[PathBuf]) -> Result<Vec<PathBuf>, DelegateError> {
-    att.network
-        .plugin_types()
-        .into_iter()
-        .filter(|t| *t != PASSTHRU)
-        .map(|t| exec::find_plugin(t, path).map_err(|e| DelegateError::new(att, t, Command::Add, e)))
-        .collect()
+/// Checks that every plugin binary of the attachment is found, so ADD can refuse before changing
+/// anything.
+pub fn resolve_binaries(att: &Attachment, path: &[PathBuf]) -> Result<(), DelegateError> {
+    att.network.plugin_types().into_iter().filter(|t| *t != PASSTHRU).try_for_each(|t| {
+        exec::find_plugin(t, path).map(drop).map_err(|e| DelegateError::new(att, t, Command::Add, e))
+    })
 }
 
 /// The version the attachment's network speaks.
@@ -195,12 +193,13 @@ fn invoke(
     ctx: &Context<'_>,
     command: Command,
     plugin: &Map<String, Value>,
+    version: CniVersion,
     conf: &Value,
 ) -> Result<Vec<u8>, DelegateError> {
     let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default();
     if ty == PASSTHRU {
         tracing::debug!(network = %att.name, plugin = ty, %command, "built-in plugin");
-        return Ok(passthru(command, conf));
+        return Ok(passthru(command, version));
     }
     let binary = exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
     let per_container = command.is_per_container();
@@ -221,13 +220,11 @@ fn invoke(
     out
 }
 
-/// What [`PASSTHRU`] answers: an empty result in the configuration's version on ADD, nothing
-/// otherwise.
-fn passthru(command: Command, conf: &Value) -> Vec<u8> {
+/// What [`PASSTHRU`] answers: an empty result in the network's version on ADD, nothing otherwise.
+fn passthru(command: Command, version: CniVersion) -> Vec<u8> {
     if command != Command::Add {
         return Vec::new();
     }
-    let version = conf.get("cniVersion").and_then(Value::as_str).and_then(|v| v.parse().ok()).unwrap_or(CniVersion::LATEST);
     serde_json::to_vec(&CniResult::default().to_json(version)).unwrap_or_default()
 }
 
@@ -238,7 +235,7 @@ pub fn add(att: &Attachment, ctx: &Context<'_>) -> Result<Value, DelegateError> 
     for plugin in att.network.plugins() {
         let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
         let conf = plugin_config(att, plugin, version, prev.as_ref());
-        let out = invoke(att, ctx, Command::Add, plugin, &conf)?;
+        let out = invoke(att, ctx, Command::Add, plugin, version, &conf)?;
         let bad = |why: String| {
             DelegateError::new(att, &ty, Command::Add, ExecError::BadOutput(PathBuf::from(&ty), why))
         };
@@ -257,7 +254,7 @@ pub fn del(att: &Attachment, ctx: &Context<'_>) -> Result<(), Vec<DelegateError>
     let mut errors = Vec::new();
     for plugin in att.network.plugins().into_iter().rev() {
         let conf = plugin_config(att, plugin, version, prev);
-        if let Err(e) = invoke(att, ctx, Command::Del, plugin, &conf) {
+        if let Err(e) = invoke(att, ctx, Command::Del, plugin, version, &conf) {
             errors.push(e);
         }
     }
@@ -277,7 +274,7 @@ pub fn check(att: &Attachment, ctx: &Context<'_>) -> Result<(), DelegateError> {
     }
     for plugin in att.network.plugins() {
         let conf = plugin_config(att, plugin, version, att.result.as_ref());
-        invoke(att, ctx, Command::Check, plugin, &conf)?;
+        invoke(att, ctx, Command::Check, plugin, version, &conf)?;
     }
     Ok(())
 }
@@ -295,7 +292,7 @@ pub fn gc(att: &Attachment, ctx: &Context<'_>, valid: &[ValidAttachment]) -> Res
         if let Value::Object(m) = &mut conf {
             m.insert("cni.dev/valid-attachments".into(), serde_json::to_value(valid).unwrap_or_default());
         }
-        if let Err(e) = invoke(att, ctx, Command::Gc, plugin, &conf) {
+        if let Err(e) = invoke(att, ctx, Command::Gc, plugin, version, &conf) {
             errors.push(e);
         }
     }
@@ -314,7 +311,7 @@ pub fn status(att: &Attachment, ctx: &Context<'_>) -> Result<(), DelegateError> 
     }
     for plugin in att.network.plugins() {
         let conf = plugin_config(att, plugin, version, None);
-        invoke(att, ctx, Command::Status, plugin, &conf)?;
+        invoke(att, ctx, Command::Status, plugin, version, &conf)?;
     }
     Ok(())
 }
