@@ -11,6 +11,7 @@ use std::{
     io::Write,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use serde::{Deserialize, Serialize};
@@ -117,7 +118,7 @@ impl Cache {
         let path = self.path(&entry.container_id)?;
         self.ensure_dir()?;
         let bytes = serde_json::to_vec(entry).map_err(|e| CacheError::Io(path.clone(), e.into()))?;
-        write_atomic(&path, &bytes).map_err(|e| CacheError::Io(path.clone(), e))
+        write_atomic(&path, &bytes, 0o600).map_err(|e| CacheError::Io(path.clone(), e))
     }
 
     /// Reads an entry; `Ok(None)` when there is none.
@@ -163,14 +164,15 @@ impl Cache {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory (mode 0600), then
-/// renames it over `path`: readers see the old or the new content, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` through a temporary file in the same directory (created with `mode`),
+/// then renames it over `path`: readers see the old or the new content, never a mix. The temporary
+/// name is short, so a `path` whose name is near NAME_MAX (a 255-byte container id) still has one.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    let tmp = dir.join(format!(".tmp.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
     let written = f.write_all(bytes).and_then(|_| fs::rename(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -219,6 +221,17 @@ mod tests {
         cache.remove("abc").unwrap();
         cache.remove("abc").unwrap();
         assert!(cache.read("abc").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_longest_container_id_is_cached() {
+        // 255 bytes: the spec's id fills NAME_MAX, and the temporary file must still fit.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let id = "a".repeat(255);
+        cache.write(&entry(&id)).unwrap();
+        assert_eq!(cache.read(&id).unwrap().map(|e| e.container_id), Some(id.clone()));
+        assert_eq!(cache.list().unwrap(), vec![id]);
     }
 
     #[test]

@@ -17,16 +17,18 @@
 
 use std::{
     fs,
-    io::{self, Read, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    io::{self, Read},
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::cni::env::{validate_container_id, validate_ifname};
+use crate::{
+    cni::env::{validate_container_id, validate_ifname},
+    delegate::cache::write_atomic,
+};
 
 /// The spec's base directory.
 pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo";
@@ -189,18 +191,7 @@ pub fn save(path: &Path, info: &DeviceInfo) -> Result<(), DevInfoError> {
     fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| io_err(dir, e))?;
     let json = serde_json::to_vec(info)
         .map_err(|e| DevInfoError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
-    // short, so a name near NAME_MAX still has a temporary sibling; unique per process and call
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(".devinfo.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-    let write = || -> io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
-        f.write_all(&json)?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err(path, e)
-    })
+    write_atomic(path, &json, 0o644).map_err(|e| io_err(path, e))
 }
 
 /// Removes a device-info file; a file that is already gone is not an error (DEL is idempotent).
