@@ -79,8 +79,12 @@ impl KubeClient {
     /// A client from `kubeconfig`, or from the in-cluster environment when no path is given and
     /// `KUBERNETES_SERVICE_HOST` is set; `Ok(None)` when neither is available.
     pub fn connect(kubeconfig: Option<&Path>) -> Result<Option<KubeClient>, KubeError> {
+        let kubeconfig = kubeconfig.filter(|p| !p.as_os_str().is_empty());
+        if kubeconfig.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+            return Ok(None);
+        }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(KubeError::Runtime)?;
-        let config = match kubeconfig.filter(|p| !p.as_os_str().is_empty()) {
+        let config = match kubeconfig {
             Some(path) => {
                 let source_name = path.display().to_string();
                 let file = Kubeconfig::read_from(path)
@@ -89,9 +93,8 @@ impl KubeClient {
                     .block_on(Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()))
                     .map_err(|e| KubeError::Config { source_name, reason: e.to_string() })?
             }
-            None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Config::incluster()
+            None => Config::incluster()
                 .map_err(|e| KubeError::Config { source_name: "the in-cluster environment".into(), reason: e.to_string() })?,
-            None => return Ok(None),
         };
         let mut config = config;
         // Our own bounded retries decide; kube's built-in retry would wait out Retry-After for
