@@ -10,17 +10,26 @@ pub mod status;
 
 use crate::cni::CniArgs;
 
-/// The pod a CNI call is for, from CNI_ARGS.
+/// The pod a CNI call is for, from CNI_ARGS: namespace and name (for the API and the kubelet), UID
+/// (to detect a recreated pod, and to find its devices in the kubelet's checkpoint).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodIdentity {
     /// `K8S_POD_NAMESPACE`.
     pub namespace: String,
     /// `K8S_POD_NAME`.
     pub name: String,
-    /// `K8S_POD_UID` (may be empty).
+    /// `K8S_POD_UID`; empty when the runtime did not pass one.
     pub uid: String,
-    /// `K8S_POD_INFRA_CONTAINER_ID` (may be empty).
-    pub infra_container_id: String,
+}
+
+impl std::fmt::Display for PodIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)?;
+        if !self.uid.is_empty() {
+            write!(f, " (uid {})", self.uid)?;
+        }
+        Ok(())
+    }
 }
 
 impl PodIdentity {
@@ -32,7 +41,6 @@ impl PodIdentity {
             namespace: namespace.to_string(),
             name: name.to_string(),
             uid: args.get("K8S_POD_UID").unwrap_or_default().to_string(),
-            infra_container_id: args.get("K8S_POD_INFRA_CONTAINER_ID").unwrap_or_default().to_string(),
         })
     }
 }

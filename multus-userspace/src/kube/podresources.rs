@@ -43,26 +43,8 @@ pub const MAX_CHECKPOINT: u64 = 64 * 1024 * 1024;
 const SERVICE: &str = "v1.PodResourcesLister";
 
 /// The pod whose devices are wanted: namespace and name for the kubelet API, UID for the
-/// checkpoint file (from CNI_ARGS `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PodIdentity {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// UID; empty when the runtime did not pass one (the checkpoint fallback then cannot match).
-    pub uid: String,
-}
-
-impl fmt::Display for PodIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)?;
-        if !self.uid.is_empty() {
-            write!(f, " (uid {})", self.uid)?;
-        }
-        Ok(())
-    }
-}
+/// checkpoint file (an empty UID cannot match the checkpoint).
+pub use super::PodIdentity;
 
 /// Which source answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
