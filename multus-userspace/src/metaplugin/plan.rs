@@ -90,12 +90,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
         }
     }
     entries.extend(auxiliary_entry(call)?);
-    plan.attachments = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
-    unique_auxiliary_ifname(&mut plan.attachments);
-    mark_defaults(&mut plan.attachments)?;
-    if call.req.command.is_per_container() {
-        check_ifnames(&plan.attachments)?;
-    }
+    plan.attachments = attachments(call, entries)?;
     super::devices::assign(call, &mut plan.attachments, plan.pod.as_ref())?;
     Ok(plan)
 }
@@ -127,6 +122,11 @@ fn config_attachments(call: &Call<'_>, with_auxiliary: bool) -> Result<Vec<Attac
     if with_auxiliary {
         entries.extend(auxiliary_entry(call)?);
     }
+    attachments(call, entries)
+}
+
+/// The attachments of `entries`, in order: interface names given and checked, defaults marked.
+fn attachments(call: &Call<'_>, entries: Vec<Entry>) -> Result<Vec<Attachment>, Error> {
     let mut out: Vec<Attachment> = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
     unique_auxiliary_ifname(&mut out);
     mark_defaults(&mut out)?;
