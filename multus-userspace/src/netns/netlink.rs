@@ -71,19 +71,29 @@ pub fn format_mac(bytes: &[u8]) -> String {
 
 /// All links of the namespace.
 pub async fn links(handle: &Handle) -> Result<Vec<Link>, rtnetlink::Error> {
-    let mut out = Vec::new();
-    let mut stream = handle.link().get().execute();
-    while let Some(msg) = stream.try_next().await? {
-        out.push(Link::from_message(&msg));
-    }
-    Ok(out)
+    all_links(handle, Link::from_message).await
 }
 
 /// The link called `name`, if it exists.
 pub async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<Link>, rtnetlink::Error> {
+    link_named(handle, name, Link::from_message).await
+}
+
+/// Every link of the namespace, read by `read`.
+async fn all_links<T>(handle: &Handle, read: fn(&LinkMessage) -> T) -> Result<Vec<T>, rtnetlink::Error> {
+    let mut out = Vec::new();
+    let mut stream = handle.link().get().execute();
+    while let Some(msg) = stream.try_next().await? {
+        out.push(read(&msg));
+    }
+    Ok(out)
+}
+
+/// The link called `name`, read by `read`, if it exists.
+async fn link_named<T>(handle: &Handle, name: &str, read: fn(&LinkMessage) -> T) -> Result<Option<T>, rtnetlink::Error> {
     let mut stream = handle.link().get().match_name(name.to_string()).execute();
     match stream.try_next().await {
-        Ok(Some(msg)) => Ok(Some(Link::from_message(&msg))),
+        Ok(Some(msg)) => Ok(Some(read(&msg))),
         Ok(None) => Ok(None),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
         Err(e) => Err(e),
@@ -205,33 +215,29 @@ impl LinkDetail {
 
 /// All links of the namespace with their details.
 pub async fn link_details(handle: &Handle) -> Result<Vec<LinkDetail>, rtnetlink::Error> {
-    let mut out = Vec::new();
-    let mut stream = handle.link().get().execute();
-    while let Some(msg) = stream.try_next().await? {
-        out.push(LinkDetail::from_message(&msg));
-    }
-    Ok(out)
+    all_links(handle, LinkDetail::from_message).await
 }
 
 /// The link called `name` with its details, if it exists.
 pub async fn link_detail_by_name(handle: &Handle, name: &str) -> Result<Option<LinkDetail>, rtnetlink::Error> {
-    let mut stream = handle.link().get().match_name(name.to_string()).execute();
-    match stream.try_next().await {
-        Ok(Some(msg)) => Ok(Some(LinkDetail::from_message(&msg))),
-        Ok(None) => Ok(None),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(e),
-    }
+    link_named(handle, name, LinkDetail::from_message).await
 }
 
 /// Every route of one family, all tables (use [`route_table`] to tell them apart).
 pub async fn routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetlink::Error> {
+    routes_where(handle, v6, |_| true).await
+}
+
+/// The routes of one family whose message `keep` accepts.
+async fn routes_where(handle: &Handle, v6: bool, keep: impl Fn(&RouteMessage) -> bool) -> Result<Vec<Route>, rtnetlink::Error> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     let mut stream = handle.route().get(msg).execute();
     let mut out = Vec::new();
     while let Some(msg) = stream.try_next().await? {
-        out.push(route_from_message(msg, v6));
+        if keep(&msg) {
+            out.push(route_from_message(msg, v6));
+        }
     }
     Ok(out)
 }
@@ -258,16 +264,7 @@ pub async fn delete_link(handle: &Handle, index: u32) -> Result<(), rtnetlink::E
 
 /// Routes of one table (`libc::RT_TABLE_MAIN`, `libc::RT_TABLE_LOCAL`, ...) for one family.
 pub async fn table_routes(handle: &Handle, v6: bool, table: u32) -> Result<Vec<Route>, rtnetlink::Error> {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
-    let mut stream = handle.route().get(msg).execute();
-    let mut out = Vec::new();
-    while let Some(msg) = stream.try_next().await? {
-        if route_table(&msg) == table {
-            out.push(route_from_message(msg, v6));
-        }
-    }
-    Ok(out)
+    routes_where(handle, v6, |msg| route_table(msg) == table).await
 }
 
 /// The table a route message belongs to (the `RTA_TABLE` attribute wins over the header byte).
@@ -456,13 +453,18 @@ pub async fn delete_neighbour(handle: &Handle, ifindex: u32, addr: IpAddr) -> Re
 pub async fn set_only_default_route(handle: &Handle, gateway: IpAddr, oif: u32) -> Result<usize, rtnetlink::Error> {
     let v6 = gateway.is_ipv6();
     let mut removed = 0;
+    let mut exists = false;
     for route in main_routes(handle, v6).await? {
-        if route.is_default() && !(route.gateway == Some(gateway) && route.oif == Some(oif)) {
+        if !route.is_default() {
+            continue;
+        }
+        if route.gateway == Some(gateway) && route.oif == Some(oif) {
+            exists = true;
+        } else {
             handle.route().del(route.message.clone()).execute().await?;
             removed += 1;
         }
     }
-    let exists = main_routes(handle, v6).await?.iter().any(|r| r.is_default() && r.gateway == Some(gateway) && r.oif == Some(oif));
     if !exists {
         let msg = match gateway {
             IpAddr::V4(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().gateway(gw).output_interface(oif).build(),
