@@ -22,10 +22,6 @@ use super::{
 /// The `apiVersion` of every document.
 pub const API_VERSION: &str = "multusctl/v1";
 
-/// `BPF_TCX_INGRESS`.
-const BPF_TCX_INGRESS: u32 = 46;
-/// `BPF_TCX_EGRESS`.
-const BPF_TCX_EGRESS: u32 = 47;
 
 /// A document: `apiVersion`, `kind`, then the kind's own fields.
 #[derive(Debug, Serialize)]
@@ -364,8 +360,8 @@ fn attach_mode(a: &AttachmentInfo, t: u32) -> String {
         return "netlink-clsact-egress".into();
     }
     match t {
-        BPF_TCX_EGRESS => "tcx-egress".into(),
-        BPF_TCX_INGRESS => "tcx-ingress".into(),
+        crate::sbr::BPF_TCX_EGRESS => "tcx-egress".into(),
+        crate::sbr::BPF_TCX_INGRESS => "tcx-ingress".into(),
         other => format!("attach-type-{other}"),
     }
 }

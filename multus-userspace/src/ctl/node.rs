@@ -27,9 +27,6 @@ use crate::{
 
 use super::{CtlError, GlobalArgs};
 
-/// `BPF_FS_MAGIC` from linux/magic.h.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
 /// The node as multusctl sees it.
 #[derive(Debug)]
 pub struct Node {
@@ -140,7 +137,7 @@ impl Node {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS_DIR));
         let bpffs_present = match std::fs::metadata(&bpffs_dir) {
             Ok(_) => {
-                if !is_bpffs(&bpffs_dir).map_err(|e| CtlError::Bpffs(bpffs_dir.clone(), e))? {
+                if !sbr::is_bpffs(&bpffs_dir).map_err(|e| CtlError::Bpffs(bpffs_dir.clone(), e))? {
                     return Err(CtlError::NotBpffs(bpffs_dir));
                 }
                 true
@@ -280,15 +277,3 @@ fn default_conf() -> Result<MultusConf, CtlError> {
         .map_err(|e| CtlError::Conf(PathBuf::from("(defaults)"), e.to_string()))
 }
 
-/// Whether `path` lives on a bpffs.
-pub fn is_bpffs(path: &Path) -> std::io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statfs into a zeroed struct with a valid NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_type as i64 == BPF_FS_MAGIC)
-}

@@ -128,6 +128,8 @@ pub struct LinkTarget {
     pub attach_type: u32,
 }
 
+/// `BPF_TCX_INGRESS`.
+pub const BPF_TCX_INGRESS: u32 = 46;
 /// `BPF_TCX_EGRESS`.
 pub const BPF_TCX_EGRESS: u32 = 47;
 /// `BPF_LINK_TYPE_TCX`.

@@ -44,7 +44,8 @@ pub use bpf::LinkTarget;
 pub use error::{Drift, SbrError};
 pub use inspect::{inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, PodInfo, SourceEntry};
 pub use multus_common::IfCounters;
-pub use pins::{validate_container_id, validate_ifname};
+pub use bpf::{BPF_TCX_EGRESS, BPF_TCX_INGRESS};
+pub use pins::{is_bpffs, validate_container_id, validate_ifname};
 pub use plan::CarrierRoute;
 pub use timing::Phase;
 
