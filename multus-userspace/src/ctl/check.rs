@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::sbr::{self, Drift, SbrError};
 
 use super::{
-    model::{link_attached, Envelope, PodView},
+    model::{link_attached, links_all_detached, Envelope, PodView},
     node::{ebpf_sbr_plugin, interface_spec, Live, NetnsState, Record},
     show::resolve,
     table::{or_dash, short_id, Table},
@@ -156,7 +156,7 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                     }
                     for (ifname, attachment) in sbr_ifaces {
                         let cfg = node.sbr_config_for(attachment);
-                        let spec = interface_spec(Some(entry), &ifname);
+                        let spec = interface_spec(attachment, &ifname);
                         verified.push(ifname.clone());
                         match sbr::check(&cfg, &rec.id, path, &spec) {
                             Ok(()) => {}
@@ -179,16 +179,14 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
         }
         None => {
             if let Some(info) = info {
-                let detached: Vec<&str> =
-                    info.attachments.iter().filter(|a| !link_attached(a)).map(|a| a.ifname.as_str()).collect();
-                if !info.attachments.is_empty() && detached.len() == info.attachments.len() {
+                if links_all_detached(info) {
                     problems.insert(Problem::new(
                         "pinsOrphaned",
                         None,
                         "SBR pins without a cache entry and with every program detached: the pod's interfaces or namespace are gone (`multusctl gc` removes them)",
                     ));
                 } else {
-                    for i in detached {
+                    for i in info.attachments.iter().filter(|a| !link_attached(a)).map(|a| a.ifname.as_str()) {
                         problems.insert(Problem::new("programDetached", Some(i), format!("program not attached to {i}: link detached")));
                     }
                 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::sbr;
 
 use super::{
-    model::{link_attached, Envelope, PodView},
+    model::{links_all_detached, Envelope, PodView},
     node::{NetnsState, Record},
     table::{or_dash, short_id, Table},
     write_json, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
@@ -71,7 +71,7 @@ fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
         let netns = entry.and_then(|e| e.netns.as_ref()).map(|p| p.display().to_string());
         let netns_gone = rec.netns == NetnsState::Gone;
         let pins_detached = match &rec.pins {
-            Some(Ok(info)) => !info.attachments.is_empty() && info.attachments.iter().all(|a| !link_attached(a)),
+            Some(Ok(info)) => links_all_detached(info),
             _ => false,
         };
         let pin_dir = node.sbr.bpffs_dir.join(&rec.id).display().to_string();

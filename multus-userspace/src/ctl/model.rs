@@ -390,6 +390,12 @@ pub fn link_attached(a: &AttachmentInfo) -> bool {
     a.target.as_ref().is_ok_and(|t| t.ifindex != 0)
 }
 
+/// Whether the pod has program links and every one is detached (its interfaces or namespace are
+/// gone): what `check` calls orphaned pins and `gc` removes.
+pub fn links_all_detached(info: &PodInfo) -> bool {
+    !info.attachments.is_empty() && info.attachments.iter().all(|a| !link_attached(a))
+}
+
 fn addr_string(a: &IfAddr) -> String {
     format!("{}/{}", a.address, a.prefix_len)
 }

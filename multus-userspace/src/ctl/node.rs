@@ -234,12 +234,10 @@ pub fn result_addresses(result: Option<&Value>, ifname: &str) -> Vec<IfAddr> {
         .collect()
 }
 
-/// The interface spec `ebpf-sbr` would have used for `ifname`: the cached result's addresses, or
-/// the interface's own when nothing is cached for it.
-pub fn interface_spec(entry: Option<&CacheEntry>, ifname: &str) -> InterfaceSpec {
-    let result = entry
-        .and_then(|e| e.attachments.iter().find(|a| a.ifname == ifname))
-        .and_then(|a| a.result.as_ref());
+/// The interface spec `ebpf-sbr` would have used for `ifname`: the addresses of its cached
+/// attachment's result, or the interface's own when nothing is cached for it.
+pub fn interface_spec(attachment: Option<&Attachment>, ifname: &str) -> InterfaceSpec {
+    let result = attachment.and_then(|a| a.result.as_ref());
     InterfaceSpec { ifname: ifname.to_string(), addresses: result_addresses(result, ifname) }
 }
 
