@@ -166,9 +166,14 @@ impl Node {
 
     /// Every container with a cache entry or pins, sorted by id.
     pub fn records(&self) -> Result<Vec<Record>, CtlError> {
+        Ok(self.ids()?.into_iter().map(|id| self.record(&id)).collect())
+    }
+
+    /// Every container id the cache or the pins know, in order.
+    pub fn ids(&self) -> Result<BTreeSet<String>, CtlError> {
         let mut ids: BTreeSet<String> = self.cache.list()?.into_iter().collect();
         ids.extend(self.pin_ids()?);
-        Ok(ids.into_iter().map(|id| self.record(&id)).collect())
+        Ok(ids)
     }
 
     /// Container ids that have pins.

@@ -21,15 +21,17 @@ pub struct ShowArgs {
     pub target: String,
 }
 
-/// The records `target` names.
+/// The records `target` names (only those are read in full: reading a record enters its pod's
+/// namespace).
 pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<Record>, CtlError> {
-    let records = node.records()?;
+    let ids = node.ids()?;
     if let Some((namespace, name)) = target.split_once('/') {
         let wanted = PodView { namespace: namespace.to_string(), name: name.to_string(), uid: None };
-        let mut found: Vec<Record> = records
-            .into_iter()
-            .filter(|r| r.entry.as_ref().and_then(|e| e.pod.as_ref()).is_some_and(|p| p.namespace == namespace && p.name == name))
-            .collect();
+        let of_pod = |id: &String| {
+            let entry = node.cache.read(id).ok().flatten();
+            entry.and_then(|e| e.pod).is_some_and(|p| p.namespace == namespace && p.name == name)
+        };
+        let mut found: Vec<Record> = ids.iter().filter(|id| of_pod(id)).map(|id| node.record(id)).collect();
         let current_uid = api.map(|a| a.pod(&wanted)).filter(|a| a.status == "found").and_then(|a| a.uid);
         if found.is_empty() {
             let known = match &current_uid {
@@ -49,21 +51,20 @@ pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<R
         });
         return Ok(found);
     }
-    let mut records = records;
-    if let Some(pos) = records.iter().position(|r| r.id == target) {
-        return Ok(vec![records.swap_remove(pos)]);
+    if ids.contains(target) {
+        return Ok(vec![node.record(target)]);
     }
-    let matches: Vec<Record> = records.into_iter().filter(|r| r.id.starts_with(target)).collect();
-    match matches.len() {
-        0 => Err(CtlError::NotFound(format!(
+    let matches: Vec<&String> = ids.iter().filter(|id| id.starts_with(target)).collect();
+    match matches.as_slice() {
+        [] => Err(CtlError::NotFound(format!(
             "no container {target:?}: neither the delegate cache {} nor the pins under {} know it",
             node.cache.dir().display(),
             node.sbr.bpffs_dir.display()
         ))),
-        1 => Ok(matches),
+        [id] => Ok(vec![node.record(id)]),
         _ => Err(CtlError::NotFound(format!(
             "{target:?} is the prefix of several containers ({}); give more of the id",
-            matches.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+            matches.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
