@@ -292,23 +292,31 @@ impl PodMaps {
 
     /// Opens the maps of the pod in `dir`.
     pub fn open(dir: &PodDir, bpffs_dir: &Path) -> Result<Self, SbrError> {
-        let record = Self::read_record(dir)?;
-        Self::open_with(dir, Programs::at(bpffs_dir, &record.version())?)
+        let opened = Self::open_record(dir)?;
+        let progs = Programs::at(bpffs_dir, &opened.1.version())?;
+        Self::open_with(dir, progs, opened)
     }
 
-    /// Opens the maps of the pod in `dir` with the node-wide maps of `progs`.
-    pub fn open_with(dir: &PodDir, progs: Programs) -> Result<Self, SbrError> {
-        let record_map = RecordMap::open(&dir.map("pod"))?;
-        let record = record_map.get()?;
+    /// Opens the maps of the pod in `dir` with the node-wide maps of `progs`; `opened` is its
+    /// record map as [`Self::open_record`] returned it.
+    pub fn open_with(dir: &PodDir, progs: Programs, opened: (RecordMap, PodRecord)) -> Result<Self, SbrError> {
+        let (record_map, record) = opened;
         let node = NodeMaps::open(&progs)?;
         let mirror = HashMap::try_from(open_map(&dir.map("src"))?).map_err(map_err("pod src"))?;
         let state = StateMap::open(&dir.map("state"))?;
         Ok(Self { cookie: record.cookie, progs, record, record_map, node, mirror, state })
     }
 
+    /// Opens the record map of the pod in `dir`, with the record it holds.
+    pub fn open_record(dir: &PodDir) -> Result<(RecordMap, PodRecord), SbrError> {
+        let map = RecordMap::open(&dir.map("pod"))?;
+        let record = map.get()?;
+        Ok((map, record))
+    }
+
     /// Reads just the record of the pod in `dir`.
     pub fn read_record(dir: &PodDir) -> Result<PodRecord, SbrError> {
-        RecordMap::open(&dir.map("pod"))?.get()
+        Self::open_record(dir).map(|(_, record)| record)
     }
 
     /// Writes the record.

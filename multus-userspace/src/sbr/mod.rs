@@ -246,14 +246,14 @@ fn open_or_create_pod(
     phases: &Phases,
 ) -> Result<(PodMaps, bool), SbrError> {
     if dir.map("pod").exists() {
-        let record = PodMaps::read_record(dir)?;
-        let result = match Programs::at(&cfg.bpffs_dir, &record.version()) {
-            Ok(own) if own.complete() => (PodMaps::open_with(dir, own)?, false),
+        let opened = PodMaps::open_record(dir)?;
+        let result = match Programs::at(&cfg.bpffs_dir, &opened.1.version()) {
+            Ok(own) if own.complete() => (PodMaps::open_with(dir, own, opened)?, false),
             // Its program version is gone (removed by hand): move the pod to the current one.
             _ => {
                 let current = Programs::at(&cfg.bpffs_dir, &Programs::current_name(cfg.debug))?;
                 let loaded = current.ensure_loaded(cfg.debug)?;
-                let mut maps = PodMaps::open_with(dir, current.clone())?;
+                let mut maps = PodMaps::open_with(dir, current.clone(), opened)?;
                 maps.switch_to(container_id, current)?;
                 (maps, loaded)
             }
@@ -534,13 +534,13 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
     }
     let ns = NetNs::open(netns)?;
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
-    let record = PodMaps::read_record(&dir)?;
-    let progs = Programs::at(&cfg.bpffs_dir, &record.version())?;
+    let opened = PodMaps::open_record(&dir)?;
+    let progs = Programs::at(&cfg.bpffs_dir, &opened.1.version())?;
     let missing: Vec<Drift> = progs.pins().into_iter().filter(|p| !p.exists()).map(Drift::PinMissing).collect();
     if !missing.is_empty() {
         return Err(SbrError::Drift(missing));
     }
-    let maps = PodMaps::open_with(&dir, progs)?;
+    let maps = PodMaps::open_with(&dir, progs, opened)?;
     let drifts = ns.netlink(|h| async move {
         // The pins belong to another namespace than the one named now.
         if netns_cookie()? != maps.cookie {
