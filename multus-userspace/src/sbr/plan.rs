@@ -79,14 +79,9 @@ pub fn src_entry(cookie: u64, ifindex: u32, addr: &IfAddr, gateway: Option<IpAdd
 
 /// A source entry for people: `10.1.0.2 -> if 3 via 10.1.0.1 (on-link 10.1.0.0/24)`.
 pub fn describe_entry(key: &SrcKey, route: &SrcRoute) -> String {
-    let net = words_addr(key.family, route.network);
-    let len: u32 = route.mask.iter().map(|w| u32::from_be(*w).count_ones()).sum();
-    let via = if route.flags & ROUTE_HAS_GATEWAY != 0 {
-        format!(" via {}", words_addr(key.family, route.gateway))
-    } else {
-        String::new()
-    };
-    format!("if {}{via} (on-link {net}/{len})", route.ifindex)
+    let e = super::inspect::SourceEntry::from_map(key, route);
+    let via = e.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+    format!("if {}{via} (on-link {}/{})", e.ifindex, e.network, e.prefix_len)
 }
 
 /// The gateway used for a managed address: the one prevResult gave it, else the configured one
