@@ -11,7 +11,7 @@
 //! millisecond of kernel time. (Making it on a thread started at the beginning of ADD, beside the
 //! reads of the pod, was measured slower: entering the pod's namespace then waits for it.)
 
-use std::{fs::File, os::fd::AsRawFd, path::Path, thread::JoinHandle};
+use std::{fs::File, os::fd::AsRawFd, path::Path};
 
 use super::{state::RecordMap, SbrError};
 
@@ -22,10 +22,11 @@ fn anchor_err(what: &str, e: impl std::fmt::Display) -> SbrError {
     SbrError::Pin { path: "anchor".into(), reason: format!("anchor namespace: {what}: {e}") }
 }
 
-/// Starts making a new network namespace, with IPv6 off by default (the peer made there sends no
-/// DAD/RS/MLD into the carrier), on a thread of its own; the thread returns it open.
-pub fn spawn() -> Result<JoinHandle<Result<File, SbrError>>, SbrError> {
-    std::thread::Builder::new()
+/// Makes a new network namespace, with IPv6 off by default (the peer made there sends no
+/// DAD/RS/MLD into the carrier), on a thread of its own (unshare must not move the thread that
+/// works inside the pod); returns it open.
+pub fn new_namespace() -> Result<File, SbrError> {
+    let maker = std::thread::Builder::new()
         .name("sbr-anchor".into())
         .spawn(|| {
             // SAFETY: unshare affects only this thread, which ends right after.
@@ -36,12 +37,8 @@ pub fn spawn() -> Result<JoinHandle<Result<File, SbrError>>, SbrError> {
                 .map_err(|e| anchor_err("disable IPv6", e))?;
             File::open("/proc/thread-self/ns/net").map_err(|e| anchor_err("open", e))
         })
-        .map_err(|e| anchor_err("thread", e))
-}
-
-/// Waits for a namespace [`spawn`] is making.
-pub fn join(handle: JoinHandle<Result<File, SbrError>>) -> Result<File, SbrError> {
-    handle.join().map_err(|_| anchor_err("thread", "panicked"))?
+        .map_err(|e| anchor_err("thread", e))?;
+    maker.join().map_err(|_| anchor_err("thread", "panicked"))?
 }
 
 /// Mounts the namespace `ns` on `path` (a second pin of the pod record beside it, made here), so

@@ -523,7 +523,7 @@ async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<
     unmount_anchor(&ctx.dir.anchor())?;
     let mut record = maps.record;
     record.flags &= !POD_ANCHORED;
-    let made = anchor::spawn().and_then(anchor::join);
+    let made = anchor::new_namespace();
     let anchor = match made.and_then(|f| anchor::mount(&f, &ctx.dir.anchor()).map(|()| f)) {
         Ok(f) => {
             record.flags |= POD_ANCHORED;
