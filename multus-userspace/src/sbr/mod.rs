@@ -58,7 +58,7 @@ use error::nl;
 use pins::{remove_pin, Lock, PodDir};
 use plan::{resolve_gateway, src_entry};
 use programs::Programs;
-use reconcile::{converge, diff, plan_for, Ctx, Snapshot};
+use reconcile::{diff, plan_for, Ctx, Snapshot};
 use state::{IfaceState, PodRecord, MANAGED, MODE_NETLINK, MODE_TCX, RELEASED, RP_FILTER_CHANGED};
 use timing::Phases;
 
@@ -387,7 +387,7 @@ async fn add_in_ns(
         IfaceState { ifindex: index, flags: MANAGED | (previous.flags & !(MANAGED | RELEASED)), ..previous },
     )?;
     ctx.phases.mark("maps");
-    let plan = reconcile::converge_from(h, maps, ctx, Some(snap)).await?;
+    let plan = reconcile::converge_from(h, maps, ctx, snap).await?;
     Ok(AddReport {
         entries: entries.iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect(),
         carrier_routes: plan.carrier.map(|c| c.routes.into_iter().collect()).unwrap_or_default(),
@@ -419,18 +419,20 @@ async fn remove_in_ns(
     maps: &mut PodMaps,
     ctx: &mut Ctx<'_>,
 ) -> Result<(), SbrError> {
+    let snap = Snapshot::read(h, maps.record.mode != MODE_TCX).await?;
+    ctx.phases.mark("read");
     let previous = forget_interface(maps, ifname, None)?;
     let keep = previous.flags & (RP_FILTER_CHANGED | state::COUNTED | state::NL_FILTER | state::NL_QDISC_ADDED);
-    match nlh::link_by_name(h, ifname).await.map_err(nl(format!("look up {ifname}")))? {
-        Some(link) if link.index == previous.ifindex || previous.ifindex == 0 => {
-            maps.put_state(ifname, IfaceState { ifindex: link.index, flags: RELEASED | keep, ..previous })?
+    match snap.index_of(ifname) {
+        Some(index) if index == previous.ifindex || previous.ifindex == 0 => {
+            maps.put_state(ifname, IfaceState { ifindex: index, flags: RELEASED | keep, ..previous })?
         }
-        Some(link) => maps.put_state(ifname, IfaceState { ifindex: link.index, flags: RELEASED, ..previous })?,
+        Some(index) => maps.put_state(ifname, IfaceState { ifindex: index, flags: RELEASED, ..previous })?,
         None => maps.remove_state(ifname)?,
     }
     ctx.phases.mark("maps");
     // The converge detaches the program (a TCX link pin is removed last).
-    converge(h, maps, ctx).await?;
+    reconcile::converge_from(h, maps, ctx, snap).await?;
     Ok(())
 }
 

@@ -593,30 +593,12 @@ fn restore_rp_filter_of(ifname: &str, orig: u32) -> Result<(), SbrError> {
     Ok(())
 }
 
-/// Reads, plans and fixes the pod until nothing is left to fix; returns the final plan.
-pub async fn converge(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<PodPlan, SbrError> {
-    converge_from(h, maps, ctx, None).await
-}
-
-/// [`converge`] from a snapshot the caller read. The pod is read once: after creating the carrier
-/// the snapshot is completed rather than read again, and fixes that applied without error are not
-/// read back (CHECK does that).
-pub async fn converge_from(
-    h: &Handle,
-    maps: &mut PodMaps,
-    ctx: &mut Ctx<'_>,
-    snap: Option<Snapshot>,
-) -> Result<PodPlan, SbrError> {
+/// Plans and fixes the pod until nothing is left to fix, from the snapshot the caller read;
+/// returns the final plan. The pod is read once: after creating the carrier the snapshot is
+/// completed rather than read again, and fixes that applied without error are not read back
+/// (CHECK does that).
+pub async fn converge_from(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>, mut snap: Snapshot) -> Result<PodPlan, SbrError> {
     const ROUNDS: usize = 4;
-    let real_filters = maps.record.mode != MODE_TCX;
-    let mut snap = match snap {
-        Some(s) => s,
-        None => {
-            let s = Snapshot::read(h, real_filters).await?;
-            ctx.phases.mark("read");
-            s
-        }
-    };
     for _ in 0..ROUNDS {
         forget_released_gone(&snap, maps)?;
         let plan = plan_for(&snap, maps);
