@@ -250,6 +250,9 @@ impl Default for Sbr5 {
     }
 }
 
+/// net1's addresses as a prevResult lists them (`address/prefix`, gateway), for the plugins' configs.
+pub const NET1_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
+
 /// net1's addresses as prevResult gives them (with gateways).
 pub fn net1_addresses() -> Vec<multus::sbr::IfAddr> {
     vec![

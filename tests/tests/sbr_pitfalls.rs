@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 use testkit::{
     cni::debian_sbr,
     sbr::Harness,
-    topo::{Options, Sbr5, CLI2_V4, CLI2_V6, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6},
+    topo::{Options, Sbr5, CLI2_V4, CLI2_V6, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
     traffic::tcp_transfer,
 };
 
-const SBR_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
 
 fn cli2_reaches_net1(t: &Sbr5) -> (u32, u32) {
     (t.cli2.ping(POD_NET1_V4, 3, &[]), t.cli2.ping(POD_NET1_V6, 3, &[]))
@@ -30,7 +29,7 @@ fn eth0_gateway_unresolvable() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::with(o);
-    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(cli2_reaches_net1(&t), (3, 3), "Debian sbr answers by net1");
 }
 
@@ -63,7 +62,7 @@ fn no_default_route() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::with(o);
-    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(cli2_reaches_net1(&t), (3, 3), "Debian sbr answers by net1");
     assert_eq!(t.pod.ping(CLI2_V4, 1, &[]), 0, "Debian sbr: unbound IPv4 fails");
     // IPv6 retries an unbound lookup with a selected source, through the rule or the source-specific route alike.
@@ -116,7 +115,7 @@ fn pod_rp_filter_strict() {
     assert_eq!((rp_filter(&t, "eth0"), rp_filter(&t, "net1")), before, "restored by DEL");
 
     let t = Sbr5::with(Options { pod_rp_filter: Some(1), ..Options::default() });
-    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(t.cli2.ping(POD_NET1_V4, 3, &[]), 3, "Debian sbr answers with strict rp_filter");
 }
 

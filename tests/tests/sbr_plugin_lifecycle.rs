@@ -13,11 +13,10 @@ use testkit::{
     netns::unique_name,
     sbr::Harness,
     sbrplugin::{main_plugin, plugin_path},
-    topo::{MiniPod, Net1, Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6},
+    topo::{MiniPod, Net1, Options, Sbr5, NET1_GW_V4, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
     CniOutput,
 };
 
-const NET1_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
 
 /// An `ebpf-sbr` configuration with a prevResult for `ifname` in `netns`.
 fn conf(h: &Harness, netns: &Path, ifname: &str, ips: &[(&str, Option<&str>)]) -> Value {

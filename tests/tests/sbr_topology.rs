@@ -7,7 +7,7 @@ use multus::sbr::AttachMode;
 use testkit::{
     cni::debian_sbr,
     sbr::Harness,
-    topo::{Sbr5, CLI2_V4, CLI2_V6, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6},
+    topo::{Sbr5, CLI2_V4, CLI2_V6, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
 };
 
 const PINGS: u32 = 5;
@@ -73,7 +73,7 @@ fn replies_leave_by_net1_netlink_mode() {
 fn debian_sbr_on_the_same_topology() {
     let t = Sbr5::new();
     assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 0);
-    let ips = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
+    let ips = NET1_IPS;
     debian_sbr("ADD", &t.pod.path(), "net1", &ips);
     for dst in [POD_NET1_V4, POD_NET1_V6] {
         let (got, r0_rx, r1_rx) = ping_from_cli2(&t, dst);

@@ -6,11 +6,10 @@ use std::{io::ErrorKind, net::SocketAddr};
 use testkit::{
     cni::debian_sbr,
     sbr::Harness,
-    topo::{link_local, Sbr5, CLI1_V4, NET1_GW_V4, NET1_GW_V6, POD_NET1_V4, POD_NET1_V6, ROUTER_POD_IF},
+    topo::{link_local, Sbr5, CLI1_V4, NET1_IPS, POD_NET1_V4, POD_NET1_V6, ROUTER_POD_IF},
     traffic::{udp_echo_server, udp_refused, udp_request, UdpReply},
 };
 
-const SBR_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -32,7 +31,7 @@ fn link_local_on_net1_untouched() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::new();
-    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     let r1_ll = format!("{}%net1", link_local(&t.r1, ROUTER_POD_IF));
     assert_eq!(t.pod.ping(&r1_ll, 2, &[]), 0, "Debian sbr: pod -> r1 link-local fails (fe80::/64 left main)");
 }
@@ -61,7 +60,7 @@ fn udp_server_bound_to_wildcard() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::new();
-    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     for ((bind, to, eth0_addr), ours) in cases.iter().zip(&plain) {
         let server = udp_echo_server(&t.pod, addr(bind), UdpReply::Plain, 1);
         let theirs = udp_request(&t.cli2, None, addr(to)).map(|a| a.ip().to_string());
@@ -132,6 +131,6 @@ fn forwarded_traffic_follows_the_main_default() {
 
     let t = Sbr5::new();
     forwarding(&t);
-    debian_sbr("ADD", &t.pod.path(), "net1", &SBR_IPS);
+    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod forwards with Debian sbr");
 }

@@ -18,7 +18,7 @@ use std::{
 use testkit::{
     cni::{exec, sbr_conf},
     sbr::Harness,
-    topo::{MiniPod, Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_ETH0_V4, POD_NET1_V4},
+    topo::{MiniPod, Options, Sbr5, NET1_IPS, POD_ETH0_V4, POD_NET1_V4},
     traffic::{iperf3, udp_pingpong, Iperf3Server},
 };
 
@@ -29,7 +29,6 @@ enum Mode {
     Sbr,
 }
 
-const SBR_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
 
 /// A topology with the given SBR mode applied (the harness keeps eBPF SBR's pins alive).
 fn setup(mode: Mode, o: Options) -> (Sbr5, Option<Harness>) {
@@ -42,7 +41,7 @@ fn setup(mode: Mode, o: Options) -> (Sbr5, Option<Harness>) {
             Some(h)
         }
         Mode::Sbr => {
-            let out = exec("sbr", "ADD", "measure", &t.pod.path(), "net1", &sbr_conf(&t.pod.path(), "net1", &SBR_IPS));
+            let out = exec("sbr", "ADD", "measure", &t.pod.path(), "net1", &sbr_conf(&t.pod.path(), "net1", &NET1_IPS));
             assert!(out.ok, "sbr ADD: {}", out.stdout);
             None
         }
@@ -134,7 +133,7 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
     let bpffs = testkit::bpffs::Bpffs::new();
     let bpffs_dir = bpffs.path().to_string_lossy().into_owned();
     let pod = t.pod.path().to_string_lossy().into_owned();
-    let conf = sbr_conf(&t.pod.path(), "net1", &SBR_IPS);
+    let conf = sbr_conf(&t.pod.path(), "net1", &NET1_IPS);
     let mut times =
         Times { adds: Vec::new(), dels: Vec::new(), add_phases: BTreeMap::new(), del_phases: BTreeMap::new() };
     let keeper = MiniPod::new();

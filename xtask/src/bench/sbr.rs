@@ -15,7 +15,7 @@ use testkit::{
     chain::Runtime,
     cni::sbr_conf,
     netns::unique_name,
-    topo::{Options, Sbr5, NET1_GW_V4, NET1_GW_V6, POD_ETH0_V4, POD_NET1_V4},
+    topo::{Options, Sbr5, NET1_GW_V4, NET1_GW_V6, NET1_IPS, POD_ETH0_V4, POD_NET1_V4},
     traffic::{iperf3, udp_pingpong, Iperf3Server},
 };
 
@@ -29,7 +29,6 @@ enum Mode {
 }
 
 const MODES: [Mode; 3] = [Mode::None, Mode::Debian, Mode::Ebpf];
-const NET1_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
 
 /// One pod of the topology with a mode applied.
 struct Setup {
