@@ -256,9 +256,9 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     if !content_type.starts_with("application/grpc") {
         return Ok(http_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
-    let Some(message) = message else {
+    if message.is_none() {
         return Ok(grpc_error(13, "grpc: malformed message framing"));
-    };
+    }
     match &fault {
         Fault::Hang => std::future::pending::<()>().await,
         Fault::Delay(d) => tokio::time::sleep(*d).await,
@@ -280,7 +280,7 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         }
         Some("Get") if fault == Fault::GetDisabled => grpc_error(2, "PodResources API Get method disabled"),
         Some("Get") => {
-            let Some((name, namespace)) = get.or_else(|| decode_get_request(&message)) else {
+            let Some((name, namespace)) = get else {
                 return Ok(grpc_error(13, "grpc: error unmarshalling request"));
             };
             match pods.iter().find(|p| p.name == name && p.namespace == namespace) {

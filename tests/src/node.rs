@@ -88,11 +88,6 @@ impl Netns {
         cmd
     }
 
-    /// Runs a shell script inside the namespace and returns its output (does not assert).
-    pub fn sh(&self, script: &str) -> Output {
-        self.command("sh").arg("-c").arg(script).stdin(Stdio::null()).output().expect("sh")
-    }
-
     /// The interfaces of the namespace (`ip -j link`).
     pub fn links(&self) -> Vec<Value> {
         let out = self.ip(&["-j", "link", "show"]);

@@ -26,6 +26,4 @@ pub fn is_root() -> bool {
 }
 
 /// The workspace root.
-pub fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
+pub use testkit::bins::workspace_root as root;

@@ -19,7 +19,10 @@ use testkit::{
     traffic::{iperf3, udp_pingpong, Iperf3Server},
 };
 
-use super::{report, stats::Samples};
+use super::{
+    report,
+    stats::{ms, Samples},
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -185,10 +188,6 @@ fn add_del(bins_dir: &Path, cycles: usize) -> Vec<AddDel> {
     out
 }
 
-fn ms(us: f64) -> String {
-    format!("{:.2}", us / 1000.0)
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -269,7 +268,7 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     );
     let row = |label: &str, add: &Samples, del: &Samples| {
         format!(
-            "| {label} | {} ms | {} ms | {} ms | {} ms | {} ms | {:.2}× |\n",
+            "| {label} | {} | {} | {} | {} | {} | {:.2}× |\n",
             ms(add.p50()), ms(add.p90()), ms(del.p50()), ms(del.p90()), ms(add.p50() + del.p50()), (add.p50() + del.p50()) / sbr_total
         )
     };
