@@ -42,7 +42,7 @@ fn setup(mode: Mode, o: Options) -> (Sbr5, Option<Harness>) {
         }
         Mode::Sbr => {
             let out = exec("sbr", "ADD", "measure", &t.pod.path(), "net1", &sbr_conf(&t.pod.path(), "net1", &NET1_IPS));
-            assert!(out.ok, "sbr ADD: {}", out.stdout);
+            assert!(out.status.success(), "sbr ADD: {}", out.stdout);
             None
         }
     };
@@ -164,10 +164,10 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
             }
             Plugin::Sbr => {
                 let start = Instant::now();
-                assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf).ok);
+                assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf).status.success());
                 times.adds.push(ms(start.elapsed()));
                 let start = Instant::now();
-                assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf).ok);
+                assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf).status.success());
                 times.dels.push(ms(start.elapsed()));
                 // sbr's DEL leaves its routes in table 100 and net1's routes out of main: restore them.
                 t.pod.ip(&["route", "flush", "table", "100"]);
