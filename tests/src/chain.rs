@@ -2,12 +2,7 @@
 //! namespace: ADD in order with each result as the next plugin's prevResult, DEL in reverse and
 //! CHECK in order with the final result as prevResult.
 
-use std::{
-    fs::File,
-    os::{fd::AsRawFd, unix::process::CommandExt},
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -56,17 +51,7 @@ impl Runtime {
     pub fn exec_with(&self, command: &str, conf: &Value, netns: &Path) -> CniOutput {
         let plugin = conf["type"].as_str().expect("plugin type");
         let binary = self.find(plugin);
-        let host = File::open(&self.host).unwrap_or_else(|e| panic!("open {}: {e}", self.host.display()));
-        let mut cmd = Command::new(&binary);
-        // SAFETY: setns is async-signal-safe; the descriptor stays open in the closure.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(host.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = crate::node::command_in(&self.host, &binary);
         let path = std::env::join_paths(&self.path).expect("CNI_PATH");
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

@@ -74,18 +74,7 @@ impl Netns {
     /// A command that runs inside this namespace (setns in the child before exec; no mount
     /// namespace games, so it costs nothing measurable).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let file = File::open(&self.path).unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
-        let mut cmd = Command::new(program);
-        // SAFETY: setns is async-signal-safe; the descriptor stays open in the closure.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd
+        command_in(&self.path, program)
     }
 
     /// The interfaces of the namespace (`ip -j link`).
@@ -195,4 +184,20 @@ impl Default for Node {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A command that runs inside the network namespace at `ns` (setns in the child before exec).
+pub fn command_in(ns: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let file = File::open(ns).unwrap_or_else(|e| panic!("open {}: {e}", ns.display()));
+    let mut cmd = Command::new(program);
+    // SAFETY: setns is async-signal-safe; the descriptor stays open in the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
