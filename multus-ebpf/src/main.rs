@@ -32,13 +32,15 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use multus_common::{
-    CounterKey, DefaultKey, DefaultRoute, IfCounters, SrcKey, SrcRoute, AF_INET, AF_INET6, COUNTERS_MAP_ENTRIES,
-    DEFAULTS_MAP_ENTRIES, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID, MAP_NO_PREALLOC, ROUTE_HAS_GATEWAY, SRC_MAP_ENTRIES,
+    CounterKey, DefaultKey, DefaultRoute, IfCounters, SrcKey, SrcRoute, AF_INET, AF_INET6,
+    COUNTERS_MAP_ENTRIES, DEFAULTS_MAP_ENTRIES, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID,
+    MAP_NO_PREALLOC, ROUTE_HAS_GATEWAY, SRC_MAP_ENTRIES,
 };
 
 /// Pod and source address -> route of the interface that owns it.
 #[map]
-static SBR_SRC: HashMap<SrcKey, SrcRoute> = HashMap::with_max_entries(SRC_MAP_ENTRIES, MAP_NO_PREALLOC);
+static SBR_SRC: HashMap<SrcKey, SrcRoute> =
+    HashMap::with_max_entries(SRC_MAP_ENTRIES, MAP_NO_PREALLOC);
 
 /// Each pod's main-table default route, per family.
 #[map]
@@ -86,7 +88,12 @@ enum Verdict {
     Pass,
     /// Redirect to `ifindex` with next hop `nh`, or with the next hop of the main table's route out
     /// of `ifindex` when `nh` is None (`fallback`: unmanaged source on the carrier).
-    Redirect { ifindex: u32, family: u32, nh: Option<[u32; 4]>, fallback: bool },
+    Redirect {
+        ifindex: u32,
+        family: u32,
+        nh: Option<[u32; 4]>,
+        fallback: bool,
+    },
     /// Drop, counting the reason.
     Drop(DropReason),
 }
@@ -113,18 +120,41 @@ fn steer(ctx: &TcContext, carrier: bool) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let Some(cookie) = netns_cookie(ctx) else {
         // Cannot happen with the right offsets; the carrier must not pass IP unicast.
-        return if carrier { TC_ACT_SHOT as i32 } else { TC_ACT_UNSPEC };
+        return if carrier {
+            TC_ACT_SHOT as i32
+        } else {
+            TC_ACT_UNSPEC
+        };
     };
     let (verdict, matched) = decide(ctx, cookie, ifindex, carrier);
     let (action, outcome) = match verdict {
         Verdict::Pass => (TC_ACT_UNSPEC, Outcome::Passed),
         Verdict::Drop(DropReason::NoRoute) => (TC_ACT_SHOT as i32, Outcome::NoRoute),
         Verdict::Drop(DropReason::Malformed) => (TC_ACT_SHOT as i32, Outcome::Malformed),
-        Verdict::Redirect { ifindex: target, family, nh, fallback } => {
+        Verdict::Redirect {
+            ifindex: target,
+            family,
+            nh,
+            fallback,
+        } => {
             if redirect(target, family, nh) {
                 count_in(cookie, target);
-                debug!(ctx, "sbr: if {} -> if {} (fallback {}) ns {}", ifindex, target, fallback as u8, cookie);
-                (TC_ACT_REDIRECT as i32, if fallback { Outcome::Fallback } else { Outcome::Redirected })
+                debug!(
+                    ctx,
+                    "sbr: if {} -> if {} (fallback {}) ns {}",
+                    ifindex,
+                    target,
+                    fallback as u8,
+                    cookie
+                );
+                (
+                    TC_ACT_REDIRECT as i32,
+                    if fallback {
+                        Outcome::Fallback
+                    } else {
+                        Outcome::Redirected
+                    },
+                )
             } else {
                 (TC_ACT_SHOT as i32, Outcome::RedirectFailed)
             }
@@ -161,13 +191,21 @@ fn redirect(target: u32, family: u32, nh: Option<[u32; 4]>) -> bool {
         match nh {
             None => bpf_redirect_neigh(target, core::ptr::null_mut(), 0, 0),
             Some(nh) => {
-                let mut params = bpf_redir_neigh { nh_family: family, __bindgen_anon_1: core::mem::zeroed() };
+                let mut params = bpf_redir_neigh {
+                    nh_family: family,
+                    __bindgen_anon_1: core::mem::zeroed(),
+                };
                 if family == AF_INET {
                     params.__bindgen_anon_1.ipv4_nh = nh[0];
                 } else {
                     params.__bindgen_anon_1.ipv6_nh = nh;
                 }
-                bpf_redirect_neigh(target, &mut params, core::mem::size_of::<bpf_redir_neigh>() as i32, 0)
+                bpf_redirect_neigh(
+                    target,
+                    &mut params,
+                    core::mem::size_of::<bpf_redir_neigh>() as i32,
+                    0,
+                )
             }
         }
     };
@@ -222,11 +260,20 @@ fn decide(ctx: &TcContext, cookie: u64, ifindex: u32, carrier: bool) -> (Verdict
         // ARP and every other protocol: not routed by us.
         _ => return (Verdict::Pass, false),
     };
-    let special = if family == AF_INET { special_v4(src[0], dst[0]) } else { special_v6(&src, &dst) };
+    let special = if family == AF_INET {
+        special_v4(src[0], dst[0])
+    } else {
+        special_v6(&src, &dst)
+    };
 
     let mut matched = false;
     if !special {
-        let key = SrcKey { cookie, family, reserved: 0, addr: src };
+        let key = SrcKey {
+            cookie,
+            family,
+            reserved: 0,
+            addr: src,
+        };
         // SAFETY: the value is only read, within this program run.
         if let Some(route) = unsafe { SBR_SRC.get(&key) } {
             matched = true;
@@ -235,11 +282,24 @@ fn decide(ctx: &TcContext, cookie: u64, ifindex: u32, carrier: bool) -> (Verdict
                 return (Verdict::Pass, true);
             }
             if on_link(&dst, route) {
-                return (Verdict::Redirect { ifindex: route.ifindex, family, nh: Some(dst), fallback: false }, true);
+                return (
+                    Verdict::Redirect {
+                        ifindex: route.ifindex,
+                        family,
+                        nh: Some(dst),
+                        fallback: false,
+                    },
+                    true,
+                );
             }
             if route.flags & ROUTE_HAS_GATEWAY != 0 {
                 return (
-                    Verdict::Redirect { ifindex: route.ifindex, family, nh: Some(route.gateway), fallback: false },
+                    Verdict::Redirect {
+                        ifindex: route.ifindex,
+                        family,
+                        nh: Some(route.gateway),
+                        fallback: false,
+                    },
                     true,
                 );
             }
@@ -253,12 +313,26 @@ fn decide(ctx: &TcContext, cookie: u64, ifindex: u32, carrier: bool) -> (Verdict
     // looks the destination up restricted to the default route's interface. Letting it pick the
     // next hop (rather than passing the gateway) also gives the packet that interface's route, so
     // a packet queued while the gateway's neighbour resolves is later sent the right way.
-    let key = DefaultKey { cookie, index: if family == AF_INET { DEFAULT_V4 } else { DEFAULT_V6 }, reserved: 0 };
+    let key = DefaultKey {
+        cookie,
+        index: if family == AF_INET {
+            DEFAULT_V4
+        } else {
+            DEFAULT_V6
+        },
+        reserved: 0,
+    };
     // SAFETY: the value is only read, within this program run.
     match unsafe { SBR_DEFAULTS.get(&key) } {
-        Some(d) if d.flags & DEFAULT_VALID != 0 => {
-            (Verdict::Redirect { ifindex: d.ifindex, family, nh: None, fallback: true }, matched)
-        }
+        Some(d) if d.flags & DEFAULT_VALID != 0 => (
+            Verdict::Redirect {
+                ifindex: d.ifindex,
+                family,
+                nh: None,
+                fallback: true,
+            },
+            matched,
+        ),
         _ => (Verdict::Drop(DropReason::NoRoute), matched),
     }
 }
@@ -308,7 +382,11 @@ fn on_link(dst: &[u32; 4], route: &SrcRoute) -> bool {
 /// the programs never add entries that userspace would have to find and remove.
 #[inline(always)]
 fn bump(cookie: u64, ifindex: u32, f: impl FnOnce(&mut IfCounters)) {
-    let key = CounterKey { cookie, ifindex, reserved: 0 };
+    let key = CounterKey {
+        cookie,
+        ifindex,
+        reserved: 0,
+    };
     if let Some(c) = SBR_COUNTERS.get_ptr_mut(&key) {
         // SAFETY: per-CPU value, and tc programs run with preemption disabled.
         f(unsafe { &mut *c })

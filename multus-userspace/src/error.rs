@@ -5,7 +5,10 @@ use crate::{
     cni::{env::EnvError, CniError, ErrorCode},
     config::ConfigError,
     delegate::{cache::CacheError, lock::LockError, DelegateError, ExecError},
-    kube::{annotations::AnnotationError, client::KubeError, devinfo::DevInfoError, podresources::DeviceError, resolve::ResolveError},
+    kube::{
+        annotations::AnnotationError, client::KubeError, devinfo::DevInfoError,
+        podresources::DeviceError, resolve::ResolveError,
+    },
     netns::NetnsError,
     sbr::SbrError,
 };
@@ -80,7 +83,11 @@ pub enum Error {
 }
 
 fn join(errors: &[DelegateError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The CNI code of a delegate failure: the delegate's own code when it gave one.
@@ -113,15 +120,17 @@ fn netns_code(e: &NetnsError) -> ErrorCode {
 /// The CNI code of an SBR failure.
 fn sbr_code(e: &SbrError) -> ErrorCode {
     match e {
-        SbrError::InvalidContainerId(_) | SbrError::InvalidIfName(_) | SbrError::ReservedIfName(_) => {
-            ErrorCode::InvalidEnvironment
-        }
+        SbrError::InvalidContainerId(_)
+        | SbrError::InvalidIfName(_)
+        | SbrError::ReservedIfName(_) => ErrorCode::InvalidEnvironment,
         SbrError::Netns(e) => netns_code(e),
         SbrError::InterfaceNotFound(_) => ErrorCode::UnknownContainer,
-        SbrError::Bpffs { .. } | SbrError::Pin { .. } | SbrError::Sysctl { .. } => ErrorCode::IoFailure,
-        SbrError::UnsupportedLinkType { .. } | SbrError::NoAddresses(_) | SbrError::AddressNotOnInterface { .. } => {
-            ErrorCode::InvalidNetworkConfig
+        SbrError::Bpffs { .. } | SbrError::Pin { .. } | SbrError::Sysctl { .. } => {
+            ErrorCode::IoFailure
         }
+        SbrError::UnsupportedLinkType { .. }
+        | SbrError::NoAddresses(_)
+        | SbrError::AddressNotOnInterface { .. } => ErrorCode::InvalidNetworkConfig,
         SbrError::Netlink { .. } => ErrorCode::NETLINK,
         SbrError::Drift(_) => ErrorCode::SBR_DRIFT,
         SbrError::Multiple(list) => list.first().map(sbr_code).unwrap_or(ErrorCode::EBPF),
@@ -159,7 +168,10 @@ impl Error {
             Error::Config(ConfigError::Version(_)) => ErrorCode::IncompatibleVersion,
             Error::Netns(e) => netns_code(e),
             Error::Delegate(e) => delegate_code(e),
-            Error::Delegates(list) => list.first().map(delegate_code).unwrap_or(ErrorCode::DELEGATE_FAILED),
+            Error::Delegates(list) => list
+                .first()
+                .map(delegate_code)
+                .unwrap_or(ErrorCode::DELEGATE_FAILED),
             Error::RolledBack { source, .. } => return self.with_rollback(source.to_cni()),
             Error::Cache(CacheError::BadId(_)) => ErrorCode::InvalidEnvironment,
             Error::Cache(_) => ErrorCode::IoFailure,
@@ -170,7 +182,9 @@ impl Error {
             Error::Kube(e) => kube_code(e),
             Error::Resolve(ResolveError::Kube(e)) => kube_code(e),
             Error::Resolve(ResolveError::Io(..)) => ErrorCode::IoFailure,
-            Error::Resolve(ResolveError::Config(ConfigError::Decode { .. })) => ErrorCode::DecodingFailure,
+            Error::Resolve(ResolveError::Config(ConfigError::Decode { .. })) => {
+                ErrorCode::DecodingFailure
+            }
             Error::Resolve(_) => ErrorCode::InvalidNetworkConfig,
             Error::Annotation(_) => ErrorCode::InvalidNetworkConfig,
             Error::Netlink(_) => ErrorCode::NETLINK,
@@ -182,7 +196,10 @@ impl Error {
             Error::Cni(e) => return e.clone(),
         };
         let details = match self {
-            Error::Delegate(DelegateError { source: ExecError::Plugin(inner), .. }) => inner.details.clone(),
+            Error::Delegate(DelegateError {
+                source: ExecError::Plugin(inner),
+                ..
+            }) => inner.details.clone(),
             Error::Sbr(e) => sbr_advice(e).to_string(),
             _ => String::new(),
         };
@@ -196,7 +213,11 @@ impl Error {
             } else {
                 format!("rollback was incomplete: {}", rollback.join("; "))
             };
-            e.details = if e.details.is_empty() { undo } else { format!("{}; {undo}", e.details) };
+            e.details = if e.details.is_empty() {
+                undo
+            } else {
+                format!("{}; {undo}", e.details)
+            };
         }
         e
     }

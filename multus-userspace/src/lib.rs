@@ -20,7 +20,8 @@ pub mod sbrplugin;
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).
 pub mod bpf_objects {
     /// The source-based-routing programs (`multus-ebpf`, bin `multus-sbr`).
-    pub static SBR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/multus-sbr.bpf.o"));
+    pub static SBR: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/multus-sbr.bpf.o"));
     /// FNV-1a (64 bits, hex) of [`SBR`], computed by the build script: names the directory the
     /// node's programs are pinned in.
     pub static SBR_HASH: &str = include_str!(concat!(env!("OUT_DIR"), "/multus-sbr.bpf.hash"));

@@ -13,7 +13,10 @@ use anyhow::{bail, Context, Result};
 use testkit::kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions};
 
 fn main() -> Result<()> {
-    let mut options = ServerOptions { log_requests: true, ..ServerOptions::default() };
+    let mut options = ServerOptions {
+        log_requests: true,
+        ..ServerOptions::default()
+    };
     let mut dir: Option<PathBuf> = None;
     let mut demo = false;
     let mut args = std::env::args().skip(1);
@@ -46,7 +49,11 @@ fn main() -> Result<()> {
             r#"{"cniVersion":"1.0.0","type":"macvlan","master":"eth0","ipam":{"type":"host-local","subnet":"10.1.1.0/24"}}"#,
         ))?;
     }
-    println!("serving {} ; kubeconfig {}", server.url(), kubeconfig.display());
+    println!(
+        "serving {} ; kubeconfig {}",
+        server.url(),
+        kubeconfig.display()
+    );
     loop {
         std::thread::park();
     }

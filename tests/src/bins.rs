@@ -7,7 +7,10 @@ pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A product binary (`multus`, `ebpf-sbr`, `multusctl`): from `$MULTUS_BIN_DIR`, else the
@@ -28,6 +31,10 @@ pub fn product(name: &str) -> PathBuf {
 /// A reference plugin from Debian's containernetworking-plugins.
 pub fn reference(name: &str) -> PathBuf {
     let p = Path::new(REFERENCE_PLUGINS).join(name);
-    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` (installs containernetworking-plugins)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo xtask setup` (installs containernetworking-plugins)",
+        p.display()
+    );
     p
 }

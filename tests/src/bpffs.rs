@@ -13,7 +13,10 @@ impl Bpffs {
     /// Mounts a fresh bpffs on a new temporary directory.
     pub fn new() -> Self {
         let mut fs = Self::unmounted();
-        crate::netns::run("mount", &["-t", "bpf", "bpffs", &fs.dir.path().to_string_lossy()]);
+        crate::netns::run(
+            "mount",
+            &["-t", "bpf", "bpffs", &fs.dir.path().to_string_lossy()],
+        );
         fs.mounted = true;
         fs
     }
@@ -21,8 +24,14 @@ impl Bpffs {
     /// A new temporary directory with nothing mounted (the library mounts bpffs itself); it is
     /// unmounted on drop if something was mounted there.
     pub fn unmounted() -> Self {
-        let dir = tempfile::Builder::new().prefix("sbr-bpffs-").tempdir().expect("temp dir");
-        Self { dir, mounted: false }
+        let dir = tempfile::Builder::new()
+            .prefix("sbr-bpffs-")
+            .tempdir()
+            .expect("temp dir");
+        Self {
+            dir,
+            mounted: false,
+        }
     }
 
     /// The directory to give the SBR library.
@@ -40,10 +49,16 @@ impl Bpffs {
         let mut out = Vec::new();
         let mut stack = vec![self.dir.path().to_path_buf()];
         while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let p = e.path();
-                let rel = p.strip_prefix(self.dir.path()).unwrap_or(&p).to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(self.dir.path())
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
                 // bpffs shows its iterator files at the root of every mount.
                 if rel == "maps.debug" || rel == "progs.debug" {
                     continue;
@@ -67,13 +82,18 @@ impl Default for Bpffs {
 
 impl Drop for Bpffs {
     fn drop(&mut self) {
-        let c = std::ffi::CString::new(self.dir.path().as_os_str().as_encoded_bytes()).expect("path");
+        let c =
+            std::ffi::CString::new(self.dir.path().as_os_str().as_encoded_bytes()).expect("path");
         // Detach lazily: pins still referenced elsewhere must not make cleanup fail. The library may
         // have mounted it itself, so always try.
         // SAFETY: umount2 with a valid NUL-terminated path.
         let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         if rc != 0 && self.mounted && !std::thread::panicking() {
-            eprintln!("warning: cannot unmount {}: {}", self.dir.path().display(), std::io::Error::last_os_error());
+            eprintln!(
+                "warning: cannot unmount {}: {}",
+                self.dir.path().display(),
+                std::io::Error::last_os_error()
+            );
         }
     }
 }

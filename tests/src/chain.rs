@@ -87,7 +87,10 @@ impl Runtime {
         for p in Self::plugins(list) {
             let out = self.exec("ADD", &Self::plugin_conf(list, &p, prev.as_ref()));
             if !out.status.success() {
-                return Err(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out: Box::new(out) });
+                return Err(Failed {
+                    plugin: p["type"].as_str().unwrap_or_default().into(),
+                    out: Box::new(out),
+                });
             }
             prev = out.json.clone();
         }
@@ -100,7 +103,10 @@ impl Runtime {
         for p in Self::plugins(list).iter().rev() {
             let out = self.exec("DEL", &Self::plugin_conf(list, p, result));
             if !out.status.success() {
-                failed.push(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out: Box::new(out) });
+                failed.push(Failed {
+                    plugin: p["type"].as_str().unwrap_or_default().into(),
+                    out: Box::new(out),
+                });
             }
         }
         failed
@@ -111,7 +117,10 @@ impl Runtime {
         for p in Self::plugins(list) {
             let out = self.exec("CHECK", &Self::plugin_conf(list, &p, Some(result)));
             if !out.status.success() {
-                return Err(Failed { plugin: p["type"].as_str().unwrap_or_default().into(), out: Box::new(out) });
+                return Err(Failed {
+                    plugin: p["type"].as_str().unwrap_or_default().into(),
+                    out: Box::new(out),
+                });
             }
         }
         Ok(())

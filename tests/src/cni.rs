@@ -49,6 +49,18 @@ pub fn sbr_conf(netns: &Path, ifname: &str, ips: &[(&str, Option<&str>)]) -> ser
 
 /// Runs Debian's sbr for ADD or DEL on `ifname`, panicking on failure.
 pub fn debian_sbr(command: &str, netns: &Path, ifname: &str, ips: &[(&str, Option<&str>)]) {
-    let out = exec("sbr", command, "debian-sbr", netns, ifname, &sbr_conf(netns, ifname, ips));
-    assert!(out.status.success(), "sbr {command} failed: {}\n{}", out.stdout, out.stderr);
+    let out = exec(
+        "sbr",
+        command,
+        "debian-sbr",
+        netns,
+        ifname,
+        &sbr_conf(netns, ifname, ips),
+    );
+    assert!(
+        out.status.success(),
+        "sbr {command} failed: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
 }

@@ -48,9 +48,13 @@ pub struct CniOutput {
 impl CniOutput {
     /// Runs the prepared plugin command `cmd` (of `binary`) with `stdin`, timing the call.
     pub fn capture(cmd: &mut Command, binary: &Path, stdin: &[u8]) -> CniOutput {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
         if let Some(mut input) = child.stdin.take() {
             let _ = input.write_all(stdin);
         }
@@ -68,25 +72,50 @@ impl CniOutput {
 
     /// The result; panics with the plugin's error when it failed.
     pub fn ok(&self) -> &Value {
-        assert!(self.status.success(), "plugin failed: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "plugin failed: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
         self.json.as_ref().unwrap_or(&Value::Null)
     }
 
     /// Asserts success (any output).
     pub fn assert_ok(&self) {
-        assert!(self.status.success(), "plugin failed: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "plugin failed: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
     }
 
     /// The CNI error code; panics when the call succeeded or printed no error JSON.
     pub fn err_code(&self) -> u64 {
-        assert!(!self.status.success(), "expected a failure, got success: {}", self.stdout);
-        let j = self.json.as_ref().unwrap_or_else(|| panic!("no JSON error on stdout: {:?} / {}", self.stdout, self.stderr));
-        j["code"].as_u64().unwrap_or_else(|| panic!("no code in {j}"))
+        assert!(
+            !self.status.success(),
+            "expected a failure, got success: {}",
+            self.stdout
+        );
+        let j = self.json.as_ref().unwrap_or_else(|| {
+            panic!(
+                "no JSON error on stdout: {:?} / {}",
+                self.stdout, self.stderr
+            )
+        });
+        j["code"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no code in {j}"))
     }
 
     /// The error message.
     pub fn err_msg(&self) -> String {
-        self.json.as_ref().and_then(|j| j["msg"].as_str()).unwrap_or_default().to_string()
+        self.json
+            .as_ref()
+            .and_then(|j| j["msg"].as_str())
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -117,7 +146,13 @@ impl CniCall {
         let vars = [
             ("CNI_COMMAND", self.command.clone()),
             ("CNI_CONTAINERID", self.container_id.clone()),
-            ("CNI_NETNS", self.netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+            (
+                "CNI_NETNS",
+                self.netns
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
             ("CNI_IFNAME", self.ifname.clone()),
             ("CNI_ARGS", self.args.clone()),
             ("CNI_PATH", self.path.clone()),

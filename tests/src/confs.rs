@@ -17,7 +17,13 @@ pub fn bridge(name: &str, bridge: &str, subnet: &str, version: &str, ipam_dir: &
 }
 
 /// A conflist: bridge + host-local, then tuning (sets the MTU).
-pub fn bridge_tuning_list(name: &str, bridge: &str, subnet: &str, version: &str, ipam_dir: &Path) -> Value {
+pub fn bridge_tuning_list(
+    name: &str,
+    bridge: &str,
+    subnet: &str,
+    version: &str,
+    ipam_dir: &Path,
+) -> Value {
     json!({
         "cniVersion": version,
         "name": name,

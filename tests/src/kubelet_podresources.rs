@@ -146,16 +146,22 @@ impl PodResourcesServer {
     pub fn start(socket: &Path) -> PodResourcesServer {
         let listener = std::os::unix::net::UnixListener::bind(socket)
             .unwrap_or_else(|e| panic!("bind {}: {e}", socket.display()));
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let state = Arc::new(Mutex::new(State::default()));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("podresources-standin".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
                 rt.block_on(async move {
-                    let listener = tokio::net::UnixListener::from_std(listener).expect("tokio listener");
+                    let listener =
+                        tokio::net::UnixListener::from_std(listener).expect("tokio listener");
                     loop {
                         tokio::select! {
                             _ = &mut stopped => break,
@@ -169,7 +175,12 @@ impl PodResourcesServer {
                 // dropping the runtime cancels connections still open (hanging ones included)
             })
             .expect("spawn the stand-in thread");
-        PodResourcesServer { socket: socket.to_path_buf(), state, stop: Some(stop), thread: Some(thread) }
+        PodResourcesServer {
+            socket: socket.to_path_buf(),
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// The socket path.
@@ -215,7 +226,11 @@ impl Drop for PodResourcesServer {
 }
 
 async fn serve(stream: tokio::net::UnixStream, state: Arc<Mutex<State>>) {
-    let fault = state.lock().unwrap_or_else(|p| p.into_inner()).fault.clone();
+    let fault = state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .fault
+        .clone();
     if fault == Fault::Mute {
         // hold the connection open and never speak
         let _held = stream;
@@ -230,14 +245,27 @@ async fn serve(stream: tokio::net::UnixStream, state: Arc<Mutex<State>>) {
 
 type Body = BoxBody<Bytes, Infallible>;
 
-async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Response<Body>, Infallible> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+) -> Result<Response<Body>, Infallible> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let path = req.uri().path().to_string();
     let content_type = header("content-type").unwrap_or_default();
     let te = header("te").unwrap_or_default();
     let grpc_timeout = header("grpc-timeout");
     let method_ok = req.method() == Method::POST;
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let message = unframe(&body);
     let get = match (&message, path.strip_prefix(SERVICE)) {
         (Some(m), Some("Get")) => decode_get_request(m),
@@ -245,7 +273,13 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     };
     let (fault, pods) = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        let call = Call { path: path.clone(), content_type: content_type.clone(), te, grpc_timeout, get: get.clone() };
+        let call = Call {
+            path: path.clone(),
+            content_type: content_type.clone(),
+            te,
+            grpc_timeout,
+            get: get.clone(),
+        };
         s.calls.push(call);
         (s.fault.clone(), s.pods.clone())
     };
@@ -263,7 +297,11 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         Fault::Hang => std::future::pending::<()>().await,
         Fault::Delay(d) => tokio::time::sleep(*d).await,
         Fault::Status(code, msg) => return Ok(grpc_error(*code, msg)),
-        Fault::Http(code) => return Ok(http_status(StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY))),
+        Fault::Http(code) => {
+            return Ok(http_status(
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY),
+            ))
+        }
         Fault::Garbage => return Ok(grpc_ok(vec![0x0b, 0xff])),
         Fault::None | Fault::NoGet | Fault::GetDisabled | Fault::Mute => {}
     }
@@ -278,12 +316,17 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         Some("Get") if fault == Fault::NoGet => {
             grpc_error(12, "unknown method Get for service v1.PodResourcesLister")
         }
-        Some("Get") if fault == Fault::GetDisabled => grpc_error(2, "PodResources API Get method disabled"),
+        Some("Get") if fault == Fault::GetDisabled => {
+            grpc_error(2, "PodResources API Get method disabled")
+        }
         Some("Get") => {
             let Some((name, namespace)) = get else {
                 return Ok(grpc_error(13, "grpc: error unmarshalling request"));
             };
-            match pods.iter().find(|p| p.name == name && p.namespace == namespace) {
+            match pods
+                .iter()
+                .find(|p| p.name == name && p.namespace == namespace)
+            {
                 Some(p) => {
                     let mut out = Vec::new();
                     put_bytes(&mut out, 1, &encode_pod(p));
@@ -310,10 +353,15 @@ fn grpc_ok(message: Vec<u8>) -> Response<Body> {
     framed.extend_from_slice(&message);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-        vec![Ok(Frame::data(Bytes::from(framed))), Ok(Frame::trailers(trailers))];
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures::stream::iter(frames))));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+        Ok(Frame::data(Bytes::from(framed))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures::stream::iter(
+        frames,
+    ))));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     r
 }
 
@@ -331,7 +379,13 @@ fn grpc_error(code: u32, message: &str) -> Response<Body> {
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 

@@ -16,7 +16,10 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// Runs a command and panics with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Output {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd} {} failed ({}):\n{}{}",
@@ -31,7 +34,10 @@ pub fn run(cmd: &str, args: &[&str]) -> Output {
 
 /// Runs a command and returns its output whatever the exit status.
 pub fn try_run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop.
@@ -46,7 +52,10 @@ impl Netns {
     pub fn new(role: &str) -> Self {
         let name = unique_name(role);
         run("ip", &["netns", "add", &name]);
-        let ns = Self { name, deleted: false.into() };
+        let ns = Self {
+            name,
+            deleted: false.into(),
+        };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -130,7 +139,11 @@ impl Netns {
         let out = self.ip(&["-j", "-s", "link", "show", "dev", ifname]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
         let stats = &v[0]["stats64"];
-        let get = |dir: &str| stats[dir]["packets"].as_u64().unwrap_or_else(|| panic!("{dir} packets of {ifname}"));
+        let get = |dir: &str| {
+            stats[dir]["packets"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{dir} packets of {ifname}"))
+        };
         (get("rx"), get("tx"))
     }
 
@@ -139,7 +152,11 @@ impl Netns {
         let out = self.ip(&["-j", "link", "show"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
         v.as_array()
-            .map(|a| a.iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["ifname"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -148,7 +165,11 @@ impl Netns {
         let mut lines: Vec<String> = Vec::new();
         for fam in ["-4", "-6"] {
             let out = self.ip(&[fam, "route", "show", "table", "all"]);
-            lines.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string));
+            lines.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string),
+            );
         }
         lines.sort();
         lines
@@ -159,7 +180,11 @@ impl Netns {
         let mut lines: Vec<String> = Vec::new();
         for fam in ["-4", "-6"] {
             let out = self.ip(&[fam, "rule", "show"]);
-            lines.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string));
+            lines.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string),
+            );
         }
         lines
     }
@@ -180,7 +205,11 @@ impl Drop for Netns {
         }
         let out = try_run("ip", &["netns", "del", &self.name]);
         if !out.status.success() && !std::thread::panicking() {
-            eprintln!("warning: cannot delete netns {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "warning: cannot delete netns {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

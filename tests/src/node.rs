@@ -22,7 +22,9 @@ pub fn unique(prefix: &str) -> String {
 
 /// Runs a command and panics with its output when it fails.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -49,7 +51,10 @@ impl Netns {
     pub fn new(prefix: &str) -> Netns {
         let name = unique(prefix);
         ip(&["netns", "add", &name]);
-        let ns = Netns { path: PathBuf::from("/var/run/netns").join(&name), name };
+        let ns = Netns {
+            path: PathBuf::from("/var/run/netns").join(&name),
+            name,
+        };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -123,7 +128,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -140,7 +148,10 @@ impl Node {
     /// A fresh node with `bin/` holding the product binaries and the test recorder plugin.
     pub fn new() -> Node {
         let ns = Netns::new("nd");
-        let dir = tempfile::Builder::new().prefix("multus-node-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("multus-node-")
+            .tempdir()
+            .expect("tempdir");
         for sub in ["cache", "ipam", "conf", "bin", "records"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
@@ -176,7 +187,11 @@ impl Node {
     }
     /// CNI_PATH: the node's bin dir, then the reference plugins.
     pub fn cni_path(&self) -> String {
-        format!("{}:{}", self.bin_dir().display(), crate::bins::REFERENCE_PLUGINS)
+        format!(
+            "{}:{}",
+            self.bin_dir().display(),
+            crate::bins::REFERENCE_PLUGINS
+        )
     }
 }
 

@@ -23,13 +23,19 @@ pub struct Podman {
 impl Podman {
     /// Writes the configuration and imports a busybox image (`localhost/bb`).
     pub fn new(node: &Node) -> Podman {
-        let dir = tempfile::Builder::new().prefix("multus-podman-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("multus-podman-")
+            .tempdir()
+            .expect("tempdir");
         let p = dir.path();
         for sub in ["conf", "graph", "run", "tmp", "rootfs/bin"] {
             std::fs::create_dir_all(p.join(sub)).expect("mkdir");
         }
         let busybox = Path::new("/bin/busybox");
-        assert!(busybox.is_file(), "/bin/busybox is missing: run `cargo xtask setup` (installs busybox-static)");
+        assert!(
+            busybox.is_file(),
+            "/bin/busybox is missing: run `cargo xtask setup` (installs busybox-static)"
+        );
         std::fs::copy(busybox, p.join("rootfs/bin/busybox")).expect("copy busybox");
         for applet in ["sh", "ip", "ls", "cat", "sleep", "true", "ping"] {
             symlink("busybox", p.join("rootfs/bin").join(applet)).expect("applet");
@@ -48,24 +54,48 @@ impl Podman {
         .expect("containers.conf");
         std::fs::write(
             p.join("storage.conf"),
-            format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n", p.join("graph").display(), p.join("run").display()),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                p.join("graph").display(),
+                p.join("run").display()
+            ),
         )
         .expect("storage.conf");
-        let podman = Podman { node_netns: node.ns.path().to_path_buf(), dir };
+        let podman = Podman {
+            node_netns: node.ns.path().to_path_buf(),
+            dir,
+        };
         let tar = podman.dir.path().join("bb.tar");
-        crate::node::run(Command::new("tar").arg("-C").arg(podman.dir.path().join("rootfs")).arg("-cf").arg(&tar).arg("."));
+        crate::node::run(
+            Command::new("tar")
+                .arg("-C")
+                .arg(podman.dir.path().join("rootfs"))
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
         let out = podman.script(&format!(
             "podman import --change 'CMD [\"/bin/sh\"]' --change 'ENV PATH=/bin' {} localhost/bb:latest >/dev/null",
             tar.display()
         ));
-        assert!(out.status.success(), "podman import failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podman import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         podman
     }
 
     /// Installs a network (a conflist) under `name`.
     pub fn network(&self, name: &str, conflist: &Value) {
-        std::fs::write(self.dir.path().join("conf").join(format!("{name}.conflist")), serde_json::to_vec_pretty(conflist).expect("json"))
-            .expect("write conflist");
+        std::fs::write(
+            self.dir
+                .path()
+                .join("conf")
+                .join(format!("{name}.conflist")),
+            serde_json::to_vec_pretty(conflist).expect("json"),
+        )
+        .expect("write conflist");
     }
 
     /// Runs a shell script with podman configured, inside the node's network namespace and a
@@ -79,7 +109,15 @@ impl Podman {
         );
         Command::new("nsenter")
             .arg(format!("--net={}", self.node_netns.display()))
-            .args(["unshare", "-m", "--propagation", "private", "sh", "-c", &wrapped])
+            .args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &wrapped,
+            ])
             .output()
             .expect("run podman script")
     }

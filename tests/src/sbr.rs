@@ -22,7 +22,11 @@ impl Harness {
     pub fn new() -> Self {
         let bpffs = Bpffs::new();
         let cfg = SbrConfig::new(bpffs.path());
-        Self { bpffs, cfg, container_id: crate::netns::unique_name("ctr") }
+        Self {
+            bpffs,
+            cfg,
+            container_id: crate::netns::unique_name("ctr"),
+        }
     }
 
     /// A harness with a fresh bpffs whose pods are attached in `mode`.
@@ -34,12 +38,14 @@ impl Harness {
 
     /// ADD, panicking on failure.
     pub fn add(&self, pod: &Netns, spec: &InterfaceSpec) -> sbr::AddReport {
-        sbr::add(&self.cfg, &self.container_id, &pod.path(), spec).unwrap_or_else(|e| panic!("sbr add: {e}"))
+        sbr::add(&self.cfg, &self.container_id, &pod.path(), spec)
+            .unwrap_or_else(|e| panic!("sbr add: {e}"))
     }
 
     /// DEL, panicking on failure.
     pub fn del(&self, pod: &Netns, ifname: &str) {
-        sbr::del(&self.cfg, &self.container_id, Some(&pod.path()), ifname).unwrap_or_else(|e| panic!("sbr del: {e}"));
+        sbr::del(&self.cfg, &self.container_id, Some(&pod.path()), ifname)
+            .unwrap_or_else(|e| panic!("sbr del: {e}"));
     }
 
     /// CHECK.
@@ -50,20 +56,39 @@ impl Harness {
     /// Counters of the pod's interface `ifname` (zero when the programs never saw it).
     pub fn counters(&self, pod: &Netns, ifname: &str) -> IfCounters {
         let index = ifindex(pod, ifname);
-        let info = sbr::inspect(&self.cfg, &self.container_id).unwrap_or_else(|e| panic!("inspect: {e}"));
-        info.counters.iter().find(|(i, _)| *i == index).map(|(_, c)| *c).unwrap_or_default()
+        let info =
+            sbr::inspect(&self.cfg, &self.container_id).unwrap_or_else(|e| panic!("inspect: {e}"));
+        info.counters
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, c)| *c)
+            .unwrap_or_default()
     }
 
     /// Asserts that nothing of SBR is left: no pins, no carrier, no routes or neighbours with
     /// SBR's protocol, and that the pod's routes and rules equal `routes_before`/`rules_before`.
     pub fn assert_clean(&self, pod: &Netns, routes_before: &[String], rules_before: &[String]) {
-        assert_eq!(self.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+        assert_eq!(
+            self.bpffs.entries(),
+            Vec::<String>::new(),
+            "pins left behind"
+        );
         let links = pod.links();
-        assert!(!links.iter().any(|l| l.starts_with(sbr::CARRIER_IFNAME)), "carrier left behind: {links:?}");
-        assert_eq!(pod.all_routes(), routes_before, "routes differ from before ADD");
+        assert!(
+            !links.iter().any(|l| l.starts_with(sbr::CARRIER_IFNAME)),
+            "carrier left behind: {links:?}"
+        );
+        assert_eq!(
+            pod.all_routes(),
+            routes_before,
+            "routes differ from before ADD"
+        );
         assert_eq!(pod.rules(), rules_before, "rules differ from before ADD");
         let neigh = pod.ip(&["neigh", "show", "proto", "83"]);
-        assert!(String::from_utf8_lossy(&neigh.stdout).trim().is_empty(), "SBR neighbour entries left behind");
+        assert!(
+            String::from_utf8_lossy(&neigh.stdout).trim().is_empty(),
+            "SBR neighbour entries left behind"
+        );
     }
 }
 
@@ -77,7 +102,9 @@ impl Default for Harness {
 pub fn ifindex(ns: &Netns, ifname: &str) -> u32 {
     let out = ns.ip(&["-j", "link", "show", "dev", ifname]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    v[0]["ifindex"].as_u64().unwrap_or_else(|| panic!("no ifindex for {ifname}")) as u32
+    v[0]["ifindex"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no ifindex for {ifname}")) as u32
 }
 
 /// The program directories (`_sbr-...`) under a bpffs directory.
@@ -100,14 +127,20 @@ pub fn node_map_cookies(bpffs_dir: &Path, map: &str) -> Vec<u64> {
     let mut out = Vec::new();
     for dir in program_dirs(bpffs_dir) {
         let pin = bpffs_dir.join(dir).join(format!("map-{map}"));
-        let dump = crate::netns::run("bpftool", &["-j", "map", "dump", "pinned", &pin.to_string_lossy()]);
+        let dump = crate::netns::run(
+            "bpftool",
+            &["-j", "map", "dump", "pinned", &pin.to_string_lossy()],
+        );
         let v: serde_json::Value = serde_json::from_slice(&dump.stdout).expect("bpftool json");
         for entry in v.as_array().cloned().unwrap_or_default() {
             let key: Vec<u8> = entry["key"]
                 .as_array()
                 .expect("key bytes")
                 .iter()
-                .map(|b| u8::from_str_radix(b.as_str().expect("hex").trim_start_matches("0x"), 16).expect("byte"))
+                .map(|b| {
+                    u8::from_str_radix(b.as_str().expect("hex").trim_start_matches("0x"), 16)
+                        .expect("byte")
+                })
                 .collect();
             out.push(u64::from_le_bytes(key[..8].try_into().expect("8 bytes")));
         }
@@ -121,7 +154,11 @@ pub fn node_map_cookies(bpffs_dir: &Path, map: &str) -> Vec<u64> {
 /// they went.
 pub fn carriers_gone(pod: &Netns) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while pod.links().iter().any(|l| l.starts_with("sbrdel-") || l.starts_with(sbr::CARRIER_IFNAME)) {
+    while pod
+        .links()
+        .iter()
+        .any(|l| l.starts_with("sbrdel-") || l.starts_with(sbr::CARRIER_IFNAME))
+    {
         if std::time::Instant::now() > deadline {
             return false;
         }
@@ -135,9 +172,19 @@ pub fn tc_leftovers(pod: &Netns, ifname: &str) -> Vec<String> {
     let mut out = Vec::new();
     for hook in ["egress", "ingress"] {
         let f = pod.exec("tc", &["filter", "show", "dev", ifname, hook]);
-        out.extend(String::from_utf8_lossy(&f.stdout).lines().filter(|l| !l.trim().is_empty()).map(String::from));
+        out.extend(
+            String::from_utf8_lossy(&f.stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from),
+        );
     }
     let q = pod.exec("tc", &["qdisc", "show", "dev", ifname]);
-    out.extend(String::from_utf8_lossy(&q.stdout).lines().filter(|l| l.contains("clsact")).map(String::from));
+    out.extend(
+        String::from_utf8_lossy(&q.stdout)
+            .lines()
+            .filter(|l| l.contains("clsact"))
+            .map(String::from),
+    );
     out
 }

@@ -41,9 +41,13 @@ pub fn net1_ipam(data_dir: &Path) -> Value {
 pub fn main_plugin(net1: Net1, mtu: u32, data_dir: &Path) -> Value {
     let ipam = net1_ipam(data_dir);
     match net1 {
-        Net1::Bridge => json!({"type": "bridge", "bridge": ROUTER_POD_IF, "isGateway": true, "mtu": mtu, "ipam": ipam}),
+        Net1::Bridge => {
+            json!({"type": "bridge", "bridge": ROUTER_POD_IF, "isGateway": true, "mtu": mtu, "ipam": ipam})
+        }
         Net1::Ptp => json!({"type": "ptp", "mtu": mtu, "ipam": ipam}),
-        Net1::Macvlan => json!({"type": "macvlan", "master": MACVLAN_MASTER, "mode": "bridge", "mtu": mtu, "ipam": ipam}),
+        Net1::Macvlan => {
+            json!({"type": "macvlan", "master": MACVLAN_MASTER, "mode": "bridge", "mtu": mtu, "ipam": ipam})
+        }
         Net1::Veth => panic!("Net1::Veth is made by the topology, not by a plugin"),
     }
 }
@@ -67,7 +71,10 @@ pub fn conflist(net1: Net1, mtu: u32, mode: Mode, data_dir: &Path, bpffs_dir: &P
 /// Plugin search path: the product binaries, then Debian's plugins.
 pub fn plugin_path() -> Vec<PathBuf> {
     let ebpf = bins::product("ebpf-sbr");
-    vec![ebpf.parent().expect("bin dir").to_path_buf(), PathBuf::from(bins::REFERENCE_PLUGINS)]
+    vec![
+        ebpf.parent().expect("bin dir").to_path_buf(),
+        PathBuf::from(bins::REFERENCE_PLUGINS),
+    ]
 }
 
 /// One pod of the §5 topology whose net1 was added by a conflist.
@@ -97,7 +104,10 @@ impl PluginPod {
         let o = Options { net1, ..o };
         let t = Sbr5::with(o.clone());
         let bpffs = Bpffs::new();
-        let data = tempfile::Builder::new().prefix("sbr-ipam-").tempdir().expect("tempdir");
+        let data = tempfile::Builder::new()
+            .prefix("sbr-ipam-")
+            .tempdir()
+            .expect("tempdir");
         let list = conflist(net1, o.net1_mtu, mode, data.path(), bpffs.path());
         let rt = Runtime {
             host: t.r1.path(),
@@ -107,9 +117,22 @@ impl PluginPod {
             ifname: "net1".into(),
         };
         let result = rt.add(&list).unwrap_or_else(|f| {
-            panic!("ADD of {} failed ({mode:?}): {}\n{}", f.plugin, f.out.stdout, f.out.stderr)
+            panic!(
+                "ADD of {} failed ({mode:?}): {}\n{}",
+                f.plugin, f.out.stdout, f.out.stderr
+            )
         });
-        PluginPod { t, rt, list, result, mode, net1, bpffs, data, deleted: false }
+        PluginPod {
+            t,
+            rt,
+            list,
+            result,
+            mode,
+            net1,
+            bpffs,
+            data,
+            deleted: false,
+        }
     }
 
     /// r1's interface towards the pod (the bridge, ptp's host-side veth, r1's macvlan).
@@ -117,7 +140,10 @@ impl PluginPod {
         match self.net1 {
             Net1::Ptp => self.result["interfaces"]
                 .as_array()
-                .and_then(|a| a.iter().find(|i| i.get("sandbox").is_none_or(|s| s.as_str() == Some(""))))
+                .and_then(|a| {
+                    a.iter()
+                        .find(|i| i.get("sandbox").is_none_or(|s| s.as_str() == Some("")))
+                })
                 .and_then(|i| i["name"].as_str())
                 .expect("ptp's host-side interface")
                 .to_string(),
@@ -127,7 +153,10 @@ impl PluginPod {
 
     /// Packets received from the pod by r0 (eth0's router) and r1 (net1's).
     pub fn router_rx(&self) -> (u64, u64) {
-        (self.t.r0.link_packets(ROUTER_POD_IF).0, self.t.r1.link_packets(&self.router_if()).0)
+        (
+            self.t.r0.link_packets(ROUTER_POD_IF).0,
+            self.t.r1.link_packets(&self.router_if()).0,
+        )
     }
 
     /// Pings `dst` from cli2 `n` times: (replies, packets r0 received, packets r1 received).
@@ -149,13 +178,31 @@ impl PluginPod {
         let failed = self.rt.del(&self.list, Some(&self.result));
         self.deleted = true;
         if let Some(f) = failed.first() {
-            panic!("DEL of {} failed ({:?}): {}\n{}", f.plugin, self.mode, f.out.stdout, f.out.stderr);
+            panic!(
+                "DEL of {} failed ({:?}): {}\n{}",
+                f.plugin, self.mode, f.out.stdout, f.out.stderr
+            );
         }
         if self.mode == Mode::Ebpf {
-            assert_eq!(self.bpffs.entries(), Vec::<String>::new(), "pins left behind");
-            assert!(!self.t.pod.links().iter().any(|l| l.starts_with(multus::sbr::CARRIER_IFNAME)), "carrier left behind");
+            assert_eq!(
+                self.bpffs.entries(),
+                Vec::<String>::new(),
+                "pins left behind"
+            );
+            assert!(
+                !self
+                    .t
+                    .pod
+                    .links()
+                    .iter()
+                    .any(|l| l.starts_with(multus::sbr::CARRIER_IFNAME)),
+                "carrier left behind"
+            );
             let neigh = self.t.pod.ip(&["neigh", "show", "proto", "83"]);
-            assert!(String::from_utf8_lossy(&neigh.stdout).trim().is_empty(), "SBR neighbours left behind");
+            assert!(
+                String::from_utf8_lossy(&neigh.stdout).trim().is_empty(),
+                "SBR neighbours left behind"
+            );
         }
     }
 }

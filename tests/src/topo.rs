@@ -75,7 +75,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { net1_mtu: 1500, default_route: true, eth0_gateway_unresolvable: false, pod_rp_filter: None, net1: Net1::Veth }
+        Self {
+            net1_mtu: 1500,
+            default_route: true,
+            eth0_gateway_unresolvable: false,
+            pod_rp_filter: None,
+            net1: Net1::Veth,
+        }
     }
 }
 
@@ -149,7 +155,8 @@ impl Sbr5 {
         }
         if let Some(v) = o.pod_rp_filter {
             t.pod.sysctl("net.ipv4.conf.all.rp_filter", &v.to_string());
-            t.pod.sysctl("net.ipv4.conf.default.rp_filter", &v.to_string());
+            t.pod
+                .sysctl("net.ipv4.conf.default.rp_filter", &v.to_string());
         }
         veth(&t.cli1, "eth0", &t.r0, "c1", 1500);
         veth(&t.cli2, "eth0", &t.r1, "c2", 1500);
@@ -160,10 +167,33 @@ impl Sbr5 {
             Net1::Bridge | Net1::Ptp => {}
             Net1::Macvlan => {
                 let mtu = o.net1_mtu.to_string();
-                t.r1.ip(&["link", "add", MACVLAN_MASTER, "mtu", &mtu, "type", "veth", "peer", "name", "mvlp", "mtu", &mtu]);
+                t.r1.ip(&[
+                    "link",
+                    "add",
+                    MACVLAN_MASTER,
+                    "mtu",
+                    &mtu,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "mvlp",
+                    "mtu",
+                    &mtu,
+                ]);
                 t.r1.ip(&["link", "set", "mvlp", "up"]);
                 t.r1.ip(&["link", "set", MACVLAN_MASTER, "up"]);
-                t.r1.ip(&["link", "add", ROUTER_POD_IF, "link", MACVLAN_MASTER, "type", "macvlan", "mode", "bridge"]);
+                t.r1.ip(&[
+                    "link",
+                    "add",
+                    ROUTER_POD_IF,
+                    "link",
+                    MACVLAN_MASTER,
+                    "type",
+                    "macvlan",
+                    "mode",
+                    "bridge",
+                ]);
                 t.r1.ip(&["link", "set", ROUTER_POD_IF, "up"]);
             }
         }
@@ -171,11 +201,13 @@ impl Sbr5 {
         addr(&t.cli1, "eth0", "172.16.1.2/24");
         addr(&t.cli1, "eth0", "fd10:1::2/64");
         t.cli1.ip(&["route", "add", "default", "via", "172.16.1.1"]);
-        t.cli1.ip(&["-6", "route", "add", "default", "via", "fd10:1::1"]);
+        t.cli1
+            .ip(&["-6", "route", "add", "default", "via", "fd10:1::1"]);
         addr(&t.cli2, "eth0", "172.16.2.2/24");
         addr(&t.cli2, "eth0", "fd10:2::2/64");
         t.cli2.ip(&["route", "add", "default", "via", "172.16.2.1"]);
-        t.cli2.ip(&["-6", "route", "add", "default", "via", "fd10:2::1"]);
+        t.cli2
+            .ip(&["-6", "route", "add", "default", "via", "fd10:2::1"]);
 
         addr(&t.r0, "c1", "172.16.1.1/24");
         addr(&t.r0, "c1", "fd10:1::1/64");
@@ -213,7 +245,16 @@ impl Sbr5 {
         t.r0.sysctl(&format!("net.ipv4.conf.{ROUTER_POD_IF}.rp_filter"), "1");
         // IPv6 has no rp_filter: r0 drops what arrives from the pod with a source that is not of
         // the pod's eth0 network the way an anti-spoofing router would.
-        t.r0.ip(&["-6", "rule", "add", "iif", ROUTER_POD_IF, "from", "fd01::/64", "blackhole"]);
+        t.r0.ip(&[
+            "-6",
+            "rule",
+            "add",
+            "iif",
+            ROUTER_POD_IF,
+            "from",
+            "fd01::/64",
+            "blackhole",
+        ]);
 
         addr(&t.pod, "eth0", "10.0.0.2/24");
         addr(&t.pod, "eth0", "fd00::2/64");
@@ -223,19 +264,26 @@ impl Sbr5 {
         }
         if o.default_route {
             t.pod.ip(&["route", "add", "default", "via", ETH0_GW_V4]);
-            t.pod.ip(&["-6", "route", "add", "default", "via", ETH0_GW_V6]);
+            t.pod
+                .ip(&["-6", "route", "add", "default", "via", ETH0_GW_V6]);
         }
         t
     }
 
     /// The net1 interface as ADD is given it: both addresses with r1 as gateway.
     pub fn net1_spec(&self) -> multus::sbr::InterfaceSpec {
-        multus::sbr::InterfaceSpec { ifname: "net1".into(), addresses: net1_addresses() }
+        multus::sbr::InterfaceSpec {
+            ifname: "net1".into(),
+            addresses: net1_addresses(),
+        }
     }
 
     /// Packets received by r0 and r1 from the pod: (r0's pod-facing rx, r1's pod-facing rx).
     pub fn router_rx(&self) -> (u64, u64) {
-        (self.r0.link_packets(ROUTER_POD_IF).0, self.r1.link_packets(ROUTER_POD_IF).0)
+        (
+            self.r0.link_packets(ROUTER_POD_IF).0,
+            self.r1.link_packets(ROUTER_POD_IF).0,
+        )
     }
 
     /// The pod's link-local IPv6 address on `ifname`.
@@ -251,7 +299,10 @@ impl Default for Sbr5 {
 }
 
 /// net1's addresses as a prevResult lists them (`address/prefix`, gateway), for the plugins' configs.
-pub const NET1_IPS: [(&str, Option<&str>); 2] = [("10.1.0.2/24", Some(NET1_GW_V4)), ("fd01::2/64", Some(NET1_GW_V6))];
+pub const NET1_IPS: [(&str, Option<&str>); 2] = [
+    ("10.1.0.2/24", Some(NET1_GW_V4)),
+    ("fd01::2/64", Some(NET1_GW_V6)),
+];
 
 /// net1's addresses as prevResult gives them (with gateways).
 pub fn net1_addresses() -> Vec<multus::sbr::IfAddr> {
@@ -274,14 +325,30 @@ pub fn net1_addresses() -> Vec<multus::sbr::IfAddr> {
 pub fn link_local(ns: &Netns, ifname: &str) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let out = ns.ip(&["-j", "-6", "addr", "show", "dev", ifname, "scope", "link", "-tentative"]);
+        let out = ns.ip(&[
+            "-j",
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            ifname,
+            "scope",
+            "link",
+            "-tentative",
+        ]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
         // iproute2 renders the addresses its filter drops as empty objects: take the first real one.
-        let found = v[0]["addr_info"].as_array().and_then(|a| a.iter().find_map(|i| i["local"].as_str()));
+        let found = v[0]["addr_info"]
+            .as_array()
+            .and_then(|a| a.iter().find_map(|i| i["local"].as_str()));
         if let Some(a) = found {
             return a.to_string();
         }
-        assert!(std::time::Instant::now() < deadline, "no link-local address on {ifname} in {}: {v}", ns.name());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no link-local address on {ifname} in {}: {v}",
+            ns.name()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -297,7 +364,10 @@ pub struct MiniPod {
 impl MiniPod {
     /// Builds it.
     pub fn new() -> Self {
-        let m = MiniPod { pod: Netns::new("mpod-"), router: Netns::new("mr-") };
+        let m = MiniPod {
+            pod: Netns::new("mpod-"),
+            router: Netns::new("mr-"),
+        };
         veth(&m.pod, "net1", &m.router, ROUTER_POD_IF, 1500);
         addr(&m.pod, "net1", "10.5.0.2/24");
         addr(&m.router, ROUTER_POD_IF, "10.5.0.1/24");

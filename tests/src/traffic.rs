@@ -20,9 +20,15 @@ pub enum UdpReply {
 }
 
 /// A UDP echo server in `ns` bound to `bind` (wildcard address and a port); answers `n` requests.
-pub fn udp_echo_server(ns: &Netns, bind: SocketAddr, mode: UdpReply, n: usize) -> std::thread::JoinHandle<()> {
+pub fn udp_echo_server(
+    ns: &Netns,
+    bind: SocketAddr,
+    mode: UdpReply,
+    n: usize,
+) -> std::thread::JoinHandle<()> {
     let sock = ns.enter(|| UdpSocket::bind(bind).expect("bind udp server"));
-    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     if mode == UdpReply::PktInfo {
         set_pktinfo(&sock, bind.is_ipv6());
     }
@@ -31,7 +37,9 @@ pub fn udp_echo_server(ns: &Netns, bind: SocketAddr, mode: UdpReply, n: usize) -
             match mode {
                 UdpReply::Plain => {
                     let mut buf = [0u8; 2048];
-                    let Ok((len, from)) = sock.recv_from(&mut buf) else { return };
+                    let Ok((len, from)) = sock.recv_from(&mut buf) else {
+                        return;
+                    };
                     let _ = sock.send_to(&buf[..len], from);
                 }
                 UdpReply::PktInfo => {
@@ -47,8 +55,11 @@ pub fn udp_echo_server(ns: &Netns, bind: SocketAddr, mode: UdpReply, n: usize) -
 fn set_pktinfo(sock: &UdpSocket, v6: bool) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
-    let (level, opt) =
-        if v6 { (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO) } else { (libc::IPPROTO_IP, libc::IP_PKTINFO) };
+    let (level, opt) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
     // SAFETY: setsockopt with a valid int option.
     let rc = unsafe {
         libc::setsockopt(
@@ -59,7 +70,12 @@ fn set_pktinfo(sock: &UdpSocket, v6: bool) {
             std::mem::size_of_val(&one) as u32,
         )
     };
-    assert_eq!(rc, 0, "setsockopt pktinfo: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt pktinfo: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Receives one datagram with its destination address (pktinfo) and echoes it from that address.
@@ -72,7 +88,10 @@ fn echo_with_pktinfo(sock: &UdpSocket, v6: bool) -> bool {
     // the pktinfo the kernel wrote, sent back unchanged.
     unsafe {
         let mut from: libc::sockaddr_storage = std::mem::zeroed();
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
         msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
@@ -86,8 +105,16 @@ fn echo_with_pktinfo(sock: &UdpSocket, v6: bool) -> bool {
         }
         let c = libc::CMSG_FIRSTHDR(&msg);
         assert!(!c.is_null(), "no pktinfo");
-        let want = if v6 { (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) } else { (libc::IPPROTO_IP, libc::IP_PKTINFO) };
-        assert_eq!(((*c).cmsg_level, (*c).cmsg_type), want, "unexpected control message");
+        let want = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_PKTINFO)
+        };
+        assert_eq!(
+            ((*c).cmsg_level, (*c).cmsg_type),
+            want,
+            "unexpected control message"
+        );
         if !v6 {
             // Reply from the address the request was sent to, on no particular interface.
             let info = libc::CMSG_DATA(c) as *mut libc::in_pktinfo;
@@ -106,10 +133,14 @@ fn echo_with_pktinfo(sock: &UdpSocket, v6: bool) -> bool {
 /// Sends one UDP request from `ns` (optionally bound to `bind`) to `to` on an unconnected socket and
 /// returns the source of the reply, or None on timeout.
 pub fn udp_request(ns: &Netns, bind: Option<SocketAddr>, to: SocketAddr) -> Option<SocketAddr> {
-    let any: SocketAddr =
-        if to.is_ipv6() { "[::]:0".parse().expect("addr") } else { "0.0.0.0:0".parse().expect("addr") };
+    let any: SocketAddr = if to.is_ipv6() {
+        "[::]:0".parse().expect("addr")
+    } else {
+        "0.0.0.0:0".parse().expect("addr")
+    };
     let sock = ns.enter(|| UdpSocket::bind(bind.unwrap_or(any)).expect("bind udp client"));
-    sock.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
     sock.send_to(b"hello", to).expect("send");
     let mut buf = [0u8; 64];
     sock.recv_from(&mut buf).ok().map(|(_, from)| from)
@@ -118,11 +149,15 @@ pub fn udp_request(ns: &Netns, bind: Option<SocketAddr>, to: SocketAddr) -> Opti
 /// Sends a datagram from `ns` on a socket connected to `to` (a closed port) and returns what the
 /// next receive reports: `ConnectionRefused` when the ICMP port-unreachable came back.
 pub fn udp_refused(ns: &Netns, to: SocketAddr) -> std::io::ErrorKind {
-    let any: SocketAddr =
-        if to.is_ipv6() { "[::]:0".parse().expect("addr") } else { "0.0.0.0:0".parse().expect("addr") };
+    let any: SocketAddr = if to.is_ipv6() {
+        "[::]:0".parse().expect("addr")
+    } else {
+        "0.0.0.0:0".parse().expect("addr")
+    };
     let sock = ns.enter(|| UdpSocket::bind(any).expect("bind"));
     sock.connect(to).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
     let _ = sock.send(b"anyone?");
     let mut buf = [0u8; 16];
     match sock.recv(&mut buf) {
@@ -179,7 +214,15 @@ impl Iperf3Server {
     /// Starts `iperf3 -s -p <port>` in `ns` and waits until it listens.
     pub fn start(ns: &Netns, port: u16) -> Self {
         let child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "iperf3", "-s", "-p", &port.to_string()])
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "iperf3",
+                "-s",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -212,9 +255,15 @@ pub fn iperf3(ns: &Netns, dst: &str, port: u16, secs: u32, extra: &[&str]) -> f6
     let mut args = vec!["-c", dst, "-p", port.as_str(), "-t", secs.as_str(), "-J"];
     args.extend_from_slice(extra);
     let out = ns.exec("iperf3", &args);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("iperf3 output ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or_else(|| panic!("iperf3 failed: {}", v["error"]))
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 output ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 failed: {}", v["error"]))
         / 1e9
 }
 
@@ -225,30 +274,48 @@ pub fn pin_to_cpu0() {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "affinity");
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "affinity"
+        );
     }
 }
 
 /// UDP request/response: a client in `client` sends 64-byte requests to an echo server in
 /// `server` bound to `dst:port`, one at a time, `n` timed round trips after 1000 warm-up ones;
 /// both ends on CPU 0. Returns the round-trip times in microseconds.
-pub fn udp_pingpong(server: &Netns, client: &Netns, dst: std::net::IpAddr, port: u16, n: usize) -> Vec<f64> {
+pub fn udp_pingpong(
+    server: &Netns,
+    client: &Netns,
+    dst: std::net::IpAddr,
+    port: u16,
+    n: usize,
+) -> Vec<f64> {
     let bind = SocketAddr::new(dst, port);
     let srv = server.enter(|| UdpSocket::bind(bind).expect("bind ping-pong server"));
-    srv.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    srv.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     let total = n + 1000;
     let echo = std::thread::spawn(move || {
         pin_to_cpu0();
         let mut buf = [0u8; 64];
         for _ in 0..total {
-            let Ok((len, from)) = srv.recv_from(&mut buf) else { return };
+            let Ok((len, from)) = srv.recv_from(&mut buf) else {
+                return;
+            };
             let _ = srv.send_to(&buf[..len], from);
         }
     });
-    let any: SocketAddr = if dst.is_ipv6() { "[::]:0".parse().expect("addr") } else { "0.0.0.0:0".parse().expect("addr") };
+    let any: SocketAddr = if dst.is_ipv6() {
+        "[::]:0".parse().expect("addr")
+    } else {
+        "0.0.0.0:0".parse().expect("addr")
+    };
     let cli = client.enter(|| UdpSocket::bind(any).expect("bind ping-pong client"));
     cli.connect(bind).expect("connect");
-    cli.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    cli.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     // The client runs on its own thread too, so the caller's CPU affinity stays as it was.
     let client_loop = std::thread::spawn(move || {
         pin_to_cpu0();

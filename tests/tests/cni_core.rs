@@ -7,7 +7,9 @@ use std::{path::Path, path::PathBuf, sync::Arc};
 use serde_json::{json, Value};
 use testkit::{bins, confs, leaks, CniCall, Netns, Node};
 
-const VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+const VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 struct Env {
     node: Node,
@@ -19,7 +21,10 @@ impl Env {
         let node = Node::new();
         let multus = bins::product("multus");
         node.install("multus", &multus);
-        node.install("cni-recorder", Path::new(env!("CARGO_BIN_EXE_cni-recorder")));
+        node.install(
+            "cni-recorder",
+            Path::new(env!("CARGO_BIN_EXE_cni-recorder")),
+        );
         Env { node, multus }
     }
 
@@ -28,7 +33,12 @@ impl Env {
     }
 
     fn conf(&self, version: &str, delegates: Vec<Value>) -> Value {
-        confs::multus(version, &self.node.cache_dir(), &self.node.bin_dir(), delegates)
+        confs::multus(
+            version,
+            &self.node.cache_dir(),
+            &self.node.bin_dir(),
+            delegates,
+        )
     }
 
     fn bridge(&self, name: &str, br: &str, subnet: &str, version: &str) -> Value {
@@ -48,10 +58,15 @@ impl Env {
         let macvlan = json!({"cniVersion": v, "name": "net-mv", "type": "macvlan", "master": "mvl0", "mode": "bridge",
             "ipam": {"type": "static", "addresses": [{"address": "10.26.0.5/24"}]}});
         if self.node.ns.link_names().iter().all(|l| l != "mvl0") {
-            self.node.ns.ip(&["link", "add", "mvl0", "type", "veth", "peer", "name", "mvl0p"]);
+            self.node.ns.ip(&[
+                "link", "add", "mvl0", "type", "veth", "peer", "name", "mvl0p",
+            ]);
             self.node.ns.ip(&["link", "set", "mvl0", "up"]);
         }
-        conf["delegates"].as_array_mut().unwrap().extend([ptp, macvlan]);
+        conf["delegates"]
+            .as_array_mut()
+            .unwrap()
+            .extend([ptp, macvlan]);
         conf
     }
 
@@ -62,12 +77,22 @@ impl Env {
             "1.1.0" => "1.0.0",
             v => v,
         };
-        self.conf(version, vec![self.bridge("net-a", "br-a", "10.10.0.0/24", master_v), self.list("net-b", "br-b", "10.20.0.0/24", list_v)])
+        self.conf(
+            version,
+            vec![
+                self.bridge("net-a", "br-a", "10.10.0.0/24", master_v),
+                self.list("net-b", "br-b", "10.20.0.0/24", list_v),
+            ],
+        )
     }
 
     fn recorded(&self, command: &str, id: &str, ifname: &str) -> Value {
-        let p = self.node.records_dir().join(format!("{command}-{id}-{ifname}.json"));
-        let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("no record {}: {e}", p.display()));
+        let p = self
+            .node
+            .records_dir()
+            .join(format!("{command}-{id}-{ifname}.json"));
+        let s = std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("no record {}: {e}", p.display()));
         serde_json::from_str(&s).unwrap()
     }
 
@@ -81,16 +106,42 @@ impl Env {
 
     /// Nothing of the container is left: no pod interfaces, no leases, no cache or lock file.
     fn assert_clean(&self, pod: &Netns) {
-        assert_eq!(pod.link_names(), Vec::<String>::new(), "interfaces left in the pod");
-        assert_eq!(leaks::host_local_leases(&self.node.ipam_dir()), Vec::<String>::new(), "IP leases left");
-        assert_eq!(leaks::cache_files(&self.node.cache_dir()), Vec::<String>::new(), "cache files left");
-        let veths: Vec<String> = self.node.ns.link_names().into_iter().filter(|n| n.starts_with("veth")).collect();
-        assert_eq!(veths, Vec::<String>::new(), "host-side veths left on the node");
+        assert_eq!(
+            pod.link_names(),
+            Vec::<String>::new(),
+            "interfaces left in the pod"
+        );
+        assert_eq!(
+            leaks::host_local_leases(&self.node.ipam_dir()),
+            Vec::<String>::new(),
+            "IP leases left"
+        );
+        assert_eq!(
+            leaks::cache_files(&self.node.cache_dir()),
+            Vec::<String>::new(),
+            "cache files left"
+        );
+        let veths: Vec<String> = self
+            .node
+            .ns
+            .link_names()
+            .into_iter()
+            .filter(|n| n.starts_with("veth"))
+            .collect();
+        assert_eq!(
+            veths,
+            Vec::<String>::new(),
+            "host-side veths left on the node"
+        );
     }
 }
 
 fn ge(v: &str, min: &str) -> bool {
-    let p = |s: &str| s.split('.').map(|x| x.parse::<u32>().unwrap()).collect::<Vec<_>>();
+    let p = |s: &str| {
+        s.split('.')
+            .map(|x| x.parse::<u32>().unwrap())
+            .collect::<Vec<_>>()
+    };
     p(v) >= p(min)
 }
 
@@ -101,16 +152,38 @@ fn add_check_del_in_every_version() {
         let pod = Netns::new("pd");
         let id = format!("every-{}", v.replace('.', ""));
         let conf = env.four_networks(v);
-        let out = env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
+        let out = env
+            .call("ADD", &id, Some(&pod))
+            .run(&env.node, &env.multus, &conf);
         let result = out.ok();
         assert_eq!(result["cniVersion"], v, "result version");
         if ge(v, "0.3.0") {
             let ip = &result["ips"][0];
-            assert!(ip["address"].as_str().unwrap().starts_with("10.10.0."), "{result}");
-            assert_eq!(ip.get("version").is_some(), !ge(v, "1.0.0"), "ips[].version presence for {v}: {result}");
-            assert!(result["interfaces"].as_array().unwrap().iter().any(|i| i["name"] == "eth0"), "{result}");
+            assert!(
+                ip["address"].as_str().unwrap().starts_with("10.10.0."),
+                "{result}"
+            );
+            assert_eq!(
+                ip.get("version").is_some(),
+                !ge(v, "1.0.0"),
+                "ips[].version presence for {v}: {result}"
+            );
+            assert!(
+                result["interfaces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["name"] == "eth0"),
+                "{result}"
+            );
         } else {
-            assert!(result["ip4"]["ip"].as_str().unwrap().starts_with("10.10.0."), "{result}");
+            assert!(
+                result["ip4"]["ip"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("10.10.0."),
+                "{result}"
+            );
             assert!(result.get("interfaces").is_none());
         }
         let mut links = pod.link_names();
@@ -119,18 +192,35 @@ fn add_check_del_in_every_version() {
         assert!(pod.addresses("eth0")[0].starts_with("10.10.0."));
         assert!(pod.addresses("net1")[0].starts_with("10.20.0."));
         assert!(pod.addresses("net2")[0].starts_with("10.25.0."), "ptp");
-        assert_eq!(pod.addresses("net3"), vec!["10.26.0.5/24"], "macvlan with static IPAM");
-        let mtu = pod.links().iter().find(|l| l["ifname"] == "net1").map(|l| l["mtu"].clone()).unwrap();
+        assert_eq!(
+            pod.addresses("net3"),
+            vec!["10.26.0.5/24"],
+            "macvlan with static IPAM"
+        );
+        let mtu = pod
+            .links()
+            .iter()
+            .find(|l| l["ifname"] == "net1")
+            .map(|l| l["mtu"].clone())
+            .unwrap();
         assert_eq!(mtu, 1400, "tuning in the conflist ran with prevResult");
         if ge(v, "0.4.0") {
-            env.call("CHECK", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+            env.call("CHECK", &id, Some(&pod))
+                .run(&env.node, &env.multus, &conf)
+                .assert_ok();
         } else {
-            let check = env.call("CHECK", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
+            let check = env
+                .call("CHECK", &id, Some(&pod))
+                .run(&env.node, &env.multus, &conf);
             assert_eq!(check.err_code(), 1, "CHECK needs 0.4.0");
         }
-        env.call("DEL", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.call("DEL", &id, Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .assert_ok();
         env.assert_clean(&pod);
-        env.call("DEL", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.call("DEL", &id, Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .assert_ok();
     }
 }
 
@@ -150,10 +240,23 @@ fn rollback_at_each_delegate_position_leaves_nothing() {
             {"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.no_such_knob": "1"}}]});
         let conf = env.conf("1.0.0", delegates);
         let id = format!("rollback{k}");
-        let out = env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf);
+        let out = env
+            .call("ADD", &id, Some(&pod))
+            .run(&env.node, &env.multus, &conf);
         assert!(out.err_code() > 0);
-        assert!(out.err_msg().contains(&format!("bad{k}")), "error names the failing network: {}", out.stdout);
-        assert!(out.json.as_ref().unwrap()["details"].as_str().unwrap_or("").contains("rolled back"), "{}", out.stdout);
+        assert!(
+            out.err_msg().contains(&format!("bad{k}")),
+            "error names the failing network: {}",
+            out.stdout
+        );
+        assert!(
+            out.json.as_ref().unwrap()["details"]
+                .as_str()
+                .unwrap_or("")
+                .contains("rolled back"),
+            "{}",
+            out.stdout
+        );
         env.assert_clean(&pod);
     }
 }
@@ -168,13 +271,49 @@ fn bad_inputs_get_the_right_code_and_leave_nothing() {
     let mut cases: Vec<(&str, CniCall, Vec<u8>, u64)> = Vec::new();
     let base = || env.call("ADD", "bad-input", Some(&pod));
     let bytes = |v: &Value| serde_json::to_vec(v).unwrap();
-    cases.push(("malformed JSON", base(), b"{\"cniVersion\": \"1.0.0\", \"type\": ".to_vec(), 6));
+    cases.push((
+        "malformed JSON",
+        base(),
+        b"{\"cniVersion\": \"1.0.0\", \"type\": ".to_vec(),
+        6,
+    ));
     cases.push(("empty stdin", base(), Vec::new(), 6));
-    cases.push(("wrong field type", base(), bytes(&json!({"cniVersion": "1.0.0", "type": "multus", "delegates": "x"})), 6));
-    cases.push(("no delegates", base(), bytes(&json!({"cniVersion": "1.0.0", "type": "multus", "cniDir": env.node.cache_dir()})), 7));
-    cases.push(("delegate without type", base(), bytes(&env.conf("1.0.0", vec![json!({"name": "x"})])), 7));
-    cases.push(("unknown plugin type", base(), bytes(&env.conf("1.0.0", vec![env.bridge("a", "br-a", "10.10.0.0/24", "1.0.0"), json!({"cniVersion": "1.0.0", "name": "x", "type": "no-such-plugin"})])), 7));
-    cases.push(("incompatible version", base(), bytes(&json!({"cniVersion": "0.5.0", "type": "multus", "delegates": [{"type": "bridge"}]})), 1));
+    cases.push((
+        "wrong field type",
+        base(),
+        bytes(&json!({"cniVersion": "1.0.0", "type": "multus", "delegates": "x"})),
+        6,
+    ));
+    cases.push((
+        "no delegates",
+        base(),
+        bytes(&json!({"cniVersion": "1.0.0", "type": "multus", "cniDir": env.node.cache_dir()})),
+        7,
+    ));
+    cases.push((
+        "delegate without type",
+        base(),
+        bytes(&env.conf("1.0.0", vec![json!({"name": "x"})])),
+        7,
+    ));
+    cases.push((
+        "unknown plugin type",
+        base(),
+        bytes(&env.conf(
+            "1.0.0",
+            vec![
+                env.bridge("a", "br-a", "10.10.0.0/24", "1.0.0"),
+                json!({"cniVersion": "1.0.0", "name": "x", "type": "no-such-plugin"}),
+            ],
+        )),
+        7,
+    ));
+    cases.push((
+        "incompatible version",
+        base(),
+        bytes(&json!({"cniVersion": "0.5.0", "type": "multus", "delegates": [{"type": "bridge"}]})),
+        1,
+    ));
     let mut c = base();
     c.container_id = "../x".into();
     cases.push(("container id ../x", c, bytes(&good), 4));
@@ -202,8 +341,16 @@ fn bad_inputs_get_the_right_code_and_leave_nothing() {
         let out = call.run_bytes(&env.node, &env.multus, &stdin);
         assert_eq!(out.err_code(), code, "{what}: {}", out.stdout);
         assert!(!out.err_msg().is_empty(), "{what}: message");
-        assert_eq!(out.stdout.trim().lines().count(), 1, "{what}: exactly one JSON document");
-        assert!(!out.stderr.contains("panicked"), "{what}: panic: {}", out.stderr);
+        assert_eq!(
+            out.stdout.trim().lines().count(),
+            1,
+            "{what}: exactly one JSON document"
+        );
+        assert!(
+            !out.stderr.contains("panicked"),
+            "{what}: panic: {}",
+            out.stderr
+        );
         env.assert_clean(&pod);
     }
 }
@@ -213,10 +360,14 @@ fn del_is_idempotent_and_survives_missing_netns_and_torn_cache() {
     let env = Env::new();
     let conf = env.two_networks("1.0.0");
     // DEL without ADD.
-    env.call("DEL", "never-added", None).run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("DEL", "never-added", None)
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     // DEL after the netns is gone.
     let pod = Netns::new("pd");
-    env.call("ADD", "gone", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+    env.call("ADD", "gone", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok();
     assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 2);
     let path = pod.path().to_path_buf();
     drop(pod);
@@ -226,18 +377,28 @@ fn del_is_idempotent_and_survives_missing_netns_and_torn_cache() {
     del.run(&env.node, &env.multus, &conf).assert_ok();
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     del.run(&env.node, &env.multus, &conf).assert_ok();
-    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), Vec::<String>::new());
-    assert_eq!(leaks::cache_files(&env.node.cache_dir()), Vec::<String>::new());
+    assert_eq!(
+        leaks::host_local_leases(&env.node.ipam_dir()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        leaks::cache_files(&env.node.cache_dir()),
+        Vec::<String>::new()
+    );
     // A torn cache (power loss during a write) must not wedge DEL.
     for torn in [0usize, 1, 2] {
         let pod = Netns::new("pd");
         let id = format!("torn{torn}");
-        env.call("ADD", &id, Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+        env.call("ADD", &id, Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .ok();
         let file = env.node.cache_dir().join(&id);
         let full = std::fs::read(&file).unwrap();
         let cut = [0, full.len() / 2, full.len() - 1][torn];
         std::fs::write(&file, &full[..cut]).unwrap();
-        env.call("DEL", &id, Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.call("DEL", &id, Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .assert_ok();
         env.assert_clean(&pod);
     }
 }
@@ -253,7 +414,11 @@ fn thirty_two_containers_in_parallel() {
         .map(|(i, pod)| {
             let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
             std::thread::spawn(move || {
-                let out = env.call("ADD", &format!("par{i}"), Some(&pod)).run(&env.node, &env.multus, &conf);
+                let out = env.call("ADD", &format!("par{i}"), Some(&pod)).run(
+                    &env.node,
+                    &env.multus,
+                    &conf,
+                );
                 out.ok()["ips"][0]["address"].as_str().unwrap().to_string()
             })
         })
@@ -268,7 +433,11 @@ fn thirty_two_containers_in_parallel() {
         .enumerate()
         .map(|(i, pod)| {
             let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
-            std::thread::spawn(move || env.call("DEL", &format!("par{i}"), Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok())
+            std::thread::spawn(move || {
+                env.call("DEL", &format!("par{i}"), Some(&pod))
+                    .run(&env.node, &env.multus, &conf)
+                    .assert_ok()
+            })
         })
         .collect();
     handles.into_iter().for_each(|h| h.join().unwrap());
@@ -285,23 +454,33 @@ fn calls_for_one_container_serialize() {
     for round in 0..5 {
         let add = {
             let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
-            std::thread::spawn(move || env.call("ADD", "same", Some(&pod)).run(&env.node, &env.multus, &conf))
+            std::thread::spawn(move || {
+                env.call("ADD", "same", Some(&pod))
+                    .run(&env.node, &env.multus, &conf)
+            })
         };
         let del = {
             let (env, conf, pod) = (env.clone(), conf.clone(), pod.clone());
-            std::thread::spawn(move || env.call("DEL", "same", Some(&pod)).run(&env.node, &env.multus, &conf))
+            std::thread::spawn(move || {
+                env.call("DEL", "same", Some(&pod))
+                    .run(&env.node, &env.multus, &conf)
+            })
         };
         let (a, d) = (add.join().unwrap(), del.join().unwrap());
         d.assert_ok();
         // Whichever ran first, the state is whole: either fully added or fully removed.
         let links = pod.link_names().len();
-        let cached = leaks::cache_files(&env.node.cache_dir()).iter().any(|f| f == "same");
+        let cached = leaks::cache_files(&env.node.cache_dir())
+            .iter()
+            .any(|f| f == "same");
         if a.status.success() && links == 2 {
             assert!(cached, "round {round}: interfaces without cache");
         } else {
             assert_eq!(links, 0, "round {round}");
         }
-        env.call("DEL", "same", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+        env.call("DEL", "same", Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .assert_ok();
         env.assert_clean(&pod);
     }
 }
@@ -313,26 +492,59 @@ fn delegates_get_runtime_config_args_prev_result_and_unknown_keys() {
     let master = json!({"cniVersion": "1.0.0", "name": "master-list", "plugins": [
         {"type": "bridge", "bridge": "br-m", "ipam": {"type": "host-local", "subnet": "10.50.0.0/24", "dataDir": env.node.ipam_dir()}},
         env.recorder(json!({"capabilities": {"portMappings": true}, "vendorKey": {"nested": [1, 2]}}))]});
-    let second = env.recorder(json!({"cniVersion": "1.0.0", "name": "plain", "capabilities": {"bandwidth": false}}));
+    let second = env.recorder(
+        json!({"cniVersion": "1.0.0", "name": "plain", "capabilities": {"bandwidth": false}}),
+    );
     let mut conf = env.conf("1.0.0", vec![master, second]);
     conf["capabilities"] = json!({"portMappings": true, "bandwidth": true});
     conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}], "bandwidth": {"ingressRate": 1}});
     conf["x-unknown-top"] = json!("kept");
     let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=p1";
-    env.call("ADD", "rec", Some(&pod)).args(args).run(&env.node, &env.multus, &conf).ok();
+    env.call("ADD", "rec", Some(&pod))
+        .args(args)
+        .run(&env.node, &env.multus, &conf)
+        .ok();
     let m = env.recorded("ADD", "rec", "eth0");
-    assert_eq!(m["stdin"]["runtimeConfig"], json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}));
-    assert_eq!(m["stdin"]["vendorKey"], json!({"nested": [1, 2]}), "unknown keys survive");
+    assert_eq!(
+        m["stdin"]["runtimeConfig"],
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+    );
+    assert_eq!(
+        m["stdin"]["vendorKey"],
+        json!({"nested": [1, 2]}),
+        "unknown keys survive"
+    );
     assert_eq!(m["stdin"]["name"], "master-list");
-    assert!(m["stdin"]["prevResult"]["ips"][0]["address"].as_str().unwrap().starts_with("10.50.0."), "prevResult chained");
+    assert!(
+        m["stdin"]["prevResult"]["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.50.0."),
+        "prevResult chained"
+    );
     assert_eq!(m["env"]["CNI_ARGS"], args);
     let s = env.recorded("ADD", "rec", "net1");
-    assert!(s["stdin"].get("runtimeConfig").is_none(), "no capability, no runtimeConfig: {s}");
+    assert!(
+        s["stdin"].get("runtimeConfig").is_none(),
+        "no capability, no runtimeConfig: {s}"
+    );
     assert_eq!(s["env"]["CNI_ARGS"], args);
-    env.call("DEL", "rec", Some(&pod)).args(args).run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("DEL", "rec", Some(&pod))
+        .args(args)
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     let d = env.recorded("DEL", "rec", "eth0");
-    assert!(d["stdin"]["prevResult"]["ips"][0]["address"].as_str().unwrap().starts_with("10.50.0."), "DEL gets the cached result");
-    assert!(d["stdin"]["runtimeConfig"]["portMappings"].is_array(), "DEL gets the same runtimeConfig");
+    assert!(
+        d["stdin"]["prevResult"]["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.50.0."),
+        "DEL gets the cached result"
+    );
+    assert!(
+        d["stdin"]["runtimeConfig"]["portMappings"].is_array(),
+        "DEL gets the same runtimeConfig"
+    );
     env.assert_clean(&pod);
 }
 
@@ -342,12 +554,22 @@ fn master_plugin_gets_the_runtime_ifname_and_gives_the_result() {
     let pod = Netns::new("pd");
     let mut b = env.bridge("second", "br-b", "10.61.0.0/24", "1.0.0");
     b["masterplugin"] = json!(true);
-    let conf = env.conf("1.0.0", vec![env.bridge("first", "br-a", "10.60.0.0/24", "1.0.0"), b]);
-    let out = env.call("ADD", "master", Some(&pod)).run(&env.node, &env.multus, &conf);
-    assert!(out.ok()["ips"][0]["address"].as_str().unwrap().starts_with("10.61.0."));
+    let conf = env.conf(
+        "1.0.0",
+        vec![env.bridge("first", "br-a", "10.60.0.0/24", "1.0.0"), b],
+    );
+    let out = env
+        .call("ADD", "master", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
+    assert!(out.ok()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.61.0."));
     assert!(pod.addresses("eth0")[0].starts_with("10.61.0."));
     assert!(pod.addresses("net0")[0].starts_with("10.60.0."));
-    env.call("DEL", "master", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("DEL", "master", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     env.assert_clean(&pod);
 }
 
@@ -356,14 +578,27 @@ fn check_detects_a_removed_interface() {
     let env = Env::new();
     let pod = Netns::new("pd");
     let conf = env.two_networks("1.0.0");
-    env.call("ADD", "chk", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
-    env.call("CHECK", "chk", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("ADD", "chk", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok();
+    env.call("CHECK", "chk", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     pod.ip(&["link", "del", "net1"]);
-    let out = env.call("CHECK", "chk", Some(&pod)).run(&env.node, &env.multus, &conf);
+    let out = env
+        .call("CHECK", "chk", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
     assert!(out.err_code() > 0);
     assert!(out.err_msg().contains("net-b"), "{}", out.stdout);
-    assert_eq!(env.call("CHECK", "never", Some(&pod)).run(&env.node, &env.multus, &conf).err_code(), 3);
-    env.call("DEL", "chk", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(
+        env.call("CHECK", "never", Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .err_code(),
+        3
+    );
+    env.call("DEL", "chk", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     env.assert_clean(&pod);
 }
 
@@ -373,13 +608,22 @@ fn delegate_timeout_rolls_back() {
     let pod = Netns::new("pd");
     let mut conf = env.conf(
         "1.0.0",
-        vec![env.bridge("fast", "br-a", "10.70.0.0/24", "1.0.0"), env.recorder(json!({"cniVersion": "1.0.0", "name": "slow", "sleepMs": 10000}))],
+        vec![
+            env.bridge("fast", "br-a", "10.70.0.0/24", "1.0.0"),
+            env.recorder(json!({"cniVersion": "1.0.0", "name": "slow", "sleepMs": 10000})),
+        ],
     );
     conf["delegateTimeoutSeconds"] = json!(1);
-    let out = env.call("ADD", "slow", Some(&pod)).run(&env.node, &env.multus, &conf);
+    let out = env
+        .call("ADD", "slow", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
     assert!(out.err_code() >= 100, "{}", out.stdout);
     assert!(out.err_msg().contains("did not finish"), "{}", out.stdout);
-    assert!(out.elapsed < std::time::Duration::from_secs(8), "killed at the deadline, took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(8),
+        "killed at the deadline, took {:?}",
+        out.elapsed
+    );
     env.assert_clean(&pod);
 }
 
@@ -388,30 +632,65 @@ fn gc_removes_exactly_the_stale_containers_and_forwards_valid_attachments() {
     let env = Env::new();
     let conf = env.conf(
         "1.1.0",
-        vec![env.bridge("net-a", "br-a", "10.80.0.0/24", "1.0.0"), env.recorder(json!({"cniVersion": "1.1.0", "name": "rec"}))],
+        vec![
+            env.bridge("net-a", "br-a", "10.80.0.0/24", "1.0.0"),
+            env.recorder(json!({"cniVersion": "1.1.0", "name": "rec"})),
+        ],
     );
     let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pd")).collect();
     for (i, pod) in pods.iter().enumerate() {
-        env.call("ADD", &format!("gc{i}"), Some(pod)).run(&env.node, &env.multus, &conf).ok();
+        env.call("ADD", &format!("gc{i}"), Some(pod))
+            .run(&env.node, &env.multus, &conf)
+            .ok();
     }
     let mut gc_conf = conf.clone();
     gc_conf["cni.dev/valid-attachments"] = json!([{"containerID": "gc0", "ifname": "eth0"}]);
     let mut gc = CniCall::new(&env.node, "GC", "", None, "");
-    gc.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
+    gc.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
     gc.run(&env.node, &env.multus, &gc_conf).assert_ok();
-    assert_eq!(pods[0].link_names(), vec!["eth0"], "the valid container keeps its interface");
-    assert_eq!(pods[1].link_names(), Vec::<String>::new(), "stale container 1 cleaned");
-    assert_eq!(pods[2].link_names(), Vec::<String>::new(), "stale container 2 cleaned");
+    assert_eq!(
+        pods[0].link_names(),
+        vec!["eth0"],
+        "the valid container keeps its interface"
+    );
+    assert_eq!(
+        pods[1].link_names(),
+        Vec::<String>::new(),
+        "stale container 1 cleaned"
+    );
+    assert_eq!(
+        pods[2].link_names(),
+        Vec::<String>::new(),
+        "stale container 2 cleaned"
+    );
     for i in 1..3 {
         let del = env.recorded("DEL", &format!("gc{i}"), "net1");
-        assert_eq!(del["env"]["CNI_CONTAINERID"], format!("gc{i}"), "stale delegates got DEL");
+        assert_eq!(
+            del["env"]["CNI_CONTAINERID"],
+            format!("gc{i}"),
+            "stale delegates got DEL"
+        );
     }
     assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 1);
     let files = leaks::cache_files(&env.node.cache_dir());
-    assert!(files.contains(&"gc0".to_string()) && !files.contains(&"gc1".to_string()) && !files.contains(&"gc2".to_string()), "{files:?}");
+    assert!(
+        files.contains(&"gc0".to_string())
+            && !files.contains(&"gc1".to_string())
+            && !files.contains(&"gc2".to_string()),
+        "{files:?}"
+    );
     let forwarded = env.recorded("GC", "", "");
-    assert_eq!(forwarded["stdin"]["cni.dev/valid-attachments"], json!([{"containerID": "gc0", "ifname": "net1"}]));
-    env.call("DEL", "gc0", Some(&pods[0])).run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(
+        forwarded["stdin"]["cni.dev/valid-attachments"],
+        json!([{"containerID": "gc0", "ifname": "net1"}])
+    );
+    env.call("DEL", "gc0", Some(&pods[0]))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     env.assert_clean(&pods[0]);
 }
 
@@ -420,13 +699,25 @@ fn status_and_add_follow_the_readiness_indicator() {
     let env = Env::new();
     let pod = Netns::new("pd");
     let ready = env.node.root().join("ready");
-    let mut conf = env.conf("1.1.0", vec![env.bridge("net-a", "br-a", "10.90.0.0/24", "1.0.0")]);
+    let mut conf = env.conf(
+        "1.1.0",
+        vec![env.bridge("net-a", "br-a", "10.90.0.0/24", "1.0.0")],
+    );
     conf["readinessindicatorfile"] = json!(ready);
     conf["readinessTimeoutSeconds"] = json!(1);
     let mut status = CniCall::new(&env.node, "STATUS", "", None, "");
-    status.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
+    status.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
     assert_eq!(status.run(&env.node, &env.multus, &conf).err_code(), 50);
-    assert_eq!(env.call("ADD", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).err_code(), 11);
+    assert_eq!(
+        env.call("ADD", "rdy", Some(&pod))
+            .run(&env.node, &env.multus, &conf)
+            .err_code(),
+        11
+    );
     env.assert_clean(&pod);
     std::fs::write(&ready, b"").unwrap();
     status.run(&env.node, &env.multus, &conf).assert_ok();
@@ -435,8 +726,12 @@ fn status_and_add_follow_the_readiness_indicator() {
     nad_cluster.as_object_mut().unwrap().remove("delegates");
     nad_cluster["clusterNetwork"] = json!("only-a-nad");
     status.run(&env.node, &env.multus, &nad_cluster).assert_ok();
-    env.call("ADD", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
-    env.call("DEL", "rdy", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("ADD", "rdy", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok();
+    env.call("DEL", "rdy", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     env.assert_clean(&pod);
 }
 
@@ -448,15 +743,22 @@ fn logs_go_to_the_log_file_and_never_to_stdout() {
     let mut conf = env.two_networks("1.0.0");
     conf["logFile"] = json!(log);
     conf["logToStderr"] = json!(false);
-    let out = env.call("ADD", "log", Some(&pod)).run(&env.node, &env.multus, &conf);
+    let out = env
+        .call("ADD", "log", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
     out.ok();
     assert!(out.stderr.is_empty(), "nothing on stderr: {}", out.stderr);
     assert_eq!(out.stdout.trim().lines().count(), 1);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("calling delegate"), "{text}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
-    env.call("DEL", "log", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    env.call("DEL", "log", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     env.assert_clean(&pod);
 }
 
@@ -469,20 +771,43 @@ fn the_auxiliary_chain_runs_for_every_pod_after_its_networks() {
     let chain = netd.join("vendor-chain");
     std::fs::create_dir_all(&chain).unwrap();
     let cluster = netd.join("10-cluster.conf");
-    std::fs::write(&cluster, env.bridge("cluster", "br-c", "10.60.0.0/24", "1.0.0").to_string()).unwrap();
-    std::fs::write(chain.join("10-record.conf"), env.recorder(json!({})).to_string()).unwrap();
+    std::fs::write(
+        &cluster,
+        env.bridge("cluster", "br-c", "10.60.0.0/24", "1.0.0")
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        chain.join("10-record.conf"),
+        env.recorder(json!({})).to_string(),
+    )
+    .unwrap();
     // A reference plugin that needs a prevResult and, with nothing configured, passes it on.
-    std::fs::write(chain.join("20-bandwidth.conf"), json!({"type": "bandwidth"}).to_string()).unwrap();
+    std::fs::write(
+        chain.join("20-bandwidth.conf"),
+        json!({"type": "bandwidth"}).to_string(),
+    )
+    .unwrap();
     let mut conf = env.conf("1.0.0", vec![]);
     let m = conf.as_object_mut().unwrap();
     m.remove("delegates");
     m.insert("clusterNetwork".into(), json!(cluster));
     m.insert("auxiliaryCNIChainName".into(), json!("vendor-chain"));
 
-    let out = env.call("ADD", "aux", Some(&pod)).run(&env.node, &env.multus, &conf);
+    let out = env
+        .call("ADD", "aux", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
     let result = out.ok();
-    let names: Vec<&str> = result["interfaces"].as_array().unwrap().iter().filter_map(|i| i["name"].as_str()).collect();
-    assert!(names.contains(&"eth0") && !names.contains(&"net1"), "the cluster network's result: {result}");
+    let names: Vec<&str> = result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"eth0") && !names.contains(&"net1"),
+        "the cluster network's result: {result}"
+    );
     assert_eq!(pod.link_names(), ["eth0"], "the chain adds no interface");
     // passthru (built in: no such binary on this node) started the chain with an empty result
     let add = env.recorded("ADD", "aux", "net1");
@@ -490,22 +815,42 @@ fn the_auxiliary_chain_runs_for_every_pod_after_its_networks() {
     let prev = &add["stdin"]["prevResult"];
     assert_eq!(prev["cniVersion"], "1.0.0", "{prev}");
     for key in ["interfaces", "ips", "routes"] {
-        assert!(prev.get(key).is_none_or(|v| v.as_array().is_some_and(Vec::is_empty)), "{prev}");
+        assert!(
+            prev.get(key)
+                .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty)),
+            "{prev}"
+        );
     }
     assert_eq!(add["env"]["CNI_IFNAME"], "net1");
     let cached = std::fs::read_to_string(env.node.cache_dir().join("aux")).unwrap();
     let cached: Value = serde_json::from_str(&cached).unwrap();
     let aux = &cached["attachments"][1];
     assert_eq!(aux["name"], "vendor-chain");
-    let types: Vec<&str> = aux["network"]["plugins"].as_array().unwrap().iter().filter_map(|p| p["type"].as_str()).collect();
+    let types: Vec<&str> = aux["network"]["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["type"].as_str())
+        .collect();
     assert_eq!(types, ["passthru", "cni-recorder", "bandwidth"]);
 
     // multusctl shows the chain as making no interface, and does not call that drift.
     let conf_file = env.node.root().join("aux-multus.conf");
     std::fs::write(&conf_file, conf.to_string()).unwrap();
     let ctl = |args: &[&str]| {
-        let out = env.node.ns.command(testkit::bins::product("multusctl")).arg("--conf").arg(&conf_file).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = env
+            .node
+            .ns
+            .command(testkit::bins::product("multusctl"))
+            .arg("--conf")
+            .arg(&conf_file)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, text) = ctl(&["check", "aux"]);
     assert_eq!(code, Some(0), "{text}");
@@ -517,24 +862,44 @@ fn the_auxiliary_chain_runs_for_every_pod_after_its_networks() {
     assert_eq!(ifaces[1]["live"], Value::Null);
     assert_eq!(ifaces[0]["auxiliary"], false);
     // CHECK skips the chain, as the reference does (bandwidth cannot check an empty result).
-    env.call("CHECK", "aux", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
+    env.call("CHECK", "aux", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
     assert!(!env.node.records_dir().join("CHECK-aux-net1.json").exists());
-    env.call("DEL", "aux", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
-    assert_eq!(env.recorded("DEL", "aux", "net1")["stdin"]["name"], "vendor-chain");
+    env.call("DEL", "aux", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    assert_eq!(
+        env.recorded("DEL", "aux", "net1")["stdin"]["name"],
+        "vendor-chain"
+    );
     env.assert_clean(&pod);
     // A DEL with neither cache nor API runs the chain too (best effort, like the networks).
-    env.call("DEL", "auxnocache", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
-    assert_eq!(env.recorded("DEL", "auxnocache", "net1")["stdin"]["name"], "vendor-chain");
+    env.call("DEL", "auxnocache", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    assert_eq!(
+        env.recorded("DEL", "auxnocache", "net1")["stdin"]["name"],
+        "vendor-chain"
+    );
 
     // A failing chain plugin fails the ADD and rolls back the cluster network.
-    std::fs::write(chain.join("10-record.conf"), env.recorder(json!({"failOn": "ADD"})).to_string()).unwrap();
-    let out = env.call("ADD", "aux2", Some(&pod)).run(&env.node, &env.multus, &conf);
+    std::fs::write(
+        chain.join("10-record.conf"),
+        env.recorder(json!({"failOn": "ADD"})).to_string(),
+    )
+    .unwrap();
+    let out = env
+        .call("ADD", "aux2", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
     assert_eq!(out.err_code(), 100);
     env.assert_clean(&pod);
 
     // A name that would leave the directory is refused before anything is done.
     conf["auxiliaryCNIChainName"] = json!("../netd");
-    let out = env.call("ADD", "aux3", Some(&pod)).run(&env.node, &env.multus, &conf);
+    let out = env
+        .call("ADD", "aux3", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
     assert_eq!(out.err_code(), 7, "{}", out.stdout);
     env.assert_clean(&pod);
 }
@@ -544,7 +909,13 @@ fn log_backups(log: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(log.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p != log && p.file_name().unwrap().to_string_lossy().starts_with("multus-"))
+        .filter(|p| {
+            p != log
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("multus-")
+        })
         .collect();
     found.sort();
     found
@@ -555,10 +926,17 @@ fn wait_compressed(log: &Path, count: usize) -> Vec<PathBuf> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let found = log_backups(log);
-        if found.len() == count && found.iter().all(|p| p.extension().is_some_and(|e| e == "gz")) {
+        if found.len() == count
+            && found
+                .iter()
+                .all(|p| p.extension().is_some_and(|e| e == "gz"))
+        {
             return found;
         }
-        assert!(std::time::Instant::now() < deadline, "backups not compressed: {found:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backups not compressed: {found:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -570,20 +948,28 @@ fn the_log_file_rotates_like_the_references() {
     let env = Env::new();
     let log = env.node.root().join("logs/multus.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-    let mut conf = env.conf("1.0.0", vec![env.bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0")]);
+    let mut conf = env.conf(
+        "1.0.0",
+        vec![env.bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0")],
+    );
     conf["logFile"] = json!(log);
     conf["logLevel"] = json!("debug");
     conf["logToStderr"] = json!(false);
     // A DEL of nothing: a whole call (VERSION is answered before the configuration is read).
     let call = |conf: &Value| {
-        let out = env.call("DEL", "rotation", None).run(&env.node, &env.multus, conf);
+        let out = env
+            .call("DEL", "rotation", None)
+            .run(&env.node, &env.multus, conf);
         out.assert_ok();
         assert!(out.stderr.is_empty(), "{}", out.stderr);
     };
 
     // Without logOptions: the reference's defaults, 100 MiB, compressed. A sparse full file
     // (cheap to make, and to compress) is rotated by the next call.
-    std::fs::File::create(&log).unwrap().set_len(100 << 20).unwrap();
+    std::fs::File::create(&log)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
     call(&conf);
     let first = wait_compressed(&log, 1);
     let mut unpacked = 0u64;
@@ -597,10 +983,19 @@ fn the_log_file_rotates_like_the_references() {
         unpacked += n as u64;
     }
     assert_eq!(unpacked, 100 << 20, "the backup holds the whole file");
-    assert_eq!(std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let fresh = std::fs::read_to_string(&log).unwrap();
-    assert!(fresh.contains("log file rotated to"), "the new file says where the old one went: {fresh}");
-    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        fresh.contains("log file rotated to"),
+        "the new file says where the old one went: {fresh}"
+    );
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // maxSize 1 MiB, 2 backups, 1 day; a backup from last week goes at the next rotation.
     conf["logOptions"] = json!({"maxSize": 1, "maxBackups": 2, "maxAge": 1, "compress": true});
@@ -608,7 +1003,10 @@ fn the_log_file_rotates_like_the_references() {
     std::fs::write(&stale, b"old").unwrap();
     let below = std::fs::metadata(&log).unwrap().len();
     call(&conf);
-    assert!(std::fs::metadata(&log).unwrap().len() > below, "below maxSize: appended, not rotated");
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > below,
+        "below maxSize: appended, not rotated"
+    );
     for _ in 0..3 {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::io::Write::write_all(&mut f, &vec![b'x'; 1 << 20]).unwrap();
@@ -622,7 +1020,9 @@ fn the_log_file_rotates_like_the_references() {
     assert!(!first[0].exists(), "beyond maxBackups: removed");
     for b in &kept {
         let mut text = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(b).unwrap()).read_to_end(&mut text).unwrap();
+        flate2::read::GzDecoder::new(std::fs::File::open(b).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
         assert!(text.len() > 1 << 20, "{b:?}");
     }
 
@@ -637,8 +1037,15 @@ fn the_log_file_rotates_like_the_references() {
         }
     });
     let all = log_backups(&log);
-    let plain: Vec<_> = all.iter().filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
-    assert_eq!(plain.len(), 1, "one rotation for four concurrent calls: {all:?}");
+    let plain: Vec<_> = all
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    assert_eq!(
+        plain.len(),
+        1,
+        "one rotation for four concurrent calls: {all:?}"
+    );
     assert_eq!(all.len(), 3, "maxBackups 0 keeps them all: {all:?}");
     assert!(std::fs::metadata(&log).unwrap().len() < 1 << 20);
 }
@@ -647,11 +1054,19 @@ fn the_log_file_rotates_like_the_references() {
 fn version_answers() {
     let env = Env::new();
     let mut call = CniCall::new(&env.node, "VERSION", "", None, "");
-    call.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into(), "CNI_PATH".into()];
+    call.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+        "CNI_PATH".into(),
+    ];
     let out = call.run_bytes(&env.node, &env.multus, br#"{"cniVersion":"0.4.0"}"#);
     assert_eq!(out.ok()["cniVersion"], "0.4.0");
     assert_eq!(out.ok()["supportedVersions"], json!(VERSIONS));
-    let v = std::process::Command::new(&env.multus).arg("--version").output().unwrap();
+    let v = std::process::Command::new(&env.multus)
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("multus "));
 }
 
@@ -659,27 +1074,58 @@ fn version_answers() {
 fn ebpf_sbr_options_migrate_sbr_and_chain_secondaries() {
     let env = Env::new();
     // Observe what multus sends to the `ebpf-sbr` plugin type (the real plugin has its own tests).
-    env.node.install("ebpf-sbr", Path::new(env!("CARGO_BIN_EXE_cni-recorder")));
+    env.node
+        .install("ebpf-sbr", Path::new(env!("CARGO_BIN_EXE_cni-recorder")));
     let pod = Netns::new("pd");
     let with_sbr = json!({"cniVersion": "1.0.0", "name": "with-sbr", "plugins": [
         {"type": "bridge", "bridge": "br-s", "ipam": {"type": "host-local", "subnet": "10.71.0.0/24", "dataDir": env.node.ipam_dir()}},
         {"type": "sbr", "table": 5000, "recordDir": env.node.records_dir()}]});
     let plain = env.bridge("plain", "br-p", "10.72.0.0/24", "1.0.0");
-    let mut conf = env.conf("1.0.0", vec![env.bridge("cluster", "br-c", "10.70.0.0/24", "1.0.0"), with_sbr, plain]);
+    let mut conf = env.conf(
+        "1.0.0",
+        vec![
+            env.bridge("cluster", "br-c", "10.70.0.0/24", "1.0.0"),
+            with_sbr,
+            plain,
+        ],
+    );
     conf["ebpfSbr"] = json!({"replaceSbr": true, "allSecondary": true, "bpffsDir": "/sys/fs/bpf/test-x",
                             "config": {"recordDir": env.node.records_dir(), "gateway": "10.72.0.1"}});
-    env.call("ADD", "sbrcfg", Some(&pod)).run(&env.node, &env.multus, &conf).ok();
+    env.call("ADD", "sbrcfg", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok();
     let migrated = env.recorded("ADD", "sbrcfg", "net1");
-    assert_eq!(migrated["stdin"]["type"], "ebpf-sbr", "sbr runs as ebpf-sbr");
-    assert_eq!(migrated["stdin"]["table"], 5000, "with its configuration unchanged");
+    assert_eq!(
+        migrated["stdin"]["type"], "ebpf-sbr",
+        "sbr runs as ebpf-sbr"
+    );
+    assert_eq!(
+        migrated["stdin"]["table"], 5000,
+        "with its configuration unchanged"
+    );
     assert_eq!(migrated["stdin"]["bpffsDir"], "/sys/fs/bpf/test-x");
-    assert!(migrated["stdin"]["prevResult"]["ips"][0]["address"].as_str().unwrap().starts_with("10.71.0."));
+    assert!(migrated["stdin"]["prevResult"]["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.71.0."));
     let chained = env.recorded("ADD", "sbrcfg", "net2");
-    assert_eq!(chained["stdin"]["type"], "ebpf-sbr", "chained after a plain secondary");
+    assert_eq!(
+        chained["stdin"]["type"], "ebpf-sbr",
+        "chained after a plain secondary"
+    );
     assert_eq!(chained["stdin"]["gateway"], "10.72.0.1");
     assert_eq!(chained["stdin"]["name"], "plain");
-    assert!(!env.node.records_dir().join("ADD-sbrcfg-eth0.json").exists(), "never on the cluster network");
-    env.call("DEL", "sbrcfg", Some(&pod)).run(&env.node, &env.multus, &conf).assert_ok();
-    assert_eq!(env.recorded("DEL", "sbrcfg", "net2")["stdin"]["type"], "ebpf-sbr", "DEL reaches it from the cache");
+    assert!(
+        !env.node.records_dir().join("ADD-sbrcfg-eth0.json").exists(),
+        "never on the cluster network"
+    );
+    env.call("DEL", "sbrcfg", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    assert_eq!(
+        env.recorded("DEL", "sbrcfg", "net2")["stdin"]["type"],
+        "ebpf-sbr",
+        "DEL reaches it from the cache"
+    );
     env.assert_clean(&pod);
 }

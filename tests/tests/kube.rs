@@ -27,16 +27,33 @@ impl K {
         let node = Node::new();
         let multus = bins::product("multus");
         node.install("multus", &multus);
-        node.install("cni-recorder", std::path::Path::new(env!("CARGO_BIN_EXE_cni-recorder")));
+        node.install(
+            "cni-recorder",
+            std::path::Path::new(env!("CARGO_BIN_EXE_cni-recorder")),
+        );
         // The API listens on the node's loopback, where the plugin runs.
-        let api = KubeApiServer::start_with(ServerOptions { netns: Some(node.ns.path().to_path_buf()), ..Default::default() })
-            .expect("stand-in");
+        let api = KubeApiServer::start_with(ServerOptions {
+            netns: Some(node.ns.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("stand-in");
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
-        K { node, multus, api, kubeconfig }
+        K {
+            node,
+            multus,
+            api,
+            kubeconfig,
+        }
     }
 
     fn cluster(&self) -> Value {
-        confs::bridge("cluster-net", "br-c", "10.100.0.0/24", "1.0.0", &self.node.ipam_dir())
+        confs::bridge(
+            "cluster-net",
+            "br-c",
+            "10.100.0.0/24",
+            "1.0.0",
+            &self.node.ipam_dir(),
+        )
     }
 
     fn conf_dir(&self) -> PathBuf {
@@ -45,7 +62,12 @@ impl K {
 
     /// A multus configuration with API access and the cluster network inline.
     fn conf(&self, version: &str) -> Value {
-        let mut c = confs::multus(version, &self.node.cache_dir(), &self.node.bin_dir(), vec![self.cluster()]);
+        let mut c = confs::multus(
+            version,
+            &self.node.cache_dir(),
+            &self.node.bin_dir(),
+            vec![self.cluster()],
+        );
         c["kubeconfig"] = json!(self.kubeconfig);
         c["confDir"] = json!(self.conf_dir());
         c["apiDeadlineSeconds"] = json!(3);
@@ -57,7 +79,9 @@ impl K {
         let gw = subnet.replace(".0/24", ".1");
         let config = json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge, "isGateway": true,
             "ipam": {"type": "host-local", "subnet": subnet, "gateway": gw, "dataDir": self.node.ipam_dir()}});
-        self.api.create_nad(NadSeed::new(namespace, name, config.to_string())).expect("nad");
+        self.api
+            .create_nad(NadSeed::new(namespace, name, config.to_string()))
+            .expect("nad");
     }
 
     fn pod(&self, namespace: &str, name: &str, annotations: &[(&str, &str)]) -> (Netns, String) {
@@ -66,32 +90,79 @@ impl K {
             seed = seed.annotation(k, v);
         }
         let obj = self.api.create_pod(seed).expect("pod");
-        (Netns::new("kp"), obj["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+        (
+            Netns::new("kp"),
+            obj["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
     }
 
-    fn call(&self, command: &str, id: &str, netns: &Netns, namespace: &str, name: &str, uid: &str) -> CniCall {
+    fn call(
+        &self,
+        command: &str,
+        id: &str,
+        netns: &Netns,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> CniCall {
         CniCall::new(&self.node, command, id, Some(netns), "eth0").args(&format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={uid}"
         ))
     }
 
-    fn add(&self, id: &str, netns: &Netns, namespace: &str, name: &str, uid: &str, conf: &Value) -> CniOutput {
-        self.call("ADD", id, netns, namespace, name, uid).run(&self.node, &self.multus, conf)
+    fn add(
+        &self,
+        id: &str,
+        netns: &Netns,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        conf: &Value,
+    ) -> CniOutput {
+        self.call("ADD", id, netns, namespace, name, uid)
+            .run(&self.node, &self.multus, conf)
     }
 
-    fn del(&self, id: &str, netns: &Netns, namespace: &str, name: &str, uid: &str, conf: &Value) -> CniOutput {
-        self.call("DEL", id, netns, namespace, name, uid).run(&self.node, &self.multus, conf)
+    fn del(
+        &self,
+        id: &str,
+        netns: &Netns,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        conf: &Value,
+    ) -> CniOutput {
+        self.call("DEL", id, netns, namespace, name, uid)
+            .run(&self.node, &self.multus, conf)
     }
 
     fn status(&self, namespace: &str, name: &str) -> Vec<Value> {
-        let raw = self.api.pod_annotation(namespace, name, STATUS).unwrap_or_else(|| panic!("no network-status on {namespace}/{name}"));
+        let raw = self
+            .api
+            .pod_annotation(namespace, name, STATUS)
+            .unwrap_or_else(|| panic!("no network-status on {namespace}/{name}"));
         serde_json::from_str(&raw).unwrap()
     }
 
     fn assert_clean(&self, pod: &Netns) {
-        assert_eq!(pod.link_names(), Vec::<String>::new(), "interfaces left in the pod");
-        assert_eq!(leaks::host_local_leases(&self.node.ipam_dir()), Vec::<String>::new(), "IP leases left");
-        assert_eq!(leaks::cache_files(&self.node.cache_dir()), Vec::<String>::new(), "cache files left");
+        assert_eq!(
+            pod.link_names(),
+            Vec::<String>::new(),
+            "interfaces left in the pod"
+        );
+        assert_eq!(
+            leaks::host_local_leases(&self.node.ipam_dir()),
+            Vec::<String>::new(),
+            "IP leases left"
+        );
+        assert_eq!(
+            leaks::cache_files(&self.node.cache_dir()),
+            Vec::<String>::new(),
+            "cache files left"
+        );
     }
 }
 
@@ -99,23 +170,50 @@ impl K {
 fn the_reference_documentation_example_works_and_kubectl_reads_network_status() {
     let k = K::new();
     // The macvlan master of the documentation ("eth0") lives in the test node, not on the host.
-    k.node.ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0-peer"]);
+    k.node.ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
     k.node.ns.ip(&["link", "set", "eth0", "up"]);
     let doc_config = json!({"cniVersion": "0.3.0", "type": "macvlan", "master": "eth0", "mode": "bridge",
         "ipam": {"type": "host-local", "subnet": "192.168.1.0/24", "rangeStart": "192.168.1.200", "rangeEnd": "192.168.1.216",
                  "routes": [{"dst": "0.0.0.0/0"}], "gateway": "192.168.1.1", "dataDir": k.node.ipam_dir()}});
-    k.api.create_nad(NadSeed::new("default", "macvlan-conf", doc_config.to_string())).unwrap();
+    k.api
+        .create_nad(NadSeed::new(
+            "default",
+            "macvlan-conf",
+            doc_config.to_string(),
+        ))
+        .unwrap();
     let (pod, uid) = k.pod("default", "samplepod", &[(NETWORKS, "macvlan-conf")]);
     let conf = k.conf("0.3.1");
     let out = k.add("doc1", &pod, "default", "samplepod", &uid, &conf);
-    assert!(out.ok()["ips"][0]["address"].as_str().unwrap().starts_with("10.100.0."), "the cluster network is the result");
-    assert!(pod.addresses("net1")[0].starts_with("192.168.1.200"), "macvlan-conf on net1");
+    assert!(
+        out.ok()["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.100.0."),
+        "the cluster network is the result"
+    );
+    assert!(
+        pod.addresses("net1")[0].starts_with("192.168.1.200"),
+        "macvlan-conf on net1"
+    );
     let status = k.status("default", "samplepod");
     assert_eq!(status.len(), 2, "{status:?}");
     assert_eq!(status[0]["name"], "cluster-net");
     assert_eq!(status[0]["interface"], "eth0");
     assert_eq!(status[0]["default"], true);
-    assert!(status[0]["ips"][0].as_str().unwrap().starts_with("10.100.0."));
+    assert!(status[0]["ips"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("10.100.0."));
     assert_eq!(status[1]["name"], "default/macvlan-conf");
     assert_eq!(status[1]["interface"], "net1");
     assert_eq!(status[1]["ips"], json!(["192.168.1.200"]));
@@ -128,13 +226,26 @@ fn the_reference_documentation_example_works_and_kubectl_reads_network_status() 
         .ns
         .command("kubectl")
         .arg(format!("--kubeconfig={}", k.kubeconfig.display()))
-        .args(["get", "pod", "samplepod", "-n", "default", "-o", r"jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}"])
+        .args([
+            "get",
+            "pod",
+            "samplepod",
+            "-n",
+            "default",
+            "-o",
+            r"jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}",
+        ])
         .output()
         .expect("kubectl (cargo xtask setup installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let via_kubectl: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(via_kubectl, status, "kubectl reads the same network-status");
-    k.del("doc1", &pod, "default", "samplepod", &uid, &conf).assert_ok();
+    k.del("doc1", &pod, "default", "samplepod", &uid, &conf)
+        .assert_ok();
     k.assert_clean(&pod);
 }
 
@@ -154,14 +265,26 @@ fn the_auxiliary_chain_follows_the_pod_networks_and_stays_out_of_network_status(
     let mut links = pod.link_names();
     links.sort();
     assert_eq!(links, ["eth0", "net1"]);
-    let add = std::fs::read_to_string(k.node.records_dir().join("ADD-aux1-net2.json")).expect("the chain ran as net2, after net1");
+    let add = std::fs::read_to_string(k.node.records_dir().join("ADD-aux1-net2.json"))
+        .expect("the chain ran as net2, after net1");
     let add: Value = serde_json::from_str(&add).unwrap();
     assert_eq!(add["stdin"]["name"], "vendor-chain");
-    assert!(add["env"]["CNI_ARGS"].as_str().unwrap().contains("K8S_POD_NAME=aux"), "the pod's CNI_ARGS");
+    assert!(
+        add["env"]["CNI_ARGS"]
+            .as_str()
+            .unwrap()
+            .contains("K8S_POD_NAME=aux"),
+        "the pod's CNI_ARGS"
+    );
     let status = k.status("default", "aux");
     let names: Vec<&str> = status.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["cluster-net", "default/data"], "no entry for a chain without interfaces");
-    k.del("aux1", &pod, "default", "aux", &uid, &conf).assert_ok();
+    assert_eq!(
+        names,
+        ["cluster-net", "default/data"],
+        "no entry for a chain without interfaces"
+    );
+    k.del("aux1", &pod, "default", "aux", &uid, &conf)
+        .assert_ok();
     assert!(k.node.records_dir().join("DEL-aux1-net2.json").exists());
     k.assert_clean(&pod);
 
@@ -169,8 +292,12 @@ fn the_auxiliary_chain_follows_the_pod_networks_and_stays_out_of_network_status(
     let (pod, uid) = k.pod("default", "aux-b", &[(NETWORKS, "data@net2")]);
     k.add("aux2", &pod, "default", "aux-b", &uid, &conf).ok();
     assert!(pod.link_names().contains(&"net2".to_string()));
-    assert!(k.node.records_dir().join("ADD-aux2-net3.json").exists(), "the chain ran as net3");
-    k.del("aux2", &pod, "default", "aux-b", &uid, &conf).assert_ok();
+    assert!(
+        k.node.records_dir().join("ADD-aux2-net3.json").exists(),
+        "the chain ran as net3"
+    );
+    k.del("aux2", &pod, "default", "aux-b", &uid, &conf)
+        .assert_ok();
     k.assert_clean(&pod);
 }
 
@@ -180,11 +307,15 @@ fn every_annotation_field_reaches_the_delegates() {
     let rec = json!({"cniVersion": "1.0.0", "name": "rec-net", "type": "cni-recorder", "recordDir": k.node.records_dir(),
         "capabilities": {"ips": true, "mac": true, "portMappings": true, "bandwidth": true, "infinibandGUID": true,
                          "deviceID": true, "ipam-claim-reference": true}});
-    k.api.create_nad(NadSeed::new("ns1", "rec-net", rec.to_string())).unwrap();
+    k.api
+        .create_nad(NadSeed::new("ns1", "rec-net", rec.to_string()))
+        .unwrap();
     let static_net = json!({"cniVersion": "1.0.0", "name": "static-net", "plugins": [
         {"type": "bridge", "bridge": "br-s", "capabilities": {"ips": true}, "ipam": {"type": "static"}},
         {"type": "tuning", "capabilities": {"mac": true}}]});
-    k.api.create_nad(NadSeed::new("ns1", "static-net", static_net.to_string())).unwrap();
+    k.api
+        .create_nad(NadSeed::new("ns1", "static-net", static_net.to_string()))
+        .unwrap();
     let annotation = json!([
         {"name": "rec-net", "interface": "rec9", "ips": ["10.9.9.9/24"], "mac": "02:11:22:33:44:55",
          "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
@@ -195,7 +326,10 @@ fn every_annotation_field_reaches_the_delegates() {
     let (pod, uid) = k.pod("ns1", "p1", &[(NETWORKS, &annotation.to_string())]);
     let conf = k.conf("1.0.0");
     k.add("ann1", &pod, "ns1", "p1", &uid, &conf).ok();
-    let r = serde_json::from_str::<Value>(&std::fs::read_to_string(k.node.records_dir().join("ADD-ann1-rec9.json")).unwrap()).unwrap();
+    let r = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(k.node.records_dir().join("ADD-ann1-rec9.json")).unwrap(),
+    )
+    .unwrap();
     let rc = &r["stdin"]["runtimeConfig"];
     assert_eq!(rc["ips"], json!(["10.9.9.9/24"]));
     assert_eq!(rc["mac"], "02:11:22:33:44:55");
@@ -206,10 +340,20 @@ fn every_annotation_field_reaches_the_delegates() {
     assert_eq!(rc["ipam-claim-reference"], "claim-a");
     assert_eq!(r["stdin"]["args"]["cni"]["foo"], "bar");
     let args = r["env"]["CNI_ARGS"].as_str().unwrap();
-    assert!(args.contains("IP=10.9.9.9/24") && args.contains("MAC=02:11:22:33:44:55") && args.contains("K8S_POD_NAME=p1"), "{args}");
+    assert!(
+        args.contains("IP=10.9.9.9/24")
+            && args.contains("MAC=02:11:22:33:44:55")
+            && args.contains("K8S_POD_NAME=p1"),
+        "{args}"
+    );
     // Real plugins honour ips (static IPAM) and mac (tuning) on net2.
     assert_eq!(pod.addresses("net2"), vec!["10.55.0.7/24"]);
-    let mac = pod.links().iter().find(|l| l["ifname"] == "net2").map(|l| l["address"].clone()).unwrap();
+    let mac = pod
+        .links()
+        .iter()
+        .find(|l| l["ifname"] == "net2")
+        .map(|l| l["address"].clone())
+        .unwrap();
     assert_eq!(mac, "02:aa:bb:cc:dd:ee");
     // The cluster network did not get the per-attachment runtime config.
     assert_eq!(k.status("ns1", "p1").len(), 3);
@@ -222,14 +366,36 @@ fn short_form_namespaces_and_interface_names() {
     let k = K::new();
     k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
     k.bridge_nad("other", "green", "br-g", "10.102.0.0/24");
-    let (pod, uid) = k.pod("ns1", "p2", &[(NETWORKS, "blue, other/green@data0 ,blue@blue2")]);
+    let (pod, uid) = k.pod(
+        "ns1",
+        "p2",
+        &[(NETWORKS, "blue, other/green@data0 ,blue@blue2")],
+    );
     let conf = k.conf("1.0.0");
     k.add("short", &pod, "ns1", "p2", &uid, &conf).ok();
     let mut links = pod.link_names();
     links.sort();
     assert_eq!(links, vec!["blue2", "data0", "eth0", "net1"]);
-    let names: Vec<String> = k.status("ns1", "p2").iter().map(|s| format!("{}={}", s["name"].as_str().unwrap(), s["interface"].as_str().unwrap())).collect();
-    assert_eq!(names, vec!["cluster-net=eth0", "ns1/blue=net1", "other/green=data0", "ns1/blue=blue2"]);
+    let names: Vec<String> = k
+        .status("ns1", "p2")
+        .iter()
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["name"].as_str().unwrap(),
+                s["interface"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "cluster-net=eth0",
+            "ns1/blue=net1",
+            "other/green=data0",
+            "ns1/blue=blue2"
+        ]
+    );
     k.del("short", &pod, "ns1", "p2", &uid, &conf).assert_ok();
     k.assert_clean(&pod);
 }
@@ -245,13 +411,33 @@ fn invalid_annotations_are_rejected_naming_the_field_and_leave_nothing() {
         ("blue@this-is-too-long-x", "longer than 15", 7),
         (r#"[{"name":"blue","ips":["300.1.1.1"]}]"#, "\"ips\"", 7),
         (r#"[{"name":"blue","mac":"nope"}]"#, "\"mac\"", 7),
-        (r#"[{"name":"blue","default-route":["x"]}]"#, "\"default-route\"", 7),
-        (r#"[{"name":"blue","portMappings":[{"hostPort":99999,"containerPort":1}]}]"#, "\"portMappings\"", 7),
-        (r#"[{"name":"blue","bandwidth":{"bogus":1}}]"#, "\"bandwidth\"", 7),
+        (
+            r#"[{"name":"blue","default-route":["x"]}]"#,
+            "\"default-route\"",
+            7,
+        ),
+        (
+            r#"[{"name":"blue","portMappings":[{"hostPort":99999,"containerPort":1}]}]"#,
+            "\"portMappings\"",
+            7,
+        ),
+        (
+            r#"[{"name":"blue","bandwidth":{"bogus":1}}]"#,
+            "\"bandwidth\"",
+            7,
+        ),
         (r#"[{"name":"blue","cni-args":"x"}]"#, "\"cni-args\"", 7),
-        (r#"[{"name":"blue","infiniband-guid":"1"}]"#, "\"infiniband-guid\"", 7),
+        (
+            r#"[{"name":"blue","infiniband-guid":"1"}]"#,
+            "\"infiniband-guid\"",
+            7,
+        ),
         (r#"[{"name":"blue","deviceID":""}]"#, "\"deviceID\"", 7),
-        (r#"[{"name":"blue","ipam-claim-reference":"UP"}]"#, "\"ipam-claim-reference\"", 7),
+        (
+            r#"[{"name":"blue","ipam-claim-reference":"UP"}]"#,
+            "\"ipam-claim-reference\"",
+            7,
+        ),
         (r#"[{"name":"blue"}"#, "not valid JSON", 7),
         ("missing-nad", "not found", 7),
         ("blue@eth0", "more than one network", 7),
@@ -261,7 +447,11 @@ fn invalid_annotations_are_rejected_naming_the_field_and_leave_nothing() {
         let (pod, uid) = k.pod("ns1", &name, &[(NETWORKS, value)]);
         let out = k.add(&name, &pod, "ns1", &name, &uid, &conf);
         assert_eq!(out.err_code(), *code, "{value}: {}", out.stdout);
-        assert!(out.err_msg().contains(needle), "{value}: expected {needle:?} in {}", out.err_msg());
+        assert!(
+            out.err_msg().contains(needle),
+            "{value}: expected {needle:?} in {}",
+            out.err_msg()
+        );
         k.assert_clean(&pod);
     }
 }
@@ -270,23 +460,62 @@ fn invalid_annotations_are_rejected_naming_the_field_and_leave_nothing() {
 fn cluster_network_resolution_order_and_nad_from_conf_dir() {
     let k = K::new();
     std::fs::create_dir_all(k.conf_dir()).unwrap();
-    let file_net = confs::bridge("cluster-net", "br-file", "10.110.0.0/24", "1.0.0", &k.node.ipam_dir());
+    let file_net = confs::bridge(
+        "cluster-net",
+        "br-file",
+        "10.110.0.0/24",
+        "1.0.0",
+        &k.node.ipam_dir(),
+    );
     std::fs::write(k.conf_dir().join("10-cluster.conf"), file_net.to_string()).unwrap();
     let dir = k.node.root().join("netdir");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("20-b.conf"), confs::bridge("b", "br-dir-b", "10.112.0.0/24", "1.0.0", &k.node.ipam_dir()).to_string()).unwrap();
-    std::fs::write(dir.join("10-a.conflist"), confs::bridge_tuning_list("a", "br-dir-a", "10.111.0.0/24", "1.0.0", &k.node.ipam_dir()).to_string()).unwrap();
+    std::fs::write(
+        dir.join("20-b.conf"),
+        confs::bridge(
+            "b",
+            "br-dir-b",
+            "10.112.0.0/24",
+            "1.0.0",
+            &k.node.ipam_dir(),
+        )
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("10-a.conflist"),
+        confs::bridge_tuning_list(
+            "a",
+            "br-dir-a",
+            "10.111.0.0/24",
+            "1.0.0",
+            &k.node.ipam_dir(),
+        )
+        .to_string(),
+    )
+    .unwrap();
     // NAD with an empty spec.config: its conf comes from confDir by name, NAD name injected.
-    let onfile = confs::bridge("from-file", "br-of", "10.113.0.0/24", "1.0.0", &k.node.ipam_dir());
+    let onfile = confs::bridge(
+        "from-file",
+        "br-of",
+        "10.113.0.0/24",
+        "1.0.0",
+        &k.node.ipam_dir(),
+    );
     std::fs::write(k.conf_dir().join("30-from-file.conf"), onfile.to_string()).unwrap();
-    k.api.create_nad(NadSeed::new("ns1", "from-file", "")).unwrap();
+    k.api
+        .create_nad(NadSeed::new("ns1", "from-file", ""))
+        .unwrap();
     // A NAD without a name in its config gets the NAD's name.
-    let unnamed = json!({"cniVersion": "1.0.0", "type": "cni-recorder", "recordDir": k.node.records_dir()});
-    k.api.create_nad(NadSeed::new("ns1", "unnamed", unnamed.to_string())).unwrap();
+    let unnamed =
+        json!({"cniVersion": "1.0.0", "type": "cni-recorder", "recordDir": k.node.records_dir()});
+    k.api
+        .create_nad(NadSeed::new("ns1", "unnamed", unnamed.to_string()))
+        .unwrap();
     let mut cases = vec![
-        ("cluster-net", "10.110.0."),             // no NAD yet: confDir by name
-        (dir.to_str().unwrap(), "10.111.0."),      // a directory: its alphabetically first conf
-        ("/nonexistent/../x", ""),                 // neither: error
+        ("cluster-net", "10.110.0."),         // no NAD yet: confDir by name
+        (dir.to_str().unwrap(), "10.111.0."), // a directory: its alphabetically first conf
+        ("/nonexistent/../x", ""),            // neither: error
     ];
     let file = dir.join("20-b.conf");
     cases.push((file.to_str().unwrap(), "10.112.0."));
@@ -302,9 +531,20 @@ fn cluster_network_resolution_order_and_nad_from_conf_dir() {
             assert!(out.err_msg().contains("not found"), "{}", out.err_msg());
             continue;
         }
-        assert!(pod.addresses("eth0")[0].starts_with(prefix), "{reference}: {:?}", pod.addresses("eth0"));
-        assert!(pod.addresses("net1")[0].starts_with("10.113.0."), "NAD with empty config from confDir");
-        let rec: Value = serde_json::from_str(&std::fs::read_to_string(k.node.records_dir().join(format!("ADD-{name}-net2.json"))).unwrap()).unwrap();
+        assert!(
+            pod.addresses("eth0")[0].starts_with(prefix),
+            "{reference}: {:?}",
+            pod.addresses("eth0")
+        );
+        assert!(
+            pod.addresses("net1")[0].starts_with("10.113.0."),
+            "NAD with empty config from confDir"
+        );
+        let rec: Value = serde_json::from_str(
+            &std::fs::read_to_string(k.node.records_dir().join(format!("ADD-{name}-net2.json")))
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(rec["stdin"]["name"], "unnamed", "NAD name injected");
         k.del(&name, &pod, "ns1", &name, &uid, &conf).assert_ok();
         k.assert_clean(&pod);
@@ -315,10 +555,15 @@ fn cluster_network_resolution_order_and_nad_from_conf_dir() {
     conf.as_object_mut().unwrap().remove("delegates");
     conf["clusterNetwork"] = json!("cluster-net");
     let (pod, uid) = k.pod("ns1", "order-nad", &[]);
-    k.add("ordernad", &pod, "ns1", "order-nad", &uid, &conf).ok();
+    k.add("ordernad", &pod, "ns1", "order-nad", &uid, &conf)
+        .ok();
     assert!(pod.addresses("eth0")[0].starts_with("10.114.0."));
-    assert_eq!(k.status("ns1", "order-nad")[0]["name"], "kube-system/cluster-net");
-    k.del("ordernad", &pod, "ns1", "order-nad", &uid, &conf).assert_ok();
+    assert_eq!(
+        k.status("ns1", "order-nad")[0]["name"],
+        "kube-system/cluster-net"
+    );
+    k.del("ordernad", &pod, "ns1", "order-nad", &uid, &conf)
+        .assert_ok();
     k.assert_clean(&pod);
 }
 
@@ -336,24 +581,53 @@ fn namespace_isolation_default_network_override_and_default_networks() {
     let (pod, uid) = k.pod("team-a", "iso1", &[(NETWORKS, "team-b/secret")]);
     let out = k.add("iso1", &pod, "team-a", "iso1", &uid, &conf);
     assert_eq!(out.err_code(), 7);
-    assert!(out.err_msg().contains("namespace isolation"), "{}", out.err_msg());
+    assert!(
+        out.err_msg().contains("namespace isolation"),
+        "{}",
+        out.err_msg()
+    );
     k.assert_clean(&pod);
-    let (pod, uid) = k.pod("team-a", "iso2", &[(NETWORKS, "default/shared"), ("v1.multus-cni.io/default-network", "alt-cluster")]);
+    let (pod, uid) = k.pod(
+        "team-a",
+        "iso2",
+        &[
+            (NETWORKS, "default/shared"),
+            ("v1.multus-cni.io/default-network", "alt-cluster"),
+        ],
+    );
     k.add("iso2", &pod, "team-a", "iso2", &uid, &conf).ok();
-    assert!(pod.addresses("eth0")[0].starts_with("10.122.0."), "default-network override replaces the cluster network");
-    assert!(pod.addresses("net1")[0].starts_with("10.123.0."), "defaultNetworks come next");
-    assert!(pod.addresses("net2")[0].starts_with("10.121.0."), "then the annotation's networks");
-    k.del("iso2", &pod, "team-a", "iso2", &uid, &conf).assert_ok();
+    assert!(
+        pod.addresses("eth0")[0].starts_with("10.122.0."),
+        "default-network override replaces the cluster network"
+    );
+    assert!(
+        pod.addresses("net1")[0].starts_with("10.123.0."),
+        "defaultNetworks come next"
+    );
+    assert!(
+        pod.addresses("net2")[0].starts_with("10.121.0."),
+        "then the annotation's networks"
+    );
+    k.del("iso2", &pod, "team-a", "iso2", &uid, &conf)
+        .assert_ok();
     k.assert_clean(&pod);
     // System namespaces do not get defaultNetworks.
     let (pod, uid) = k.pod("kube-system", "sys", &[]);
     k.add("sys", &pod, "kube-system", "sys", &uid, &conf).ok();
     assert_eq!(pod.link_names(), vec!["eth0"]);
-    k.del("sys", &pod, "kube-system", "sys", &uid, &conf).assert_ok();
+    k.del("sys", &pod, "kube-system", "sys", &uid, &conf)
+        .assert_ok();
     k.assert_clean(&pod);
     // Two default-network entries are refused.
-    let (pod, uid) = k.pod("team-a", "two", &[("v1.multus-cni.io/default-network", "a,b")]);
-    assert_eq!(k.add("two", &pod, "team-a", "two", &uid, &conf).err_code(), 7);
+    let (pod, uid) = k.pod(
+        "team-a",
+        "two",
+        &[("v1.multus-cni.io/default-network", "a,b")],
+    );
+    assert_eq!(
+        k.add("two", &pod, "team-a", "two", &uid, &conf).err_code(),
+        7
+    );
     k.assert_clean(&pod);
 }
 
@@ -361,21 +635,47 @@ fn namespace_isolation_default_network_override_and_default_networks() {
 fn network_status_in_every_cni_version() {
     let k = K::new();
     k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
-    for (i, v) in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
+    for (i, v) in [
+        "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+    ]
+    .iter()
+    .enumerate()
+    {
         let name = format!("ver{i}");
         let (pod, uid) = k.pod("ns1", &name, &[(NETWORKS, "blue")]);
         let mut conf = k.conf(v);
         let cluster_v = if *v == "1.1.0" { "1.0.0" } else { v };
-        conf["delegates"] = json!([confs::bridge("cluster-net", "br-c", "10.100.0.0/24", cluster_v, &k.node.ipam_dir())]);
+        conf["delegates"] = json!([confs::bridge(
+            "cluster-net",
+            "br-c",
+            "10.100.0.0/24",
+            cluster_v,
+            &k.node.ipam_dir()
+        )]);
         let out = k.add(&name, &pod, "ns1", &name, &uid, &conf);
         assert_eq!(out.ok()["cniVersion"], *v);
         let status = k.status("ns1", &name);
         assert_eq!(status.len(), 2, "{v}: {status:?}");
         assert_eq!(status[0]["interface"], "eth0");
-        assert!(status[0]["ips"][0].as_str().unwrap().starts_with("10.100.0."), "{v}: {status:?}");
+        assert!(
+            status[0]["ips"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("10.100.0."),
+            "{v}: {status:?}"
+        );
         assert_eq!(status[1]["interface"], "net1");
-        assert!(status[1]["ips"][0].as_str().unwrap().starts_with("10.101.0."), "{v}");
-        assert!(status[1]["mac"].is_string() && status[1]["mtu"].is_u64(), "{v}: {status:?}");
+        assert!(
+            status[1]["ips"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("10.101.0."),
+            "{v}"
+        );
+        assert!(
+            status[1]["mac"].is_string() && status[1]["mtu"].is_u64(),
+            "{v}: {status:?}"
+        );
         k.del(&name, &pod, "ns1", &name, &uid, &conf).assert_ok();
         k.assert_clean(&pod);
     }
@@ -390,30 +690,64 @@ fn default_route_moves_to_the_requested_gateway_and_conflicts_are_refused() {
     let ann = r#"[{"name":"blue","default-route":["10.101.0.1"]},{"name":"green"}]"#;
     let (pod, uid) = k.pod("ns1", "dr", &[(NETWORKS, ann)]);
     k.add("dr", &pod, "ns1", "dr", &uid, &conf).ok();
-    let defaults: Vec<Value> = pod.routes("-4").into_iter().filter(|r| r["dst"] == "default").collect();
-    assert_eq!(defaults.len(), 1, "exactly one IPv4 default route: {defaults:?}");
+    let defaults: Vec<Value> = pod
+        .routes("-4")
+        .into_iter()
+        .filter(|r| r["dst"] == "default")
+        .collect();
+    assert_eq!(
+        defaults.len(),
+        1,
+        "exactly one IPv4 default route: {defaults:?}"
+    );
     assert_eq!(defaults[0]["gateway"], "10.101.0.1");
     assert_eq!(defaults[0]["dev"], "net1");
     let status = k.status("ns1", "dr");
-    assert_eq!(status.iter().map(|s| s["default"].as_bool().unwrap()).collect::<Vec<_>>(), vec![false, true, false]);
+    assert_eq!(
+        status
+            .iter()
+            .map(|s| s["default"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
+        vec![false, true, false]
+    );
     k.del("dr", &pod, "ns1", "dr", &uid, &conf).assert_ok();
     k.assert_clean(&pod);
     // "default-route": [] is no request at all (the reference wrongly deletes the route).
-    let (pod, uid) = k.pod("ns1", "dr-empty", &[(NETWORKS, r#"[{"name":"blue","default-route":[]}]"#)]);
+    let (pod, uid) = k.pod(
+        "ns1",
+        "dr-empty",
+        &[(NETWORKS, r#"[{"name":"blue","default-route":[]}]"#)],
+    );
     k.add("dr-empty", &pod, "ns1", "dr-empty", &uid, &conf).ok();
-    let defaults: Vec<Value> = pod.routes("-4").into_iter().filter(|r| r["dst"] == "default").collect();
+    let defaults: Vec<Value> = pod
+        .routes("-4")
+        .into_iter()
+        .filter(|r| r["dst"] == "default")
+        .collect();
     assert_eq!(defaults.len(), 1);
     assert_eq!(defaults[0]["dev"], "eth0");
-    k.del("dr-empty", &pod, "ns1", "dr-empty", &uid, &conf).assert_ok();
+    k.del("dr-empty", &pod, "ns1", "dr-empty", &uid, &conf)
+        .assert_ok();
     // Two networks asking for the IPv4 default route: refused before anything is made.
     let ann = r#"[{"name":"blue","default-route":["10.101.0.1"]},{"name":"green","default-route":["10.102.0.1"]}]"#;
     let (pod, uid) = k.pod("ns1", "dr-conflict", &[(NETWORKS, ann)]);
     let out = k.add("drc", &pod, "ns1", "dr-conflict", &uid, &conf);
     assert_eq!(out.err_code(), 7);
-    assert!(out.err_msg().contains("more than one network"), "{}", out.err_msg());
+    assert!(
+        out.err_msg().contains("more than one network"),
+        "{}",
+        out.err_msg()
+    );
     k.assert_clean(&pod);
     // An unreachable gateway: the route cannot be set, everything is rolled back.
-    let (pod, uid) = k.pod("ns1", "dr-bad", &[(NETWORKS, r#"[{"name":"blue","default-route":["192.0.2.1"]}]"#)]);
+    let (pod, uid) = k.pod(
+        "ns1",
+        "dr-bad",
+        &[(
+            NETWORKS,
+            r#"[{"name":"blue","default-route":["192.0.2.1"]}]"#,
+        )],
+    );
     let out = k.add("drb", &pod, "ns1", "dr-bad", &uid, &conf);
     assert!(out.err_code() >= 100, "{}", out.stdout);
     assert!(out.err_msg().contains("192.0.2.1"), "{}", out.err_msg());
@@ -427,18 +761,47 @@ fn api_faults_are_retried_within_the_deadline() {
     let conf = k.conf("1.0.0");
     // Transient 500s and 429s on the pod GET, then success.
     let (pod, uid) = k.pod("ns1", "f1", &[(NETWORKS, "blue")]);
-    k.api.inject(Fault::status(500).method("GET").path("/api/v1/namespaces/ns1/pods/f1").times(3));
-    k.api.inject(Fault::too_many_requests(0).method("GET").path("/apis/k8s.cni.cncf.io/v1/namespaces/ns1/network-attachment-definitions/blue").times(2));
-    k.api.inject(Fault::status(409).method("PATCH").path("/api/v1/namespaces/ns1/pods/f1").times(2));
+    k.api.inject(
+        Fault::status(500)
+            .method("GET")
+            .path("/api/v1/namespaces/ns1/pods/f1")
+            .times(3),
+    );
+    k.api.inject(
+        Fault::too_many_requests(0)
+            .method("GET")
+            .path("/apis/k8s.cni.cncf.io/v1/namespaces/ns1/network-attachment-definitions/blue")
+            .times(2),
+    );
+    k.api.inject(
+        Fault::status(409)
+            .method("PATCH")
+            .path("/api/v1/namespaces/ns1/pods/f1")
+            .times(2),
+    );
     k.add("f1", &pod, "ns1", "f1", &uid, &conf).ok();
-    assert_eq!(k.api.request_count("GET", "/api/v1/namespaces/ns1/pods/f1"), 4, "three failures then success");
-    assert_eq!(k.api.request_count("PATCH", "/api/v1/namespaces/ns1/pods/f1"), 3, "conflicts retried");
+    assert_eq!(
+        k.api.request_count("GET", "/api/v1/namespaces/ns1/pods/f1"),
+        4,
+        "three failures then success"
+    );
+    assert_eq!(
+        k.api
+            .request_count("PATCH", "/api/v1/namespaces/ns1/pods/f1"),
+        3,
+        "conflicts retried"
+    );
     assert_eq!(k.status("ns1", "f1").len(), 2);
     k.del("f1", &pod, "ns1", "f1", &uid, &conf).assert_ok();
     k.assert_clean(&pod);
     // The pod deleted while multus works: not an ADD failure.
     let (pod, uid) = k.pod("ns1", "f2", &[(NETWORKS, "blue")]);
-    k.api.inject(Fault::delete_target().method("PATCH").path("/api/v1/namespaces/ns1/pods/f2").times(1));
+    k.api.inject(
+        Fault::delete_target()
+            .method("PATCH")
+            .path("/api/v1/namespaces/ns1/pods/f2")
+            .times(1),
+    );
     k.add("f2", &pod, "ns1", "f2", &uid, &conf).ok();
     assert_eq!(pod.link_names().len(), 2);
     k.del("f2", &pod, "ns1", "f2", &uid, &conf).assert_ok();
@@ -447,10 +810,19 @@ fn api_faults_are_retried_within_the_deadline() {
     let mut short = conf.clone();
     short["apiDeadlineSeconds"] = json!(1);
     let (pod, uid) = k.pod("ns1", "f3", &[(NETWORKS, "blue")]);
-    let id = k.api.inject(Fault::status(503).method("GET").path("/api/v1/namespaces/ns1/pods/f3").always());
+    let id = k.api.inject(
+        Fault::status(503)
+            .method("GET")
+            .path("/api/v1/namespaces/ns1/pods/f3")
+            .always(),
+    );
     let out = k.add("f3", &pod, "ns1", "f3", &uid, &short);
     assert_eq!(out.err_code(), 11, "{}", out.stdout);
-    assert!(out.elapsed < Duration::from_secs(4), "bounded by the deadline: {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(4),
+        "bounded by the deadline: {:?}",
+        out.elapsed
+    );
     k.assert_clean(&pod);
     k.api.remove_fault(id);
     // A full outage: connection refused, retried, then "try again later".
@@ -479,10 +851,18 @@ fn del_works_without_the_api_from_the_cache_and_bounded_without_it() {
     k.api.reset_requests();
     let out = k.del("d1", &pod, "ns1", "d1", &uid, &conf);
     out.assert_ok();
-    assert!(out.elapsed < Duration::from_secs(1), "DEL from the cache does not wait for the API: {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(1),
+        "DEL from the cache does not wait for the API: {:?}",
+        out.elapsed
+    );
     k.assert_clean(&pod);
     k.api.end_outage().unwrap();
-    assert_eq!(k.api.requests().len(), 0, "DEL with a cache makes no API call");
+    assert_eq!(
+        k.api.requests().len(),
+        0,
+        "DEL with a cache makes no API call"
+    );
     // Pod gone from the API: DEL from the cache.
     let (pod, uid) = k.pod("ns1", "d2", &[(NETWORKS, "blue")]);
     k.add("d2", &pod, "ns1", "d2", &uid, &conf).ok();
@@ -502,7 +882,11 @@ fn del_works_without_the_api_from_the_cache_and_bounded_without_it() {
     k.api.begin_outage().unwrap();
     let out = k.del("d4", &pod, "ns1", "d4", &uid, &conf);
     out.assert_ok();
-    assert!(out.elapsed < Duration::from_secs(3), "bounded: {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(3),
+        "bounded: {:?}",
+        out.elapsed
+    );
     k.assert_clean(&pod);
 }
 
@@ -514,9 +898,18 @@ fn pod_identity_uid_mismatch_static_pods_and_missing_pods() {
     let out = k.add("u1", &pod, "ns1", "u1", "some-other-uid", &conf);
     assert!(out.err_msg().contains("recreated"), "{}", out.stdout);
     k.assert_clean(&pod);
-    let (pod, _) = k.pod("ns1", "static", &[("kubernetes.io/config.mirror", "abc"), ("kubernetes.io/config.source", "file")]);
-    k.add("st", &pod, "ns1", "static", "kubelet-uid", &conf).ok();
-    k.del("st", &pod, "ns1", "static", "kubelet-uid", &conf).assert_ok();
+    let (pod, _) = k.pod(
+        "ns1",
+        "static",
+        &[
+            ("kubernetes.io/config.mirror", "abc"),
+            ("kubernetes.io/config.source", "file"),
+        ],
+    );
+    k.add("st", &pod, "ns1", "static", "kubelet-uid", &conf)
+        .ok();
+    k.del("st", &pod, "ns1", "static", "kubelet-uid", &conf)
+        .assert_ok();
     // No pod in the API (a static pod before its mirror exists): the cluster network only.
     let pod = Netns::new("kp");
     k.add("ghost", &pod, "ns1", "ghost", "x", &conf).ok();
@@ -530,7 +923,9 @@ fn twenty_pods_in_parallel() {
     let k = Arc::new(K::new());
     k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
     let conf = Arc::new(k.conf("1.0.0"));
-    let pods: Vec<_> = (0..20).map(|i| Arc::new(k.pod("ns1", &format!("par{i}"), &[(NETWORKS, "blue")]))).collect();
+    let pods: Vec<_> = (0..20)
+        .map(|i| Arc::new(k.pod("ns1", &format!("par{i}"), &[(NETWORKS, "blue")])))
+        .collect();
     let run = |cmd: &'static str| {
         let handles: Vec<_> = pods
             .iter()
@@ -539,7 +934,9 @@ fn twenty_pods_in_parallel() {
                 let (k, conf, p) = (k.clone(), conf.clone(), p.clone());
                 std::thread::spawn(move || {
                     let name = format!("par{i}");
-                    let out = k.call(cmd, &name, &p.0, "ns1", &name, &p.1).run(&k.node, &k.multus, &conf);
+                    let out = k
+                        .call(cmd, &name, &p.0, "ns1", &name, &p.1)
+                        .run(&k.node, &k.multus, &conf);
                     out.assert_ok();
                 })
             })
@@ -567,33 +964,67 @@ fn device_resources_are_injected_and_device_info_reaches_network_status() {
     let devinfo = k.node.root().join("devinfo");
     let rec = json!({"cniVersion": "1.0.0", "name": "sriov-net", "plugins": [{"type": "cni-recorder", "recordDir": k.node.records_dir(),
         "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}}]});
-    k.api.create_nad(NadSeed::new("ns1", "sriov-net", rec.to_string()).resource_name("example.com/vf")).unwrap();
+    k.api
+        .create_nad(
+            NadSeed::new("ns1", "sriov-net", rec.to_string()).resource_name("example.com/vf"),
+        )
+        .unwrap();
     let (pod, uid) = k.pod("ns1", "dev", &[(NETWORKS, "sriov-net@vf0,sriov-net@vf1")]);
-    kubelet.set_pods(vec![FakePod::with_devices("ns1", "dev", &[("example.com/vf", &["0000:03:02.1", "0000:03:02.2"])])]);
+    kubelet.set_pods(vec![FakePod::with_devices(
+        "ns1",
+        "dev",
+        &[("example.com/vf", &["0000:03:02.1", "0000:03:02.2"])],
+    )]);
     // The device plugin left a device-info file for the first device.
     std::fs::create_dir_all(devinfo.join("dp")).unwrap();
-    let dp_info = json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:03:02.1"}});
-    std::fs::write(devinfo.join("dp").join("example.com-vf-0000:03:02.1-device.json"), dp_info.to_string()).unwrap();
+    let dp_info =
+        json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:03:02.1"}});
+    std::fs::write(
+        devinfo
+            .join("dp")
+            .join("example.com-vf-0000:03:02.1-device.json"),
+        dp_info.to_string(),
+    )
+    .unwrap();
     let mut conf = k.conf("1.0.0");
     conf["podResourcesSocket"] = json!(kubelet.socket());
     conf["deviceCheckpointFile"] = json!(k.node.root().join("no-checkpoint"));
     conf["deviceInfoDir"] = json!(devinfo);
     k.add("dev", &pod, "ns1", "dev", &uid, &conf).ok();
     let rec = |ifname: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(k.node.records_dir().join(format!("ADD-dev-{ifname}.json"))).unwrap()).unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(k.node.records_dir().join(format!("ADD-dev-{ifname}.json")))
+                .unwrap(),
+        )
+        .unwrap()
     };
     let (a, b) = (rec("vf0"), rec("vf1"));
     assert_eq!(a["stdin"]["deviceID"], "0000:03:02.1");
     assert_eq!(a["stdin"]["pciBusID"], "0000:03:02.1");
     assert_eq!(a["stdin"]["runtimeConfig"]["deviceID"], "0000:03:02.1");
-    assert_eq!(b["stdin"]["deviceID"], "0000:03:02.2", "the second network of the same resource gets the next device");
-    let info_file = a["stdin"]["runtimeConfig"]["CNIDeviceInfoFile"].as_str().unwrap().to_string();
-    assert!(std::path::Path::new(&info_file).exists(), "pre-filled from the device plugin's file");
+    assert_eq!(
+        b["stdin"]["deviceID"], "0000:03:02.2",
+        "the second network of the same resource gets the next device"
+    );
+    let info_file = a["stdin"]["runtimeConfig"]["CNIDeviceInfoFile"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        std::path::Path::new(&info_file).exists(),
+        "pre-filled from the device plugin's file"
+    );
     let status = k.status("ns1", "dev");
     assert_eq!(status[1]["device-info"], dp_info);
-    assert!(status[2].get("device-info").is_none(), "no device-info file for the second device");
+    assert!(
+        status[2].get("device-info").is_none(),
+        "no device-info file for the second device"
+    );
     k.del("dev", &pod, "ns1", "dev", &uid, &conf).assert_ok();
-    assert!(!std::path::Path::new(&info_file).exists(), "DEL removes the device-info file");
+    assert!(
+        !std::path::Path::new(&info_file).exists(),
+        "DEL removes the device-info file"
+    );
     k.assert_clean(&pod);
     // Neither the kubelet nor a checkpoint: "try again later", nothing made.
     drop(kubelet);

@@ -55,7 +55,8 @@ struct Out {
 
 impl Out {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 }
 
@@ -72,13 +73,30 @@ impl Env {
             {"type": "bridge", "bridge": "br-b", "isGateway": true,
              "ipam": {"type": "host-local", "subnet": "10.20.0.0/24", "dataDir": ipam}},
             {"type": "tuning", "mtu": 1400}]});
-        let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![net_a, net_b]);
-        conf["binDir"] = json!(format!("{}:{}", node.bin_dir().display(), bins::REFERENCE_PLUGINS));
+        let mut conf = confs::multus(
+            "1.0.0",
+            &node.cache_dir(),
+            &node.bin_dir(),
+            vec![net_a, net_b],
+        );
+        conf["binDir"] = json!(format!(
+            "{}:{}",
+            node.bin_dir().display(),
+            bins::REFERENCE_PLUGINS
+        ));
         conf["logLevel"] = json!("error");
         conf["ebpfSbr"] = json!({"bpffsDir": bpffs.path()});
         let conf_path = node.root().join("conf").join("00-multus.conf");
-        std::fs::write(&conf_path, serde_json::to_vec_pretty(&conf).expect("json")).expect("write conf");
-        Env { node, multus, ctl, bpffs, conf, conf_path }
+        std::fs::write(&conf_path, serde_json::to_vec_pretty(&conf).expect("json"))
+            .expect("write conf");
+        Env {
+            node,
+            multus,
+            ctl,
+            bpffs,
+            conf,
+            conf_path,
+        }
     }
 
     fn sbr_cfg(&self) -> SbrConfig {
@@ -89,16 +107,31 @@ impl Env {
     fn pod(&self, namespace: &str, name: &str, uid: &str) -> Pod {
         let ns = Netns::new("cp");
         let id = unique("ctl");
-        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_UID={uid}");
-        CniCall::new(&self.node, "ADD", &id, Some(&ns), "eth0").args(&args).run(&self.node, &self.multus, &self.conf).assert_ok();
-        let spec = InterfaceSpec { ifname: "net1".into(), addresses: cached_addresses(&self.cache_entry(&id), "net1") };
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_UID={uid}"
+        );
+        CniCall::new(&self.node, "ADD", &id, Some(&ns), "eth0")
+            .args(&args)
+            .run(&self.node, &self.multus, &self.conf)
+            .assert_ok();
+        let spec = InterfaceSpec {
+            ifname: "net1".into(),
+            addresses: cached_addresses(&self.cache_entry(&id), "net1"),
+        };
         assert_eq!(spec.addresses.len(), 1, "net1 has one cached address");
         sbr::add(&self.sbr_cfg(), &id, ns.path(), &spec).unwrap_or_else(|e| panic!("sbr add: {e}"));
-        Pod { ns, id, namespace: namespace.into(), name: name.into(), uid: uid.into() }
+        Pod {
+            ns,
+            id,
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        }
     }
 
     fn cache_entry(&self, id: &str) -> Value {
-        let bytes = std::fs::read(self.node.cache_dir().join(id)).unwrap_or_else(|e| panic!("cache of {id}: {e}"));
+        let bytes = std::fs::read(self.node.cache_dir().join(id))
+            .unwrap_or_else(|e| panic!("cache of {id}: {e}"));
         serde_json::from_slice(&bytes).expect("cache JSON")
     }
 
@@ -120,21 +153,36 @@ impl Env {
                 c
             }
         };
-        cmd.args(args).stdin(Stdio::null()).env_remove("MULTUSCTL_CONF");
-        let out = cmd.output().unwrap_or_else(|e| panic!("run multusctl: {e}"));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .env_remove("MULTUSCTL_CONF");
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("run multusctl: {e}"));
         let o = Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        eprintln!("$ multusctl {}   # exit {}\n{}{}", args.join(" "), o.code, o.stdout, o.stderr);
+        eprintln!(
+            "$ multusctl {}   # exit {}\n{}{}",
+            args.join(" "),
+            o.code,
+            o.stdout,
+            o.stderr
+        );
         o
     }
 }
 
 /// The addresses a cached attachment's result gives `ifname` (what ebpf-sbr reads from prevResult).
 fn cached_addresses(entry: &Value, ifname: &str) -> Vec<IfAddr> {
-    let att = entry["attachments"].as_array().expect("attachments").iter().find(|a| a["ifname"] == ifname).expect("attachment");
+    let att = entry["attachments"]
+        .as_array()
+        .expect("attachments")
+        .iter()
+        .find(|a| a["ifname"] == ifname)
+        .expect("attachment");
     let result = &att["result"];
     let index = result["interfaces"]
         .as_array()
@@ -148,7 +196,11 @@ fn cached_addresses(entry: &Value, ifname: &str) -> Vec<IfAddr> {
         .iter()
         .filter(|ip| ip["interface"].as_u64() == Some(index as u64))
         .map(|ip| {
-            let (addr, len) = ip["address"].as_str().expect("address").split_once('/').expect("cidr");
+            let (addr, len) = ip["address"]
+                .as_str()
+                .expect("address")
+                .split_once('/')
+                .expect("cidr");
             IfAddr {
                 address: addr.parse().expect("ip"),
                 prefix_len: len.parse().expect("prefix"),
@@ -160,20 +212,40 @@ fn cached_addresses(entry: &Value, ifname: &str) -> Vec<IfAddr> {
 
 /// The interface's index and MTU, as `ip` sees them.
 fn link(ns: &Netns, ifname: &str) -> (u64, u64) {
-    let l = ns.links().into_iter().find(|l| l["ifname"] == ifname).unwrap_or_else(|| panic!("no {ifname}"));
-    (l["ifindex"].as_u64().expect("ifindex"), l["mtu"].as_u64().expect("mtu"))
+    let l = ns
+        .links()
+        .into_iter()
+        .find(|l| l["ifname"] == ifname)
+        .unwrap_or_else(|| panic!("no {ifname}"));
+    (
+        l["ifindex"].as_u64().expect("ifindex"),
+        l["mtu"].as_u64().expect("mtu"),
+    )
 }
 
 fn item<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    doc["items"].as_array().expect("items").iter().find(|i| i["containerID"] == id).unwrap_or_else(|| panic!("no item {id} in {doc}"))
+    doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["containerID"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in {doc}"))
 }
 
 fn ids(doc: &Value) -> Vec<String> {
-    doc["items"].as_array().expect("items").iter().map(|i| i["containerID"].as_str().expect("id").to_string()).collect()
+    doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["containerID"].as_str().expect("id").to_string())
+        .collect()
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
 }
 
 /// Waits until every program link of a pod's pins is detached (a deleted namespace is destroyed
@@ -182,10 +254,17 @@ fn wait_detached(cfg: &SbrConfig, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let info = sbr::inspect(cfg, id).expect("inspect");
-        if info.attachments.iter().all(|a| a.target.as_ref().map(|t| t.ifindex == 0).unwrap_or(true)) {
+        if info
+            .attachments
+            .iter()
+            .all(|a| a.target.as_ref().map(|t| t.ifindex == 0).unwrap_or(true))
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "links of {id} still attached 10 s after the namespace went");
+        assert!(
+            Instant::now() < deadline,
+            "links of {id} still attached 10 s after the namespace went"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -209,13 +288,19 @@ fn list_and_show_json_field_by_field() {
     for p in [&a, &b] {
         let c = item(&doc, &p.id);
         let entry = env.cache_entry(&p.id);
-        assert_eq!(c["pod"], json!({"namespace": p.namespace, "name": p.name, "uid": p.uid}));
+        assert_eq!(
+            c["pod"],
+            json!({"namespace": p.namespace, "name": p.name, "uid": p.uid})
+        );
         assert_eq!(c["netns"], json!(p.ns.path()));
         assert_eq!(c["netnsState"], "present");
         assert_eq!(c["cached"], true);
         assert_eq!(c["cacheError"], Value::Null);
         let created = c["createdAt"].as_u64().expect("createdAt");
-        assert!(created >= started && created <= now(), "createdAt {created}");
+        assert!(
+            created >= started && created <= now(),
+            "createdAt {created}"
+        );
         assert_eq!(c["api"], Value::Null, "no kubeconfig: no API");
         let ifaces = c["interfaces"].as_array().expect("interfaces");
         assert_eq!(ifaces.len(), 2, "{c}");
@@ -229,7 +314,10 @@ fn list_and_show_json_field_by_field() {
         assert_eq!(eth0["addresses"], json!(p.ns.addresses("eth0")));
         assert_eq!(eth0["gateways"], json!(["10.10.0.1"]));
         assert_eq!(eth0["sbr"], Value::Null);
-        assert!(eth0.get("result").is_none() && eth0.get("live").is_none(), "show-only fields are left out of list");
+        assert!(
+            eth0.get("result").is_none() && eth0.get("live").is_none(),
+            "show-only fields are left out of list"
+        );
         let net1 = &ifaces[1];
         assert_eq!(net1["ifname"], "net1");
         assert_eq!(net1["network"], "net-b");
@@ -250,13 +338,31 @@ fn list_and_show_json_field_by_field() {
         assert!(s.get("entries").is_none(), "show-only");
         // The cached result is what the list's addresses come from.
         let cached_net1 = cached_addresses(&entry, "net1");
-        assert_eq!(net1["addresses"], json!([format!("{}/{}", cached_net1[0].address, cached_net1[0].prefix_len)]));
+        assert_eq!(
+            net1["addresses"],
+            json!([format!(
+                "{}/{}",
+                cached_net1[0].address, cached_net1[0].prefix_len
+            )])
+        );
     }
 
     let out = env.ctl(&["list", "--namespace", "team-b"]);
     assert_eq!(out.code, 0);
-    assert!(out.stdout.contains("team-b/db-0") && !out.stdout.contains("team-a/web-1"), "{}", out.stdout);
-    assert!(out.stdout.lines().next().unwrap_or("").starts_with("CONTAINER"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("team-b/db-0") && !out.stdout.contains("team-a/web-1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .next()
+            .unwrap_or("")
+            .starts_with("CONTAINER"),
+        "{}",
+        out.stdout
+    );
 
     // show by namespace/pod, and by a unique id prefix: the same container.
     let out = env.ctl(&["-o", "json", "show", "team-a/web-1"]);
@@ -278,32 +384,57 @@ fn list_and_show_json_field_by_field() {
     for (i, ifname) in ["eth0", "net1"].iter().enumerate() {
         let iface = &c["interfaces"][i];
         assert_eq!(iface["ifname"], *ifname);
-        assert_eq!(iface["result"], entry["attachments"][i]["result"], "the cached result, as cached");
+        assert_eq!(
+            iface["result"], entry["attachments"][i]["result"],
+            "the cached result, as cached"
+        );
         let live = &iface["live"];
         let (index, mtu) = link(&a.ns, ifname);
         assert_eq!(live["ifindex"], index);
         assert_eq!(live["mtu"], mtu);
         assert_eq!(live["up"], true);
-        let l = a.ns.links().into_iter().find(|l| l["ifname"] == *ifname).expect("link");
+        let l =
+            a.ns.links()
+                .into_iter()
+                .find(|l| l["ifname"] == *ifname)
+                .expect("link");
         assert_eq!(live["mac"], l["address"]);
         for addr in a.ns.addresses(ifname) {
-            assert!(live["addresses"].as_array().expect("live addresses").contains(&json!(addr)), "{live}");
+            assert!(
+                live["addresses"]
+                    .as_array()
+                    .expect("live addresses")
+                    .contains(&json!(addr)),
+                "{live}"
+            );
         }
     }
     let s = &c["sbr"];
-    let net1_addr: IpAddr = a.ns.addresses("net1")[0].split('/').next().expect("addr").parse().expect("ip");
+    let net1_addr: IpAddr = a.ns.addresses("net1")[0]
+        .split('/')
+        .next()
+        .expect("addr")
+        .parse()
+        .expect("ip");
     assert_eq!(
         s["entries"],
         json!([{"source": net1_addr.to_string(), "network": "10.20.0.0/24", "ifindex": net1_index, "ifname": "net1",
                 "gateway": "10.20.0.1", "mtu": 1400}])
     );
-    assert_eq!(s["defaults"]["ipv4"], json!({"ifindex": eth0_index, "ifname": "eth0", "gateway": "10.10.0.1"}));
+    assert_eq!(
+        s["defaults"]["ipv4"],
+        json!({"ifindex": eth0_index, "ifname": "eth0", "gateway": "10.10.0.1"})
+    );
     assert_eq!(s["defaults"]["ipv6"], Value::Null);
     let programs = s["programs"].as_array().expect("programs");
     assert_eq!(programs.len(), info.attachments.len());
     let mut seen = Vec::new();
     for p in programs {
-        let lib = info.attachments.iter().find(|x| x.ifname == p["ifname"]).expect("attachment in the library's view");
+        let lib = info
+            .attachments
+            .iter()
+            .find(|x| x.ifname == p["ifname"])
+            .expect("attachment in the library's view");
         let t = lib.target.as_ref().expect("target");
         let ifname = p["ifname"].as_str().expect("ifname");
         seen.push(ifname.to_string());
@@ -313,7 +444,14 @@ fn list_and_show_json_field_by_field() {
             _ => carrier_index,
         };
         assert_eq!(p["ifindex"], expected_index);
-        assert_eq!(p["program"], if ifname == sbr::CARRIER_IFNAME { "sbr_carrier" } else { "sbr_egress" });
+        assert_eq!(
+            p["program"],
+            if ifname == sbr::CARRIER_IFNAME {
+                "sbr_carrier"
+            } else {
+                "sbr_egress"
+            }
+        );
         assert_eq!(p["programId"], t.prog_id);
         // The carrier is our own device: always a netlink filter (no BPF link, no pin); the pod's
         // interfaces use TCX links (auto, 6.18), pinned.
@@ -332,40 +470,80 @@ fn list_and_show_json_field_by_field() {
     seen.sort();
     assert_eq!(seen, vec!["eth0", "net1", sbr::CARRIER_IFNAME]);
     let records = s["records"].as_array().expect("records");
-    let net1_rec = records.iter().find(|r| r["ifname"] == "net1").expect("net1 record");
+    let net1_rec = records
+        .iter()
+        .find(|r| r["ifname"] == "net1")
+        .expect("net1 record");
     assert_eq!(net1_rec["ifindex"], net1_index);
     assert_eq!(net1_rec["managed"], true);
     let counters = s["counters"].as_array().expect("counters");
     for (ifindex, lib) in &info.counters {
-        let c = counters.iter().find(|c| c["ifindex"] == *ifindex).expect("counters of an interface");
-        assert!(lib.seen >= c["counters"]["seen"].as_u64().expect("seen"), "read later, never less");
+        let c = counters
+            .iter()
+            .find(|c| c["ifindex"] == *ifindex)
+            .expect("counters of an interface");
+        assert!(
+            lib.seen >= c["counters"]["seen"].as_u64().expect("seen"),
+            "read later, never less"
+        );
     }
 
     // The table forms print the same facts.
     let table = env.ctl(&["show", &a.id]);
     assert_eq!(table.code, 0);
-    for needle in ["Delegate chain:", "bridge → tuning", "Source entries:", "Programs:", "tcx-egress", "10.20.0.1", "1400"] {
-        assert!(table.stdout.contains(needle), "{needle:?} missing from:\n{}", table.stdout);
+    for needle in [
+        "Delegate chain:",
+        "bridge → tuning",
+        "Source entries:",
+        "Programs:",
+        "tcx-egress",
+        "10.20.0.1",
+        "1400",
+    ] {
+        assert!(
+            table.stdout.contains(needle),
+            "{needle:?} missing from:\n{}",
+            table.stdout
+        );
     }
     let table = env.ctl(&["list"]);
-    assert!(table.stdout.contains(&a.id) && table.stdout.contains("by source"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains(&a.id) && table.stdout.contains("by source"),
+        "{}",
+        table.stdout
+    );
 
     // Unknown and ambiguous targets are errors (exit 3).
     let out = env.ctl(&["show", "no-such-container"]);
     assert_eq!(out.code, 3);
-    assert!(out.stderr.contains("no container \"no-such-container\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no container \"no-such-container\""),
+        "{}",
+        out.stderr
+    );
     let out = env.ctl(&["show", "team-a/nobody"]);
     assert_eq!(out.code, 3);
-    assert!(out.stderr.contains("no container of pod team-a/nobody"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no container of pod team-a/nobody"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn stats_counts_and_rates() {
     let env = Env::new();
     let a = env.pod("team-a", "web-1", "uid-1");
-    let net1_addr = a.ns.addresses("net1")[0].split('/').next().expect("addr").to_string();
+    let net1_addr = a.ns.addresses("net1")[0]
+        .split('/')
+        .next()
+        .expect("addr")
+        .to_string();
     // The node owns 10.20.0.1 on br-b: its pings to net1 are answered from net1's address.
-    assert!(env.node.ns.ping(&net1_addr, 3), "node reaches the pod's net1");
+    assert!(
+        env.node.ns.ping(&net1_addr, 3),
+        "node reaches the pod's net1"
+    );
     let out = env.ctl(&["-o", "json", "stats"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let doc = out.json();
@@ -373,39 +551,91 @@ fn stats_counts_and_rates() {
     assert_eq!(doc["kind"], "Stats");
     assert_eq!(doc["intervalSeconds"], Value::Null);
     let (net1_index, _) = link(&a.ns, "net1");
-    let net1 = doc["items"].as_array().expect("items").iter().find(|i| i["ifname"] == "net1").expect("net1 counters");
+    let net1 = doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["ifname"] == "net1")
+        .expect("net1 counters");
     assert_eq!(net1["containerID"], a.id.as_str());
     assert_eq!(net1["pod"]["name"], "web-1");
     assert_eq!(net1["ifindex"], net1_index);
     assert_eq!(net1["rates"], Value::Null);
     let c = &net1["counters"];
     assert!(c["seen"].as_u64().expect("seen") >= 3, "{c}");
-    assert!(c["matched"].as_u64().expect("matched") >= 3, "replies come from a managed source: {c}");
-    for field in ["redirected", "redirectedIn", "fallback", "passed", "droppedNoRoute", "droppedMalformed", "droppedRedirect"] {
+    assert!(
+        c["matched"].as_u64().expect("matched") >= 3,
+        "replies come from a managed source: {c}"
+    );
+    for field in [
+        "redirected",
+        "redirectedIn",
+        "fallback",
+        "passed",
+        "droppedNoRoute",
+        "droppedMalformed",
+        "droppedRedirect",
+    ] {
         assert!(c[field].is_u64(), "{field} in {c}");
     }
     let lib = sbr::inspect(&env.sbr_cfg(), &a.id).expect("inspect");
-    let lib_net1 = lib.counters.iter().find(|(i, _)| u64::from(*i) == net1_index).map(|(_, c)| *c).expect("lib counters");
-    assert!(lib_net1.seen >= c["seen"].as_u64().expect("seen"), "the library reads the same counters");
+    let lib_net1 = lib
+        .counters
+        .iter()
+        .find(|(i, _)| u64::from(*i) == net1_index)
+        .map(|(_, c)| *c)
+        .expect("lib counters");
+    assert!(
+        lib_net1.seen >= c["seen"].as_u64().expect("seen"),
+        "the library reads the same counters"
+    );
 
     // --watch: one JSON document a line, with rates from the second sample on, while pings flow.
     let mut ping = env.node.ns.command("ping");
-    ping.args(["-i", "0.05", "-c", "60", "-q", &net1_addr]).stdout(Stdio::null()).stderr(Stdio::null());
+    ping.args(["-i", "0.05", "-c", "60", "-q", &net1_addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut ping = ping.spawn().expect("ping");
-    let out = env.ctl(&["-o", "json", "stats", &a.id, "--watch", "--interval", "1", "--count", "2"]);
+    let out = env.ctl(&[
+        "-o",
+        "json",
+        "stats",
+        &a.id,
+        "--watch",
+        "--interval",
+        "1",
+        "--count",
+        "2",
+    ]);
     let _ = ping.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let lines: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON document a line")).collect();
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON document a line"))
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["intervalSeconds"], Value::Null);
     let interval = lines[1]["intervalSeconds"].as_f64().expect("interval");
     assert!((0.9..3.0).contains(&interval), "{interval}");
-    let r = &lines[1]["items"].as_array().expect("items").iter().find(|i| i["ifname"] == "net1").expect("net1")["rates"];
-    assert!(r["seen"].as_f64().expect("seen rate") > 1.0, "pings every 50 ms: {r}");
+    let r = &lines[1]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["ifname"] == "net1")
+        .expect("net1")["rates"];
+    assert!(
+        r["seen"].as_f64().expect("seen rate") > 1.0,
+        "pings every 50 ms: {r}"
+    );
     assert!(r["matched"].as_f64().expect("matched rate") > 1.0, "{r}");
     let out = env.ctl(&["stats", "--watch", "--interval", "0.2", "--count", "2"]);
     assert_eq!(out.code, 0);
-    assert!(out.stdout.contains("packets per second") && out.stdout.contains("SEEN"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("packets per second") && out.stdout.contains("SEEN"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -430,21 +660,48 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
     }
     let out = env.ctl(&["check"]);
     assert_eq!(out.code, 0);
-    assert!(out.stdout.contains("2 container(s) checked, 0 with drift"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("2 container(s) checked, 0 with drift"),
+        "{}",
+        out.stdout
+    );
 
     // Remove a's net1 entry from the source map.
-    let addr: std::net::Ipv4Addr = a.ns.addresses("net1")[0].split('/').next().expect("addr").parse().expect("ipv4");
+    let addr: std::net::Ipv4Addr = a.ns.addresses("net1")[0]
+        .split('/')
+        .next()
+        .expect("addr")
+        .parse()
+        .expect("ipv4");
     // SrcKey: {cookie u64, family u32, reserved u32, addr [u32; 4]} (multus-common), little endian.
     let cookie = sbr::inspect(&env.sbr_cfg(), &a.id).expect("inspect").cookie;
-    let mut key: Vec<String> = cookie.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let mut key: Vec<String> = cookie
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     key.extend(["02", "00", "00", "00", "00", "00", "00", "00"].map(String::from));
     key.extend(addr.octets().iter().map(|o| format!("{o:02x}")));
     key.extend(std::iter::repeat_n("00".to_string(), 12));
     let pin = env.bpffs.pod_dir(&a.id).join("map-src");
-    let mut args = vec!["map".to_string(), "delete".into(), "pinned".into(), pin.display().to_string(), "key".into(), "hex".into()];
+    let mut args = vec![
+        "map".to_string(),
+        "delete".into(),
+        "pinned".into(),
+        pin.display().to_string(),
+        "key".into(),
+        "hex".into(),
+    ];
     args.extend(key);
-    let del = std::process::Command::new("bpftool").args(&args).output().expect("bpftool");
-    assert!(del.status.success(), "bpftool: {}", String::from_utf8_lossy(&del.stderr));
+    let del = std::process::Command::new("bpftool")
+        .args(&args)
+        .output()
+        .expect("bpftool");
+    assert!(
+        del.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&del.stderr)
+    );
     let out = env.ctl(&["-o", "json", "check"]);
     assert_eq!(out.code, 1, "drift exits 1");
     let doc = out.json();
@@ -461,35 +718,84 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
     assert_eq!(item(&doc, &b.id)["ok"], true, "the other pod is unaffected");
     let out = env.ctl(&["check"]);
     assert_eq!(out.code, 1);
-    let line = out.stdout.lines().find(|l| l.contains("mapEntryMissing")).unwrap_or_else(|| panic!("{}", out.stdout));
-    assert!(line.contains("net1") && line.contains(&format!("source entry {addr} missing")), "{line}");
-    assert!(out.stdout.contains("2 container(s) checked, 1 with drift"), "{}", out.stdout);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("mapEntryMissing"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("net1") && line.contains(&format!("source entry {addr} missing")),
+        "{line}"
+    );
+    assert!(
+        out.stdout.contains("2 container(s) checked, 1 with drift"),
+        "{}",
+        out.stdout
+    );
 
     // A repeated ADD repairs it; then detach net1's program of pod b.
-    let spec = InterfaceSpec { ifname: "net1".into(), addresses: cached_addresses(&env.cache_entry(&a.id), "net1") };
+    let spec = InterfaceSpec {
+        ifname: "net1".into(),
+        addresses: cached_addresses(&env.cache_entry(&a.id), "net1"),
+    };
     sbr::add(&cfg, &a.id, a.ns.path(), &spec).expect("repair");
     assert_eq!(env.ctl(&["check"]).code, 0, "repaired");
     let info = sbr::inspect(&cfg, &b.id).expect("inspect");
-    let link_id = info.attachments.iter().find(|x| x.ifname == "net1").and_then(|x| x.target.as_ref().ok()).expect("net1 link").id;
-    let detach = std::process::Command::new("bpftool").args(["link", "detach", "id", &link_id.to_string()]).output().expect("bpftool");
-    assert!(detach.status.success(), "bpftool: {}", String::from_utf8_lossy(&detach.stderr));
+    let link_id = info
+        .attachments
+        .iter()
+        .find(|x| x.ifname == "net1")
+        .and_then(|x| x.target.as_ref().ok())
+        .expect("net1 link")
+        .id;
+    let detach = std::process::Command::new("bpftool")
+        .args(["link", "detach", "id", &link_id.to_string()])
+        .output()
+        .expect("bpftool");
+    assert!(
+        detach.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&detach.stderr)
+    );
     let out = env.ctl(&["-o", "json", "check", "team-a/web-2"]);
     assert_eq!(out.code, 1);
     let doc = out.json();
-    assert_eq!(ids(&doc), vec![b.id.clone()], "check of one pod checks only it");
-    let problems = item(&doc, &b.id)["problems"].as_array().expect("problems").clone();
+    assert_eq!(
+        ids(&doc),
+        vec![b.id.clone()],
+        "check of one pod checks only it"
+    );
+    let problems = item(&doc, &b.id)["problems"]
+        .as_array()
+        .expect("problems")
+        .clone();
     assert!(
         problems.iter().any(|p| p["kind"] == "programDetached"
             && p["interface"] == "net1"
-            && p["message"].as_str().is_some_and(|m| m.starts_with("program not attached to net1"))),
+            && p["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("program not attached to net1"))),
         "{problems:?}"
     );
     let out = env.ctl(&["check"]);
     assert_eq!(out.code, 1);
-    let line = out.stdout.lines().find(|l| l.contains("programDetached")).unwrap_or_else(|| panic!("{}", out.stdout));
-    assert!(line.contains("net1") && line.contains("program not attached to net1"), "{line}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("programDetached"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("net1") && line.contains("program not attached to net1"),
+        "{line}"
+    );
     let out = env.ctl(&["-o", "json", "show", &b.id]).json();
-    let p = item(&out, &b.id)["sbr"]["programs"].as_array().expect("programs").iter().find(|p| p["ifname"] == "net1").cloned().expect("net1");
+    let p = item(&out, &b.id)["sbr"]["programs"]
+        .as_array()
+        .expect("programs")
+        .iter()
+        .find(|p| p["ifname"] == "net1")
+        .cloned()
+        .expect("net1");
     assert_eq!(p["attached"], false);
     assert_eq!(p["ifindex"], 0);
     assert_eq!(item(&out, &b.id)["sbr"]["state"], "partial");
@@ -499,11 +805,16 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
     let out = env.ctl(&["-o", "json", "check", &a.id]);
     assert_eq!(out.code, 1);
     let doc = out.json();
-    let problems = item(&doc, &a.id)["problems"].as_array().expect("problems").clone();
+    let problems = item(&doc, &a.id)["problems"]
+        .as_array()
+        .expect("problems")
+        .clone();
     assert!(
         problems.iter().any(|p| p["kind"] == "interfaceGone"
             && p["interface"] == "net1"
-            && p["message"].as_str().is_some_and(|m| m.starts_with("interface net1 of network \"net-b\" is not in"))),
+            && p["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("interface net1 of network \"net-b\" is not in"))),
         "{problems:?}"
     );
 }
@@ -520,13 +831,35 @@ fn gc_removes_exactly_the_stale_ones() {
     sbr::add(&cfg, &orphan_id, &orphan.pod.path(), &orphan.net1_spec()).expect("add orphan");
     let standalone = MiniPod::new();
     let standalone_id = unique("pin");
-    sbr::add(&cfg, &standalone_id, &standalone.pod.path(), &standalone.net1_spec()).expect("add standalone");
+    sbr::add(
+        &cfg,
+        &standalone_id,
+        &standalone.pod.path(),
+        &standalone.net1_spec(),
+    )
+    .expect("add standalone");
 
     let leases_before = leaks::host_local_leases(&env.node.ipam_dir());
-    let stale_ips: Vec<String> =
-        ["eth0", "net1"].iter().map(|i| stale.ns.addresses(i)[0].split('/').next().expect("ip").to_string()).collect();
-    let live_ips: Vec<String> =
-        ["eth0", "net1"].iter().map(|i| live.ns.addresses(i)[0].split('/').next().expect("ip").to_string()).collect();
+    let stale_ips: Vec<String> = ["eth0", "net1"]
+        .iter()
+        .map(|i| {
+            stale.ns.addresses(i)[0]
+                .split('/')
+                .next()
+                .expect("ip")
+                .to_string()
+        })
+        .collect();
+    let live_ips: Vec<String> = ["eth0", "net1"]
+        .iter()
+        .map(|i| {
+            live.ns.addresses(i)[0]
+                .split('/')
+                .next()
+                .expect("ip")
+                .to_string()
+        })
+        .collect();
     assert_eq!(leases_before.len(), 4, "{leases_before:?}");
     let cache_before = leaks::cache_files(&env.node.cache_dir());
     let pins_before = env.bpffs.entries();
@@ -544,12 +877,20 @@ fn gc_removes_exactly_the_stale_ones() {
     assert_eq!(out.code, 1);
     let doc = out.json();
     let kinds = |id: &str| -> Vec<String> {
-        item(&doc, id)["problems"].as_array().expect("problems").iter().map(|p| p["kind"].as_str().expect("kind").to_string()).collect()
+        item(&doc, id)["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .map(|p| p["kind"].as_str().expect("kind").to_string())
+            .collect()
     };
     assert_eq!(kinds(&stale.id), vec!["netnsGone"]);
     assert!(item(&doc, &stale.id)["problems"][0]["message"]
         .as_str()
-        .is_some_and(|m| m.starts_with(&format!("network namespace {} is gone", stale.ns.path().display()))));
+        .is_some_and(|m| m.starts_with(&format!(
+            "network namespace {} is gone",
+            stale.ns.path().display()
+        ))));
     assert_eq!(kinds(&orphan_id), vec!["pinsOrphaned"]);
     assert_eq!(item(&doc, &live.id)["ok"], true);
     assert_eq!(item(&doc, &standalone_id)["ok"], true);
@@ -565,9 +906,15 @@ fn gc_removes_exactly_the_stale_ones() {
     expected.sort();
     assert_eq!(ids(&doc), expected, "exactly the stale ones");
     let s = item(&doc, &stale.id);
-    assert_eq!(s["pod"], json!({"namespace": "team-a", "name": "gone-1", "uid": "uid-g"}));
+    assert_eq!(
+        s["pod"],
+        json!({"namespace": "team-a", "name": "gone-1", "uid": "uid-g"})
+    );
     assert_eq!(s["netns"], json!(stale.ns.path()));
-    assert_eq!(s["reason"], format!("network namespace {} is gone", stale.ns.path().display()));
+    assert_eq!(
+        s["reason"],
+        format!("network namespace {} is gone", stale.ns.path().display())
+    );
     assert_eq!(s["cache"], json!(["net-a", "net-b"]));
     assert_eq!(s["pins"], json!(env.bpffs.pod_dir(&stale.id)));
     assert_eq!(s["error"], Value::Null);
@@ -576,11 +923,29 @@ fn gc_removes_exactly_the_stale_ones() {
     assert_eq!(o["netns"], Value::Null);
     assert_eq!(o["cache"], Value::Null);
     assert_eq!(o["pins"], json!(env.bpffs.pod_dir(&orphan_id)));
-    assert!(o["reason"].as_str().expect("reason").contains("detached"), "{o}");
+    assert!(
+        o["reason"].as_str().expect("reason").contains("detached"),
+        "{o}"
+    );
     let table = env.ctl(&["gc", "--dry-run"]);
-    assert!(table.stdout.contains("WOULD REMOVE") && table.stdout.contains("dry run: would remove 1 cache entry and 2 pin directories"), "{}", table.stdout);
-    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), leases_before, "--dry-run releases nothing");
-    assert_eq!(leaks::cache_files(&env.node.cache_dir()), cache_before, "--dry-run removes no cache");
+    assert!(
+        table.stdout.contains("WOULD REMOVE")
+            && table
+                .stdout
+                .contains("dry run: would remove 1 cache entry and 2 pin directories"),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(
+        leaks::host_local_leases(&env.node.ipam_dir()),
+        leases_before,
+        "--dry-run releases nothing"
+    );
+    assert_eq!(
+        leaks::cache_files(&env.node.cache_dir()),
+        cache_before,
+        "--dry-run removes no cache"
+    );
     assert_eq!(env.bpffs.entries(), pins_before, "--dry-run removes no pin");
 
     let out = env.ctl(&["-o", "json", "gc"]);
@@ -592,17 +957,34 @@ fn gc_removes_exactly_the_stale_ones() {
 
     let leases = leaks::host_local_leases(&env.node.ipam_dir());
     for ip in &stale_ips {
-        assert!(!leases.iter().any(|l| l.ends_with(&format!("/{ip}"))), "lease of {ip} released: {leases:?}");
+        assert!(
+            !leases.iter().any(|l| l.ends_with(&format!("/{ip}"))),
+            "lease of {ip} released: {leases:?}"
+        );
     }
     for ip in &live_ips {
-        assert!(leases.iter().any(|l| l.ends_with(&format!("/{ip}"))), "lease of {ip} kept: {leases:?}");
+        assert!(
+            leases.iter().any(|l| l.ends_with(&format!("/{ip}"))),
+            "lease of {ip} kept: {leases:?}"
+        );
     }
     assert_eq!(leases.len(), 2);
-    let cache: Vec<String> =
-        cache_before.iter().filter(|f| **f != stale.id).cloned().collect();
-    assert_eq!(leaks::cache_files(&env.node.cache_dir()), cache, "only the stale cache entry (and its lock) went");
+    let cache: Vec<String> = cache_before
+        .iter()
+        .filter(|f| **f != stale.id)
+        .cloned()
+        .collect();
+    assert_eq!(
+        leaks::cache_files(&env.node.cache_dir()),
+        cache,
+        "only the stale cache entry (and its lock) went"
+    );
     let of = |p: &str, id: &str| p == id || p.starts_with(&format!("{id}/"));
-    let pins: Vec<String> = pins_before.iter().filter(|p| !of(p, &stale.id) && !of(p, &orphan_id)).cloned().collect();
+    let pins: Vec<String> = pins_before
+        .iter()
+        .filter(|p| !of(p, &stale.id) && !of(p, &orphan_id))
+        .cloned()
+        .collect();
     assert_eq!(env.bpffs.entries(), pins, "only the stale pins went");
     let mut remaining = sbr::pods(&cfg).expect("pods");
     remaining.sort();
@@ -619,8 +1001,15 @@ fn gc_removes_exactly_the_stale_ones() {
 
 /// Deletes a pod's namespace (the runtime removed the sandbox without a CNI DEL).
 fn drop_netns(ns: &Netns) {
-    let out = std::process::Command::new("ip").args(["netns", "del", ns.name()]).output().expect("ip");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("ip")
+        .args(["netns", "del", ns.name()])
+        .output()
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -630,27 +1019,55 @@ fn clear_errors_without_root_or_bpffs() {
     let out = env.ctl(&["--bpffs-dir", &plain.path().display().to_string(), "list"]);
     assert_eq!(out.code, 3);
     assert!(
-        out.stderr.contains(&format!("{} is not on a bpffs: no bpffs is mounted there", plain.path().display())),
+        out.stderr.contains(&format!(
+            "{} is not on a bpffs: no bpffs is mounted there",
+            plain.path().display()
+        )),
         "{}",
         out.stderr
     );
     assert_eq!(out.stdout, "");
-    let out = env.ctl_raw(&["--cni-dir".into(), env.node.cache_dir().display().to_string(), "list".into()], Some(65534));
+    let out = env.ctl_raw(
+        &[
+            "--cni-dir".into(),
+            env.node.cache_dir().display().to_string(),
+            "list".into(),
+        ],
+        Some(65534),
+    );
     assert_eq!(out.code, 3);
-    assert!(out.stderr.contains("multusctl needs root"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("multusctl needs root"),
+        "{}",
+        out.stderr
+    );
     let out = env.ctl(&["list", "--no-such-flag"]);
     assert_eq!(out.code, 2, "usage errors exit 2");
     // A bpffs directory that does not exist yet is an empty node, not an error.
     let missing = plain.path().join("never-created");
-    let out = env.ctl(&["--bpffs-dir", &missing.display().to_string(), "-o", "json", "list"]);
+    let out = env.ctl(&[
+        "--bpffs-dir",
+        &missing.display().to_string(),
+        "-o",
+        "json",
+        "list",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["items"], json!([]));
     // A configuration that is not JSON is named.
     let bad = env.node.root().join("bad.conf");
     std::fs::write(&bad, b"{not json").expect("write");
-    let out = env.ctl_raw(&["--conf".into(), bad.display().to_string(), "list".into()], None);
+    let out = env.ctl_raw(
+        &["--conf".into(), bad.display().to_string(), "list".into()],
+        None,
+    );
     assert_eq!(out.code, 3);
-    assert!(out.stderr.contains(&format!("multus configuration {}: not JSON", bad.display())), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("multus configuration {}: not JSON", bad.display())),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -658,13 +1075,24 @@ fn completions_and_man_page() {
     let env = Env::new();
     let out = env.ctl_raw(&["completions".into(), "bash".into()], Some(65534));
     assert_eq!(out.code, 0, "no root needed");
-    assert!(out.stdout.contains("_multusctl()") && out.stdout.contains("gc"), "{}", &out.stdout[..200.min(out.stdout.len())]);
+    assert!(
+        out.stdout.contains("_multusctl()") && out.stdout.contains("gc"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
     for shell in ["zsh", "fish"] {
-        assert_eq!(env.ctl_raw(&["completions".into(), shell.into()], None).code, 0);
+        assert_eq!(
+            env.ctl_raw(&["completions".into(), shell.into()], None)
+                .code,
+            0
+        );
     }
     let out = env.ctl_raw(&["man".into()], None);
     assert_eq!(out.code, 0);
-    assert!(out.stdout.starts_with(".ie") || out.stdout.contains(".TH multusctl"), "roff");
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH multusctl"),
+        "roff"
+    );
     for sub in ["list", "show", "stats", "check", "gc"] {
         assert!(out.stdout.contains(sub), "man page lists {sub}");
     }
@@ -675,11 +1103,15 @@ fn completions_and_man_page() {
 #[test]
 fn kubernetes_api_when_configured() {
     let env = Env::new();
-    let api = KubeApiServer::start_with(ServerOptions { netns: Some(env.node.ns.path().to_path_buf()), ..Default::default() })
-        .expect("stand-in");
+    let api = KubeApiServer::start_with(ServerOptions {
+        netns: Some(env.node.ns.path().to_path_buf()),
+        ..Default::default()
+    })
+    .expect("stand-in");
     let kubeconfig = api.write_kubeconfig(env.node.root()).expect("kubeconfig");
     let uid = "0f6c1f9a-0000-4000-8000-00000000c71a";
-    api.create_pod(PodSeed::new("team-k", "web-k").uid(uid).node_name("node-7")).expect("pod");
+    api.create_pod(PodSeed::new("team-k", "web-k").uid(uid).node_name("node-7"))
+        .expect("pod");
     let old = env.pod("team-k", "web-k", "9e3d2f00-0000-4000-8000-0000000000aa");
     let current = env.pod("team-k", "web-k", uid);
     let gone = env.pod("team-k", "deleted", "1d2c3b4a-0000-4000-8000-000000000bbb");
@@ -690,21 +1122,45 @@ fn kubernetes_api_when_configured() {
         item(&doc, &current.id)["api"],
         json!({"status": "found", "uid": uid, "phase": "Running", "nodeName": "node-7", "current": true, "error": null})
     );
-    assert_eq!(item(&doc, &old.id)["api"]["current"], false, "recreated pod: the old sandbox is stale");
+    assert_eq!(
+        item(&doc, &old.id)["api"]["current"],
+        false,
+        "recreated pod: the old sandbox is stale"
+    );
     assert_eq!(item(&doc, &gone.id)["api"]["status"], "notFound");
 
     let out = env.ctl(&["--kubeconfig", &k, "-o", "json", "show", "team-k/web-k"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(ids(&out.json()), vec![current.id.clone(), old.id.clone()], "the current sandbox first");
+    assert_eq!(
+        ids(&out.json()),
+        vec![current.id.clone(), old.id.clone()],
+        "the current sandbox first"
+    );
     let table = env.ctl(&["--kubeconfig", &k, "list"]);
-    assert!(table.stdout.contains("API") && table.stdout.contains("Running (stale sandbox)"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("API") && table.stdout.contains("Running (stale sandbox)"),
+        "{}",
+        table.stdout
+    );
 
     // The API is never required: unreachable within the deadline, the rest is still shown.
     api.begin_outage().expect("outage");
     let started = Instant::now();
-    let out = env.ctl(&["--kubeconfig", &k, "--api-timeout", "0.5", "-o", "json", "list"]);
+    let out = env.ctl(&[
+        "--kubeconfig",
+        &k,
+        "--api-timeout",
+        "0.5",
+        "-o",
+        "json",
+        "list",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by --api-timeout: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by --api-timeout: {:?}",
+        started.elapsed()
+    );
     let doc = out.json();
     assert_eq!(ids(&doc).len(), 3);
     assert_eq!(item(&doc, &current.id)["api"]["status"], "error");

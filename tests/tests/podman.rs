@@ -20,7 +20,10 @@ fn podman_runs_a_container_on_multus_with_two_networks() {
     );
     plugin.as_object_mut().unwrap().remove("cniVersion");
     plugin.as_object_mut().unwrap().remove("name");
-    podman.network("multusnet", &json!({"cniVersion": "1.0.0", "name": "multusnet", "plugins": [plugin]}));
+    podman.network(
+        "multusnet",
+        &json!({"cniVersion": "1.0.0", "name": "multusnet", "plugins": [plugin]}),
+    );
     let cache = node.cache_dir();
     let out = podman.script(&format!(
         "podman network ls --format '{{{{.Name}}}} {{{{.Driver}}}}'\n\
@@ -31,18 +34,64 @@ fn podman_runs_a_container_on_multus_with_two_networks() {
         cache = cache.display()
     ));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "podman failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("multusnet multus"), "podman loaded the multus network (VERSION answered): {stdout}");
-    let run = stdout.split("--- run").nth(1).unwrap().split("--- detached").next().unwrap();
-    assert!(run.contains("eth0") && run.contains("inet 10.66.0."), "eth0 from net-a: {run}");
-    assert!(run.contains("net1") && run.contains("inet 10.67.0."), "net1 from net-b: {run}");
+    assert!(
+        out.status.success(),
+        "podman failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("multusnet multus"),
+        "podman loaded the multus network (VERSION answered): {stdout}"
+    );
+    let run = stdout
+        .split("--- run")
+        .nth(1)
+        .unwrap()
+        .split("--- detached")
+        .next()
+        .unwrap();
+    assert!(
+        run.contains("eth0") && run.contains("inet 10.66.0."),
+        "eth0 from net-a: {run}"
+    );
+    assert!(
+        run.contains("net1") && run.contains("inet 10.67.0."),
+        "net1 from net-b: {run}"
+    );
     let detached = stdout.split("--- detached").nth(1).unwrap();
-    assert!(detached.contains("net1") && detached.contains("inet 10.67.0."), "{detached}");
-    let cached = stdout.split("--- cache").nth(1).unwrap().lines().next().unwrap().trim().to_string();
-    assert_eq!(cached.len(), 64, "one cache entry named by podman's container id while it runs: {cached:?}");
-    assert_eq!(stdout.split("--- after").nth(1).unwrap().trim(), "", "cache emptied by podman's DEL");
-    assert_eq!(leaks::host_local_leases(&node.ipam_dir()), Vec::<String>::new());
+    assert!(
+        detached.contains("net1") && detached.contains("inet 10.67.0."),
+        "{detached}"
+    );
+    let cached = stdout
+        .split("--- cache")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        cached.len(),
+        64,
+        "one cache entry named by podman's container id while it runs: {cached:?}"
+    );
+    assert_eq!(
+        stdout.split("--- after").nth(1).unwrap().trim(),
+        "",
+        "cache emptied by podman's DEL"
+    );
+    assert_eq!(
+        leaks::host_local_leases(&node.ipam_dir()),
+        Vec::<String>::new()
+    );
     assert_eq!(leaks::cache_files(&node.cache_dir()), Vec::<String>::new());
-    let veths: Vec<String> = node.ns.link_names().into_iter().filter(|n| n.starts_with("veth")).collect();
+    let veths: Vec<String> = node
+        .ns
+        .link_names()
+        .into_iter()
+        .filter(|n| n.starts_with("veth"))
+        .collect();
     assert_eq!(veths, Vec::<String>::new(), "no host-side veth left");
 }

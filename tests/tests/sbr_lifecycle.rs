@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use multus::sbr::{self, AttachMode, Drift, IfAddr, InterfaceSpec, SbrConfig, SbrError, CARRIER_IFNAME};
+use multus::sbr::{
+    self, AttachMode, Drift, IfAddr, InterfaceSpec, SbrConfig, SbrError, CARRIER_IFNAME,
+};
 use testkit::{
     bpffs::Bpffs,
     netns::try_run,
@@ -16,14 +18,25 @@ use testkit::{
 /// Program and link ids of a pod's attachments.
 fn bpf_ids(h: &Harness) -> Vec<(u32, u32)> {
     let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
-    info.attachments.iter().map(|a| a.target.as_ref().map(|t| (t.prog_id, t.id)).expect("link target")).collect()
+    info.attachments
+        .iter()
+        .map(|a| {
+            a.target
+                .as_ref()
+                .map(|t| (t.prog_id, t.id))
+                .expect("link target")
+        })
+        .collect()
 }
 
 /// Whether a BPF program or link still exists after up to 5 s: the kernel frees them when the last
 /// reference goes, and a deleted namespace (whose devices hold the links) is destroyed asynchronously.
 fn bpf_object_exists(kind: &str, id: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while try_run("bpftool", &[kind, "show", "id", &id.to_string()]).status.success() {
+    while try_run("bpftool", &[kind, "show", "id", &id.to_string()])
+        .status
+        .success()
+    {
         if Instant::now() > deadline {
             return true;
         }
@@ -58,7 +71,10 @@ fn add_del_100_cycles_leave_nothing() {
         h.assert_clean(&t.pod, &routes, &rules);
     }
     for (prog, link) in ids {
-        assert!(!bpf_object_exists("prog", prog), "program {prog} still loaded");
+        assert!(
+            !bpf_object_exists("prog", prog),
+            "program {prog} still loaded"
+        );
         assert!(!bpf_object_exists("link", link), "link {link} still exists");
     }
     adds.sort();
@@ -79,14 +95,20 @@ fn del_with_netns_gone() {
     h.add(&t.pod, &t.net1_spec());
     let ids = bpf_ids(&h);
     t.pod.delete();
-    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
+    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1")
+        .unwrap_or_else(|e| panic!("del: {e}"));
     assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left");
     for (prog, _) in ids {
-        assert!(!bpf_object_exists("prog", prog), "program {prog} still loaded");
+        assert!(
+            !bpf_object_exists("prog", prog),
+            "program {prog} still loaded"
+        );
     }
     // Again, and without a netns path at all: still fine.
-    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del again: {e}"));
-    sbr::del(&h.cfg, &h.container_id, None, "net1").unwrap_or_else(|e| panic!("del without netns: {e}"));
+    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1")
+        .unwrap_or_else(|e| panic!("del again: {e}"));
+    sbr::del(&h.cfg, &h.container_id, None, "net1")
+        .unwrap_or_else(|e| panic!("del without netns: {e}"));
 }
 
 #[test]
@@ -113,7 +135,8 @@ fn del_is_idempotent_and_needs_no_add() {
     let h = Harness::new();
     h.del(&t.pod, "net1");
     let cfg = SbrConfig::new("/nonexistent/sbr-bpffs");
-    sbr::del(&cfg, "never-added", Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
+    sbr::del(&cfg, "never-added", Some(&t.pod.path()), "net1")
+        .unwrap_or_else(|e| panic!("del: {e}"));
     h.add(&t.pod, &t.net1_spec());
     h.del(&t.pod, "net1");
     h.del(&t.pod, "net1");
@@ -134,40 +157,66 @@ fn check_names_drift_and_add_repairs_it() {
     let spec = t.net1_spec();
     assert_eq!(drifts(h.check(&t.pod, &spec)), vec![Drift::PodMissing]);
     h.add(&t.pod, &spec);
-    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("fresh check: {e}"));
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("fresh check: {e}"));
 
-    t.pod.ip(&["route", "del", "0.0.0.0/1", "dev", CARRIER_IFNAME]);
+    t.pod
+        .ip(&["route", "del", "0.0.0.0/1", "dev", CARRIER_IFNAME]);
     let d = drifts(h.check(&t.pod, &spec));
-    assert_eq!(d, vec![Drift::RouteMissing("0.0.0.0/1 src 10.0.0.2".into())], "{d:?}");
+    assert_eq!(
+        d,
+        vec![Drift::RouteMissing("0.0.0.0/1 src 10.0.0.2".into())],
+        "{d:?}"
+    );
     h.add(&t.pod, &spec);
-    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("repaired route: {e}"));
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("repaired route: {e}"));
 
     std::fs::remove_file(h.bpffs.pod_dir(&h.container_id).join("link-if-net1")).expect("unpin");
     let d = drifts(h.check(&t.pod, &spec));
-    assert!(matches!(&d[..], [Drift::NotAttached { ifname, .. }] if ifname == "net1"), "{d:?}");
+    assert!(
+        matches!(&d[..], [Drift::NotAttached { ifname, .. }] if ifname == "net1"),
+        "{d:?}"
+    );
     h.add(&t.pod, &spec);
 
     t.pod.ip(&["neigh", "del", "10.1.0.1", "dev", "net1"]);
     let d = drifts(h.check(&t.pod, &spec));
-    assert!(matches!(&d[..], [Drift::NeighbourMissing(n)] if n.starts_with("10.1.0.1")), "{d:?}");
+    assert!(
+        matches!(&d[..], [Drift::NeighbourMissing(n)] if n.starts_with("10.1.0.1")),
+        "{d:?}"
+    );
     h.add(&t.pod, &spec);
 
     t.pod.ip(&["link", "set", CARRIER_IFNAME, "mtu", "1300"]);
     let d = drifts(h.check(&t.pod, &spec));
-    assert!(matches!(&d[..], [Drift::Carrier(m)] if m.contains("MTU 1300")), "{d:?}");
+    assert!(
+        matches!(&d[..], [Drift::Carrier(m)] if m.contains("MTU 1300")),
+        "{d:?}"
+    );
     h.add(&t.pod, &spec);
 
     let mut other_gw = spec.clone();
     other_gw.addresses[0].gateway = Some("10.1.0.254".parse().expect("ip"));
     let d = drifts(h.check(&t.pod, &other_gw));
-    assert!(matches!(&d[..], [Drift::EntryDiffers { addr, .. }] if addr.to_string() == POD_NET1_V4), "{d:?}");
+    assert!(
+        matches!(&d[..], [Drift::EntryDiffers { addr, .. }] if addr.to_string() == POD_NET1_V4),
+        "{d:?}"
+    );
 
-    let eth0 = InterfaceSpec { ifname: "eth0".into(), addresses: vec![] };
+    let eth0 = InterfaceSpec {
+        ifname: "eth0".into(),
+        addresses: vec![],
+    };
     let d = drifts(h.check(&t.pod, &eth0));
     assert!(d.contains(&Drift::NotManaged("eth0".into())), "{d:?}");
-    assert!(d.contains(&Drift::EntryMissing("10.0.0.2".parse().expect("ip"))), "{d:?}");
+    assert!(
+        d.contains(&Drift::EntryMissing("10.0.0.2".parse().expect("ip"))),
+        "{d:?}"
+    );
 
-    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("final check: {e}"));
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("final check: {e}"));
     h.del(&t.pod, "net1");
 }
 
@@ -188,8 +237,14 @@ fn delegate_routes_are_kept() {
         "everything ADD adds goes through the carrier: {added:?}"
     );
     assert_eq!(report.carrier_routes.len(), 3 + 7);
-    assert_eq!(report.attached, vec!["eth0".to_string(), "net1".to_string()]);
-    assert!(t.pod.rules().iter().all(|r| !r.contains("lookup 1")), "no policy rules");
+    assert_eq!(
+        report.attached,
+        vec!["eth0".to_string(), "net1".to_string()]
+    );
+    assert!(
+        t.pod.rules().iter().all(|r| !r.contains("lookup 1")),
+        "no policy rules"
+    );
     h.del(&t.pod, "net1");
 }
 
@@ -212,14 +267,26 @@ fn two_managed_interfaces() {
     h.add(&t.pod, &eth0);
     assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2);
     assert_eq!(t.cli1.ping("10.0.0.2", 2, &[]), 2);
-    h.check(&t.pod, &eth0).unwrap_or_else(|e| panic!("check eth0: {e}"));
-    h.check(&t.pod, &t.net1_spec()).unwrap_or_else(|e| panic!("check net1: {e}"));
+    h.check(&t.pod, &eth0)
+        .unwrap_or_else(|e| panic!("check eth0: {e}"));
+    h.check(&t.pod, &t.net1_spec())
+        .unwrap_or_else(|e| panic!("check net1: {e}"));
     h.del(&t.pod, "eth0");
     assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "net1 still steered");
-    assert_eq!(t.cli2.ping(POD_NET1_V6, 2, &[]), 2, "net1 still steered (IPv6)");
-    h.check(&t.pod, &t.net1_spec()).unwrap_or_else(|e| panic!("check net1 after eth0's DEL: {e}"));
+    assert_eq!(
+        t.cli2.ping(POD_NET1_V6, 2, &[]),
+        2,
+        "net1 still steered (IPv6)"
+    );
+    h.check(&t.pod, &t.net1_spec())
+        .unwrap_or_else(|e| panic!("check net1 after eth0's DEL: {e}"));
     let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
-    assert!(info.entries.iter().all(|e| e.address.to_string() != "10.0.0.2"), "eth0's entries are gone");
+    assert!(
+        info.entries
+            .iter()
+            .all(|e| e.address.to_string() != "10.0.0.2"),
+        "eth0's entries are gone"
+    );
     h.del(&t.pod, "net1");
     h.assert_clean(&t.pod, &routes, &rules);
 }
@@ -240,11 +307,18 @@ fn gc_removes_stale_and_orphaned_pins() {
     });
 
     let report = sbr::gc(&h.cfg, &[&id_a, &id_b]).expect("gc");
-    assert!(report.stale.is_empty() && report.orphaned.is_empty(), "nothing to collect: {report:?}");
+    assert!(
+        report.stale.is_empty() && report.orphaned.is_empty(),
+        "nothing to collect: {report:?}"
+    );
     let report = sbr::gc(&h.cfg, &[&id_a]).expect("gc");
     assert_eq!(report.stale, vec![id_b.clone()]);
     assert_eq!(sbr::pods(&h.cfg).expect("pods"), vec![id_a.clone()]);
-    assert_eq!(a.cli2.ping(POD_NET1_V4, 2, &[]), 2, "the valid pod keeps working");
+    assert_eq!(
+        a.cli2.ping(POD_NET1_V4, 2, &[]),
+        2,
+        "the valid pod keeps working"
+    );
 
     a.pod.delete();
     let report = sbr::gc(&h.cfg, &[&id_a]).expect("gc");
@@ -257,23 +331,59 @@ fn names_are_validated_and_errors_leave_nothing() {
     let t = Sbr5::new();
     let h = Harness::new();
     let spec = t.net1_spec();
-    let err = |cid: &str, spec: &InterfaceSpec| sbr::add(&h.cfg, cid, &t.pod.path(), spec).expect_err("must fail");
-    assert!(matches!(err("../escape", &spec), SbrError::InvalidContainerId(_)));
-    assert!(matches!(err("ok", &InterfaceSpec { ifname: "a/b".into(), ..spec.clone() }), SbrError::InvalidIfName(_)));
+    let err = |cid: &str, spec: &InterfaceSpec| {
+        sbr::add(&h.cfg, cid, &t.pod.path(), spec).expect_err("must fail")
+    };
     assert!(matches!(
-        err("ok", &InterfaceSpec { ifname: CARRIER_IFNAME.into(), ..spec.clone() }),
+        err("../escape", &spec),
+        SbrError::InvalidContainerId(_)
+    ));
+    assert!(matches!(
+        err(
+            "ok",
+            &InterfaceSpec {
+                ifname: "a/b".into(),
+                ..spec.clone()
+            }
+        ),
+        SbrError::InvalidIfName(_)
+    ));
+    assert!(matches!(
+        err(
+            "ok",
+            &InterfaceSpec {
+                ifname: CARRIER_IFNAME.into(),
+                ..spec.clone()
+            }
+        ),
         SbrError::ReservedIfName(_)
     ));
     assert!(matches!(
-        err("ok", &InterfaceSpec { ifname: "net9".into(), ..spec.clone() }),
+        err(
+            "ok",
+            &InterfaceSpec {
+                ifname: "net9".into(),
+                ..spec.clone()
+            }
+        ),
         SbrError::InterfaceNotFound(_)
     ));
     let mut wrong = spec.clone();
     wrong.addresses[0].address = "10.1.0.99".parse().expect("ip");
-    assert!(matches!(err("ok", &wrong), SbrError::AddressNotOnInterface { .. }));
+    assert!(matches!(
+        err("ok", &wrong),
+        SbrError::AddressNotOnInterface { .. }
+    ));
     assert!(sbr::del(&h.cfg, "../escape", None, "net1").is_err());
-    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "failed ADDs leave no pins");
-    assert!(t.pod.links().iter().all(|l| !l.starts_with(CARRIER_IFNAME)), "failed ADDs leave no carrier");
+    assert_eq!(
+        h.bpffs.entries(),
+        Vec::<String>::new(),
+        "failed ADDs leave no pins"
+    );
+    assert!(
+        t.pod.links().iter().all(|l| !l.starts_with(CARRIER_IFNAME)),
+        "failed ADDs leave no carrier"
+    );
 }
 
 /// The library mounts bpffs on a directory that is not on one.
@@ -282,12 +392,28 @@ fn bpffs_is_mounted_when_missing() {
     let t = Sbr5::new();
     let fs = Bpffs::unmounted();
     let cfg = SbrConfig::new(fs.path().join("sbr"));
-    sbr::add(&cfg, "mount-test", &t.pod.path(), &t.net1_spec()).unwrap_or_else(|e| panic!("add: {e}"));
-    let out = try_run("stat", &["-f", "-c", "%T", &cfg.bpffs_dir.to_string_lossy()]);
+    sbr::add(&cfg, "mount-test", &t.pod.path(), &t.net1_spec())
+        .unwrap_or_else(|e| panic!("add: {e}"));
+    let out = try_run(
+        "stat",
+        &["-f", "-c", "%T", &cfg.bpffs_dir.to_string_lossy()],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "bpf_fs");
-    let mode = try_run("stat", &["-c", "%a", &cfg.bpffs_dir.join("mount-test").to_string_lossy()]);
-    assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "700", "pin directories are root-only");
-    sbr::del(&cfg, "mount-test", Some(&t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
+    let mode = try_run(
+        "stat",
+        &[
+            "-c",
+            "%a",
+            &cfg.bpffs_dir.join("mount-test").to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&mode.stdout).trim(),
+        "700",
+        "pin directories are root-only"
+    );
+    sbr::del(&cfg, "mount-test", Some(&t.pod.path()), "net1")
+        .unwrap_or_else(|e| panic!("del: {e}"));
     let c = std::ffi::CString::new(cfg.bpffs_dir.as_os_str().as_encoded_bytes()).expect("path");
     // SAFETY: umount2 on a valid path.
     assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
@@ -303,7 +429,12 @@ fn debug_log() {
     let mut logs = sbr::LogReader::open(&h.cfg, &h.container_id).expect("log reader");
     assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2);
     let lines = logs.drain();
-    assert!(lines.iter().any(|l| l.contains("sbr: if") && l.contains("->")), "no redirect logged: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("sbr: if") && l.contains("->")),
+        "no redirect logged: {lines:?}"
+    );
     h.del(&t.pod, "net1");
 
     let h = Harness::new();
@@ -323,23 +454,43 @@ fn pods_share_the_node_programs() {
     let b = MiniPod::new();
     let h = Harness::new();
     let id_b = format!("{}-b", h.container_id);
-    let add_b = || sbr::add(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("add b: {e}"));
+    let add_b = || {
+        sbr::add(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec())
+            .unwrap_or_else(|e| panic!("add b: {e}"))
+    };
 
-    assert!(h.add(&a.pod, &a.net1_spec()).loaded, "the node's first ADD loads the programs");
+    assert!(
+        h.add(&a.pod, &a.net1_spec()).loaded,
+        "the node's first ADD loads the programs"
+    );
     assert!(!add_b().loaded, "the second pod only attaches them");
     let versions = program_dirs(h.bpffs.path());
     assert_eq!(versions.len(), 1, "one program version: {versions:?}");
-    let (info_a, info_b) = (sbr::inspect(&h.cfg, &h.container_id).expect("a"), sbr::inspect(&h.cfg, &id_b).expect("b"));
+    let (info_a, info_b) = (
+        sbr::inspect(&h.cfg, &h.container_id).expect("a"),
+        sbr::inspect(&h.cfg, &id_b).expect("b"),
+    );
     assert_eq!(info_a.version, versions[0]);
     assert_eq!(info_b.version, versions[0]);
-    assert_ne!(info_a.cookie, info_b.cookie, "each pod has its namespace's cookie");
+    assert_ne!(
+        info_a.cookie, info_b.cookie,
+        "each pod has its namespace's cookie"
+    );
     let progs = |info: &sbr::PodInfo| -> Vec<u32> {
-        let mut v: Vec<u32> = info.attachments.iter().map(|a| a.target.as_ref().expect("target").prog_id).collect();
+        let mut v: Vec<u32> = info
+            .attachments
+            .iter()
+            .map(|a| a.target.as_ref().expect("target").prog_id)
+            .collect();
         v.sort();
         v.dedup();
         v
     };
-    assert_eq!(progs(&info_a), progs(&info_b), "the same two programs run in both pods");
+    assert_eq!(
+        progs(&info_a),
+        progs(&info_b),
+        "the same two programs run in both pods"
+    );
     assert_eq!(progs(&info_a).len(), 2);
     let mut both = vec![info_a.cookie, info_b.cookie];
     both.sort();
@@ -353,23 +504,42 @@ fn pods_share_the_node_programs() {
         (&after.entries, after.defaults, &after.interfaces),
         (&info_b.entries, info_b.defaults, &info_b.interfaces)
     );
-    sbr::check(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("check b: {e}"));
+    sbr::check(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec())
+        .unwrap_or_else(|e| panic!("check b: {e}"));
     for map in ["src", "counters", "users"] {
         let cookies = node_map_cookies(h.bpffs.path(), map);
-        assert!(!cookies.is_empty() && cookies.iter().all(|c| *c == info_b.cookie), "{map}: {cookies:?}");
+        assert!(
+            !cookies.is_empty() && cookies.iter().all(|c| *c == info_b.cookie),
+            "{map}: {cookies:?}"
+        );
     }
-    assert!(node_map_cookies(h.bpffs.path(), "defaults").iter().all(|c| *c == info_b.cookie));
+    assert!(node_map_cookies(h.bpffs.path(), "defaults")
+        .iter()
+        .all(|c| *c == info_b.cookie));
     for prog in progs(&info_b) {
-        assert!(bpf_object_exists("prog", prog), "program {prog} still loaded for b");
+        assert!(
+            bpf_object_exists("prog", prog),
+            "program {prog} still loaded for b"
+        );
     }
 
     // The last DEL removes the programs' pins; the kernel frees them.
     sbr::del(&h.cfg, &id_b, Some(&b.pod.path()), "net1").unwrap_or_else(|e| panic!("del b: {e}"));
-    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left after the last DEL");
+    assert_eq!(
+        h.bpffs.entries(),
+        Vec::<String>::new(),
+        "pins left after the last DEL"
+    );
     for prog in progs(&info_b) {
-        assert!(!bpf_object_exists("prog", prog), "program {prog} still loaded");
+        assert!(
+            !bpf_object_exists("prog", prog),
+            "program {prog} still loaded"
+        );
     }
-    assert!(carriers_gone(&a.pod) && carriers_gone(&b.pod), "the kernel deleted the retired carriers");
+    assert!(
+        carriers_gone(&a.pod) && carriers_gone(&b.pod),
+        "the kernel deleted the retired carriers"
+    );
 
     // GC of the last pods does the same (and deletes their carriers with their anchors).
     h.add(&a.pod, &a.net1_spec());
@@ -377,8 +547,15 @@ fn pods_share_the_node_programs() {
     let report = sbr::gc(&h.cfg, &[]).expect("gc");
     assert_eq!(report.stale.len(), 2, "{report:?}");
     assert_eq!(report.versions, versions, "{report:?}");
-    assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left after GC");
-    assert!(carriers_gone(&a.pod) && carriers_gone(&b.pod), "GC's dropped anchors delete the carriers");
+    assert_eq!(
+        h.bpffs.entries(),
+        Vec::<String>::new(),
+        "pins left after GC"
+    );
+    assert!(
+        carriers_gone(&a.pod) && carriers_gone(&b.pod),
+        "GC's dropped anchors delete the carriers"
+    );
 }
 
 /// 100 ADD/DEL cycles of one pod in each attach mode, while another pod keeps the programs
@@ -391,7 +568,8 @@ fn add_del_100_cycles_in_each_mode_leave_nothing() {
         let keeper = MiniPod::new();
         let h = Harness::with_mode(mode);
         let keeper_id = format!("{}-keeper", h.container_id);
-        sbr::add(&h.cfg, &keeper_id, &keeper.pod.path(), &keeper.net1_spec()).unwrap_or_else(|e| panic!("keeper: {e}"));
+        sbr::add(&h.cfg, &keeper_id, &keeper.pod.path(), &keeper.net1_spec())
+            .unwrap_or_else(|e| panic!("keeper: {e}"));
         let keeper_cookie = sbr::inspect(&h.cfg, &keeper_id).expect("keeper").cookie;
         let routes = t.pod.all_routes();
         let rules = t.pod.rules();
@@ -401,11 +579,24 @@ fn add_del_100_cycles_in_each_mode_leave_nothing() {
             let report = h.add(&t.pod, &t.net1_spec());
             assert!(!report.loaded, "{mode}: the keeper's programs are reused");
             if i % 25 == 0 {
-                assert_eq!(t.cli2.ping(POD_NET1_V4, 1, &[]), 1, "{mode}: cycle {i} works");
+                assert_eq!(
+                    t.cli2.ping(POD_NET1_V4, 1, &[]),
+                    1,
+                    "{mode}: cycle {i} works"
+                );
                 let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
-                assert!(info.attachments.iter().all(|a| a.mode == mode || a.ifname == CARRIER_IFNAME), "{info:?}");
+                assert!(
+                    info.attachments
+                        .iter()
+                        .all(|a| a.mode == mode || a.ifname == CARRIER_IFNAME),
+                    "{info:?}"
+                );
                 links.extend(
-                    info.attachments.iter().filter_map(|a| a.target.as_ref().ok()).map(|t| t.id).filter(|id| *id != 0),
+                    info.attachments
+                        .iter()
+                        .filter_map(|a| a.target.as_ref().ok())
+                        .map(|t| t.id)
+                        .filter(|id| *id != 0),
                 );
             }
             h.del(&t.pod, "net1");
@@ -417,18 +608,38 @@ fn add_del_100_cycles_in_each_mode_leave_nothing() {
                     "{mode}: cycle {i} left {map} entries: {cookies:?}"
                 );
             }
-            assert_eq!(t.pod.all_routes(), routes, "{mode}: cycle {i} changed the routes");
+            assert_eq!(
+                t.pod.all_routes(),
+                routes,
+                "{mode}: cycle {i} changed the routes"
+            );
             assert_eq!(t.pod.rules(), rules);
             for ifname in ["eth0", "net1"] {
-                assert_eq!(tc_leftovers(&t.pod, ifname), Vec::<String>::new(), "{mode}: cycle {i}, {ifname}");
+                assert_eq!(
+                    tc_leftovers(&t.pod, ifname),
+                    Vec::<String>::new(),
+                    "{mode}: cycle {i}, {ifname}"
+                );
             }
         }
-        assert_eq!(links.is_empty(), mode == AttachMode::Netlink, "{mode}: TCX links only in TCX mode");
+        assert_eq!(
+            links.is_empty(),
+            mode == AttachMode::Netlink,
+            "{mode}: TCX links only in TCX mode"
+        );
         for link in links {
-            assert!(!bpf_object_exists("link", link), "{mode}: link {link} still exists");
+            assert!(
+                !bpf_object_exists("link", link),
+                "{mode}: link {link} still exists"
+            );
         }
-        assert!(carriers_gone(&t.pod), "{mode}: carriers left: {:?}", t.pod.links());
-        sbr::del(&h.cfg, &keeper_id, Some(&keeper.pod.path()), "net1").unwrap_or_else(|e| panic!("keeper del: {e}"));
+        assert!(
+            carriers_gone(&t.pod),
+            "{mode}: carriers left: {:?}",
+            t.pod.links()
+        );
+        sbr::del(&h.cfg, &keeper_id, Some(&keeper.pod.path()), "net1")
+            .unwrap_or_else(|e| panic!("keeper del: {e}"));
         h.assert_clean(&t.pod, &routes, &rules);
     }
 }
@@ -441,28 +652,57 @@ fn netlink_mode_check_repair_and_del() {
     let h = Harness::with_mode(AttachMode::Netlink);
     let spec = t.net1_spec();
     h.add(&t.pod, &spec);
-    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("fresh check: {e}"));
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("fresh check: {e}"));
     let info = sbr::inspect(&h.cfg, &h.container_id).expect("inspect");
     assert_eq!(info.attach_mode, AttachMode::Netlink);
-    assert!(info.attachments.iter().all(|a| a.mode == AttachMode::Netlink && a.pin.as_os_str().is_empty()));
+    assert!(info
+        .attachments
+        .iter()
+        .all(|a| a.mode == AttachMode::Netlink && a.pin.as_os_str().is_empty()));
     assert!(
-        info.attachments.iter().all(|a| a.target.as_ref().is_ok_and(|t| t.ifindex != 0 && t.prog_id != 0)),
+        info.attachments.iter().all(|a| a
+            .target
+            .as_ref()
+            .is_ok_and(|t| t.ifindex != 0 && t.prog_id != 0)),
         "{info:?}"
     );
     assert_eq!(info.attachments.len(), 3, "carrier, eth0, net1: {info:?}");
-    assert!(h.bpffs.entries().iter().all(|e| !e.contains("link-")), "nothing pinned for the attachments");
+    assert!(
+        h.bpffs.entries().iter().all(|e| !e.contains("link-")),
+        "nothing pinned for the attachments"
+    );
 
-    let out = t.pod.exec("tc", &["filter", "del", "dev", "net1", "egress", "pref", "21314"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = t.pod.exec(
+        "tc",
+        &["filter", "del", "dev", "net1", "egress", "pref", "21314"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let d = drifts(h.check(&t.pod, &spec));
-    assert!(matches!(&d[..], [Drift::NotAttached { ifname, .. }] if ifname == "net1"), "{d:?}");
-    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "the carrier still steers");
+    assert!(
+        matches!(&d[..], [Drift::NotAttached { ifname, .. }] if ifname == "net1"),
+        "{d:?}"
+    );
+    assert_eq!(
+        t.cli2.ping(POD_NET1_V4, 2, &[]),
+        2,
+        "the carrier still steers"
+    );
     h.add(&t.pod, &spec);
-    h.check(&t.pod, &spec).unwrap_or_else(|e| panic!("repaired: {e}"));
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("repaired: {e}"));
 
     h.del(&t.pod, "net1");
     for ifname in ["eth0", "net1"] {
-        assert_eq!(tc_leftovers(&t.pod, ifname), Vec::<String>::new(), "{ifname}");
+        assert_eq!(
+            tc_leftovers(&t.pod, ifname),
+            Vec::<String>::new(),
+            "{ifname}"
+        );
     }
     assert_eq!(h.bpffs.entries(), Vec::<String>::new());
 }

@@ -17,7 +17,6 @@ use testkit::{
     CniOutput,
 };
 
-
 /// An `ebpf-sbr` configuration with a prevResult for `ifname` in `netns`.
 fn conf(h: &Harness, netns: &Path, ifname: &str, ips: &[(&str, Option<&str>)]) -> Value {
     let mut c = sbr_conf(netns, ifname, ips);
@@ -38,8 +37,17 @@ fn runtime(h: &Harness, host: &Path, pod: &Path, ifname: &str) -> Runtime {
 }
 
 fn ok(out: &CniOutput, what: &str) {
-    assert!(out.status.success(), "{what}: {}\n{}", out.stdout, out.stderr);
-    assert!(out.elapsed < Duration::from_secs(10), "{what} took {:?}", out.elapsed);
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "{what} took {:?}",
+        out.elapsed
+    );
 }
 
 #[test]
@@ -55,13 +63,21 @@ fn hundred_add_del_cycles_leave_nothing() {
         if i == 0 {
             let mut expected = c["prevResult"].clone();
             expected["cniVersion"] = json!("1.0.0");
-            assert_eq!(add.json.as_ref(), Some(&expected), "ADD returns prevResult unchanged");
+            assert_eq!(
+                add.json.as_ref(),
+                Some(&expected),
+                "ADD returns prevResult unchanged"
+            );
             assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "replies leave by net1");
         }
         ok(&rt.exec("DEL", &c), &format!("DEL #{i}"));
     }
     h.assert_clean(&t.pod, &routes, &rules);
-    assert_eq!(multus::sbr::pods(&h.cfg).expect("pods"), Vec::<String>::new(), "no pod state left");
+    assert_eq!(
+        multus::sbr::pods(&h.cfg).expect("pods"),
+        Vec::<String>::new(),
+        "no pod state left"
+    );
 }
 
 /// The result comes back in the version the configuration asks for.
@@ -76,7 +92,10 @@ fn result_in_the_requested_version() {
     ok(&add, "ADD 0.4.0");
     let r = add.json.expect("result");
     assert_eq!(r["cniVersion"], "0.4.0");
-    assert_eq!(r["ips"][0]["version"], "4", "0.4.0 results carry ips[].version");
+    assert_eq!(
+        r["ips"][0]["version"], "4",
+        "0.4.0 results carry ips[].version"
+    );
     ok(&rt.exec("CHECK", &c), "CHECK 0.4.0");
     ok(&rt.exec("DEL", &c), "DEL 0.4.0");
 }
@@ -107,7 +126,10 @@ fn del_is_idempotent() {
     ok(&rt.exec("ADD", &c), "ADD");
     t.pod.delete();
     ok(&rt.exec("DEL", &c), "DEL with the netns gone");
-    ok(&rt.exec_with("DEL", &c, Path::new("")), "DEL without CNI_NETNS");
+    ok(
+        &rt.exec_with("DEL", &c, Path::new("")),
+        "DEL without CNI_NETNS",
+    );
     assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
 }
 
@@ -131,29 +153,111 @@ fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
         c
     };
     let cases: Vec<(&str, Value, u64, &str)> = vec![
-        ("no prevResult", with(&good, "prevResult", Value::Null), 7, "prevResult"),
-        ("prevResult without the interface", {
-            let mut c = good.clone();
-            c["prevResult"]["interfaces"][0]["name"] = json!("net9");
-            c
-        }, 7, "no interface net1"),
-        ("prevResult without addresses", with(&good, "prevResult", json!({"cniVersion": "1.0.0",
-            "interfaces": [{"name": "net1", "sandbox": t.pod.path()}]})), 7, "no IP address"),
-        ("prevResult not a result", with(&good, "prevResult", json!({"cniVersion": "1.0.0", "ips": [{"address": "nope"}]})), 6, "prevResult"),
-        ("gateway not an address", with(&no_gw, "gateway", json!("10.1.0.300")), 7, "gateway"),
-        ("gateway off the subnet", with(&no_gw, "gateway", json!("10.9.0.1")), 7, "subnet"),
-        ("two IPv4 gateways", with(&no_gw, "gateway", json!(["10.1.0.1", "10.1.0.254"])), 7, "one per family"),
-        ("bpffsDir relative", with(&good, "bpffsDir", json!("sys/fs/bpf")), 7, "absolute"),
-        ("bpffsDir under a file", with(&good, "bpffsDir", json!(file.path().join("pins"))), 7, "not a directory"),
-        ("cniVersion 0.2.0", with(&good, "cniVersion", json!("0.2.0")), 1, "0.3.0"),
-        ("cniVersion unknown", with(&good, "cniVersion", json!("0.9.0")), 1, "0.9.0"),
-        ("table not a number", with(&good, "table", json!("one hundred")), 6, "table"),
-        ("address not on the interface", conf(&h, &t.pod.path(), "net1", &[("10.1.0.7/24", Some(NET1_GW_V4))]), 7, "not assigned"),
+        (
+            "no prevResult",
+            with(&good, "prevResult", Value::Null),
+            7,
+            "prevResult",
+        ),
+        (
+            "prevResult without the interface",
+            {
+                let mut c = good.clone();
+                c["prevResult"]["interfaces"][0]["name"] = json!("net9");
+                c
+            },
+            7,
+            "no interface net1",
+        ),
+        (
+            "prevResult without addresses",
+            with(
+                &good,
+                "prevResult",
+                json!({"cniVersion": "1.0.0",
+            "interfaces": [{"name": "net1", "sandbox": t.pod.path()}]}),
+            ),
+            7,
+            "no IP address",
+        ),
+        (
+            "prevResult not a result",
+            with(
+                &good,
+                "prevResult",
+                json!({"cniVersion": "1.0.0", "ips": [{"address": "nope"}]}),
+            ),
+            6,
+            "prevResult",
+        ),
+        (
+            "gateway not an address",
+            with(&no_gw, "gateway", json!("10.1.0.300")),
+            7,
+            "gateway",
+        ),
+        (
+            "gateway off the subnet",
+            with(&no_gw, "gateway", json!("10.9.0.1")),
+            7,
+            "subnet",
+        ),
+        (
+            "two IPv4 gateways",
+            with(&no_gw, "gateway", json!(["10.1.0.1", "10.1.0.254"])),
+            7,
+            "one per family",
+        ),
+        (
+            "bpffsDir relative",
+            with(&good, "bpffsDir", json!("sys/fs/bpf")),
+            7,
+            "absolute",
+        ),
+        (
+            "bpffsDir under a file",
+            with(&good, "bpffsDir", json!(file.path().join("pins"))),
+            7,
+            "not a directory",
+        ),
+        (
+            "cniVersion 0.2.0",
+            with(&good, "cniVersion", json!("0.2.0")),
+            1,
+            "0.3.0",
+        ),
+        (
+            "cniVersion unknown",
+            with(&good, "cniVersion", json!("0.9.0")),
+            1,
+            "0.9.0",
+        ),
+        (
+            "table not a number",
+            with(&good, "table", json!("one hundred")),
+            6,
+            "table",
+        ),
+        (
+            "address not on the interface",
+            conf(
+                &h,
+                &t.pod.path(),
+                "net1",
+                &[("10.1.0.7/24", Some(NET1_GW_V4))],
+            ),
+            7,
+            "not assigned",
+        ),
     ];
     for (what, c, code, needle) in cases {
         let out = rt.exec("ADD", &c);
         assert_eq!(out.err_code(), code, "{what}: {}", out.stdout);
-        assert!(out.err_msg().contains(needle), "{what}: message {:?} should mention {needle:?}", out.err_msg());
+        assert!(
+            out.err_msg().contains(needle),
+            "{what}: message {:?} should mention {needle:?}",
+            out.err_msg()
+        );
         h.assert_clean(&t.pod, &routes, &rules);
     }
     // ADD/DEL/CHECK also refuse 0.2.0 (no chaining); CHECK refuses 0.3.1 (no CHECK before 0.4.0).
@@ -179,12 +283,30 @@ fn version_status_gc() {
     let h = Harness::new();
     let m: Vec<MiniPod> = (0..3).map(|_| MiniPod::new()).collect();
     let ids: Vec<String> = (0..3).map(|_| unique_name("gc")).collect();
-    let base = |pod: &MiniPod| conf(&h, &pod.pod.path(), "net1", &[("10.5.0.2/24", Some("10.5.0.1"))]);
-    let rt = |i: usize| Runtime { container_id: ids[i].clone(), ..runtime(&h, &m[i].router.path(), &m[i].pod.path(), "net1") };
+    let base = |pod: &MiniPod| {
+        conf(
+            &h,
+            &pod.pod.path(),
+            "net1",
+            &[("10.5.0.2/24", Some("10.5.0.1"))],
+        )
+    };
+    let rt = |i: usize| Runtime {
+        container_id: ids[i].clone(),
+        ..runtime(&h, &m[i].router.path(), &m[i].pod.path(), "net1")
+    };
 
-    let v = rt(0).exec("VERSION", &json!({"cniVersion": "1.0.0", "type": "ebpf-sbr"}));
+    let v = rt(0).exec(
+        "VERSION",
+        &json!({"cniVersion": "1.0.0", "type": "ebpf-sbr"}),
+    );
     ok(&v, "VERSION");
-    assert_eq!(v.json.as_ref().expect("json")["supportedVersions"].as_array().map(Vec::len), Some(7));
+    assert_eq!(
+        v.json.as_ref().expect("json")["supportedVersions"]
+            .as_array()
+            .map(Vec::len),
+        Some(7)
+    );
 
     let mut status = base(&m[0]);
     status["cniVersion"] = json!("1.1.0");
@@ -193,10 +315,18 @@ fn version_status_gc() {
     let file = tempfile::NamedTempFile::new().expect("file");
     let mut bad = status.clone();
     bad["bpffsDir"] = json!(file.path().join("x"));
-    assert_eq!(rt(0).exec("STATUS", &bad).err_code(), 50, "STATUS with an unusable bpffsDir");
+    assert_eq!(
+        rt(0).exec("STATUS", &bad).err_code(),
+        50,
+        "STATUS with an unusable bpffsDir"
+    );
     let mut old = status.clone();
     old["cniVersion"] = json!("1.0.0");
-    assert_eq!(rt(0).exec("STATUS", &old).err_code(), 1, "STATUS needs 1.1.0");
+    assert_eq!(
+        rt(0).exec("STATUS", &old).err_code(),
+        1,
+        "STATUS needs 1.1.0"
+    );
 
     for (i, pod) in m.iter().enumerate() {
         ok(&rt(i).exec("ADD", &base(pod)), "ADD");
@@ -212,8 +342,15 @@ fn version_status_gc() {
     assert_eq!(left, expected, "GC removes the container whose namespace is gone; it keeps the listed one and \
                                  one whose interfaces still exist (it may belong to another network)");
     let mut no_list = status.clone();
-    no_list.as_object_mut().expect("object").remove("cni.dev/valid-attachments");
-    assert_eq!(rt(0).exec("GC", &no_list).err_code(), 7, "GC needs valid-attachments");
+    no_list
+        .as_object_mut()
+        .expect("object")
+        .remove("cni.dev/valid-attachments");
+    assert_eq!(
+        rt(0).exec("GC", &no_list).err_code(),
+        7,
+        "GC needs valid-attachments"
+    );
     for i in [0, 2] {
         ok(&rt(i).exec("DEL", &base(&m[i])), "DEL");
     }
@@ -232,9 +369,15 @@ struct MultusPod {
 
 impl MultusPod {
     fn new(net1: Net1, net1_plugins: Vec<Value>, ebpf_sbr: Value) -> MultusPod {
-        let t = Sbr5::with(Options { net1, ..Options::default() });
+        let t = Sbr5::with(Options {
+            net1,
+            ..Options::default()
+        });
         let h = Harness::new();
-        let dirs = tempfile::Builder::new().prefix("sbr-multus-").tempdir().expect("tempdir");
+        let dirs = tempfile::Builder::new()
+            .prefix("sbr-multus-")
+            .tempdir()
+            .expect("tempdir");
         let bin = dirs.path().join("bin");
         std::fs::create_dir_all(&bin).expect("mkdir");
         for (name, path) in [
@@ -250,7 +393,12 @@ impl MultusPod {
         let mut plugins = vec![main_plugin(net1, 1500, &dirs.path().join("ipam"))];
         plugins.extend(net1_plugins);
         let nad = json!({"cniVersion": "1.0.0", "name": "net1-nad", "plugins": plugins});
-        let mut conf = testkit::confs::multus("1.0.0", &dirs.path().join("cache"), &bin, vec![cluster, nad]);
+        let mut conf = testkit::confs::multus(
+            "1.0.0",
+            &dirs.path().join("cache"),
+            &bin,
+            vec![cluster, nad],
+        );
         let mut opts = ebpf_sbr;
         opts["bpffsDir"] = json!(h.bpffs.path());
         conf["ebpfSbr"] = opts;
@@ -261,34 +409,69 @@ impl MultusPod {
             netns: t.pod.path(),
             ifname: "eth0".into(),
         };
-        MultusPod { t, rt, conf, h, _dirs: dirs }
+        MultusPod {
+            t,
+            rt,
+            conf,
+            h,
+            _dirs: dirs,
+        }
     }
 
     fn add_ping_del(&self) {
         ok(&self.rt.exec("ADD", &self.conf), "multus ADD");
-        assert_eq!(multus::sbr::pods(&self.h.cfg).expect("pods"), vec![self.h.container_id.clone()], "ebpf-sbr ran");
+        assert_eq!(
+            multus::sbr::pods(&self.h.cfg).expect("pods"),
+            vec![self.h.container_id.clone()],
+            "ebpf-sbr ran"
+        );
         for dst in [POD_NET1_V4, POD_NET1_V6] {
-            let (r0, r1) = (self.t.r0.link_packets("pod").0, self.t.r1.link_packets("pod").0);
+            let (r0, r1) = (
+                self.t.r0.link_packets("pod").0,
+                self.t.r1.link_packets("pod").0,
+            );
             assert_eq!(self.t.cli2.ping(dst, 3, &[]), 3, "{dst} answers");
-            let (r0b, r1b) = (self.t.r0.link_packets("pod").0, self.t.r1.link_packets("pod").0);
-            assert!(r1b - r1 >= 3 && r0b - r0 < 3, "replies to {dst} leave by net1 (r0 {} r1 {})", r0b - r0, r1b - r1);
+            let (r0b, r1b) = (
+                self.t.r0.link_packets("pod").0,
+                self.t.r1.link_packets("pod").0,
+            );
+            assert!(
+                r1b - r1 >= 3 && r0b - r0 < 3,
+                "replies to {dst} leave by net1 (r0 {} r1 {})",
+                r0b - r0,
+                r1b - r1
+            );
         }
         ok(&self.rt.exec("CHECK", &self.conf), "multus CHECK");
         ok(&self.rt.exec("DEL", &self.conf), "multus DEL");
-        assert_eq!(self.h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+        assert_eq!(
+            self.h.bpffs.entries(),
+            Vec::<String>::new(),
+            "pins left behind"
+        );
         ok(&self.rt.exec("DEL", &self.conf), "multus DEL again");
     }
 }
 
 #[test]
 fn multus_replace_sbr_runs_it_on_ebpf() {
-    let p = MultusPod::new(Net1::Bridge, vec![json!({"type": "sbr", "table": 5000})], json!({"replaceSbr": true}));
+    let p = MultusPod::new(
+        Net1::Bridge,
+        vec![json!({"type": "sbr", "table": 5000})],
+        json!({"replaceSbr": true}),
+    );
     p.add_ping_del();
     // Without the option the same NAD runs Debian's sbr: no BPF state, policy rules instead.
     let p = MultusPod::new(Net1::Bridge, vec![json!({"type": "sbr"})], json!({}));
     ok(&p.rt.exec("ADD", &p.conf), "multus ADD with Debian's sbr");
-    assert_eq!(multus::sbr::pods(&p.h.cfg).expect("pods"), Vec::<String>::new());
-    assert!(p.t.pod.rules().join("\n").contains("lookup 100"), "Debian's sbr adds policy rules");
+    assert_eq!(
+        multus::sbr::pods(&p.h.cfg).expect("pods"),
+        Vec::<String>::new()
+    );
+    assert!(
+        p.t.pod.rules().join("\n").contains("lookup 100"),
+        "Debian's sbr adds policy rules"
+    );
     ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
 }
 

@@ -23,7 +23,10 @@ fn ping_from_cli2(t: &Sbr5, dst: &str) -> (u32, u64, u64) {
 fn replies_leave_by_net1(dst: &str, mode: AttachMode) {
     let t = Sbr5::new();
     let (got, _, _) = ping_from_cli2(&t, dst);
-    assert_eq!(got, 0, "without SBR the replies must be lost (they leave by eth0)");
+    assert_eq!(
+        got, 0,
+        "without SBR the replies must be lost (they leave by eth0)"
+    );
 
     let h = Harness::with_mode(mode);
     h.add(&t.pod, &t.net1_spec());
@@ -32,19 +35,41 @@ fn replies_leave_by_net1(dst: &str, mode: AttachMode) {
     let eth0_before = h.counters(&t.pod, "eth0");
 
     let (got, r0_rx, r1_rx) = ping_from_cli2(&t, dst);
-    assert_eq!(got, PINGS, "with eBPF SBR every ping to {dst} must be answered");
-    assert!(r1_rx >= u64::from(PINGS), "r1 must receive the {PINGS} replies, got {r1_rx} packets");
-    assert!(r0_rx < u64::from(PINGS), "r0 must not receive the replies, got {r0_rx} packets");
+    assert_eq!(
+        got, PINGS,
+        "with eBPF SBR every ping to {dst} must be answered"
+    );
+    assert!(
+        r1_rx >= u64::from(PINGS),
+        "r1 must receive the {PINGS} replies, got {r1_rx} packets"
+    );
+    assert!(
+        r0_rx < u64::from(PINGS),
+        "r0 must not receive the replies, got {r0_rx} packets"
+    );
 
     let carrier = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
     let net1 = h.counters(&t.pod, "net1");
     let eth0 = h.counters(&t.pod, "eth0");
-    assert!(carrier.redirected - carrier_before.redirected >= u64::from(PINGS), "carrier redirected: {carrier:?}");
-    assert!(carrier.matched - carrier_before.matched >= u64::from(PINGS), "carrier matched: {carrier:?}");
-    assert!(net1.redirected_in - net1_before.redirected_in >= u64::from(PINGS), "net1 redirected_in: {net1:?}");
-    assert_eq!(eth0.redirected_in, eth0_before.redirected_in, "nothing may be sent to eth0: {eth0:?}");
+    assert!(
+        carrier.redirected - carrier_before.redirected >= u64::from(PINGS),
+        "carrier redirected: {carrier:?}"
+    );
+    assert!(
+        carrier.matched - carrier_before.matched >= u64::from(PINGS),
+        "carrier matched: {carrier:?}"
+    );
+    assert!(
+        net1.redirected_in - net1_before.redirected_in >= u64::from(PINGS),
+        "net1 redirected_in: {net1:?}"
+    );
+    assert_eq!(
+        eth0.redirected_in, eth0_before.redirected_in,
+        "nothing may be sent to eth0: {eth0:?}"
+    );
     assert_eq!(carrier.dropped(), 0, "carrier drops: {carrier:?}");
-    h.check(&t.pod, &t.net1_spec()).unwrap_or_else(|e| panic!("check after add: {e}"));
+    h.check(&t.pod, &t.net1_spec())
+        .unwrap_or_else(|e| panic!("check after add: {e}"));
     h.del(&t.pod, "net1");
     let (got, _, _) = ping_from_cli2(&t, dst);
     assert_eq!(got, 0, "after DEL the pod is as before");
@@ -78,12 +103,21 @@ fn debian_sbr_on_the_same_topology() {
     for dst in [POD_NET1_V4, POD_NET1_V6] {
         let (got, r0_rx, r1_rx) = ping_from_cli2(&t, dst);
         assert_eq!(got, PINGS, "sbr answers {dst}");
-        assert!(r1_rx >= u64::from(PINGS) && r0_rx < u64::from(PINGS), "sbr replies by net1 ({r0_rx}/{r1_rx})");
+        assert!(
+            r1_rx >= u64::from(PINGS) && r0_rx < u64::from(PINGS),
+            "sbr replies by net1 ({r0_rx}/{r1_rx})"
+        );
     }
     let rules = t.pod.rules().join("\n");
-    assert!(rules.contains("from 10.1.0.2 lookup 100"), "sbr adds policy rules: {rules}");
+    assert!(
+        rules.contains("from 10.1.0.2 lookup 100"),
+        "sbr adds policy rules: {rules}"
+    );
     let main = String::from_utf8_lossy(&t.pod.ip(&["route", "show"]).stdout).into_owned();
-    assert!(!main.contains("10.1.0.0/24"), "sbr moves net1's subnet route out of main: {main}");
+    assert!(
+        !main.contains("10.1.0.0/24"),
+        "sbr moves net1's subnet route out of main: {main}"
+    );
     debian_sbr("DEL", &t.pod.path(), "net1", &ips);
 }
 
@@ -94,21 +128,41 @@ fn pod_initiated_bound_and_unbound() {
     let t = Sbr5::new();
     let h = Harness::new();
     h.add(&t.pod, &t.net1_spec());
-    for (dst, net1_src, eth0_src) in [(CLI2_V4, POD_NET1_V4, "10.0.0.2"), (CLI2_V6, POD_NET1_V6, "fd00::2")] {
+    for (dst, net1_src, eth0_src) in [
+        (CLI2_V4, POD_NET1_V4, "10.0.0.2"),
+        (CLI2_V6, POD_NET1_V6, "fd00::2"),
+    ] {
         let (r0, r1) = t.router_rx();
         assert_eq!(t.pod.ping(dst, PINGS, &[]), PINGS, "unbound to {dst}");
         let (r0b, r1b) = t.router_rx();
-        assert!(r0b - r0 >= u64::from(PINGS) && r1b - r1 < u64::from(PINGS), "unbound leaves by eth0");
+        assert!(
+            r0b - r0 >= u64::from(PINGS) && r1b - r1 < u64::from(PINGS),
+            "unbound leaves by eth0"
+        );
 
         let (r0, r1) = t.router_rx();
-        assert_eq!(t.pod.ping(dst, PINGS, &["-I", net1_src]), PINGS, "bound to {net1_src}");
+        assert_eq!(
+            t.pod.ping(dst, PINGS, &["-I", net1_src]),
+            PINGS,
+            "bound to {net1_src}"
+        );
         let (r0b, r1b) = t.router_rx();
-        assert!(r1b - r1 >= u64::from(PINGS) && r0b - r0 < u64::from(PINGS), "bound to net1 leaves by net1");
+        assert!(
+            r1b - r1 >= u64::from(PINGS) && r0b - r0 < u64::from(PINGS),
+            "bound to net1 leaves by net1"
+        );
 
         let (r0, r1) = t.router_rx();
-        assert_eq!(t.pod.ping(dst, PINGS, &["-I", eth0_src]), PINGS, "bound to {eth0_src}");
+        assert_eq!(
+            t.pod.ping(dst, PINGS, &["-I", eth0_src]),
+            PINGS,
+            "bound to {eth0_src}"
+        );
         let (r0b, r1b) = t.router_rx();
-        assert!(r0b - r0 >= u64::from(PINGS) && r1b - r1 < u64::from(PINGS), "bound to eth0 leaves by eth0");
+        assert!(
+            r0b - r0 >= u64::from(PINGS) && r1b - r1 < u64::from(PINGS),
+            "bound to eth0 leaves by eth0"
+        );
     }
     h.del(&t.pod, "net1");
 }

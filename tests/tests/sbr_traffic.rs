@@ -10,7 +10,6 @@ use testkit::{
     traffic::{udp_echo_server, udp_refused, udp_request, UdpReply},
 };
 
-
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
@@ -27,13 +26,21 @@ fn link_local_on_net1_untouched() {
     let matched_before = h.counters(&t.pod, "net1").matched;
     assert_eq!(t.r1.ping(&pod_ll, 3, &[]), 3, "r1 -> pod link-local");
     assert_eq!(t.pod.ping(&r1_ll, 3, &[]), 3, "pod -> r1 link-local");
-    assert_eq!(h.counters(&t.pod, "net1").matched, matched_before, "link-local sources are never looked up");
+    assert_eq!(
+        h.counters(&t.pod, "net1").matched,
+        matched_before,
+        "link-local sources are never looked up"
+    );
     h.del(&t.pod, "net1");
 
     let t = Sbr5::new();
     debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
     let r1_ll = format!("{}%net1", link_local(&t.r1, ROUTER_POD_IF));
-    assert_eq!(t.pod.ping(&r1_ll, 2, &[]), 0, "Debian sbr: pod -> r1 link-local fails (fe80::/64 left main)");
+    assert_eq!(
+        t.pod.ping(&r1_ll, 2, &[]),
+        0,
+        "Debian sbr: pod -> r1 link-local fails (fe80::/64 left main)"
+    );
 }
 
 /// A UDP server bound to the wildcard address. Replying with `sendto`, the kernel picks the source
@@ -41,7 +48,10 @@ fn link_local_on_net1_untouched() {
 /// address the request came to (pktinfo, as DNS servers do), the reply leaves by net1.
 #[test]
 fn udp_server_bound_to_wildcard() {
-    let cases = [("0.0.0.0:7001", "10.1.0.2:7001", "10.0.0.2"), ("[::]:7002", "[fd01::2]:7002", "fd00::2")];
+    let cases = [
+        ("0.0.0.0:7001", "10.1.0.2:7001", "10.0.0.2"),
+        ("[::]:7002", "[fd01::2]:7002", "fd00::2"),
+    ];
     let t = Sbr5::new();
     let h = Harness::new();
     h.add(&t.pod, &t.net1_spec());
@@ -54,7 +64,11 @@ fn udp_server_bound_to_wildcard() {
     for (bind, to, _) in cases {
         let server = udp_echo_server(&t.pod, addr(bind), UdpReply::PktInfo, 1);
         let from = udp_request(&t.cli2, None, addr(to));
-        assert_eq!(from, Some(addr(to)), "a pktinfo reply comes from the address asked, by net1");
+        assert_eq!(
+            from,
+            Some(addr(to)),
+            "a pktinfo reply comes from the address asked, by net1"
+        );
         server.join().expect("server");
     }
     h.del(&t.pod, "net1");
@@ -66,7 +80,11 @@ fn udp_server_bound_to_wildcard() {
         let theirs = udp_request(&t.cli2, None, addr(to)).map(|a| a.ip().to_string());
         server.join().expect("server");
         assert_eq!(ours, &theirs, "plain sendto replies as with Debian sbr");
-        assert_eq!(ours.as_deref(), Some(*eth0_addr), "the kernel picks eth0's address");
+        assert_eq!(
+            ours.as_deref(),
+            Some(*eth0_addr),
+            "the kernel picks eth0's address"
+        );
     }
 }
 
@@ -75,12 +93,20 @@ fn udp_server_bound_to_wildcard() {
 fn icmp_errors_leave_by_net1() {
     let t = Sbr5::new();
     for to in ["10.1.0.2:9", "[fd01::2]:9"] {
-        assert_ne!(udp_refused(&t.cli2, addr(to)), ErrorKind::ConnectionRefused, "no ICMP error without SBR");
+        assert_ne!(
+            udp_refused(&t.cli2, addr(to)),
+            ErrorKind::ConnectionRefused,
+            "no ICMP error without SBR"
+        );
     }
     let h = Harness::new();
     h.add(&t.pod, &t.net1_spec());
     for to in ["10.1.0.2:9", "[fd01::2]:9"] {
-        assert_eq!(udp_refused(&t.cli2, addr(to)), ErrorKind::ConnectionRefused, "port unreachable from {to}");
+        assert_eq!(
+            udp_refused(&t.cli2, addr(to)),
+            ErrorKind::ConnectionRefused,
+            "port unreachable from {to}"
+        );
     }
     h.del(&t.pod, "net1");
 }
@@ -92,7 +118,11 @@ fn fragments() {
     let h = Harness::new();
     h.add(&t.pod, &t.net1_spec());
     for dst in [POD_NET1_V4, POD_NET1_V6] {
-        assert_eq!(t.cli2.ping(dst, 3, &["-s", "3000"]), 3, "fragmented ping to {dst}");
+        assert_eq!(
+            t.cli2.ping(dst, 3, &["-s", "3000"]),
+            3,
+            "fragmented ping to {dst}"
+        );
     }
     h.del(&t.pod, "net1");
 }
@@ -115,22 +145,40 @@ fn forwarded_traffic_follows_the_main_default() {
     let t = Sbr5::new();
     forwarding(&t);
     let (r0_before, _) = t.router_rx();
-    assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod forwards without SBR");
+    assert_eq!(
+        t.cli2.ping(CLI1_V4, 3, &[]),
+        3,
+        "the pod forwards without SBR"
+    );
     assert!(t.router_rx().0 - r0_before >= 3, "through eth0");
 
     let h = Harness::new();
     h.add(&t.pod, &t.net1_spec());
     let carrier_before = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
     let (r0_before, _) = t.router_rx();
-    assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod still forwards with eBPF SBR");
-    assert!(t.router_rx().0 - r0_before >= 3, "through eth0, the main default's way");
+    assert_eq!(
+        t.cli2.ping(CLI1_V4, 3, &[]),
+        3,
+        "the pod still forwards with eBPF SBR"
+    );
+    assert!(
+        t.router_rx().0 - r0_before >= 3,
+        "through eth0, the main default's way"
+    );
     let carrier = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
-    assert!(carrier.fallback - carrier_before.fallback >= 3, "forwarded packets crossed the carrier: {carrier:?}");
+    assert!(
+        carrier.fallback - carrier_before.fallback >= 3,
+        "forwarded packets crossed the carrier: {carrier:?}"
+    );
     assert_eq!(carrier.dropped(), carrier_before.dropped(), "{carrier:?}");
     h.del(&t.pod, "net1");
 
     let t = Sbr5::new();
     forwarding(&t);
     debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
-    assert_eq!(t.cli2.ping(CLI1_V4, 3, &[]), 3, "the pod forwards with Debian sbr");
+    assert_eq!(
+        t.cli2.ping(CLI1_V4, 3, &[]),
+        3,
+        "the pod forwards with Debian sbr"
+    );
 }

@@ -19,10 +19,13 @@ pub fn ebpf() -> Result<()> {
 /// Builds the product binaries; returns the directory holding them.
 pub fn binaries(release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root()).args(["build", "-p", "multus-userspace", "--bins"]);
+    cmd.current_dir(root())
+        .args(["build", "-p", "multus-userspace", "--bins"]);
     if release {
         cmd.arg("--release");
     }
     run_cmd(&mut cmd)?;
-    Ok(root().join("target").join(if release { "release" } else { "debug" }))
+    Ok(root()
+        .join("target")
+        .join(if release { "release" } else { "debug" }))
 }

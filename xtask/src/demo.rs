@@ -13,13 +13,20 @@ use crate::util::is_root;
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
-    ensure!(is_root(), "the demo creates network namespaces: run `cargo xtask demo` as root");
+    ensure!(
+        is_root(),
+        "the demo creates network namespaces: run `cargo xtask demo` as root"
+    );
     step("building release binaries");
     let bins = crate::build::binaries(true)?;
     let node = Node::new();
     let multus = bins.join("multus");
     node.install("multus", &multus);
-    step(&format!("node namespace {} with CNI dirs under {}", node.ns.name(), node.root().display()));
+    step(&format!(
+        "node namespace {} with CNI dirs under {}",
+        node.ns.name(),
+        node.root().display()
+    ));
     let conf = confs::multus(
         "1.0.0",
         &node.cache_dir(),
@@ -33,24 +40,42 @@ pub fn run() -> Result<()> {
     std::fs::write(&conf_path, serde_json::to_vec_pretty(&conf)?)?;
     println!("{}", std::fs::read_to_string(&conf_path)?);
     let pod = Netns::new("pod");
-    step(&format!("ADD pod sandbox {} through {}", pod.name(), multus.display()));
-    let out = CniCall::new(&node, "ADD", "demo-pod", Some(&pod), "eth0").run(&node, &node.bin_dir().join("multus"), &conf);
+    step(&format!(
+        "ADD pod sandbox {} through {}",
+        pod.name(),
+        multus.display()
+    ));
+    let out = CniCall::new(&node, "ADD", "demo-pod", Some(&pod), "eth0").run(
+        &node,
+        &node.bin_dir().join("multus"),
+        &conf,
+    );
     if !out.status.success() {
         bail!("ADD failed: {}{}", out.stdout, out.stderr);
     }
-    println!("result ({:?}):\n{}", out.elapsed, serde_json::to_string_pretty(out.json.as_ref().unwrap_or(&Value::Null))?);
+    println!(
+        "result ({:?}):\n{}",
+        out.elapsed,
+        serde_json::to_string_pretty(out.json.as_ref().unwrap_or(&Value::Null))?
+    );
     step("interfaces inside the pod");
     print_cmd(Command::new("ip").args(["-n", pod.name(), "-br", "addr"]));
     let eth0 = first_ip(&pod, "eth0")?;
     let net1 = first_ip(&pod, "net1")?;
     let cli_a = client(&node, "br-a", "10.10.0.200/24")?;
     let cli_b = client(&node, "br-b", "10.20.0.200/24")?;
-    step(&format!("ping eth0 ({eth0}) from a client on net-a, net1 ({net1}) from a client on net-b"));
+    step(&format!(
+        "ping eth0 ({eth0}) from a client on net-a, net1 ({net1}) from a client on net-b"
+    ));
     let a = cli_a.ping(&eth0, 3);
     let b = cli_b.ping(&net1, 3);
     println!("net-a: {}   net-b: {}", verdict(a), verdict(b));
     step("DEL the pod");
-    let del = CniCall::new(&node, "DEL", "demo-pod", Some(&pod), "eth0").run(&node, &node.bin_dir().join("multus"), &conf);
+    let del = CniCall::new(&node, "DEL", "demo-pod", Some(&pod), "eth0").run(
+        &node,
+        &node.bin_dir().join("multus"),
+        &conf,
+    );
     ensure!(del.status.success(), "DEL failed: {}", del.stdout);
     println!("DEL took {:?}", del.elapsed);
     let left_links = pod.link_names();
@@ -58,7 +83,10 @@ pub fn run() -> Result<()> {
     let left_cache = leaks::cache_files(&node.cache_dir());
     println!("pod interfaces left: {left_links:?}\nIP leases left: {left_leases:?}\ncache files left: {left_cache:?}");
     ensure!(a && b, "a ping failed");
-    ensure!(left_links.is_empty() && left_leases.is_empty() && left_cache.is_empty(), "something was left behind");
+    ensure!(
+        left_links.is_empty() && left_leases.is_empty() && left_cache.is_empty(),
+        "something was left behind"
+    );
     step("part 1 done: both networks answered, and nothing was left behind");
     kubernetes(&node, &cli_b)?;
     source_based_routing(&bins)?;
@@ -72,21 +100,47 @@ pub fn run() -> Result<()> {
 fn kubernetes(node: &Node, cli_b: &Netns) -> Result<()> {
     use testkit::kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions};
     step("part 2: Kubernetes — API server stand-in on the node's loopback");
-    let api = KubeApiServer::start_with(ServerOptions { netns: Some(node.ns.path().to_path_buf()), ..Default::default() })?;
+    let api = KubeApiServer::start_with(ServerOptions {
+        netns: Some(node.ns.path().to_path_buf()),
+        ..Default::default()
+    })?;
     let kubeconfig = api.write_kubeconfig(node.root())?;
     let blue = confs::bridge("blue", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir());
     api.create_nad(NadSeed::new("default", "blue", blue.to_string()))?;
     let annotation = r#"[{"name": "blue", "interface": "data0", "default-route": ["10.20.0.1"]}]"#;
-    let pod_obj = api.create_pod(PodSeed::new("default", "demo").annotation("k8s.v1.cni.cncf.io/networks", annotation))?;
-    let uid = pod_obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let pod_obj = api.create_pod(
+        PodSeed::new("default", "demo").annotation("k8s.v1.cni.cncf.io/networks", annotation),
+    )?;
+    let uid = pod_obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     println!("NetworkAttachmentDefinition default/blue: {blue}\npod default/demo annotated k8s.v1.cni.cncf.io/networks: {annotation}");
-    let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![confs::bridge("cluster", "br-a", "10.10.0.0/24", "1.0.0", &node.ipam_dir())]);
+    let mut conf = confs::multus(
+        "1.0.0",
+        &node.cache_dir(),
+        &node.bin_dir(),
+        vec![confs::bridge(
+            "cluster",
+            "br-a",
+            "10.10.0.0/24",
+            "1.0.0",
+            &node.ipam_dir(),
+        )],
+    );
     conf["kubeconfig"] = serde_json::json!(kubeconfig);
     let pod = Netns::new("pod");
     let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo;K8S_POD_INFRA_CONTAINER_ID=demo-k8s;K8S_POD_UID={uid}");
     let multus = node.bin_dir().join("multus");
-    let out = CniCall::new(node, "ADD", "demo-k8s", Some(&pod), "eth0").args(&args).run(node, &multus, &conf);
-    ensure!(out.status.success(), "ADD failed: {}{}", out.stdout, out.stderr);
+    let out = CniCall::new(node, "ADD", "demo-k8s", Some(&pod), "eth0")
+        .args(&args)
+        .run(node, &multus, &conf);
+    ensure!(
+        out.status.success(),
+        "ADD failed: {}{}",
+        out.stdout,
+        out.stderr
+    );
     println!("ADD took {:?}", out.elapsed);
     step("the pod's interfaces and routes: data0 from the NAD, the default route moved to it");
     print_cmd(Command::new("ip").args(["-n", pod.name(), "-br", "addr"]));
@@ -96,21 +150,40 @@ fn kubernetes(node: &Node, cli_b: &Netns) -> Result<()> {
         .ns
         .command("kubectl")
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args(["get", "pod", "demo", "-o", r"jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}"])
+        .args([
+            "get",
+            "pod",
+            "demo",
+            "-o",
+            r"jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}",
+        ])
         .output()?;
-    ensure!(kubectl.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&kubectl.stderr));
+    ensure!(
+        kubectl.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
     let status: Value = serde_json::from_slice(&kubectl.stdout)?;
     println!("{}", serde_json::to_string_pretty(&status)?);
     let data0 = first_ip(&pod, "data0")?;
     // Part 1's pod had this address: forget its MAC.
     cli_b.ip(&["neigh", "flush", "all"]);
     let ok = cli_b.ping(&data0, 3);
-    println!("ping data0 ({data0}) from the client on blue: {}", verdict(ok));
+    println!(
+        "ping data0 ({data0}) from the client on blue: {}",
+        verdict(ok)
+    );
     step("DEL (from the cache: no API call needed)");
     api.begin_outage()?;
-    let del = CniCall::new(node, "DEL", "demo-k8s", Some(&pod), "eth0").args(&args).run(node, &multus, &conf);
+    let del = CniCall::new(node, "DEL", "demo-k8s", Some(&pod), "eth0")
+        .args(&args)
+        .run(node, &multus, &conf);
     ensure!(del.status.success(), "DEL failed: {}", del.stdout);
-    println!("DEL with the API server down took {:?}; pod interfaces left: {:?}", del.elapsed, pod.link_names());
+    println!(
+        "DEL with the API server down took {:?}; pod interfaces left: {:?}",
+        del.elapsed,
+        pod.link_names()
+    );
     ensure!(ok && pod.link_names().is_empty(), "part 2 failed");
     Ok(())
 }
@@ -135,7 +208,9 @@ fn print_cmd(cmd: &mut Command) {
 
 fn first_ip(pod: &Netns, ifname: &str) -> Result<String> {
     let addrs = pod.addresses(ifname);
-    let a = addrs.first().ok_or_else(|| anyhow::anyhow!("{ifname} has no address"))?;
+    let a = addrs
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("{ifname} has no address"))?;
     Ok(a.split('/').next().unwrap_or_default().to_string())
 }
 
@@ -144,7 +219,18 @@ fn client(node: &Node, bridge: &str, addr: &str) -> Result<Netns> {
     let cli = Netns::new("cli");
     let inside = "eth0";
     let peer = format!("c{}", &cli.name()[3..].chars().take(12).collect::<String>());
-    cli.ip(&["link", "add", inside, "type", "veth", "peer", "name", &peer, "netns", node.ns.name()]);
+    cli.ip(&[
+        "link",
+        "add",
+        inside,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+        "netns",
+        node.ns.name(),
+    ]);
     node.ns.ip(&["link", "set", &peer, "master", bridge, "up"]);
     cli.ip(&["addr", "add", addr, "dev", inside]);
     cli.ip(&["link", "set", inside, "up"]);
@@ -156,7 +242,10 @@ fn client(node: &Node, bridge: &str, addr: &str) -> Result<Netns> {
 /// cli2's pings to net1 get no answer; with `ebpf-sbr` chained after `bridge` they do, the replies
 /// leave by net1, and `multusctl` shows the maps and counters.
 fn source_based_routing(bins: &std::path::Path) -> Result<()> {
-    use testkit::{sbrplugin::{Mode, PluginPod}, topo::{Net1, Options}};
+    use testkit::{
+        sbrplugin::{Mode, PluginPod},
+        topo::{Net1, Options},
+    };
     // The harness runs the binaries of this (release) build.
     std::env::set_var("MULTUS_BIN_DIR", bins);
     step("part 3: source-based routing — net1 by `bridge`, no SBR");
@@ -170,17 +259,32 @@ fn source_based_routing(bins: &std::path::Path) -> Result<()> {
     let (got, r0, r1) = pod.ping_from_cli2("10.1.0.2", 3);
     println!("cli2 -> pod net1 10.1.0.2: {got}/3 replies (packets from the pod: r0 received {r0} (neighbour traffic), r1 {r1})");
     let ok = got == 3;
-    pod.check().map_err(|f| anyhow::anyhow!("CHECK of the chain failed: {}", f.out.stdout))?;
+    pod.check()
+        .map_err(|f| anyhow::anyhow!("CHECK of the chain failed: {}", f.out.stdout))?;
     println!("CHECK of the chain (bridge, then ebpf-sbr): ok");
     let multusctl = bins.join("multusctl");
     let bpffs = pod.bpffs.path().display().to_string();
     for args in [vec!["show", pod.rt.container_id.as_str()], vec!["stats"]] {
-        step(&format!("multusctl --bpffs-dir <private bpffs> {}", args.join(" ")));
-        let out = Command::new(&multusctl).arg("--bpffs-dir").arg(&bpffs).args(&args).output()?;
-        print!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        step(&format!(
+            "multusctl --bpffs-dir <private bpffs> {}",
+            args.join(" ")
+        ));
+        let out = Command::new(&multusctl)
+            .arg("--bpffs-dir")
+            .arg(&bpffs)
+            .args(&args)
+            .output()?;
+        print!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     pod.del();
     println!("DEL: no pins, carrier, routes or neighbours left");
-    ensure!(ok, "part 3 failed: cli2 got {got}/3 replies through ebpf-sbr");
+    ensure!(
+        ok,
+        "part 3 failed: cli2 got {got}/3 replies through ebpf-sbr"
+    );
     Ok(())
 }

@@ -11,7 +11,10 @@ mod util;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "Build, test, demo and benchmark the multus dataplane")]
+#[command(
+    name = "xtask",
+    about = "Build, test, demo and benchmark the multus dataplane"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -14,7 +14,9 @@ pub fn run(extra: &[String]) -> Result<()> {
     }
     let bins = crate::build::binaries(false)?;
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root()).args(["test", "--no-fail-fast"]).env("MULTUS_BIN_DIR", &bins);
+    cmd.current_dir(root())
+        .args(["test", "--no-fail-fast"])
+        .env("MULTUS_BIN_DIR", &bins);
     if std::env::var_os("RUST_TEST_THREADS").is_none() {
         cmd.env("RUST_TEST_THREADS", "4");
     }

@@ -6,7 +6,9 @@ use anyhow::{bail, Context, Result};
 
 /// Runs a command, streaming its output; fails when it fails.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -16,7 +18,9 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout (None when it cannot run or fails).
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 /// True when running as root.

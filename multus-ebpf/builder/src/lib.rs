@@ -6,8 +6,9 @@
 //! by bpf-linker (see shared/toolchain.md); everything it needs is installed by `cargo xtask setup`.
 
 use std::{
-    env, fmt,
+    env,
     ffi::OsString,
+    fmt,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -74,12 +75,31 @@ pub fn source_dirs(workspace_root: &Path) -> Vec<PathBuf> {
 /// Builds every BPF object and copies them into `out_dir`; returns their paths.
 ///
 /// `quiet` suppresses the nested cargo's progress output (the build script captures it anyway).
-pub fn build(workspace_root: &Path, out_dir: &Path, quiet: bool) -> Result<Vec<PathBuf>, BuildError> {
+pub fn build(
+    workspace_root: &Path,
+    out_dir: &Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>, BuildError> {
     let target_dir = workspace_root.join("target").join("ebpf");
     let mut cmd = Command::new("rustup");
     cmd.current_dir(workspace_root)
-        .args(["run", EBPF_TOOLCHAIN, "cargo", "build", "--package", EBPF_PACKAGE, "--bins", "--release"])
-        .args(["--target", EBPF_TARGET, "-Z", "build-std=core", "--target-dir"])
+        .args([
+            "run",
+            EBPF_TOOLCHAIN,
+            "cargo",
+            "build",
+            "--package",
+            EBPF_PACKAGE,
+            "--bins",
+            "--release",
+        ])
+        .args([
+            "--target",
+            EBPF_TARGET,
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     if quiet {
         cmd.arg("--quiet");

@@ -8,11 +8,19 @@ fn main() -> ExitCode {
     // Internal: the detached compressor of rotated log backups (see multus::logging::rotate).
     if let [flag, path] = args.as_slice() {
         if flag == rotate::COMPRESS_ARG {
-            return if rotate::compress_backups(Path::new(path)).is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            return if rotate::compress_backups(Path::new(path)).is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
     }
     if args.iter().any(|a| a == "--version" || a == "-v") {
-        println!("multus {} (CNI {})", env!("CARGO_PKG_VERSION"), multus::cni::CniVersion::supported_strings().join(", "));
+        println!(
+            "multus {} (CNI {})",
+            env!("CARGO_PKG_VERSION"),
+            multus::cni::CniVersion::supported_strings().join(", ")
+        );
         return ExitCode::SUCCESS;
     }
     multus::cni::runner::run(&multus::metaplugin::MultusPlugin)

@@ -68,11 +68,14 @@ impl CniArgs {
     pub fn parse(s: &str) -> Result<Self, EnvError> {
         let mut pairs = Vec::new();
         for part in s.split(';').filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| EnvError::Invalid("CNI_ARGS", format!("{part:?} is not a KEY=VALUE pair")))?;
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                EnvError::Invalid("CNI_ARGS", format!("{part:?} is not a KEY=VALUE pair"))
+            })?;
             if k.is_empty() {
-                return Err(EnvError::Invalid("CNI_ARGS", format!("{part:?} has an empty key")));
+                return Err(EnvError::Invalid(
+                    "CNI_ARGS",
+                    format!("{part:?} has an empty key"),
+                ));
             }
             pairs.push((k.to_string(), v.to_string()));
         }
@@ -81,7 +84,11 @@ impl CniArgs {
 
     /// The value of `key` (the last one wins).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets `key` (replacing earlier values).
@@ -146,7 +153,10 @@ impl Request {
         let command = match get("CNI_COMMAND") {
             None => return Err(EnvError::Missing("CNI_COMMAND")),
             Some(c) => Command::parse(&c).ok_or_else(|| {
-                EnvError::Invalid("CNI_COMMAND", format!("{c:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"))
+                EnvError::Invalid(
+                    "CNI_COMMAND",
+                    format!("{c:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"),
+                )
             })?,
         };
         let mut req = Request {
@@ -177,7 +187,9 @@ impl Request {
             req.args = CniArgs::parse(&args)?;
         }
         let path = nonempty("CNI_PATH").ok_or(EnvError::Missing("CNI_PATH"))?;
-        req.path = std::env::split_paths(&path).filter(|p| !p.as_os_str().is_empty()).collect();
+        req.path = std::env::split_paths(&path)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
         Ok(req)
     }
 }
@@ -208,8 +220,13 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("interface name {name:?} is not allowed"));
     }
-    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
-        return Err(format!("interface name {name:?} contains the forbidden character {c:?}"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "interface name {name:?} contains the forbidden character {c:?}"
+        ));
     }
     Ok(())
 }
@@ -219,7 +236,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(kk, _)| *kk == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(kk, _)| *kk == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     const OK: &[(&str, &str)] = &[
@@ -246,8 +268,14 @@ mod tests {
             e.push((Box::leak(k.to_string().into_boxed_str()), v));
             Request::from_lookup(env(Box::leak(e.into_boxed_slice()))).unwrap_err()
         };
-        assert_eq!(with("CNI_CONTAINERID", "../x").variable(), "CNI_CONTAINERID");
-        assert_eq!(with("CNI_IFNAME", "abcdefghijklmnop").variable(), "CNI_IFNAME");
+        assert_eq!(
+            with("CNI_CONTAINERID", "../x").variable(),
+            "CNI_CONTAINERID"
+        );
+        assert_eq!(
+            with("CNI_IFNAME", "abcdefghijklmnop").variable(),
+            "CNI_IFNAME"
+        );
         assert_eq!(with("CNI_IFNAME", "a/b").variable(), "CNI_IFNAME");
         assert_eq!(with("CNI_COMMAND", "FOO").variable(), "CNI_COMMAND");
         assert_eq!(with("CNI_ARGS", "novalue").variable(), "CNI_ARGS");
@@ -256,8 +284,17 @@ mod tests {
 
     #[test]
     fn del_needs_no_netns_and_version_needs_nothing() {
-        let e: Vec<(&str, &str)> =
-            OK.iter().filter(|(k, _)| *k != "CNI_NETNS").map(|(k, v)| if *k == "CNI_COMMAND" { (*k, "DEL") } else { (*k, *v) }).collect();
+        let e: Vec<(&str, &str)> = OK
+            .iter()
+            .filter(|(k, _)| *k != "CNI_NETNS")
+            .map(|(k, v)| {
+                if *k == "CNI_COMMAND" {
+                    (*k, "DEL")
+                } else {
+                    (*k, *v)
+                }
+            })
+            .collect();
         assert!(Request::from_lookup(env(&e)).is_ok());
         assert!(Request::from_lookup(env(&[("CNI_COMMAND", "VERSION")])).is_ok());
     }

@@ -92,7 +92,11 @@ pub struct CniError {
 
 #[derive(Serialize, Deserialize)]
 struct Wire {
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     cni_version: Option<String>,
     code: u32,
     #[serde(default)]
@@ -104,7 +108,11 @@ struct Wire {
 impl CniError {
     /// A new error.
     pub fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into(), details: String::new() }
+        Self {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     /// Adds details.
@@ -130,7 +138,11 @@ impl CniError {
         if wire.code == 0 {
             return None;
         }
-        Some(CniError { code: ErrorCode::from_u32(wire.code), msg: wire.msg, details: wire.details })
+        Some(CniError {
+            code: ErrorCode::from_u32(wire.code),
+            msg: wire.msg,
+            details: wire.details,
+        })
     }
 }
 
@@ -152,7 +164,8 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let e = CniError::new(ErrorCode::InvalidEnvironment, "CNI_IFNAME is invalid").with_details("x");
+        let e =
+            CniError::new(ErrorCode::InvalidEnvironment, "CNI_IFNAME is invalid").with_details("x");
         let j = e.to_json(CniVersion::V1_0_0);
         assert_eq!(j["code"], 4);
         assert_eq!(j["cniVersion"], "1.0.0");

@@ -43,12 +43,20 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::from((bits & m).to_be_bytes())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::from((bits & m).to_be_bytes())
         }
     }
@@ -71,7 +79,10 @@ impl FromStr for IpNet {
             }
             None => {
                 let addr: IpAddr = s.parse().map_err(|_| bad())?;
-                Ok(IpNet { addr, prefix_len: if addr.is_ipv4() { 32 } else { 128 } })
+                Ok(IpNet {
+                    addr,
+                    prefix_len: if addr.is_ipv4() { 32 } else { 128 },
+                })
             }
         }
     }
@@ -109,6 +120,9 @@ mod tests {
         let h: IpNet = "fd00::2".parse().unwrap();
         assert_eq!(h.prefix_len, 128);
         assert!("10.0.0.1/33".parse::<IpNet>().is_err());
-        assert!("0.0.0.0/0".parse::<IpNet>().unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!("0.0.0.0/0"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
     }
 }

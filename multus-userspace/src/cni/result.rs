@@ -40,7 +40,11 @@ pub struct Interface {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
     /// vhost-user / memif socket path (1.1.0).
-    #[serde(rename = "socketPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "socketPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub socket_path: Option<String>,
     /// PCI address of the device (1.1.0).
     #[serde(rename = "pciID", default, skip_serializing_if = "Option::is_none")]
@@ -86,7 +90,15 @@ pub struct Route {
 impl Route {
     /// A route with only a destination and gateway (what versions before 1.1.0 can express).
     fn basic(&self) -> Route {
-        Route { dst: self.dst, gw: self.gw, mtu: None, advmss: None, priority: None, table: None, scope: None }
+        Route {
+            dst: self.dst,
+            gw: self.gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
     }
 }
 
@@ -110,7 +122,10 @@ pub struct Dns {
 impl Dns {
     /// True when nothing is set.
     pub fn is_empty(&self) -> bool {
-        self.nameservers.is_empty() && self.domain.is_none() && self.search.is_empty() && self.options.is_empty()
+        self.nameservers.is_empty()
+            && self.domain.is_none()
+            && self.search.is_empty()
+            && self.options.is_empty()
     }
 }
 
@@ -179,22 +194,35 @@ struct WireLegacy {
 impl CniResult {
     /// The version a raw result claims (missing means 0.1.0).
     pub fn version_of(raw: &Value) -> Result<CniVersion, ResultError> {
-        Ok(CniVersion::parse_opt(raw.get("cniVersion").and_then(Value::as_str))?)
+        Ok(CniVersion::parse_opt(
+            raw.get("cniVersion").and_then(Value::as_str),
+        )?)
     }
 
     /// Parses a result of any supported version.
     pub fn parse(raw: &Value) -> Result<CniResult, ResultError> {
         let version = Self::version_of(raw)?;
-        let decode = |e: serde_json::Error| ResultError::Decode { version: version.to_string(), reason: e.to_string() };
+        let decode = |e: serde_json::Error| ResultError::Decode {
+            version: version.to_string(),
+            reason: e.to_string(),
+        };
         let mut raw = raw.clone();
         if let Some(obj) = raw.as_object_mut() {
-            obj.entry("cniVersion").or_insert_with(|| Value::from(version.as_str()));
+            obj.entry("cniVersion")
+                .or_insert_with(|| Value::from(version.as_str()));
         }
         if version.is_legacy() {
             let w: WireLegacy = serde_json::from_value(raw).map_err(decode)?;
-            let mut out = CniResult { dns: w.dns, ..Default::default() };
+            let mut out = CniResult {
+                dns: w.dns,
+                ..Default::default()
+            };
             for ip in [w.ip4, w.ip6].into_iter().flatten() {
-                out.ips.push(IpConfig { address: ip.ip, gateway: ip.gateway, interface: None });
+                out.ips.push(IpConfig {
+                    address: ip.ip,
+                    gateway: ip.gateway,
+                    interface: None,
+                });
                 out.routes.extend(ip.routes);
             }
             Ok(out)
@@ -203,9 +231,18 @@ impl CniResult {
             let ips = w
                 .ips
                 .into_iter()
-                .map(|ip| IpConfig { address: ip.address, gateway: ip.gateway, interface: ip.interface })
+                .map(|ip| IpConfig {
+                    address: ip.address,
+                    gateway: ip.gateway,
+                    interface: ip.interface,
+                })
                 .collect();
-            Ok(CniResult { interfaces: w.interfaces, ips, routes: w.routes, dns: w.dns })
+            Ok(CniResult {
+                interfaces: w.interfaces,
+                ips,
+                routes: w.routes,
+                dns: w.dns,
+            })
         }
     }
 
@@ -217,7 +254,12 @@ impl CniResult {
                 Some(WireLegacyIp {
                     ip: ip.address,
                     gateway: ip.gateway,
-                    routes: self.routes.iter().filter(|r| r.dst.is_ipv4() == v4).map(Route::basic).collect(),
+                    routes: self
+                        .routes
+                        .iter()
+                        .filter(|r| r.dst.is_ipv4() == v4)
+                        .map(Route::basic)
+                        .collect(),
                 })
             };
             serde_json::to_value(WireLegacy {
@@ -238,7 +280,12 @@ impl CniResult {
                         if v11 {
                             i.clone()
                         } else {
-                            Interface { mtu: None, socket_path: None, pci_id: None, ..i.clone() }
+                            Interface {
+                                mtu: None,
+                                socket_path: None,
+                                pci_id: None,
+                                ..i.clone()
+                            }
                         }
                     })
                     .collect(),
@@ -246,13 +293,18 @@ impl CniResult {
                     .ips
                     .iter()
                     .map(|ip| WireIp {
-                        version: with_ip_version.then(|| if ip.address.is_ipv4() { "4" } else { "6" }.to_string()),
+                        version: with_ip_version
+                            .then(|| if ip.address.is_ipv4() { "4" } else { "6" }.to_string()),
                         address: ip.address,
                         gateway: ip.gateway,
                         interface: ip.interface,
                     })
                     .collect(),
-                routes: self.routes.iter().map(|r| if v11 { r.clone() } else { r.basic() }).collect(),
+                routes: self
+                    .routes
+                    .iter()
+                    .map(|r| if v11 { r.clone() } else { r.basic() })
+                    .collect(),
                 dns: self.dns.clone(),
             })
         };
@@ -349,14 +401,20 @@ mod tests {
         for v in CniVersion::ALL {
             let out = model.to_json(v);
             let back = CniResult::parse(&out).unwrap();
-            assert_eq!(back.ips.iter().map(|i| i.address).collect::<Vec<_>>(),
-                       model.ips.iter().map(|i| i.address).collect::<Vec<_>>(), "{v}");
+            assert_eq!(
+                back.ips.iter().map(|i| i.address).collect::<Vec<_>>(),
+                model.ips.iter().map(|i| i.address).collect::<Vec<_>>(),
+                "{v}"
+            );
         }
     }
 
     #[test]
     fn rejects_garbage() {
-        assert!(CniResult::parse(&json!({"cniVersion": "1.0.0", "ips": [{"address": "nope"}]})).is_err());
+        assert!(
+            CniResult::parse(&json!({"cniVersion": "1.0.0", "ips": [{"address": "nope"}]}))
+                .is_err()
+        );
         assert!(CniResult::parse(&json!({"cniVersion": "7.0.0"})).is_err());
     }
 }

@@ -31,7 +31,11 @@ impl From<EnvError> for CniError {
 pub fn version_hint(stdin: &[u8]) -> CniVersion {
     serde_json::from_slice::<Value>(stdin)
         .ok()
-        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()))
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+        })
         .unwrap_or(CniVersion::LATEST)
 }
 
@@ -48,11 +52,23 @@ pub fn run(plugin: &impl Plugin) -> ExitCode {
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let outcome = match (read, Request::from_env()) {
-        (Err(e), _) => Err(CniError::new(ErrorCode::IoFailure, format!("cannot read the configuration from stdin: {e}"))),
+        (Err(e), _) => Err(CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot read the configuration from stdin: {e}"),
+        )),
         (_, Err(e)) => Err(e.into()),
-        (Ok(_), Ok(req)) if req.command == super::Command::Version => Ok(Some(version_info(&stdin))),
-        (Ok(_), Ok(req)) => std::panic::catch_unwind(AssertUnwindSafe(|| plugin.handle(&req, &stdin)))
-            .unwrap_or_else(|_| Err(CniError::new(ErrorCode::Plugin(999), "internal error: the plugin panicked; see its log"))),
+        (Ok(_), Ok(req)) if req.command == super::Command::Version => {
+            Ok(Some(version_info(&stdin)))
+        }
+        (Ok(_), Ok(req)) => {
+            std::panic::catch_unwind(AssertUnwindSafe(|| plugin.handle(&req, &stdin)))
+                .unwrap_or_else(|_| {
+                    Err(CniError::new(
+                        ErrorCode::Plugin(999),
+                        "internal error: the plugin panicked; see its log",
+                    ))
+                })
+        }
     };
     let (doc, code) = match outcome {
         Ok(Some(v)) => (Some(v), ExitCode::SUCCESS),

@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn negotiates_newest_known() {
-        assert_eq!(CniVersion::negotiate(["0.4.0", "1.0.0", "9.0.0"]), Some(CniVersion::V1_0_0));
+        assert_eq!(
+            CniVersion::negotiate(["0.4.0", "1.0.0", "9.0.0"]),
+            Some(CniVersion::V1_0_0)
+        );
         assert_eq!(CniVersion::negotiate(["9.0.0"]), None);
     }
 }

@@ -35,6 +35,9 @@ fn at_path(path: &str) -> String {
 
 impl ConfigError {
     pub(crate) fn decode(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
-        ConfigError::Decode { path: e.path().to_string(), reason: e.inner().to_string() }
+        ConfigError::Decode {
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        }
     }
 }

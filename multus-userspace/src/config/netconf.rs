@@ -28,7 +28,11 @@ pub struct LogOptions {
     #[serde(rename = "maxSize", default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<u32>,
     /// Backups kept.
-    #[serde(rename = "maxBackups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxBackups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_backups: Option<u32>,
     /// Backups are gzip-compressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,7 +43,11 @@ pub struct LogOptions {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MultusConf {
     /// Version the runtime asked for.
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cni_version: Option<String>,
     /// Network name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,10 +71,18 @@ pub struct MultusConf {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<Value>,
     /// The cluster-wide default network (replaces `delegates`).
-    #[serde(rename = "clusterNetwork", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterNetwork",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_network: Option<String>,
     /// Networks attached to every pod (not in system namespaces).
-    #[serde(rename = "defaultNetworks", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "defaultNetworks",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub default_networks: Vec<String>,
     /// Namespaces whose pods get no default networks.
     #[serde(rename = "systemNamespaces", default = "default_system_namespaces")]
@@ -78,7 +94,11 @@ pub struct MultusConf {
     #[serde(rename = "namespaceIsolation", default)]
     pub namespace_isolation: bool,
     /// Comma-separated namespaces usable by every pod under isolation.
-    #[serde(rename = "globalNamespaces", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "globalNamespaces",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub global_namespaces: Option<String>,
     /// Log file.
     #[serde(rename = "logFile", default, skip_serializing_if = "Option::is_none")]
@@ -87,53 +107,109 @@ pub struct MultusConf {
     #[serde(rename = "logLevel", default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
     /// Also log to stderr.
-    #[serde(rename = "logToStderr", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logToStderr",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_to_stderr: Option<bool>,
     /// Rotation of `logFile` (the reference's defaults apply when absent).
-    #[serde(rename = "logOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_options: Option<LogOptions>,
     /// ADD (and STATUS) wait for this file, written by the cluster network when it is ready.
-    #[serde(rename = "readinessindicatorfile", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readinessindicatorfile",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readiness_indicator_file: Option<PathBuf>,
     /// Capabilities multus declares to the runtime.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub capabilities: Map<String, Value>,
     /// Runtime configuration the runtime passed for those capabilities.
-    #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        rename = "runtimeConfig",
+        default,
+        skip_serializing_if = "Map::is_empty"
+    )]
     pub runtime_config: Map<String, Value>,
     /// Auxiliary CNI chain: the plugin configurations in `<name>/` beside `clusterNetwork` run,
     /// after `passthru`, as one more attachment of every pod (Multus 4.2).
-    #[serde(rename = "auxiliaryCNIChainName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "auxiliaryCNIChainName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auxiliary_cni_chain_name: Option<String>,
     /// Keep the delegate cache when a delegate DEL fails, so a retried DEL tries again.
     #[serde(rename = "retryDeleteOnError", default)]
     pub retry_delete_on_error: bool,
     /// Result of the previous plugin when multus is chained.
-    #[serde(rename = "prevResult", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "prevResult",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub prev_result: Option<Value>,
     /// GC: the attachments the runtime still uses.
-    #[serde(rename = "cni.dev/valid-attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cni.dev/valid-attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub valid_attachments: Option<Vec<ValidAttachment>>,
     /// Upper bound on one delegate plugin call, in seconds (ours; default 120 for ADD, 60 for DEL).
-    #[serde(rename = "delegateTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "delegateTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delegate_timeout_seconds: Option<u64>,
     /// How long ADD waits for the readiness indicator file, in seconds (ours; default 45).
-    #[serde(rename = "readinessTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readinessTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readiness_timeout_seconds: Option<u64>,
     /// Total time ADD may spend on Kubernetes API reads (pod, NADs), retries included (ours; default 10).
-    #[serde(rename = "apiDeadlineSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "apiDeadlineSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_deadline_seconds: Option<f64>,
     /// Time DEL may spend on the API (clearing network-status; rebuilding without a cache) (ours; default 1).
-    #[serde(rename = "delApiDeadlineSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "delApiDeadlineSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub del_api_deadline_seconds: Option<f64>,
     /// kubelet PodResources socket (ours; default /var/lib/kubelet/pod-resources/kubelet.sock).
-    #[serde(rename = "podResourcesSocket", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "podResourcesSocket",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pod_resources_socket: Option<PathBuf>,
     /// kubelet device-manager checkpoint (ours; default /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint).
-    #[serde(rename = "deviceCheckpointFile", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceCheckpointFile",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_checkpoint_file: Option<PathBuf>,
     /// Device-info directory (ours; default /var/run/k8s.cni.cncf.io/devinfo).
-    #[serde(rename = "deviceInfoDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceInfoDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_info_dir: Option<PathBuf>,
     /// The eBPF source-based routing options (ours).
     #[serde(rename = "ebpfSbr", default, skip_serializing_if = "Option::is_none")]
@@ -205,10 +281,14 @@ impl MultusConf {
     /// Parses and validates the configuration read from stdin.
     pub fn parse(bytes: &[u8]) -> Result<MultusConf, ConfigError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ConfigError::Decode { path: String::new(), reason: "stdin is empty; expected the network configuration as JSON".into() });
+            return Err(ConfigError::Decode {
+                path: String::new(),
+                reason: "stdin is empty; expected the network configuration as JSON".into(),
+            });
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let conf: MultusConf = serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
+        let conf: MultusConf =
+            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
         conf.validate()?;
         Ok(conf)
     }
@@ -225,7 +305,10 @@ impl MultusConf {
         }
         self.log_level()?;
         if self.cni_dir.as_os_str().is_empty() || !self.cni_dir.is_absolute() {
-            return Err(ConfigError::Invalid(format!("\"cniDir\" must be an absolute path, not {:?}", self.cni_dir)));
+            return Err(ConfigError::Invalid(format!(
+                "\"cniDir\" must be an absolute path, not {:?}",
+                self.cni_dir
+            )));
         }
         Ok(())
     }
@@ -246,7 +329,9 @@ impl MultusConf {
 
     /// The plugin search path: `binDir` first, then `CNI_PATH`.
     pub fn search_path(&self, cni_path: &[PathBuf]) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = std::env::split_paths(&self.bin_dir).filter(|p| !p.as_os_str().is_empty()).collect();
+        let mut out: Vec<PathBuf> = std::env::split_paths(&self.bin_dir)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
         for p in cni_path {
             if !out.contains(p) {
                 out.push(p.clone());
@@ -257,7 +342,12 @@ impl MultusConf {
 
     /// The configured log level (default: error).
     pub fn log_level(&self) -> Result<LogLevel, ConfigError> {
-        match self.log_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        match self
+            .log_level
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("") | Some("error") => Ok(LogLevel::Error),
             Some("debug") => Ok(LogLevel::Debug),
             Some("verbose") => Ok(LogLevel::Verbose),
@@ -281,7 +371,11 @@ impl MultusConf {
     /// The namespaces usable by every pod under namespace isolation.
     pub fn global_namespace_list(&self) -> Vec<String> {
         let raw = self.global_namespaces.as_deref().unwrap_or("default");
-        raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -296,8 +390,18 @@ mod tests {
     #[test]
     fn log_options_are_typed() {
         let c = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":10,"compress":false}}"#).unwrap();
-        assert_eq!(c.log_options, Some(LogOptions { max_size: Some(10), compress: Some(false), ..LogOptions::default() }));
-        let err = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":-1}}"#).unwrap_err();
+        assert_eq!(
+            c.log_options,
+            Some(LogOptions {
+                max_size: Some(10),
+                compress: Some(false),
+                ..LogOptions::default()
+            })
+        );
+        let err = MultusConf::parse(
+            br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":-1}}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("logOptions.maxSize"), "{err}");
     }
 
@@ -313,16 +417,35 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"b"}],"namespaceIsolation":"yes"}"#).unwrap_err();
+        let e = MultusConf::parse(
+            br#"{"type":"multus","delegates":[{"type":"b"}],"namespaceIsolation":"yes"}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("namespaceIsolation"), "{e}");
-        assert!(matches!(MultusConf::parse(br#"{"type":"multus"}"#), Err(ConfigError::Invalid(_))));
-        assert!(matches!(MultusConf::parse(br#"{"cniVersion":"9.9.9","type":"multus","delegates":[{"type":"b"}]}"#), Err(ConfigError::Version(_))));
-        assert!(matches!(MultusConf::parse(b"{not json"), Err(ConfigError::Decode { .. })));
+        assert!(matches!(
+            MultusConf::parse(br#"{"type":"multus"}"#),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            MultusConf::parse(
+                br#"{"cniVersion":"9.9.9","type":"multus","delegates":[{"type":"b"}]}"#
+            ),
+            Err(ConfigError::Version(_))
+        ));
+        assert!(matches!(
+            MultusConf::parse(b"{not json"),
+            Err(ConfigError::Decode { .. })
+        ));
     }
 
     #[test]
     fn search_path_puts_bin_dir_first() {
-        let c = MultusConf::parse(br#"{"type":"multus","binDir":"/a:/b","delegates":[{"type":"b"}]}"#).unwrap();
-        assert_eq!(c.search_path(&["/b".into(), "/c".into()]), vec![PathBuf::from("/a"), "/b".into(), "/c".into()]);
+        let c =
+            MultusConf::parse(br#"{"type":"multus","binDir":"/a:/b","delegates":[{"type":"b"}]}"#)
+                .unwrap();
+        assert_eq!(
+            c.search_path(&["/b".into(), "/c".into()]),
+            vec![PathBuf::from("/a"), "/b".into(), "/c".into()]
+        );
     }
 }

@@ -19,33 +19,51 @@ impl NetworkConfig {
     pub fn from_value(value: Value, what: &str) -> Result<Self, ConfigError> {
         let raw = match value {
             Value::Object(m) => m,
-            other => return Err(ConfigError::Invalid(format!("{what} must be a JSON object, not {}", kind(&other)))),
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "{what} must be a JSON object, not {}",
+                    kind(&other)
+                )))
+            }
         };
         let net = Self { raw };
         if let Some(plugins) = net.raw.get("plugins") {
-            let list = plugins
-                .as_array()
-                .ok_or_else(|| ConfigError::Invalid(format!("{what}: \"plugins\" must be an array")))?;
+            let list = plugins.as_array().ok_or_else(|| {
+                ConfigError::Invalid(format!("{what}: \"plugins\" must be an array"))
+            })?;
             if list.is_empty() {
-                return Err(ConfigError::Invalid(format!("{what}: \"plugins\" is empty")));
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: \"plugins\" is empty"
+                )));
             }
             for (i, p) in list.iter().enumerate() {
                 let t = p.get("type").and_then(Value::as_str).unwrap_or_default();
                 if t.is_empty() {
-                    return Err(ConfigError::Invalid(format!("{what}: plugins[{i}] has no \"type\"")));
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}: plugins[{i}] has no \"type\""
+                    )));
                 }
-                validate_plugin_type(t).map_err(|e| ConfigError::Invalid(format!("{what}: plugins[{i}]: {e}")))?;
+                validate_plugin_type(t)
+                    .map_err(|e| ConfigError::Invalid(format!("{what}: plugins[{i}]: {e}")))?;
             }
         } else {
-            let t = net.raw.get("type").and_then(Value::as_str).unwrap_or_default();
+            let t = net
+                .raw
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if t.is_empty() {
-                return Err(ConfigError::Invalid(format!("{what} has neither \"type\" nor \"plugins\"")));
+                return Err(ConfigError::Invalid(format!(
+                    "{what} has neither \"type\" nor \"plugins\""
+                )));
             }
             validate_plugin_type(t).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
         }
         if let Some(v) = net.raw.get("cniVersion") {
             if !v.is_string() {
-                return Err(ConfigError::Invalid(format!("{what}: \"cniVersion\" must be a string")));
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: \"cniVersion\" must be a string"
+                )));
             }
         }
         Ok(net)
@@ -54,7 +72,8 @@ impl NetworkConfig {
     /// Parses a delegate from bytes (a NAD's `spec.config`, a file in confDir).
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value: Value = serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
+        let value: Value =
+            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
         Self::from_value(value, what)
     }
 
@@ -82,7 +101,9 @@ impl NetworkConfig {
                 return Ok(v);
             }
             if self.raw.get("cniVersion").is_none() {
-                return Err(ConfigError::Version(crate::cni::version::UnsupportedVersion(candidates.join(","))));
+                return Err(ConfigError::Version(
+                    crate::cni::version::UnsupportedVersion(candidates.join(",")),
+                ));
             }
         }
         match self.raw.get("cniVersion").and_then(Value::as_str) {
@@ -101,7 +122,10 @@ impl NetworkConfig {
 
     /// The plugin types in execution order.
     pub fn plugin_types(&self) -> Vec<&str> {
-        self.plugins().iter().filter_map(|p| p.get("type").and_then(Value::as_str)).collect()
+        self.plugins()
+            .iter()
+            .filter_map(|p| p.get("type").and_then(Value::as_str))
+            .collect()
     }
 
     /// Replaces the plugin type `from` with `to` in every plugin (sbr → ebpf-sbr migration).
@@ -114,7 +138,10 @@ impl NetworkConfig {
             }
         };
         match self.raw.get_mut("plugins").and_then(Value::as_array_mut) {
-            Some(list) => list.iter_mut().filter_map(Value::as_object_mut).for_each(&mut swap),
+            Some(list) => list
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .for_each(&mut swap),
             None => swap(&mut self.raw),
         }
         n
@@ -125,7 +152,13 @@ impl NetworkConfig {
         if !self.is_list() {
             let mut conf = std::mem::take(&mut self.raw);
             let mut list = Map::new();
-            for key in ["cniVersion", "cniVersions", "name", "disableCheck", "disableGC"] {
+            for key in [
+                "cniVersion",
+                "cniVersions",
+                "name",
+                "disableCheck",
+                "disableGC",
+            ] {
                 if let Some(v) = conf.remove(key) {
                     list.insert(key.into(), v);
                 }
@@ -140,7 +173,10 @@ impl NetworkConfig {
 
     /// `"masterplugin": true` (the old multus way of naming the master delegate).
     pub fn is_master(&self) -> bool {
-        self.raw.get("masterplugin").and_then(Value::as_bool).unwrap_or(false)
+        self.raw
+            .get("masterplugin")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// `disableCheck` of a conflist.
@@ -180,7 +216,8 @@ fn kind(v: &Value) -> &'static str {
 
 /// A plugin type becomes a file name in the plugin search path: it must be a plain name.
 pub fn validate_plugin_type(t: &str) -> Result<(), String> {
-    if t.is_empty() || t == "." || t == ".." || t.contains('/') || t.contains('\0') || t.len() > 255 {
+    if t.is_empty() || t == "." || t == ".." || t.contains('/') || t.contains('\0') || t.len() > 255
+    {
         return Err(format!("plugin type {t:?} is not a valid plugin name"));
     }
     Ok(())
@@ -214,15 +251,29 @@ mod tests {
 
     #[test]
     fn negotiates_cni_versions() {
-        let n = NetworkConfig::from_value(json!({"cniVersions": ["0.4.0", "1.0.0", "2.0.0"], "plugins": [{"type": "x"}]}), "d").unwrap();
-        assert_eq!(n.cni_version(CniVersion::V0_1_0).unwrap(), CniVersion::V1_0_0);
+        let n = NetworkConfig::from_value(
+            json!({"cniVersions": ["0.4.0", "1.0.0", "2.0.0"], "plugins": [{"type": "x"}]}),
+            "d",
+        )
+        .unwrap();
+        assert_eq!(
+            n.cni_version(CniVersion::V0_1_0).unwrap(),
+            CniVersion::V1_0_0
+        );
         let c = NetworkConfig::from_value(json!({"type": "x"}), "d").unwrap();
-        assert_eq!(c.cni_version(CniVersion::V0_4_0).unwrap(), CniVersion::V0_4_0);
+        assert_eq!(
+            c.cni_version(CniVersion::V0_4_0).unwrap(),
+            CniVersion::V0_4_0
+        );
     }
 
     #[test]
     fn appends_and_replaces_plugins() {
-        let mut n = NetworkConfig::from_value(json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge", "k": 1}), "d").unwrap();
+        let mut n = NetworkConfig::from_value(
+            json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge", "k": 1}),
+            "d",
+        )
+        .unwrap();
         n.append_plugin(json!({"type": "sbr"}).as_object().unwrap().clone());
         assert_eq!(n.plugin_types(), vec!["bridge", "sbr"]);
         assert_eq!(n.name(), Some("n"));

@@ -70,7 +70,11 @@ pub struct Problem {
 
 impl Problem {
     fn new(kind: &'static str, interface: Option<&str>, message: impl Into<String>) -> Self {
-        Problem { kind, interface: interface.map(String::from), message: message.into() }
+        Problem {
+            kind,
+            interface: interface.map(String::from),
+            message: message.into(),
+        }
     }
 }
 
@@ -107,7 +111,11 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
     }
     let info = rec.pins.as_ref().and_then(|p| p.as_ref().ok());
     if let Some(Err(e)) = &rec.pins {
-        problems.insert(Problem::new("pinsUnreadable", None, format!("SBR pins cannot be read: {e}")));
+        problems.insert(Problem::new(
+            "pinsUnreadable",
+            None,
+            format!("SBR pins cannot be read: {e}"),
+        ));
     }
     match &rec.entry {
         Some(entry) => {
@@ -121,7 +129,11 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                     ));
                 }
                 (NetnsState::Error(e), _) => {
-                    problems.insert(Problem::new("netnsGone", None, format!("network namespace cannot be opened: {e}")));
+                    problems.insert(Problem::new(
+                        "netnsGone",
+                        None,
+                        format!("network namespace cannot be opened: {e}"),
+                    ));
                 }
                 (NetnsState::Present, Some(path)) => {
                     match Live::read(path) {
@@ -132,13 +144,22 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                                     problems.insert(Problem::new(
                                         "interfaceGone",
                                         Some(&a.ifname),
-                                        format!("interface {} of network {:?} is not in {}", a.ifname, a.name, path.display()),
+                                        format!(
+                                            "interface {} of network {:?} is not in {}",
+                                            a.ifname,
+                                            a.name,
+                                            path.display()
+                                        ),
                                     ));
                                 }
                             }
                         }
                         Err(e) => {
-                            problems.insert(Problem::new("netnsGone", None, format!("cannot read {}: {e}", path.display())));
+                            problems.insert(Problem::new(
+                                "netnsGone",
+                                None,
+                                format!("cannot read {}: {e}", path.display()),
+                            ));
                         }
                     }
                     // Interfaces routed by source: chained ebpf-sbr plugins, and what the pins manage.
@@ -148,7 +169,11 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                         .filter(|a| ebpf_sbr_plugin(a).is_some())
                         .map(|a| (a.ifname.clone(), Some(a)))
                         .collect();
-                    for r in info.iter().flat_map(|i| i.interfaces.iter()).filter(|r| r.managed) {
+                    for r in info
+                        .iter()
+                        .flat_map(|i| i.interfaces.iter())
+                        .filter(|r| r.managed)
+                    {
                         if !sbr_ifaces.iter().any(|(n, _)| *n == r.ifname) {
                             let a = entry.attachments.iter().find(|a| a.ifname == r.ifname);
                             sbr_ifaces.push((r.ifname.clone(), a));
@@ -160,16 +185,25 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                         verified.push(ifname.clone());
                         match sbr::check(&cfg, &rec.id, path, &spec) {
                             Ok(()) => {}
-                            Err(SbrError::Drift(drifts)) => problems.extend(drifts.iter().map(|d| drift_problem(d, &ifname))),
+                            Err(SbrError::Drift(drifts)) => {
+                                problems.extend(drifts.iter().map(|d| drift_problem(d, &ifname)))
+                            }
                             Err(SbrError::InterfaceNotFound(i)) => {
                                 problems.insert(Problem::new(
                                     "interfaceGone",
                                     Some(&i),
-                                    format!("interface {i} is routed by source but is not in {}", path.display()),
+                                    format!(
+                                        "interface {i} is routed by source but is not in {}",
+                                        path.display()
+                                    ),
                                 ));
                             }
                             Err(e) => {
-                                problems.insert(Problem::new("sbrCheckFailed", Some(&ifname), e.to_string()));
+                                problems.insert(Problem::new(
+                                    "sbrCheckFailed",
+                                    Some(&ifname),
+                                    e.to_string(),
+                                ));
                             }
                         }
                     }
@@ -186,8 +220,17 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                         "SBR pins without a cache entry and with every program detached: the pod's interfaces or namespace are gone (`multusctl gc` removes them)",
                     ));
                 } else {
-                    for i in info.attachments.iter().filter(|a| !link_attached(a)).map(|a| a.ifname.as_str()) {
-                        problems.insert(Problem::new("programDetached", Some(i), format!("program not attached to {i}: link detached")));
+                    for i in info
+                        .attachments
+                        .iter()
+                        .filter(|a| !link_attached(a))
+                        .map(|a| a.ifname.as_str())
+                    {
+                        problems.insert(Problem::new(
+                            "programDetached",
+                            Some(i),
+                            format!("program not attached to {i}: link detached"),
+                        ));
                     }
                 }
             }
@@ -196,7 +239,11 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
     let problems: Vec<Problem> = problems.into_iter().collect();
     CheckItem {
         container_id: rec.id.clone(),
-        pod: rec.entry.as_ref().and_then(|e| e.pod.as_ref()).map(PodView::from_ref),
+        pod: rec
+            .entry
+            .as_ref()
+            .and_then(|e| e.pod.as_ref())
+            .map(PodView::from_ref),
         ok: problems.is_empty(),
         verified,
         problems,
@@ -204,7 +251,12 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
 }
 
 /// Runs `check`.
-pub fn run(node: &Node, args: &CheckArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
+pub fn run(
+    node: &Node,
+    args: &CheckArgs,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
     let records = match &args.target {
         Some(t) => resolve(node, t, None)?,
         None => node.records()?,
@@ -224,7 +276,11 @@ fn write_table(out: &mut dyn Write, body: &CheckBody) -> Result<(), CtlError> {
     for i in &body.items {
         let pod = or_dash(i.pod.as_ref().map(|p| p.label()));
         if i.problems.is_empty() {
-            let what = if i.verified.is_empty() { "ok".to_string() } else { format!("ok (SBR verified: {})", i.verified.join(",")) };
+            let what = if i.verified.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("ok (SBR verified: {})", i.verified.join(","))
+            };
             t.row(vec![short_id(&i.container_id), pod, what]);
             continue;
         }
@@ -234,7 +290,14 @@ fn write_table(out: &mut dyn Write, body: &CheckBody) -> Result<(), CtlError> {
             } else {
                 (String::new(), String::new(), String::new())
             };
-            t.row(vec![id, pod, status, or_dash(p.interface.clone()), p.kind.to_string(), p.message.clone()]);
+            t.row(vec![
+                id,
+                pod,
+                status,
+                or_dash(p.interface.clone()),
+                p.kind.to_string(),
+                p.message.clone(),
+            ]);
         }
     }
     if t.is_empty() {
@@ -243,6 +306,10 @@ fn write_table(out: &mut dyn Write, body: &CheckBody) -> Result<(), CtlError> {
         t.write(out, "")?;
     }
     let drifted = body.items.iter().filter(|i| !i.ok).count();
-    writeln!(out, "{} container(s) checked, {drifted} with drift", body.items.len())?;
+    writeln!(
+        out,
+        "{} container(s) checked, {drifted} with drift",
+        body.items.len()
+    )?;
     Ok(())
 }

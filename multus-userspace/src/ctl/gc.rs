@@ -68,7 +68,9 @@ fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
     let mut items = Vec::new();
     for rec in records {
         let entry = rec.entry.as_ref();
-        let netns = entry.and_then(|e| e.netns.as_ref()).map(|p| p.display().to_string());
+        let netns = entry
+            .and_then(|e| e.netns.as_ref())
+            .map(|p| p.display().to_string());
         let netns_gone = rec.netns == NetnsState::Gone;
         let pins_detached = match &rec.pins {
             Some(Ok(info)) => links_all_detached(info),
@@ -82,7 +84,8 @@ fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
                 rec.pins.is_some().then_some(pin_dir),
             ),
             (_, _, true) => (
-                "every SBR program link is detached: the pod's interfaces and namespace are gone".to_string(),
+                "every SBR program link is detached: the pod's interfaces and namespace are gone"
+                    .to_string(),
                 None,
                 Some(pin_dir),
             ),
@@ -102,14 +105,23 @@ fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
 }
 
 /// Runs `gc`.
-pub fn run(node: &Node, args: &GcArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
+pub fn run(
+    node: &Node,
+    args: &GcArgs,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
     let records = node.records()?;
     let mut items = plan(node, &records);
     if !args.dry_run {
         remove(node, &mut items)?;
     }
     let ok = items.iter().all(|i| i.error.is_none());
-    let body = GcBody { dry_run: args.dry_run, items, ok };
+    let body = GcBody {
+        dry_run: args.dry_run,
+        items,
+        ok,
+    };
     match format {
         Format::Json => write_json(out, &Envelope::new("GcReport", &body), false)?,
         Format::Table => write_table(out, &body)?,
@@ -126,25 +138,40 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
             Err(e) => item.error = Some(format!("DEL of the cached attachments: {e}")),
         }
     }
-    let doomed: BTreeSet<&str> = items.iter().filter(|i| i.pins.is_some()).map(|i| i.container_id.as_str()).collect();
+    let doomed: BTreeSet<&str> = items
+        .iter()
+        .filter(|i| i.pins.is_some())
+        .map(|i| i.container_id.as_str())
+        .collect();
     if doomed.is_empty() || !node.bpffs_present {
         return Ok(());
     }
     let all = sbr::pods(&node.sbr)?;
-    let keep: Vec<&str> = all.iter().map(String::as_str).filter(|id| !doomed.contains(id)).collect();
+    let keep: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !doomed.contains(id))
+        .collect();
     match sbr::gc(&node.sbr, &keep) {
         Ok(report) => {
-            let removed: BTreeSet<&String> = report.stale.iter().chain(report.orphaned.iter()).collect();
+            let removed: BTreeSet<&String> =
+                report.stale.iter().chain(report.orphaned.iter()).collect();
             for id in removed {
                 if !doomed.contains(id.as_str()) {
-                    tracing::warn!("{id}: the SBR library also removed these pins (every link detached)");
+                    tracing::warn!(
+                        "{id}: the SBR library also removed these pins (every link detached)"
+                    );
                 }
             }
         }
         Err(e) => {
             for item in items.iter_mut().filter(|i| i.pins.is_some()) {
                 if node.sbr.bpffs_dir.join(&item.container_id).exists() {
-                    let prev = item.error.take().map(|p| format!("{p}; ")).unwrap_or_default();
+                    let prev = item
+                        .error
+                        .take()
+                        .map(|p| format!("{p}; "))
+                        .unwrap_or_default();
                     item.error = Some(format!("{prev}removing the pins: {e}"));
                 }
             }
@@ -158,7 +185,11 @@ fn write_table(out: &mut dyn Write, body: &GcBody) -> Result<(), CtlError> {
         writeln!(out, "nothing to remove")?;
         return Ok(());
     }
-    let verb = if body.dry_run { "WOULD REMOVE" } else { "REMOVED" };
+    let verb = if body.dry_run {
+        "WOULD REMOVE"
+    } else {
+        "REMOVED"
+    };
     let mut t = Table::new(&["CONTAINER", "POD", "REASON", verb, "ERROR"]);
     for i in &body.items {
         let mut what = Vec::new();
@@ -177,9 +208,26 @@ fn write_table(out: &mut dyn Write, body: &GcBody) -> Result<(), CtlError> {
         ]);
     }
     t.write(out, "")?;
-    let caches = body.items.iter().filter(|i| i.cache.is_some() && i.error.is_none()).count();
-    let pins = body.items.iter().filter(|i| i.pins.is_some() && i.error.is_none()).count();
-    let lead = if body.dry_run { "dry run: would remove" } else { "removed" };
-    writeln!(out, "{lead} {caches} cache entr{} and {pins} pin director{}", if caches == 1 { "y" } else { "ies" }, if pins == 1 { "y" } else { "ies" })?;
+    let caches = body
+        .items
+        .iter()
+        .filter(|i| i.cache.is_some() && i.error.is_none())
+        .count();
+    let pins = body
+        .items
+        .iter()
+        .filter(|i| i.pins.is_some() && i.error.is_none())
+        .count();
+    let lead = if body.dry_run {
+        "dry run: would remove"
+    } else {
+        "removed"
+    };
+    writeln!(
+        out,
+        "{lead} {caches} cache entr{} and {pins} pin director{}",
+        if caches == 1 { "y" } else { "ies" },
+        if pins == 1 { "y" } else { "ies" }
+    )?;
     Ok(())
 }

@@ -2,10 +2,7 @@
 //! bounded by one deadline for the whole command (`--api-timeout`). Without a kubeconfig nothing
 //! here runs and every `api` field is `null`.
 
-use std::{
-    collections::HashMap,
-    time::Instant,
-};
+use std::{collections::HashMap, time::Instant};
 
 use serde::Serialize;
 
@@ -44,7 +41,11 @@ impl Api {
     pub fn connect(node: &Node) -> Option<Api> {
         let path = node.kubeconfig.as_deref()?;
         match KubeClient::connect(Some(path)) {
-            Ok(Some(client)) => Some(Api { client, deadline: Instant::now() + node.api_timeout, seen: HashMap::new() }),
+            Ok(Some(client)) => Some(Api {
+                client,
+                deadline: Instant::now() + node.api_timeout,
+                seen: HashMap::new(),
+            }),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!("not using the Kubernetes API: {e}");
@@ -73,7 +74,14 @@ impl Api {
     }
 
     fn fetch(&self, namespace: &str, name: &str) -> ApiPod {
-        let none = |status, error| ApiPod { status, uid: None, phase: None, node_name: None, current: None, error };
+        let none = |status, error| ApiPod {
+            status,
+            uid: None,
+            phase: None,
+            node_name: None,
+            current: None,
+            error,
+        };
         match self.client.get_pod(namespace, name, self.deadline) {
             Ok(None) => none("notFound", None),
             Err(e) => none("error", Some(e.to_string())),

@@ -20,7 +20,12 @@ pub struct ListArgs {
 }
 
 /// Runs `list`.
-pub fn run(node: &Node, args: &ListArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
+pub fn run(
+    node: &Node,
+    args: &ListArgs,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
     let mut api = Api::connect(node);
     let mut items = Vec::new();
     for rec in node.records()? {
@@ -42,8 +47,21 @@ pub fn run(node: &Node, args: &ListArgs, format: Format, out: &mut dyn Write) ->
     Ok(EXIT_OK)
 }
 
-fn write_table(out: &mut dyn Write, items: &[ContainerView], with_api: bool) -> Result<(), CtlError> {
-    let mut headers = vec!["CONTAINER", "POD", "NETNS", "SBR", "IFACE", "NETWORK", "ADDRESSES", "ROUTING"];
+fn write_table(
+    out: &mut dyn Write,
+    items: &[ContainerView],
+    with_api: bool,
+) -> Result<(), CtlError> {
+    let mut headers = vec![
+        "CONTAINER",
+        "POD",
+        "NETNS",
+        "SBR",
+        "IFACE",
+        "NETWORK",
+        "ADDRESSES",
+        "ROUTING",
+    ];
     if with_api {
         headers.insert(2, "API");
     }
@@ -56,7 +74,9 @@ fn write_table(out: &mut dyn Write, items: &[ContainerView], with_api: bool) -> 
             (None, _) => "-".into(),
         };
         let api = c.api.as_ref().map(|a| match (a.status, a.current) {
-            ("found", Some(false)) => format!("{} (stale sandbox)", a.phase.as_deref().unwrap_or("found")),
+            ("found", Some(false)) => {
+                format!("{} (stale sandbox)", a.phase.as_deref().unwrap_or("found"))
+            }
             ("found", _) => a.phase.clone().unwrap_or_else(|| "found".into()),
             (s, _) => s.to_string(),
         });
@@ -76,7 +96,11 @@ fn write_table(out: &mut dyn Write, items: &[ContainerView], with_api: bool) -> 
             continue;
         }
         for (i, iface) in c.interfaces.iter().enumerate() {
-            let mut row = if i == 0 { first.clone() } else { vec![String::new(); blank] };
+            let mut row = if i == 0 {
+                first.clone()
+            } else {
+                vec![String::new(); blank]
+            };
             let routing = match iface.sbr {
                 Some(_) => "by source".to_string(),
                 None => "main table".to_string(),

@@ -44,7 +44,12 @@ pub const EXIT_ERROR: u8 = 3;
 /// Exit status: 0 success, 1 `check` found drift or `gc` failed to remove something, 2 bad usage,
 /// 3 multusctl could not run (not root, no bpffs, unreadable configuration, unknown container).
 #[derive(Debug, Parser)]
-#[command(name = "multusctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "multusctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Where the node's state is, and how to print it.
     #[command(flatten)]
@@ -191,9 +196,17 @@ fn require_root() -> Result<(), CtlError> {
 }
 
 /// Writes one JSON document (pretty, or compact on one line) and a newline.
-pub fn write_json(out: &mut dyn Write, value: &impl serde::Serialize, compact: bool) -> Result<(), CtlError> {
-    let text = if compact { serde_json::to_string(value) } else { serde_json::to_string_pretty(value) }
-        .map_err(|e| CtlError::Output(std::io::Error::other(e)))?;
+pub fn write_json(
+    out: &mut dyn Write,
+    value: &impl serde::Serialize,
+    compact: bool,
+) -> Result<(), CtlError> {
+    let text = if compact {
+        serde_json::to_string(value)
+    } else {
+        serde_json::to_string_pretty(value)
+    }
+    .map_err(|e| CtlError::Output(std::io::Error::other(e)))?;
     writeln!(out, "{text}")?;
     Ok(())
 }

@@ -22,7 +22,6 @@ use super::{
 /// The `apiVersion` of every document.
 pub const API_VERSION: &str = "multusctl/v1";
 
-
 /// A document: `apiVersion`, `kind`, then the kind's own fields.
 #[derive(Debug, Serialize)]
 pub struct Envelope<T: Serialize> {
@@ -39,7 +38,11 @@ pub struct Envelope<T: Serialize> {
 impl<T: Serialize> Envelope<T> {
     /// Wraps `body` as a document of `kind`.
     pub fn new(kind: &'static str, body: T) -> Self {
-        Envelope { api_version: API_VERSION, kind, body }
+        Envelope {
+            api_version: API_VERSION,
+            kind,
+            body,
+        }
     }
 }
 
@@ -64,7 +67,11 @@ pub struct PodView {
 impl PodView {
     /// From the cache's record.
     pub fn from_ref(p: &PodRef) -> Self {
-        PodView { namespace: p.namespace.clone(), name: p.name.clone(), uid: (!p.uid.is_empty()).then(|| p.uid.clone()) }
+        PodView {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            uid: (!p.uid.is_empty()).then(|| p.uid.clone()),
+        }
     }
 
     /// `namespace/name`.
@@ -367,7 +374,11 @@ fn attach_mode(a: &AttachmentInfo, t: u32) -> String {
 }
 
 fn program_view(a: &AttachmentInfo) -> ProgramView {
-    let program = if a.ifname == CARRIER_IFNAME { "sbr_carrier" } else { "sbr_egress" };
+    let program = if a.ifname == CARRIER_IFNAME {
+        "sbr_carrier"
+    } else {
+        "sbr_egress"
+    };
     let (target, error) = match &a.target {
         Ok(t) => (Some(*t), None),
         Err(e) => (None, Some(e.clone())),
@@ -377,7 +388,9 @@ fn program_view(a: &AttachmentInfo) -> ProgramView {
         ifindex: target.map(|t| t.ifindex).unwrap_or(0),
         program,
         program_id: target.map(|t| t.prog_id),
-        link_id: target.filter(|_| a.mode != crate::sbr::AttachMode::Netlink).map(|t| t.id),
+        link_id: target
+            .filter(|_| a.mode != crate::sbr::AttachMode::Netlink)
+            .map(|t| t.id),
         attach_mode: target.map(|t| attach_mode(a, t.attach_type)),
         attached: target.is_some_and(|t| t.ifindex != 0),
         pin: (!a.pin.as_os_str().is_empty()).then(|| a.pin.display().to_string()),
@@ -401,7 +414,10 @@ fn addr_string(a: &IfAddr) -> String {
 }
 
 fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Option<SbrView> {
-    let chained = rec.entry.as_ref().is_some_and(|e| e.attachments.iter().any(|a| ebpf_sbr_plugin(a).is_some()));
+    let chained = rec
+        .entry
+        .as_ref()
+        .is_some_and(|e| e.attachments.iter().any(|a| ebpf_sbr_plugin(a).is_some()));
     let pin_dir = node.sbr.bpffs_dir.join(&rec.id).display().to_string();
     let empty = |state, error| SbrView {
         pin_dir: pin_dir.clone(),
@@ -440,7 +456,12 @@ fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Opt
         entry_count: info.entries.len(),
         links_attached: attached,
         links_total: total,
-        managed_interfaces: info.interfaces.iter().filter(|r| r.managed).map(|r| r.ifname.clone()).collect(),
+        managed_interfaces: info
+            .interfaces
+            .iter()
+            .filter(|r| r.managed)
+            .map(|r| r.ifname.clone())
+            .collect(),
         entries: None,
         defaults: None,
         programs: None,
@@ -462,9 +483,16 @@ fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Opt
                 .collect(),
         );
         let default = |d: Option<(u32, Option<IpAddr>)>| {
-            d.map(|(ifindex, gw)| DefaultView { ifindex, ifname: name(ifindex), gateway: gw.map(|g| g.to_string()) })
+            d.map(|(ifindex, gw)| DefaultView {
+                ifindex,
+                ifname: name(ifindex),
+                gateway: gw.map(|g| g.to_string()),
+            })
         };
-        view.defaults = Some(DefaultsView { ipv4: default(info.defaults[0]), ipv6: default(info.defaults[1]) });
+        view.defaults = Some(DefaultsView {
+            ipv4: default(info.defaults[0]),
+            ipv6: default(info.defaults[1]),
+        });
         view.programs = Some(info.attachments.iter().map(program_view).collect());
         view.records = Some(
             info.interfaces
@@ -480,7 +508,11 @@ fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Opt
         view.counters = Some(
             info.counters
                 .iter()
-                .map(|(i, c)| CountersItem { ifindex: *i, ifname: name(*i), counters: c.into() })
+                .map(|(i, c)| CountersItem {
+                    ifindex: *i,
+                    ifname: name(*i),
+                    counters: c.into(),
+                })
                 .collect(),
         );
     }
@@ -488,10 +520,20 @@ fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Opt
 }
 
 /// The view of one container; `detail` adds the show-only fields, `live` what the namespace holds.
-pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>, api: Option<ApiPod>) -> ContainerView {
+pub fn container_view(
+    node: &Node,
+    rec: &Record,
+    detail: bool,
+    live: Option<&Live>,
+    api: Option<ApiPod>,
+) -> ContainerView {
     let info = rec.pins.as_ref().and_then(|p| p.as_ref().ok());
     let sbr_state = |ifname: &str| -> Option<&'static str> {
-        info?.interfaces.iter().any(|r| r.ifname == ifname && r.managed).then_some("managed")
+        info?
+            .interfaces
+            .iter()
+            .any(|r| r.ifname == ifname && r.managed)
+            .then_some("managed")
     };
     let live_view = |ifname: &str| -> Option<LiveView> {
         let live = live?;
@@ -526,13 +568,32 @@ pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Liv
                 master: a.master,
                 is_default: a.is_default,
                 auxiliary: a.auxiliary,
-                cni_version: a.network.cni_version(default_version).ok().map(|v| v.as_str().to_string()),
-                plugins: a.network.plugin_types().into_iter().map(String::from).collect(),
+                cni_version: a
+                    .network
+                    .cni_version(default_version)
+                    .ok()
+                    .map(|v| v.as_str().to_string()),
+                plugins: a
+                    .network
+                    .plugin_types()
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
                 addresses: addrs.iter().map(addr_string).collect(),
-                gateways: addrs.iter().filter_map(|x| x.gateway).map(|g| g.to_string()).collect(),
+                gateways: addrs
+                    .iter()
+                    .filter_map(|x| x.gateway)
+                    .map(|g| g.to_string())
+                    .collect(),
                 sbr: sbr_state(&a.ifname),
                 result: detail.then(|| a.result.clone().unwrap_or(Value::Null)),
-                live: detail.then(|| if a.auxiliary { None } else { live_view(&a.ifname) }),
+                live: detail.then(|| {
+                    if a.auxiliary {
+                        None
+                    } else {
+                        live_view(&a.ifname)
+                    }
+                }),
             }
         })
         .collect();
@@ -570,7 +631,9 @@ pub fn container_view(node: &Node, rec: &Record, detail: bool, live: Option<&Liv
     ContainerView {
         container_id: rec.id.clone(),
         pod: entry.and_then(|e| e.pod.as_ref()).map(PodView::from_ref),
-        netns: entry.and_then(|e| e.netns.as_ref()).map(|p| p.display().to_string()),
+        netns: entry
+            .and_then(|e| e.netns.as_ref())
+            .map(|p| p.display().to_string()),
         netns_state: rec.netns.as_str(),
         cached: entry.is_some(),
         cache_error: rec.cache_error.clone(),

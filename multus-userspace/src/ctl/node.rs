@@ -9,7 +9,6 @@ use std::{
 
 use serde_json::{Map, Value};
 
-
 use crate::{
     cni::CniResult,
     config::MultusConf,
@@ -143,16 +142,31 @@ impl Node {
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!("{} does not exist: no ebpf-sbr pins on this node", bpffs_dir.display());
+                tracing::info!(
+                    "{} does not exist: no ebpf-sbr pins on this node",
+                    bpffs_dir.display()
+                );
                 false
             }
             Err(e) => return Err(CtlError::Bpffs(bpffs_dir, e)),
         };
         let cni_path: Vec<PathBuf> = std::env::var_os("CNI_PATH")
-            .map(|p| std::env::split_paths(&p).filter(|p| !p.as_os_str().is_empty()).collect())
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
-        let kubeconfig = g.kubeconfig.clone().or_else(|| conf.kubeconfig.clone()).filter(|p| !p.as_os_str().is_empty());
-        let api_timeout = Duration::from_secs_f64(if g.api_timeout.is_finite() { g.api_timeout.max(0.0) } else { 2.0 });
+        let kubeconfig = g
+            .kubeconfig
+            .clone()
+            .or_else(|| conf.kubeconfig.clone())
+            .filter(|p| !p.as_os_str().is_empty());
+        let api_timeout = Duration::from_secs_f64(if g.api_timeout.is_finite() {
+            g.api_timeout.max(0.0)
+        } else {
+            2.0
+        });
         Ok(Node {
             cache: Cache::new(&conf.cni_dir),
             plugin_path: conf.search_path(&cni_path),
@@ -200,16 +214,25 @@ impl Node {
         };
         let pins = (self.bpffs_present && self.sbr.bpffs_dir.join(id).is_dir())
             .then(|| sbr::inspect(&self.sbr, id).map_err(|e| e.to_string()));
-        Record { id: id.to_string(), entry, cache_error, netns, pins }
+        Record {
+            id: id.to_string(),
+            entry,
+            cache_error,
+            netns,
+            pins,
+        }
     }
 
     /// The SBR settings an attachment's `ebpf-sbr` plugin uses (its `bpffsDir` and `gateway`), or
     /// the node's for interfaces managed outside a chain.
     pub fn sbr_config_for(&self, attachment: Option<&Attachment>) -> SbrConfig {
-        let Some(plugin) = attachment.and_then(ebpf_sbr_plugin) else { return self.sbr.clone() };
+        let Some(plugin) = attachment.and_then(ebpf_sbr_plugin) else {
+            return self.sbr.clone();
+        };
         // The plugin's own parser decides what its keys mean; the node's directory is the default.
         let mut conf = plugin.clone();
-        conf.entry("bpffsDir").or_insert_with(|| Value::from(self.sbr.bpffs_dir.display().to_string()));
+        conf.entry("bpffsDir")
+            .or_insert_with(|| Value::from(self.sbr.bpffs_dir.display().to_string()));
         let bytes = serde_json::to_vec(&conf).unwrap_or_default();
         match crate::sbrplugin::config::SbrNetConf::parse(&bytes) {
             Ok(parsed) => parsed.sbr,
@@ -223,19 +246,28 @@ impl Node {
 
 /// The `ebpf-sbr` plugin of an attachment's chain.
 pub fn ebpf_sbr_plugin(a: &Attachment) -> Option<&Map<String, Value>> {
-    a.network.plugins().into_iter().find(|p| p.get("type").and_then(Value::as_str) == Some(EBPF_SBR))
+    a.network
+        .plugins()
+        .into_iter()
+        .find(|p| p.get("type").and_then(Value::as_str) == Some(EBPF_SBR))
 }
 
 /// The addresses (with prefix and gateway) a cached result gives `ifname`: the IPs whose
 /// `interface` names it, or every IP when the result lists no interfaces (CNI < 0.3.0).
 pub fn result_addresses(result: Option<&Value>, ifname: &str) -> Vec<IfAddr> {
-    let Some(parsed) = result.and_then(|r| CniResult::parse(r).ok()) else { return Vec::new() };
+    let Some(parsed) = result.and_then(|r| CniResult::parse(r).ok()) else {
+        return Vec::new();
+    };
     let index = parsed.interface_index(ifname);
     parsed
         .ips
         .iter()
         .filter(|ip| parsed.interfaces.is_empty() || (index.is_some() && ip.interface == index))
-        .map(|ip| IfAddr { address: ip.address.addr, prefix_len: ip.address.prefix_len, gateway: ip.gateway })
+        .map(|ip| IfAddr {
+            address: ip.address.addr,
+            prefix_len: ip.address.prefix_len,
+            gateway: ip.gateway,
+        })
         .collect()
 }
 
@@ -243,7 +275,10 @@ pub fn result_addresses(result: Option<&Value>, ifname: &str) -> Vec<IfAddr> {
 /// attachment's result, or the interface's own when nothing is cached for it.
 pub fn interface_spec(attachment: Option<&Attachment>, ifname: &str) -> InterfaceSpec {
     let result = attachment.and_then(|a| a.result.as_ref());
-    InterfaceSpec { ifname: ifname.to_string(), addresses: result_addresses(result, ifname) }
+    InterfaceSpec {
+        ifname: ifname.to_string(),
+        addresses: result_addresses(result, ifname),
+    }
 }
 
 /// Reads a multus configuration file: a conf, or a conflist whose first `multus` plugin is used
@@ -251,7 +286,8 @@ pub fn interface_spec(attachment: Option<&Attachment>, ifname: &str) -> Interfac
 pub fn read_conf(path: &Path) -> Result<MultusConf, CtlError> {
     let err = |why: String| CtlError::Conf(path.to_path_buf(), why);
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
+    let mut value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
     if let Some(plugins) = value.get("plugins").and_then(Value::as_array) {
         let mut plugin = plugins
             .iter()
@@ -267,9 +303,13 @@ pub fn read_conf(path: &Path) -> Result<MultusConf, CtlError> {
         }
         value = plugin;
     }
-    let conf: MultusConf = serde_path_to_error::deserialize(&value).map_err(|e| err(format!("at `{}`: {}", e.path(), e.inner())))?;
+    let conf: MultusConf = serde_path_to_error::deserialize(&value)
+        .map_err(|e| err(format!("at `{}`: {}", e.path(), e.inner())))?;
     if !conf.cni_dir.is_absolute() {
-        return Err(err(format!("cniDir {:?} must be an absolute path", conf.cni_dir)));
+        return Err(err(format!(
+            "cniDir {:?} must be an absolute path",
+            conf.cni_dir
+        )));
     }
     Ok(conf)
 }
@@ -279,4 +319,3 @@ fn default_conf() -> Result<MultusConf, CtlError> {
     serde_json::from_value(serde_json::json!({"type": "multus"}))
         .map_err(|e| CtlError::Conf(PathBuf::from("(defaults)"), e.to_string()))
 }
-

@@ -26,16 +26,31 @@ pub struct ShowArgs {
 pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<Record>, CtlError> {
     let ids = node.ids()?;
     if let Some((namespace, name)) = target.split_once('/') {
-        let wanted = PodView { namespace: namespace.to_string(), name: name.to_string(), uid: None };
+        let wanted = PodView {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: None,
+        };
         let of_pod = |id: &String| {
             let entry = node.cache.read(id).ok().flatten();
-            entry.and_then(|e| e.pod).is_some_and(|p| p.namespace == namespace && p.name == name)
+            entry
+                .and_then(|e| e.pod)
+                .is_some_and(|p| p.namespace == namespace && p.name == name)
         };
-        let mut found: Vec<Record> = ids.iter().filter(|id| of_pod(id)).map(|id| node.record(id)).collect();
-        let current_uid = api.map(|a| a.pod(&wanted)).filter(|a| a.status == "found").and_then(|a| a.uid);
+        let mut found: Vec<Record> = ids
+            .iter()
+            .filter(|id| of_pod(id))
+            .map(|id| node.record(id))
+            .collect();
+        let current_uid = api
+            .map(|a| a.pod(&wanted))
+            .filter(|a| a.status == "found")
+            .and_then(|a| a.uid);
         if found.is_empty() {
             let known = match &current_uid {
-                Some(uid) => format!(" (the API knows the pod, UID {uid}, but this node has no sandbox of it)"),
+                Some(uid) => format!(
+                    " (the API knows the pod, UID {uid}, but this node has no sandbox of it)"
+                ),
                 None => String::new(),
             };
             return Err(CtlError::NotFound(format!(
@@ -46,8 +61,13 @@ pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<R
         // The pod's current sandbox first, then the newest.
         found.sort_by_key(|r| {
             let e = r.entry.as_ref();
-            let current = e.and_then(|e| e.pod.as_ref()).is_some_and(|p| Some(&p.uid) == current_uid.as_ref());
-            (!current, std::cmp::Reverse(e.map(|e| e.created_at).unwrap_or(0)))
+            let current = e
+                .and_then(|e| e.pod.as_ref())
+                .is_some_and(|p| Some(&p.uid) == current_uid.as_ref());
+            (
+                !current,
+                std::cmp::Reverse(e.map(|e| e.created_at).unwrap_or(0)),
+            )
         });
         return Ok(found);
     }
@@ -64,13 +84,22 @@ pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<R
         [id] => Ok(vec![node.record(id)]),
         _ => Err(CtlError::NotFound(format!(
             "{target:?} is the prefix of several containers ({}); give more of the id",
-            matches.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(", ")
+            matches
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
 
 /// Runs `show`.
-pub fn run(node: &Node, args: &ShowArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
+pub fn run(
+    node: &Node,
+    args: &ShowArgs,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
     let mut api = Api::connect(node);
     let records = resolve(node, &args.target, api.as_mut())?;
     let mut items = Vec::new();
@@ -83,7 +112,11 @@ pub fn run(node: &Node, args: &ShowArgs, format: Format, out: &mut dyn Write) ->
         items.push(view);
     }
     match format {
-        Format::Json => write_json(out, &Envelope::new("ContainerDetailList", Items { items }), false)?,
+        Format::Json => write_json(
+            out,
+            &Envelope::new("ContainerDetailList", Items { items }),
+            false,
+        )?,
         Format::Table => {
             for (i, c) in items.iter().enumerate() {
                 if i > 0 {
@@ -99,7 +132,14 @@ pub fn run(node: &Node, args: &ShowArgs, format: Format, out: &mut dyn Write) ->
 fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
     writeln!(out, "Container:  {}", c.container_id)?;
     let pod = match &c.pod {
-        Some(p) => format!("{}{}", p.label(), p.uid.as_ref().map(|u| format!(" (uid {u})")).unwrap_or_default()),
+        Some(p) => format!(
+            "{}{}",
+            p.label(),
+            p.uid
+                .as_ref()
+                .map(|u| format!(" (uid {u})"))
+                .unwrap_or_default()
+        ),
         None => "-".into(),
     };
     writeln!(out, "Pod:        {pod}")?;
@@ -110,13 +150,22 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
             None => "",
         };
         let detail = match a.status {
-            "found" => format!("{} on {}{current}", or_dash(a.phase.clone()), or_dash(a.node_name.clone())),
+            "found" => format!(
+                "{} on {}{current}",
+                or_dash(a.phase.clone()),
+                or_dash(a.node_name.clone())
+            ),
             "notFound" => "not found".into(),
             _ => format!("error: {}", or_dash(a.error.clone())),
         };
         writeln!(out, "API:        {detail}")?;
     }
-    writeln!(out, "Netns:      {} ({})", or_dash(c.netns.clone()), c.netns_state)?;
+    writeln!(
+        out,
+        "Netns:      {} ({})",
+        or_dash(c.netns.clone()),
+        c.netns_state
+    )?;
     if let Some(t) = c.created_at {
         writeln!(out, "Created:    {}", utc(t))?;
     }
@@ -128,11 +177,25 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
     writeln!(out, "Cached:     {cache}")?;
 
     writeln!(out, "\nDelegate chain:")?;
-    let mut t = Table::new(&["IFACE", "NETWORK", "MASTER", "CNI", "PLUGINS", "ADDRESSES", "GATEWAYS", "LIVE"]);
+    let mut t = Table::new(&[
+        "IFACE",
+        "NETWORK",
+        "MASTER",
+        "CNI",
+        "PLUGINS",
+        "ADDRESSES",
+        "GATEWAYS",
+        "LIVE",
+    ]);
     for i in &c.interfaces {
         let live = match &i.live {
             _ if i.auxiliary => "no interface (auxiliary chain)".into(),
-            Some(Some(l)) => format!("ifindex {} mtu {} {}", l.ifindex, l.mtu, if l.up { "up" } else { "down" }),
+            Some(Some(l)) => format!(
+                "ifindex {} mtu {} {}",
+                l.ifindex,
+                l.mtu,
+                if l.up { "up" } else { "down" }
+            ),
             _ => "absent".into(),
         };
         t.row(vec![
@@ -148,11 +211,20 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
     }
     t.write(out, "  ")?;
 
-    let results: Vec<_> = c.interfaces.iter().filter_map(|i| i.result.as_ref().filter(|r| !r.is_null()).map(|r| (i, r))).collect();
+    let results: Vec<_> = c
+        .interfaces
+        .iter()
+        .filter_map(|i| i.result.as_ref().filter(|r| !r.is_null()).map(|r| (i, r)))
+        .collect();
     if !results.is_empty() {
         writeln!(out, "\nCached results:")?;
         for (i, r) in results {
-            writeln!(out, "  {}: {}", i.ifname, serde_json::to_string(r).unwrap_or_default())?;
+            writeln!(
+                out,
+                "  {}: {}",
+                i.ifname,
+                serde_json::to_string(r).unwrap_or_default()
+            )?;
         }
     }
 
@@ -160,7 +232,11 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
         writeln!(out, "\nSource-based routing: none")?;
         return Ok(());
     };
-    writeln!(out, "\nSource-based routing: {} (pins {})", s.state, s.pin_dir)?;
+    writeln!(
+        out,
+        "\nSource-based routing: {} (pins {})",
+        s.state, s.pin_dir
+    )?;
     if let Some(e) = &s.error {
         writeln!(out, "  error: {e}")?;
     }
@@ -187,7 +263,10 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
                     "{} (ifindex {}){}",
                     or_dash(v.ifname.clone()),
                     v.ifindex,
-                    v.gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_else(|| " on-link".into())
+                    v.gateway
+                        .as_ref()
+                        .map(|g| format!(" via {g}"))
+                        .unwrap_or_else(|| " on-link".into())
                 ),
                 None => "none".into(),
             };
@@ -196,7 +275,9 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
     }
     if let Some(programs) = &s.programs {
         writeln!(out, "  Programs:")?;
-        let mut t = Table::new(&["IFACE", "IFINDEX", "PROGRAM", "PROG ID", "LINK ID", "MODE", "STATE"]);
+        let mut t = Table::new(&[
+            "IFACE", "IFINDEX", "PROGRAM", "PROG ID", "LINK ID", "MODE", "STATE",
+        ]);
         for p in programs {
             let state = match (&p.error, p.attached) {
                 (Some(e), _) => format!("error: {e}"),
@@ -222,15 +303,27 @@ fn write_one(out: &mut dyn Write, c: &ContainerView) -> Result<(), CtlError> {
             t.row(vec![
                 r.ifname.clone(),
                 r.ifindex.to_string(),
-                if r.managed { "by source".into() } else { "not managed".into() },
-                r.rp_filter_orig.map(|o| format!("{o} → 2")).unwrap_or_else(|| "unchanged".into()),
+                if r.managed {
+                    "by source".into()
+                } else {
+                    "not managed".into()
+                },
+                r.rp_filter_orig
+                    .map(|o| format!("{o} → 2"))
+                    .unwrap_or_else(|| "unchanged".into()),
             ]);
         }
         t.write(out, "    ")?;
     }
     if let Some(counters) = &s.counters {
         writeln!(out, "  Counters:")?;
-        super::stats::counters_table(counters.iter().map(|c| (c.ifname.clone(), c.ifindex, c.counters)), out, "    ")?;
+        super::stats::counters_table(
+            counters
+                .iter()
+                .map(|c| (c.ifname.clone(), c.ifindex, c.counters)),
+            out,
+            "    ",
+        )?;
     }
     Ok(())
 }

@@ -126,8 +126,17 @@ impl RatesView {
     }
 }
 
-const COUNTER_HEADERS: [&str; 9] =
-    ["SEEN", "MATCHED", "REDIRECTED", "REDIR-IN", "FALLBACK", "PASSED", "DROP:NOROUTE", "DROP:MALFORMED", "DROP:REDIRECT"];
+const COUNTER_HEADERS: [&str; 9] = [
+    "SEEN",
+    "MATCHED",
+    "REDIRECTED",
+    "REDIR-IN",
+    "FALLBACK",
+    "PASSED",
+    "DROP:NOROUTE",
+    "DROP:MALFORMED",
+    "DROP:REDIRECT",
+];
 
 /// Writes counters as a table, one interface a row.
 pub fn counters_table(
@@ -155,7 +164,11 @@ fn sample(node: &Node, args: &StatsArgs) -> Result<Vec<StatsItem>, CtlError> {
     for rec in records {
         let Some(Ok(info)) = &rec.pins else { continue };
         let names = ifnames(info, None);
-        let pod = rec.entry.as_ref().and_then(|e| e.pod.as_ref()).map(PodView::from_ref);
+        let pod = rec
+            .entry
+            .as_ref()
+            .and_then(|e| e.pod.as_ref())
+            .map(PodView::from_ref);
         for (ifindex, c) in &info.counters {
             items.push(StatsItem {
                 container_id: rec.id.clone(),
@@ -171,13 +184,29 @@ fn sample(node: &Node, args: &StatsArgs) -> Result<Vec<StatsItem>, CtlError> {
 }
 
 fn now_utc() -> String {
-    utc(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+    utc(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0))
 }
 
 /// Runs `stats`.
-pub fn run(node: &Node, args: &StatsArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
-    let interval = Duration::from_secs_f64(if args.interval.is_finite() { args.interval.max(0.1) } else { 2.0 });
-    let samples = if args.watch { args.count.unwrap_or(u64::MAX) } else { 1 };
+pub fn run(
+    node: &Node,
+    args: &StatsArgs,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let interval = Duration::from_secs_f64(if args.interval.is_finite() {
+        args.interval.max(0.1)
+    } else {
+        2.0
+    });
+    let samples = if args.watch {
+        args.count.unwrap_or(u64::MAX)
+    } else {
+        1
+    };
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(1) } == 1;
     let mut previous: HashMap<(String, u32), CountersView> = HashMap::new();
@@ -197,9 +226,16 @@ pub fn run(node: &Node, args: &StatsArgs, format: Format, out: &mut dyn Write) -
                 }
             }
         }
-        previous = items.iter().map(|i| ((i.container_id.clone(), i.ifindex), i.counters)).collect();
+        previous = items
+            .iter()
+            .map(|i| ((i.container_id.clone(), i.ifindex), i.counters))
+            .collect();
         last = Some(taken);
-        let body = StatsBody { time: now_utc(), interval_seconds: secs, items };
+        let body = StatsBody {
+            time: now_utc(),
+            interval_seconds: secs,
+            items,
+        };
         match format {
             Format::Json => write_json(out, &Envelope::new("Stats", body), args.watch)?,
             Format::Table => {
@@ -217,7 +253,11 @@ pub fn run(node: &Node, args: &StatsArgs, format: Format, out: &mut dyn Write) -
 
 fn write_table(out: &mut dyn Write, body: &StatsBody, watch: bool) -> Result<(), CtlError> {
     match (watch, body.interval_seconds) {
-        (true, Some(s)) => writeln!(out, "{}  packets per second over the last {s:.1} s (totals where no rate is known yet)", body.time)?,
+        (true, Some(s)) => writeln!(
+            out,
+            "{}  packets per second over the last {s:.1} s (totals where no rate is known yet)",
+            body.time
+        )?,
         (true, None) => writeln!(out, "{}  totals (rates from the next sample on)", body.time)?,
         (false, _) => {}
     }
@@ -229,7 +269,11 @@ fn write_table(out: &mut dyn Write, body: &StatsBody, watch: bool) -> Result<(),
     headers.extend(COUNTER_HEADERS);
     let mut t = Table::new(&headers);
     for it in &body.items {
-        let mut row = vec![short_id(&it.container_id), or_dash(it.pod.as_ref().map(|p| p.label())), or_dash(it.ifname.clone())];
+        let mut row = vec![
+            short_id(&it.container_id),
+            or_dash(it.pod.as_ref().map(|p| p.label())),
+            or_dash(it.ifname.clone()),
+        ];
         match &it.rates {
             Some(r) => row.extend(r.fields().iter().map(|v| format!("{v:.1}"))),
             None => row.extend(it.counters.fields().iter().map(|(_, v)| v.to_string())),

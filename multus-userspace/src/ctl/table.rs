@@ -12,7 +12,10 @@ pub struct Table {
 impl Table {
     /// A table with these column headers.
     pub fn new(headers: &[&str]) -> Self {
-        Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row (missing cells are empty).
@@ -61,7 +64,9 @@ pub fn short_id(id: &str) -> String {
 
 /// `-` for an empty or missing value.
 pub fn or_dash(s: Option<impl Into<String>>) -> String {
-    s.map(Into::into).filter(|s: &String| !s.is_empty()).unwrap_or_else(|| "-".into())
+    s.map(Into::into)
+        .filter(|s: &String| !s.is_empty())
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Unix seconds as an RFC 3339 UTC time (`@<seconds>` beyond year 9999).

@@ -90,7 +90,9 @@ pub struct Cache {
 impl Cache {
     /// The cache under `cni_dir`.
     pub fn new(cni_dir: impl Into<PathBuf>) -> Self {
-        Self { dir: cni_dir.into() }
+        Self {
+            dir: cni_dir.into(),
+        }
     }
 
     /// The directory.
@@ -100,7 +102,8 @@ impl Cache {
 
     /// The file of one container.
     pub fn path(&self, container_id: &str) -> Result<PathBuf, CacheError> {
-        validate_container_id(container_id).map_err(|_| CacheError::BadId(container_id.to_string()))?;
+        validate_container_id(container_id)
+            .map_err(|_| CacheError::BadId(container_id.to_string()))?;
         Ok(self.dir.join(container_id))
     }
 
@@ -117,7 +120,8 @@ impl Cache {
     pub fn write(&self, entry: &CacheEntry) -> Result<(), CacheError> {
         let path = self.path(&entry.container_id)?;
         self.ensure_dir()?;
-        let bytes = serde_json::to_vec(entry).map_err(|e| CacheError::Io(path.clone(), e.into()))?;
+        let bytes =
+            serde_json::to_vec(entry).map_err(|e| CacheError::Io(path.clone(), e.into()))?;
         write_atomic(&path, &bytes, 0o600).map_err(|e| CacheError::Io(path.clone(), e))
     }
 
@@ -129,10 +133,16 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io(path, e)),
         };
-        let entry: CacheEntry =
-            serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt(path.clone(), e.to_string()))?;
+        let entry: CacheEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| CacheError::Corrupt(path.clone(), e.to_string()))?;
         if entry.format != CACHE_FORMAT || entry.container_id != container_id {
-            return Err(CacheError::Corrupt(path, format!("format {} for container {:?}", entry.format, entry.container_id)));
+            return Err(CacheError::Corrupt(
+                path,
+                format!(
+                    "format {} for container {:?}",
+                    entry.format, entry.container_id
+                ),
+            ));
         }
         Ok(Some(entry))
     }
@@ -170,9 +180,17 @@ impl Cache {
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".tmp.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let tmp = dir.join(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
     let written = f.write_all(bytes).and_then(|_| fs::rename(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -199,7 +217,8 @@ mod tests {
             attachments: vec![Attachment::new(
                 "n",
                 "eth0",
-                NetworkConfig::from_value(serde_json::json!({"type": "bridge", "x": 1}), "t").unwrap(),
+                NetworkConfig::from_value(serde_json::json!({"type": "bridge", "x": 1}), "t")
+                    .unwrap(),
                 "",
             )],
             created_at: 1,
@@ -212,7 +231,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path().join("multus"));
         cache.write(&entry("abc")).unwrap();
-        let mode = fs::metadata(cache.path("abc").unwrap()).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(cache.path("abc").unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let dmode = fs::metadata(cache.dir()).unwrap().permissions().mode() & 0o777;
         assert_eq!(dmode, 0o700);
@@ -230,7 +253,10 @@ mod tests {
         let cache = Cache::new(dir.path());
         let id = "a".repeat(255);
         cache.write(&entry(&id)).unwrap();
-        assert_eq!(cache.read(&id).unwrap().map(|e| e.container_id), Some(id.clone()));
+        assert_eq!(
+            cache.read(&id).unwrap().map(|e| e.container_id),
+            Some(id.clone())
+        );
         assert_eq!(cache.list().unwrap(), vec![id]);
     }
 

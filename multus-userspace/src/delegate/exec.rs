@@ -68,12 +68,17 @@ pub fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, ExecError>
             }
         }
     }
-    Err(ExecError::NotFound { plugin: plugin.to_string(), searched: path.to_vec() })
+    Err(ExecError::NotFound {
+        plugin: plugin.to_string(),
+        searched: path.to_vec(),
+    })
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// The environment of one plugin call.
@@ -101,7 +106,10 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
     let mut cmd = Process::new(binary);
     cmd.env("CNI_COMMAND", inv.command.as_str())
         .env("CNI_CONTAINERID", inv.container_id)
-        .env("CNI_NETNS", inv.netns.map(|p| p.as_os_str()).unwrap_or_default())
+        .env(
+            "CNI_NETNS",
+            inv.netns.map(|p| p.as_os_str()).unwrap_or_default(),
+        )
         .env("CNI_IFNAME", inv.ifname)
         .env("CNI_ARGS", inv.args)
         .env("CNI_PATH", joined)
@@ -109,7 +117,9 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| ExecError::Spawn(binary.to_path_buf(), e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ExecError::Spawn(binary.to_path_buf(), e))?;
     let io = |e| ExecError::Io(binary.to_path_buf(), e);
     let outcome = drive(&mut child, stdin, started + inv.timeout).map_err(io);
     let (stdout, stderr, exited) = match outcome {
@@ -139,12 +149,20 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
         }
         return Err(ExecError::Plugin(e));
     }
-    Err(ExecError::Failed { binary: binary.to_path_buf(), status: status.to_string(), stderr: stderr_text })
+    Err(ExecError::Failed {
+        binary: binary.to_path_buf(),
+        status: status.to_string(),
+        stderr: stderr_text,
+    })
 }
 
 /// Writes stdin, drains stdout and stderr, and waits for exit, all before `deadline`.
 /// Returns (stdout, stderr, exited-in-time).
-fn drive(child: &mut Child, stdin: &[u8], deadline: Instant) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
+fn drive(
+    child: &mut Child,
+    stdin: &[u8],
+    deadline: Instant,
+) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
     let mut input = child.stdin.take();
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
@@ -170,12 +188,22 @@ fn drive(child: &mut Child, stdin: &[u8], deadline: Instant) -> std::io::Result<
     while out.is_some() || err.is_some() {
         let mut fds = Vec::with_capacity(2);
         if let Some(o) = &out {
-            fds.push(libc::pollfd { fd: o.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: o.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         if let Some(e) = &err {
-            fds.push(libc::pollfd { fd: e.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: e.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
-        let Some(wait) = remaining_ms(deadline) else { return Ok((stdout, stderr, false)) };
+        let Some(wait) = remaining_ms(deadline) else {
+            return Ok((stdout, stderr, false));
+        };
         // SAFETY: fds is a valid array of pollfd of the given length.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
         if rc < 0 {
@@ -232,8 +260,14 @@ fn wait_exit(child: &mut Child, deadline: Instant) -> std::io::Result<bool> {
     // SAFETY: raw is a fresh descriptor we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
     loop {
-        let Some(wait) = remaining_ms(deadline) else { return Ok(false) };
-        let mut fd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let Some(wait) = remaining_ms(deadline) else {
+            return Ok(false);
+        };
+        let mut fd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let rc = unsafe { libc::poll(&mut fd, 1, wait) };
         if rc > 0 {
@@ -267,28 +301,53 @@ mod tests {
     }
 
     fn inv<'a>(path: &'a [PathBuf], timeout: Duration) -> Invocation<'a> {
-        Invocation { command: Command::Add, container_id: "c1", netns: None, ifname: "eth0", args: "", path, timeout }
+        Invocation {
+            command: Command::Add,
+            container_id: "c1",
+            netns: None,
+            ifname: "eth0",
+            args: "",
+            path,
+            timeout,
+        }
     }
 
     #[test]
     fn runs_finds_and_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let path = vec![dir.path().to_path_buf()];
-        let echo = script(dir.path(), "echo", "cat; echo \"$CNI_COMMAND $CNI_IFNAME\" >&2");
+        let echo = script(
+            dir.path(),
+            "echo",
+            "cat; echo \"$CNI_COMMAND $CNI_IFNAME\" >&2",
+        );
         let out = exec(&echo, &inv(&path, Duration::from_secs(5)), b"{\"a\":1}").unwrap();
         assert_eq!(out, b"{\"a\":1}");
         assert_eq!(find_plugin("echo", &path).unwrap(), echo);
-        assert!(matches!(find_plugin("../echo", &path), Err(ExecError::NotFound { .. })));
+        assert!(matches!(
+            find_plugin("../echo", &path),
+            Err(ExecError::NotFound { .. })
+        ));
         let slow = script(dir.path(), "slow", "sleep 5");
         let t = Instant::now();
-        assert!(matches!(exec(&slow, &inv(&path, Duration::from_millis(200)), b""), Err(ExecError::Timeout(..))));
+        assert!(matches!(
+            exec(&slow, &inv(&path, Duration::from_millis(200)), b""),
+            Err(ExecError::Timeout(..))
+        ));
         assert!(t.elapsed() < Duration::from_secs(3));
-        let bad = script(dir.path(), "bad", "echo '{\"code\":7,\"msg\":\"nope\"}'; exit 1");
+        let bad = script(
+            dir.path(),
+            "bad",
+            "echo '{\"code\":7,\"msg\":\"nope\"}'; exit 1",
+        );
         match exec(&bad, &inv(&path, Duration::from_secs(5)), b"") {
             Err(ExecError::Plugin(e)) => assert_eq!(e.code.as_u32(), 7),
             other => panic!("{other:?}"),
         }
         let crash = script(dir.path(), "crash", "echo boom >&2; exit 3");
-        assert!(matches!(exec(&crash, &inv(&path, Duration::from_secs(5)), b""), Err(ExecError::Failed { .. })));
+        assert!(matches!(
+            exec(&crash, &inv(&path, Duration::from_secs(5)), b""),
+            Err(ExecError::Failed { .. })
+        ));
     }
 }

@@ -46,15 +46,26 @@ fn offset(container_id: &str) -> i64 {
 
 impl ContainerLock {
     /// Locks `container_id` under `cni_dir`, waiting up to `timeout`.
-    pub fn acquire(cni_dir: &Path, container_id: &str, timeout: Duration) -> Result<Self, LockError> {
+    pub fn acquire(
+        cni_dir: &Path,
+        container_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, LockError> {
         let path = cni_dir.join(LOCK_FILE);
         validate_container_id(container_id).map_err(|e| {
-            LockError::Io(path.clone(), std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+            LockError::Io(
+                path.clone(),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+            )
         })?;
         let file = match open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::DirBuilder::new().recursive(true).mode(0o700).create(cni_dir).map_err(|e| LockError::Io(cni_dir.to_path_buf(), e))?;
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(cni_dir)
+                    .map_err(|e| LockError::Io(cni_dir.to_path_buf(), e))?;
                 open(&path).map_err(|e| LockError::Io(path.clone(), e))?
             }
             Err(e) => return Err(LockError::Io(path, e)),
@@ -87,7 +98,13 @@ impl ContainerLock {
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -131,7 +148,15 @@ mod tests {
             move || ContainerLock::acquire(&d, "c2", Duration::from_millis(100)).map(|_| ())
         });
         assert!(matches!(t.join().unwrap(), Err(LockError::Timeout(..))));
-        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(entries, vec![std::ffi::OsString::from(LOCK_FILE)], "one file, whatever the containers");
+        let entries: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            entries,
+            vec![std::ffi::OsString::from(LOCK_FILE)],
+            "one file, whatever the containers"
+        );
     }
 }

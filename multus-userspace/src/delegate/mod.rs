@@ -34,7 +34,11 @@ pub struct Attachment {
     pub network: NetworkConfig,
     /// Runtime configuration offered to this attachment; each plugin gets only the keys of the
     /// capabilities it declares.
-    #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        rename = "runtimeConfig",
+        default,
+        skip_serializing_if = "Map::is_empty"
+    )]
     pub runtime_config: Map<String, Value>,
     /// Merged into each plugin's `args` (for example `{"cni": {...}}` from `cni-args`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,13 +50,21 @@ pub struct Attachment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     /// Gateways the pod's default route(s) must use through this attachment (`default-route`).
-    #[serde(rename = "defaultRoute", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "defaultRoute",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub default_route: Vec<std::net::IpAddr>,
     /// Whether network-status marks this attachment as carrying the default route.
     #[serde(rename = "isDefault", default)]
     pub is_default: bool,
     /// Device-plugin resource of the NAD (`k8s.v1.cni.cncf.io/resourceName`).
-    #[serde(rename = "resourceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_name: Option<String>,
     /// The device given to this attachment.
     #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
@@ -67,7 +79,12 @@ pub struct Attachment {
 
 impl Attachment {
     /// A new attachment of `network` as `ifname`.
-    pub fn new(name: impl Into<String>, ifname: impl Into<String>, network: NetworkConfig, cni_args: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        ifname: impl Into<String>,
+        network: NetworkConfig,
+        cni_args: impl Into<String>,
+    ) -> Self {
         Attachment {
             name: name.into(),
             ifname: ifname.into(),
@@ -121,7 +138,13 @@ pub struct DelegateError {
 
 impl DelegateError {
     fn new(att: &Attachment, plugin: &str, command: Command, source: ExecError) -> Self {
-        DelegateError { network: att.name.clone(), plugin: plugin.to_string(), ifname: att.ifname.clone(), command, source }
+        DelegateError {
+            network: att.name.clone(),
+            plugin: plugin.to_string(),
+            ifname: att.ifname.clone(),
+            command,
+            source,
+        }
     }
 }
 
@@ -133,18 +156,31 @@ pub const PASSTHRU: &str = "passthru";
 /// Checks that every plugin binary of the attachment is found, so ADD can refuse before changing
 /// anything.
 pub fn resolve_binaries(att: &Attachment, path: &[PathBuf]) -> Result<(), DelegateError> {
-    att.network.plugin_types().into_iter().filter(|t| *t != PASSTHRU).try_for_each(|t| {
-        exec::find_plugin(t, path).map(drop).map_err(|e| DelegateError::new(att, t, Command::Add, e))
-    })
+    att.network
+        .plugin_types()
+        .into_iter()
+        .filter(|t| *t != PASSTHRU)
+        .try_for_each(|t| {
+            exec::find_plugin(t, path)
+                .map(drop)
+                .map_err(|e| DelegateError::new(att, t, Command::Add, e))
+        })
 }
 
 /// The version the attachment's network speaks.
 pub fn network_version(att: &Attachment, ctx: &Context<'_>) -> CniVersion {
-    att.network.cni_version(ctx.default_version).unwrap_or(ctx.default_version)
+    att.network
+        .cni_version(ctx.default_version)
+        .unwrap_or(ctx.default_version)
 }
 
 /// Builds the stdin config of one plugin of the attachment (libcni's buildOneConfig).
-fn plugin_config(att: &Attachment, plugin: &Map<String, Value>, version: CniVersion, prev: Option<&Value>) -> Value {
+fn plugin_config(
+    att: &Attachment,
+    plugin: &Map<String, Value>,
+    version: CniVersion,
+    prev: Option<&Value>,
+) -> Value {
     let mut conf = plugin.clone();
     if att.network.is_list() {
         if let Some(name) = att.network.name() {
@@ -167,7 +203,9 @@ fn plugin_config(att: &Attachment, plugin: &Map<String, Value>, version: CniVers
         conf.insert("runtimeConfig".into(), Value::Object(rc));
     }
     if let Some(Value::Object(extra)) = &att.args {
-        let args = conf.entry("args").or_insert_with(|| Value::Object(Map::new()));
+        let args = conf
+            .entry("args")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(args) = args {
             for (k, v) in extra {
                 match (args.get_mut(k), v) {
@@ -196,12 +234,16 @@ fn invoke(
     version: CniVersion,
     conf: &Value,
 ) -> Result<Vec<u8>, DelegateError> {
-    let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default();
+    let ty = plugin
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if ty == PASSTHRU {
         tracing::debug!(network = %att.name, plugin = ty, %command, "built-in plugin");
         return Ok(passthru(command, version));
     }
-    let binary = exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
+    let binary =
+        exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
     let per_container = command.is_per_container();
     let inv = exec::Invocation {
         command,
@@ -215,7 +257,8 @@ fn invoke(
     let stdin = serde_json::to_vec(conf).unwrap_or_default();
     tracing::debug!(network = %att.name, plugin = ty, %command, ifname = %att.ifname, "calling delegate");
     let started = std::time::Instant::now();
-    let out = exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e));
+    let out =
+        exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e));
     tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned");
     out
 }
@@ -233,24 +276,45 @@ pub fn add(att: &Attachment, ctx: &Context<'_>) -> Result<Value, DelegateError> 
     let version = network_version(att, ctx);
     let mut prev: Option<Value> = None;
     for plugin in att.network.plugins() {
-        let ty = plugin.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+        let ty = plugin
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let conf = plugin_config(att, plugin, version, prev.as_ref());
         let out = invoke(att, ctx, Command::Add, plugin, version, &conf)?;
         let bad = |why: String| {
-            DelegateError::new(att, &ty, Command::Add, ExecError::BadOutput(PathBuf::from(&ty), why))
+            DelegateError::new(
+                att,
+                &ty,
+                Command::Add,
+                ExecError::BadOutput(PathBuf::from(&ty), why),
+            )
         };
-        let result: Value = serde_json::from_slice(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let result: Value =
+            serde_json::from_slice(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
         CniResult::parse(&result).map_err(|e| bad(e.to_string()))?;
         prev = Some(result);
     }
-    prev.ok_or_else(|| DelegateError::new(att, "", Command::Add, ExecError::BadOutput(PathBuf::new(), "no plugins".into())))
+    prev.ok_or_else(|| {
+        DelegateError::new(
+            att,
+            "",
+            Command::Add,
+            ExecError::BadOutput(PathBuf::new(), "no plugins".into()),
+        )
+    })
 }
 
 /// DEL: runs the plugins in reverse with the cached result; every plugin is attempted, and all
 /// failures are returned.
 pub fn del(att: &Attachment, ctx: &Context<'_>) -> Result<(), Vec<DelegateError>> {
     let version = network_version(att, ctx);
-    let prev = if version >= CniVersion::V0_4_0 { att.result.as_ref() } else { None };
+    let prev = if version >= CniVersion::V0_4_0 {
+        att.result.as_ref()
+    } else {
+        None
+    };
     let mut errors = Vec::new();
     for plugin in att.network.plugins().into_iter().rev() {
         let conf = plugin_config(att, plugin, version, prev);
@@ -281,7 +345,11 @@ pub fn check(att: &Attachment, ctx: &Context<'_>) -> Result<(), DelegateError> {
 
 /// GC: forwards the valid attachments of this network to each of its plugins (1.1.0 networks
 /// only; `disableGC` honoured). Continues past failures.
-pub fn gc(att: &Attachment, ctx: &Context<'_>, valid: &[ValidAttachment]) -> Result<(), Vec<DelegateError>> {
+pub fn gc(
+    att: &Attachment,
+    ctx: &Context<'_>,
+    valid: &[ValidAttachment],
+) -> Result<(), Vec<DelegateError>> {
     let version = network_version(att, ctx);
     if !version.supports_status_gc() || att.network.disable_gc() {
         return Ok(());
@@ -290,7 +358,10 @@ pub fn gc(att: &Attachment, ctx: &Context<'_>, valid: &[ValidAttachment]) -> Res
     for plugin in att.network.plugins() {
         let mut conf = plugin_config(att, plugin, version, None);
         if let Value::Object(m) = &mut conf {
-            m.insert("cni.dev/valid-attachments".into(), serde_json::to_value(valid).unwrap_or_default());
+            m.insert(
+                "cni.dev/valid-attachments".into(),
+                serde_json::to_value(valid).unwrap_or_default(),
+            );
         }
         if let Err(e) = invoke(att, ctx, Command::Gc, plugin, version, &conf) {
             errors.push(e);
@@ -330,13 +401,22 @@ mod tests {
     fn runtime_config_only_for_declared_capabilities() {
         let mut a = att(json!({"name": "l", "cniVersion": "1.0.0", "plugins": [
             {"type": "bridge"}, {"type": "portmap", "capabilities": {"portMappings": true}}]}));
-        a.runtime_config.insert("portMappings".into(), json!([{"hostPort": 80}]));
+        a.runtime_config
+            .insert("portMappings".into(), json!([{"hostPort": 80}]));
         a.runtime_config.insert("bandwidth".into(), json!({}));
         let plugins = a.network.plugins();
         let c0 = plugin_config(&a, plugins[0], CniVersion::V1_0_0, None);
-        let c1 = plugin_config(&a, plugins[1], CniVersion::V1_0_0, Some(&json!({"cniVersion": "1.0.0"})));
+        let c1 = plugin_config(
+            &a,
+            plugins[1],
+            CniVersion::V1_0_0,
+            Some(&json!({"cniVersion": "1.0.0"})),
+        );
         assert!(c0.get("runtimeConfig").is_none());
-        assert_eq!(c1["runtimeConfig"], json!({"portMappings": [{"hostPort": 80}]}));
+        assert_eq!(
+            c1["runtimeConfig"],
+            json!({"portMappings": [{"hostPort": 80}]})
+        );
         assert_eq!(c1["name"], "l");
         assert_eq!(c1["prevResult"]["cniVersion"], "1.0.0");
     }

@@ -55,7 +55,10 @@ pub struct AnnotationError {
 }
 
 fn err(annotation: &'static str, what: impl Into<String>) -> AnnotationError {
-    AnnotationError { annotation, what: what.into() }
+    AnnotationError {
+        annotation,
+        what: what.into(),
+    }
 }
 
 /// Parses `k8s.v1.cni.cncf.io/networks` (JSON when it contains `[`, `{` or `"`, as the reference does).
@@ -69,21 +72,33 @@ pub fn parse_default_network(value: &str) -> Result<NetworkSelection, Annotation
     match list.len() {
         1 => Ok(list.remove(0)),
         0 => Err(err(DEFAULT_NETWORK, "is empty")),
-        n => Err(err(DEFAULT_NETWORK, format!("names {n} networks; it may name exactly one"))),
+        n => Err(err(
+            DEFAULT_NETWORK,
+            format!("names {n} networks; it may name exactly one"),
+        )),
     }
 }
 
-fn parse_selection_list(annotation: &'static str, value: &str) -> Result<Vec<NetworkSelection>, AnnotationError> {
+fn parse_selection_list(
+    annotation: &'static str,
+    value: &str,
+) -> Result<Vec<NetworkSelection>, AnnotationError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(Vec::new());
     }
     if value.contains(['[', '{', '"']) {
-        let parsed: Value = serde_json::from_str(value).map_err(|e| err(annotation, format!("is not valid JSON: {e}")))?;
+        let parsed: Value = serde_json::from_str(value)
+            .map_err(|e| err(annotation, format!("is not valid JSON: {e}")))?;
         let items = match parsed {
             Value::Array(items) => items,
             obj @ Value::Object(_) => vec![obj],
-            _ => return Err(err(annotation, "must be a JSON list of network selection objects")),
+            _ => {
+                return Err(err(
+                    annotation,
+                    "must be a JSON list of network selection objects",
+                ))
+            }
         };
         items
             .iter()
@@ -101,7 +116,11 @@ fn parse_selection_list(annotation: &'static str, value: &str) -> Result<Vec<Net
 }
 
 /// `[namespace/]name[@interface]`.
-fn parse_short(annotation: &'static str, i: usize, item: &str) -> Result<NetworkSelection, AnnotationError> {
+fn parse_short(
+    annotation: &'static str,
+    i: usize,
+    item: &str,
+) -> Result<NetworkSelection, AnnotationError> {
     let at = |what: String| err(annotation, format!("element {i} ({item:?}): {what}"));
     if item.is_empty() {
         return Err(at("is empty (stray comma?)".into()));
@@ -114,15 +133,31 @@ fn parse_short(annotation: &'static str, i: usize, item: &str) -> Result<Network
         Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
         None => (None, rest.to_string()),
     };
-    let sel = NetworkSelection { name, namespace, interface, ..Default::default() };
+    let sel = NetworkSelection {
+        name,
+        namespace,
+        interface,
+        ..Default::default()
+    };
     validate_identity(&sel).map_err(at)?;
     Ok(sel)
 }
 
-fn parse_element(annotation: &'static str, i: usize, v: &Value) -> Result<NetworkSelection, AnnotationError> {
+fn parse_element(
+    annotation: &'static str,
+    i: usize,
+    v: &Value,
+) -> Result<NetworkSelection, AnnotationError> {
     let label = v.get("name").and_then(Value::as_str).unwrap_or("");
-    let at = |field: &str, what: String| err(annotation, format!("element {i} ({label:?}): field {field:?}: {what}"));
-    let obj = v.as_object().ok_or_else(|| err(annotation, format!("element {i} is not a JSON object")))?;
+    let at = |field: &str, what: String| {
+        err(
+            annotation,
+            format!("element {i} ({label:?}): field {field:?}: {what}"),
+        )
+    };
+    let obj = v
+        .as_object()
+        .ok_or_else(|| err(annotation, format!("element {i} is not a JSON object")))?;
     let string = |field: &str| -> Result<Option<String>, AnnotationError> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -135,7 +170,11 @@ fn parse_element(annotation: &'static str, i: usize, v: &Value) -> Result<Networ
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_str().map(String::from).ok_or_else(|| at(field, format!("{x} is not a string"))))
+                .map(|x| {
+                    x.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| at(field, format!("{x} is not a string")))
+                })
                 .collect(),
             Some(other) => Err(at(field, format!("must be a list of strings, not {other}"))),
         }
@@ -151,25 +190,41 @@ fn parse_element(annotation: &'static str, i: usize, v: &Value) -> Result<Networ
         ipam_claim_reference: string("ipam-claim-reference")?,
         ..Default::default()
     };
-    validate_identity(&sel).map_err(|w| err(annotation, format!("element {i} ({label:?}): {w}")))?;
+    validate_identity(&sel)
+        .map_err(|w| err(annotation, format!("element {i} ({label:?}): {w}")))?;
     for ip in strings("ips")? {
-        sel.ips.push(ip.parse().map_err(|_| at("ips", format!("{ip:?} is not an IP address or CIDR")))?);
+        sel.ips.push(
+            ip.parse()
+                .map_err(|_| at("ips", format!("{ip:?} is not an IP address or CIDR")))?,
+        );
     }
     for gw in strings("default-route")? {
-        sel.default_route.push(gw.parse().map_err(|_| at("default-route", format!("{gw:?} is not an IP address")))?);
+        sel.default_route.push(
+            gw.parse()
+                .map_err(|_| at("default-route", format!("{gw:?} is not an IP address")))?,
+        );
     }
     let v4 = sel.default_route.iter().filter(|g| g.is_ipv4()).count();
     if v4 > 1 || sel.default_route.len() - v4 > 1 {
-        return Err(at("default-route", "names more than one gateway of one address family (ECMP is not supported)".into()));
+        return Err(at(
+            "default-route",
+            "names more than one gateway of one address family (ECMP is not supported)".into(),
+        ));
     }
     if let Some(mac) = &sel.mac {
         if !is_hex_octets(mac, &[6, 20]) {
-            return Err(at("mac", format!("{mac:?} is not a MAC address (xx:xx:xx:xx:xx:xx)")));
+            return Err(at(
+                "mac",
+                format!("{mac:?} is not a MAC address (xx:xx:xx:xx:xx:xx)"),
+            ));
         }
     }
     if let Some(guid) = &sel.infiniband_guid {
         if !is_hex_octets(guid, &[8]) {
-            return Err(at("infiniband-guid", format!("{guid:?} is not a GUID (8 colon-separated hex octets)")));
+            return Err(at(
+                "infiniband-guid",
+                format!("{guid:?} is not a GUID (8 colon-separated hex octets)"),
+            ));
         }
     }
     if sel.device_id.as_deref() == Some("") {
@@ -177,14 +232,18 @@ fn parse_element(annotation: &'static str, i: usize, v: &Value) -> Result<Networ
     }
     if let Some(claim) = &sel.ipam_claim_reference {
         if !is_dns1123_subdomain(claim) {
-            return Err(at("ipam-claim-reference", format!("{claim:?} is not a valid object name")));
+            return Err(at(
+                "ipam-claim-reference",
+                format!("{claim:?} is not a valid object name"),
+            ));
         }
     }
     match obj.get("portMappings") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
             for (j, pm) in list.iter().enumerate() {
-                validate_port_mapping(pm).map_err(|w| at("portMappings", format!("entry {j}: {w}")))?;
+                validate_port_mapping(pm)
+                    .map_err(|w| at("portMappings", format!("entry {j}: {w}")))?;
             }
             sel.port_mappings = Some(Value::Array(list.clone()));
         }
@@ -194,11 +253,17 @@ fn parse_element(annotation: &'static str, i: usize, v: &Value) -> Result<Networ
         None | Some(Value::Null) => {}
         Some(Value::Object(bw)) => {
             for (k, val) in bw {
-                if !matches!(k.as_str(), "ingressRate" | "ingressBurst" | "egressRate" | "egressBurst") {
+                if !matches!(
+                    k.as_str(),
+                    "ingressRate" | "ingressBurst" | "egressRate" | "egressBurst"
+                ) {
                     return Err(at("bandwidth", format!("unknown key {k:?} (ingressRate, ingressBurst, egressRate, egressBurst)")));
                 }
                 if val.as_u64().is_none() {
-                    return Err(at("bandwidth", format!("{k} must be a non-negative integer")));
+                    return Err(at(
+                        "bandwidth",
+                        format!("{k} must be a non-negative integer"),
+                    ));
                 }
             }
             sel.bandwidth = Some(Value::Object(bw.clone()));
@@ -234,7 +299,10 @@ fn validate_identity(sel: &NetworkSelection) -> Result<(), String> {
 fn validate_port_mapping(pm: &Value) -> Result<(), String> {
     let obj = pm.as_object().ok_or("is not an object")?;
     for key in ["hostPort", "containerPort"] {
-        let port = obj.get(key).and_then(Value::as_u64).ok_or(format!("{key} is missing or not a number"))?;
+        let port = obj
+            .get(key)
+            .and_then(Value::as_u64)
+            .ok_or(format!("{key} is missing or not a number"))?;
         if port == 0 || port > 65535 {
             return Err(format!("{key} {port} is not a port number"));
         }
@@ -256,14 +324,18 @@ fn validate_port_mapping(pm: &Value) -> Result<(), String> {
 
 fn is_hex_octets(s: &str, lengths: &[usize]) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
-    lengths.contains(&parts.len()) && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    lengths.contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// A DNS-1123 label: 1-63 lowercase alphanumerics or '-', alphanumeric at both ends.
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -289,7 +361,14 @@ mod tests {
 
     #[test]
     fn short_form_errors() {
-        for bad in ["a,,b", "UPPER", "ns/a@this-name-is-too-long", "a@x/y", "bad_ns!/a", "a@"] {
+        for bad in [
+            "a,,b",
+            "UPPER",
+            "ns/a@this-name-is-too-long",
+            "a@x/y",
+            "bad_ns!/a",
+            "a@",
+        ] {
             assert!(parse_networks(bad).is_err(), "{bad}");
         }
     }
@@ -319,16 +398,37 @@ mod tests {
             (r#"[{"namespace":"x"}]"#, "\"name\""),
             (r#"[{"name":"a","ips":["10.0.0.300"]}]"#, "\"ips\""),
             (r#"[{"name":"a","mac":"zz:zz"}]"#, "\"mac\""),
-            (r#"[{"name":"a","default-route":["1.1.1.1","2.2.2.2"]}]"#, "\"default-route\""),
-            (r#"[{"name":"a","default-route":["nope"]}]"#, "\"default-route\""),
-            (r#"[{"name":"a","portMappings":[{"hostPort":0,"containerPort":80}]}]"#, "\"portMappings\""),
-            (r#"[{"name":"a","portMappings":[{"hostPort":1,"containerPort":80,"protocol":"icmp"}]}]"#, "\"portMappings\""),
+            (
+                r#"[{"name":"a","default-route":["1.1.1.1","2.2.2.2"]}]"#,
+                "\"default-route\"",
+            ),
+            (
+                r#"[{"name":"a","default-route":["nope"]}]"#,
+                "\"default-route\"",
+            ),
+            (
+                r#"[{"name":"a","portMappings":[{"hostPort":0,"containerPort":80}]}]"#,
+                "\"portMappings\"",
+            ),
+            (
+                r#"[{"name":"a","portMappings":[{"hostPort":1,"containerPort":80,"protocol":"icmp"}]}]"#,
+                "\"portMappings\"",
+            ),
             (r#"[{"name":"a","bandwidth":{"rate":1}}]"#, "\"bandwidth\""),
             (r#"[{"name":"a","cni-args":[1]}]"#, "\"cni-args\""),
-            (r#"[{"name":"a","infiniband-guid":"12:34"}]"#, "\"infiniband-guid\""),
+            (
+                r#"[{"name":"a","infiniband-guid":"12:34"}]"#,
+                "\"infiniband-guid\"",
+            ),
             (r#"[{"name":"a","deviceID":""}]"#, "\"deviceID\""),
-            (r#"[{"name":"a","ipam-claim-reference":"Bad_Name"}]"#, "\"ipam-claim-reference\""),
-            (r#"[{"name":"a","interface":"way-too-long-name"}]"#, "interface"),
+            (
+                r#"[{"name":"a","ipam-claim-reference":"Bad_Name"}]"#,
+                "\"ipam-claim-reference\"",
+            ),
+            (
+                r#"[{"name":"a","interface":"way-too-long-name"}]"#,
+                "interface",
+            ),
             (r#"[{"name":"a","ips":"10.0.0.1"}]"#, "\"ips\""),
             (r#"[{"name":5}]"#, "\"name\""),
             (r#"[1]"#, "element 0"),
@@ -342,7 +442,10 @@ mod tests {
 
     #[test]
     fn default_network_exactly_one() {
-        assert_eq!(parse_default_network("kube-system/calico").unwrap().name, "calico");
+        assert_eq!(
+            parse_default_network("kube-system/calico").unwrap().name,
+            "calico"
+        );
         assert!(parse_default_network("a,b").is_err());
         assert!(parse_default_network("").is_err());
     }

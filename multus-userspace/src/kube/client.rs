@@ -83,18 +83,31 @@ impl KubeClient {
         if kubeconfig.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
             return Ok(None);
         }
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(KubeError::Runtime)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(KubeError::Runtime)?;
         let config = match kubeconfig {
             Some(path) => {
                 let source_name = path.display().to_string();
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| KubeError::Config { source_name: source_name.clone(), reason: e.to_string() })?;
+                let file = Kubeconfig::read_from(path).map_err(|e| KubeError::Config {
+                    source_name: source_name.clone(),
+                    reason: e.to_string(),
+                })?;
                 runtime
-                    .block_on(Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()))
-                    .map_err(|e| KubeError::Config { source_name, reason: e.to_string() })?
+                    .block_on(Config::from_custom_kubeconfig(
+                        file,
+                        &KubeConfigOptions::default(),
+                    ))
+                    .map_err(|e| KubeError::Config {
+                        source_name,
+                        reason: e.to_string(),
+                    })?
             }
-            None => Config::incluster()
-                .map_err(|e| KubeError::Config { source_name: "the in-cluster environment".into(), reason: e.to_string() })?,
+            None => Config::incluster().map_err(|e| KubeError::Config {
+                source_name: "the in-cluster environment".into(),
+                reason: e.to_string(),
+            })?,
         };
         let mut config = config;
         // Our own bounded retries decide; kube's built-in retry would wait out Retry-After for
@@ -103,27 +116,51 @@ impl KubeClient {
         config.connect_timeout = Some(Duration::from_secs(1));
         let client = {
             let _guard = runtime.enter();
-            Client::try_from(config).map_err(|e| KubeError::Config { source_name: "kubeconfig".into(), reason: e.to_string() })?
+            Client::try_from(config).map_err(|e| KubeError::Config {
+                source_name: "kubeconfig".into(),
+                reason: e.to_string(),
+            })?
         };
         Ok(Some(KubeClient { runtime, client }))
     }
 
     /// GETs a pod; `Ok(None)` when it does not exist.
-    pub fn get_pod(&self, namespace: &str, name: &str, deadline: Instant) -> Result<Option<Pod>, KubeError> {
+    pub fn get_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<Pod>, KubeError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        self.retry(&format!("GET pod {namespace}/{name}"), deadline, false, || {
-            let api = api.clone();
-            async move { api.get_opt(name).await }
-        })
+        self.retry(
+            &format!("GET pod {namespace}/{name}"),
+            deadline,
+            false,
+            || {
+                let api = api.clone();
+                async move { api.get_opt(name).await }
+            },
+        )
     }
 
     /// GETs a NetworkAttachmentDefinition; `Ok(None)` when it does not exist.
-    pub fn get_nad(&self, namespace: &str, name: &str, deadline: Instant) -> Result<Option<DynamicObject>, KubeError> {
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
-        self.retry(&format!("GET network-attachment-definition {namespace}/{name}"), deadline, false, || {
-            let api = api.clone();
-            async move { api.get_opt(name).await }
-        })
+    pub fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<DynamicObject>, KubeError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
+        self.retry(
+            &format!("GET network-attachment-definition {namespace}/{name}"),
+            deadline,
+            false,
+            || {
+                let api = api.clone();
+                async move { api.get_opt(name).await }
+            },
+        )
     }
 
     /// Sets (or, with `None`, removes) pod annotations with a merge patch, retrying conflicts.
@@ -138,23 +175,40 @@ impl KubeClient {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut map = Map::new();
         for (k, v) in annotations {
-            map.insert((*k).to_string(), v.clone().map(Value::from).unwrap_or(Value::Null));
+            map.insert(
+                (*k).to_string(),
+                v.clone().map(Value::from).unwrap_or(Value::Null),
+            );
         }
         let patch = json!({"metadata": {"annotations": map}});
-        let outcome = self.retry(&format!("PATCH pod {namespace}/{name}"), deadline, true, || {
-            let (api, patch) = (api.clone(), patch.clone());
-            async move {
-                match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    Ok(_) => Ok(Some(())),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-                    Err(e) => Err(e),
+        let outcome = self.retry(
+            &format!("PATCH pod {namespace}/{name}"),
+            deadline,
+            true,
+            || {
+                let (api, patch) = (api.clone(), patch.clone());
+                async move {
+                    match api
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => Ok(Some(())),
+                        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+                        Err(e) => Err(e),
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         Ok(outcome.is_some())
     }
 
-    fn retry<T, F, Fut>(&self, operation: &str, deadline: Instant, retry_conflict: bool, mut call: F) -> Result<T, KubeError>
+    fn retry<T, F, Fut>(
+        &self,
+        operation: &str,
+        deadline: Instant,
+        retry_conflict: bool,
+        mut call: F,
+    ) -> Result<T, KubeError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
@@ -164,7 +218,10 @@ impl KubeClient {
         let mut pause = Duration::from_millis(25);
         let mut last = String::from("no attempt made");
         loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
                 return Err(KubeError::Deadline {
                     operation: operation.to_string(),
                     deadline: deadline.saturating_duration_since(started),
@@ -173,7 +230,9 @@ impl KubeClient {
                 });
             };
             attempts += 1;
-            let outcome = self.runtime.block_on(async { tokio::time::timeout(left, call()).await });
+            let outcome = self
+                .runtime
+                .block_on(async { tokio::time::timeout(left, call()).await });
             let step = match outcome {
                 Err(_) => Attempt::Retry("timed out".into()),
                 Ok(Ok(v)) => Attempt::Done(v),
@@ -201,12 +260,22 @@ fn classify<T>(operation: &str, e: kube::Error, retry_conflict: bool) -> Attempt
             if transient {
                 Attempt::Retry(format!("{} {}", s.code, s.message))
             } else {
-                Attempt::Fail(KubeError::Api { operation: operation.to_string(), status: s.code, reason: s.reason.clone(), message: s.message.clone() })
+                Attempt::Fail(KubeError::Api {
+                    operation: operation.to_string(),
+                    status: s.code,
+                    reason: s.reason.clone(),
+                    message: s.message.clone(),
+                })
             }
         }
         kube::Error::HyperError(e) => Attempt::Retry(e.to_string()),
         kube::Error::Service(e) => Attempt::Retry(e.to_string()),
         kube::Error::ReadEvents(e) => Attempt::Retry(e.to_string()),
-        other => Attempt::Fail(KubeError::Api { operation: operation.to_string(), status: 0, reason: "ClientError".into(), message: other.to_string() }),
+        other => Attempt::Fail(KubeError::Api {
+            operation: operation.to_string(),
+            status: 0,
+            reason: "ClientError".into(),
+            message: other.to_string(),
+        }),
     }
 }

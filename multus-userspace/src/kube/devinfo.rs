@@ -93,9 +93,12 @@ pub struct DeviceInfo {
 impl DeviceInfo {
     /// `pci.pci-address` (or `vdpa.pci-address`), when present.
     pub fn pci_address(&self) -> Option<&str> {
-        ["pci", "vdpa"]
-            .iter()
-            .find_map(|k| self.extra.get(*k).and_then(|v| v.get("pci-address")).and_then(Value::as_str))
+        ["pci", "vdpa"].iter().find_map(|k| {
+            self.extra
+                .get(*k)
+                .and_then(|v| v.get("pci-address"))
+                .and_then(Value::as_str)
+        })
     }
 }
 
@@ -108,7 +111,9 @@ pub struct DevInfoDir {
 
 impl Default for DevInfoDir {
     fn default() -> Self {
-        DevInfoDir { root: PathBuf::from(DEFAULT_DEVINFO_DIR) }
+        DevInfoDir {
+            root: PathBuf::from(DEFAULT_DEVINFO_DIR),
+        }
     }
 }
 
@@ -121,11 +126,20 @@ impl DevInfoDir {
     /// The CNI file of one attachment: `<root>/cni/<network>-<containerID>_<ifname>`, `/` in the
     /// network name replaced by `-` (the reference's name, for `CNIDeviceInfoFile`). `network` is
     /// the delegate's network name (its configuration's `name`), as in the reference.
-    pub fn cni_path(&self, network: &str, container_id: &str, ifname: &str) -> Result<PathBuf, DevInfoError> {
+    pub fn cni_path(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<PathBuf, DevInfoError> {
         let network = component("network name", network)?;
-        validate_container_id(container_id).map_err(|e| invalid("container ID", container_id, e.to_string()))?;
+        validate_container_id(container_id)
+            .map_err(|e| invalid("container ID", container_id, e.to_string()))?;
         validate_ifname(ifname).map_err(|e| invalid("interface name", ifname, e))?;
-        file_name(&self.root.join(CNI_SUBDIR), format!("{network}-{container_id}_{ifname}"))
+        file_name(
+            &self.root.join(CNI_SUBDIR),
+            format!("{network}-{container_id}_{ifname}"),
+        )
     }
 
     /// A device plugin's file: `<root>/dp/<resourceName>-<deviceID>-device.json`, `/` replaced
@@ -133,17 +147,29 @@ impl DevInfoDir {
     pub fn dp_path(&self, resource: &str, device_id: &str) -> Result<PathBuf, DevInfoError> {
         let resource = component("resource name", resource)?;
         let device_id = component("device ID", device_id)?;
-        file_name(&self.root.join(DP_SUBDIR), format!("{resource}-{device_id}-device.json"))
+        file_name(
+            &self.root.join(DP_SUBDIR),
+            format!("{resource}-{device_id}-device.json"),
+        )
     }
 
     /// Loads a device plugin's file; `Ok(None)` when the plugin wrote none (most do not).
-    pub fn load_dp(&self, resource: &str, device_id: &str) -> Result<Option<DeviceInfo>, DevInfoError> {
+    pub fn load_dp(
+        &self,
+        resource: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceInfo>, DevInfoError> {
         load(&self.dp_path(resource, device_id)?)
     }
 
     /// Copies a device plugin's file to the attachment's CNI file (replacing an older copy) so
     /// the delegate finds it; `Ok(false)` when the plugin wrote none.
-    pub fn copy_dp_to_cni(&self, resource: &str, device_id: &str, cni_path: &Path) -> Result<bool, DevInfoError> {
+    pub fn copy_dp_to_cni(
+        &self,
+        resource: &str,
+        device_id: &str,
+        cni_path: &Path,
+    ) -> Result<bool, DevInfoError> {
         match self.load_dp(resource, device_id)? {
             Some(info) => save(cni_path, &info).map(|()| true),
             None => Ok(false),
@@ -154,15 +180,23 @@ impl DevInfoDir {
 /// Loads a device-info file: `Ok(None)` when it does not exist, an error when it exists and is
 /// not a JSON object with a string `type`.
 pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
-    let io_err = |source| DevInfoError::Io { path: path.to_path_buf(), source };
-    let malformed = |reason: String| DevInfoError::Malformed { path: path.to_path_buf(), reason };
+    let io_err = |source| DevInfoError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let malformed = |reason: String| DevInfoError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(e)),
     };
     let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
     if bytes.len() as u64 > MAX_FILE {
         return Err(malformed(format!("larger than {MAX_FILE} bytes")));
     }
@@ -178,19 +212,33 @@ pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
     if value.get("version").is_some_and(|v| !v.is_string()) {
         return Err(malformed("\"version\" is not a string".into()));
     }
-    serde_json::from_value(value).map(Some).map_err(|e| malformed(e.to_string()))
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| malformed(e.to_string()))
 }
 
 /// Writes a device-info file atomically (temporary file in the same directory, then rename),
 /// creating the directory (0755) when needed; the file is 0644.
 pub fn save(path: &Path, info: &DeviceInfo) -> Result<(), DevInfoError> {
-    let io_err = |p: &Path, source| DevInfoError::Io { path: p.to_path_buf(), source };
-    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
-        return Err(io_err(path, io::Error::new(io::ErrorKind::InvalidInput, "not a file path")));
+    let io_err = |p: &Path, source| DevInfoError::Io {
+        path: p.to_path_buf(),
+        source,
     };
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| io_err(dir, e))?;
-    let json = serde_json::to_vec(info)
-        .map_err(|e| DevInfoError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
+    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+        return Err(io_err(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+        ));
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| io_err(dir, e))?;
+    let json = serde_json::to_vec(info).map_err(|e| DevInfoError::Malformed {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     write_atomic(path, &json, 0o644).map_err(|e| io_err(path, e))
 }
 
@@ -199,12 +247,19 @@ pub fn remove(path: &Path) -> Result<(), DevInfoError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(DevInfoError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(DevInfoError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
 fn invalid(what: &'static str, value: &str, reason: String) -> DevInfoError {
-    DevInfoError::InvalidName { what, value: value.to_string(), reason }
+    DevInfoError::InvalidName {
+        what,
+        value: value.to_string(),
+        reason,
+    }
 }
 
 /// A name that becomes part of a file name: `/` replaced by `-` (as in the reference), and no
@@ -214,18 +269,30 @@ fn component(what: &'static str, value: &str) -> Result<String, DevInfoError> {
         return Err(invalid(what, value, "it is empty".into()));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(invalid(what, value, format!("it contains the control character {c:?}")));
+        return Err(invalid(
+            what,
+            value,
+            format!("it contains the control character {c:?}"),
+        ));
     }
     Ok(value.replace('/', "-"))
 }
 
 fn file_name(dir: &Path, name: String) -> Result<PathBuf, DevInfoError> {
     if name.len() > NAME_MAX {
-        return Err(invalid("file name", &name, format!("longer than {NAME_MAX} bytes")));
+        return Err(invalid(
+            "file name",
+            &name,
+            format!("longer than {NAME_MAX} bytes"),
+        ));
     }
     // unreachable for names built above (they always contain '-'), kept as the last guard
     if name.contains('/') || name == "." || name == ".." {
-        return Err(invalid("file name", &name, "not a single path component".into()));
+        return Err(invalid(
+            "file name",
+            &name,
+            "not a single path component".into(),
+        ));
     }
     Ok(dir.join(name))
 }
@@ -274,22 +341,47 @@ mod tests {
         ];
         for (net, id, ifname, what) in bad_cni {
             let err = d.cni_path(net, id, ifname).unwrap_err();
-            assert!(matches!(&err, DevInfoError::InvalidName { what: w, .. } if *w == what), "{net:?} {id:?} {ifname:?}: {err}");
+            assert!(
+                matches!(&err, DevInfoError::InvalidName { what: w, .. } if *w == what),
+                "{net:?} {id:?} {ifname:?}: {err}"
+            );
         }
         for (resource, dev) in [("", "x"), ("r/x", ""), ("r\0", "x"), ("r/x", "a\u{7f}")] {
-            assert!(matches!(d.dp_path(resource, dev), Err(DevInfoError::InvalidName { .. })), "{resource:?} {dev:?}");
+            assert!(
+                matches!(
+                    d.dp_path(resource, dev),
+                    Err(DevInfoError::InvalidName { .. })
+                ),
+                "{resource:?} {dev:?}"
+            );
         }
         // "..": harmless once '/' is gone, and stays inside dp/
         let p = d.dp_path("..", "..").unwrap();
         assert_eq!(p, Path::new("/tmp/x/dp/..-..-device.json"));
         let p = d.cni_path("../../etc", "abc", "net1").unwrap();
         assert_eq!(p.parent().unwrap(), Path::new("/tmp/x/cni"));
-        assert!(matches!(d.dp_path(&"r".repeat(250), "x"), Err(DevInfoError::InvalidName { what: "file name", .. })));
+        assert!(matches!(
+            d.dp_path(&"r".repeat(250), "x"),
+            Err(DevInfoError::InvalidName {
+                what: "file name",
+                ..
+            })
+        ));
         // the longest accepted name can still be written (its temporary sibling is short)
         let dir = tempfile::tempdir().unwrap();
-        let long = DevInfoDir::new(dir.path()).dp_path(&"r".repeat(241), "x").unwrap();
+        let long = DevInfoDir::new(dir.path())
+            .dp_path(&"r".repeat(241), "x")
+            .unwrap();
         assert_eq!(long.file_name().unwrap().len(), 255);
-        save(&long, &DeviceInfo { kind: "pci".into(), version: String::new(), extra: Map::new() }).unwrap();
+        save(
+            &long,
+            &DeviceInfo {
+                kind: "pci".into(),
+                version: String::new(),
+                extra: Map::new(),
+            },
+        )
+        .unwrap();
         assert!(load(&long).unwrap().is_some());
     }
 
@@ -310,9 +402,20 @@ mod tests {
         assert_eq!(info.pci_address(), Some("0000:18:02.5"));
         assert_eq!(serde_json::to_value(&info).unwrap(), doc);
 
-        fs::write(&path, r#"{"type":"vhost-user","vhost-user":{"mode":"server","path":"/var/run/vhu/x.sock"}}"#).unwrap();
+        fs::write(
+            &path,
+            r#"{"type":"vhost-user","vhost-user":{"mode":"server","path":"/var/run/vhu/x.sock"}}"#,
+        )
+        .unwrap();
         let info = load(&path).unwrap().unwrap();
-        assert_eq!((info.kind.as_str(), info.version.as_str(), info.pci_address()), ("vhost-user", "", None));
+        assert_eq!(
+            (
+                info.kind.as_str(),
+                info.version.as_str(),
+                info.pci_address()
+            ),
+            ("vhost-user", "", None)
+        );
     }
 
     #[test]
@@ -329,7 +432,10 @@ mod tests {
         ] {
             fs::write(&path, text).unwrap();
             let err = load(&path).unwrap_err();
-            assert!(matches!(err, DevInfoError::Malformed { .. }) && err.to_string().contains(want), "{text}: {err}");
+            assert!(
+                matches!(err, DevInfoError::Malformed { .. }) && err.to_string().contains(want),
+                "{text}: {err}"
+            );
         }
         fs::write(&path, vec![b' '; MAX_FILE as usize + 1]).unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("larger"));
@@ -343,19 +449,36 @@ mod tests {
         let d = DevInfoDir::new(dir.path().join("devinfo"));
         let cni = d.cni_path("sriov-net", "abc", "net1").unwrap();
         // no plugin file: nothing copied, nothing created
-        assert!(!d.copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni).unwrap());
+        assert!(!d
+            .copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni)
+            .unwrap());
         assert!(!cni.exists());
         let info = DeviceInfo {
             kind: "pci".into(),
             version: "1.1.0".into(),
-            extra: json!({"pci": {"pci-address": "0000:18:02.5"}}).as_object().unwrap().clone(),
+            extra: json!({"pci": {"pci-address": "0000:18:02.5"}})
+                .as_object()
+                .unwrap()
+                .clone(),
         };
-        save(&d.dp_path("intel.com/sriov", "0000:18:02.5").unwrap(), &info).unwrap();
-        assert!(d.copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni).unwrap());
+        save(
+            &d.dp_path("intel.com/sriov", "0000:18:02.5").unwrap(),
+            &info,
+        )
+        .unwrap();
+        assert!(d
+            .copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni)
+            .unwrap());
         assert_eq!(load(&cni).unwrap(), Some(info.clone()));
         // an older copy is replaced
-        assert!(d.copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni).unwrap());
-        assert_eq!(fs::read_dir(cni.parent().unwrap()).unwrap().count(), 1, "no temporary file left");
+        assert!(d
+            .copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni)
+            .unwrap());
+        assert_eq!(
+            fs::read_dir(cni.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         remove(&cni).unwrap();
         assert!(!cni.exists());
         remove(&cni).unwrap();

@@ -50,6 +50,7 @@ pub fn is_static_pod(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     let annotations = pod.metadata.annotations.as_ref();
     annotations.is_some_and(|a| {
         a.contains_key("kubernetes.io/config.mirror")
-            || a.get("kubernetes.io/config.source").is_some_and(|s| s != "api")
+            || a.get("kubernetes.io/config.source")
+                .is_some_and(|s| s != "api")
     })
 }

@@ -129,7 +129,9 @@ pub enum DeviceError {
     #[error(transparent)]
     Unavailable(Box<Unanswered>),
     /// A source answered, and the pod has no device of the resource.
-    #[error("pod {pod} has no device of resource {resource:?} allocated (according to the {from})")]
+    #[error(
+        "pod {pod} has no device of resource {resource:?} allocated (according to the {from})"
+    )]
     NotAllocated {
         /// The pod.
         pod: String,
@@ -173,7 +175,10 @@ pub struct PodDevices {
 impl PodDevices {
     /// The device IDs of `resource` (empty when none).
     pub fn ids(&self, resource: &str) -> &[String] {
-        self.resources.get(resource).map(Vec::as_slice).unwrap_or(&[])
+        self.resources
+            .get(resource)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Hands out the next unused device ID of `resource`: several networks of one pod that name
@@ -197,7 +202,10 @@ impl PodDevices {
     }
 
     fn new(source: Source) -> PodDevices {
-        PodDevices { source, resources: BTreeMap::new() }
+        PodDevices {
+            source,
+            resources: BTreeMap::new(),
+        }
     }
 }
 
@@ -228,7 +236,11 @@ impl DeviceSource {
     ///
     /// Synchronous: runs its own current-thread runtime (on a scoped thread when called from
     /// inside a tokio runtime). Async callers use [`DeviceSource::pod_devices_async`].
-    pub fn device_ids(&self, pod: &PodIdentity, resource: &str) -> Result<Vec<String>, DeviceError> {
+    pub fn device_ids(
+        &self,
+        pod: &PodIdentity,
+        resource: &str,
+    ) -> Result<Vec<String>, DeviceError> {
         if resource.is_empty() {
             return Err(DeviceError::InvalidResource(resource.to_string()));
         }
@@ -251,9 +263,14 @@ impl DeviceSource {
         let kubelet = if tokio::runtime::Handle::try_current().is_ok() {
             // block_on inside a runtime panics: run ours on a thread of its own.
             std::thread::scope(|s| {
-                s.spawn(|| self.kubelet_blocking(pod)).join().unwrap_or_else(|_| {
-                    Err(KubeletError::Protocol { method: "Get", reason: "the client thread panicked".into() })
-                })
+                s.spawn(|| self.kubelet_blocking(pod))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(KubeletError::Protocol {
+                            method: "Get",
+                            reason: "the client thread panicked".into(),
+                        })
+                    })
             })
         } else {
             self.kubelet_blocking(pod)
@@ -273,7 +290,9 @@ impl DeviceSource {
         if !self.socket.exists() {
             return Err(KubeletError::SocketMissing);
         }
-        match tokio::time::timeout(self.timeout, query_kubelet(&self.socket, pod, self.timeout)).await {
+        match tokio::time::timeout(self.timeout, query_kubelet(&self.socket, pod, self.timeout))
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err(KubeletError::Timeout(self.timeout)),
         }
@@ -297,7 +316,11 @@ impl DeviceSource {
         rt.block_on(self.kubelet(pod))
     }
 
-    fn finish(&self, pod: &PodIdentity, kubelet: Result<PodDevices, KubeletError>) -> Result<PodDevices, DeviceError> {
+    fn finish(
+        &self,
+        pod: &PodIdentity,
+        kubelet: Result<PodDevices, KubeletError>,
+    ) -> Result<PodDevices, DeviceError> {
         let kubelet = match kubelet {
             Ok(devices) => return Ok(devices),
             Err(e) => e,
@@ -327,9 +350,15 @@ fn validate_pod(pod: &PodIdentity) -> Result<(), DeviceError> {
             return Err(DeviceError::InvalidPod(format!("the pod {what} is empty")));
         }
     }
-    for (what, value) in [("namespace", &pod.namespace), ("name", &pod.name), ("uid", &pod.uid)] {
+    for (what, value) in [
+        ("namespace", &pod.namespace),
+        ("name", &pod.name),
+        ("uid", &pod.uid),
+    ] {
         if value.len() > 253 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(DeviceError::InvalidPod(format!("the pod {what} {value:?} is not a Kubernetes {what}")));
+            return Err(DeviceError::InvalidPod(format!(
+                "the pod {what} {value:?} is not a Kubernetes {what}"
+            )));
         }
     }
     Ok(())
@@ -342,12 +371,16 @@ fn read_capped(path: &Path, cap: u64) -> Result<String, CheckpointError> {
         _ => CheckpointError::Read(e),
     })?;
     let mut text = String::new();
-    file.take(cap + 1).read_to_string(&mut text).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => CheckpointError::Malformed("not UTF-8".into()),
-        _ => CheckpointError::Read(e),
-    })?;
+    file.take(cap + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => CheckpointError::Malformed("not UTF-8".into()),
+            _ => CheckpointError::Read(e),
+        })?;
     if text.len() as u64 > cap {
-        return Err(CheckpointError::Malformed(format!("larger than {cap} bytes")));
+        return Err(CheckpointError::Malformed(format!(
+            "larger than {cap} bytes"
+        )));
     }
     Ok(text)
 }
@@ -358,12 +391,17 @@ fn read_capped(path: &Path, cap: u64) -> Result<String, CheckpointError> {
 /// (kubelet 1.20 and later) and as a plain list (earlier). Unknown keys (`AllocResp`,
 /// `RegisteredDevices`, `Checksum`) are ignored.
 pub fn parse_checkpoint(text: &str, uid: &str) -> Result<PodDevices, CheckpointError> {
-    let root: Value = serde_json::from_str(text).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    let root: Value =
+        serde_json::from_str(text).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
     let entries = match root.get("Data").and_then(|d| d.get("PodDeviceEntries")) {
         Some(Value::Array(entries)) => entries.as_slice(),
         // kubelet writes null when no pod has devices
         Some(Value::Null) => &[],
-        Some(_) => return Err(CheckpointError::Malformed("Data.PodDeviceEntries is not a list".into())),
+        Some(_) => {
+            return Err(CheckpointError::Malformed(
+                "Data.PodDeviceEntries is not a list".into(),
+            ))
+        }
         None => {
             if root.get("Data").is_some_and(Value::is_object) {
                 &[]
@@ -376,13 +414,16 @@ pub fn parse_checkpoint(text: &str, uid: &str) -> Result<PodDevices, CheckpointE
     for (i, entry) in entries.iter().enumerate() {
         let field = |name: &str| entry.get(name).and_then(Value::as_str);
         let (Some(pod_uid), Some(resource)) = (field("PodUID"), field("ResourceName")) else {
-            return Err(CheckpointError::Malformed(format!("entry {i} lacks PodUID or ResourceName")));
+            return Err(CheckpointError::Malformed(format!(
+                "entry {i} lacks PodUID or ResourceName"
+            )));
         };
         if pod_uid != uid {
             continue;
         }
-        let ids = checkpoint_ids(entry.get("DeviceIDs"))
-            .map_err(|reason| CheckpointError::Malformed(format!("entry {i} ({resource}): {reason}")))?;
+        let ids = checkpoint_ids(entry.get("DeviceIDs")).map_err(|reason| {
+            CheckpointError::Malformed(format!("entry {i} ({resource}): {reason}"))
+        })?;
         devices.add(resource, ids);
     }
     Ok(devices)
@@ -391,7 +432,11 @@ pub fn parse_checkpoint(text: &str, uid: &str) -> Result<PodDevices, CheckpointE
 fn checkpoint_ids(value: Option<&Value>) -> Result<Vec<String>, String> {
     let strings = |list: &[Value]| -> Result<Vec<String>, String> {
         list.iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("device ID {v} is not a string")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("device ID {v} is not a string"))
+            })
             .collect()
     };
     match value {
@@ -413,11 +458,17 @@ fn checkpoint_ids(value: Option<&Value>) -> Result<Vec<String>, String> {
 }
 
 /// One kubelet exchange: `Get`, then `List` when `Get` is refused with a gRPC status.
-async fn query_kubelet(socket: &Path, pod: &PodIdentity, timeout: Duration) -> Result<PodDevices, KubeletError> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => KubeletError::SocketMissing,
-        _ => KubeletError::Connect(e),
-    })?;
+async fn query_kubelet(
+    socket: &Path,
+    pod: &PodIdentity,
+    timeout: Duration,
+) -> Result<PodDevices, KubeletError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => KubeletError::SocketMissing,
+            _ => KubeletError::Connect(e),
+        })?;
     let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .max_frame_size(1 << 20)
         .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
@@ -430,11 +481,18 @@ async fn query_kubelet(socket: &Path, pod: &PodIdentity, timeout: Duration) -> R
         }
     });
 
-    let get = proto::GetPodResourcesRequest { pod_name: pod.name.clone(), pod_namespace: pod.namespace.clone() };
+    let get = proto::GetPodResourcesRequest {
+        pod_name: pod.name.clone(),
+        pod_namespace: pod.namespace.clone(),
+    };
     match unary(&mut sender, "Get", get.encode(), timeout).await {
         Ok(body) => {
-            let resp = proto::GetPodResourcesResponse::decode(&body)
-                .map_err(|reason| KubeletError::Protocol { method: "Get", reason })?;
+            let resp = proto::GetPodResourcesResponse::decode(&body).map_err(|reason| {
+                KubeletError::Protocol {
+                    method: "Get",
+                    reason,
+                }
+            })?;
             let mut devices = PodDevices::new(Source::Kubelet);
             if let Some(p) = resp.pod_resources {
                 collect(&mut devices, &p);
@@ -448,10 +506,18 @@ async fn query_kubelet(socket: &Path, pod: &PodIdentity, timeout: Duration) -> R
         Err(e) => return Err(e),
     }
     let body = unary(&mut sender, "List", Vec::new(), timeout).await?;
-    let resp = proto::ListPodResourcesResponse::decode(&body)
-        .map_err(|reason| KubeletError::Protocol { method: "List", reason })?;
+    let resp = proto::ListPodResourcesResponse::decode(&body).map_err(|reason| {
+        KubeletError::Protocol {
+            method: "List",
+            reason,
+        }
+    })?;
     let mut devices = PodDevices::new(Source::Kubelet);
-    for p in resp.pod_resources.iter().filter(|p| p.name == pod.name && p.namespace == pod.namespace) {
+    for p in resp
+        .pod_resources
+        .iter()
+        .filter(|p| p.name == pod.name && p.namespace == pod.namespace)
+    {
         collect(&mut devices, p);
     }
     Ok(devices)
@@ -476,12 +542,18 @@ async fn unary(
     let request = Request::post(format!("http://localhost/{SERVICE}/{method}"))
         .header(header::CONTENT_TYPE, "application/grpc")
         .header(header::TE, "trailers")
-        .header(header::USER_AGENT, concat!("multus-rs/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("multus-rs/", env!("CARGO_PKG_VERSION")),
+        )
         .header("grpc-timeout", grpc_timeout(timeout))
         .body(Full::new(Bytes::from(frame(&message))))
         .map_err(|e| protocol(format!("cannot build the request: {e}")))?;
     sender.ready().await.map_err(KubeletError::Http)?;
-    let response = sender.send_request(request).await.map_err(KubeletError::Http)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(KubeletError::Http)?;
     let (parts, body) = response.into_parts();
     if parts.status != StatusCode::OK {
         return Err(KubeletError::Status {
@@ -493,19 +565,30 @@ async fn unary(
     // A trailers-only answer carries the status in the headers.
     if let Some(status) = grpc_status(&parts.headers, method)? {
         if status.0 != 0 {
-            return Err(KubeletError::Status { method, code: status.0, message: status.1 });
+            return Err(KubeletError::Status {
+                method,
+                code: status.0,
+                message: status.1,
+            });
         }
     }
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !content_type.starts_with("application/grpc") {
-        return Err(protocol(format!("content-type {content_type:?} is not application/grpc")));
+        return Err(protocol(format!(
+            "content-type {content_type:?} is not application/grpc"
+        )));
     }
-    let collected = Limited::new(body, MAX_RESPONSE + 5).collect().await.map_err(|e| {
-        match e.downcast::<hyper::Error>() {
+    let collected = Limited::new(body, MAX_RESPONSE + 5)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<hyper::Error>() {
             Ok(e) => KubeletError::Http(*e),
             Err(e) => protocol(format!("{e} (limit {MAX_RESPONSE} bytes)")),
-        }
-    })?;
+        })?;
     let trailers = collected.trailers().cloned();
     let data = collected.to_bytes();
     let status = match trailers.as_ref() {
@@ -514,7 +597,13 @@ async fn unary(
     };
     match status {
         Some((0, _)) => {}
-        Some((code, message)) => return Err(KubeletError::Status { method, code, message }),
+        Some((code, message)) => {
+            return Err(KubeletError::Status {
+                method,
+                code,
+                message,
+            })
+        }
         None => return Err(protocol("no grpc-status in the trailers".into())),
     }
     unframe(&data).map_err(protocol)
@@ -525,7 +614,11 @@ pub fn frame(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 5);
     out.push(0);
     // messages here are far below 4 GiB; saturate rather than wrap if not
-    out.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(message);
     out
 }
@@ -533,15 +626,24 @@ pub fn frame(message: &[u8]) -> Vec<u8> {
 /// Splits a unary response body into its one message.
 pub fn unframe(data: &[u8]) -> Result<Bytes, String> {
     if data.len() < 5 {
-        return Err(format!("{} bytes of body, less than one gRPC message header", data.len()));
+        return Err(format!(
+            "{} bytes of body, less than one gRPC message header",
+            data.len()
+        ));
     }
     if data[0] != 0 {
-        return Err(format!("compressed or unknown message flag {} (no compression was offered)", data[0]));
+        return Err(format!(
+            "compressed or unknown message flag {} (no compression was offered)",
+            data[0]
+        ));
     }
     let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
     let rest = &data[5..];
     if rest.len() != len {
-        return Err(format!("message length {len} but {} bytes follow (a unary answer has one message)", rest.len()));
+        return Err(format!(
+            "message length {len} but {} bytes follow (a unary answer has one message)",
+            rest.len()
+        ));
     }
     Ok(Bytes::copy_from_slice(rest))
 }
@@ -555,15 +657,25 @@ fn grpc_timeout(timeout: Duration) -> String {
     }
 }
 
-fn grpc_status(headers: &hyper::HeaderMap, method: &'static str) -> Result<Option<(u32, String)>, KubeletError> {
+fn grpc_status(
+    headers: &hyper::HeaderMap,
+    method: &'static str,
+) -> Result<Option<(u32, String)>, KubeletError> {
     let Some(code) = headers.get("grpc-status") else {
         return Ok(None);
     };
-    let code = code.to_str().ok().and_then(|c| c.parse::<u32>().ok()).ok_or_else(|| KubeletError::Protocol {
-        method,
-        reason: format!("grpc-status {code:?} is not a number"),
-    })?;
-    let message = headers.get("grpc-message").map(|m| percent_decode(m.as_bytes())).unwrap_or_default();
+    let code = code
+        .to_str()
+        .ok()
+        .and_then(|c| c.parse::<u32>().ok())
+        .ok_or_else(|| KubeletError::Protocol {
+            method,
+            reason: format!("grpc-status {code:?} is not a number"),
+        })?;
+    let message = headers
+        .get("grpc-message")
+        .map(|m| percent_decode(m.as_bytes()))
+        .unwrap_or_default();
     Ok(Some((code, message)))
 }
 
@@ -737,7 +849,10 @@ pub mod proto {
 
         fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
             if self.buf.len() < n {
-                return Err(format!("field of {n} bytes but only {} left", self.buf.len()));
+                return Err(format!(
+                    "field of {n} bytes but only {} left",
+                    self.buf.len()
+                ));
             }
             let (head, rest) = self.buf.split_at(n);
             self.buf = rest;
@@ -750,7 +865,8 @@ pub mod proto {
                 return Ok(None);
             }
             let key = self.varint()?;
-            let number = u32::try_from(key >> 3).map_err(|_| format!("field number {} too large", key >> 3))?;
+            let number = u32::try_from(key >> 3)
+                .map_err(|_| format!("field number {} too large", key >> 3))?;
             if number == 0 {
                 return Err("field number 0".into());
             }
@@ -764,14 +880,19 @@ pub mod proto {
                     Value::Fixed
                 }
                 LEN => {
-                    let n = usize::try_from(self.varint()?).map_err(|_| "length too large".to_string())?;
+                    let n = usize::try_from(self.varint()?)
+                        .map_err(|_| "length too large".to_string())?;
                     Value::Bytes(self.take(n)?)
                 }
                 I32 => {
                     self.take(4)?;
                     Value::Fixed
                 }
-                other => return Err(format!("field {number}: unsupported wire type {other} (groups are not used)")),
+                other => {
+                    return Err(format!(
+                        "field {number}: unsupported wire type {other} (groups are not used)"
+                    ))
+                }
             };
             Ok(Some((number, value)))
         }
@@ -790,7 +911,10 @@ pub mod proto {
     }
 
     /// Calls `f` for every field; proto3 lets a field repeat (last scalar wins, messages merge).
-    fn each<'a>(buf: &'a [u8], mut f: impl FnMut(u32, Value<'a>) -> Result<(), String>) -> Result<(), String> {
+    fn each<'a>(
+        buf: &'a [u8],
+        mut f: impl FnMut(u32, Value<'a>) -> Result<(), String>,
+    ) -> Result<(), String> {
         let mut r = Reader { buf };
         while let Some((number, value)) = r.field()? {
             f(number, value)?;
@@ -837,7 +961,9 @@ pub mod proto {
             let mut m = Self::default();
             each(buf, |n, v| {
                 if n == 1 {
-                    m.pod_resources.get_or_insert_with(PodResources::default).merge(bytes(n, v)?)?;
+                    m.pod_resources
+                        .get_or_insert_with(PodResources::default)
+                        .merge(bytes(n, v)?)?;
                 }
                 Ok(())
             })?;
@@ -951,14 +1077,17 @@ pub mod proto {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::proto::*;
     use super::*;
 
     fn pod(namespace: &str, name: &str, uid: &str) -> PodIdentity {
-        PodIdentity { namespace: namespace.into(), name: name.into(), uid: uid.into() }
+        PodIdentity {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        }
     }
 
     /// Bytes written by hand from the proto3 wire format, not by this module's encoder.
@@ -980,7 +1109,10 @@ mod tests {
 
     #[test]
     fn get_request_golden_bytes() {
-        let req = GetPodResourcesRequest { pod_name: "p".into(), pod_namespace: "ns".into() };
+        let req = GetPodResourcesRequest {
+            pod_name: "p".into(),
+            pod_namespace: "ns".into(),
+        };
         assert_eq!(req.encode(), [0x0a, 0x01, b'p', 0x12, 0x02, b'n', b's']);
         assert_eq!(GetPodResourcesRequest::decode(&req.encode()).unwrap(), req);
         // proto3 leaves empty strings out
@@ -1040,7 +1172,10 @@ mod tests {
         let resp = GetPodResourcesResponse::decode(&buf).unwrap();
         let p = resp.pod_resources.unwrap();
         assert_eq!((p.name.as_str(), p.namespace.as_str()), ("web", "default"));
-        assert_eq!(GetPodResourcesResponse::decode(&[]).unwrap().pod_resources, None);
+        assert_eq!(
+            GetPodResourcesResponse::decode(&[]).unwrap().pod_resources,
+            None
+        );
     }
 
     #[test]
@@ -1051,7 +1186,12 @@ mod tests {
             (&[0x0b], "wire type 3"),
             (&[0x02, 0x00], "field number 0"),
             (&[0x0a, 0x02, 0xc3, 0x28], "UTF-8"),
-            (&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], "varint"),
+            (
+                &[
+                    0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                "varint",
+            ),
         ];
         for (bytes, want) in cases {
             // as a PodResources inside a List answer
@@ -1068,7 +1208,10 @@ mod tests {
                 namespace: "default".into(),
                 containers: vec![ContainerResources {
                     name: "c".into(),
-                    devices: vec![ContainerDevices { resource_name: "r/x".into(), device_ids: vec!["a".into()] }],
+                    devices: vec![ContainerDevices {
+                        resource_name: "r/x".into(),
+                        device_ids: vec!["a".into()],
+                    }],
                 }],
             }],
         }
@@ -1085,8 +1228,12 @@ mod tests {
         assert_eq!(unframe(&frame(b"ab")).unwrap().as_ref(), b"ab");
         assert_eq!(unframe(&frame(b"")).unwrap().as_ref(), b"");
         assert!(unframe(&[0, 0, 0]).unwrap_err().contains("less than"));
-        assert!(unframe(&[1, 0, 0, 0, 0]).unwrap_err().contains("compressed"));
-        assert!(unframe(&[0, 0, 0, 0, 3, b'a']).unwrap_err().contains("length 3"));
+        assert!(unframe(&[1, 0, 0, 0, 0])
+            .unwrap_err()
+            .contains("compressed"));
+        assert!(unframe(&[0, 0, 0, 0, 3, b'a'])
+            .unwrap_err()
+            .contains("length 3"));
         let mut two = frame(b"a");
         two.extend(frame(b"b"));
         assert!(unframe(&two).is_err());
@@ -1097,7 +1244,10 @@ mod tests {
         assert_eq!(grpc_timeout(Duration::from_secs(10)), "10000m");
         assert_eq!(grpc_timeout(Duration::from_micros(10)), "1m");
         assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
-        assert_eq!(percent_decode(b"pod %22web%22 not found%"), "pod \"web\" not found%");
+        assert_eq!(
+            percent_decode(b"pod %22web%22 not found%"),
+            "pod \"web\" not found%"
+        );
         assert_eq!(percent_decode(b"100%zz"), "100%zz");
         assert_eq!(status_name(12), "UNIMPLEMENTED");
         assert_eq!(status_name(99), "unknown code");
@@ -1125,11 +1275,27 @@ mod tests {
     fn checkpoint_numa_map_format() {
         let d = parse_checkpoint(NEW_FORMAT, "uid-1").unwrap();
         assert_eq!(d.source, Source::Checkpoint);
-        assert_eq!(d.ids("intel.com/sriov"), ["0000:18:02.5", "0000:86:02.1", "0000:86:02.2", "0000:18:02.7"]);
+        assert_eq!(
+            d.ids("intel.com/sriov"),
+            [
+                "0000:18:02.5",
+                "0000:86:02.1",
+                "0000:86:02.2",
+                "0000:18:02.7"
+            ]
+        );
         assert_eq!(d.ids("nvidia.com/gpu"), ["GPU-1"]);
         assert!(d.ids("other/x").is_empty());
-        assert_eq!(parse_checkpoint(NEW_FORMAT, "uid-2").unwrap().ids("intel.com/sriov"), ["0000:18:03.0"]);
-        assert!(parse_checkpoint(NEW_FORMAT, "uid-404").unwrap().resources.is_empty());
+        assert_eq!(
+            parse_checkpoint(NEW_FORMAT, "uid-2")
+                .unwrap()
+                .ids("intel.com/sriov"),
+            ["0000:18:03.0"]
+        );
+        assert!(parse_checkpoint(NEW_FORMAT, "uid-404")
+            .unwrap()
+            .resources
+            .is_empty());
     }
 
     #[test]
@@ -1145,7 +1311,13 @@ mod tests {
             r#"{"Data":{},"Checksum":1}"#,
             r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":null}]}}"#,
         ] {
-            assert!(parse_checkpoint(text, "uid-1").unwrap().ids("r/x").is_empty(), "{text}");
+            assert!(
+                parse_checkpoint(text, "uid-1")
+                    .unwrap()
+                    .ids("r/x")
+                    .is_empty(),
+                "{text}"
+            );
         }
     }
 
@@ -1155,10 +1327,22 @@ mod tests {
             ("not json", "expected"),
             (r#"{"Checksum":1}"#, "no Data"),
             (r#"{"Data":{"PodDeviceEntries":{}}}"#, "not a list"),
-            (r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1"}]}}"#, "lacks PodUID or ResourceName"),
-            (r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":"a"}]}}"#, "neither"),
-            (r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":[1]}]}}"#, "not a string"),
-            (r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":{"0":"a"}}]}}"#, "not a list"),
+            (
+                r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1"}]}}"#,
+                "lacks PodUID or ResourceName",
+            ),
+            (
+                r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":"a"}]}}"#,
+                "neither",
+            ),
+            (
+                r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":[1]}]}}"#,
+                "not a string",
+            ),
+            (
+                r#"{"Data":{"PodDeviceEntries":[{"PodUID":"uid-1","ResourceName":"r/x","DeviceIDs":{"0":"a"}}]}}"#,
+                "not a list",
+            ),
         ] {
             let err = parse_checkpoint(text, "uid-1").unwrap_err();
             assert!(matches!(err, CheckpointError::Malformed(_)), "{text}");
@@ -1169,8 +1353,14 @@ mod tests {
     #[test]
     fn take_next_hands_out_devices_in_order() {
         let mut d = parse_checkpoint(OLD_FORMAT, "uid-1").unwrap();
-        assert_eq!(d.take_next("intel.com/sriov").as_deref(), Some("0000:18:02.5"));
-        assert_eq!(d.take_next("intel.com/sriov").as_deref(), Some("0000:18:02.6"));
+        assert_eq!(
+            d.take_next("intel.com/sriov").as_deref(),
+            Some("0000:18:02.5")
+        );
+        assert_eq!(
+            d.take_next("intel.com/sriov").as_deref(),
+            Some("0000:18:02.6")
+        );
         assert_eq!(d.take_next("intel.com/sriov"), None);
         assert_eq!(d.take_next("other/x"), None);
     }
@@ -1178,7 +1368,12 @@ mod tests {
     #[test]
     fn pod_identity_is_validated() {
         let src = DeviceSource::default();
-        for p in [pod("", "web", "u"), pod("default", "", "u"), pod("default", "we b", "u"), pod("default", "web", "u\n")] {
+        for p in [
+            pod("", "web", "u"),
+            pod("default", "", "u"),
+            pod("default", "we b", "u"),
+            pod("default", "web", "u\n"),
+        ] {
             let err = src.device_ids(&p, "r/x").unwrap_err();
             assert!(matches!(err, DeviceError::InvalidPod(_)), "{p:?}: {err}");
         }
@@ -1197,12 +1392,27 @@ mod tests {
     #[test]
     fn no_socket_and_no_checkpoint_names_both() {
         let dir = tempfile::tempdir().unwrap();
-        let err = source_in(dir.path()).device_ids(&pod("default", "web", "uid-1"), "intel.com/sriov").unwrap_err();
-        let DeviceError::Unavailable(u) = &err else { panic!("{err}") };
-        assert!(matches!(u.kubelet, KubeletError::SocketMissing), "{}", u.kubelet);
-        assert!(matches!(u.checkpoint, CheckpointError::Missing), "{}", u.checkpoint);
+        let err = source_in(dir.path())
+            .device_ids(&pod("default", "web", "uid-1"), "intel.com/sriov")
+            .unwrap_err();
+        let DeviceError::Unavailable(u) = &err else {
+            panic!("{err}")
+        };
+        assert!(
+            matches!(u.kubelet, KubeletError::SocketMissing),
+            "{}",
+            u.kubelet
+        );
+        assert!(
+            matches!(u.checkpoint, CheckpointError::Missing),
+            "{}",
+            u.checkpoint
+        );
         let text = err.to_string();
-        assert!(text.contains("kubelet.sock") && text.contains("kubelet_internal_checkpoint"), "{text}");
+        assert!(
+            text.contains("kubelet.sock") && text.contains("kubelet_internal_checkpoint"),
+            "{text}"
+        );
         assert!(text.contains("default/web"), "{text}");
     }
 
@@ -1220,8 +1430,13 @@ mod tests {
             "{err}"
         );
         // without a UID the checkpoint cannot match
-        let err = src.device_ids(&pod("default", "web", ""), "nvidia.com/gpu").unwrap_err();
-        assert!(matches!(&err, DeviceError::Unavailable(u) if matches!(u.checkpoint, CheckpointError::NoUid)), "{err}");
+        let err = src
+            .device_ids(&pod("default", "web", ""), "nvidia.com/gpu")
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Unavailable(u) if matches!(u.checkpoint, CheckpointError::NoUid)),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1230,10 +1445,19 @@ mod tests {
         let src = source_in(dir.path());
         // a socket file nobody listens on: connection refused
         drop(std::os::unix::net::UnixListener::bind(&src.socket).unwrap());
-        let err = src.device_ids(&pod("default", "web", "uid-1"), "nvidia.com/gpu").unwrap_err();
-        assert!(matches!(&err, DeviceError::Unavailable(u) if matches!(u.kubelet, KubeletError::Connect(_))), "{err}");
+        let err = src
+            .device_ids(&pod("default", "web", "uid-1"), "nvidia.com/gpu")
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Unavailable(u) if matches!(u.kubelet, KubeletError::Connect(_))),
+            "{err}"
+        );
         fs::write(&src.checkpoint, NEW_FORMAT).unwrap();
-        assert_eq!(src.device_ids(&pod("default", "web", "uid-1"), "nvidia.com/gpu").unwrap(), ["GPU-1"]);
+        assert_eq!(
+            src.device_ids(&pod("default", "web", "uid-1"), "nvidia.com/gpu")
+                .unwrap(),
+            ["GPU-1"]
+        );
     }
 
     #[test]
@@ -1241,10 +1465,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = source_in(dir.path());
         fs::write(&src.checkpoint, OLD_FORMAT).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let ids = rt.block_on(async { src.device_ids(&pod("default", "web", "uid-1"), "intel.com/sriov") }).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ids = rt
+            .block_on(async { src.device_ids(&pod("default", "web", "uid-1"), "intel.com/sriov") })
+            .unwrap();
         assert_eq!(ids, ["0000:18:02.5", "0000:18:02.6"]);
-        let d = rt.block_on(src.pod_devices_async(&pod("default", "web", "uid-1"))).unwrap();
+        let d = rt
+            .block_on(src.pod_devices_async(&pod("default", "web", "uid-1")))
+            .unwrap();
         assert_eq!(d.ids("intel.com/sriov").len(), 2);
     }
 
@@ -1253,7 +1484,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
         fs::write(&path, "x".repeat(100)).unwrap();
-        assert!(matches!(read_capped(&path, 10), Err(CheckpointError::Malformed(_))));
+        assert!(matches!(
+            read_capped(&path, 10),
+            Err(CheckpointError::Malformed(_))
+        ));
         assert_eq!(read_capped(&path, 100).unwrap().len(), 100);
     }
 }

@@ -94,7 +94,9 @@ pub struct Resolver<'a> {
 impl Resolver<'_> {
     /// A NAD by namespace and name.
     pub fn nad(&self, namespace: &str, name: &str) -> Result<ResolvedNetwork, ResolveError> {
-        let kube = self.kube.ok_or_else(|| ResolveError::NoApi(format!("{namespace}/{name}")))?;
+        let kube = self
+            .kube
+            .ok_or_else(|| ResolveError::NoApi(format!("{namespace}/{name}")))?;
         let nad = kube
             .get_nad(namespace, name, self.deadline)?
             .ok_or_else(|| ResolveError::NadNotFound(namespace.to_string(), name.to_string()))?;
@@ -102,19 +104,35 @@ impl Resolver<'_> {
     }
 
     /// The network of a NAD already read from the API.
-    fn network_of_nad(&self, namespace: &str, name: &str, nad: &DynamicObject) -> Result<ResolvedNetwork, ResolveError> {
-        let bad = |reason: String| ResolveError::BadNad { namespace: namespace.into(), name: name.into(), reason };
+    fn network_of_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+        nad: &DynamicObject,
+    ) -> Result<ResolvedNetwork, ResolveError> {
+        let bad = |reason: String| ResolveError::BadNad {
+            namespace: namespace.into(),
+            name: name.into(),
+            reason,
+        };
         let config = match nad.data.get("spec").and_then(|s| s.get("config")) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => return Err(bad(format!("spec.config must be a string, not {other}"))),
         };
         let mut network = if config.trim().is_empty() {
-            self.conf_by_name(name)?
-                .ok_or_else(|| bad(format!("spec.config is empty and {} has no network named {name:?}", self.conf.conf_dir.display())))?
+            self.conf_by_name(name)?.ok_or_else(|| {
+                bad(format!(
+                    "spec.config is empty and {} has no network named {name:?}",
+                    self.conf.conf_dir.display()
+                ))
+            })?
         } else {
-            NetworkConfig::from_bytes(config.as_bytes(), &format!("network-attachment-definition {namespace}/{name}"))
-                .map_err(|e| bad(e.to_string()))?
+            NetworkConfig::from_bytes(
+                config.as_bytes(),
+                &format!("network-attachment-definition {namespace}/{name}"),
+            )
+            .map_err(|e| bad(e.to_string()))?
         };
         if network.name().is_none_or(str::is_empty) {
             network.set_name(name);
@@ -126,7 +144,11 @@ impl Resolver<'_> {
             .and_then(|a| a.get(RESOURCE_NAME))
             .filter(|r| !r.is_empty())
             .cloned();
-        Ok(ResolvedNetwork { status_name: format!("{namespace}/{name}"), network, resource_name })
+        Ok(ResolvedNetwork {
+            status_name: format!("{namespace}/{name}"),
+            network,
+            resource_name,
+        })
     }
 
     /// A `clusterNetwork` / `defaultNetworks` / default-network reference.
@@ -146,18 +168,29 @@ impl Resolver<'_> {
         }
         if let Some(network) = self.conf_by_name(&name)? {
             let status_name = network.name().unwrap_or(&name).to_string();
-            return Ok(ResolvedNetwork { status_name, network, resource_name: None });
+            return Ok(ResolvedNetwork {
+                status_name,
+                network,
+                resource_name: None,
+            });
         }
-        Err(ResolveError::NotFound { reference: reference.into(), namespace, conf_dir: self.conf.conf_dir.clone() })
+        Err(ResolveError::NotFound {
+            reference: reference.into(),
+            namespace,
+            conf_dir: self.conf.conf_dir.clone(),
+        })
     }
 
     fn by_path(&self, reference: &str, path: &Path) -> Result<ResolvedNetwork, ResolveError> {
         let file = if path.is_dir() {
-            conf_files(path)?.into_iter().next().ok_or_else(|| ResolveError::NotFound {
-                reference: reference.into(),
-                namespace: self.conf.multus_namespace.clone(),
-                conf_dir: path.to_path_buf(),
-            })?
+            conf_files(path)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ResolveError::NotFound {
+                    reference: reference.into(),
+                    namespace: self.conf.multus_namespace.clone(),
+                    conf_dir: path.to_path_buf(),
+                })?
         } else if path.is_file() {
             path.to_path_buf()
         } else {
@@ -168,15 +201,25 @@ impl Resolver<'_> {
             });
         };
         let network = load_file(&file)?;
-        let status_name = network.name().map(String::from).unwrap_or_else(|| reference.to_string());
-        Ok(ResolvedNetwork { status_name, network, resource_name: None })
+        let status_name = network
+            .name()
+            .map(String::from)
+            .unwrap_or_else(|| reference.to_string());
+        Ok(ResolvedNetwork {
+            status_name,
+            network,
+            resource_name: None,
+        })
     }
 
     /// The conf in `confDir` whose `name` is `name`.
     pub fn conf_by_name(&self, name: &str) -> Result<Option<NetworkConfig>, ResolveError> {
         for file in conf_files(&self.conf.conf_dir)? {
             let Ok(network) = load_file(&file) else {
-                tracing::warn!("skipping unreadable network configuration {}", file.display());
+                tracing::warn!(
+                    "skipping unreadable network configuration {}",
+                    file.display()
+                );
                 continue;
             };
             if network.name() == Some(name) {
@@ -198,7 +241,12 @@ fn conf_files(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_file())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("conf" | "conflist" | "json")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("conf" | "conflist" | "json")
+            )
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -206,11 +254,19 @@ fn conf_files(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
 
 fn load_file(path: &Path) -> Result<NetworkConfig, ResolveError> {
     let bytes = std::fs::read(path).map_err(|e| ResolveError::Io(path.to_path_buf(), e))?;
-    Ok(NetworkConfig::from_bytes(&bytes, &path.display().to_string())?)
+    Ok(NetworkConfig::from_bytes(
+        &bytes,
+        &path.display().to_string(),
+    )?)
 }
 
 /// Checks namespace isolation for a pod in `pod_namespace` using a NAD in `namespace`.
-pub fn check_isolation(conf: &MultusConf, pod_namespace: &str, namespace: &str, name: &str) -> Result<(), ResolveError> {
+pub fn check_isolation(
+    conf: &MultusConf,
+    pod_namespace: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ResolveError> {
     if !conf.namespace_isolation || namespace == pod_namespace {
         return Ok(());
     }

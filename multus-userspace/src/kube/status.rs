@@ -60,9 +60,13 @@ pub fn entries(
     // plugins install it), so that gateway is reported.
     let mut gateway: Vec<String> = Vec::new();
     for route in result.routes.iter().filter(|r| r.dst.prefix_len == 0) {
-        let gw = route
-            .gw
-            .or_else(|| result.ips.iter().find(|ip| ip.address.is_ipv4() == route.dst.is_ipv4()).and_then(|ip| ip.gateway));
+        let gw = route.gw.or_else(|| {
+            result
+                .ips
+                .iter()
+                .find(|ip| ip.address.is_ipv4() == route.dst.is_ipv4())
+                .and_then(|ip| ip.gateway)
+        });
         if let Some(g) = gw.map(|g| g.to_string()) {
             if !gateway.contains(&g) {
                 gateway.push(g);
@@ -95,11 +99,19 @@ pub fn entries(
         // A result without sandbox interfaces (0.2.0, or a plugin that lists none): one entry for
         // the interface multus asked for, with every address.
         let mut entry = make(ifname, None, None);
-        entry.ips = result.ips.iter().map(|ip| ip.address.addr.to_string()).collect();
+        entry.ips = result
+            .ips
+            .iter()
+            .map(|ip| ip.address.addr.to_string())
+            .collect();
         out.push(entry);
     } else {
         for ip in &result.ips {
-            let target = ip.interface.and_then(|i| index_map.get(&i)).copied().or_else(|| (out.len() == 1).then_some(0));
+            let target = ip
+                .interface
+                .and_then(|i| index_map.get(&i))
+                .copied()
+                .or_else(|| (out.len() == 1).then_some(0));
             if let Some(t) = target {
                 out[t].ips.push(ip.address.addr.to_string());
             }
@@ -127,12 +139,21 @@ mod tests {
             "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}], "dns": {"nameservers": ["1.1.1.1"]}}))
         .unwrap();
         let mut links = HashMap::new();
-        links.insert("net1".to_string(), LinkFacts { mac: None, mtu: Some(1400) });
+        links.insert(
+            "net1".to_string(),
+            LinkFacts {
+                mac: None,
+                mtu: Some(1400),
+            },
+        );
         let e = entries("ns/macvlan", "net1", &r, true, &links, None);
         assert_eq!(e.len(), 1);
         let j = serde_json::to_value(&e[0]).unwrap();
-        assert_eq!(j, json!({"name": "ns/macvlan", "interface": "net1", "ips": ["10.1.0.2"], "mac": "02:00:00:00:00:01",
-            "mtu": 1400, "default": true, "dns": {"nameservers": ["1.1.1.1"]}, "gateway": ["10.1.0.1"]}));
+        assert_eq!(
+            j,
+            json!({"name": "ns/macvlan", "interface": "net1", "ips": ["10.1.0.2"], "mac": "02:00:00:00:00:01",
+            "mtu": 1400, "default": true, "dns": {"nameservers": ["1.1.1.1"]}, "gateway": ["10.1.0.1"]})
+        );
     }
 
     #[test]
@@ -142,13 +163,24 @@ mod tests {
             "ips": [{"address": "192.168.1.200/24", "gateway": "192.168.1.1", "interface": 0}],
             "routes": [{"dst": "0.0.0.0/0"}]}))
         .unwrap();
-        assert_eq!(entries("n", "net1", &r, false, &HashMap::new(), None)[0].gateway, vec!["192.168.1.1"]);
+        assert_eq!(
+            entries("n", "net1", &r, false, &HashMap::new(), None)[0].gateway,
+            vec!["192.168.1.1"]
+        );
     }
 
     #[test]
     fn legacy_results_get_the_requested_interface() {
-        let r = CniResult::parse(&json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.2.0.5/16"}})).unwrap();
-        let e = entries("a", "net2", &r, false, &HashMap::new(), Some(&json!({"type": "pci"})));
+        let r = CniResult::parse(&json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.2.0.5/16"}}))
+            .unwrap();
+        let e = entries(
+            "a",
+            "net2",
+            &r,
+            false,
+            &HashMap::new(),
+            Some(&json!({"type": "pci"})),
+        );
         assert_eq!(e[0].interface, "net2");
         assert_eq!(e[0].ips, vec!["10.2.0.5"]);
         assert_eq!(e[0].device_info, Some(json!({"type": "pci"})));

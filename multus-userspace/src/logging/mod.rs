@@ -3,7 +3,9 @@
 
 pub mod rotate;
 
-use std::{fs::OpenOptions, os::unix::fs::OpenOptionsExt, path::Path, sync::Mutex, time::SystemTime};
+use std::{
+    fs::OpenOptions, os::unix::fs::OpenOptionsExt, path::Path, sync::Mutex, time::SystemTime,
+};
 
 use tracing::Level;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
@@ -33,18 +35,31 @@ pub fn init(level: LogLevel, file: Option<LogFile<'_>>, to_stderr: bool) {
     let mut notes = Vec::new();
     let file = file.and_then(|f| {
         notes.extend(rotate_due(f));
-        match OpenOptions::new().create(true).append(true).mode(0o600).open(f.path) {
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(f.path)
+        {
             Ok(file) => Some(file),
             Err(e) => {
-                eprintln!("multus: cannot open log file {}: {e}; logging to stderr", f.path.display());
+                eprintln!(
+                    "multus: cannot open log file {}: {e}; logging to stderr",
+                    f.path.display()
+                );
                 None
             }
         }
     });
     let to_stderr = to_stderr || file.is_none();
-    let builder = tracing_subscriber::fmt().with_ansi(false).with_target(false).with_max_level(max);
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(max);
     let _ = match (file, to_stderr) {
-        (Some(f), true) => builder.with_writer(Mutex::new(f).and(std::io::stderr)).try_init(),
+        (Some(f), true) => builder
+            .with_writer(Mutex::new(f).and(std::io::stderr))
+            .try_init(),
         (Some(f), false) => builder.with_writer(Mutex::new(f)).try_init(),
         (None, _) => builder.with_writer(std::io::stderr).try_init(),
     };
@@ -73,7 +88,10 @@ fn rotate_due(f: LogFile<'_>) -> Vec<Result<String, String>> {
                 }
             }
         }
-        Err(e) => notes.push(Err(format!("log rotation of {} failed: {e}", f.path.display()))),
+        Err(e) => notes.push(Err(format!(
+            "log rotation of {} failed: {e}",
+            f.path.display()
+        ))),
     }
     notes
 }

@@ -83,7 +83,11 @@ pub struct Rotated {
 
 /// Rotates `path` if it reached the policy's size; `Ok(None)` when nothing was due or another
 /// process is rotating it.
-pub fn rotate_if_full(path: &Path, policy: &Rotation, now: SystemTime) -> io::Result<Option<Rotated>> {
+pub fn rotate_if_full(
+    path: &Path,
+    policy: &Rotation,
+    now: SystemTime,
+) -> io::Result<Option<Rotated>> {
     match fs::metadata(path) {
         Ok(m) if m.len() >= policy.max_bytes => {}
         Ok(_) => return Ok(None),
@@ -98,12 +102,19 @@ pub fn rotate_if_full(path: &Path, policy: &Rotation, now: SystemTime) -> io::Re
     // SAFETY: flock on a descriptor this function owns; released when `file` is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
     // Under the lock: rotate only if the path still names the full file we locked.
     let locked = file.metadata()?;
     match fs::metadata(path) {
-        Ok(m) if m.dev() == locked.dev() && m.ino() == locked.ino() && m.len() >= policy.max_bytes => {}
+        Ok(m)
+            if m.dev() == locked.dev()
+                && m.ino() == locked.ino()
+                && m.len() >= policy.max_bytes => {}
         _ => return Ok(None),
     }
     let backup = backup_path(path, now);
@@ -111,7 +122,11 @@ pub fn rotate_if_full(path: &Path, policy: &Rotation, now: SystemTime) -> io::Re
     drop(file);
     let (removed, left) = prune(path, policy, now)?;
     let to_compress = if policy.compress { left } else { Vec::new() };
-    Ok(Some(Rotated { backup, removed, to_compress }))
+    Ok(Some(Rotated {
+        backup,
+        removed,
+        to_compress,
+    }))
 }
 
 /// The backup name of `path` rotated at `at`.
@@ -125,7 +140,10 @@ pub fn backup_path(path: &Path, at: SystemTime) -> PathBuf {
 
 /// File stem and extension (with its dot; empty when none) of `path`'s name.
 fn split_name(path: &Path) -> (String, String) {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     match name.rfind('.') {
         Some(i) if i > 0 => (name[..i].to_string(), name[i..].to_string()),
         _ => (name, String::new()),
@@ -159,13 +177,24 @@ fn backups(path: &Path) -> io::Result<Vec<Backup>> {
             Some(b) => (b, true),
             None => (name.as_str(), false),
         };
-        let Some(stamp) = base.strip_prefix(&prefix).and_then(|r| r.strip_suffix(ext.as_str())) else { continue };
-        let Some(at) = parse_stamp(stamp) else { continue };
+        let Some(stamp) = base
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(ext.as_str()))
+        else {
+            continue;
+        };
+        let Some(at) = parse_stamp(stamp) else {
+            continue;
+        };
         let file = entry.path();
         let backup = match found.iter_mut().find(|b| b.at == at) {
             Some(b) => b,
             None => {
-                found.push(Backup { at, plain: None, gz: None });
+                found.push(Backup {
+                    at,
+                    plain: None,
+                    gz: None,
+                });
                 found.last_mut().expect("just pushed")
             }
         };
@@ -191,13 +220,19 @@ fn parse_stamp(stamp: &str) -> Option<SystemTime> {
 
 /// Removes the backups `maxBackups` and `maxAge` do not keep; returns the uncompressed files of
 /// those kept.
-fn prune(path: &Path, policy: &Rotation, now: SystemTime) -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+fn prune(
+    path: &Path,
+    policy: &Rotation,
+    now: SystemTime,
+) -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let all = backups(path)?;
     let mut removed = Vec::new();
     let mut left = Vec::new();
     for (i, b) in all.into_iter().enumerate() {
         let too_many = policy.max_backups.is_some_and(|n| i >= n);
-        let too_old = policy.max_age.is_some_and(|age| now.duration_since(b.at).is_ok_and(|d| d > age));
+        let too_old = policy
+            .max_age
+            .is_some_and(|age| now.duration_since(b.at).is_ok_and(|d| d > age));
         if too_many || too_old {
             for f in [b.plain, b.gz].into_iter().flatten() {
                 match fs::remove_file(&f) {
@@ -226,7 +261,11 @@ const QUIET: Duration = Duration::from_secs(1);
 /// How long the compressor waits for a backup to become quiet (a later rotation retries).
 const QUIET_WAIT_MAX: Duration = Duration::from_secs(120);
 
-fn compress_backups_when_quiet(path: &Path, quiet: Duration, wait_max: Duration) -> io::Result<Vec<PathBuf>> {
+fn compress_backups_when_quiet(
+    path: &Path,
+    quiet: Duration,
+    wait_max: Duration,
+) -> io::Result<Vec<PathBuf>> {
     let started = std::time::Instant::now();
     let mut done = Vec::new();
     for b in backups(path)? {
@@ -237,7 +276,9 @@ fn compress_backups_when_quiet(path: &Path, quiet: Duration, wait_max: Duration)
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                 Err(e) => return Err(e),
             };
-            let idle = SystemTime::now().duration_since(modified).unwrap_or_default();
+            let idle = SystemTime::now()
+                .duration_since(modified)
+                .unwrap_or_default();
             if idle >= quiet {
                 if compress_one(&plain)? {
                     done.push(plain);
@@ -276,8 +317,13 @@ fn compress_one(plain: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&gz_path)?;
-    let mut encoder = flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&gz_path)?;
+    let mut encoder =
+        flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
     io::copy(&mut BufReader::new(&src), &mut encoder)?;
     let mut out = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
     out.flush()?;
@@ -315,23 +361,71 @@ mod tests {
     #[test]
     fn defaults_are_the_references() {
         let r = Rotation::from_options(None);
-        assert_eq!(r, Rotation { max_bytes: 100 * MIB, max_backups: Some(5), max_age: Some(Duration::from_secs(5 * 86_400)), compress: true });
-        let zeros = LogOptions { max_age: Some(0), max_size: Some(0), max_backups: Some(0), compress: Some(false) };
+        assert_eq!(
+            r,
+            Rotation {
+                max_bytes: 100 * MIB,
+                max_backups: Some(5),
+                max_age: Some(Duration::from_secs(5 * 86_400)),
+                compress: true
+            }
+        );
+        let zeros = LogOptions {
+            max_age: Some(0),
+            max_size: Some(0),
+            max_backups: Some(0),
+            compress: Some(false),
+        };
         let r = Rotation::from_options(Some(&zeros));
-        assert_eq!(r, Rotation { max_bytes: 100 * MIB, max_backups: None, max_age: None, compress: false });
-        let set = LogOptions { max_age: Some(1), max_size: Some(2), max_backups: Some(3), compress: None };
+        assert_eq!(
+            r,
+            Rotation {
+                max_bytes: 100 * MIB,
+                max_backups: None,
+                max_age: None,
+                compress: false
+            }
+        );
+        let set = LogOptions {
+            max_age: Some(1),
+            max_size: Some(2),
+            max_backups: Some(3),
+            compress: None,
+        };
         let r = Rotation::from_options(Some(&set));
-        assert_eq!(r, Rotation { max_bytes: 2 * MIB, max_backups: Some(3), max_age: Some(Duration::from_secs(86_400)), compress: true });
+        assert_eq!(
+            r,
+            Rotation {
+                max_bytes: 2 * MIB,
+                max_backups: Some(3),
+                max_age: Some(Duration::from_secs(86_400)),
+                compress: true
+            }
+        );
     }
 
     #[test]
     fn backup_names_round_trip() {
         let t = at(1_795_686_827) + Duration::from_millis(42);
-        assert_eq!(backup_path(Path::new("/var/log/multus.log"), t), Path::new("/var/log/multus-2026-11-26T09-53-47.042.log"));
-        assert_eq!(backup_path(Path::new("/x/multus"), t), Path::new("/x/multus-2026-11-26T09-53-47.042"));
-        assert_eq!(backup_path(Path::new("/x/a.b.log"), t), Path::new("/x/a.b-2026-11-26T09-53-47.042.log"));
+        assert_eq!(
+            backup_path(Path::new("/var/log/multus.log"), t),
+            Path::new("/var/log/multus-2026-11-26T09-53-47.042.log")
+        );
+        assert_eq!(
+            backup_path(Path::new("/x/multus"), t),
+            Path::new("/x/multus-2026-11-26T09-53-47.042")
+        );
+        assert_eq!(
+            backup_path(Path::new("/x/a.b.log"), t),
+            Path::new("/x/a.b-2026-11-26T09-53-47.042.log")
+        );
         assert_eq!(parse_stamp("2026-11-26T09-53-47.042"), Some(t));
-        for bad in ["2026-11-26T09-53-47", "2026-13-26T09-53-47.042", "x026-11-26T09-53-47.042", "2026-11-26T09:53:47.042"] {
+        for bad in [
+            "2026-11-26T09-53-47",
+            "2026-13-26T09-53-47.042",
+            "x026-11-26T09-53-47.042",
+            "2026-11-26T09:53:47.042",
+        ] {
             assert_eq!(parse_stamp(bad), None, "{bad}");
         }
     }
@@ -340,14 +434,21 @@ mod tests {
     fn rotates_only_when_full_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("multus.log");
-        let policy = Rotation { max_bytes: 100, max_backups: Some(2), max_age: Some(Duration::from_secs(86_400)), compress: false };
+        let policy = Rotation {
+            max_bytes: 100,
+            max_backups: Some(2),
+            max_age: Some(Duration::from_secs(86_400)),
+            compress: false,
+        };
         // absent, then below the size: nothing
         assert_eq!(rotate_if_full(&log, &policy, at(1_000_000)).unwrap(), None);
         fs::write(&log, [b'a'; 99]).unwrap();
         assert_eq!(rotate_if_full(&log, &policy, at(1_000_000)).unwrap(), None);
         // full: renamed
         fs::write(&log, [b'a'; 100]).unwrap();
-        let r = rotate_if_full(&log, &policy, at(1_000_000)).unwrap().unwrap();
+        let r = rotate_if_full(&log, &policy, at(1_000_000))
+            .unwrap()
+            .unwrap();
         assert!(!log.exists());
         assert_eq!(fs::read(&r.backup).unwrap().len(), 100);
         assert!(r.removed.is_empty() && r.to_compress.is_empty());
@@ -359,38 +460,67 @@ mod tests {
         let mut made = vec![r.backup];
         for i in 1..=3 {
             fs::write(&log, [b'b'; 150]).unwrap();
-            let r = rotate_if_full(&log, &policy, at(1_000_000 + i)).unwrap().unwrap();
+            let r = rotate_if_full(&log, &policy, at(1_000_000 + i))
+                .unwrap()
+                .unwrap();
             made.push(r.backup);
         }
         // kept: the two newest; the old one went by age, the others by count
         let kept = backups(&log).unwrap();
-        assert_eq!(kept.iter().map(|b| b.plain.clone().unwrap()).collect::<Vec<_>>(), vec![made[3].clone(), made[2].clone()]);
+        assert_eq!(
+            kept.iter()
+                .map(|b| b.plain.clone().unwrap())
+                .collect::<Vec<_>>(),
+            vec![made[3].clone(), made[2].clone()]
+        );
         assert!(!old.exists() && !made[0].exists() && !made[1].exists());
-        assert!(dir.path().join("other.log").exists() && dir.path().join("multus-notastamp.log").exists());
+        assert!(
+            dir.path().join("other.log").exists()
+                && dir.path().join("multus-notastamp.log").exists()
+        );
     }
 
     #[test]
     fn compresses_backups_and_counts_a_backup_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("multus.log");
-        let policy = Rotation { max_bytes: 10, max_backups: Some(1), max_age: None, compress: true };
+        let policy = Rotation {
+            max_bytes: 10,
+            max_backups: Some(1),
+            max_age: None,
+            compress: true,
+        };
         let text = "line of log\n".repeat(1000);
         fs::write(&log, &text).unwrap();
-        let r = rotate_if_full(&log, &policy, at(2_000_000)).unwrap().unwrap();
+        let r = rotate_if_full(&log, &policy, at(2_000_000))
+            .unwrap()
+            .unwrap();
         assert_eq!(r.to_compress, vec![r.backup.clone()]);
         // a half-written .gz of a killed compressor is rewritten
         let gz = PathBuf::from(format!("{}.gz", r.backup.display()));
         fs::write(&gz, "partial").unwrap();
-        assert_eq!(compress_backups_when_quiet(&log, Duration::ZERO, Duration::ZERO).unwrap(), vec![r.backup.clone()]);
+        assert_eq!(
+            compress_backups_when_quiet(&log, Duration::ZERO, Duration::ZERO).unwrap(),
+            vec![r.backup.clone()]
+        );
         assert!(!r.backup.exists());
         assert_eq!(fs::metadata(&gz).unwrap().mode() & 0o777, 0o600);
         let mut out = String::new();
-        flate2::read::GzDecoder::new(File::open(&gz).unwrap()).read_to_string(&mut out).unwrap();
+        flate2::read::GzDecoder::new(File::open(&gz).unwrap())
+            .read_to_string(&mut out)
+            .unwrap();
         assert_eq!(out, text);
-        assert!(compress_backups_when_quiet(&log, Duration::ZERO, Duration::ZERO).unwrap().is_empty(), "nothing left to compress");
+        assert!(
+            compress_backups_when_quiet(&log, Duration::ZERO, Duration::ZERO)
+                .unwrap()
+                .is_empty(),
+            "nothing left to compress"
+        );
         // the next rotation keeps one backup: the compressed one goes
         fs::write(&log, &text).unwrap();
-        let r2 = rotate_if_full(&log, &policy, at(2_000_001)).unwrap().unwrap();
+        let r2 = rotate_if_full(&log, &policy, at(2_000_001))
+            .unwrap()
+            .unwrap();
         assert_eq!(r2.removed, vec![gz.clone()]);
         assert!(!gz.exists() && r2.backup.exists());
     }
@@ -402,10 +532,16 @@ mod tests {
         let backup = backup_path(&log, at(4_000_000));
         fs::write(&backup, "just written").unwrap();
         // not quiet yet, and no time to wait: left for later
-        assert!(compress_backups_when_quiet(&log, Duration::from_secs(60), Duration::ZERO).unwrap().is_empty());
+        assert!(
+            compress_backups_when_quiet(&log, Duration::from_secs(60), Duration::ZERO)
+                .unwrap()
+                .is_empty()
+        );
         assert!(backup.exists());
         // quiet after a short wait
-        let done = compress_backups_when_quiet(&log, Duration::from_millis(300), Duration::from_secs(5)).unwrap();
+        let done =
+            compress_backups_when_quiet(&log, Duration::from_millis(300), Duration::from_secs(5))
+                .unwrap();
         assert_eq!(done, vec![backup.clone()]);
     }
 
@@ -413,7 +549,12 @@ mod tests {
     fn a_locked_file_is_left_to_its_holder() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("multus.log");
-        let policy = Rotation { max_bytes: 1, max_backups: None, max_age: None, compress: false };
+        let policy = Rotation {
+            max_bytes: 1,
+            max_backups: None,
+            max_age: None,
+            compress: false,
+        };
         fs::write(&log, "full").unwrap();
         let holder = File::open(&log).unwrap();
         // SAFETY: test descriptor.
@@ -421,6 +562,8 @@ mod tests {
         assert_eq!(rotate_if_full(&log, &policy, at(3_000_000)).unwrap(), None);
         assert!(log.exists());
         drop(holder);
-        assert!(rotate_if_full(&log, &policy, at(3_000_000)).unwrap().is_some());
+        assert!(rotate_if_full(&log, &policy, at(3_000_000))
+            .unwrap()
+            .is_some());
     }
 }

@@ -30,7 +30,11 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     let netns = NetNs::open(netns_path)?;
     readiness::wait(call.conf)?;
     let kube = call.kube()?;
-    let mut plan = plan::build(call, kube.as_ref(), Instant::now() + call.conf.api_deadline())?;
+    let mut plan = plan::build(
+        call,
+        kube.as_ref(),
+        Instant::now() + call.conf.api_deadline(),
+    )?;
     for a in &plan.attachments {
         delegate::resolve_binaries(a, &call.path)?;
     }
@@ -56,22 +60,50 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     for i in 0..entry.attachments.len() {
         match delegate::add(&entry.attachments[i], &ctx) {
             Ok(result) => entry.attachments[i].result = Some(result),
-            Err(e) => return Err(rollback(call, &ctx, &entry.attachments[..=i], &lock, e.into())),
+            Err(e) => {
+                return Err(rollback(
+                    call,
+                    &ctx,
+                    &entry.attachments[..=i],
+                    &lock,
+                    e.into(),
+                ))
+            }
         }
     }
-    let finished = finish(call, &netns, &entry, kube.as_ref().filter(|_| plan.pod_found))
-        .and_then(|_| call.cache.write(&entry).map_err(Error::from));
+    let finished = finish(
+        call,
+        &netns,
+        &entry,
+        kube.as_ref().filter(|_| plan.pod_found),
+    )
+    .and_then(|_| call.cache.write(&entry).map_err(Error::from));
     if let Err(e) = finished {
         return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
-    let master = entry.attachments.iter().find(|a| a.master).and_then(|a| a.result.as_ref());
-    let result = master.cloned().unwrap_or_else(|| CniResult::default().to_json(call.version));
-    CniResult::convert(&result, call.version)
-        .map_err(|e| Error::Cni(CniError::new(ErrorCode::DecodingFailure, format!("master delegate result: {e}"))))
+    let master = entry
+        .attachments
+        .iter()
+        .find(|a| a.master)
+        .and_then(|a| a.result.as_ref());
+    let result = master
+        .cloned()
+        .unwrap_or_else(|| CniResult::default().to_json(call.version));
+    CniResult::convert(&result, call.version).map_err(|e| {
+        Error::Cni(CniError::new(
+            ErrorCode::DecodingFailure,
+            format!("master delegate result: {e}"),
+        ))
+    })
 }
 
 /// After the delegates: the requested default routes, then network-status (when the pod exists).
-fn finish(call: &Call<'_>, netns: &NetNs, entry: &CacheEntry, kube: Option<&KubeClient>) -> Result<(), Error> {
+fn finish(
+    call: &Call<'_>,
+    netns: &NetNs,
+    entry: &CacheEntry,
+    kube: Option<&KubeClient>,
+) -> Result<(), Error> {
     let routes: Vec<(String, std::net::IpAddr)> = entry
         .attachments
         .iter()
@@ -82,46 +114,92 @@ fn finish(call: &Call<'_>, netns: &NetNs, entry: &CacheEntry, kube: Option<&Kube
     }
     let facts = netns
         .netlink(|handle| async move {
-            let links = netlink::links(&handle).await.map_err(|e| format!("cannot list the pod's links: {e}"))?;
+            let links = netlink::links(&handle)
+                .await
+                .map_err(|e| format!("cannot list the pod's links: {e}"))?;
             for (ifname, gw) in &routes {
                 let link = links.iter().find(|l| &l.name == ifname).ok_or_else(|| {
                     format!("default-route via {gw}: interface {ifname} does not exist in the pod")
                 })?;
                 netlink::set_only_default_route(&handle, *gw, link.index)
                     .await
-                    .map_err(|e| format!("cannot set the default route via {gw} dev {ifname}: {e}"))?;
+                    .map_err(|e| {
+                        format!("cannot set the default route via {gw} dev {ifname}: {e}")
+                    })?;
             }
-            Ok::<_, String>(links.into_iter().map(|l| (l.name.clone(), LinkFacts { mac: l.mac, mtu: Some(l.mtu) })).collect::<HashMap<_, _>>())
+            Ok::<_, String>(
+                links
+                    .into_iter()
+                    .map(|l| {
+                        (
+                            l.name.clone(),
+                            LinkFacts {
+                                mac: l.mac,
+                                mtu: Some(l.mtu),
+                            },
+                        )
+                    })
+                    .collect::<HashMap<_, _>>(),
+            )
         })?
         .map_err(Error::Netlink)?;
-    let (Some(kube), Some(pod)) = (kube, entry.pod.as_ref()) else { return Ok(()) };
+    let (Some(kube), Some(pod)) = (kube, entry.pod.as_ref()) else {
+        return Ok(());
+    };
     let statuses = network_status(call, entry, &facts);
     let value = serde_json::to_string(&statuses).unwrap_or_default();
     let deadline = Instant::now() + call.conf.api_deadline();
-    if !kube.patch_pod_annotations(&pod.namespace, &pod.name, &[(NETWORK_STATUS, Some(value))], deadline)? {
+    if !kube.patch_pod_annotations(
+        &pod.namespace,
+        &pod.name,
+        &[(NETWORK_STATUS, Some(value))],
+        deadline,
+    )? {
         tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
     }
     Ok(())
 }
 
 /// The network-status entries of every attachment.
-pub(super) fn network_status(call: &Call<'_>, entry: &CacheEntry, facts: &HashMap<String, LinkFacts>) -> Vec<status::NetworkStatus> {
+pub(super) fn network_status(
+    call: &Call<'_>,
+    entry: &CacheEntry,
+    facts: &HashMap<String, LinkFacts>,
+) -> Vec<status::NetworkStatus> {
     let mut out = Vec::new();
     for a in &entry.attachments {
-        let Some(result) = a.result.as_ref().and_then(|r| CniResult::parse(r).ok()) else { continue };
+        let Some(result) = a.result.as_ref().and_then(|r| CniResult::parse(r).ok()) else {
+            continue;
+        };
         if a.auxiliary && result.interfaces.is_empty() && result.ips.is_empty() {
             // The auxiliary chain made no interface: nothing to report, as the reference does.
             continue;
         }
         let info = devices::info(call, a);
-        out.extend(status::entries(&a.name, &a.ifname, &result, a.is_default, facts, info.as_ref()));
+        out.extend(status::entries(
+            &a.name,
+            &a.ifname,
+            &result,
+            a.is_default,
+            facts,
+            info.as_ref(),
+        ));
     }
     out
 }
 
 /// Deletes `done` in reverse (the last one may be half-made), removes the cache, and wraps `cause`.
-fn rollback(call: &Call<'_>, ctx: &Context<'_>, done: &[Attachment], _held: &ContainerLock, cause: Error) -> Error {
-    tracing::warn!("ADD failed, rolling back {} attachment(s): {cause}", done.len());
+fn rollback(
+    call: &Call<'_>,
+    ctx: &Context<'_>,
+    done: &[Attachment],
+    _held: &ContainerLock,
+    cause: Error,
+) -> Error {
+    tracing::warn!(
+        "ADD failed, rolling back {} attachment(s): {cause}",
+        done.len()
+    );
     let mut failures = Vec::new();
     for a in done.iter().rev() {
         if let Err(errors) = delegate::del(a, ctx) {
@@ -132,5 +210,8 @@ fn rollback(call: &Call<'_>, ctx: &Context<'_>, done: &[Attachment], _held: &Con
     if let Err(e) = call.cache.remove(&call.req.container_id) {
         failures.push(e.to_string());
     }
-    Error::RolledBack { source: Box::new(cause), rollback: failures }
+    Error::RolledBack {
+        source: Box::new(cause),
+        rollback: failures,
+    }
 }

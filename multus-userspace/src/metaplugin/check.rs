@@ -14,7 +14,10 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     if !call.version.supports_check() {
         return Err(Error::Cni(CniError::new(
             ErrorCode::IncompatibleVersion,
-            format!("CHECK is not defined for cniVersion {}; it needs 0.4.0 or later", call.version),
+            format!(
+                "CHECK is not defined for cniVersion {}; it needs 0.4.0 or later",
+                call.version
+            ),
         )));
     }
     let netns = req.netns.as_deref().ok_or(EnvError::Missing("CNI_NETNS"))?;

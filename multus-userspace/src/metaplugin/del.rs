@@ -36,17 +36,26 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
                 tracing::warn!("no Kubernetes API for DEL: {e}");
                 None
             });
-            let rebuilt = kube.as_ref().and_then(|k| match plan::build(call, Some(k), deadline) {
-                Ok(p) => Some(p.attachments),
-                Err(e) => {
-                    tracing::warn!("cannot rebuild the attachments from the pod: {e}");
-                    None
-                }
-            });
+            let rebuilt = kube
+                .as_ref()
+                .and_then(|k| match plan::build(call, Some(k), deadline) {
+                    Ok(p) => Some(p.attachments),
+                    Err(e) => {
+                        tracing::warn!("cannot rebuild the attachments from the pod: {e}");
+                        None
+                    }
+                });
             rebuilt.unwrap_or_else(|| plan::from_config_for_del(call).unwrap_or_default())
         }
     };
-    teardown(call, &req.container_id, &attachments, req.netns.as_deref(), from_cache, &lock)
+    teardown(
+        call,
+        &req.container_id,
+        &attachments,
+        req.netns.as_deref(),
+        from_cache,
+        &lock,
+    )
 }
 
 /// Deletes `attachments` of `container_id` in reverse order (every delegate is attempted), removes
@@ -92,9 +101,21 @@ pub(super) fn teardown(
 /// Deletes a cached container the way DEL does, with the namespace recorded at ADD (passed to the
 /// delegates only if it still exists). Returns the entry that was torn down, or `None` when the
 /// container has no cache entry (nothing is done then: no fallback to the configuration).
-pub(super) fn release_cached(call: &Call<'_>, container_id: &str) -> Result<Option<CacheEntry>, Error> {
+pub(super) fn release_cached(
+    call: &Call<'_>,
+    container_id: &str,
+) -> Result<Option<CacheEntry>, Error> {
     let lock = call.lock(container_id)?;
-    let Some(entry) = call.cache.read(container_id)? else { return Ok(None) };
-    teardown(call, container_id, &entry.attachments, entry.netns.as_deref(), true, &lock)?;
+    let Some(entry) = call.cache.read(container_id)? else {
+        return Ok(None);
+    };
+    teardown(
+        call,
+        container_id,
+        &entry.attachments,
+        entry.netns.as_deref(),
+        true,
+        &lock,
+    )?;
     Ok(Some(entry))
 }

@@ -21,28 +21,59 @@ use super::Call;
 
 /// The device-info directory of this configuration.
 pub fn devinfo_dir(call: &Call<'_>) -> DevInfoDir {
-    call.conf.device_info_dir.clone().map(DevInfoDir::new).unwrap_or_default()
+    call.conf
+        .device_info_dir
+        .clone()
+        .map(DevInfoDir::new)
+        .unwrap_or_default()
 }
 
 /// Gives each attachment with a resource (and no device from the annotation) its device.
-pub fn assign(call: &Call<'_>, attachments: &mut [Attachment], pod: Option<&crate::delegate::cache::PodRef>) -> Result<(), Error> {
-    if !attachments.iter().any(|a| a.resource_name.is_some() && a.device_id.is_none()) {
+pub fn assign(
+    call: &Call<'_>,
+    attachments: &mut [Attachment],
+    pod: Option<&crate::delegate::cache::PodRef>,
+) -> Result<(), Error> {
+    if !attachments
+        .iter()
+        .any(|a| a.resource_name.is_some() && a.device_id.is_none())
+    {
         return Ok(());
     }
     let pod = pod.ok_or_else(|| {
-        Error::Device(DeviceError::InvalidPod("a network names a device resource, but the runtime named no pod".into()))
+        Error::Device(DeviceError::InvalidPod(
+            "a network names a device resource, but the runtime named no pod".into(),
+        ))
     })?;
     let source = DeviceSource {
-        socket: call.conf.pod_resources_socket.clone().unwrap_or_else(|| PathBuf::from(podresources::DEFAULT_SOCKET)),
-        checkpoint: call.conf.device_checkpoint_file.clone().unwrap_or_else(|| PathBuf::from(podresources::DEFAULT_CHECKPOINT)),
+        socket: call
+            .conf
+            .pod_resources_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(podresources::DEFAULT_SOCKET)),
+        checkpoint: call
+            .conf
+            .device_checkpoint_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(podresources::DEFAULT_CHECKPOINT)),
         timeout: call.conf.api_deadline().min(podresources::DEFAULT_TIMEOUT),
     };
-    let identity = PodIdentity { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: pod.uid.clone() };
+    let identity = PodIdentity {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+    };
     let mut devices = source.pod_devices(&identity)?;
     for a in attachments.iter_mut() {
-        let (Some(resource), None) = (a.resource_name.clone(), a.device_id.as_ref()) else { continue };
+        let (Some(resource), None) = (a.resource_name.clone(), a.device_id.as_ref()) else {
+            continue;
+        };
         let id = devices.take_next(&resource).ok_or_else(|| {
-            Error::Device(DeviceError::NotAllocated { pod: identity.to_string(), resource: resource.clone(), from: devices.source })
+            Error::Device(DeviceError::NotAllocated {
+                pod: identity.to_string(),
+                resource: resource.clone(),
+                from: devices.source,
+            })
         })?;
         inject(a, &id);
     }
@@ -77,7 +108,8 @@ pub fn prepare_info_files(call: &Call<'_>, attachments: &mut [Attachment]) -> Re
         if let (Some(resource), Some(id)) = (a.resource_name.as_deref(), a.device_id.as_deref()) {
             dir.copy_dp_to_cni(resource, id, &path)?;
         }
-        a.runtime_config.insert(CNI_DEVICE_INFO_FILE.into(), json!(path));
+        a.runtime_config
+            .insert(CNI_DEVICE_INFO_FILE.into(), json!(path));
     }
     Ok(())
 }
@@ -85,7 +117,9 @@ pub fn prepare_info_files(call: &Call<'_>, attachments: &mut [Attachment]) -> Re
 /// The device-info of an attachment, for network-status.
 pub fn info(call: &Call<'_>, a: &Attachment) -> Option<Value> {
     a.device_id.as_ref()?;
-    let path = devinfo_dir(call).cni_path(&a.name, &call.req.container_id, &a.ifname).ok()?;
+    let path = devinfo_dir(call)
+        .cni_path(&a.name, &call.req.container_id, &a.ifname)
+        .ok()?;
     match devinfo::load(&path) {
         Ok(Some(info)) => serde_json::to_value(info).ok(),
         Ok(None) => None,
@@ -100,7 +134,10 @@ pub fn info(call: &Call<'_>, a: &Attachment) -> Option<Value> {
 pub fn remove_info_files(call: &Call<'_>, container_id: &str, attachments: &[Attachment]) {
     let dir = devinfo_dir(call);
     for a in attachments.iter().filter(|a| a.device_id.is_some()) {
-        if let Err(e) = dir.cni_path(&a.name, container_id, &a.ifname).and_then(|p| devinfo::remove(&p)) {
+        if let Err(e) = dir
+            .cni_path(&a.name, container_id, &a.ifname)
+            .and_then(|p| devinfo::remove(&p))
+        {
             tracing::warn!("{e}");
         }
     }

@@ -16,11 +16,16 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     if !call.version.supports_status_gc() {
         return Err(Error::Cni(CniError::new(
             ErrorCode::IncompatibleVersion,
-            format!("GC is not defined for cniVersion {}; it needs 1.1.0", call.version),
+            format!(
+                "GC is not defined for cniVersion {}; it needs 1.1.0",
+                call.version
+            ),
         )));
     }
     let valid = call.conf.valid_attachments.as_ref().ok_or_else(|| {
-        ConfigError::Invalid("GC needs \"cni.dev/valid-attachments\" (an empty list removes everything)".into())
+        ConfigError::Invalid(
+            "GC needs \"cni.dev/valid-attachments\" (an empty list removes everything)".into(),
+        )
     })?;
     let keep: HashSet<&str> = valid.iter().map(|v| v.container_id.as_str()).collect();
     let mut errors = Vec::new();
@@ -42,13 +47,25 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         };
         if keep.contains(id.as_str()) {
             for a in entry.attachments {
-                let slot = networks.entry(a.name.clone()).or_insert_with(|| (a.clone(), Vec::new()));
-                slot.1.push(ValidAttachment { container_id: id.clone(), ifname: a.ifname.clone() });
+                let slot = networks
+                    .entry(a.name.clone())
+                    .or_insert_with(|| (a.clone(), Vec::new()));
+                slot.1.push(ValidAttachment {
+                    container_id: id.clone(),
+                    ifname: a.ifname.clone(),
+                });
             }
             continue;
         }
         tracing::info!(container = %id, "GC: removing stale attachments");
-        if let Err(e) = super::del::teardown(call, &id, &entry.attachments, entry.netns.as_deref(), true, &lock) {
+        if let Err(e) = super::del::teardown(
+            call,
+            &id,
+            &entry.attachments,
+            entry.netns.as_deref(),
+            true,
+            &lock,
+        ) {
             match e {
                 Error::Delegates(mut list) => errors.append(&mut list),
                 other => return Err(other),

@@ -40,7 +40,10 @@ impl Plugin for MultusPlugin {
         let conf = MultusConf::parse(stdin).map_err(Error::from)?;
         let level = conf.log_level().map_err(Error::from)?;
         let rotation = logging::Rotation::from_options(conf.log_options.as_ref());
-        let log_file = conf.log_file.as_deref().map(|path| logging::LogFile { path, rotation: &rotation });
+        let log_file = conf.log_file.as_deref().map(|path| logging::LogFile {
+            path,
+            rotation: &rotation,
+        });
         logging::init(level, log_file, conf.log_to_stderr.unwrap_or(true));
         let call = Call::new(request, &conf)?;
         let started = std::time::Instant::now();
@@ -53,8 +56,12 @@ impl Plugin for MultusPlugin {
             Command::Version => Ok(None),
         };
         match &outcome {
-            Ok(_) => tracing::info!(command = %request.command, container = %request.container_id, elapsed = ?started.elapsed(), "done"),
-            Err(e) => tracing::error!(command = %request.command, container = %request.container_id, "{e}"),
+            Ok(_) => {
+                tracing::info!(command = %request.command, container = %request.container_id, elapsed = ?started.elapsed(), "done")
+            }
+            Err(e) => {
+                tracing::error!(command = %request.command, container = %request.container_id, "{e}")
+            }
         }
         outcome.map_err(CniError::from)
     }
@@ -84,13 +91,22 @@ impl<'a> Call<'a> {
             version: conf.version()?,
             path: conf.search_path(&req.path),
             cache: Cache::new(&conf.cni_dir),
-            timeout: conf.delegate_timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_DELEGATE_TIMEOUT),
+            timeout: conf
+                .delegate_timeout_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_DELEGATE_TIMEOUT),
         })
     }
 
     /// The delegate context for a container.
     pub fn context<'b>(&'b self, container_id: &'b str, netns: Option<&'b Path>) -> Context<'b> {
-        Context { container_id, netns, path: &self.path, default_version: self.version, timeout: self.timeout }
+        Context {
+            container_id,
+            netns,
+            path: &self.path,
+            default_version: self.version,
+            timeout: self.timeout,
+        }
     }
 
     /// A Kubernetes client, when the configuration gives API access and the runtime named a pod.
@@ -98,12 +114,18 @@ impl<'a> Call<'a> {
         if crate::kube::PodIdentity::from_args(&self.req.args).is_none() {
             return Ok(None);
         }
-        Ok(crate::kube::client::KubeClient::connect(self.conf.kubeconfig.as_deref())?)
+        Ok(crate::kube::client::KubeClient::connect(
+            self.conf.kubeconfig.as_deref(),
+        )?)
     }
 
     /// Locks a container (waits up to twice the delegate deadline for concurrent calls).
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, Error> {
-        Ok(ContainerLock::acquire(&self.conf.cni_dir, container_id, self.timeout * 2)?)
+        Ok(ContainerLock::acquire(
+            &self.conf.cni_dir,
+            container_id,
+            self.timeout * 2,
+        )?)
     }
 }
 
@@ -115,8 +137,14 @@ impl<'a> Call<'a> {
 ///
 /// Returns the entry that was torn down, or `None` when the container has no cache entry (then
 /// nothing is done: unlike DEL, there is no fallback to the configuration).
-pub fn release_cached(conf: &MultusConf, container_id: &str, cni_path: &[PathBuf]) -> Result<Option<CacheEntry>, Error> {
-    let Some(entry) = Cache::new(&conf.cni_dir).read(container_id)? else { return Ok(None) };
+pub fn release_cached(
+    conf: &MultusConf,
+    container_id: &str,
+    cni_path: &[PathBuf],
+) -> Result<Option<CacheEntry>, Error> {
+    let Some(entry) = Cache::new(&conf.cni_dir).read(container_id)? else {
+        return Ok(None);
+    };
     let mut conf = conf.clone();
     conf.cni_version = Some(entry.cni_version.clone());
     let req = Request {

@@ -45,7 +45,13 @@ struct Entry {
 
 impl Entry {
     fn plain(network: ResolvedNetwork) -> Entry {
-        Entry { network, master: false, ifname: None, selection: None, auxiliary: false }
+        Entry {
+            network,
+            master: false,
+            ifname: None,
+            selection: None,
+            auxiliary: false,
+        }
     }
 }
 
@@ -54,14 +60,20 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
     let conf = call.conf;
     let identity = PodIdentity::from_args(&call.req.args);
     let mut plan = Plan {
-        pod: identity.as_ref().map(|id| PodRef { namespace: id.namespace.clone(), name: id.name.clone(), uid: id.uid.clone() }),
+        pod: identity.as_ref().map(|id| PodRef {
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            uid: id.uid.clone(),
+        }),
         ..Default::default()
     };
     let pod = match (kube, &identity) {
         (Some(k), Some(id)) => {
             let pod = k.get_pod(&id.namespace, &id.name, deadline)?;
             match &pod {
-                None => tracing::warn!(pod = %format!("{}/{}", id.namespace, id.name), "pod not found (static pod, or deleted): attaching the cluster network only"),
+                None => {
+                    tracing::warn!(pod = %format!("{}/{}", id.namespace, id.name), "pod not found (static pod, or deleted): attaching the cluster network only")
+                }
                 Some(p) => check_uid(id, p)?,
             }
             pod
@@ -73,20 +85,41 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
         r.uid = p.metadata.uid.clone().unwrap_or_default();
     }
     let annotations = pod.as_ref().and_then(|p| p.metadata.annotations.as_ref());
-    let resolver = Resolver { conf, kube, deadline };
-    let mut entries = cluster_networks(call, &resolver, annotations.and_then(|a| a.get(annotations::DEFAULT_NETWORK)))?;
-    let system = identity.as_ref().is_some_and(|id| conf.system_namespaces.contains(&id.namespace));
+    let resolver = Resolver {
+        conf,
+        kube,
+        deadline,
+    };
+    let mut entries = cluster_networks(
+        call,
+        &resolver,
+        annotations.and_then(|a| a.get(annotations::DEFAULT_NETWORK)),
+    )?;
+    let system = identity
+        .as_ref()
+        .is_some_and(|id| conf.system_namespaces.contains(&id.namespace));
     if !system {
         for reference in &conf.default_networks {
-            entries.push(Entry::plain(resolver.reference(reference).map_err(Error::from)?));
+            entries.push(Entry::plain(
+                resolver.reference(reference).map_err(Error::from)?,
+            ));
         }
     }
-    if let (Some(value), Some(id)) = (annotations.and_then(|a| a.get(annotations::NETWORKS)), &identity) {
+    if let (Some(value), Some(id)) = (
+        annotations.and_then(|a| a.get(annotations::NETWORKS)),
+        &identity,
+    ) {
         for selection in annotations::parse_networks(value)? {
-            let namespace = selection.namespace.clone().unwrap_or_else(|| id.namespace.clone());
+            let namespace = selection
+                .namespace
+                .clone()
+                .unwrap_or_else(|| id.namespace.clone());
             check_isolation(conf, &id.namespace, &namespace, &selection.name)?;
             let network = resolver.nad(&namespace, &selection.name)?;
-            entries.push(Entry { selection: Some(selection), ..Entry::plain(network) });
+            entries.push(Entry {
+                selection: Some(selection),
+                ..Entry::plain(network)
+            });
         }
     }
     entries.extend(auxiliary_entry(call)?);
@@ -98,12 +131,23 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
 /// The auxiliary CNI chain as an entry, when configured and not empty.
 fn auxiliary_entry(call: &Call<'_>) -> Result<Option<Entry>, Error> {
     let conf = call.conf;
-    let Some(chain) = aux_chain::load(conf, conf.cni_version.as_deref().unwrap_or(call.version.as_str()))? else {
+    let Some(chain) = aux_chain::load(
+        conf,
+        conf.cni_version.as_deref().unwrap_or(call.version.as_str()),
+    )?
+    else {
         return Ok(None);
     };
     let status_name = chain.name().unwrap_or_default().to_string();
-    let network = ResolvedNetwork { status_name, network: chain, resource_name: None };
-    Ok(Some(Entry { auxiliary: true, ..Entry::plain(network) }))
+    let network = ResolvedNetwork {
+        status_name,
+        network: chain,
+        resource_name: None,
+    };
+    Ok(Some(Entry {
+        auxiliary: true,
+        ..Entry::plain(network)
+    }))
 }
 
 /// The attachments of the configuration alone (no API): what GC and STATUS fall back to.
@@ -117,7 +161,11 @@ pub fn from_config_for_del(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
 }
 
 fn config_attachments(call: &Call<'_>, with_auxiliary: bool) -> Result<Vec<Attachment>, Error> {
-    let resolver = Resolver { conf: call.conf, kube: None, deadline: Instant::now() };
+    let resolver = Resolver {
+        conf: call.conf,
+        kube: None,
+        deadline: Instant::now(),
+    };
     let mut entries = cluster_networks(call, &resolver, None)?;
     if with_auxiliary {
         entries.extend(auxiliary_entry(call)?);
@@ -127,7 +175,11 @@ fn config_attachments(call: &Call<'_>, with_auxiliary: bool) -> Result<Vec<Attac
 
 /// The attachments of `entries`, in order: interface names given and checked, defaults marked.
 fn attachments(call: &Call<'_>, entries: Vec<Entry>) -> Result<Vec<Attachment>, Error> {
-    let mut out: Vec<Attachment> = entries.into_iter().enumerate().map(|(i, e)| attachment(call, i, e)).collect::<Result<_, _>>()?;
+    let mut out: Vec<Attachment> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| attachment(call, i, e))
+        .collect::<Result<_, _>>()?;
     unique_auxiliary_ifname(&mut out);
     mark_defaults(&mut out)?;
     if call.req.command.is_per_container() {
@@ -151,38 +203,69 @@ fn check_uid(id: &PodIdentity, pod: &k8s_openapi::api::core::v1::Pod) -> Result<
 }
 
 /// The cluster network (and, with inline delegates, the other delegates).
-fn cluster_networks(call: &Call<'_>, resolver: &Resolver<'_>, override_annotation: Option<&String>) -> Result<Vec<Entry>, Error> {
+fn cluster_networks(
+    call: &Call<'_>,
+    resolver: &Resolver<'_>,
+    override_annotation: Option<&String>,
+) -> Result<Vec<Entry>, Error> {
     let conf = call.conf;
     let cluster = conf.cluster_network.as_deref().filter(|c| !c.is_empty());
     let mut inline = Vec::new();
     if cluster.is_none() {
         let nets = conf.delegate_networks()?;
-        let masters: Vec<usize> = nets.iter().enumerate().filter(|(_, n)| n.is_master()).map(|(i, _)| i).collect();
+        let masters: Vec<usize> = nets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_master())
+            .map(|(i, _)| i)
+            .collect();
         if masters.len() > 1 {
-            return Err(ConfigError::Invalid(format!("delegates {masters:?} all set \"masterplugin\"; only one may")).into());
+            return Err(ConfigError::Invalid(format!(
+                "delegates {masters:?} all set \"masterplugin\"; only one may"
+            ))
+            .into());
         }
         let master = masters.first().copied().unwrap_or(0);
         for (i, net) in nets.into_iter().enumerate() {
-            let status_name = net
-                .name()
-                .map(String::from)
-                .unwrap_or_else(|| net.plugin_types().first().map(|t| t.to_string()).unwrap_or_default());
-            let network = ResolvedNetwork { status_name, network: net, resource_name: None };
-            inline.push(Entry { master: i == master, ifname: (i != master).then(|| format!("net{i}")), ..Entry::plain(network) });
+            let status_name = net.name().map(String::from).unwrap_or_else(|| {
+                net.plugin_types()
+                    .first()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            });
+            let network = ResolvedNetwork {
+                status_name,
+                network: net,
+                resource_name: None,
+            };
+            inline.push(Entry {
+                master: i == master,
+                ifname: (i != master).then(|| format!("net{i}")),
+                ..Entry::plain(network)
+            });
         }
     }
     if let Some(value) = override_annotation {
         let selection = annotations::parse_default_network(value)?;
-        let namespace = selection.namespace.clone().unwrap_or_else(|| conf.multus_namespace.clone());
+        let namespace = selection
+            .namespace
+            .clone()
+            .unwrap_or_else(|| conf.multus_namespace.clone());
         let network = resolver.nad(&namespace, &selection.name)?;
-        let master = Entry { master: true, ..Entry::plain(network) };
+        let master = Entry {
+            master: true,
+            ..Entry::plain(network)
+        };
         let mut out = vec![master];
         out.extend(inline.into_iter().filter(|e| !e.master));
         return Ok(out);
     }
     if let Some(reference) = cluster {
         let network = resolver.reference(reference)?;
-        return Ok(vec![Entry { master: true, ..Entry::plain(network) }]);
+        return Ok(vec![Entry {
+            master: true,
+            ..Entry::plain(network)
+        }]);
     }
     Ok(inline)
 }
@@ -199,7 +282,11 @@ fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Err
             .unwrap_or_else(|| format!("net{index}"))
     };
     let mut args = call.req.args.clone();
-    let network = if e.auxiliary { e.network.network } else { with_ebpf_sbr(call, e.network.network, e.master) };
+    let network = if e.auxiliary {
+        e.network.network
+    } else {
+        with_ebpf_sbr(call, e.network.network, e.master)
+    };
     let mut a = Attachment::new(e.network.status_name, ifname, network, String::new());
     a.master = e.master;
     a.auxiliary = e.auxiliary;
@@ -253,13 +340,18 @@ fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Err
 /// The `ebpfSbr` options: `sbr` plugins run as `ebpf-sbr`, and (opt-in) `ebpf-sbr` is chained
 /// after every secondary attachment.
 fn with_ebpf_sbr(call: &Call<'_>, mut network: NetworkConfig, master: bool) -> NetworkConfig {
-    let Some(opts) = &call.conf.ebpf_sbr else { return network };
+    let Some(opts) = &call.conf.ebpf_sbr else {
+        return network;
+    };
     if opts.replace_sbr {
         network.replace_plugin_type("sbr", EBPF_SBR);
     }
     let has = network.plugin_types().contains(&EBPF_SBR);
     if opts.all_secondary && !master && !has {
-        let chainable = network.cni_version(call.version).map(|v| v >= crate::cni::CniVersion::V0_3_0).unwrap_or(false);
+        let chainable = network
+            .cni_version(call.version)
+            .map(|v| v >= crate::cni::CniVersion::V0_3_0)
+            .unwrap_or(false);
         if chainable {
             let mut plugin = opts.config.clone();
             plugin.insert("type".into(), json!(EBPF_SBR));
@@ -269,9 +361,15 @@ fn with_ebpf_sbr(call: &Call<'_>, mut network: NetworkConfig, master: bool) -> N
         }
     }
     if let Some(dir) = &opts.bpffs_dir {
-        if let Some(plugins) = network.raw_mut().get_mut("plugins").and_then(Value::as_array_mut) {
+        if let Some(plugins) = network
+            .raw_mut()
+            .get_mut("plugins")
+            .and_then(Value::as_array_mut)
+        {
             for p in plugins.iter_mut().filter_map(Value::as_object_mut) {
-                if p.get("type").and_then(Value::as_str) == Some(EBPF_SBR) && !p.contains_key("bpffsDir") {
+                if p.get("type").and_then(Value::as_str) == Some(EBPF_SBR)
+                    && !p.contains_key("bpffsDir")
+                {
                     p.insert("bpffsDir".into(), json!(dir));
                 }
             }
@@ -303,7 +401,11 @@ fn mark_defaults(attachments: &mut [Attachment]) -> Result<(), Error> {
     }
     let any = attachments.iter().any(|a| !a.default_route.is_empty());
     for a in attachments.iter_mut() {
-        a.is_default = if any { !a.default_route.is_empty() } else { a.master };
+        a.is_default = if any {
+            !a.default_route.is_empty()
+        } else {
+            a.master
+        };
     }
     Ok(())
 }
@@ -311,10 +413,21 @@ fn mark_defaults(attachments: &mut [Attachment]) -> Result<(), Error> {
 /// The auxiliary chain gets `net<its index>` as the reference gives it, or the next free
 /// `net<k>` when a network of the pod asked for that name.
 fn unique_auxiliary_ifname(attachments: &mut [Attachment]) {
-    let taken: HashSet<String> = attachments.iter().filter(|a| !a.auxiliary).map(|a| a.ifname.clone()).collect();
-    for (i, a) in attachments.iter_mut().enumerate().filter(|(_, a)| a.auxiliary) {
+    let taken: HashSet<String> = attachments
+        .iter()
+        .filter(|a| !a.auxiliary)
+        .map(|a| a.ifname.clone())
+        .collect();
+    for (i, a) in attachments
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, a)| a.auxiliary)
+    {
         if taken.contains(&a.ifname) {
-            if let Some(free) = (i..).map(|k| format!("net{k}")).find(|n| !taken.contains(n)) {
+            if let Some(free) = (i..)
+                .map(|k| format!("net{k}"))
+                .find(|n| !taken.contains(n))
+            {
                 a.ifname = free;
             }
         }
@@ -327,7 +440,11 @@ pub fn check_ifnames(attachments: &[Attachment]) -> Result<(), Error> {
     for a in attachments {
         validate_requested_ifname(&a.ifname, &format!("network {:?}", a.name))?;
         if !seen.insert(a.ifname.as_str()) {
-            return Err(ConfigError::Invalid(format!("interface {:?} is requested by more than one network", a.ifname)).into());
+            return Err(ConfigError::Invalid(format!(
+                "interface {:?} is requested by more than one network",
+                a.ifname
+            ))
+            .into());
         }
     }
     Ok(())

@@ -6,7 +6,11 @@ use super::{plan, readiness, Call};
 
 pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     if !readiness::is_ready(call.conf) {
-        return Err(readiness::not_ready(call.conf, ErrorCode::PluginNotAvailable, None));
+        return Err(readiness::not_ready(
+            call.conf,
+            ErrorCode::PluginNotAvailable,
+            None,
+        ));
     }
     let ctx = call.context("", None);
     // Networks that need the API to resolve (a NAD as clusterNetwork) are not asked: STATUS says

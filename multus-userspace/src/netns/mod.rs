@@ -71,7 +71,10 @@ impl NetNs {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => NetnsError::NotFound(path.clone()),
-            _ => NetnsError::Open { path: path.clone(), source },
+            _ => NetnsError::Open {
+                path: path.clone(),
+                source,
+            },
         })?;
         // SAFETY: statfs on a valid, open descriptor into a zeroed struct.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -120,7 +123,12 @@ impl NetNs {
         Fut: Future<Output = T>,
         T: Send,
     {
-        self.run(|| netlink::with_handle(work).map_err(|source| NetnsError::Netlink { path: self.path.clone(), source }))?
+        self.run(|| {
+            netlink::with_handle(work).map_err(|source| NetnsError::Netlink {
+                path: self.path.clone(),
+                source,
+            })
+        })?
     }
 }
 
@@ -131,9 +139,15 @@ struct NsGuard {
 
 impl NsGuard {
     fn enter(ns: &NetNs) -> Result<Self, NetnsError> {
-        let original = File::open("/proc/thread-self/ns/net")
-            .map_err(|source| NetnsError::Open { path: "/proc/thread-self/ns/net".into(), source })?;
-        setns(ns.file.as_fd().as_raw_fd()).map_err(|source| NetnsError::Enter { path: ns.path.clone(), source })?;
+        let original =
+            File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
+                path: "/proc/thread-self/ns/net".into(),
+                source,
+            })?;
+        setns(ns.file.as_fd().as_raw_fd()).map_err(|source| NetnsError::Enter {
+            path: ns.path.clone(),
+            source,
+        })?;
         Ok(Self { original })
     }
 }
@@ -171,7 +185,13 @@ pub fn current_netns_cookie() -> std::io::Result<u64> {
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cookie`.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NETNS_COOKIE, (&mut cookie as *mut u64).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());

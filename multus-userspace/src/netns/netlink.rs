@@ -18,7 +18,9 @@ where
     F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = T>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         let driver = tokio::spawn(connection);
@@ -66,7 +68,11 @@ impl Link {
 
 /// Formats a hardware address as lowercase colon-separated hex.
 pub fn format_mac(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// All links of the namespace.
@@ -80,7 +86,10 @@ pub async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<Link>, r
 }
 
 /// Every link of the namespace, read by `read`.
-async fn all_links<T>(handle: &Handle, read: fn(&LinkMessage) -> T) -> Result<Vec<T>, rtnetlink::Error> {
+async fn all_links<T>(
+    handle: &Handle,
+    read: fn(&LinkMessage) -> T,
+) -> Result<Vec<T>, rtnetlink::Error> {
     let mut out = Vec::new();
     let mut stream = handle.link().get().execute();
     while let Some(msg) = stream.try_next().await? {
@@ -90,7 +99,11 @@ async fn all_links<T>(handle: &Handle, read: fn(&LinkMessage) -> T) -> Result<Ve
 }
 
 /// The link called `name`, read by `read`, if it exists.
-async fn link_named<T>(handle: &Handle, name: &str, read: fn(&LinkMessage) -> T) -> Result<Option<T>, rtnetlink::Error> {
+async fn link_named<T>(
+    handle: &Handle,
+    name: &str,
+    read: fn(&LinkMessage) -> T,
+) -> Result<Option<T>, rtnetlink::Error> {
     let mut stream = handle.link().get().match_name(name.to_string()).execute();
     match stream.try_next().await {
         Ok(Some(msg)) => Ok(Some(read(&msg))),
@@ -112,7 +125,10 @@ pub struct Address {
 }
 
 /// All addresses of the namespace (optionally of one interface).
-pub async fn addresses(handle: &Handle, index: Option<u32>) -> Result<Vec<Address>, rtnetlink::Error> {
+pub async fn addresses(
+    handle: &Handle,
+    index: Option<u32>,
+) -> Result<Vec<Address>, rtnetlink::Error> {
     let mut req = handle.address().get();
     if let Some(i) = index {
         req = req.set_link_index_filter(i);
@@ -131,7 +147,11 @@ pub async fn addresses(handle: &Handle, index: Option<u32>) -> Result<Vec<Addres
             })
         });
         if let Some(addr) = addr {
-            out.push(Address { index: msg.header.index, addr, prefix_len: msg.header.prefix_len });
+            out.push(Address {
+                index: msg.header.index,
+                addr,
+                prefix_len: msg.header.prefix_len,
+            });
         }
     }
     Ok(out)
@@ -194,7 +214,7 @@ pub struct LinkDetail {
 
 impl LinkDetail {
     fn from_message(msg: &LinkMessage) -> Self {
-        use netlink_packet_route::link::{LinkInfo, InfoKind};
+        use netlink_packet_route::link::{InfoKind, LinkInfo};
         let kind = msg.attributes.iter().find_map(|a| match a {
             LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
                 LinkInfo::Kind(InfoKind::Other(k)) => Some(k.clone()),
@@ -219,7 +239,10 @@ pub async fn link_details(handle: &Handle) -> Result<Vec<LinkDetail>, rtnetlink:
 }
 
 /// The link called `name` with its details, if it exists.
-pub async fn link_detail_by_name(handle: &Handle, name: &str) -> Result<Option<LinkDetail>, rtnetlink::Error> {
+pub async fn link_detail_by_name(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkDetail>, rtnetlink::Error> {
     link_named(handle, name, LinkDetail::from_message).await
 }
 
@@ -229,9 +252,17 @@ pub async fn routes(handle: &Handle, v6: bool) -> Result<Vec<Route>, rtnetlink::
 }
 
 /// The routes of one family whose message `keep` accepts.
-async fn routes_where(handle: &Handle, v6: bool, keep: impl Fn(&RouteMessage) -> bool) -> Result<Vec<Route>, rtnetlink::Error> {
+async fn routes_where(
+    handle: &Handle,
+    v6: bool,
+    keep: impl Fn(&RouteMessage) -> bool,
+) -> Result<Vec<Route>, rtnetlink::Error> {
     let mut msg = RouteMessage::default();
-    msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    msg.header.address_family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
     let mut stream = handle.route().get(msg).execute();
     let mut out = Vec::new();
     while let Some(msg) = stream.try_next().await? {
@@ -244,7 +275,9 @@ async fn routes_where(handle: &Handle, v6: bool, keep: impl Fn(&RouteMessage) ->
 
 /// Sets the MTU of a link.
 pub async fn set_link_mtu(handle: &Handle, index: u32, mtu: u32) -> Result<(), rtnetlink::Error> {
-    let msg = rtnetlink::LinkUnspec::new_with_index(index).mtu(mtu).build();
+    let msg = rtnetlink::LinkUnspec::new_with_index(index)
+        .mtu(mtu)
+        .build();
     handle.link().set(msg).execute().await
 }
 
@@ -263,7 +296,11 @@ pub async fn delete_link(handle: &Handle, index: u32) -> Result<(), rtnetlink::E
 }
 
 /// Routes of one table (`libc::RT_TABLE_MAIN`, `libc::RT_TABLE_LOCAL`, ...) for one family.
-pub async fn table_routes(handle: &Handle, v6: bool, table: u32) -> Result<Vec<Route>, rtnetlink::Error> {
+pub async fn table_routes(
+    handle: &Handle,
+    v6: bool,
+    table: u32,
+) -> Result<Vec<Route>, rtnetlink::Error> {
     routes_where(handle, v6, |msg| route_table(msg) == table).await
 }
 
@@ -279,7 +316,11 @@ pub fn route_table(msg: &RouteMessage) -> u32 {
 }
 
 fn route_from_message(msg: RouteMessage, v6: bool) -> Route {
-    let unspecified = if v6 { IpAddr::from([0u16; 8]) } else { IpAddr::from([0u8; 4]) };
+    let unspecified = if v6 {
+        IpAddr::from([0u16; 8])
+    } else {
+        IpAddr::from([0u8; 4])
+    };
     let mut route = Route {
         dst: unspecified,
         prefix_len: msg.header.destination_prefix_length,
@@ -330,7 +371,9 @@ pub fn route_pref_source(msg: &RouteMessage) -> Option<IpAddr> {
 /// The source prefix of a source-specific (IPv6) route (`RTA_SRC` and its length), if any.
 pub fn route_source_prefix(msg: &RouteMessage) -> Option<(IpAddr, u8)> {
     msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Source(a) => route_address(a).map(|ip| (ip, msg.header.source_prefix_length)),
+        RouteAttribute::Source(a) => {
+            route_address(a).map(|ip| (ip, msg.header.source_prefix_length))
+        }
         _ => None,
     })
 }
@@ -350,7 +393,11 @@ pub async fn delete_route(handle: &Handle, msg: RouteMessage) -> Result<(), rtne
 
 /// Asks the kernel which route (and preferred source) it would use for `dst`, optionally out of `oif`
 /// (`ip route get`).
-pub async fn route_get(handle: &Handle, dst: IpAddr, oif: Option<u32>) -> Result<Option<RouteMessage>, rtnetlink::Error> {
+pub async fn route_get(
+    handle: &Handle,
+    dst: IpAddr,
+    oif: Option<u32>,
+) -> Result<Option<RouteMessage>, rtnetlink::Error> {
     let mut msg = RouteMessage::default();
     let (family, len, addr) = match dst {
         IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
@@ -389,11 +436,18 @@ pub struct Neighbour {
 
 /// Every IPv4 and IPv6 neighbour entry of the namespace.
 pub async fn neighbours(handle: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Error> {
-    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourExtFlags};
+    use netlink_packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourExtFlags,
+    };
     let mut out = Vec::new();
     let mut stream = handle.neighbours().get().execute();
     while let Some(msg) = stream.try_next().await? {
-        let mut n = Neighbour { ifindex: msg.header.ifindex, addr: IpAddr::from([0u8; 4]), protocol: 0, managed: false };
+        let mut n = Neighbour {
+            ifindex: msg.header.ifindex,
+            addr: IpAddr::from([0u8; 4]),
+            protocol: 0,
+            managed: false,
+        };
         let mut has_addr = false;
         for attr in &msg.attributes {
             match attr {
@@ -406,7 +460,9 @@ pub async fn neighbours(handle: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Er
                     has_addr = true;
                 }
                 NeighbourAttribute::Protocol(p) => n.protocol = u8::from(*p),
-                NeighbourAttribute::ExtFlags(f) => n.managed = f.contains(NeighbourExtFlags::Managed),
+                NeighbourAttribute::ExtFlags(f) => {
+                    n.managed = f.contains(NeighbourExtFlags::Managed)
+                }
                 _ => {}
             }
         }
@@ -419,20 +475,35 @@ pub async fn neighbours(handle: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Er
 
 /// Creates (or converts an existing entry into) a managed neighbour entry: the kernel resolves it
 /// now and keeps it resolved (Linux >= 5.16). `protocol` marks who owns it.
-pub async fn add_managed_neighbour(handle: &Handle, ifindex: u32, addr: IpAddr, protocol: u8) -> Result<(), rtnetlink::Error> {
+pub async fn add_managed_neighbour(
+    handle: &Handle,
+    ifindex: u32,
+    addr: IpAddr,
+    protocol: u8,
+) -> Result<(), rtnetlink::Error> {
     use netlink_packet_route::{
         neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState},
         route::RouteProtocol,
     };
-    let mut req = handle.neighbours().add(ifindex, addr).state(NeighbourState::None).replace();
+    let mut req = handle
+        .neighbours()
+        .add(ifindex, addr)
+        .state(NeighbourState::None)
+        .replace();
     let msg = req.message_mut();
-    msg.attributes.push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
-    msg.attributes.push(NeighbourAttribute::Protocol(RouteProtocol::from(protocol)));
+    msg.attributes
+        .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+    msg.attributes
+        .push(NeighbourAttribute::Protocol(RouteProtocol::from(protocol)));
     req.execute().await
 }
 
 /// Deletes a neighbour entry; an entry (or link) that is already gone is not an error.
-pub async fn delete_neighbour(handle: &Handle, ifindex: u32, addr: IpAddr) -> Result<(), rtnetlink::Error> {
+pub async fn delete_neighbour(
+    handle: &Handle,
+    ifindex: u32,
+    addr: IpAddr,
+) -> Result<(), rtnetlink::Error> {
     use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
     let mut msg = NeighbourMessage::default();
     msg.header.ifindex = ifindex;
@@ -443,14 +514,22 @@ pub async fn delete_neighbour(handle: &Handle, ifindex: u32, addr: IpAddr) -> Re
     msg.header.family = family;
     msg.attributes.push(NeighbourAttribute::Destination(dst));
     match handle.neighbours().del(msg).execute().await {
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT || e.raw_code() == -libc::ENODEV => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e))
+            if e.raw_code() == -libc::ENOENT || e.raw_code() == -libc::ENODEV =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
 
 /// Makes `default via gateway dev oif` the only default route of its family in the main table.
 /// Returns how many other default routes were removed.
-pub async fn set_only_default_route(handle: &Handle, gateway: IpAddr, oif: u32) -> Result<usize, rtnetlink::Error> {
+pub async fn set_only_default_route(
+    handle: &Handle,
+    gateway: IpAddr,
+    oif: u32,
+) -> Result<usize, rtnetlink::Error> {
     let v6 = gateway.is_ipv6();
     let mut removed = 0;
     let mut exists = false;
@@ -467,8 +546,14 @@ pub async fn set_only_default_route(handle: &Handle, gateway: IpAddr, oif: u32) 
     }
     if !exists {
         let msg = match gateway {
-            IpAddr::V4(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().gateway(gw).output_interface(oif).build(),
-            IpAddr::V6(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().gateway(gw).output_interface(oif).build(),
+            IpAddr::V4(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(oif)
+                .build(),
+            IpAddr::V6(gw) => rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(oif)
+                .build(),
         };
         handle.route().add(msg).execute().await?;
     }
@@ -512,7 +597,10 @@ pub async fn add_veth_pair_in(
 ) -> Result<(), rtnetlink::Error> {
     use netlink_packet_route::link::{InfoData, InfoVeth, LinkInfo};
     let Some(fd) = peer_netns else {
-        let msg = rtnetlink::LinkVeth::new(name, peer).mtu(mtu).arp(!noarp).build();
+        let msg = rtnetlink::LinkVeth::new(name, peer)
+            .mtu(mtu)
+            .arp(!noarp)
+            .build();
         return handle.link().add(msg).execute().await;
     };
     let mut msg = rtnetlink::LinkVeth::new(peer, name).mtu(mtu).up().build();
@@ -541,7 +629,9 @@ pub async fn set_link_down(handle: &Handle, index: u32) -> Result<(), rtnetlink:
 
 /// Renames a (down) link.
 pub async fn rename_link(handle: &Handle, index: u32, name: &str) -> Result<(), rtnetlink::Error> {
-    let msg = rtnetlink::LinkUnspec::new_with_index(index).name(name.to_string()).build();
+    let msg = rtnetlink::LinkUnspec::new_with_index(index)
+        .name(name.to_string())
+        .build();
     handle.link().set(msg).execute().await
 }
 
@@ -551,7 +641,14 @@ const ETH_P_ALL_BE: u16 = 0x0300;
 /// The clsact parent of a filter: egress or ingress.
 fn clsact_parent(egress: bool) -> netlink_packet_route::tc::TcHandle {
     use netlink_packet_route::tc::TcHandle;
-    TcHandle { major: 0xffff, minor: if egress { TcHandle::MIN_EGRESS } else { TcHandle::MIN_INGRESS } }
+    TcHandle {
+        major: 0xffff,
+        minor: if egress {
+            TcHandle::MIN_EGRESS
+        } else {
+            TcHandle::MIN_INGRESS
+        },
+    }
 }
 
 fn tc_message(ifindex: u32) -> netlink_packet_route::tc::TcMessage {
@@ -569,9 +666,18 @@ pub async fn add_clsact(handle: &Handle, ifindex: u32) -> Result<bool, rtnetlink
     };
     let mut msg = tc_message(ifindex);
     msg.header.parent = TcHandle::CLSACT;
-    msg.header.handle = TcHandle { major: 0xffff, minor: 0 };
+    msg.header.handle = TcHandle {
+        major: 0xffff,
+        minor: 0,
+    };
     msg.attributes.push(TcAttribute::Kind("clsact".into()));
-    match request_ack(handle, RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_EXCL).await {
+    match request_ack(
+        handle,
+        RouteNetlinkMessage::NewQueueDiscipline(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .await
+    {
         Ok(()) => Ok(true),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
         Err(e) => Err(e),
@@ -583,7 +689,10 @@ pub async fn delete_clsact(handle: &Handle, ifindex: u32) -> Result<(), rtnetlin
     use netlink_packet_route::{tc::TcHandle, RouteNetlinkMessage};
     let mut msg = tc_message(ifindex);
     msg.header.parent = TcHandle::CLSACT;
-    msg.header.handle = TcHandle { major: 0xffff, minor: 0 };
+    msg.header.handle = TcHandle {
+        major: 0xffff,
+        minor: 0,
+    };
     match request_ack(handle, RouteNetlinkMessage::DelQueueDiscipline(msg), 0).await {
         Err(rtnetlink::Error::NetlinkError(e))
             if [-libc::ENOENT, -libc::ENODEV, -libc::EINVAL].contains(&e.raw_code()) =>
@@ -630,11 +739,20 @@ pub async fn add_bpf_filter(
         TcOption::Bpf(TcFilterBpfOption::ProgName(name.to_string())),
         TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
     ]));
-    request_ack(handle, RouteNetlinkMessage::NewTrafficFilter(msg), NLM_F_CREATE | NLM_F_REPLACE).await
+    request_ack(
+        handle,
+        RouteNetlinkMessage::NewTrafficFilter(msg),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+    .await
 }
 
 /// Deletes the filter at `slot`; a missing filter, qdisc or link is fine.
-pub async fn delete_filter(handle: &Handle, ifindex: u32, slot: FilterSlot) -> Result<(), rtnetlink::Error> {
+pub async fn delete_filter(
+    handle: &Handle,
+    ifindex: u32,
+    slot: FilterSlot,
+) -> Result<(), rtnetlink::Error> {
     use netlink_packet_route::RouteNetlinkMessage;
     let mut msg = tc_message(ifindex);
     msg.header.parent = clsact_parent(slot.egress);
@@ -683,7 +801,11 @@ pub async fn clsact_filters(
         match msg.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(f)) => {
                 let priority = (f.header.info >> 16) as u16;
-                let slot = FilterSlot { egress, priority, handle: f.header.handle.into() };
+                let slot = FilterSlot {
+                    egress,
+                    priority,
+                    handle: f.header.handle.into(),
+                };
                 if slot.handle == 0 {
                     // The chain's placeholder entry for a priority, not a filter.
                     continue;
@@ -701,7 +823,14 @@ pub async fn clsact_filters(
                         }
                     }
                 }
-                out.push((slot, prog_id.map(|prog_id| BpfFilter { slot, prog_id, name })));
+                out.push((
+                    slot,
+                    prog_id.map(|prog_id| BpfFilter {
+                        slot,
+                        prog_id,
+                        name,
+                    }),
+                ));
             }
             NetlinkPayload::Error(e) if e.code.is_some() => {
                 let code = e.raw_code();

@@ -19,7 +19,10 @@ use super::{state::RecordMap, SbrError};
 const RECORD_PIN: &str = "map-pod";
 
 fn anchor_err(what: &str, e: impl std::fmt::Display) -> SbrError {
-    SbrError::Pin { path: "anchor".into(), reason: format!("anchor namespace: {what}: {e}") }
+    SbrError::Pin {
+        path: "anchor".into(),
+        reason: format!("anchor namespace: {what}: {e}"),
+    }
 }
 
 /// Makes a new network namespace, with IPv6 off by default (the peer made there sends no
@@ -46,12 +49,20 @@ pub fn new_namespace() -> Result<File, SbrError> {
 pub fn mount(ns: &File, path: &Path) -> Result<(), SbrError> {
     let record = path.with_file_name(RECORD_PIN);
     RecordMap::pin_again(&record, path)?;
-    let source =
-        std::ffi::CString::new(format!("/proc/self/fd/{}", ns.as_raw_fd())).map_err(|e| anchor_err("fd", e))?;
-    let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| anchor_err("path", e))?;
+    let source = std::ffi::CString::new(format!("/proc/self/fd/{}", ns.as_raw_fd()))
+        .map_err(|e| anchor_err("fd", e))?;
+    let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| anchor_err("path", e))?;
     // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
-    let rc =
-        unsafe { libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         let e = anchor_err("bind mount", std::io::Error::last_os_error());
         if let Err(undo) = super::pins::unmount_anchor(path) {

@@ -18,7 +18,9 @@ use aya::{
         LinkOrder,
     },
 };
-use multus_common::{CounterKey, DefaultKey, DefaultRoute, IfCounters, SrcKey, SrcRoute, DEFAULT_VALID};
+use multus_common::{
+    CounterKey, DefaultKey, DefaultRoute, IfCounters, SrcKey, SrcRoute, DEFAULT_VALID,
+};
 
 use super::{
     pins::{remove_pin, PodDir},
@@ -29,18 +31,28 @@ use super::{
 use crate::netns::netlink::{self as nlh, FilterSlot};
 
 fn pin_err(path: &Path) -> impl FnOnce(String) -> SbrError + '_ {
-    move |reason| SbrError::Pin { path: path.to_path_buf(), reason }
+    move |reason| SbrError::Pin {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SbrError {
-    move |e| SbrError::Map { map, reason: e.to_string() }
+    move |e| SbrError::Map {
+        map,
+        reason: e.to_string(),
+    }
 }
 
 /// Treats "no such key" as success (removal is idempotent).
 pub fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
     match r {
         Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -48,13 +60,28 @@ pub fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::map
 /// Attaches a program to the egress of `ifname` (in the calling thread's namespace) with TCX and
 /// pins the link at `pin`, replacing an older pin. The kernel waits for an RCU grace period under
 /// RTNL in every TCX attach, so this costs milliseconds.
-pub fn attach_tcx(prog: &mut SchedClassifier, kind: ProgKind, ifname: &str, pin: &Path) -> Result<(), SbrError> {
-    let attach_err = |reason: String| SbrError::Attach { prog: kind.name(), ifname: ifname.to_string(), reason };
+pub fn attach_tcx(
+    prog: &mut SchedClassifier,
+    kind: ProgKind,
+    ifname: &str,
+    pin: &Path,
+) -> Result<(), SbrError> {
+    let attach_err = |reason: String| SbrError::Attach {
+        prog: kind.name(),
+        ifname: ifname.to_string(),
+        reason,
+    };
     let id = prog
-        .attach_with_options(ifname, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .attach_with_options(
+            ifname,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
         .map_err(|e| attach_err(e.to_string()))?;
     let link = prog.take_link(id).map_err(|e| attach_err(e.to_string()))?;
-    let fd: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| attach_err(e.to_string()))?;
+    let fd: FdLink = link
+        .try_into()
+        .map_err(|e: aya::programs::links::LinkError| attach_err(e.to_string()))?;
     remove_pin(pin)?;
     fd.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
     Ok(())
@@ -62,7 +89,11 @@ pub fn attach_tcx(prog: &mut SchedClassifier, kind: ProgKind, ifname: &str, pin:
 
 /// Where SBR's netlink filters sit on the clsact egress hook: a priority and handle of their own
 /// (`tc filter show dev X egress` lists them as `pref 21314 bpf ... handle 0x5342 sbr_egress`).
-pub const FILTER_SLOT: FilterSlot = FilterSlot { egress: true, priority: 0x5342, handle: 0x5342 };
+pub const FILTER_SLOT: FilterSlot = FilterSlot {
+    egress: true,
+    priority: 0x5342,
+    handle: 0x5342,
+};
 
 /// Attaches a program to the egress of `ifindex` as a netlink tc filter (adding the clsact qdisc
 /// when the link has none). Returns whether the qdisc was added. No RCU grace period is waited for.
@@ -73,9 +104,19 @@ pub async fn attach_filter(
     ifname: &str,
     ifindex: u32,
 ) -> Result<bool, SbrError> {
-    let attach_err = |reason: String| SbrError::Attach { prog: kind.name(), ifname: ifname.to_string(), reason };
-    let added = nlh::add_clsact(h, ifindex).await.map_err(|e| attach_err(format!("add clsact: {e}")))?;
-    let fd = prog.fd().map_err(|e| attach_err(e.to_string()))?.as_fd().as_raw_fd();
+    let attach_err = |reason: String| SbrError::Attach {
+        prog: kind.name(),
+        ifname: ifname.to_string(),
+        reason,
+    };
+    let added = nlh::add_clsact(h, ifindex)
+        .await
+        .map_err(|e| attach_err(format!("add clsact: {e}")))?;
+    let fd = prog
+        .fd()
+        .map_err(|e| attach_err(e.to_string()))?
+        .as_fd()
+        .as_raw_fd();
     if let Err(e) = nlh::add_bpf_filter(h, ifindex, FILTER_SLOT, fd, kind.name()).await {
         if added {
             let _ = nlh::delete_clsact(h, ifindex).await;
@@ -94,12 +135,20 @@ pub async fn detach_filter(
     qdisc_added: bool,
 ) -> Result<(), SbrError> {
     let err = |op: &str| super::error::nl(format!("{op} on {ifname}"));
-    nlh::delete_filter(h, ifindex, FILTER_SLOT).await.map_err(err("delete SBR filter"))?;
+    nlh::delete_filter(h, ifindex, FILTER_SLOT)
+        .await
+        .map_err(err("delete SBR filter"))?;
     if qdisc_added {
-        let egress = nlh::clsact_filters(h, ifindex, true).await.map_err(err("list egress filters"))?;
-        let ingress = nlh::clsact_filters(h, ifindex, false).await.map_err(err("list ingress filters"))?;
+        let egress = nlh::clsact_filters(h, ifindex, true)
+            .await
+            .map_err(err("list egress filters"))?;
+        let ingress = nlh::clsact_filters(h, ifindex, false)
+            .await
+            .map_err(err("list ingress filters"))?;
         if egress.is_empty() && ingress.is_empty() {
-            nlh::delete_clsact(h, ifindex).await.map_err(err("delete clsact"))?;
+            nlh::delete_clsact(h, ifindex)
+                .await
+                .map_err(err("delete clsact"))?;
         }
     }
     Ok(())
@@ -109,8 +158,13 @@ pub async fn detach_filter(
 pub async fn filter_prog(h: &rtnetlink::Handle, ifindex: u32) -> Result<Option<u32>, SbrError> {
     let filters = nlh::clsact_filters(h, ifindex, true)
         .await
-        .map_err(super::error::nl(format!("list egress filters of ifindex {ifindex}")))?;
-    Ok(filters.into_iter().find(|(slot, _)| *slot == FILTER_SLOT).and_then(|(_, f)| f.map(|f| f.prog_id)))
+        .map_err(super::error::nl(format!(
+            "list egress filters of ifindex {ifindex}"
+        )))?;
+    Ok(filters
+        .into_iter()
+        .find(|(slot, _)| *slot == FILTER_SLOT)
+        .and_then(|(_, f)| f.map(|f| f.prog_id)))
 }
 
 /// What a pinned TCX link is attached to (read with `BPF_OBJ_GET_INFO_BY_FD`: aya 0.14 does not
@@ -139,7 +193,8 @@ const BPF_LINK_TYPE_TCX: u32 = 11;
 pub fn link_target(path: &Path) -> Result<LinkTarget, SbrError> {
     use std::os::unix::ffi::OsStrExt;
     let err = pin_err(path);
-    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| pin_err(path)(e.to_string()))?;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| pin_err(path)(e.to_string()))?;
 
     #[repr(C)]
     struct ObjGet {
@@ -149,9 +204,22 @@ pub fn link_target(path: &Path) -> Result<LinkTarget, SbrError> {
         path_fd: i32,
         pad: u32,
     }
-    let attr = ObjGet { pathname: cpath.as_ptr() as u64, bpf_fd: 0, file_flags: 0, path_fd: 0, pad: 0 };
+    let attr = ObjGet {
+        pathname: cpath.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
     // SAFETY: BPF_OBJ_GET (7) reads `attr` and the path it points to; both outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 7, &attr as *const ObjGet, std::mem::size_of::<ObjGet>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            7,
+            &attr as *const ObjGet,
+            std::mem::size_of::<ObjGet>(),
+        )
+    };
     if fd < 0 {
         return Err(err(std::io::Error::last_os_error().to_string()));
     }
@@ -174,16 +242,31 @@ pub fn link_target(path: &Path) -> Result<LinkTarget, SbrError> {
         info: info.0.as_mut_ptr() as u64,
     };
     // SAFETY: BPF_OBJ_GET_INFO_BY_FD (15) writes at most info_len bytes into `info`.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, 15, &attr as *const InfoByFd, std::mem::size_of::<InfoByFd>()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            15,
+            &attr as *const InfoByFd,
+            std::mem::size_of::<InfoByFd>(),
+        )
+    };
     if rc != 0 {
         return Err(pin_err(path)(std::io::Error::last_os_error().to_string()));
     }
     let word = |i: usize| info.0[i];
     // struct bpf_link_info { u32 type, id, prog_id; union (8-aligned, at 16) { tcx { ifindex, attach_type } } }
     if word(0) != BPF_LINK_TYPE_TCX {
-        return Err(pin_err(path)(format!("not a TCX link (link type {})", word(0))));
+        return Err(pin_err(path)(format!(
+            "not a TCX link (link type {})",
+            word(0)
+        )));
     }
-    Ok(LinkTarget { id: word(1), prog_id: word(2), ifindex: word(4), attach_type: word(5) })
+    Ok(LinkTarget {
+        id: word(1),
+        prog_id: word(2),
+        ifindex: word(4),
+        attach_type: word(5),
+    })
 }
 
 /// The node-wide maps of one program version.
@@ -204,31 +287,65 @@ impl NodeMaps {
     pub fn open(progs: &Programs) -> Result<Self, SbrError> {
         Ok(Self {
             src: HashMap::try_from(open_map(&progs.map("src"))?).map_err(map_err("src"))?,
-            defaults: HashMap::try_from(open_map(&progs.map("defaults"))?).map_err(map_err("defaults"))?,
-            counters: PerCpuHashMap::try_from(open_map(&progs.map("counters"))?).map_err(map_err("counters"))?,
+            defaults: HashMap::try_from(open_map(&progs.map("defaults"))?)
+                .map_err(map_err("defaults"))?,
+            counters: PerCpuHashMap::try_from(open_map(&progs.map("counters"))?)
+                .map_err(map_err("counters"))?,
             users: progs.users()?,
         })
     }
 
     /// The cookies with a source entry, default or counter (for GC's sweep of unowned entries).
     pub fn cookies(&self) -> std::collections::BTreeSet<u64> {
-        let mut out: std::collections::BTreeSet<u64> =
-            self.src.keys().filter_map(Result::ok).map(|k| k.cookie).collect();
-        out.extend(self.defaults.keys().filter_map(Result::ok).map(|k| k.cookie));
-        out.extend(self.counters.keys().filter_map(Result::ok).map(|k| k.cookie));
+        let mut out: std::collections::BTreeSet<u64> = self
+            .src
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| k.cookie)
+            .collect();
+        out.extend(
+            self.defaults
+                .keys()
+                .filter_map(Result::ok)
+                .map(|k| k.cookie),
+        );
+        out.extend(
+            self.counters
+                .keys()
+                .filter_map(Result::ok)
+                .map(|k| k.cookie),
+        );
         out.extend(self.users.keys().filter_map(Result::ok));
         out
     }
 
     /// Removes every entry keyed by `cookie` (a full scan: GC only).
     pub fn sweep(&mut self, cookie: u64) -> Result<(), SbrError> {
-        for k in self.src.keys().filter_map(Result::ok).filter(|k| k.cookie == cookie).collect::<Vec<_>>() {
+        for k in self
+            .src
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.cookie == cookie)
+            .collect::<Vec<_>>()
+        {
             ignore_missing(self.src.remove(&k)).map_err(map_err("src"))?;
         }
-        for k in self.defaults.keys().filter_map(Result::ok).filter(|k| k.cookie == cookie).collect::<Vec<_>>() {
+        for k in self
+            .defaults
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.cookie == cookie)
+            .collect::<Vec<_>>()
+        {
             ignore_missing(self.defaults.remove(&k)).map_err(map_err("defaults"))?;
         }
-        for k in self.counters.keys().filter_map(Result::ok).filter(|k| k.cookie == cookie).collect::<Vec<_>>() {
+        for k in self
+            .counters
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.cookie == cookie)
+            .collect::<Vec<_>>()
+        {
             ignore_missing(self.counters.remove(&k)).map_err(map_err("counters"))?;
         }
         ignore_missing(self.users.remove(&cookie)).map_err(map_err("users"))
@@ -241,7 +358,10 @@ fn possible_cpus() -> Result<usize, SbrError> {
     if let Some(n) = CPUS.get() {
         return Ok(*n);
     }
-    let n = aya::util::nr_cpus().map_err(|(_, e)| SbrError::Map { map: "counters", reason: e.to_string() })?;
+    let n = aya::util::nr_cpus().map_err(|(_, e)| SbrError::Map {
+        map: "counters",
+        reason: e.to_string(),
+    })?;
     Ok(*CPUS.get_or_init(|| n))
 }
 
@@ -269,9 +389,16 @@ fn mirror_create(pin: &Path) -> Result<HashMap<MapData, SrcKey, SrcRoute>, SbrEr
 impl PodMaps {
     /// Creates a pod's maps in `dir` (which must exist) for `record`, and registers the pod as a
     /// user of `progs`.
-    pub fn create(dir: &PodDir, container_id: &str, progs: Programs, record: PodRecord) -> Result<Self, SbrError> {
+    pub fn create(
+        dir: &PodDir,
+        container_id: &str,
+        progs: Programs,
+        record: PodRecord,
+    ) -> Result<Self, SbrError> {
         let mut node = NodeMaps::open(&progs)?;
-        node.users.insert(record.cookie, id_hash(container_id), 0).map_err(map_err("users"))?;
+        node.users
+            .insert(record.cookie, id_hash(container_id), 0)
+            .map_err(map_err("users"))?;
         let made = (|| {
             let state = StateMap::create(&dir.map("state"))?;
             let mirror = mirror_create(&dir.map("src"))?;
@@ -280,9 +407,15 @@ impl PodMaps {
             Ok::<_, SbrError>((state, mirror, record_map))
         })();
         match made {
-            Ok((state, mirror, record_map)) => {
-                Ok(Self { cookie: record.cookie, progs, record, record_map, node, mirror, state })
-            }
+            Ok((state, mirror, record_map)) => Ok(Self {
+                cookie: record.cookie,
+                progs,
+                record,
+                record_map,
+                node,
+                mirror,
+                state,
+            }),
             Err(e) => {
                 let _ = node.users.remove(&record.cookie);
                 Err(e)
@@ -299,12 +432,24 @@ impl PodMaps {
 
     /// Opens the maps of the pod in `dir` with the node-wide maps of `progs`; `opened` is its
     /// record map as [`Self::open_record`] returned it.
-    pub fn open_with(dir: &PodDir, progs: Programs, opened: (RecordMap, PodRecord)) -> Result<Self, SbrError> {
+    pub fn open_with(
+        dir: &PodDir,
+        progs: Programs,
+        opened: (RecordMap, PodRecord),
+    ) -> Result<Self, SbrError> {
         let (record_map, record) = opened;
         let node = NodeMaps::open(&progs)?;
         let mirror = HashMap::try_from(open_map(&dir.map("src"))?).map_err(map_err("pod src"))?;
         let state = StateMap::open(&dir.map("state"))?;
-        Ok(Self { cookie: record.cookie, progs, record, record_map, node, mirror, state })
+        Ok(Self {
+            cookie: record.cookie,
+            progs,
+            record,
+            record_map,
+            node,
+            mirror,
+            state,
+        })
     }
 
     /// Opens the record map of the pod in `dir`, with the record it holds.
@@ -330,7 +475,9 @@ impl PodMaps {
     /// copies its source entries; defaults, counters and attachments follow when the pod converges.
     pub fn switch_to(&mut self, container_id: &str, progs: Programs) -> Result<(), SbrError> {
         let mut node = NodeMaps::open(&progs)?;
-        node.users.insert(self.cookie, id_hash(container_id), 0).map_err(map_err("users"))?;
+        node.users
+            .insert(self.cookie, id_hash(container_id), 0)
+            .map_err(map_err("users"))?;
         for (k, r) in self.entries() {
             node.src.insert(k, r, 0).map_err(map_err("src"))?;
         }
@@ -342,7 +489,13 @@ impl PodMaps {
         // Counters are recreated at the next attach.
         for (name, st) in self.state.all() {
             if st.flags & COUNTED != 0 {
-                self.state.put(&name, IfaceState { flags: st.flags & !COUNTED, ..st })?;
+                self.state.put(
+                    &name,
+                    IfaceState {
+                        flags: st.flags & !COUNTED,
+                        ..st
+                    },
+                )?;
             }
         }
         Ok(())
@@ -355,7 +508,9 @@ impl PodMaps {
 
     /// Writes a source entry.
     pub fn put_entry(&mut self, key: SrcKey, route: SrcRoute) -> Result<(), SbrError> {
-        self.mirror.insert(key, route, 0).map_err(map_err("pod src"))?;
+        self.mirror
+            .insert(key, route, 0)
+            .map_err(map_err("pod src"))?;
         self.node.src.insert(key, route, 0).map_err(map_err("src"))
     }
 
@@ -371,7 +526,11 @@ impl PodMaps {
     }
 
     fn default_key(&self, index: u32) -> DefaultKey {
-        DefaultKey { cookie: self.cookie, index, reserved: 0 }
+        DefaultKey {
+            cookie: self.cookie,
+            index,
+            reserved: 0,
+        }
     }
 
     /// The pod's defaults entry of a family index (all zero when there is none).
@@ -389,12 +548,19 @@ impl PodMaps {
         if value.flags & DEFAULT_VALID == 0 {
             ignore_missing(self.node.defaults.remove(&key)).map_err(map_err("defaults"))
         } else {
-            self.node.defaults.insert(key, value, 0).map_err(map_err("defaults"))
+            self.node
+                .defaults
+                .insert(key, value, 0)
+                .map_err(map_err("defaults"))
         }
     }
 
     fn counter_key(&self, ifindex: u32) -> CounterKey {
-        CounterKey { cookie: self.cookie, ifindex, reserved: 0 }
+        CounterKey {
+            cookie: self.cookie,
+            ifindex,
+            reserved: 0,
+        }
     }
 
     /// Counters of every interface of the pod, summed over CPUs, by interface index.
@@ -405,7 +571,11 @@ impl PodMaps {
             .into_iter()
             .filter(|(_, st)| st.flags & COUNTED != 0)
             .filter_map(|(_, st)| {
-                let per_cpu = self.node.counters.get(&self.counter_key(st.ifindex), 0).ok()?;
+                let per_cpu = self
+                    .node
+                    .counters
+                    .get(&self.counter_key(st.ifindex), 0)
+                    .ok()?;
                 let mut sum = IfCounters::default();
                 for c in per_cpu.iter() {
                     sum.add(c);
@@ -427,16 +597,30 @@ impl PodMaps {
         let key = self.counter_key(ifindex);
         if self.node.counters.get(&key, 0).is_err() {
             let zero = PerCpuValues::try_from(vec![IfCounters::default(); possible_cpus()?])
-                .map_err(|e| SbrError::Map { map: "counters", reason: e.to_string() })?;
-            self.node.counters.insert(key, zero, 0).map_err(map_err("counters"))?;
+                .map_err(|e| SbrError::Map {
+                    map: "counters",
+                    reason: e.to_string(),
+                })?;
+            self.node
+                .counters
+                .insert(key, zero, 0)
+                .map_err(map_err("counters"))?;
         }
         let st = self.state.get(ifname).unwrap_or_default();
-        self.state.put(ifname, IfaceState { ifindex, flags: st.flags | COUNTED, ..st })
+        self.state.put(
+            ifname,
+            IfaceState {
+                ifindex,
+                flags: st.flags | COUNTED,
+                ..st
+            },
+        )
     }
 
     /// Removes the counters of the pod's interface at `ifindex` (missing ones are fine).
     pub fn remove_counters(&mut self, ifindex: u32) -> Result<(), SbrError> {
-        ignore_missing(self.node.counters.remove(&self.counter_key(ifindex))).map_err(map_err("counters"))
+        ignore_missing(self.node.counters.remove(&self.counter_key(ifindex)))
+            .map_err(map_err("counters"))
     }
 
     /// Writes an interface record. When the record had counters at another index, or loses its
@@ -463,7 +647,8 @@ impl PodMaps {
             ignore_missing(self.node.src.remove(&k)).map_err(map_err("src"))?;
         }
         for index in [multus_common::DEFAULT_V4, multus_common::DEFAULT_V6] {
-            ignore_missing(self.node.defaults.remove(&self.default_key(index))).map_err(map_err("defaults"))?;
+            ignore_missing(self.node.defaults.remove(&self.default_key(index)))
+                .map_err(map_err("defaults"))?;
         }
         for (_, st) in self.state.all() {
             if st.flags & COUNTED != 0 {

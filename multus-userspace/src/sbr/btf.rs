@@ -54,7 +54,8 @@ struct Btf<'a> {
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// One member of a structure or union.
@@ -72,10 +73,15 @@ impl<'a> Btf<'a> {
             return Err(btf_err("not little-endian BTF"));
         }
         let hdr_len = hdr(4)? as usize;
-        let (type_off, type_len, str_off, str_len) =
-            (hdr(8)? as usize, hdr(12)? as usize, hdr(16)? as usize, hdr(20)? as usize);
+        let (type_off, type_len, str_off, str_len) = (
+            hdr(8)? as usize,
+            hdr(12)? as usize,
+            hdr(16)? as usize,
+            hdr(20)? as usize,
+        );
         let section = |off: usize, len: usize| {
-            data.get(hdr_len + off..hdr_len + off + len).ok_or_else(|| btf_err("section out of bounds"))
+            data.get(hdr_len + off..hdr_len + off + len)
+                .ok_or_else(|| btf_err("section out of bounds"))
         };
         let types = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
@@ -95,7 +101,11 @@ impl<'a> Btf<'a> {
             starts.push(pos as u32);
             pos += 12 + extra;
         }
-        Ok(Self { types, strings, starts })
+        Ok(Self {
+            types,
+            strings,
+            starts,
+        })
     }
 
     fn name(&self, off: u32) -> &[u8] {
@@ -106,7 +116,11 @@ impl<'a> Btf<'a> {
     /// (name offset, info, size-or-type) of a type.
     fn header(&self, id: u32) -> Option<(u32, u32, u32)> {
         let p = *self.starts.get(id as usize)? as usize;
-        Some((u32_at(self.types, p)?, u32_at(self.types, p + 4)?, u32_at(self.types, p + 8)?))
+        Some((
+            u32_at(self.types, p)?,
+            u32_at(self.types, p + 4)?,
+            u32_at(self.types, p + 8)?,
+        ))
     }
 
     fn kind(info: u32) -> u32 {
@@ -114,7 +128,9 @@ impl<'a> Btf<'a> {
     }
 
     fn members(&self, id: u32) -> Vec<Member> {
-        let Some((_, info, _)) = self.header(id) else { return Vec::new() };
+        let Some((_, info, _)) = self.header(id) else {
+            return Vec::new();
+        };
         let kind_flag = info >> 31 == 1;
         let p = self.starts[id as usize] as usize + 12;
         (0..(info & 0xffff) as usize)
@@ -153,7 +169,9 @@ impl<'a> Btf<'a> {
         (1..self.starts.len() as u32)
             .find(|id| {
                 self.header(*id).is_some_and(|(name_off, info, _)| {
-                    Self::kind(info) == KIND_STRUCT && info & 0xffff != 0 && self.name(name_off) == name.as_bytes()
+                    Self::kind(info) == KIND_STRUCT
+                        && info & 0xffff != 0
+                        && self.name(name_off) == name.as_bytes()
                 })
             })
             .ok_or_else(|| btf_err(format!("no struct {name}")))
@@ -168,7 +186,9 @@ impl<'a> Btf<'a> {
             }
             if m.name_off == 0 {
                 let inner = self.resolve(m.type_id);
-                if self.header(inner).is_some_and(|(_, info, _)| matches!(Self::kind(info), KIND_STRUCT | KIND_UNION)) {
+                if self.header(inner).is_some_and(|(_, info, _)| {
+                    matches!(Self::kind(info), KIND_STRUCT | KIND_UNION)
+                }) {
                     if let Some((off, ty)) = self.member(inner, name) {
                         return Some((m.bit_offset / 8 + off, ty));
                     }
@@ -182,8 +202,9 @@ impl<'a> Btf<'a> {
         let mut id = self.struct_named(struct_name)?;
         let mut total = 0;
         for field in path {
-            let (off, ty) =
-                self.member(id, field).ok_or_else(|| btf_err(format!("no member {field} in struct {struct_name}")))?;
+            let (off, ty) = self
+                .member(id, field)
+                .ok_or_else(|| btf_err(format!("no member {field} in struct {struct_name}")))?;
             total += off;
             id = self.resolve(ty);
         }
@@ -219,6 +240,9 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(Btf::parse(&[0u8; 10]).is_err());
-        assert!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(Btf::parse(&[
+            0x9f, 0xeb, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ])
+        .is_err());
     }
 }

@@ -18,7 +18,9 @@ use super::{
     sysctl::{self, conf_path},
     SbrError, CARRIER_IFNAME, CARRIER_PEER_IFNAME,
 };
-use crate::netns::netlink::{self as nlh, route_pref_source, route_source_prefix, LinkDetail, Route};
+use crate::netns::netlink::{
+    self as nlh, route_pref_source, route_source_prefix, LinkDetail, Route,
+};
 
 /// Route protocol number marking the routes SBR adds (`proto 83` in `ip route`).
 pub const RTPROT_SBR: u8 = 83;
@@ -30,9 +32,16 @@ pub const RETIRED_PREFIX: &str = "sbrdel-";
 /// Creates the carrier (NOARP, no IPv6 address) with its peer in `anchor` (up there) or, without
 /// an anchor, beside it in the pod; sets the carrier up. Returns it as it is then.
 pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<LinkDetail, SbrError> {
-    nlh::add_veth_pair_in(h, CARRIER_IFNAME, CARRIER_PEER_IFNAME, mtu, true, anchor.map(|f| f.as_raw_fd()))
-        .await
-        .map_err(nl(format!("create {CARRIER_IFNAME}")))?;
+    nlh::add_veth_pair_in(
+        h,
+        CARRIER_IFNAME,
+        CARRIER_PEER_IFNAME,
+        mtu,
+        true,
+        anchor.map(|f| f.as_raw_fd()),
+    )
+    .await
+    .map_err(nl(format!("create {CARRIER_IFNAME}")))?;
     // Before the link comes up: no link-local address, hence no DAD, MLD or router solicitation.
     sysctl::write(&conf_path("ipv6", CARRIER_IFNAME, "addr_gen_mode"), 1)?;
     let mut up = vec![CARRIER_IFNAME];
@@ -46,7 +55,9 @@ pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<LinkD
             .await
             .map_err(nl(format!("look up {name}")))?
             .ok_or_else(|| SbrError::InterfaceNotFound(name.to_string()))?;
-        nlh::set_link_up(h, link.index).await.map_err(nl(format!("set {name} up")))?;
+        nlh::set_link_up(h, link.index)
+            .await
+            .map_err(nl(format!("set {name} up")))?;
     }
     // Asking for one link makes the kernel process its pending link-watch event now (rather than
     // in a worker, up to a second later): the carrier is then operationally up, and IPv6 has given
@@ -60,7 +71,9 @@ pub async fn create(h: &Handle, mtu: u32, anchor: Option<&File>) -> Result<LinkD
 /// Retires an anchored carrier: down (the kernel removes every route through it at once) and
 /// renamed out of the way of a new carrier. The kernel deletes it when its anchor is unmounted.
 pub async fn retire(h: &Handle, index: u32) -> Result<(), SbrError> {
-    nlh::set_link_down(h, index).await.map_err(nl(format!("set {CARRIER_IFNAME} down")))?;
+    nlh::set_link_down(h, index)
+        .await
+        .map_err(nl(format!("set {CARRIER_IFNAME} down")))?;
     nlh::rename_link(h, index, &format!("{RETIRED_PREFIX}{index:x}"))
         .await
         .map_err(nl(format!("rename {CARRIER_IFNAME}")))

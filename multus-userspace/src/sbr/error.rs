@@ -200,17 +200,37 @@ impl fmt::Display for Drift {
             Drift::PinMissing(p) => write!(f, "pin {} missing", p.display()),
             Drift::PinExtra(p) => write!(f, "unexpected pin {}", p.display()),
             Drift::NotManaged(i) => write!(f, "interface {i} is not managed"),
-            Drift::IfindexChanged { ifname, recorded, actual } => {
-                write!(f, "interface {ifname} has index {actual}, recorded {recorded}")
+            Drift::IfindexChanged {
+                ifname,
+                recorded,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "interface {ifname} has index {actual}, recorded {recorded}"
+                )
             }
-            Drift::NotAttached { ifname, reason } => write!(f, "program not attached to {ifname}: {reason}"),
+            Drift::NotAttached { ifname, reason } => {
+                write!(f, "program not attached to {ifname}: {reason}")
+            }
             Drift::EntryMissing(a) => write!(f, "source entry {a} missing"),
-            Drift::EntryDiffers { addr, expected, actual } => {
+            Drift::EntryDiffers {
+                addr,
+                expected,
+                actual,
+            } => {
                 write!(f, "source entry {addr} is {actual}, expected {expected}")
             }
             Drift::EntryExtra(a) => write!(f, "unexpected source entry {a}"),
-            Drift::DefaultDiffers { family, expected, actual } => {
-                write!(f, "IPv{family} default entry is {actual}, expected {expected}")
+            Drift::DefaultDiffers {
+                family,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "IPv{family} default entry is {actual}, expected {expected}"
+                )
             }
             Drift::Carrier(r) => write!(f, "carrier: {r}"),
             Drift::RouteMissing(r) => write!(f, "carrier route {r} missing"),

@@ -10,7 +10,8 @@ use std::{
 };
 
 use multus_common::{
-    IfCounters, SrcKey, SrcRoute, DEFAULT_HAS_GATEWAY, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID, ROUTE_HAS_GATEWAY,
+    IfCounters, SrcKey, SrcRoute, DEFAULT_HAS_GATEWAY, DEFAULT_V4, DEFAULT_V6, DEFAULT_VALID,
+    ROUTE_HAS_GATEWAY,
 };
 
 use super::{
@@ -41,11 +42,16 @@ pub struct SourceEntry {
 impl SourceEntry {
     /// Decodes a map entry.
     pub fn from_map(key: &SrcKey, route: &SrcRoute) -> Self {
-        let prefix_len: u32 = route.mask.iter().map(|w| u32::from_be(*w).count_ones()).sum();
+        let prefix_len: u32 = route
+            .mask
+            .iter()
+            .map(|w| u32::from_be(*w).count_ones())
+            .sum();
         Self {
             address: words_addr(key.family, key.addr),
             ifindex: route.ifindex,
-            gateway: (route.flags & ROUTE_HAS_GATEWAY != 0).then(|| words_addr(key.family, route.gateway)),
+            gateway: (route.flags & ROUTE_HAS_GATEWAY != 0)
+                .then(|| words_addr(key.family, route.gateway)),
             network: words_addr(key.family, route.network),
             prefix_len: prefix_len as u8,
         }
@@ -116,7 +122,12 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
         .into_iter()
         .map(|(ifname, pin)| {
             let target = bpf::link_target(&pin).map_err(|e| e.to_string());
-            AttachmentInfo { ifname, pin, target, mode: AttachMode::Tcx }
+            AttachmentInfo {
+                ifname,
+                pin,
+                target,
+                mode: AttachMode::Tcx,
+            }
         })
         .collect();
     let records = maps.state.all();
@@ -124,7 +135,15 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
         .iter()
         .filter(|(name, st)| name == CARRIER_IFNAME || st.flags & NL_FILTER != 0)
         .map(|(name, st)| {
-            (name.clone(), st.ifindex, if name == CARRIER_IFNAME { ProgKind::Carrier } else { ProgKind::Egress })
+            (
+                name.clone(),
+                st.ifindex,
+                if name == CARRIER_IFNAME {
+                    ProgKind::Carrier
+                } else {
+                    ProgKind::Egress
+                },
+            )
         })
         .collect();
     if !filtered.is_empty() {
@@ -136,7 +155,12 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
                 ifindex: if prog_id.is_some() { ifindex } else { 0 },
                 attach_type: 0,
             });
-            let info = AttachmentInfo { ifname, pin: PathBuf::new(), target, mode: AttachMode::Netlink };
+            let info = AttachmentInfo {
+                ifname,
+                pin: PathBuf::new(),
+                target,
+                mode: AttachMode::Netlink,
+            };
             if info.ifname == CARRIER_IFNAME {
                 attachments.insert(0, info);
             } else {
@@ -144,7 +168,11 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
             }
         }
     }
-    let mut entries: Vec<SourceEntry> = maps.entries().iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect();
+    let mut entries: Vec<SourceEntry> = maps
+        .entries()
+        .iter()
+        .map(|(k, r)| SourceEntry::from_map(k, r))
+        .collect();
     entries.sort_by_key(|e| (e.ifindex, e.address));
     let mut defaults = [None, None];
     for (slot, (index, family)) in defaults.iter_mut().zip([(DEFAULT_V4, 2), (DEFAULT_V6, 10)]) {
@@ -179,9 +207,14 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
 }
 
 /// The program of SBR's filter on each of `ifaces` (None: no filter), read in the pod's namespace.
-fn filter_targets(maps: &PodMaps, ifaces: &[(String, u32, ProgKind)]) -> Vec<Result<Option<u32>, String>> {
+fn filter_targets(
+    maps: &PodMaps,
+    ifaces: &[(String, u32, ProgKind)],
+) -> Vec<Result<Option<u32>, String>> {
     let fail = |e: String| ifaces.iter().map(|_| Err(e.clone())).collect();
-    let Some(path) = maps.record.netns() else { return fail("no namespace path recorded".into()) };
+    let Some(path) = maps.record.netns() else {
+        return fail("no namespace path recorded".into());
+    };
     let ns = match NetNs::open(&path) {
         Ok(ns) => ns,
         Err(e) => return fail(format!("namespace not reachable: {e}")),
@@ -239,14 +272,28 @@ impl LogReader {
         let id = maps.progs.prog_id(ProgKind::Carrier)?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let logger = aya_log::EbpfLogger::init_from_id_with_logger(id, Collector(lines.clone()))
-            .map_err(|e| SbrError::Map { map: "AYA_LOGS", reason: e.to_string() })?;
-        Ok(Self { logger, lines, tag: format!(" ns {}", maps.cookie) })
+            .map_err(|e| SbrError::Map {
+                map: "AYA_LOGS",
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            logger,
+            lines,
+            tag: format!(" ns {}", maps.cookie),
+        })
     }
 
     /// The records of this pod written since the last call.
     pub fn drain(&mut self) -> Vec<String> {
         self.logger.flush();
-        let lines = self.lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
-        lines.into_iter().filter(|l| l.ends_with(&self.tag)).collect()
+        let lines = self
+            .lines
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        lines
+            .into_iter()
+            .filter(|l| l.ends_with(&self.tag))
+            .collect()
     }
 }

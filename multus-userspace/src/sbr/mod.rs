@@ -41,10 +41,12 @@ use std::{
 };
 
 pub use bpf::LinkTarget;
-pub use error::{Drift, SbrError};
-pub use inspect::{inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, PodInfo, SourceEntry};
-pub use multus_common::IfCounters;
 pub use bpf::{BPF_TCX_EGRESS, BPF_TCX_INGRESS};
+pub use error::{Drift, SbrError};
+pub use inspect::{
+    inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, PodInfo, SourceEntry,
+};
+pub use multus_common::IfCounters;
 pub use pins::{is_bpffs, validate_container_id, validate_ifname};
 pub use plan::CarrierRoute;
 pub use timing::Phase;
@@ -85,7 +87,8 @@ pub enum AttachMode {
 impl AttachMode {
     /// The mode `Auto` stands for on this kernel, or `self`; fails for `Tcx` without TCX.
     pub fn resolve(self) -> Result<AttachMode, SbrError> {
-        let tcx = aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         match self {
             AttachMode::Auto if tcx => Ok(AttachMode::Tcx),
             AttachMode::Auto => Ok(AttachMode::Netlink),
@@ -111,7 +114,9 @@ impl std::str::FromStr for AttachMode {
             "auto" => Ok(AttachMode::Auto),
             "tcx" => Ok(AttachMode::Tcx),
             "netlink" => Ok(AttachMode::Netlink),
-            other => Err(format!("unknown attach mode {other:?} (auto, tcx or netlink)")),
+            other => Err(format!(
+                "unknown attach mode {other:?} (auto, tcx or netlink)"
+            )),
         }
     }
 }
@@ -202,7 +207,12 @@ pub struct AddReport {
 /// Idempotent: a repeated ADD rewrites the interface's entries and repairs the rest. On failure the
 /// interface's share is rolled back. The node's first ADD loads and pins the programs; later ones
 /// only attach them and write map entries.
-pub fn add(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceSpec) -> Result<AddReport, SbrError> {
+pub fn add(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: &Path,
+    iface: &InterfaceSpec,
+) -> Result<AddReport, SbrError> {
     let phases = Phases::new();
     validate_ifname(&iface.ifname)?;
     reject_reserved(&iface.ifname)?;
@@ -214,7 +224,8 @@ pub fn add(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceS
     let (dir, phases_ref, netns_path) = (&dir, &phases, ns.path());
     // Everything runs on the one thread inside the pod's namespace (entering it costs a thread).
     let report = ns.netlink(|h| async move {
-        let (mut maps, loaded) = open_or_create_pod(cfg, container_id, netns_path, dir, phases_ref)?;
+        let (mut maps, loaded) =
+            open_or_create_pod(cfg, container_id, netns_path, dir, phases_ref)?;
         let mut ctx = Ctx::new(dir, phases_ref);
         let result = match add_in_ns(&h, cfg, iface, &mut maps, &mut ctx).await {
             Ok(report) => Ok(report),
@@ -233,7 +244,10 @@ pub fn add(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceS
         }
         result.map(|r| AddReport { loaded, ..r })
     })??;
-    Ok(AddReport { phases: phases.take(), ..report })
+    Ok(AddReport {
+        phases: phases.take(),
+        ..report
+    })
 }
 
 /// Opens the pod's maps, or makes the pod (loading the programs when this node has not yet).
@@ -270,13 +284,20 @@ fn open_or_create_pod(
     let cookie = netns_cookie()?;
     // One pod per namespace: the namespace's entries are keyed by its cookie alone.
     for version in programs::versions(&cfg.bpffs_dir)? {
-        let other = version.users().ok().and_then(|users| users.get(&cookie, 0).ok());
+        let other = version
+            .users()
+            .ok()
+            .and_then(|users| users.get(&cookie, 0).ok());
         if other.is_some_and(|o| o != programs::id_hash(container_id)) {
             return Err(SbrError::NetnsInUse { cookie });
         }
     }
     dir.create()?;
-    let mode = if mode == AttachMode::Netlink { MODE_NETLINK } else { MODE_TCX };
+    let mode = if mode == AttachMode::Netlink {
+        MODE_NETLINK
+    } else {
+        MODE_TCX
+    };
     let record = PodRecord::new(cookie, mode, progs.name(), netns_path);
     let maps = PodMaps::create(dir, container_id, progs, record);
     if maps.is_err() {
@@ -289,7 +310,9 @@ fn open_or_create_pod(
 /// The cookie of the calling thread's network namespace.
 fn netns_cookie() -> Result<u64, SbrError> {
     crate::netns::current_netns_cookie().map_err(|e| {
-        SbrError::Unsupported(format!("cannot read the namespace cookie (SO_NETNS_COOKIE, Linux 5.14+): {e}"))
+        SbrError::Unsupported(format!(
+            "cannot read the namespace cookie (SO_NETNS_COOKIE, Linux 5.14+): {e}"
+        ))
     })
 }
 
@@ -309,7 +332,10 @@ fn drop_unused_version(bpffs_dir: &Path, progs: &Programs) -> Result<(), SbrErro
 }
 
 fn reject_reserved(ifname: &str) -> Result<(), SbrError> {
-    if ifname == CARRIER_IFNAME || ifname == CARRIER_PEER_IFNAME || ifname.starts_with(carrier::RETIRED_PREFIX) {
+    if ifname == CARRIER_IFNAME
+        || ifname == CARRIER_PEER_IFNAME
+        || ifname.starts_with(carrier::RETIRED_PREFIX)
+    {
         return Err(SbrError::ReservedIfName(ifname.to_string()));
     }
     Ok(())
@@ -335,13 +361,25 @@ async fn interface_entries(
         });
     }
     let index = link.link.index;
-    let on_link = nlh::addresses(h, Some(index)).await.map_err(nl("list addresses"))?;
+    let on_link = nlh::addresses(h, Some(index))
+        .await
+        .map_err(nl("list addresses"))?;
     let addrs: Vec<IfAddr> = if iface.addresses.is_empty() {
-        on_link.iter().map(|a| IfAddr { address: a.addr, prefix_len: a.prefix_len, gateway: None }).collect()
+        on_link
+            .iter()
+            .map(|a| IfAddr {
+                address: a.addr,
+                prefix_len: a.prefix_len,
+                gateway: None,
+            })
+            .collect()
     } else {
         for a in &iface.addresses {
             if !on_link.iter().any(|o| o.addr == a.address) {
-                return Err(SbrError::AddressNotOnInterface { ifname: iface.ifname.clone(), addr: a.address });
+                return Err(SbrError::AddressNotOnInterface {
+                    ifname: iface.ifname.clone(),
+                    addr: a.address,
+                });
             }
         }
         iface.addresses.clone()
@@ -353,8 +391,17 @@ async fn interface_entries(
     let entries = addrs
         .iter()
         .map(|a| {
-            let main = if a.address.is_ipv4() { &snap.main4 } else { &snap.main6 };
-            src_entry(cookie, index, a, resolve_gateway(a, cfg.gateway_v4, cfg.gateway_v6, main, index))
+            let main = if a.address.is_ipv4() {
+                &snap.main4
+            } else {
+                &snap.main6
+            };
+            src_entry(
+                cookie,
+                index,
+                a,
+                resolve_gateway(a, cfg.gateway_v4, cfg.gateway_v6, main, index),
+            )
         })
         .collect();
     Ok((index, entries))
@@ -363,8 +410,15 @@ async fn interface_entries(
 /// Addresses that can be routed by source (not link-local, loopback, multicast or unspecified).
 fn routable(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(a) => !(a.is_link_local() || a.is_loopback() || a.is_multicast() || a.is_unspecified()),
-        IpAddr::V6(a) => !(a.is_unicast_link_local() || a.is_loopback() || a.is_multicast() || a.is_unspecified()),
+        IpAddr::V4(a) => {
+            !(a.is_link_local() || a.is_loopback() || a.is_multicast() || a.is_unspecified())
+        }
+        IpAddr::V6(a) => {
+            !(a.is_unicast_link_local()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_unspecified())
+        }
     }
 }
 
@@ -384,13 +438,23 @@ async fn add_in_ns(
     }
     maps.put_state(
         &iface.ifname,
-        IfaceState { ifindex: index, flags: MANAGED | (previous.flags & !(MANAGED | RELEASED)), ..previous },
+        IfaceState {
+            ifindex: index,
+            flags: MANAGED | (previous.flags & !(MANAGED | RELEASED)),
+            ..previous
+        },
     )?;
     ctx.phases.mark("maps");
     let plan = reconcile::converge_from(h, maps, ctx, snap).await?;
     Ok(AddReport {
-        entries: entries.iter().map(|(k, r)| SourceEntry::from_map(k, r)).collect(),
-        carrier_routes: plan.carrier.map(|c| c.routes.into_iter().collect()).unwrap_or_default(),
+        entries: entries
+            .iter()
+            .map(|(k, r)| SourceEntry::from_map(k, r))
+            .collect(),
+        carrier_routes: plan
+            .carrier
+            .map(|c| c.routes.into_iter().collect())
+            .unwrap_or_default(),
         attached: plan.attach.into_iter().map(|(n, _)| n).collect(),
         phases: Vec::new(),
         loaded: false,
@@ -399,15 +463,28 @@ async fn add_in_ns(
 
 /// Removes an interface's entries and counters and its MANAGED mark (keeping a recorded rp_filter
 /// change for the restore); returns its previous record.
-fn forget_interface(maps: &mut PodMaps, ifname: &str, current: Option<u32>) -> Result<IfaceState, SbrError> {
+fn forget_interface(
+    maps: &mut PodMaps,
+    ifname: &str,
+    current: Option<u32>,
+) -> Result<IfaceState, SbrError> {
     let previous = maps.state.get(ifname).unwrap_or_default();
-    let indices: Vec<u32> = [Some(previous.ifindex).filter(|i| *i != 0), current].into_iter().flatten().collect();
+    let indices: Vec<u32> = [Some(previous.ifindex).filter(|i| *i != 0), current]
+        .into_iter()
+        .flatten()
+        .collect();
     for (k, r) in maps.entries() {
         if indices.contains(&r.ifindex) {
             maps.remove_entry(&k)?;
         }
     }
-    maps.state.put(ifname, IfaceState { flags: previous.flags & !MANAGED, ..previous })?;
+    maps.state.put(
+        ifname,
+        IfaceState {
+            flags: previous.flags & !MANAGED,
+            ..previous
+        },
+    )?;
     Ok(previous)
 }
 
@@ -422,12 +499,25 @@ async fn remove_in_ns(
     let snap = Snapshot::read(h, maps.record.mode != MODE_TCX).await?;
     ctx.phases.mark("read");
     let previous = forget_interface(maps, ifname, None)?;
-    let keep = previous.flags & (RP_FILTER_CHANGED | state::COUNTED | state::NL_FILTER | state::NL_QDISC_ADDED);
+    let keep = previous.flags
+        & (RP_FILTER_CHANGED | state::COUNTED | state::NL_FILTER | state::NL_QDISC_ADDED);
     match snap.index_of(ifname) {
-        Some(index) if index == previous.ifindex || previous.ifindex == 0 => {
-            maps.put_state(ifname, IfaceState { ifindex: index, flags: RELEASED | keep, ..previous })?
-        }
-        Some(index) => maps.put_state(ifname, IfaceState { ifindex: index, flags: RELEASED, ..previous })?,
+        Some(index) if index == previous.ifindex || previous.ifindex == 0 => maps.put_state(
+            ifname,
+            IfaceState {
+                ifindex: index,
+                flags: RELEASED | keep,
+                ..previous
+            },
+        )?,
+        Some(index) => maps.put_state(
+            ifname,
+            IfaceState {
+                ifindex: index,
+                flags: RELEASED,
+                ..previous
+            },
+        )?,
         None => maps.remove_state(ifname)?,
     }
     ctx.phases.mark("maps");
@@ -440,7 +530,12 @@ async fn remove_in_ns(
 /// gone. With the pod's last interface, the carrier, its routes, the rp_filter changes, the pod's
 /// entries in the node-wide maps and all its pins go too, and the programs when no other pod uses
 /// them.
-pub fn del(cfg: &SbrConfig, container_id: &str, netns: Option<&Path>, ifname: &str) -> Result<(), SbrError> {
+pub fn del(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: Option<&Path>,
+    ifname: &str,
+) -> Result<(), SbrError> {
     del_timed(cfg, container_id, netns, ifname).map(|_| ())
 }
 
@@ -479,7 +574,10 @@ pub fn del_timed(
         Some(Err(e)) => return Err(e.into()),
     };
     let recorded = maps.state.get(ifname).map(|s| s.ifindex);
-    let last = maps.entries().iter().all(|(_, r)| Some(r.ifindex) == recorded);
+    let last = maps
+        .entries()
+        .iter()
+        .all(|(_, r)| Some(r.ifindex) == recorded);
     let done_in_ns = match ns {
         Some(ns) => {
             let (maps, dir, phases) = (&mut maps, &dir, &phases);
@@ -519,7 +617,12 @@ pub fn del_timed(
 /// Verifies what ADD set up for `iface`: pins, programs attached, map entries equal to the
 /// interface's addresses, carrier and routes, defaults, rp_filter. Returns [`SbrError::Drift`]
 /// naming every difference.
-pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &InterfaceSpec) -> Result<(), SbrError> {
+pub fn check(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: &Path,
+    iface: &InterfaceSpec,
+) -> Result<(), SbrError> {
     validate_ifname(&iface.ifname)?;
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
     if !dir.exists() {
@@ -538,7 +641,12 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
     let opened = PodMaps::open_record(&dir)?;
     let progs = Programs::at(&cfg.bpffs_dir, &opened.1.version())?;
-    let missing: Vec<Drift> = progs.pins().into_iter().filter(|p| !p.exists()).map(Drift::PinMissing).collect();
+    let missing: Vec<Drift> = progs
+        .pins()
+        .into_iter()
+        .filter(|p| !p.exists())
+        .map(Drift::PinMissing)
+        .collect();
     if !missing.is_empty() {
         return Err(SbrError::Drift(missing));
     }
@@ -589,7 +697,11 @@ pub fn check(cfg: &SbrConfig, container_id: &str, netns: &Path, iface: &Interfac
             }
         }
         let plan = plan_for(&snap, &maps);
-        drifts.extend(diff(&plan, &snap, &maps, &dir)?.iter().map(|f| f.drift(&dir)));
+        drifts.extend(
+            diff(&plan, &snap, &maps, &dir)?
+                .iter()
+                .map(|f| f.drift(&dir)),
+        );
         Ok::<_, SbrError>(drifts)
     })??;
     if drifts.is_empty() {
@@ -616,7 +728,9 @@ pub struct GcReport {
 fn netns_gone(record: &PodRecord) -> Option<bool> {
     let path = record.netns()?;
     Some(match NetNs::open(&path) {
-        Ok(ns) => !matches!(ns.run(crate::netns::current_netns_cookie), Ok(Ok(c)) if c == record.cookie),
+        Ok(ns) => {
+            !matches!(ns.run(crate::netns::current_netns_cookie), Ok(Ok(c)) if c == record.cookie)
+        }
         Err(_) => true,
     })
 }
@@ -640,13 +754,20 @@ pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sbr
         let maps = PodMaps::open(&dir, &cfg.bpffs_dir);
         let orphan = match &maps {
             Ok(m) if valid => {
-                let mut links = dir.if_links()?.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+                let mut links = dir
+                    .if_links()?
+                    .into_iter()
+                    .map(|(_, p)| p)
+                    .collect::<Vec<_>>();
                 if dir.carrier_link().exists() {
                     links.push(dir.carrier_link());
                 }
                 let links_gone = !links.is_empty()
-                    && links.iter().all(|p| bpf::link_target(p).map(|t| t.ifindex == 0).unwrap_or(true));
-                netns_gone(&m.record).unwrap_or(links_gone) || (m.record.mode == MODE_TCX && links_gone)
+                    && links
+                        .iter()
+                        .all(|p| bpf::link_target(p).map(|t| t.ifindex == 0).unwrap_or(true));
+                netns_gone(&m.record).unwrap_or(links_gone)
+                    || (m.record.mode == MODE_TCX && links_gone)
             }
             Ok(_) => false,
             // Unreadable (a half-made pod, or its programs removed by hand): a valid one is left
@@ -702,13 +823,21 @@ pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sbr
 
 /// Removes SBR's netlink filters from the (still existing) namespace of a stale netlink-mode pod.
 fn detach_filters_in_ns(maps: &mut PodMaps) -> Result<(), SbrError> {
-    let Some(path) = maps.record.netns() else { return Ok(()) };
+    let Some(path) = maps.record.netns() else {
+        return Ok(());
+    };
     let ns = NetNs::open(&path)?;
     let records = maps.state.all();
     ns.netlink(|h| async move {
         for (ifname, st) in records {
             if st.flags & state::NL_FILTER != 0 {
-                bpf::detach_filter(&h, &ifname, st.ifindex, st.flags & state::NL_QDISC_ADDED != 0).await?;
+                bpf::detach_filter(
+                    &h,
+                    &ifname,
+                    st.ifindex,
+                    st.flags & state::NL_QDISC_ADDED != 0,
+                )
+                .await?;
             }
         }
         Ok::<_, SbrError>(())

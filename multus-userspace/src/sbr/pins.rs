@@ -34,7 +34,8 @@ const IF_LINK_PREFIX: &str = "link-if-";
 /// Checks a CNI container id before it becomes a directory name (the CNI spec's pattern, at most
 /// 255 bytes so it fits a file name).
 pub fn validate_container_id(id: &str) -> Result<(), SbrError> {
-    crate::cni::env::validate_container_id(id).map_err(|_| SbrError::InvalidContainerId(id.to_string()))
+    crate::cni::env::validate_container_id(id)
+        .map_err(|_| SbrError::InvalidContainerId(id.to_string()))
 }
 
 /// Checks a Linux interface name (the kernel's `dev_valid_name`) before it becomes part of a path.
@@ -43,7 +44,9 @@ pub fn validate_ifname(name: &str) -> Result<(), SbrError> {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
     if ok {
         Ok(())
     } else {
@@ -53,8 +56,15 @@ pub fn validate_ifname(name: &str) -> Result<(), SbrError> {
 
 /// Creates `dir` (mode 0700) if needed and mounts bpffs on it unless it already is on bpffs.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), SbrError> {
-    let err = |source| SbrError::Bpffs { path: dir.to_path_buf(), source };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    let err = |source| SbrError::Bpffs {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
     if is_bpffs(dir).map_err(err)? {
         return Ok(());
     }
@@ -62,7 +72,13 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), SbrError> {
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let rc = unsafe {
-        libc::mount(c"bpffs".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), flags, c"mode=0700".as_ptr().cast())
+        libc::mount(
+            c"bpffs".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            flags,
+            c"mode=0700".as_ptr().cast(),
+        )
     };
     if rc != 0 {
         return Err(err(std::io::Error::last_os_error()));
@@ -97,7 +113,10 @@ pub struct Lock {
 impl Lock {
     /// Blocks until the lock on `dir` is held.
     pub fn acquire(dir: &Path) -> Result<Self, SbrError> {
-        let file = File::open(dir).map_err(|source| SbrError::Bpffs { path: dir.to_path_buf(), source })?;
+        let file = File::open(dir).map_err(|source| SbrError::Bpffs {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         loop {
             // SAFETY: flock on an open descriptor.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -105,7 +124,10 @@ impl Lock {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(SbrError::Bpffs { path: dir.to_path_buf(), source: e });
+                return Err(SbrError::Bpffs {
+                    path: dir.to_path_buf(),
+                    source: e,
+                });
             }
         }
     }
@@ -121,7 +143,9 @@ impl PodDir {
     /// The pin directory of `container_id` under `bpffs_dir` (validated, not created).
     pub fn new(bpffs_dir: &Path, container_id: &str) -> Result<Self, SbrError> {
         validate_container_id(container_id)?;
-        Ok(Self { dir: bpffs_dir.join(container_id) })
+        Ok(Self {
+            dir: bpffs_dir.join(container_id),
+        })
     }
 
     /// The directory.
@@ -140,7 +164,10 @@ impl PodDir {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })
+            .map_err(|source| SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            })
     }
 
     /// Pin of a pod map (`pod`, `state`, `src`).
@@ -170,7 +197,11 @@ impl PodDir {
             .entries()?
             .into_iter()
             .filter_map(|p| {
-                let name = p.file_name()?.to_str()?.strip_prefix(IF_LINK_PREFIX)?.to_string();
+                let name = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_prefix(IF_LINK_PREFIX)?
+                    .to_string();
                 Some((name, p))
             })
             .collect())
@@ -181,11 +212,19 @@ impl PodDir {
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(SbrError::Bpffs { path: self.dir.clone(), source }),
+            Err(source) => {
+                return Err(SbrError::Bpffs {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
         };
         let mut out = Vec::new();
         for entry in rd {
-            let entry = entry.map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })?;
+            let entry = entry.map_err(|source| SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            })?;
             out.push(entry.path());
         }
         out.sort();
@@ -199,7 +238,10 @@ impl PodDir {
         unmount_anchor(&self.anchor())?;
         let mut links = Vec::new();
         for p in self.entries()? {
-            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("link-")) {
+            if p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("link-"))
+            {
                 links.push(p);
             } else {
                 remove_pin(&p)?;
@@ -212,7 +254,10 @@ impl PodDir {
         match std::fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SbrError::Bpffs { path: self.dir.clone(), source }),
+            Err(source) => Err(SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            }),
         }
     }
 }
@@ -221,13 +266,19 @@ impl PodDir {
 /// existing is fine. Once the last reference to the namespace is gone, the kernel destroys it and
 /// the carrier pair with it, in a worker.
 pub fn unmount_anchor(path: &Path) -> Result<(), SbrError> {
-    let c = cstring(path).map_err(|e| SbrError::Pin { path: path.to_path_buf(), reason: e.to_string() })?;
+    let c = cstring(path).map_err(|e| SbrError::Pin {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     // SAFETY: umount2 with a valid NUL-terminated path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } != 0 {
         let e = std::io::Error::last_os_error();
         // EINVAL: not a mount point; ENOENT: no such path.
         if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
-            return Err(SbrError::Pin { path: path.to_path_buf(), reason: format!("unmount: {e}") });
+            return Err(SbrError::Pin {
+                path: path.to_path_buf(),
+                reason: format!("unmount: {e}"),
+            });
         }
     }
     remove_pin(path)
@@ -238,7 +289,10 @@ pub fn remove_pin(path: &Path) -> Result<(), SbrError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SbrError::Pin { path: path.to_path_buf(), reason: e.to_string() }),
+        Err(e) => Err(SbrError::Pin {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -247,11 +301,19 @@ pub fn subdirectories(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
     let rd = match std::fs::read_dir(bpffs_dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(SbrError::Bpffs {
+                path: bpffs_dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|source| SbrError::Bpffs { path: bpffs_dir.to_path_buf(), source })?;
+        let entry = entry.map_err(|source| SbrError::Bpffs {
+            path: bpffs_dir.to_path_buf(),
+            source,
+        })?;
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             if let Some(name) = entry.file_name().to_str() {
                 out.push(name.to_string());
@@ -264,7 +326,10 @@ pub fn subdirectories(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
 
 /// The container ids that have a pin directory under `bpffs_dir`.
 pub fn pod_ids(bpffs_dir: &Path) -> Result<Vec<String>, SbrError> {
-    Ok(subdirectories(bpffs_dir)?.into_iter().filter(|name| validate_container_id(name).is_ok()).collect())
+    Ok(subdirectories(bpffs_dir)?
+        .into_iter()
+        .filter(|name| validate_container_id(name).is_ok())
+        .collect())
 }
 
 #[cfg(test)]
@@ -276,7 +341,17 @@ mod tests {
         for ok in ["a", "0abc", "abc-def_1.2", &"x".repeat(255)] {
             assert!(validate_container_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", ".", "..", "a/b", "../x", "a b", "é", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "-a",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a b",
+            "é",
+            &"x".repeat(256),
+        ] {
             assert!(validate_container_id(bad).is_err(), "{bad}");
         }
     }
@@ -294,10 +369,16 @@ mod tests {
     #[test]
     fn layout() {
         let d = PodDir::new(Path::new("/sys/fs/bpf/sbr"), "c1").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(d.if_link("net1"), Path::new("/sys/fs/bpf/sbr/c1/link-if-net1"));
+        assert_eq!(
+            d.if_link("net1"),
+            Path::new("/sys/fs/bpf/sbr/c1/link-if-net1")
+        );
         assert_eq!(d.map("pod"), Path::new("/sys/fs/bpf/sbr/c1/map-pod"));
         assert_eq!(d.anchor(), Path::new("/sys/fs/bpf/sbr/c1/anchor"));
         assert!(PodDir::new(Path::new("/x"), "../etc").is_err());
-        assert!(validate_container_id("_sbr-0123").is_err(), "version directories are never pods");
+        assert!(
+            validate_container_id("_sbr-0123").is_err(),
+            "version directories are never pods"
+        );
     }
 }

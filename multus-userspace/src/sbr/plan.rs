@@ -9,7 +9,8 @@ use std::{
 };
 
 use multus_common::{
-    DefaultRoute, SrcKey, SrcRoute, AF_INET, AF_INET6, DEFAULT_HAS_GATEWAY, DEFAULT_VALID, ROUTE_HAS_GATEWAY,
+    DefaultRoute, SrcKey, SrcRoute, AF_INET, AF_INET6, DEFAULT_HAS_GATEWAY, DEFAULT_VALID,
+    ROUTE_HAS_GATEWAY,
 };
 use netlink_packet_route::route::RouteType;
 
@@ -62,10 +63,20 @@ pub fn mask_words(ip: IpAddr, len: u8) -> [u32; 4] {
 }
 
 /// The map entry of one managed address of the pod whose namespace cookie is `cookie`.
-pub fn src_entry(cookie: u64, ifindex: u32, addr: &IfAddr, gateway: Option<IpAddr>) -> (SrcKey, SrcRoute) {
+pub fn src_entry(
+    cookie: u64,
+    ifindex: u32,
+    addr: &IfAddr,
+    gateway: Option<IpAddr>,
+) -> (SrcKey, SrcRoute) {
     let (family, words) = addr_words(addr.address);
     let mask = mask_words(addr.address, addr.prefix_len);
-    let network = [words[0] & mask[0], words[1] & mask[1], words[2] & mask[2], words[3] & mask[3]];
+    let network = [
+        words[0] & mask[0],
+        words[1] & mask[1],
+        words[2] & mask[2],
+        words[3] & mask[3],
+    ];
     let gw = gateway.filter(|g| g.is_ipv4() == addr.address.is_ipv4());
     let route = SrcRoute {
         ifindex,
@@ -74,14 +85,25 @@ pub fn src_entry(cookie: u64, ifindex: u32, addr: &IfAddr, gateway: Option<IpAdd
         network,
         mask,
     };
-    (SrcKey { cookie, family, reserved: 0, addr: words }, route)
+    (
+        SrcKey {
+            cookie,
+            family,
+            reserved: 0,
+            addr: words,
+        },
+        route,
+    )
 }
 
 /// A source entry for people: `10.1.0.2 -> if 3 via 10.1.0.1 (on-link 10.1.0.0/24)`.
 pub fn describe_entry(key: &SrcKey, route: &SrcRoute) -> String {
     let e = super::inspect::SourceEntry::from_map(key, route);
     let via = e.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-    format!("if {}{via} (on-link {}/{})", e.ifindex, e.network, e.prefix_len)
+    format!(
+        "if {}{via} (on-link {}/{})",
+        e.ifindex, e.network, e.prefix_len
+    )
 }
 
 /// The gateway used for a managed address: the one prevResult gave it, else the configured one
@@ -102,7 +124,11 @@ pub fn resolve_gateway(
         })
         .or_else(|| {
             main.iter()
-                .filter(|r| r.is_default() && r.oif == Some(ifindex) && route_source_prefix(&r.message).is_none())
+                .filter(|r| {
+                    r.is_default()
+                        && r.oif == Some(ifindex)
+                        && route_source_prefix(&r.message).is_none()
+                })
                 .filter_map(|r| r.gateway.filter(same_family))
                 .next()
         })
@@ -126,7 +152,12 @@ pub fn main_default(routes: &[Route], carrier: Option<u32>) -> Option<MainDefaul
         .filter(|r| route_source_prefix(&r.message).is_none())
         .filter(|r| r.oif.is_some() && r.oif != carrier)
         .min_by_key(|r| r.metric.unwrap_or(0))
-        .and_then(|r| Some(MainDefault { oif: r.oif?, gateway: r.gateway }))
+        .and_then(|r| {
+            Some(MainDefault {
+                oif: r.oif?,
+                gateway: r.gateway,
+            })
+        })
 }
 
 /// The defaults-map value for a main default route (all zero when there is none).
@@ -135,7 +166,12 @@ pub fn default_entry(d: Option<&MainDefault>) -> DefaultRoute {
         None => DefaultRoute::default(),
         Some(d) => DefaultRoute {
             ifindex: d.oif,
-            flags: DEFAULT_VALID | if d.gateway.is_some() { DEFAULT_HAS_GATEWAY } else { 0 },
+            flags: DEFAULT_VALID
+                | if d.gateway.is_some() {
+                    DEFAULT_HAS_GATEWAY
+                } else {
+                    0
+                },
             gateway: d.gateway.map(|g| addr_words(g).1).unwrap_or_default(),
         },
     }
@@ -168,17 +204,31 @@ impl fmt::Display for CarrierRoute {
 }
 
 /// IPv4 unicast space without multicast and class E: 0.0.0.0-223.255.255.255.
-const V4_UNICAST: [([u8; 4], u8); 3] = [([0, 0, 0, 0], 1), ([128, 0, 0, 0], 2), ([192, 0, 0, 0], 3)];
+const V4_UNICAST: [([u8; 4], u8); 3] =
+    [([0, 0, 0, 0], 1), ([128, 0, 0, 0], 2), ([192, 0, 0, 0], 3)];
 /// IPv6 space below fe00::, so link-local fe80::/10 and multicast ff00::/8 are left out.
-const V6_UNICAST: [(u16, u8); 7] =
-    [(0x0000, 1), (0x8000, 2), (0xc000, 3), (0xe000, 4), (0xf000, 5), (0xf800, 6), (0xfc00, 7)];
+const V6_UNICAST: [(u16, u8); 7] = [
+    (0x0000, 1),
+    (0x8000, 2),
+    (0xc000, 3),
+    (0xe000, 4),
+    (0xf000, 5),
+    (0xf800, 6),
+    (0xfc00, 7),
+];
 
 /// The prefixes that cover the unicast space of a family.
 pub fn unicast_prefixes(v6: bool) -> Vec<(IpAddr, u8)> {
     if v6 {
-        V6_UNICAST.iter().map(|(s, l)| (IpAddr::V6(Ipv6Addr::new(*s, 0, 0, 0, 0, 0, 0, 0)), *l)).collect()
+        V6_UNICAST
+            .iter()
+            .map(|(s, l)| (IpAddr::V6(Ipv6Addr::new(*s, 0, 0, 0, 0, 0, 0, 0)), *l))
+            .collect()
     } else {
-        V4_UNICAST.iter().map(|(o, l)| (IpAddr::V4(Ipv4Addr::from(*o)), *l)).collect()
+        V4_UNICAST
+            .iter()
+            .map(|(o, l)| (IpAddr::V4(Ipv4Addr::from(*o)), *l))
+            .collect()
     }
 }
 
@@ -206,7 +256,10 @@ fn contains(outer: (IpAddr, u8), inner: (IpAddr, u8)) -> bool {
 /// Drops the carrier prefixes that would shadow a short (non-default) route of the main table:
 /// where a route as wide as or wider than a carrier prefix covers it, that space keeps its route.
 pub fn unshadowing(prefixes: Vec<(IpAddr, u8)>, existing: &[(IpAddr, u8)]) -> Vec<(IpAddr, u8)> {
-    prefixes.into_iter().filter(|p| !existing.iter().any(|q| q.1 > 0 && contains(*q, *p))).collect()
+    prefixes
+        .into_iter()
+        .filter(|p| !existing.iter().any(|q| q.1 > 0 && contains(*q, *p)))
+        .collect()
 }
 
 /// Everything SBR sets up in a pod beyond the source entries.
@@ -270,24 +323,46 @@ pub fn plan_pod(f: &PodFacts<'_>) -> PodPlan {
             .map(|r| (r.dst, r.prefix_len))
             .collect()
     };
-    let with_gw =
-        |family: u32| f.entries.iter().filter(move |(k, r)| k.family == family && r.flags & ROUTE_HAS_GATEWAY != 0);
+    let with_gw = |family: u32| {
+        f.entries
+            .iter()
+            .filter(move |(k, r)| k.family == family && r.flags & ROUTE_HAS_GATEWAY != 0)
+    };
 
     let mut routes = BTreeSet::new();
     let mut served: BTreeSet<u32> = BTreeSet::new();
     if with_gw(AF_INET).next().is_some() {
-        let prefsrc = if d4.is_some() { f.v4_default_src } else { Some(NO_DEFAULT_V4_SRC) };
+        let prefsrc = if d4.is_some() {
+            f.v4_default_src
+        } else {
+            Some(NO_DEFAULT_V4_SRC)
+        };
         for (dst, prefix_len) in unshadowing(unicast_prefixes(false), &short(f.main4)) {
-            routes.insert(CarrierRoute { dst, prefix_len, from: None, prefsrc });
+            routes.insert(CarrierRoute {
+                dst,
+                prefix_len,
+                from: None,
+                prefsrc,
+            });
         }
         // Unmanaged IPv4 traffic crosses the carrier on its way to the default route's interface.
         served.extend(d4.as_ref().map(|d| d.oif));
-        served.extend(f.entries.iter().filter(|(k, _)| k.family == AF_INET).map(|(_, r)| r.ifindex));
+        served.extend(
+            f.entries
+                .iter()
+                .filter(|(k, _)| k.family == AF_INET)
+                .map(|(_, r)| r.ifindex),
+        );
     }
     for (key, route) in with_gw(AF_INET6) {
         let from = Some(words_addr(key.family, key.addr));
         for (dst, prefix_len) in unshadowing(unicast_prefixes(true), &short(f.main6)) {
-            routes.insert(CarrierRoute { dst, prefix_len, from, prefsrc: None });
+            routes.insert(CarrierRoute {
+                dst,
+                prefix_len,
+                from,
+                prefsrc: None,
+            });
         }
         served.insert(route.ifindex);
     }
@@ -295,7 +370,13 @@ pub fn plan_pod(f: &PodFacts<'_>) -> PodPlan {
     let carrier = if routes.is_empty() {
         None
     } else {
-        let mtu = f.links.iter().filter(|l| served.contains(&l.link.index)).map(|l| l.link.mtu).min().unwrap_or(1500);
+        let mtu = f
+            .links
+            .iter()
+            .filter(|l| served.contains(&l.link.index))
+            .map(|l| l.link.mtu)
+            .min()
+            .unwrap_or(1500);
         Some(CarrierPlan { mtu, routes })
     };
 
@@ -308,15 +389,27 @@ pub fn plan_pod(f: &PodFacts<'_>) -> PodPlan {
             .map(|l| (l.link.name.clone(), l.link.index))
             .collect()
     };
-    let has_v4_routes = carrier.as_ref().is_some_and(|c| c.routes.iter().any(|r| r.dst.is_ipv4()));
-    let loose_rp_filter = if has_v4_routes { attach.iter().map(|(n, _)| n.clone()).collect() } else { Vec::new() };
+    let has_v4_routes = carrier
+        .as_ref()
+        .is_some_and(|c| c.routes.iter().any(|r| r.dst.is_ipv4()));
+    let loose_rp_filter = if has_v4_routes {
+        attach.iter().map(|(n, _)| n.clone()).collect()
+    } else {
+        Vec::new()
+    };
     let neighbours = f
         .entries
         .iter()
         .filter(|(_, r)| r.flags & ROUTE_HAS_GATEWAY != 0)
         .map(|(k, r)| (r.ifindex, words_addr(k.family, r.gateway)))
         .collect();
-    PodPlan { defaults, carrier, attach, loose_rp_filter, neighbours }
+    PodPlan {
+        defaults,
+        carrier,
+        attach,
+        loose_rp_filter,
+        neighbours,
+    }
 }
 
 /// A real interface of the pod: Ethernet-like, not loopback, not the carrier pair, not a retired
@@ -343,12 +436,25 @@ mod tests {
         let mut message = RouteMessage::default();
         message.header.kind = RouteType::Unicast;
         message.header.destination_prefix_length = len;
-        Route { dst: ip(dst), prefix_len: len, gateway: gw.map(ip), oif: Some(oif), metric: Some(metric), message }
+        Route {
+            dst: ip(dst),
+            prefix_len: len,
+            gateway: gw.map(ip),
+            oif: Some(oif),
+            metric: Some(metric),
+            message,
+        }
     }
 
     fn link(name: &str, index: u32, mtu: u32) -> LinkDetail {
         LinkDetail {
-            link: Link { index, name: name.into(), mac: None, mtu, up: true },
+            link: Link {
+                index,
+                name: name.into(),
+                mac: None,
+                mtu,
+                up: true,
+            },
             link_layer_type: if name == "lo" { 772 } else { ARPHRD_ETHER },
             noarp: false,
             lower_up: true,
@@ -362,7 +468,10 @@ mod tests {
             let (f, w) = addr_words(ip(s));
             assert_eq!(words_addr(f, w), ip(s));
         }
-        assert_eq!(mask_words(ip("10.0.0.0"), 24), [u32::from_ne_bytes([255, 255, 255, 0]), 0, 0, 0]);
+        assert_eq!(
+            mask_words(ip("10.0.0.0"), 24),
+            [u32::from_ne_bytes([255, 255, 255, 0]), 0, 0, 0]
+        );
         assert_eq!(mask_words(ip("::"), 0), [0; 4]);
         assert_eq!(mask_words(ip("::"), 128), [u32::MAX; 4]);
         let m = mask_words(ip("::"), 64);
@@ -371,29 +480,59 @@ mod tests {
 
     #[test]
     fn entry_masks_network_and_drops_foreign_gateway() {
-        let a = IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None };
+        let a = IfAddr {
+            address: ip("10.1.0.2"),
+            prefix_len: 24,
+            gateway: None,
+        };
         let (k, r) = src_entry(1, 7, &a, Some(ip("10.1.0.1")));
         assert_eq!(k.family, AF_INET);
         assert_eq!(r.ifindex, 7);
         assert_eq!(r.flags, ROUTE_HAS_GATEWAY);
         assert_eq!(words_addr(AF_INET, r.network), ip("10.1.0.0"));
-        assert_eq!(describe_entry(&k, &r), "if 7 via 10.1.0.1 (on-link 10.1.0.0/24)");
+        assert_eq!(
+            describe_entry(&k, &r),
+            "if 7 via 10.1.0.1 (on-link 10.1.0.0/24)"
+        );
         let (_, r) = src_entry(1, 7, &a, Some(ip("fd01::1")));
-        assert_eq!(r.flags, 0, "an IPv6 gateway is no gateway for an IPv4 address");
-        let a6 = IfAddr { address: ip("fd01::2"), prefix_len: 64, gateway: None };
+        assert_eq!(
+            r.flags, 0,
+            "an IPv6 gateway is no gateway for an IPv4 address"
+        );
+        let a6 = IfAddr {
+            address: ip("fd01::2"),
+            prefix_len: 64,
+            gateway: None,
+        };
         let (k6, r6) = src_entry(1, 7, &a6, Some(ip("fe80::1")));
-        assert_eq!(describe_entry(&k6, &r6), "if 7 via fe80::1 (on-link fd01::/64)");
+        assert_eq!(
+            describe_entry(&k6, &r6),
+            "if 7 via fe80::1 (on-link fd01::/64)"
+        );
     }
 
     #[test]
     fn gateway_precedence() {
         let main = vec![route("0.0.0.0", 0, Some("10.1.0.254"), 3, 0)];
-        let mut a = IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: Some(ip("10.1.0.1")) };
+        let mut a = IfAddr {
+            address: ip("10.1.0.2"),
+            prefix_len: 24,
+            gateway: Some(ip("10.1.0.1")),
+        };
         let cfg = Some(Ipv4Addr::new(10, 1, 0, 9));
-        assert_eq!(resolve_gateway(&a, cfg, None, &main, 3), Some(ip("10.1.0.1")));
+        assert_eq!(
+            resolve_gateway(&a, cfg, None, &main, 3),
+            Some(ip("10.1.0.1"))
+        );
         a.gateway = None;
-        assert_eq!(resolve_gateway(&a, cfg, None, &main, 3), Some(ip("10.1.0.9")));
-        assert_eq!(resolve_gateway(&a, None, None, &main, 3), Some(ip("10.1.0.254")));
+        assert_eq!(
+            resolve_gateway(&a, cfg, None, &main, 3),
+            Some(ip("10.1.0.9"))
+        );
+        assert_eq!(
+            resolve_gateway(&a, None, None, &main, 3),
+            Some(ip("10.1.0.254"))
+        );
         assert_eq!(resolve_gateway(&a, None, None, &main, 4), None);
     }
 
@@ -405,7 +544,13 @@ mod tests {
             route("0.0.0.0", 0, Some("10.1.0.1"), 3, 50),
             route("0.0.0.0", 0, None, 9, 0),
         ];
-        assert_eq!(main_default(&routes, Some(9)), Some(MainDefault { oif: 3, gateway: Some(ip("10.1.0.1")) }));
+        assert_eq!(
+            main_default(&routes, Some(9)),
+            Some(MainDefault {
+                oif: 3,
+                gateway: Some(ip("10.1.0.1"))
+            })
+        );
         let e = default_entry(main_default(&routes, Some(9)).as_ref());
         assert_eq!(e.flags, DEFAULT_VALID | DEFAULT_HAS_GATEWAY);
         assert_eq!(default_entry(None), DefaultRoute::default());
@@ -421,33 +566,70 @@ mod tests {
         assert!(v4.iter().any(|p| contains(*p, (ip("223.255.255.255"), 32))));
         let v6 = unicast_prefixes(true);
         for inside in ["2001:db8::1", "fd00::1", "fdff:ffff::1", "::1", "fc00::"] {
-            assert!(v6.iter().any(|p| contains(*p, (ip(inside), 128))), "{inside}");
+            assert!(
+                v6.iter().any(|p| contains(*p, (ip(inside), 128))),
+                "{inside}"
+            );
         }
         for outside in ["fe80::1", "ff02::1", "febf::1", "fe00::"] {
-            assert!(v6.iter().all(|p| !contains(*p, (ip(outside), 128))), "{outside}");
+            assert!(
+                v6.iter().all(|p| !contains(*p, (ip(outside), 128))),
+                "{outside}"
+            );
         }
     }
 
     #[test]
     fn short_routes_are_not_shadowed() {
-        let kept =
-            unshadowing(unicast_prefixes(false), &[(ip("128.0.0.0"), 1), (ip("10.0.0.0"), 8), (ip("0.0.0.0"), 0)]);
+        let kept = unshadowing(
+            unicast_prefixes(false),
+            &[
+                (ip("128.0.0.0"), 1),
+                (ip("10.0.0.0"), 8),
+                (ip("0.0.0.0"), 0),
+            ],
+        );
         assert_eq!(kept, vec![(ip("0.0.0.0"), 1)]);
     }
 
     fn facts_entries() -> Vec<(SrcKey, SrcRoute)> {
         vec![
-            src_entry(1, 3, &IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None }, Some(ip("10.1.0.1"))),
-            src_entry(1, 3, &IfAddr { address: ip("fd01::2"), prefix_len: 64, gateway: None }, Some(ip("fd01::1"))),
+            src_entry(
+                1,
+                3,
+                &IfAddr {
+                    address: ip("10.1.0.2"),
+                    prefix_len: 24,
+                    gateway: None,
+                },
+                Some(ip("10.1.0.1")),
+            ),
+            src_entry(
+                1,
+                3,
+                &IfAddr {
+                    address: ip("fd01::2"),
+                    prefix_len: 64,
+                    gateway: None,
+                },
+                Some(ip("fd01::1")),
+            ),
         ]
     }
 
     #[test]
     fn plan_with_default_route() {
         let entries = facts_entries();
-        let links =
-            vec![link("lo", 1, 65536), link("eth0", 2, 1500), link("net1", 3, 1400), link(CARRIER_IFNAME, 9, 1400)];
-        let main4 = vec![route("0.0.0.0", 0, Some("10.0.0.1"), 2, 0), route("10.0.0.0", 24, None, 2, 0)];
+        let links = vec![
+            link("lo", 1, 65536),
+            link("eth0", 2, 1500),
+            link("net1", 3, 1400),
+            link(CARRIER_IFNAME, 9, 1400),
+        ];
+        let main4 = vec![
+            route("0.0.0.0", 0, Some("10.0.0.1"), 2, 0),
+            route("10.0.0.0", 24, None, 2, 0),
+        ];
         let main6 = vec![route("::", 0, Some("fd00::1"), 2, 1024)];
         let plan = plan_pod(&PodFacts {
             entries: &entries,
@@ -474,9 +656,18 @@ mod tests {
             from: Some(ip("fd01::2")),
             prefsrc: None
         }));
-        assert_eq!(plan.attach, vec![("eth0".to_string(), 2), ("net1".to_string(), 3)]);
-        assert_eq!(plan.loose_rp_filter, vec!["eth0".to_string(), "net1".to_string()]);
-        assert_eq!(plan.neighbours, BTreeSet::from([(3, ip("10.1.0.1")), (3, ip("fd01::1"))]));
+        assert_eq!(
+            plan.attach,
+            vec![("eth0".to_string(), 2), ("net1".to_string(), 3)]
+        );
+        assert_eq!(
+            plan.loose_rp_filter,
+            vec!["eth0".to_string(), "net1".to_string()]
+        );
+        assert_eq!(
+            plan.neighbours,
+            BTreeSet::from([(3, ip("10.1.0.1")), (3, ip("fd01::1"))])
+        );
     }
 
     #[test]
@@ -493,14 +684,27 @@ mod tests {
             released: &["eth0".to_string()],
         });
         let c = plan.carrier.unwrap_or_else(|| panic!("carrier planned"));
-        assert!(c.routes.iter().filter(|r| r.dst.is_ipv4()).all(|r| r.prefsrc == Some(NO_DEFAULT_V4_SRC)));
+        assert!(c
+            .routes
+            .iter()
+            .filter(|r| r.dst.is_ipv4())
+            .all(|r| r.prefsrc == Some(NO_DEFAULT_V4_SRC)));
         assert_eq!(plan.defaults[0], DefaultRoute::default());
         assert_eq!(plan.attach, vec![("net1".to_string(), 3)]);
     }
 
     #[test]
     fn no_gateway_no_carrier() {
-        let entries = vec![src_entry(1, 3, &IfAddr { address: ip("10.1.0.2"), prefix_len: 24, gateway: None }, None)];
+        let entries = vec![src_entry(
+            1,
+            3,
+            &IfAddr {
+                address: ip("10.1.0.2"),
+                prefix_len: 24,
+                gateway: None,
+            },
+            None,
+        )];
         let links = vec![link("eth0", 2, 1500), link("net1", 3, 1500)];
         let main4 = vec![route("0.0.0.0", 0, Some("10.0.0.1"), 2, 0)];
         let plan = plan_pod(&PodFacts {
@@ -514,14 +718,22 @@ mod tests {
         });
         assert_eq!(plan.carrier, None);
         assert!(plan.loose_rp_filter.is_empty());
-        assert_eq!(plan.attach.len(), 2, "real interfaces still steer on-link destinations");
+        assert_eq!(
+            plan.attach.len(),
+            2,
+            "real interfaces still steer on-link destinations"
+        );
     }
 
     #[test]
     fn source_specific_main_routes_are_ignored() {
         let mut r = route("::", 0, Some("fd01::1"), 3, 0);
         r.message.header.source_prefix_length = 128;
-        r.message.attributes.push(RouteAttribute::Source(RouteAddress::Inet6(Ipv6Addr::LOCALHOST)));
+        r.message
+            .attributes
+            .push(RouteAttribute::Source(RouteAddress::Inet6(
+                Ipv6Addr::LOCALHOST,
+            )));
         assert_eq!(main_default(&[r], None), None);
     }
 }

@@ -36,8 +36,11 @@ const USERS_ENTRIES: u32 = 8192;
 pub const VERSION_PREFIX: &str = "_sbr-";
 
 /// Map name (in the object) and short pin name of each node-wide map the programs read.
-const MAPS: [(&str, &str); 3] =
-    [(names::SRC_MAP, "src"), (names::DEFAULTS_MAP, "defaults"), (names::COUNTERS_MAP, "counters")];
+const MAPS: [(&str, &str); 3] = [
+    (names::SRC_MAP, "src"),
+    (names::DEFAULTS_MAP, "defaults"),
+    (names::COUNTERS_MAP, "counters"),
+];
 
 /// The two programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,22 +74,37 @@ pub struct Programs {
 }
 
 fn pin_err(path: &Path) -> impl FnOnce(String) -> SbrError + '_ {
-    move |reason| SbrError::Pin { path: path.to_path_buf(), reason }
+    move |reason| SbrError::Pin {
+        path: path.to_path_buf(),
+        reason,
+    }
 }
 
 impl Programs {
     /// The directory name of the embedded object loaded with (`debug`) or without aya-log output.
     pub fn current_name(debug: bool) -> String {
-        format!("{VERSION_PREFIX}{}{}", crate::bpf_objects::SBR_HASH, if debug { "-debug" } else { "" })
+        format!(
+            "{VERSION_PREFIX}{}{}",
+            crate::bpf_objects::SBR_HASH,
+            if debug { "-debug" } else { "" }
+        )
     }
 
     /// The version called `name` under `bpffs_dir` (which may not exist).
     pub fn at(bpffs_dir: &Path, name: &str) -> Result<Self, SbrError> {
-        let valid = name.strip_prefix(VERSION_PREFIX).is_some_and(|rest| validate_container_id(rest).is_ok());
+        let valid = name
+            .strip_prefix(VERSION_PREFIX)
+            .is_some_and(|rest| validate_container_id(rest).is_ok());
         if !valid || name.len() >= super::state::VERSION_LEN {
-            return Err(SbrError::Pin { path: bpffs_dir.join(name), reason: "not a program version".into() });
+            return Err(SbrError::Pin {
+                path: bpffs_dir.join(name),
+                reason: "not a program version".into(),
+            });
         }
-        Ok(Self { dir: bpffs_dir.join(name), name: name.to_string() })
+        Ok(Self {
+            dir: bpffs_dir.join(name),
+            name: name.to_string(),
+        })
     }
 
     /// The version's name.
@@ -114,7 +132,11 @@ impl Programs {
 
     /// Every pin the version needs.
     pub fn pins(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.prog(ProgKind::Carrier), self.prog(ProgKind::Egress), self.map("users")];
+        let mut v = vec![
+            self.prog(ProgKind::Carrier),
+            self.prog(ProgKind::Egress),
+            self.map("users"),
+        ];
         v.extend(MAPS.iter().map(|(_, pin)| self.map(pin)));
         v
     }
@@ -131,13 +153,16 @@ impl Programs {
     pub fn open(&self, kind: ProgKind) -> Result<SchedClassifier, SbrError> {
         let path = self.prog(kind);
         let info = ProgramInfo::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
-        SchedClassifier::from_program_info(info, kind.name().into()).map_err(|e| pin_err(&path)(e.to_string()))
+        SchedClassifier::from_program_info(info, kind.name().into())
+            .map_err(|e| pin_err(&path)(e.to_string()))
     }
 
     /// The id of a pinned program.
     pub fn prog_id(&self, kind: ProgKind) -> Result<u32, SbrError> {
         let path = self.prog(kind);
-        ProgramInfo::from_pin(&path).map(|i| i.id()).map_err(|e| pin_err(&path)(e.to_string()))
+        ProgramInfo::from_pin(&path)
+            .map(|i| i.id())
+            .map_err(|e| pin_err(&path)(e.to_string()))
     }
 
     /// Loads the embedded object (with aya-log output when `debug`) and pins its programs and maps
@@ -151,7 +176,10 @@ impl Programs {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })?;
+            .map_err(|source| SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            })?;
         let result = self.load(debug);
         if result.is_err() {
             if let Err(e) = self.remove() {
@@ -164,7 +192,9 @@ impl Programs {
     fn load(&self, debug: bool) -> Result<(), SbrError> {
         // The programs read a packet's namespace with bpf_probe_read_kernel, which the kernel
         // withholds under lockdown=confidentiality.
-        if std::fs::read_to_string("/sys/kernel/security/lockdown").is_ok_and(|l| l.contains("[confidentiality]")) {
+        if std::fs::read_to_string("/sys/kernel/security/lockdown")
+            .is_ok_and(|l| l.contains("[confidentiality]"))
+        {
             return Err(SbrError::Unsupported(
                 "kernel lockdown is in confidentiality mode: BPF programs cannot read kernel memory".into(),
             ));
@@ -174,7 +204,10 @@ impl Programs {
         // The programs need no CO-RE relocation (aya 0.14 parses the kernel BTF in
         // EbpfLoader::new() anyway: once per node now).
         loader.btf(None);
-        let map_pins: Vec<_> = MAPS.iter().map(|(name, pin)| (*name, self.map(pin))).collect();
+        let map_pins: Vec<_> = MAPS
+            .iter()
+            .map(|(name, pin)| (*name, self.map(pin)))
+            .collect();
         for (name, path) in &map_pins {
             loader.map_pin_path(name, path.as_path());
         }
@@ -186,7 +219,9 @@ impl Programs {
         if !debug {
             loader.map_max_entries(names::LOG_MAP, QUIET_LOG_BYTES);
         }
-        let mut ebpf = loader.load(crate::bpf_objects::SBR).map_err(|e| SbrError::Load(e.to_string()))?;
+        let mut ebpf = loader
+            .load(crate::bpf_objects::SBR)
+            .map_err(|e| SbrError::Load(e.to_string()))?;
         for kind in [ProgKind::Carrier, ProgKind::Egress] {
             let name = kind.name();
             let prog: &mut SchedClassifier = ebpf
@@ -194,14 +229,22 @@ impl Programs {
                 .ok_or_else(|| SbrError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| SbrError::Load(e.to_string()))?;
-            prog.load().map_err(|e| SbrError::Load(format!("{name}: {e}")))?;
+            prog.load()
+                .map_err(|e| SbrError::Load(format!("{name}: {e}")))?;
             let path = self.prog(kind);
             prog.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
         }
-        let users = HashMap::<MapData, u64, u64>::create(USERS_ENTRIES, MAP_NO_PREALLOC)
-            .map_err(|e| SbrError::Map { map: "users", reason: e.to_string() })?;
+        let users =
+            HashMap::<MapData, u64, u64>::create(USERS_ENTRIES, MAP_NO_PREALLOC).map_err(|e| {
+                SbrError::Map {
+                    map: "users",
+                    reason: e.to_string(),
+                }
+            })?;
         let path = self.map("users");
-        users.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+        users
+            .pin(&path)
+            .map_err(|e| pin_err(&path)(e.to_string()))?;
         Ok(())
     }
 
@@ -211,16 +254,27 @@ impl Programs {
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(SbrError::Bpffs { path: self.dir.clone(), source }),
+            Err(source) => {
+                return Err(SbrError::Bpffs {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
         };
         for entry in rd {
-            let entry = entry.map_err(|source| SbrError::Bpffs { path: self.dir.clone(), source })?;
+            let entry = entry.map_err(|source| SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            })?;
             remove_pin(&entry.path())?;
         }
         match std::fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SbrError::Bpffs { path: self.dir.clone(), source }),
+            Err(source) => Err(SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            }),
         }
     }
 
@@ -228,12 +282,17 @@ impl Programs {
     pub fn users(&self) -> Result<HashMap<MapData, u64, u64>, SbrError> {
         let path = self.map("users");
         let data = MapData::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
-        HashMap::try_from(Map::HashMap(data)).map_err(|e| SbrError::Map { map: "users", reason: e.to_string() })
+        HashMap::try_from(Map::HashMap(data)).map_err(|e| SbrError::Map {
+            map: "users",
+            reason: e.to_string(),
+        })
     }
 
     /// Whether no pod uses this version (or its users map is gone).
     pub fn unused(&self) -> bool {
-        self.users().map(|u| u.keys().next().is_none()).unwrap_or(true)
+        self.users()
+            .map(|u| u.keys().next().is_none())
+            .unwrap_or(true)
     }
 }
 
@@ -253,7 +312,10 @@ mod tests {
     #[test]
     fn version_names() {
         let n = Programs::current_name(false);
-        assert!(n.starts_with(VERSION_PREFIX) && n.len() == VERSION_PREFIX.len() + 16, "{n}");
+        assert!(
+            n.starts_with(VERSION_PREFIX) && n.len() == VERSION_PREFIX.len() + 16,
+            "{n}"
+        );
         assert_eq!(Programs::current_name(true), format!("{n}-debug"));
         assert!(n.len() + 6 < super::super::state::VERSION_LEN);
         assert!(Programs::at(Path::new("/b"), &n).is_ok());
@@ -262,6 +324,10 @@ mod tests {
         }
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(crate::bpf_objects::SBR_HASH, format!("{:016x}", fnv1a(crate::bpf_objects::SBR)), "build script");
+        assert_eq!(
+            crate::bpf_objects::SBR_HASH,
+            format!("{:016x}", fnv1a(crate::bpf_objects::SBR)),
+            "build script"
+        );
     }
 }

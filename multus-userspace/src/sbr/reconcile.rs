@@ -19,7 +19,9 @@ use super::{
     pins::{remove_pin, unmount_anchor, PodDir},
     plan::{is_real_interface, main_default, plan_pod, CarrierRoute, PodFacts, PodPlan},
     programs::ProgKind,
-    state::{IfaceState, MODE_TCX, NL_FILTER, NL_QDISC_ADDED, POD_ANCHORED, RELEASED, RP_FILTER_CHANGED},
+    state::{
+        IfaceState, MODE_TCX, NL_FILTER, NL_QDISC_ADDED, POD_ANCHORED, RELEASED, RP_FILTER_CHANGED,
+    },
     sysctl::{self, conf_path},
     timing::Phases,
     Drift, SbrError, CARRIER_IFNAME,
@@ -39,7 +41,11 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// A context for one operation.
     pub fn new(dir: &'a PodDir, phases: &'a Phases) -> Self {
-        Self { dir, phases, progs: [None, None] }
+        Self {
+            dir,
+            phases,
+            progs: [None, None],
+        }
     }
 
     fn prog(&mut self, maps: &PodMaps, kind: ProgKind) -> Result<&mut SchedClassifier, SbrError> {
@@ -47,7 +53,8 @@ impl<'a> Ctx<'a> {
         if slot.is_none() {
             *slot = Some(maps.progs.open(kind)?);
         }
-        slot.as_mut().ok_or_else(|| SbrError::Load(format!("program {} not opened", kind.name())))
+        slot.as_mut()
+            .ok_or_else(|| SbrError::Load(format!("program {} not opened", kind.name())))
     }
 }
 
@@ -83,7 +90,10 @@ impl Snapshot {
             .into_iter()
             .filter(|l| !l.link.name.starts_with(carrier::RETIRED_PREFIX))
             .collect();
-        let carrier = links.iter().find(|l| l.link.name == CARRIER_IFNAME).cloned();
+        let carrier = links
+            .iter()
+            .find(|l| l.link.name == CARRIER_IFNAME)
+            .cloned();
         let cidx = carrier.as_ref().map(|c| c.link.index);
         let main = u32::from(libc::RT_TABLE_MAIN);
         let (carrier4, main4): (Vec<_>, Vec<_>) = nlh::routes(h, false)
@@ -127,7 +137,17 @@ impl Snapshot {
                 filters.insert(l.link.index, bpf::filter_prog(h, l.link.index).await?);
             }
         }
-        Ok(Self { links, main4, main6, carrier, carrier_routes, carrier_local6, v4_default_src, neighbours, filters })
+        Ok(Self {
+            links,
+            main4,
+            main6,
+            carrier,
+            carrier_routes,
+            carrier_local6,
+            v4_default_src,
+            neighbours,
+            filters,
+        })
     }
 
     /// Adds the carrier SBR just created (`link`) to the snapshot instead of reading everything
@@ -139,7 +159,8 @@ impl Snapshot {
         self.carrier_local6 = local6_of(&routes6, Some(link.link.index));
         self.carrier_routes.clear();
         self.filters.insert(link.link.index, None);
-        self.links.retain(|l| l.link.name != CARRIER_IFNAME && l.link.name != super::CARRIER_PEER_IFNAME);
+        self.links
+            .retain(|l| l.link.name != CARRIER_IFNAME && l.link.name != super::CARRIER_PEER_IFNAME);
         self.links.push(link.clone());
         self.carrier = Some(link);
         Ok(())
@@ -147,7 +168,10 @@ impl Snapshot {
 
     /// The index of a link by name.
     pub fn index_of(&self, name: &str) -> Option<u32> {
-        self.links.iter().find(|l| l.link.name == name).map(|l| l.link.index)
+        self.links
+            .iter()
+            .find(|l| l.link.name == name)
+            .map(|l| l.link.index)
     }
 }
 
@@ -155,21 +179,33 @@ impl Snapshot {
 fn local6_of(routes6: &[Route], carrier: Option<u32>) -> Vec<Route> {
     let local = u32::from(libc::RT_TABLE_LOCAL);
     match carrier {
-        Some(c) => routes6.iter().filter(|r| route_table(&r.message) == local && r.oif == Some(c)).cloned().collect(),
+        Some(c) => routes6
+            .iter()
+            .filter(|r| route_table(&r.message) == local && r.oif == Some(c))
+            .cloned()
+            .collect(),
         None => Vec::new(),
     }
 }
 
 /// The source the kernel picks for the default route: ask it about the gateway (or, for a device
 /// route, use the interface's first IPv4 address).
-async fn default_source(h: &Handle, gateway: &Option<IpAddr>, oif: u32) -> Result<Option<IpAddr>, SbrError> {
+async fn default_source(
+    h: &Handle,
+    gateway: &Option<IpAddr>,
+    oif: u32,
+) -> Result<Option<IpAddr>, SbrError> {
     if let Some(gw) = gateway {
-        let reply = nlh::route_get(h, *gw, Some(oif)).await.map_err(nl(format!("route get {gw}")))?;
+        let reply = nlh::route_get(h, *gw, Some(oif))
+            .await
+            .map_err(nl(format!("route get {gw}")))?;
         if let Some(src) = reply.as_ref().and_then(route_pref_source) {
             return Ok(Some(src));
         }
     }
-    let addrs = nlh::addresses(h, Some(oif)).await.map_err(nl("list addresses"))?;
+    let addrs = nlh::addresses(h, Some(oif))
+        .await
+        .map_err(nl("list addresses"))?;
     Ok(addrs.iter().map(|a| a.addr).find(IpAddr::is_ipv4))
 }
 
@@ -177,7 +213,11 @@ async fn default_source(h: &Handle, gateway: &Option<IpAddr>, oif: u32) -> Resul
 #[derive(Debug)]
 pub enum Fix {
     /// Write a defaults-map entry.
-    SetDefault { index: u32, expected: multus_common::DefaultRoute, actual: multus_common::DefaultRoute },
+    SetDefault {
+        index: u32,
+        expected: multus_common::DefaultRoute,
+        actual: multus_common::DefaultRoute,
+    },
     /// Create the carrier.
     CreateCarrier { mtu: u32 },
     /// Retire (or delete) the carrier with its routes.
@@ -193,7 +233,10 @@ pub enum Fix {
     /// Add a carrier route.
     AddRoute { route: CarrierRoute, oif: u32 },
     /// Delete a carrier route.
-    DelRoute { route: CarrierRoute, message: RouteMessage },
+    DelRoute {
+        route: CarrierRoute,
+        message: RouteMessage,
+    },
     /// Attach the egress program to a real interface.
     Attach { ifname: String, reason: String },
     /// Detach the program from an interface that should have none: remove its link pin (`tcx`) or
@@ -213,25 +256,37 @@ impl Fix {
     /// The fix as CHECK reports it.
     pub fn drift(&self, dir: &PodDir) -> Drift {
         match self {
-            Fix::SetDefault { index, expected, actual } => Drift::DefaultDiffers {
+            Fix::SetDefault {
+                index,
+                expected,
+                actual,
+            } => Drift::DefaultDiffers {
                 family: if *index == 0 { 4 } else { 6 },
                 expected: format!("{expected:?}"),
                 actual: format!("{actual:?}"),
             },
             Fix::CreateCarrier { .. } => Drift::Carrier(format!("{CARRIER_IFNAME} missing")),
             Fix::DeleteCarrier { index: 0 } => Drift::PinExtra(dir.carrier_link()),
-            Fix::DeleteCarrier { .. } => {
-                Drift::Carrier(format!("{CARRIER_IFNAME} exists but nothing is routed through it"))
+            Fix::DeleteCarrier { .. } => Drift::Carrier(format!(
+                "{CARRIER_IFNAME} exists but nothing is routed through it"
+            )),
+            Fix::CarrierMtu { mtu, actual, .. } => {
+                Drift::Carrier(format!("MTU {actual}, expected {mtu}"))
             }
-            Fix::CarrierMtu { mtu, actual, .. } => Drift::Carrier(format!("MTU {actual}, expected {mtu}")),
             Fix::CarrierUp => Drift::Carrier("down".into()),
-            Fix::CarrierForeign => Drift::Carrier(format!("{CARRIER_IFNAME} is not a NOARP device made by SBR")),
-            Fix::AttachCarrier { reason } => {
-                Drift::NotAttached { ifname: CARRIER_IFNAME.into(), reason: reason.clone() }
-            }
+            Fix::CarrierForeign => Drift::Carrier(format!(
+                "{CARRIER_IFNAME} is not a NOARP device made by SBR"
+            )),
+            Fix::AttachCarrier { reason } => Drift::NotAttached {
+                ifname: CARRIER_IFNAME.into(),
+                reason: reason.clone(),
+            },
             Fix::AddRoute { route, .. } => Drift::RouteMissing(route.to_string()),
             Fix::DelRoute { route, .. } => Drift::RouteExtra(route.to_string()),
-            Fix::Attach { ifname, reason } => Drift::NotAttached { ifname: ifname.clone(), reason: reason.clone() },
+            Fix::Attach { ifname, reason } => Drift::NotAttached {
+                ifname: ifname.clone(),
+                reason: reason.clone(),
+            },
             Fix::Detach { ifname, tcx: true } => Drift::PinExtra(dir.if_link(ifname)),
             Fix::Detach { ifname, tcx: false } => Drift::NotAttached {
                 ifname: ifname.clone(),
@@ -241,8 +296,12 @@ impl Fix {
             Fix::RestoreRpFilter { ifname, orig } => Drift::Carrier(format!(
                 "rp_filter of {ifname} still changed (original {orig}) without IPv4 carrier routes"
             )),
-            Fix::AddNeighbour { ifindex, addr } => Drift::NeighbourMissing(format!("{addr} on ifindex {ifindex}")),
-            Fix::DelNeighbour { ifindex, addr } => Drift::NeighbourExtra(format!("{addr} on ifindex {ifindex}")),
+            Fix::AddNeighbour { ifindex, addr } => {
+                Drift::NeighbourMissing(format!("{addr} on ifindex {ifindex}"))
+            }
+            Fix::DelNeighbour { ifindex, addr } => {
+                Drift::NeighbourExtra(format!("{addr} on ifindex {ifindex}"))
+            }
         }
     }
 }
@@ -255,9 +314,16 @@ fn link_problem(pin: &std::path::Path, ifindex: u32, prog_id: u32) -> Option<Str
     match bpf::link_target(pin) {
         Err(e) => Some(e.to_string()),
         Ok(t) if t.ifindex == 0 => Some("link detached (interface gone)".into()),
-        Ok(t) if t.ifindex != ifindex => Some(format!("link on ifindex {}, expected {ifindex}", t.ifindex)),
-        Ok(t) if t.attach_type != BPF_TCX_EGRESS => Some(format!("link attach type {}", t.attach_type)),
-        Ok(t) if t.prog_id != prog_id => Some(format!("link runs program {}, expected {prog_id}", t.prog_id)),
+        Ok(t) if t.ifindex != ifindex => {
+            Some(format!("link on ifindex {}, expected {ifindex}", t.ifindex))
+        }
+        Ok(t) if t.attach_type != BPF_TCX_EGRESS => {
+            Some(format!("link attach type {}", t.attach_type))
+        }
+        Ok(t) if t.prog_id != prog_id => Some(format!(
+            "link runs program {}, expected {prog_id}",
+            t.prog_id
+        )),
         Ok(_) => None,
     }
 }
@@ -266,26 +332,39 @@ fn link_problem(pin: &std::path::Path, ifindex: u32, prog_id: u32) -> Option<Str
 fn filter_problem(snap: &Snapshot, ifindex: u32, prog_id: u32) -> Option<String> {
     match snap.filters.get(&ifindex) {
         None | Some(None) => Some("no SBR filter on the clsact egress hook".into()),
-        Some(Some(id)) if *id != prog_id => Some(format!("filter runs program {id}, expected {prog_id}")),
+        Some(Some(id)) if *id != prog_id => {
+            Some(format!("filter runs program {id}, expected {prog_id}"))
+        }
         Some(Some(_)) => None,
     }
 }
 
 /// Lists the fixes that would bring the pod in line with `plan`.
-pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Result<Vec<Fix>, SbrError> {
+pub fn diff(
+    plan: &PodPlan,
+    snap: &Snapshot,
+    maps: &PodMaps,
+    dir: &PodDir,
+) -> Result<Vec<Fix>, SbrError> {
     let tcx = maps.record.mode == MODE_TCX;
     let mut fixes = Vec::new();
     for (index, expected) in plan.defaults.iter().enumerate() {
         let index = index as u32;
         let actual = maps.default_entry(index)?;
         if actual != *expected {
-            fixes.push(Fix::SetDefault { index, expected: *expected, actual });
+            fixes.push(Fix::SetDefault {
+                index,
+                expected: *expected,
+                actual,
+            });
         }
     }
 
     match (&plan.carrier, &snap.carrier) {
         // A device of that name that is not NOARP was not made by SBR: leave it alone.
-        (None, Some(c)) if c.noarp => fixes.push(Fix::DeleteCarrier { index: c.link.index }),
+        (None, Some(c)) if c.noarp => fixes.push(Fix::DeleteCarrier {
+            index: c.link.index,
+        }),
         (None, Some(_)) => {}
         (None, None) => {
             if dir.carrier_link().exists() || maps.record.flags & POD_ANCHORED != 0 {
@@ -300,34 +379,55 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
                 return Ok(fixes);
             }
             if c.link.mtu != cp.mtu {
-                fixes.push(Fix::CarrierMtu { index: idx, mtu: cp.mtu, actual: c.link.mtu });
+                fixes.push(Fix::CarrierMtu {
+                    index: idx,
+                    mtu: cp.mtu,
+                    actual: c.link.mtu,
+                });
             }
             if !c.link.up || !c.lower_up {
                 fixes.push(Fix::CarrierUp);
             }
-            if let Some(reason) = filter_problem(snap, idx, maps.progs.prog_id(ProgKind::Carrier)?) {
+            if let Some(reason) = filter_problem(snap, idx, maps.progs.prog_id(ProgKind::Carrier)?)
+            {
                 fixes.push(Fix::AttachCarrier { reason });
             }
-            let existing: Vec<(CarrierRoute, &Route)> =
-                snap.carrier_routes.iter().map(|r| (carrier::parse_route(r), r)).collect();
+            let existing: Vec<(CarrierRoute, &Route)> = snap
+                .carrier_routes
+                .iter()
+                .map(|r| (carrier::parse_route(r), r))
+                .collect();
             let have: BTreeSet<&CarrierRoute> = existing.iter().map(|(c, _)| c).collect();
             for route in &cp.routes {
                 if !have.contains(route) {
-                    fixes.push(Fix::AddRoute { route: route.clone(), oif: idx });
+                    fixes.push(Fix::AddRoute {
+                        route: route.clone(),
+                        oif: idx,
+                    });
                 }
             }
             for (route, r) in &existing {
                 if !cp.routes.contains(route) {
-                    fixes.push(Fix::DelRoute { route: route.clone(), message: r.message.clone() });
+                    fixes.push(Fix::DelRoute {
+                        route: route.clone(),
+                        message: r.message.clone(),
+                    });
                 }
             }
             for r in &snap.carrier_local6 {
-                fixes.push(Fix::DelRoute { route: carrier::parse_route(r), message: r.message.clone() });
+                fixes.push(Fix::DelRoute {
+                    route: carrier::parse_route(r),
+                    message: r.message.clone(),
+                });
             }
         }
     }
 
-    let egress_id = if plan.attach.is_empty() { 0 } else { maps.progs.prog_id(ProgKind::Egress)? };
+    let egress_id = if plan.attach.is_empty() {
+        0
+    } else {
+        maps.progs.prog_id(ProgKind::Egress)?
+    };
     for (ifname, index) in &plan.attach {
         let problem = if tcx {
             link_problem(&dir.if_link(ifname), *index, egress_id)
@@ -335,7 +435,10 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
             filter_problem(snap, *index, egress_id)
         };
         if let Some(reason) = problem {
-            fixes.push(Fix::Attach { ifname: ifname.clone(), reason });
+            fixes.push(Fix::Attach {
+                ifname: ifname.clone(),
+                reason,
+            });
         }
     }
     let planned = |name: &str| plan.attach.iter().any(|(n, _)| n == name);
@@ -353,23 +456,36 @@ pub fn diff(plan: &PodPlan, snap: &Snapshot, maps: &PodMaps, dir: &PodDir) -> Re
     for ifname in &plan.loose_rp_filter {
         let (own, effective) = sysctl::rp_filter(ifname)?;
         if effective == 1 {
-            fixes.push(Fix::LooseRpFilter { ifname: ifname.clone(), own });
+            fixes.push(Fix::LooseRpFilter {
+                ifname: ifname.clone(),
+                own,
+            });
         }
     }
     for (ifname, st) in maps.state.all() {
         if st.flags & RP_FILTER_CHANGED != 0 && !plan.loose_rp_filter.contains(&ifname) {
-            fixes.push(Fix::RestoreRpFilter { ifname, orig: st.rp_filter_orig });
+            fixes.push(Fix::RestoreRpFilter {
+                ifname,
+                orig: st.rp_filter_orig,
+            });
         }
     }
 
     for &(ifindex, addr) in &plan.neighbours {
-        if !snap.neighbours.iter().any(|n| n.ifindex == ifindex && n.addr == addr && n.managed) {
+        if !snap
+            .neighbours
+            .iter()
+            .any(|n| n.ifindex == ifindex && n.addr == addr && n.managed)
+        {
             fixes.push(Fix::AddNeighbour { ifindex, addr });
         }
     }
     for n in &snap.neighbours {
         if !plan.neighbours.contains(&(n.ifindex, n.addr)) {
-            fixes.push(Fix::DelNeighbour { ifindex: n.ifindex, addr: n.addr });
+            fixes.push(Fix::DelNeighbour {
+                ifindex: n.ifindex,
+                addr: n.addr,
+            });
         }
     }
     Ok(fixes)
@@ -386,13 +502,16 @@ pub async fn apply(
     maps: &mut PodMaps,
     ctx: &mut Ctx<'_>,
 ) -> Result<Option<LinkDetail>, SbrError> {
-    let (unpins, fixes): (Vec<Fix>, Vec<Fix>) =
-        fixes.into_iter().partition(|f| matches!(f, Fix::Detach { tcx: true, .. }));
+    let (unpins, fixes): (Vec<Fix>, Vec<Fix>) = fixes
+        .into_iter()
+        .partition(|f| matches!(f, Fix::Detach { tcx: true, .. }));
     let dir = ctx.dir;
     let mut fixes = fixes.into_iter().chain(unpins).peekable();
     while let Some(fix) = fixes.next() {
         match fix {
-            Fix::SetDefault { index, expected, .. } => {
+            Fix::SetDefault {
+                index, expected, ..
+            } => {
                 maps.set_default(index, expected)?;
                 ctx.phases.mark("maps");
             }
@@ -405,13 +524,17 @@ pub async fn apply(
                 ctx.phases.mark("device");
             }
             Fix::CarrierMtu { index, mtu, .. } => {
-                nlh::set_link_mtu(h, index, mtu).await.map_err(nl(format!("set {CARRIER_IFNAME} MTU")))?;
+                nlh::set_link_mtu(h, index, mtu)
+                    .await
+                    .map_err(nl(format!("set {CARRIER_IFNAME} MTU")))?;
                 ctx.phases.mark("device");
             }
             Fix::CarrierUp => {
                 for name in [super::CARRIER_PEER_IFNAME, CARRIER_IFNAME] {
                     if let Some(i) = snap.index_of(name) {
-                        nlh::set_link_up(h, i).await.map_err(nl(format!("set {name} up")))?;
+                        nlh::set_link_up(h, i)
+                            .await
+                            .map_err(nl(format!("set {name} up")))?;
                     }
                 }
                 ctx.phases.mark("device");
@@ -448,11 +571,15 @@ pub async fn apply(
                 ctx.phases.mark("routes");
             }
             Fix::DelRoute { route, message } => {
-                nlh::delete_route(h, message).await.map_err(nl(format!("delete route {route}")))?;
+                nlh::delete_route(h, message)
+                    .await
+                    .map_err(nl(format!("delete route {route}")))?;
                 ctx.phases.mark("routes");
             }
             Fix::Attach { ifname, .. } => {
-                let Some(i) = snap.index_of(&ifname) else { continue };
+                let Some(i) = snap.index_of(&ifname) else {
+                    continue;
+                };
                 if maps.record.mode == MODE_TCX {
                     let prog = ctx.prog(maps, ProgKind::Egress)?;
                     bpf::attach_tcx(prog, ProgKind::Egress, &ifname, &dir.if_link(&ifname))?;
@@ -461,7 +588,14 @@ pub async fn apply(
                     let added = bpf::attach_filter(h, prog, ProgKind::Egress, &ifname, i).await?;
                     let st = maps.state.get(&ifname).unwrap_or_default();
                     let flags = st.flags | NL_FILTER | if added { NL_QDISC_ADDED } else { 0 };
-                    maps.put_state(&ifname, IfaceState { ifindex: i, flags, ..st })?;
+                    maps.put_state(
+                        &ifname,
+                        IfaceState {
+                            ifindex: i,
+                            flags,
+                            ..st
+                        },
+                    )?;
                 }
                 ctx.phases.mark("attach");
                 maps.ensure_counters(&ifname, i)?;
@@ -470,13 +604,20 @@ pub async fn apply(
             Fix::Detach { ifname, tcx: true } => {
                 remove_pin(&dir.if_link(&ifname))?;
                 let st = maps.state.get(&ifname).unwrap_or_default();
-                maps.put_state(&ifname, IfaceState { flags: st.flags & !super::state::COUNTED, ..st })?;
+                maps.put_state(
+                    &ifname,
+                    IfaceState {
+                        flags: st.flags & !super::state::COUNTED,
+                        ..st
+                    },
+                )?;
                 ctx.phases.mark("detach");
             }
             Fix::Detach { ifname, tcx: false } => {
                 let st = maps.state.get(&ifname).unwrap_or_default();
                 if snap.index_of(&ifname) == Some(st.ifindex) {
-                    bpf::detach_filter(h, &ifname, st.ifindex, st.flags & NL_QDISC_ADDED != 0).await?;
+                    bpf::detach_filter(h, &ifname, st.ifindex, st.flags & NL_QDISC_ADDED != 0)
+                        .await?;
                 }
                 let flags = st.flags & !(NL_FILTER | NL_QDISC_ADDED | super::state::COUNTED);
                 maps.put_state(&ifname, IfaceState { flags, ..st })?;
@@ -498,7 +639,13 @@ pub async fn apply(
             Fix::RestoreRpFilter { ifname, orig } => {
                 restore_rp_filter(&ifname, orig, snap)?;
                 let st = maps.state.get(&ifname).unwrap_or_default();
-                maps.put_state(&ifname, IfaceState { flags: st.flags & !RP_FILTER_CHANGED, ..st })?;
+                maps.put_state(
+                    &ifname,
+                    IfaceState {
+                        flags: st.flags & !RP_FILTER_CHANGED,
+                        ..st
+                    },
+                )?;
                 ctx.phases.mark("config");
             }
             Fix::AddNeighbour { ifindex, addr } => {
@@ -508,7 +655,9 @@ pub async fn apply(
                 ctx.phases.mark("config");
             }
             Fix::DelNeighbour { ifindex, addr } => {
-                nlh::delete_neighbour(h, ifindex, addr).await.map_err(nl(format!("delete neighbour {addr}")))?;
+                nlh::delete_neighbour(h, ifindex, addr)
+                    .await
+                    .map_err(nl(format!("delete neighbour {addr}")))?;
                 ctx.phases.mark("config");
             }
         }
@@ -518,7 +667,12 @@ pub async fn apply(
 
 /// Creates the carrier, with its peer in a new anchor namespace (or, when no anchor can be made,
 /// in the pod: then deleting it later waits for the kernel).
-async fn create_carrier(h: &Handle, mtu: u32, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Result<LinkDetail, SbrError> {
+async fn create_carrier(
+    h: &Handle,
+    mtu: u32,
+    maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
+) -> Result<LinkDetail, SbrError> {
     // An anchor left from a carrier deleted behind SBR's back is empty: drop it.
     unmount_anchor(&ctx.dir.anchor())?;
     let mut record = maps.record;
@@ -562,7 +716,9 @@ async fn remove_carrier(
         if anchored {
             carrier::retire(h, index).await?;
         } else {
-            nlh::delete_link(h, index).await.map_err(nl(format!("delete {CARRIER_IFNAME}")))?;
+            nlh::delete_link(h, index)
+                .await
+                .map_err(nl(format!("delete {CARRIER_IFNAME}")))?;
         }
     }
     maps.remove_state(CARRIER_IFNAME)?;
@@ -597,7 +753,12 @@ fn restore_rp_filter_of(ifname: &str, orig: u32) -> Result<(), SbrError> {
 /// returns the final plan. The pod is read once: after creating the carrier the snapshot is
 /// completed rather than read again, and fixes that applied without error are not read back
 /// (CHECK does that).
-pub async fn converge_from(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>, mut snap: Snapshot) -> Result<PodPlan, SbrError> {
+pub async fn converge_from(
+    h: &Handle,
+    maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
+    mut snap: Snapshot,
+) -> Result<PodPlan, SbrError> {
     const ROUNDS: usize = 4;
     for _ in 0..ROUNDS {
         forget_released_gone(&snap, maps)?;
@@ -616,7 +777,9 @@ pub async fn converge_from(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>, mu
         }
     }
     let left = diff(&plan_for(&snap, maps), &snap, maps, ctx.dir)?;
-    Err(SbrError::Drift(left.iter().map(|f| f.drift(ctx.dir)).collect()))
+    Err(SbrError::Drift(
+        left.iter().map(|f| f.drift(ctx.dir)).collect(),
+    ))
 }
 
 /// Forgets released interfaces that no longer exist (or were recreated with another index).
@@ -668,7 +831,12 @@ pub async fn teardown(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Resu
         .into_iter()
         .filter(|n| n.protocol == carrier::RTPROT_SBR)
         .collect();
-    let index_of = |name: &str| links.iter().find(|l| l.link.name == name).map(|l| l.link.index);
+    let index_of = |name: &str| {
+        links
+            .iter()
+            .find(|l| l.link.name == name)
+            .map(|l| l.link.index)
+    };
     ctx.phases.mark("read");
     match links.iter().find(|l| l.link.name == CARRIER_IFNAME) {
         Some(c) if c.noarp => remove_carrier(h, c.link.index, maps, ctx.dir, false).await?,
@@ -676,7 +844,9 @@ pub async fn teardown(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Resu
     }
     ctx.phases.mark("device");
     for n in &neighbours {
-        nlh::delete_neighbour(h, n.ifindex, n.addr).await.map_err(nl(format!("delete neighbour {}", n.addr)))?;
+        nlh::delete_neighbour(h, n.ifindex, n.addr)
+            .await
+            .map_err(nl(format!("delete neighbour {}", n.addr)))?;
     }
     for (ifname, st) in maps.state.all() {
         if st.flags & RP_FILTER_CHANGED != 0 && index_of(&ifname).is_some() {

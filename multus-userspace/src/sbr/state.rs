@@ -102,7 +102,13 @@ pub struct PodRecord {
 
 impl Default for PodRecord {
     fn default() -> Self {
-        Self { cookie: 0, mode: 0, flags: 0, version: [0; VERSION_LEN], netns: [0; NETNS_PATH_LEN] }
+        Self {
+            cookie: 0,
+            mode: 0,
+            flags: 0,
+            version: [0; VERSION_LEN],
+            netns: [0; NETNS_PATH_LEN],
+        }
     }
 }
 
@@ -122,7 +128,13 @@ fn unpadded(b: &[u8]) -> String {
 impl PodRecord {
     /// A record; a namespace path too long for the field is not kept.
     pub fn new(cookie: u64, mode: u32, version: &str, netns: &Path) -> Self {
-        Self { cookie, mode, flags: 0, version: padded(version), netns: padded(&netns.to_string_lossy()) }
+        Self {
+            cookie,
+            mode,
+            flags: 0,
+            version: padded(version),
+            netns: padded(&netns.to_string_lossy()),
+        }
     }
 
     /// The program directory's name.
@@ -132,7 +144,9 @@ impl PodRecord {
 
     /// The namespace path, if one was kept.
     pub fn netns(&self) -> Option<std::path::PathBuf> {
-        Some(unpadded(&self.netns)).filter(|p| !p.is_empty()).map(std::path::PathBuf::from)
+        Some(unpadded(&self.netns))
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
     }
 }
 
@@ -142,7 +156,10 @@ unsafe impl aya::Pod for IfaceState {}
 unsafe impl aya::Pod for PodRecord {}
 
 fn pin_err(pin: &Path) -> impl Fn(String) -> SbrError + '_ {
-    move |reason| SbrError::Pin { path: pin.to_path_buf(), reason }
+    move |reason| SbrError::Pin {
+        path: pin.to_path_buf(),
+        reason,
+    }
 }
 
 /// The pinned pod record (a one-element array).
@@ -185,7 +202,10 @@ impl RecordMap {
 }
 
 fn record_err(e: impl std::fmt::Display) -> SbrError {
-    SbrError::Map { map: "pod", reason: e.to_string() }
+    SbrError::Map {
+        map: "pod",
+        reason: e.to_string(),
+    }
 }
 
 /// The interface records of one pod.
@@ -210,7 +230,11 @@ impl StateMap {
 
     /// Every recorded interface.
     pub fn all(&self) -> Vec<(String, IfaceState)> {
-        self.map.iter().filter_map(Result::ok).map(|(k, v)| (k.as_string(), v)).collect()
+        self.map
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.as_string(), v))
+            .collect()
     }
 
     /// The record of one interface.
@@ -223,7 +247,9 @@ impl StateMap {
         if state.flags == 0 {
             return self.remove(ifname);
         }
-        self.map.insert(IfName::new(ifname), state, 0).map_err(map_err)
+        self.map
+            .insert(IfName::new(ifname), state, 0)
+            .map_err(map_err)
     }
 
     /// Forgets one interface (a missing record is fine).
@@ -233,7 +259,10 @@ impl StateMap {
 }
 
 fn map_err(e: impl std::fmt::Display) -> SbrError {
-    SbrError::Map { map: "state", reason: e.to_string() }
+    SbrError::Map {
+        map: "state",
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -247,19 +276,33 @@ mod tests {
         assert_eq!(size_of::<IfName>(), 16);
         assert_eq!(size_of::<IfaceState>(), 16);
         assert_eq!(IfName::new("net1").as_string(), "net1");
-        assert_eq!(IfName::new("123456789012345").as_string(), "123456789012345");
+        assert_eq!(
+            IfName::new("123456789012345").as_string(),
+            "123456789012345"
+        );
     }
 
     #[test]
     fn pod_record_layout() {
-        assert_eq!(size_of::<PodRecord>(), 8 + 4 + 4 + VERSION_LEN + NETNS_PATH_LEN);
+        assert_eq!(
+            size_of::<PodRecord>(),
+            8 + 4 + 4 + VERSION_LEN + NETNS_PATH_LEN
+        );
         assert_eq!(offset_of!(PodRecord, mode), 8);
         assert_eq!(offset_of!(PodRecord, version), 16);
         assert_eq!(offset_of!(PodRecord, netns), 16 + VERSION_LEN);
-        let r = PodRecord::new(7, MODE_TCX, "_sbr-0123456789abcdef", Path::new("/run/netns/x"));
+        let r = PodRecord::new(
+            7,
+            MODE_TCX,
+            "_sbr-0123456789abcdef",
+            Path::new("/run/netns/x"),
+        );
         assert_eq!(r.version(), "_sbr-0123456789abcdef");
         assert_eq!(r.netns(), Some("/run/netns/x".into()));
         let long = "/x".repeat(200);
-        assert_eq!(PodRecord::new(7, MODE_TCX, "v", Path::new(&long)).netns(), None);
+        assert_eq!(
+            PodRecord::new(7, MODE_TCX, "v", Path::new(&long)).netns(),
+            None
+        );
     }
 }

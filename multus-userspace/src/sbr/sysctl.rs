@@ -12,16 +12,25 @@ pub fn conf_path(family: &str, ifname: &str, key: &str) -> PathBuf {
 
 /// Reads an integer sysctl.
 pub fn read(path: &PathBuf) -> Result<u32, SbrError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SbrError::Sysctl { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SbrError::Sysctl {
+        path: path.clone(),
+        source,
+    })?;
     text.trim().parse().map_err(|_| SbrError::Sysctl {
         path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not a number: {text:?}")),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a number: {text:?}"),
+        ),
     })
 }
 
 /// Writes an integer sysctl.
 pub fn write(path: &PathBuf, value: u32) -> Result<(), SbrError> {
-    std::fs::write(path, value.to_string()).map_err(|source| SbrError::Sysctl { path: path.clone(), source })
+    std::fs::write(path, value.to_string()).map_err(|source| SbrError::Sysctl {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// The rp_filter value of an interface, and the effective one (the kernel uses the larger of the

@@ -25,7 +25,9 @@ pub struct Phases {
 impl Phases {
     /// Starts the clock.
     pub fn new() -> Self {
-        Self { inner: Mutex::new((Instant::now(), Vec::new())) }
+        Self {
+            inner: Mutex::new((Instant::now(), Vec::new())),
+        }
     }
 
     /// Charges the time since the previous mark to `name`.
@@ -43,7 +45,10 @@ impl Phases {
 
     /// The phases so far.
     pub fn take(&self) -> Vec<Phase> {
-        self.inner.lock().map(|mut g| std::mem::take(&mut g.1)).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|mut g| std::mem::take(&mut g.1))
+            .unwrap_or_default()
     }
 }
 

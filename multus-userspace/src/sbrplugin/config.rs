@@ -84,7 +84,9 @@ impl SbrNetConf {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let wire: Wire = serde_path_to_error::deserialize(de).map_err(ConfigError::decode)?;
         let version = CniVersion::parse_opt(wire.cni_version.as_deref())?;
-        let bpffs_dir = wire.bpffs_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS_DIR));
+        let bpffs_dir = wire
+            .bpffs_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS_DIR));
         if !bpffs_dir.is_absolute() {
             return Err(ConfigError::Invalid(format!(
                 "bpffsDir {:?} must be an absolute path (a directory on bpffs, or one where bpffs can be mounted)",
@@ -101,7 +103,9 @@ impl SbrNetConf {
             Some("tcx") => crate::sbr::AttachMode::Tcx,
             Some("netlink") => crate::sbr::AttachMode::Netlink,
             Some(other) => {
-                return Err(ConfigError::Invalid(format!("attachMode {other:?} is not one of auto, tcx, netlink")))
+                return Err(ConfigError::Invalid(format!(
+                    "attachMode {other:?} is not one of auto, tcx, netlink"
+                )))
             }
         };
         Ok(SbrNetConf {
@@ -126,14 +130,20 @@ fn gateways(g: Option<Gateways>) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>),
     let (mut v4, mut v6) = (None, None);
     for s in list {
         let ip: IpAddr = s.trim().parse().map_err(|_| {
-            ConfigError::Invalid(format!("gateway {s:?} is not an IP address (give an IPv4 and/or an IPv6 address)"))
+            ConfigError::Invalid(format!(
+                "gateway {s:?} is not an IP address (give an IPv4 and/or an IPv6 address)"
+            ))
         })?;
         let unusable = match ip {
-            IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast(),
+            IpAddr::V4(a) => {
+                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+            }
             IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
         };
         if unusable {
-            return Err(ConfigError::Invalid(format!("gateway {ip} cannot be a next hop")));
+            return Err(ConfigError::Invalid(format!(
+                "gateway {ip} cannot be a next hop"
+            )));
         }
         let dup = match ip {
             IpAddr::V4(a) => v4.replace(a).is_some(),
@@ -166,29 +176,68 @@ mod tests {
         assert_eq!(c.table, Some(5000));
         assert_eq!(c.sbr.bpffs_dir, PathBuf::from(DEFAULT_BPFFS_DIR));
         assert!(c.prev_result.is_some());
-        assert_eq!(parse(serde_json::json!({})).unwrap().version, CniVersion::V0_1_0);
+        assert_eq!(
+            parse(serde_json::json!({})).unwrap().version,
+            CniVersion::V0_1_0
+        );
     }
 
     #[test]
     fn gateways_one_or_a_list() {
         let c = parse(serde_json::json!({"gateway": "10.1.0.1"})).unwrap();
         assert_eq!(c.sbr.gateway_v4, Some(Ipv4Addr::new(10, 1, 0, 1)));
-        let c = parse(serde_json::json!({"gateway": ["fd01::1", "10.1.0.1"], "debug": true})).unwrap();
+        let c =
+            parse(serde_json::json!({"gateway": ["fd01::1", "10.1.0.1"], "debug": true})).unwrap();
         assert_eq!(c.sbr.gateway_v6, Some("fd01::1".parse().unwrap()));
         assert!(c.sbr.debug);
-        for bad in [serde_json::json!("10.1.0.300"), serde_json::json!(["10.0.0.1", "10.0.0.2"]), serde_json::json!("0.0.0.0"), serde_json::json!("ff02::1")] {
-            assert!(matches!(parse(serde_json::json!({"gateway": bad})), Err(ConfigError::Invalid(_))), "{bad}");
+        for bad in [
+            serde_json::json!("10.1.0.300"),
+            serde_json::json!(["10.0.0.1", "10.0.0.2"]),
+            serde_json::json!("0.0.0.0"),
+            serde_json::json!("ff02::1"),
+        ] {
+            assert!(
+                matches!(
+                    parse(serde_json::json!({"gateway": bad})),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(parse(serde_json::json!({"gateway": 5})), Err(ConfigError::Decode { .. })));
+        assert!(matches!(
+            parse(serde_json::json!({"gateway": 5})),
+            Err(ConfigError::Decode { .. })
+        ));
     }
 
     #[test]
     fn rejects_bad_values() {
-        assert!(matches!(parse(serde_json::json!({"bpffsDir": "relative/dir"})), Err(ConfigError::Invalid(_))));
-        assert_eq!(parse(serde_json::json!({"attachMode": "netlink"})).unwrap().sbr.attach_mode, crate::sbr::AttachMode::Netlink);
-        assert!(matches!(parse(serde_json::json!({"attachMode": "fast"})), Err(ConfigError::Invalid(_))));
-        assert!(matches!(parse(serde_json::json!({"cniVersion": "9.9.9"})), Err(ConfigError::Version(_))));
-        assert!(matches!(parse(serde_json::json!({"table": "x"})), Err(ConfigError::Decode { .. })));
-        assert!(matches!(SbrNetConf::parse(b"{"), Err(ConfigError::Decode { .. })));
+        assert!(matches!(
+            parse(serde_json::json!({"bpffsDir": "relative/dir"})),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert_eq!(
+            parse(serde_json::json!({"attachMode": "netlink"}))
+                .unwrap()
+                .sbr
+                .attach_mode,
+            crate::sbr::AttachMode::Netlink
+        );
+        assert!(matches!(
+            parse(serde_json::json!({"attachMode": "fast"})),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(serde_json::json!({"cniVersion": "9.9.9"})),
+            Err(ConfigError::Version(_))
+        ));
+        assert!(matches!(
+            parse(serde_json::json!({"table": "x"})),
+            Err(ConfigError::Decode { .. })
+        ));
+        assert!(matches!(
+            SbrNetConf::parse(b"{"),
+            Err(ConfigError::Decode { .. })
+        ));
     }
 }

@@ -43,7 +43,15 @@ pub struct SbrPlugin;
 impl Plugin for SbrPlugin {
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         let conf = SbrNetConf::parse(stdin).map_err(Error::from)?;
-        logging::init(if conf.sbr.debug { LogLevel::Debug } else { LogLevel::Error }, None, true);
+        logging::init(
+            if conf.sbr.debug {
+                LogLevel::Debug
+            } else {
+                LogLevel::Error
+            },
+            None,
+            true,
+        );
         let started = std::time::Instant::now();
         let outcome = match request.command {
             Command::Add => add(request, &conf).map(Some),
@@ -56,8 +64,10 @@ impl Plugin for SbrPlugin {
         match &outcome {
             Ok(_) => tracing::debug!(command = %request.command, container = %request.container_id,
                                      ifname = %request.ifname, elapsed = ?started.elapsed(), "done"),
-            Err(e) => tracing::error!(command = %request.command, container = %request.container_id,
-                                      ifname = %request.ifname, "{e}"),
+            Err(e) => {
+                tracing::error!(command = %request.command, container = %request.container_id,
+                                      ifname = %request.ifname, "{e}")
+            }
         }
         outcome.map_err(CniError::from)
     }
@@ -76,9 +86,13 @@ fn incompatible(msg: String) -> Error {
 fn require_version(conf: &SbrNetConf, command: Command) -> Result<(), Error> {
     let v = conf.version;
     let needed = match command {
-        Command::Add | Command::Del if v < CniVersion::V0_3_0 => Some(("0.3.0", "ebpf-sbr is a chained plugin and plugin chaining")),
+        Command::Add | Command::Del if v < CniVersion::V0_3_0 => {
+            Some(("0.3.0", "ebpf-sbr is a chained plugin and plugin chaining"))
+        }
         Command::Check if !v.supports_check() => Some(("0.4.0", "CHECK")),
-        Command::Status | Command::Gc if !v.supports_status_gc() => Some(("1.1.0", command.as_str())),
+        Command::Status | Command::Gc if !v.supports_status_gc() => {
+            Some(("1.1.0", command.as_str()))
+        }
         _ => None,
     };
     match needed {
@@ -90,7 +104,9 @@ fn require_version(conf: &SbrNetConf, command: Command) -> Result<(), Error> {
 }
 
 fn netns(req: &Request) -> Result<&Path, Error> {
-    req.netns.as_deref().ok_or(Error::Env(crate::cni::env::EnvError::Missing("CNI_NETNS")))
+    req.netns
+        .as_deref()
+        .ok_or(Error::Env(crate::cni::env::EnvError::Missing("CNI_NETNS")))
 }
 
 /// prevResult, required for ADD and CHECK.
@@ -108,16 +124,26 @@ fn prev_result<'a>(conf: &'a SbrNetConf, req: &Request) -> Result<&'a Value, Err
 fn parse_prev(prev: &Value, version: CniVersion) -> Result<(Value, CniResult), Error> {
     let mut prev = prev.clone();
     if let Some(obj) = prev.as_object_mut() {
-        obj.entry("cniVersion").or_insert_with(|| Value::from(version.as_str()));
+        obj.entry("cniVersion")
+            .or_insert_with(|| Value::from(version.as_str()));
     }
-    let decode = |reason: String| Error::Config(ConfigError::Decode { path: "prevResult".into(), reason });
+    let decode = |reason: String| {
+        Error::Config(ConfigError::Decode {
+            path: "prevResult".into(),
+            reason,
+        })
+    };
     let model = CniResult::parse(&prev).map_err(|e| decode(e.to_string()))?;
     Ok((prev, model))
 }
 
 /// The interface and its addresses as prevResult gives them (the IPs whose `interface` index names
 /// `ifname`, like sbr), checked against the configured gateways.
-pub fn interface_spec(result: &CniResult, ifname: &str, cfg: &SbrConfig) -> Result<InterfaceSpec, Error> {
+pub fn interface_spec(
+    result: &CniResult,
+    ifname: &str,
+    cfg: &SbrConfig,
+) -> Result<InterfaceSpec, Error> {
     let index = result.interface_index(ifname).ok_or_else(|| {
         let names: Vec<&str> = result.interfaces.iter().map(|i| i.name.as_str()).collect();
         invalid(format!(
@@ -129,7 +155,11 @@ pub fn interface_spec(result: &CniResult, ifname: &str, cfg: &SbrConfig) -> Resu
         .ips
         .iter()
         .filter(|ip| ip.interface == Some(index))
-        .map(|ip| IfAddr { address: ip.address.addr, prefix_len: ip.address.prefix_len, gateway: ip.gateway })
+        .map(|ip| IfAddr {
+            address: ip.address.addr,
+            prefix_len: ip.address.prefix_len,
+            gateway: ip.gateway,
+        })
         .collect();
     if addresses.is_empty() {
         return Err(invalid(format!(
@@ -143,7 +173,10 @@ pub fn interface_spec(result: &CniResult, ifname: &str, cfg: &SbrConfig) -> Resu
             IpAddr::V6(_) => cfg.gateway_v6.map(IpAddr::V6),
         };
         let Some(gw) = configured else { continue };
-        let net = crate::cni::IpNet { addr: a.address, prefix_len: a.prefix_len };
+        let net = crate::cni::IpNet {
+            addr: a.address,
+            prefix_len: a.prefix_len,
+        };
         let link_local = matches!(gw, IpAddr::V6(g) if g.is_unicast_link_local());
         if gw == a.address || (!link_local && !net.contains(gw)) {
             return Err(invalid(format!(
@@ -154,7 +187,10 @@ pub fn interface_spec(result: &CniResult, ifname: &str, cfg: &SbrConfig) -> Resu
             )));
         }
     }
-    Ok(InterfaceSpec { ifname: ifname.to_string(), addresses })
+    Ok(InterfaceSpec {
+        ifname: ifname.to_string(),
+        addresses,
+    })
 }
 
 /// The bpffs directory must be a directory or creatable as one (its first existing ancestor is a
@@ -175,7 +211,10 @@ fn check_bpffs_dir(dir: &Path) -> Result<(), Error> {
             Err(e) => return Err(invalid(format!("bpffsDir {}: cannot inspect {}: {e}", dir.display(), p.display()))),
         }
         if !p.pop() {
-            return Err(invalid(format!("bpffsDir {}: no existing parent directory", dir.display())));
+            return Err(invalid(format!(
+                "bpffsDir {}: no existing parent directory",
+                dir.display()
+            )));
         }
     }
 }
@@ -184,12 +223,18 @@ fn add(req: &Request, conf: &SbrNetConf) -> Result<Value, Error> {
     require_version(conf, Command::Add)?;
     let ns = netns(req)?;
     let (prev, model) = parse_prev(prev_result(conf, req)?, conf.version)?;
-    let out = CniResult::convert(&prev, conf.version)
-        .map_err(|e| Error::Config(ConfigError::Decode { path: "prevResult".into(), reason: e.to_string() }))?;
+    let out = CniResult::convert(&prev, conf.version).map_err(|e| {
+        Error::Config(ConfigError::Decode {
+            path: "prevResult".into(),
+            reason: e.to_string(),
+        })
+    })?;
     let spec = interface_spec(&model, &req.ifname, &conf.sbr)?;
     check_bpffs_dir(&conf.sbr.bpffs_dir)?;
     if let Some(t) = conf.table {
-        tracing::debug!("table {t} is accepted for compatibility with sbr; no routing table or rule is used");
+        tracing::debug!(
+            "table {t} is accepted for compatibility with sbr; no routing table or rule is used"
+        );
     }
     let report = sbr::add(&conf.sbr, &req.container_id, ns, &spec)?;
     tracing::debug!(?report, "added");
@@ -198,7 +243,12 @@ fn add(req: &Request, conf: &SbrNetConf) -> Result<Value, Error> {
 
 fn del(req: &Request, conf: &SbrNetConf) -> Result<(), Error> {
     require_version(conf, Command::Del)?;
-    Ok(sbr::del(&conf.sbr, &req.container_id, req.netns.as_deref(), &req.ifname)?)
+    Ok(sbr::del(
+        &conf.sbr,
+        &req.container_id,
+        req.netns.as_deref(),
+        &req.ifname,
+    )?)
 }
 
 fn check(req: &Request, conf: &SbrNetConf) -> Result<(), Error> {
@@ -219,7 +269,9 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
     check_bpffs_dir(&conf.sbr.bpffs_dir).map_err(|e| not_available(e.to_string()))?;
     let kernel = aya::util::KernelVersion::current()
         .map_err(|e| not_available(format!("cannot read the kernel version: {e}")))?;
-    if conf.sbr.attach_mode == sbr::AttachMode::Tcx && kernel < aya::util::KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0) {
+    if conf.sbr.attach_mode == sbr::AttachMode::Tcx
+        && kernel < aya::util::KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0)
+    {
         return Err(not_available(format!(
             "kernel {kernel} has no TCX (Linux {}.{} or later); use \"attachMode\": \"auto\" or \"netlink\"",
             MIN_KERNEL.0, MIN_KERNEL.1
@@ -227,7 +279,9 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
     }
     match aya::sys::is_program_supported(aya::programs::ProgramType::SchedClassifier) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(not_available("the kernel cannot load tc (sched_cls) BPF programs".into())),
+        Ok(false) => Err(not_available(
+            "the kernel cannot load tc (sched_cls) BPF programs".into(),
+        )),
         Err(e) => Err(not_available(format!(
             "cannot load a BPF program ({e}); ebpf-sbr needs CAP_BPF and CAP_NET_ADMIN (or root)"
         ))),
@@ -253,7 +307,11 @@ fn gc(conf: &SbrNetConf) -> Result<(), Error> {
             continue;
         }
         let alive = sbr::inspect(&conf.sbr, &id)
-            .map(|info| info.attachments.iter().any(|a| a.target.as_ref().is_ok_and(|t| t.ifindex != 0)))
+            .map(|info| {
+                info.attachments
+                    .iter()
+                    .any(|a| a.target.as_ref().is_ok_and(|t| t.ifindex != 0))
+            })
             .unwrap_or(false);
         if alive {
             tracing::info!(container = %id, "GC: not listed for this network but its interfaces still exist; kept");
@@ -295,14 +353,19 @@ mod tests {
     #[test]
     fn missing_interface_or_addresses() {
         assert!(interface_spec(&prev(), "net2", &SbrConfig::default()).is_err());
-        let r = model(json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": "/x"}]}));
+        let r = model(
+            json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": "/x"}]}),
+        );
         let e = interface_spec(&r, "net1", &SbrConfig::default()).unwrap_err();
         assert_eq!(e.to_cni().code, ErrorCode::InvalidNetworkConfig);
     }
 
     #[test]
     fn configured_gateway_must_be_on_link() {
-        let mut cfg = SbrConfig { gateway_v6: Some("fd09::1".parse().unwrap()), ..SbrConfig::default() };
+        let mut cfg = SbrConfig {
+            gateway_v6: Some("fd09::1".parse().unwrap()),
+            ..SbrConfig::default()
+        };
         assert!(interface_spec(&prev(), "net1", &cfg).is_err());
         cfg.gateway_v6 = Some("fe80::1".parse().unwrap());
         assert!(interface_spec(&prev(), "net1", &cfg).is_ok());
@@ -315,8 +378,15 @@ mod tests {
 
     #[test]
     fn versions() {
-        let conf = |v: &str| SbrNetConf::parse(json!({"cniVersion": v}).to_string().as_bytes()).unwrap();
-        assert_eq!(require_version(&conf("0.2.0"), Command::Add).unwrap_err().to_cni().code, ErrorCode::IncompatibleVersion);
+        let conf =
+            |v: &str| SbrNetConf::parse(json!({"cniVersion": v}).to_string().as_bytes()).unwrap();
+        assert_eq!(
+            require_version(&conf("0.2.0"), Command::Add)
+                .unwrap_err()
+                .to_cni()
+                .code,
+            ErrorCode::IncompatibleVersion
+        );
         assert!(require_version(&conf("0.3.1"), Command::Add).is_ok());
         assert!(require_version(&conf("0.3.1"), Command::Check).is_err());
         assert!(require_version(&conf("1.0.0"), Command::Gc).is_err());

@@ -16,24 +16,33 @@ fn main() {
     let command = std::env::var("CNI_COMMAND").unwrap_or_default();
     let version = conf["cniVersion"].as_str().unwrap_or("1.1.0").to_string();
     if command == "VERSION" {
-        println!(r#"{{"cniVersion":"{version}","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}}"#);
+        println!(
+            r#"{{"cniVersion":"{version}","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}}"#
+        );
         return;
     }
     if let Some(dir) = conf["recordDir"].as_str() {
-        let env: serde_json::Map<String, Value> =
-            std::env::vars().filter(|(k, _)| k.starts_with("CNI_")).map(|(k, v)| (k, Value::from(v))).collect();
+        let env: serde_json::Map<String, Value> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CNI_"))
+            .map(|(k, v)| (k, Value::from(v)))
+            .collect();
         let name = format!(
             "{command}-{}-{}.json",
             std::env::var("CNI_CONTAINERID").unwrap_or_default(),
             std::env::var("CNI_IFNAME").unwrap_or_default()
         );
-        let _ = std::fs::write(std::path::Path::new(dir).join(name), json!({"env": env, "stdin": conf}).to_string());
+        let _ = std::fs::write(
+            std::path::Path::new(dir).join(name),
+            json!({"env": env, "stdin": conf}).to_string(),
+        );
     }
     if let Some(ms) = conf["sleepMs"].as_u64() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     if conf["failOn"].as_str() == Some(command.as_str()) {
-        println!(r#"{{"cniVersion":"{version}","code":100,"msg":"recorder told to fail on {command}"}}"#);
+        println!(
+            r#"{{"cniVersion":"{version}","code":100,"msg":"recorder told to fail on {command}"}}"#
+        );
         std::process::exit(1);
     }
     if command == "ADD" {

@@ -15,7 +15,9 @@ use multus::sbr::{self, IfAddr, InterfaceSpec, SbrConfig};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else { bail!("usage: see the source") };
+    let Some(cmd) = args.first() else {
+        bail!("usage: see the source")
+    };
     let mut cfg = SbrConfig::new(args.get(1).context("bpffs dir")?);
     let mut rest: Vec<String> = Vec::new();
     let mut it = args.iter().skip(2);
@@ -24,7 +26,13 @@ fn main() -> Result<()> {
             "--gw4" => cfg.gateway_v4 = Some(it.next().context("--gw4 value")?.parse()?),
             "--gw6" => cfg.gateway_v6 = Some(it.next().context("--gw6 value")?.parse()?),
             "--debug" => cfg.debug = true,
-            "--mode" => cfg.attach_mode = it.next().context("--mode value")?.parse().map_err(anyhow::Error::msg)?,
+            "--mode" => {
+                cfg.attach_mode = it
+                    .next()
+                    .context("--mode value")?
+                    .parse()
+                    .map_err(anyhow::Error::msg)?
+            }
             _ => rest.push(a.clone()),
         }
     }
@@ -37,7 +45,11 @@ fn main() -> Result<()> {
                 None => (a.as_str(), None),
             };
             let (ip, len) = cidr.split_once('/').context("addr/len")?;
-            addresses.push(IfAddr { address: ip.parse()?, prefix_len: len.parse()?, gateway: gw });
+            addresses.push(IfAddr {
+                address: ip.parse()?,
+                prefix_len: len.parse()?,
+                gateway: gw,
+            });
         }
         Ok(InterfaceSpec { ifname, addresses })
     };
@@ -46,9 +58,16 @@ fn main() -> Result<()> {
             let t = std::time::Instant::now();
             let r = sbr::add(&cfg, &rest[0], Path::new(&rest[1]), &spec(&rest)?)?;
             let took = t.elapsed();
-            let loaded = if r.loaded { "loaded the programs\n" } else { "" };
+            let loaded = if r.loaded {
+                "loaded the programs\n"
+            } else {
+                ""
+            };
             // One write each: the process's own cost is part of what is measured.
-            write_all(std::io::stderr(), format!("add took {took:?}\n{loaded}{}", phases_text(&r.phases)));
+            write_all(
+                std::io::stderr(),
+                format!("add took {took:?}\n{loaded}{}", phases_text(&r.phases)),
+            );
             write_all(std::io::stdout(), format!("{r:#?}\n"));
         }
         "del" => {
@@ -56,7 +75,10 @@ fn main() -> Result<()> {
             let t = std::time::Instant::now();
             let phases = sbr::del_timed(&cfg, &rest[0], ns, &rest[2])?;
             let took = t.elapsed();
-            write_all(std::io::stderr(), format!("del took {took:?}\n{}", phases_text(&phases)));
+            write_all(
+                std::io::stderr(),
+                format!("del took {took:?}\n{}", phases_text(&phases)),
+            );
         }
         "check" => sbr::check(&cfg, &rest[0], Path::new(&rest[1]), &spec(&rest)?)?,
         "gc" => {
@@ -82,5 +104,8 @@ fn write_all(mut to: impl std::io::Write, text: String) {
 }
 
 fn phases_text(phases: &[sbr::Phase]) -> String {
-    phases.iter().map(|p| format!("phase {} {}\n", p.name, p.time.as_micros())).collect()
+    phases
+        .iter()
+        .map(|p| format!("phase {} {}\n", p.name, p.time.as_micros()))
+        .collect()
 }

@@ -29,7 +29,6 @@ enum Mode {
     Sbr,
 }
 
-
 /// A topology with the given SBR mode applied (the harness keeps eBPF SBR's pins alive).
 fn setup(mode: Mode, o: Options) -> (Sbr5, Option<Harness>) {
     let t = Sbr5::with(o);
@@ -41,7 +40,14 @@ fn setup(mode: Mode, o: Options) -> (Sbr5, Option<Harness>) {
             Some(h)
         }
         Mode::Sbr => {
-            let out = exec("sbr", "ADD", "measure", &t.pod.path(), "net1", &sbr_conf(&t.pod.path(), "net1", &NET1_IPS));
+            let out = exec(
+                "sbr",
+                "ADD",
+                "measure",
+                &t.pod.path(),
+                "net1",
+                &sbr_conf(&t.pod.path(), "net1", &NET1_IPS),
+            );
             assert!(out.status.success(), "sbr ADD: {}", out.stdout);
             None
         }
@@ -56,13 +62,26 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Throughput of each mode: all topologies are set up first and the repetitions alternate between
 /// modes, so that load from elsewhere on the machine falls on every mode alike.
-fn throughput(reps: usize, secs: u32, o: &Options, client_net1: bool, modes: &[Mode]) -> Vec<(Mode, [f64; 3])> {
+fn throughput(
+    reps: usize,
+    secs: u32,
+    o: &Options,
+    client_net1: bool,
+    modes: &[Mode],
+) -> Vec<(Mode, [f64; 3])> {
     let setups: Vec<_> = modes.iter().map(|&mode| setup(mode, o.clone())).collect();
-    let servers: Vec<_> = setups.iter().map(|(t, _)| Iperf3Server::start(&t.pod, 5201)).collect();
+    let servers: Vec<_> = setups
+        .iter()
+        .map(|(t, _)| Iperf3Server::start(&t.pod, 5201))
+        .collect();
     let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; modes.len()];
     for _ in 0..reps {
         for (i, (t, _)) in setups.iter().enumerate() {
-            let (client, dst) = if client_net1 { (&t.cli2, POD_NET1_V4) } else { (&t.cli1, POD_ETH0_V4) };
+            let (client, dst) = if client_net1 {
+                (&t.cli2, POD_NET1_V4)
+            } else {
+                (&t.cli1, POD_ETH0_V4)
+            };
             samples[i][0].push(iperf3(client, dst, 5201, secs, &[]));
             samples[i][1].push(iperf3(client, dst, 5201, secs, &["-R"]));
             samples[i][2].push(iperf3(client, dst, 5201, secs, &["-R", "-P", "4"]));
@@ -78,7 +97,12 @@ fn throughput(reps: usize, secs: u32, o: &Options, client_net1: bool, modes: &[M
 
 /// UDP request/response round trips from `client` to `server`:`dst` (testkit's ping-pong, the
 /// one `cargo xtask bench sbr` uses): (p50, p99) in µs.
-fn pingpong(server: &testkit::netns::Netns, client: &testkit::netns::Netns, dst: &str, n: usize) -> (f64, f64) {
+fn pingpong(
+    server: &testkit::netns::Netns,
+    client: &testkit::netns::Netns,
+    dst: &str,
+    n: usize,
+) -> (f64, f64) {
     let samples = udp_pingpong(server, client, dst.parse().expect("addr"), 7777, n);
     (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
@@ -96,7 +120,11 @@ enum Plugin {
     Sbr,
     /// eBPF SBR through `sbr-lab` at `lab`, in `mode` (None: the binary has no modes), with the
     /// programs kept loaded by another pod (`warm`).
-    Ebpf { lab: PathBuf, mode: Option<&'static str>, warm: bool },
+    Ebpf {
+        lab: PathBuf,
+        mode: Option<&'static str>,
+        warm: bool,
+    },
 }
 
 /// ADD and DEL times of `runs` process calls (ms) and the phases eBPF SBR reported (µs).
@@ -116,7 +144,11 @@ fn lab_call(lab: &Path, args: &[&str]) -> (Duration, BTreeMap<String, f64>) {
     let start = Instant::now();
     let out = Command::new(lab).args(args).output().expect("sbr-lab");
     let took = start.elapsed();
-    assert!(out.status.success(), "sbr-lab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sbr-lab {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let phases = String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter_map(|l| {
@@ -134,22 +166,46 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
     let bpffs_dir = bpffs.path().to_string_lossy().into_owned();
     let pod = t.pod.path().to_string_lossy().into_owned();
     let conf = sbr_conf(&t.pod.path(), "net1", &NET1_IPS);
-    let mut times =
-        Times { adds: Vec::new(), dels: Vec::new(), add_phases: BTreeMap::new(), del_phases: BTreeMap::new() };
+    let mut times = Times {
+        adds: Vec::new(),
+        dels: Vec::new(),
+        add_phases: BTreeMap::new(),
+        del_phases: BTreeMap::new(),
+    };
     let keeper = MiniPod::new();
     let keeper_path = keeper.pod.path().to_string_lossy().into_owned();
     let mode_args = |mode: &Option<&'static str>| -> Vec<&'static str> {
         mode.map(|m| vec!["--mode", m]).unwrap_or_default()
     };
-    if let Plugin::Ebpf { lab, mode, warm: true } = plugin {
-        let mut args = vec!["add", &bpffs_dir, "keeper", &keeper_path, "net1", "10.5.0.2/24@10.5.0.1"];
+    if let Plugin::Ebpf {
+        lab,
+        mode,
+        warm: true,
+    } = plugin
+    {
+        let mut args = vec![
+            "add",
+            &bpffs_dir,
+            "keeper",
+            &keeper_path,
+            "net1",
+            "10.5.0.2/24@10.5.0.1",
+        ];
         args.extend(mode_args(mode));
         lab_call(lab, &args);
     }
     for _ in 0..runs {
         match plugin {
             Plugin::Ebpf { lab, mode, .. } => {
-                let mut args = vec!["add", &bpffs_dir, "m", &pod, "net1", "10.1.0.2/24@10.1.0.1", "fd01::2/64@fd01::1"];
+                let mut args = vec![
+                    "add",
+                    &bpffs_dir,
+                    "m",
+                    &pod,
+                    "net1",
+                    "10.1.0.2/24@10.1.0.1",
+                    "fd01::2/64@fd01::1",
+                ];
                 args.extend(mode_args(mode));
                 let (took, phases) = lab_call(lab, &args);
                 times.adds.push(ms(took));
@@ -164,21 +220,38 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
             }
             Plugin::Sbr => {
                 let start = Instant::now();
-                assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf).status.success());
+                assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf)
+                    .status
+                    .success());
                 times.adds.push(ms(start.elapsed()));
                 let start = Instant::now();
-                assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf).status.success());
+                assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf)
+                    .status
+                    .success());
                 times.dels.push(ms(start.elapsed()));
                 // sbr's DEL leaves its routes in table 100 and net1's routes out of main: restore them.
                 t.pod.ip(&["route", "flush", "table", "100"]);
                 t.pod.ip(&["-6", "route", "flush", "table", "101"]);
-                t.pod.try_ip(&["route", "add", "10.1.0.0/24", "dev", "net1", "src", "10.1.0.2"]);
-                t.pod.try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
-                t.pod.try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
+                t.pod.try_ip(&[
+                    "route",
+                    "add",
+                    "10.1.0.0/24",
+                    "dev",
+                    "net1",
+                    "src",
+                    "10.1.0.2",
+                ]);
+                t.pod
+                    .try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
+                t.pod
+                    .try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
             }
         }
     }
-    if let Plugin::Ebpf { lab, warm: true, .. } = plugin {
+    if let Plugin::Ebpf {
+        lab, warm: true, ..
+    } = plugin
+    {
         lab_call(lab, &["del", &bpffs_dir, "keeper", &keeper_path, "net1"]);
     }
     times
@@ -190,8 +263,13 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    let lab: PathBuf = std::env::current_exe().expect("exe").with_file_name("sbr-lab");
-    assert!(lab.exists(), "build sbr-lab first (cargo build --release -p multus-tests)");
+    let lab: PathBuf = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("sbr-lab");
+    assert!(
+        lab.exists(),
+        "build sbr-lab first (cargo build --release -p multus-tests)"
+    );
     if args.get(1).map(String::as_str) == Some("adddel") {
         let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
         add_del_section(&lab, runs);
@@ -204,9 +282,16 @@ fn main() {
         "## Throughput (Gbit/s, median of {reps} × {secs} s, modes alternating; iperf3 client in cli2 -> pod net1 10.1.0.2)\n"
     );
     println!("| case | mode | -P1 cli2->pod | -P1 -R pod->cli2 | -P4 -R |\n|---|---|---|---|---|");
-    for (label, o) in
-        [("same MTU", Options::default()), ("net1 MTU 1400", Options { net1_mtu: 1400, ..Options::default() })]
-    {
+    for (label, o) in [
+        ("same MTU", Options::default()),
+        (
+            "net1 MTU 1400",
+            Options {
+                net1_mtu: 1400,
+                ..Options::default()
+            },
+        ),
+    ] {
         for (mode, [f, r, p]) in throughput(reps, secs, &o, true, &[Mode::Sbr, Mode::Ebpf]) {
             println!("| {label} | {mode:?} | {f:.2} | {r:.2} | {p:.2} |");
         }
@@ -215,7 +300,13 @@ fn main() {
         "\n## Primary path (cli1 -> pod eth0 10.0.0.2, unmanaged; eBPF SBR sends its replies through the carrier)\n"
     );
     println!("| mode | -P1 | -P1 -R | -P4 -R |\n|---|---|---|---|");
-    for (mode, [f, r, p]) in throughput(reps, secs, &Options::default(), false, &[Mode::None, Mode::Ebpf]) {
+    for (mode, [f, r, p]) in throughput(
+        reps,
+        secs,
+        &Options::default(),
+        false,
+        &[Mode::None, Mode::Ebpf],
+    ) {
         println!("| {mode:?} | {f:.2} | {r:.2} | {p:.2} |");
     }
 
@@ -239,18 +330,31 @@ fn latency() {
 }
 
 fn add_del_section(lab: &Path, runs: usize) {
-    println!("\n## ADD/DEL wall time of a process (ms, {runs} runs each; eBPF SBR through sbr-lab)\n");
+    println!(
+        "\n## ADD/DEL wall time of a process (ms, {runs} runs each; eBPF SBR through sbr-lab)\n"
+    );
     let mut plugins: Vec<(String, Plugin)> = vec![("Debian sbr".into(), Plugin::Sbr)];
     if let Some(before) = std::env::var_os("SBR_LAB_BEFORE") {
         plugins.push((
             "eBPF SBR before (per-pod load)".into(),
-            Plugin::Ebpf { lab: PathBuf::from(before), mode: None, warm: false },
+            Plugin::Ebpf {
+                lab: PathBuf::from(before),
+                mode: None,
+                warm: false,
+            },
         ));
     }
     for mode in ["tcx", "netlink"] {
         for warm in [true, false] {
             let label = format!("eBPF SBR {mode}, {}", if warm { "warm" } else { "cold" });
-            plugins.push((label, Plugin::Ebpf { lab: lab.to_path_buf(), mode: Some(mode), warm }));
+            plugins.push((
+                label,
+                Plugin::Ebpf {
+                    lab: lab.to_path_buf(),
+                    mode: Some(mode),
+                    warm,
+                },
+            ));
         }
     }
     let mut results = Vec::new();
@@ -258,11 +362,18 @@ fn add_del_section(lab: &Path, runs: usize) {
         let t = add_del_times(&plugin, runs);
         results.push((label, t));
     }
-    let sbr_total = results.first().map(|(_, t)| percentile(&t.adds, 0.5) + percentile(&t.dels, 0.5)).unwrap_or(1.0);
+    let sbr_total = results
+        .first()
+        .map(|(_, t)| percentile(&t.adds, 0.5) + percentile(&t.dels, 0.5))
+        .unwrap_or(1.0);
     println!("| plugin | ADD p50 | ADD p90 | DEL p50 | DEL p90 | ADD+DEL p50 | × sbr |\n|---|---|---|---|---|---|---|");
     for (label, t) in &results {
-        let (a50, a90, d50, d90) =
-            (percentile(&t.adds, 0.5), percentile(&t.adds, 0.9), percentile(&t.dels, 0.5), percentile(&t.dels, 0.9));
+        let (a50, a90, d50, d90) = (
+            percentile(&t.adds, 0.5),
+            percentile(&t.adds, 0.9),
+            percentile(&t.dels, 0.5),
+            percentile(&t.dels, 0.9),
+        );
         println!(
             "| {label} | {a50:.1} | {a90:.1} | {d50:.1} | {d90:.1} | {:.1} | {:.2} |",
             a50 + d50,
@@ -276,8 +387,10 @@ fn add_del_section(lab: &Path, runs: usize) {
             if phases.is_empty() {
                 continue;
             }
-            let text: Vec<String> =
-                phases.iter().map(|(name, v)| format!("{name} {:.0}", percentile(v, 0.5))).collect();
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(name, v)| format!("{name} {:.0}", percentile(v, 0.5)))
+                .collect();
             println!("| {label} | {call} | {} |", text.join(", "));
         }
     }

@@ -77,7 +77,12 @@ impl Fault {
 
     /// A fault with any action.
     pub fn new(action: FaultAction) -> Self {
-        Self { action, method: None, path: None, remaining: None }
+        Self {
+            action,
+            method: None,
+            path: None,
+            remaining: None,
+        }
     }
 
     /// Only requests with this HTTP method (case-insensitive: "GET", "PATCH", ...).
@@ -163,8 +168,14 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("/api/v1/namespaces/*/pods/*", "/api/v1/namespaces/ns/pods/p"));
-        assert!(!glob_match("/api/v1/namespaces/*/pods/*", "/api/v1/namespaces/ns/pods/p/status"));
+        assert!(glob_match(
+            "/api/v1/namespaces/*/pods/*",
+            "/api/v1/namespaces/ns/pods/p"
+        ));
+        assert!(!glob_match(
+            "/api/v1/namespaces/*/pods/*",
+            "/api/v1/namespaces/ns/pods/p/status"
+        ));
         assert!(glob_match("/api/**", "/api/v1/namespaces/ns/pods/p/status"));
         assert!(glob_match("**/pods/*", "/api/v1/namespaces/ns/pods/p"));
         assert!(glob_match("/version", "/version"));

@@ -40,15 +40,22 @@ fn json_response(code: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("no-cache, private"),
+    );
     resp
 }
 
 fn text_response(code: u16, text: &'static str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -70,7 +77,9 @@ fn percent_decode(s: &str, plus: bool) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -105,7 +114,10 @@ impl Query {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn dry_run(&self) -> bool {
@@ -129,8 +141,11 @@ enum Route {
 }
 
 fn route(path: &str) -> Route {
-    let segs: Vec<String> =
-        path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         [] => Route::Root,
@@ -211,19 +226,26 @@ pub(crate) async fn handle(
             shared.log(&method, &path, &query, 0);
             return Err(DropConnection);
         }
-        Some(FaultAction::Status(code)) => {
-            error_response(&ApiError::injected(code, target.as_ref().map(|(rt, _, n)| (*rt, n.as_str()))))
-        }
+        Some(FaultAction::Status(code)) => error_response(&ApiError::injected(
+            code,
+            target.as_ref().map(|(rt, _, n)| (*rt, n.as_str())),
+        )),
         Some(FaultAction::TooManyRequests { retry_after_secs }) => {
             error_response(&ApiError::too_many_requests(retry_after_secs))
         }
-        Some(FaultAction::Delay(_) | FaultAction::DeleteTarget | FaultAction::BumpResourceVersion) | None => {
-            let outcome = std::panic::AssertUnwindSafe(dispatch(&shared, client_cert, req, &path, &query))
-                .catch_unwind()
-                .await;
+        Some(
+            FaultAction::Delay(_) | FaultAction::DeleteTarget | FaultAction::BumpResourceVersion,
+        )
+        | None => {
+            let outcome =
+                std::panic::AssertUnwindSafe(dispatch(&shared, client_cert, req, &path, &query))
+                    .catch_unwind()
+                    .await;
             match outcome {
                 Ok(resp) => resp,
-                Err(_) => error_response(&ApiError::internal("the stand-in panicked while handling the request")),
+                Err(_) => error_response(&ApiError::internal(
+                    "the stand-in panicked while handling the request",
+                )),
             }
         }
     };
@@ -237,20 +259,29 @@ fn authorized(shared: &Shared, client_cert: bool, req: &Request<Incoming>) -> bo
     if !shared.require_auth || client_cert {
         return true;
     }
-    let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some((scheme, token)) = value.split_once(' ') else { return false };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return false;
+    };
     scheme.eq_ignore_ascii_case("bearer") && token.trim() == shared.token
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::new(413, "Request entity too large: limit is 3145728"))
-        }
-        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            413,
+            "Request entity too large: limit is 3145728",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
     }
 }
 
@@ -304,7 +335,12 @@ fn wants_table(req: &Request<Incoming>) -> Option<&'static str> {
     None
 }
 
-async fn serve(shared: &Shared, req: Request<Incoming>, route: Route, query: Query) -> Result<Response<Body>, ApiError> {
+async fn serve(
+    shared: &Shared,
+    req: Request<Incoming>,
+    route: Route,
+    query: Query,
+) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     let only_get = |value: Value| {
         if method == Method::GET {
@@ -315,8 +351,17 @@ async fn serve(shared: &Shared, req: Request<Incoming>, route: Route, query: Que
     };
     match route {
         Route::Root => {
-            let paths = ["/api", "/api/v1", "/apis", "/apis/k8s.cni.cncf.io", "/apis/k8s.cni.cncf.io/v1",
-                         "/healthz", "/livez", "/readyz", "/version"];
+            let paths = [
+                "/api",
+                "/api/v1",
+                "/apis",
+                "/apis/k8s.cni.cncf.io",
+                "/apis/k8s.cni.cncf.io/v1",
+                "/healthz",
+                "/livez",
+                "/readyz",
+                "/version",
+            ];
             only_get(json!({ "paths": paths }))
         }
         Route::Version => only_get(json!({
@@ -333,7 +378,9 @@ async fn serve(shared: &Shared, req: Request<Incoming>, route: Route, query: Que
         Route::Health => Ok(text_response(200, "ok")),
         Route::ApiVersions => only_get(resources::api_versions(&shared.addr.to_string())),
         Route::GroupList => only_get(resources::api_group_list()),
-        Route::Group(g) => resources::api_group_doc(&g).map_or(Err(ApiError::path_not_found()), only_get),
+        Route::Group(g) => {
+            resources::api_group_doc(&g).map_or(Err(ApiError::path_not_found()), only_get)
+        }
         Route::ResourceList(g, v) => {
             resources::api_resource_list(&g, &v).map_or(Err(ApiError::path_not_found()), only_get)
         }
@@ -365,7 +412,9 @@ async fn collection(
                 .map_err(ApiError::bad_request)?;
             let limit: usize = match query.get("limit") {
                 None | Some("") | Some("0") => usize::MAX,
-                Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+                Some(l) => l
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
             };
             let after = query.get("continue").filter(|c| !c.is_empty());
             let (items, revision) = {
@@ -380,12 +429,19 @@ async fn collection(
             let continue_key = |o: &Value| {
                 format!(
                     "{}/{}",
-                    o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
-                    o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+                    o.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    o.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
                 )
             };
             let start = match after {
-                Some(token) => items.iter().position(|o| continue_key(o).as_str() > token).unwrap_or(items.len()),
+                Some(token) => items
+                    .iter()
+                    .position(|o| continue_key(o).as_str() > token)
+                    .unwrap_or(items.len()),
                 None => 0,
             };
             let end = start.saturating_add(limit).min(items.len());
@@ -398,7 +454,10 @@ async fn collection(
                 }
             }
             if let Some(table_version) = table {
-                return Ok(json_response(200, &to_table(rt, &page, table_version, metadata, query)));
+                return Ok(json_response(
+                    200,
+                    &to_table(rt, &page, table_version, metadata, query),
+                ));
             }
             let items: Vec<Value> = page
                 .into_iter()
@@ -433,7 +492,11 @@ async fn collection(
             let names: Vec<String> = store
                 .list(rt, Some(&ns))
                 .filter(|o| labels.matches(o) && fields.matches(o))
-                .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+                .filter_map(|o| {
+                    o.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
                 .collect();
             let mut deleted = Vec::new();
             for name in names {
@@ -466,10 +529,19 @@ async fn object(
             let obj = shared.store().get(rt, ns, name)?;
             match table {
                 Some(version) => {
-                    let revision = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                    let revision = obj
+                        .pointer("/metadata/resourceVersion")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     Ok(json_response(
                         200,
-                        &to_table(rt, &[obj], version, json!({ "resourceVersion": revision }), query),
+                        &to_table(
+                            rt,
+                            &[obj],
+                            version,
+                            json!({ "resourceVersion": revision }),
+                            query,
+                        ),
                     ))
                 }
                 None => Ok(json_response(200, &obj)),
@@ -495,7 +567,9 @@ async fn object(
                 ));
             };
             let body = read_body(req).await?;
-            let patched = shared.store().patch(rt, ns, name, patch_type, &body, sub, dry_run)?;
+            let patched = shared
+                .store()
+                .patch(rt, ns, name, patch_type, &body, sub, dry_run)?;
             Ok(json_response(200, &patched))
         }
         Method::DELETE if sub == Subresource::Main => {
@@ -505,13 +579,19 @@ async fn object(
             } else {
                 parse_json(&body)?
             };
-            let uid = options.pointer("/preconditions/uid").and_then(Value::as_str);
-            let rv = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+            let uid = options
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str);
+            let rv = options
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str);
             let body_dry_run = options
                 .get("dryRun")
                 .and_then(Value::as_array)
                 .is_some_and(|d| d.iter().any(|v| v == "All"));
-            let deleted = shared.store().delete(rt, ns, name, uid, rv, dry_run || body_dry_run)?;
+            let deleted = shared
+                .store()
+                .delete(rt, ns, name, uid, rv, dry_run || body_dry_run)?;
             Ok(json_response(200, &deleted))
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -550,7 +630,10 @@ pub(crate) fn human_duration(secs: u64) -> String {
 }
 
 fn age(obj: &Value) -> String {
-    let created = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(parse_rfc3339);
+    let created = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -566,19 +649,61 @@ fn column(name: &str, ty: &str, format: &str, priority: u8, description: &str) -
 }
 
 /// The server-side printing kubectl asks for with `Accept: application/json;as=Table;...`.
-fn to_table(rt: &ResourceType, objs: &[Value], api_version: &str, metadata: Value, query: &Query) -> Value {
-    let name_col = column("Name", "string", "name", 0, "Name must be unique within a namespace.");
+fn to_table(
+    rt: &ResourceType,
+    objs: &[Value],
+    api_version: &str,
+    metadata: Value,
+    query: &Query,
+) -> Value {
+    let name_col = column(
+        "Name",
+        "string",
+        "name",
+        0,
+        "Name must be unique within a namespace.",
+    );
     let age_col = column("Age", "string", "", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
     let columns = match rt.resource {
         Resource::Pods => vec![
             name_col,
-            column("Ready", "string", "", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            column("Status", "string", "", 0, "The aggregate status of the containers in this pod."),
-            column("Restarts", "string", "", 0, "The number of times the containers in this pod have been restarted."),
+            column(
+                "Ready",
+                "string",
+                "",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            column(
+                "Status",
+                "string",
+                "",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            column(
+                "Restarts",
+                "string",
+                "",
+                0,
+                "The number of times the containers in this pod have been restarted.",
+            ),
             age_col,
             column("IP", "string", "", 1, "IP address allocated to the pod."),
-            column("Node", "string", "", 1, "Name of the node this pod is assigned to."),
-            column("Nominated Node", "string", "", 1, "Name of the node nominated by the scheduler."),
+            column(
+                "Node",
+                "string",
+                "",
+                1,
+                "Name of the node this pod is assigned to.",
+            ),
+            column(
+                "Nominated Node",
+                "string",
+                "",
+                1,
+                "Name of the node nominated by the scheduler.",
+            ),
             column("Readiness Gates", "string", "", 1, "Pod readiness gates."),
         ],
         Resource::NetworkAttachmentDefinitions | Resource::Events => vec![name_col, age_col],
@@ -590,20 +715,44 @@ fn to_table(rt: &ResourceType, objs: &[Value], api_version: &str, metadata: Valu
             let name = o.pointer("/metadata/name").cloned().unwrap_or(json!(""));
             let cells = match rt.resource {
                 Resource::Pods => {
-                    let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-                    let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array);
-                    let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"] == json!(true)).count());
-                    let restarts: u64 =
-                        statuses.map_or(0, |s| s.iter().filter_map(|c| c["restartCount"].as_u64()).sum());
+                    let total = o
+                        .pointer("/spec/containers")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    let statuses = o
+                        .pointer("/status/containerStatuses")
+                        .and_then(Value::as_array);
+                    let ready = statuses.map_or(0, |s| {
+                        s.iter().filter(|c| c["ready"] == json!(true)).count()
+                    });
+                    let restarts: u64 = statuses.map_or(0, |s| {
+                        s.iter().filter_map(|c| c["restartCount"].as_u64()).sum()
+                    });
                     let status = if o.pointer("/metadata/deletionTimestamp").is_some() {
                         "Terminating".to_string()
                     } else {
-                        o.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending").to_string()
+                        o.pointer("/status/phase")
+                            .and_then(Value::as_str)
+                            .unwrap_or("Pending")
+                            .to_string()
                     };
-                    let or_none = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("<none>").to_string();
-                    json!([name, format!("{ready}/{total}"), status, restarts.to_string(), age(o),
-                           or_none("/status/podIP"), or_none("/spec/nodeName"),
-                           or_none("/status/nominatedNodeName"), "<none>"])
+                    let or_none = |p: &str| {
+                        o.pointer(p)
+                            .and_then(Value::as_str)
+                            .unwrap_or("<none>")
+                            .to_string()
+                    };
+                    json!([
+                        name,
+                        format!("{ready}/{total}"),
+                        status,
+                        restarts.to_string(),
+                        age(o),
+                        or_none("/status/podIP"),
+                        or_none("/spec/nodeName"),
+                        or_none("/status/nominatedNodeName"),
+                        "<none>"
+                    ])
                 }
                 _ => json!([name, age(o)]),
             };
@@ -638,15 +787,27 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert!(matches!(route("/api/v1/namespaces/ns/pods/p"), Route::Object(rt, ns, n, Subresource::Main)
-            if rt.resource == Resource::Pods && ns == "ns" && n == "p"));
-        assert!(matches!(route("/api/v1/namespaces/ns/pods/p/status"), Route::Object(_, _, _, Subresource::Status)));
-        assert!(matches!(route("/apis/k8s.cni.cncf.io/v1/namespaces/ns/network-attachment-definitions"),
-            Route::Collection(rt, Some(_)) if rt.resource == Resource::NetworkAttachmentDefinitions));
+        assert!(
+            matches!(route("/api/v1/namespaces/ns/pods/p"), Route::Object(rt, ns, n, Subresource::Main)
+            if rt.resource == Resource::Pods && ns == "ns" && n == "p")
+        );
+        assert!(matches!(
+            route("/api/v1/namespaces/ns/pods/p/status"),
+            Route::Object(_, _, _, Subresource::Status)
+        ));
+        assert!(
+            matches!(route("/apis/k8s.cni.cncf.io/v1/namespaces/ns/network-attachment-definitions"),
+            Route::Collection(rt, Some(_)) if rt.resource == Resource::NetworkAttachmentDefinitions)
+        );
         assert!(matches!(route("/api/v1/pods"), Route::Collection(_, None)));
-        assert!(matches!(route("/apis/k8s.cni.cncf.io/v1/namespaces/ns/network-attachment-definitions/n/status"),
-            Route::NotFound));
-        assert!(matches!(route("/api/v1/namespaces/ns/secrets/s"), Route::NotFound));
+        assert!(matches!(
+            route("/apis/k8s.cni.cncf.io/v1/namespaces/ns/network-attachment-definitions/n/status"),
+            Route::NotFound
+        ));
+        assert!(matches!(
+            route("/api/v1/namespaces/ns/secrets/s"),
+            Route::NotFound
+        ));
         assert!(matches!(route("/nope"), Route::NotFound));
     }
 

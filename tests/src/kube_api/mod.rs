@@ -106,7 +106,8 @@ fn enter_netns(path: &std::path::Path) -> Result<()> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: setns on a valid namespace descriptor, affecting only this thread.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error()).with_context(|| format!("entering {}", path.display()));
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("entering {}", path.display()));
     }
     Ok(())
 }
@@ -200,7 +201,9 @@ impl Shared {
     /// Counts a request and appends it to the log, returning its sequence number.
     pub(crate) fn record_request(&self, method: &str, path: &str, query: &str) -> u64 {
         let mut c = self.control();
-        *c.counts.entry((method.to_string(), path.to_string())).or_insert(0) += 1;
+        *c.counts
+            .entry((method.to_string(), path.to_string()))
+            .or_insert(0) += 1;
         let seq = c.first_seq + c.requests.len() as u64;
         if c.max_recorded == 0 {
             c.first_seq += 1;
@@ -222,16 +225,28 @@ impl Shared {
     /// Fills in the status answered to request `seq` (if it is still in the log).
     pub(crate) fn set_request_status(&self, seq: u64, status: u16) {
         let mut c = self.control();
-        let Some(offset) = seq.checked_sub(c.first_seq) else { return };
-        if let Some(r) = usize::try_from(offset).ok().and_then(|i| c.requests.get_mut(i)) {
+        let Some(offset) = seq.checked_sub(c.first_seq) else {
+            return;
+        };
+        if let Some(r) = usize::try_from(offset)
+            .ok()
+            .and_then(|i| c.requests.get_mut(i))
+        {
             r.status = status;
         }
     }
 
     pub(crate) fn log(&self, method: &str, path: &str, query: &str, status: u16) {
         if self.log_requests {
-            let q = if query.is_empty() { String::new() } else { format!("?{query}") };
-            eprintln!("kube-api-standin {}: {method} {path}{q} -> {status}", self.addr);
+            let q = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
+            eprintln!(
+                "kube-api-standin {}: {method} {path}{q} -> {status}",
+                self.addr
+            );
         }
     }
 
@@ -239,7 +254,11 @@ impl Shared {
     /// BumpResourceVersion are collected, and the first terminal action ends the walk.
     pub(crate) fn take_faults(&self, method: &str, path: &str) -> FaultDecision {
         let mut c = self.control();
-        let mut decision = FaultDecision { delay: c.latency, before: Vec::new(), answer: None };
+        let mut decision = FaultDecision {
+            delay: c.latency,
+            before: Vec::new(),
+            answer: None,
+        };
         for active in c.faults.iter_mut() {
             if !active.fault.matches(method, path) {
                 continue;
@@ -280,7 +299,9 @@ pub struct KubeApiServer {
 
 impl std::fmt::Debug for KubeApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeApiServer").field("addr", &self.shared.addr).finish_non_exhaustive()
+        f.debug_struct("KubeApiServer")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -304,17 +325,24 @@ impl KubeApiServer {
             if let Some(ns) = &netns {
                 enter_netns(ns)?;
             }
-            std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .with_context(|| format!("binding 127.0.0.1:{port}"))
         })
         .join()
         .map_err(|_| anyhow::anyhow!("the bind thread panicked"))??;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let mut store = Store::new();
-        let token = options.token.clone().unwrap_or_else(|| random_token(&mut store));
+        let token = options
+            .token
+            .clone()
+            .unwrap_or_else(|| random_token(&mut store));
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
-            control: Mutex::new(Control { max_recorded: options.max_recorded_requests, ..Control::default() }),
+            control: Mutex::new(Control {
+                max_recorded: options.max_recorded_requests,
+                ..Control::default()
+            }),
             token,
             require_auth: options.require_auth,
             addr,
@@ -339,7 +367,12 @@ impl KubeApiServer {
                 // Dropping the runtime here cancels whatever is left.
             })
             .context("spawning the stand-in thread")?;
-        Ok(Self { shared, pki, commands, thread: Some(thread) })
+        Ok(Self {
+            shared,
+            pki,
+            commands,
+            thread: Some(thread),
+        })
     }
 
     /// The listening address (stays the same across outages).
@@ -376,13 +409,19 @@ impl KubeApiServer {
     pub fn kubeconfig_yaml(&self, options: &KubeconfigOptions) -> String {
         let server = format!("https://{}:{}", options.host, self.shared.addr.port());
         let mut user = String::new();
-        if matches!(options.auth, KubeconfigAuth::Token | KubeconfigAuth::TokenAndClientCert) {
+        if matches!(
+            options.auth,
+            KubeconfigAuth::Token | KubeconfigAuth::TokenAndClientCert
+        ) {
             user.push_str(&format!("    token: {}\n", self.shared.token));
         }
         if options.auth == KubeconfigAuth::WrongToken {
             user.push_str("    token: wrong-token\n");
         }
-        if matches!(options.auth, KubeconfigAuth::ClientCert | KubeconfigAuth::TokenAndClientCert) {
+        if matches!(
+            options.auth,
+            KubeconfigAuth::ClientCert | KubeconfigAuth::TokenAndClientCert
+        ) {
             user.push_str(&format!(
                 "    client-certificate-data: {}\n    client-key-data: {}\n",
                 base64(self.pki.client_cert_pem.as_bytes()),
@@ -405,7 +444,11 @@ impl KubeApiServer {
     }
 
     /// Writes a kubeconfig as described by `options` into `dir` and returns its path.
-    pub fn write_kubeconfig_with(&self, dir: &Path, options: &KubeconfigOptions) -> Result<PathBuf> {
+    pub fn write_kubeconfig_with(
+        &self,
+        dir: &Path,
+        options: &KubeconfigOptions,
+    ) -> Result<PathBuf> {
         let path = dir.join(&options.file_name);
         std::fs::write(&path, self.kubeconfig_yaml(options))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -435,9 +478,14 @@ impl KubeApiServer {
         }
     }
 
-    fn command(&self, make: impl FnOnce(std::sync::mpsc::Sender<io::Result<()>>) -> Command) -> Result<()> {
+    fn command(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::Sender<io::Result<()>>) -> Command,
+    ) -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.commands.send(make(tx)).map_err(|_| anyhow!("the stand-in has stopped"))?;
+        self.commands
+            .send(make(tx))
+            .map_err(|_| anyhow!("the stand-in has stopped"))?;
         rx.recv_timeout(Duration::from_secs(30))
             .map_err(|_| anyhow!("the stand-in did not answer"))?
             .map_err(Into::into)
@@ -482,7 +530,12 @@ impl KubeApiServer {
 
     /// How many requests a fault has applied to (0 once removed).
     pub fn fault_hits(&self, id: FaultId) -> u64 {
-        self.shared.control().faults.iter().find(|f| f.id == id).map_or(0, |f| f.hits)
+        self.shared
+            .control()
+            .faults
+            .iter()
+            .find(|f| f.id == id)
+            .map_or(0, |f| f.hits)
     }
 
     /// Latency added to every request (Duration::ZERO to remove).
@@ -511,7 +564,12 @@ impl KubeApiServer {
 
     /// Request counts by "METHOD path".
     pub fn request_counts(&self) -> BTreeMap<String, usize> {
-        self.shared.control().counts.iter().map(|((m, p), n)| (format!("{m} {p}"), *n)).collect()
+        self.shared
+            .control()
+            .counts
+            .iter()
+            .map(|((m, p), n)| (format!("{m} {p}"), *n))
+            .collect()
     }
 
     /// Forgets the request log and the counts.
@@ -545,12 +603,19 @@ impl KubeApiServer {
 
     /// One object straight from the store.
     pub fn get_object(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
-        self.shared.store().get(resource.rtype(), namespace, name).ok()
+        self.shared
+            .store()
+            .get(resource.rtype(), namespace, name)
+            .ok()
     }
 
     /// Objects of a type, in one namespace or all.
     pub fn list_objects(&self, resource: Resource, namespace: Option<&str>) -> Vec<Value> {
-        self.shared.store().list(resource.rtype(), namespace).cloned().collect()
+        self.shared
+            .store()
+            .list(resource.rtype(), namespace)
+            .cloned()
+            .collect()
     }
 
     /// Changes a stored object in place, as another writer would (bumps its resourceVersion).
@@ -569,7 +634,10 @@ impl KubeApiServer {
 
     /// Deletes an object at once (no finalizers, no preconditions); false if absent.
     pub fn delete_object(&self, resource: Resource, namespace: &str, name: &str) -> bool {
-        self.shared.store().remove(resource.rtype(), namespace, name).is_some()
+        self.shared
+            .store()
+            .remove(resource.rtype(), namespace, name)
+            .is_some()
     }
 
     /// A pod straight from the store.
@@ -603,13 +671,29 @@ impl KubeApiServer {
 
     /// Sets (`Some`) or removes (`None`) a pod annotation as another writer would, bumping the
     /// resourceVersion (to provoke conflicts).
-    pub fn set_pod_annotation(&self, namespace: &str, name: &str, key: &str, value: Option<&str>) -> Result<Value> {
+    pub fn set_pod_annotation(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Value> {
         self.modify_object(Resource::Pods, namespace, name, |pod| {
-            let Some(map) = pod.as_object_mut() else { return };
-            let meta = map.entry("metadata").or_insert_with(|| serde_json::json!({}));
-            let Some(meta) = meta.as_object_mut() else { return };
-            let annotations = meta.entry("annotations").or_insert_with(|| serde_json::json!({}));
-            let Some(annotations) = annotations.as_object_mut() else { return };
+            let Some(map) = pod.as_object_mut() else {
+                return;
+            };
+            let meta = map
+                .entry("metadata")
+                .or_insert_with(|| serde_json::json!({}));
+            let Some(meta) = meta.as_object_mut() else {
+                return;
+            };
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| serde_json::json!({}));
+            let Some(annotations) = annotations.as_object_mut() else {
+                return;
+            };
             match value {
                 Some(v) => {
                     annotations.insert(key.to_string(), Value::String(v.to_string()));
@@ -738,8 +822,13 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Sha
         Ok(Ok(tls)) => tls,
         _ => return,
     };
-    let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-    let service = hyper::service::service_fn(move |req| http::handle(shared.clone(), client_cert, req));
+    let client_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty());
+    let service =
+        hyper::service::service_fn(move |req| http::handle(shared.clone(), client_cert, req));
     let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service)
         .await;

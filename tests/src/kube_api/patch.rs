@@ -12,7 +12,9 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Value::Object(target_map) = target else { return };
+    let Value::Object(target_map) = target else {
+        return;
+    };
     for (key, value) in patch_map {
         if value.is_null() {
             target_map.remove(key);
@@ -42,9 +44,13 @@ fn list_strategy(path: &str) -> ListStrategy {
         ("spec.containers" | "spec.initContainers" | "spec.ephemeralContainers", _) => {
             ListStrategy::MergeKey("name")
         }
-        ("spec.volumes" | "spec.imagePullSecrets" | "spec.schedulingGates" | "spec.resourceClaims", _) => {
-            ListStrategy::MergeKey("name")
-        }
+        (
+            "spec.volumes"
+            | "spec.imagePullSecrets"
+            | "spec.schedulingGates"
+            | "spec.resourceClaims",
+            _,
+        ) => ListStrategy::MergeKey("name"),
         ("spec.hostAliases", _) => ListStrategy::MergeKey("ip"),
         ("status.conditions", _) => ListStrategy::MergeKey("type"),
         ("status.podIPs" | "status.hostIPs", _) => ListStrategy::MergeKey("ip"),
@@ -99,7 +105,9 @@ fn strategic_map(target: &mut Value, patch: &Value, path: &str) -> Result<(), St
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let Value::Object(target_map) = target else { return Ok(()) };
+    let Value::Object(target_map) = target else {
+        return Ok(());
+    };
     if let Some(retain) = patch_map.get("$retainKeys") {
         let keys: Vec<&str> = retain
             .as_array()
@@ -147,10 +155,16 @@ fn strategic_map(target: &mut Value, patch: &Value, path: &str) -> Result<(), St
 
 fn strategic_list(target: &mut Value, patch: &[Value], path: &str) -> Result<(), String> {
     // `[{"$patch": "replace"}, ...]` replaces the list whatever the strategy.
-    let replace = patch.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"));
+    let replace = patch
+        .iter()
+        .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"));
     if replace {
         *target = Value::Array(
-            patch.iter().filter(|e| e.get("$patch").is_none()).cloned().collect(),
+            patch
+                .iter()
+                .filter(|e| e.get("$patch").is_none())
+                .cloned()
+                .collect(),
         );
         return Ok(());
     }
@@ -180,7 +194,9 @@ fn strategic_list(target: &mut Value, patch: &[Value], path: &str) -> Result<(),
                         "map: {item} does not contain declared merge key: {merge_key} (in {path})"
                     ));
                 };
-                let position = merged.iter().position(|e| e.get(merge_key) == Some(key_value));
+                let position = merged
+                    .iter()
+                    .position(|e| e.get(merge_key) == Some(key_value));
                 let directive = item.get("$patch").and_then(Value::as_str);
                 match (directive, position) {
                     (Some("delete"), Some(i)) => {
@@ -216,7 +232,9 @@ fn parse_pointer(pointer: &str) -> Result<Vec<String>, JsonPatchError> {
         return Ok(Vec::new());
     }
     let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(JsonPatchError::Decode(format!("invalid JSON pointer {pointer:?}: must start with '/'")));
+        return Err(JsonPatchError::Decode(format!(
+            "invalid JSON pointer {pointer:?}: must start with '/'"
+        )));
     };
     rest.split('/')
         .map(|token| {
@@ -246,27 +264,48 @@ fn parse_pointer(pointer: &str) -> Result<Vec<String>, JsonPatchError> {
         .collect()
 }
 
-fn array_index(token: &str, len: usize, allow_end: bool, pointer: &str) -> Result<usize, JsonPatchError> {
+fn array_index(
+    token: &str,
+    len: usize,
+    allow_end: bool,
+    pointer: &str,
+) -> Result<usize, JsonPatchError> {
     if allow_end && token == "-" {
         return Ok(len);
     }
     let valid = !token.is_empty()
         && token.bytes().all(|b| b.is_ascii_digit())
         && (token == "0" || !token.starts_with('0'));
-    let index: usize = if valid { token.parse().unwrap_or(usize::MAX) } else { usize::MAX };
-    let limit = if allow_end { len } else { len.saturating_sub(1) };
+    let index: usize = if valid {
+        token.parse().unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let limit = if allow_end {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
     if index == usize::MAX || index > limit || (!allow_end && len == 0) {
-        return Err(JsonPatchError::Apply(format!("index {token:?} out of bounds in path {pointer:?}")));
+        return Err(JsonPatchError::Apply(format!(
+            "index {token:?} out of bounds in path {pointer:?}"
+        )));
     }
     Ok(index)
 }
 
-fn get_mut<'a>(doc: &'a mut Value, tokens: &[String], pointer: &str) -> Result<&'a mut Value, JsonPatchError> {
+fn get_mut<'a>(
+    doc: &'a mut Value,
+    tokens: &[String],
+    pointer: &str,
+) -> Result<&'a mut Value, JsonPatchError> {
     let mut current = doc;
     for token in tokens {
         current = match current {
             Value::Object(map) => map.get_mut(token.as_str()).ok_or_else(|| {
-                JsonPatchError::Apply(format!("path {pointer:?} does not exist: missing {token:?}"))
+                JsonPatchError::Apply(format!(
+                    "path {pointer:?} does not exist: missing {token:?}"
+                ))
             })?,
             Value::Array(items) => {
                 let i = array_index(token, items.len(), false, pointer)?;
@@ -285,17 +324,23 @@ fn get_mut<'a>(doc: &'a mut Value, tokens: &[String], pointer: &str) -> Result<&
 fn remove_at(doc: &mut Value, pointer: &str) -> Result<Value, JsonPatchError> {
     let tokens = parse_pointer(pointer)?;
     let Some((last, parents)) = tokens.split_last() else {
-        return Err(JsonPatchError::Apply("cannot remove the whole document".into()));
+        return Err(JsonPatchError::Apply(
+            "cannot remove the whole document".into(),
+        ));
     };
     match get_mut(doc, parents, pointer)? {
         Value::Object(map) => map.remove(last.as_str()).ok_or_else(|| {
-            JsonPatchError::Apply(format!("unable to remove nonexistent key: {last} (path {pointer:?})"))
+            JsonPatchError::Apply(format!(
+                "unable to remove nonexistent key: {last} (path {pointer:?})"
+            ))
         }),
         Value::Array(items) => {
             let i = array_index(last, items.len(), false, pointer)?;
             Ok(items.remove(i))
         }
-        _ => Err(JsonPatchError::Apply(format!("path {pointer:?} does not exist"))),
+        _ => Err(JsonPatchError::Apply(format!(
+            "path {pointer:?} does not exist"
+        ))),
     }
 }
 
@@ -315,26 +360,37 @@ fn add_at(doc: &mut Value, pointer: &str, value: Value) -> Result<(), JsonPatchE
             items.insert(i, value);
             Ok(())
         }
-        _ => Err(JsonPatchError::Apply(format!("path {pointer:?}: parent is not a container"))),
+        _ => Err(JsonPatchError::Apply(format!(
+            "path {pointer:?}: parent is not a container"
+        ))),
     }
 }
 
-fn op_field<'a>(op: &'a Map<String, Value>, field: &str, index: usize) -> Result<&'a Value, JsonPatchError> {
-    op.get(field)
-        .ok_or_else(|| JsonPatchError::Decode(format!("operation {index}: missing field {field:?}")))
+fn op_field<'a>(
+    op: &'a Map<String, Value>,
+    field: &str,
+    index: usize,
+) -> Result<&'a Value, JsonPatchError> {
+    op.get(field).ok_or_else(|| {
+        JsonPatchError::Decode(format!("operation {index}: missing field {field:?}"))
+    })
 }
 
-fn op_str<'a>(op: &'a Map<String, Value>, field: &str, index: usize) -> Result<&'a str, JsonPatchError> {
-    op_field(op, field, index)?
-        .as_str()
-        .ok_or_else(|| JsonPatchError::Decode(format!("operation {index}: {field:?} must be a string")))
+fn op_str<'a>(
+    op: &'a Map<String, Value>,
+    field: &str,
+    index: usize,
+) -> Result<&'a str, JsonPatchError> {
+    op_field(op, field, index)?.as_str().ok_or_else(|| {
+        JsonPatchError::Decode(format!("operation {index}: {field:?} must be a string"))
+    })
 }
 
 /// RFC 6902 JSON patch: add, remove, replace, move, copy and test, applied atomically.
 pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
-    let ops = patch
-        .as_array()
-        .ok_or_else(|| JsonPatchError::Decode("a JSON patch must be a list of operations".into()))?;
+    let ops = patch.as_array().ok_or_else(|| {
+        JsonPatchError::Decode("a JSON patch must be a list of operations".into())
+    })?;
     let mut doc = target.clone();
     for (index, op) in ops.iter().enumerate() {
         let op = op
@@ -354,7 +410,9 @@ pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), JsonPa
             "move" => {
                 let from = op_str(op, "from", index)?;
                 if path.starts_with(&format!("{from}/")) {
-                    return Err(JsonPatchError::Apply(format!("cannot move {from:?} into its child {path:?}")));
+                    return Err(JsonPatchError::Apply(format!(
+                        "cannot move {from:?} into its child {path:?}"
+                    )));
                 }
                 let value = remove_at(&mut doc, from)?;
                 add_at(&mut doc, path, value)?;
@@ -375,7 +433,11 @@ pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), JsonPa
                     )));
                 }
             }
-            other => return Err(JsonPatchError::Decode(format!("operation {index}: unknown op {other:?}"))),
+            other => {
+                return Err(JsonPatchError::Decode(format!(
+                    "operation {index}: unknown op {other:?}"
+                )))
+            }
         }
     }
     *target = doc;
@@ -426,14 +488,24 @@ mod tests {
     #[test]
     fn strategic_merge_directives() {
         let mut doc = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
-        strategic_merge_patch(&mut doc, &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}))
-            .unwrap();
+        strategic_merge_patch(
+            &mut doc,
+            &json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}),
+        )
+        .unwrap();
         assert_eq!(doc, json!({"metadata": {"labels": {"c": "3"}}}));
-        strategic_merge_patch(&mut doc, &json!({"metadata": {"labels": {"$patch": "delete"}}})).unwrap();
+        strategic_merge_patch(
+            &mut doc,
+            &json!({"metadata": {"labels": {"$patch": "delete"}}}),
+        )
+        .unwrap();
         assert_eq!(doc, json!({"metadata": {}}));
         let mut doc = json!({"metadata": {"finalizers": ["a", "b"]}});
-        strategic_merge_patch(&mut doc, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}))
-            .unwrap();
+        strategic_merge_patch(
+            &mut doc,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        )
+        .unwrap();
         assert_eq!(doc, json!({"metadata": {"finalizers": ["b"]}}));
         let err = strategic_merge_patch(
             &mut json!({}),
@@ -477,13 +549,19 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, JsonPatchError::Apply(_)));
         assert_eq!(doc, original, "a failed patch changes nothing");
-        assert!(matches!(json_patch(&mut doc, &json!({"op": "add"})), Err(JsonPatchError::Decode(_))));
+        assert!(matches!(
+            json_patch(&mut doc, &json!({"op": "add"})),
+            Err(JsonPatchError::Decode(_))
+        ));
         assert!(matches!(
             json_patch(&mut doc, &json!([{"op": "remove", "path": "/missing"}])),
             Err(JsonPatchError::Apply(_))
         ));
         assert!(matches!(
-            json_patch(&mut doc, &json!([{"op": "replace", "path": "/a/c", "value": 1}])),
+            json_patch(
+                &mut doc,
+                &json!([{"op": "replace", "path": "/a/c", "value": 1}])
+            ),
             Err(JsonPatchError::Apply(_))
         ));
         assert!(matches!(

@@ -134,14 +134,26 @@ impl ResourceType {
     }
 
     /// Finds the type served at `group`/`version` under `plural`.
-    pub(crate) fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
+    pub(crate) fn lookup(
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static ResourceType> {
         ALL.iter()
             .copied()
             .find(|rt| rt.group == group && rt.version == version && rt.plural == plural)
     }
 
     fn verbs(&self) -> Value {
-        json!(["create", "delete", "deletecollection", "get", "list", "patch", "update"])
+        json!([
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update"
+        ])
     }
 }
 
@@ -155,15 +167,22 @@ pub(crate) fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_names() -> Vec<&'static str> {
-    let mut groups: Vec<&'static str> =
-        ALL.iter().map(|rt| rt.group).filter(|g| !g.is_empty()).collect();
+    let mut groups: Vec<&'static str> = ALL
+        .iter()
+        .map(|rt| rt.group)
+        .filter(|g| !g.is_empty())
+        .collect();
     groups.dedup();
     groups
 }
 
 fn api_group(group: &str) -> Value {
     let versions: Vec<Value> = {
-        let mut v: Vec<&str> = ALL.iter().filter(|rt| rt.group == group).map(|rt| rt.version).collect();
+        let mut v: Vec<&str> = ALL
+            .iter()
+            .filter(|rt| rt.group == group)
+            .map(|rt| rt.version)
+            .collect();
         v.dedup();
         v.iter()
             .map(|ver| json!({ "groupVersion": format!("{group}/{ver}"), "version": ver }))
@@ -194,8 +213,11 @@ pub(crate) fn api_group_doc(group: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/{group}/{version}`: the resource list, if that group version is served.
 pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let types: Vec<&ResourceType> =
-        ALL.iter().copied().filter(|rt| rt.group == group && rt.version == version).collect();
+    let types: Vec<&ResourceType> = ALL
+        .iter()
+        .copied()
+        .filter(|rt| rt.group == group && rt.version == version)
+        .collect();
     if types.is_empty() {
         return None;
     }
@@ -225,7 +247,11 @@ pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             }));
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",

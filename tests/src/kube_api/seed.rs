@@ -182,7 +182,11 @@ impl NadSeed {
         if !self.annotations.is_empty() {
             metadata.insert("annotations".into(), json!(self.annotations));
         }
-        let spec = if self.config.is_empty() { json!({}) } else { json!({ "config": self.config }) };
+        let spec = if self.config.is_empty() {
+            json!({})
+        } else {
+            json!({ "config": self.config })
+        };
         json!({
             "apiVersion": "k8s.cni.cncf.io/v1",
             "kind": "NetworkAttachmentDefinition",

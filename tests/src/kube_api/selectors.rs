@@ -35,7 +35,11 @@ fn split_terms(s: &str) -> Vec<&str> {
         }
     }
     terms.push(&s[start..]);
-    terms.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    terms
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn valid_label_key(key: &str) -> bool {
@@ -50,8 +54,14 @@ fn parse_set(rest: &str, term: &str) -> Result<Vec<String>, String> {
         .trim()
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("unable to parse requirement: {term:?}: expected a (value,...) set"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            format!("unable to parse requirement: {term:?}: expected a (value,...) set")
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -75,7 +85,9 @@ impl LabelSelector {
                 (term, LabelOp::Exists)
             };
             if !valid_label_key(key) {
-                return Err(format!("unable to parse requirement: invalid label key {key:?}"));
+                return Err(format!(
+                    "unable to parse requirement: invalid label key {key:?}"
+                ));
             }
             reqs.push((key.to_string(), op));
         }
@@ -116,7 +128,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ));
             };
             let field = field.trim();
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
@@ -138,9 +152,11 @@ impl FieldSelector {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Bool(b)) => b.to_string(),
                 Some(Value::Number(n)) => n.to_string(),
-                Some(Value::Object(map)) if field == "source" => {
-                    map.get("component").and_then(Value::as_str).unwrap_or_default().to_string()
-                }
+                Some(Value::Object(map)) if field == "source" => map
+                    .get("component")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 _ if field == "spec.hostNetwork" => "false".to_string(),
                 _ => String::new(),
             };
@@ -158,14 +174,36 @@ mod tests {
     #[test]
     fn label_selectors() {
         let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
-        let yes = ["app=web", "app==web", "app", "!missing", "app in (web, db)", "tier notin (back)",
-                   "app=web,tier!=back", ""];
+        let yes = [
+            "app=web",
+            "app==web",
+            "app",
+            "!missing",
+            "app in (web, db)",
+            "tier notin (back)",
+            "app=web,tier!=back",
+            "",
+        ];
         for s in yes {
-            assert!(LabelSelector::parse(s).unwrap().matches(&obj), "{s} should match");
+            assert!(
+                LabelSelector::parse(s).unwrap().matches(&obj),
+                "{s} should match"
+            );
         }
-        let no = ["app=db", "app!=web", "missing", "!app", "app in (db)", "tier notin (front)", "missing=x"];
+        let no = [
+            "app=db",
+            "app!=web",
+            "missing",
+            "!app",
+            "app in (db)",
+            "tier notin (front)",
+            "missing=x",
+        ];
         for s in no {
-            assert!(!LabelSelector::parse(s).unwrap().matches(&obj), "{s} should not match");
+            assert!(
+                !LabelSelector::parse(s).unwrap().matches(&obj),
+                "{s} should not match"
+            );
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("bad key=1").is_err());
@@ -175,11 +213,17 @@ mod tests {
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"nodeName": "n1"},
                          "status": {"phase": "Running"}});
-        for s in ["metadata.name=p", "spec.nodeName=n1,status.phase!=Pending", "spec.hostNetwork=false",
-                  "status.podIP="] {
+        for s in [
+            "metadata.name=p",
+            "spec.nodeName=n1,status.phase!=Pending",
+            "spec.hostNetwork=false",
+            "status.podIP=",
+        ] {
             assert!(FieldSelector::parse(s, &PODS).unwrap().matches(&pod), "{s}");
         }
-        assert!(!FieldSelector::parse("spec.nodeName=n2", &PODS).unwrap().matches(&pod));
+        assert!(!FieldSelector::parse("spec.nodeName=n2", &PODS)
+            .unwrap()
+            .matches(&pod));
         assert_eq!(
             FieldSelector::parse("spec.nodeName=n1", &NADS).unwrap_err(),
             "field label not supported: spec.nodeName"

@@ -108,7 +108,10 @@ impl ApiError {
     pub(crate) fn conflict_with(rt: &ResourceType, name: &str, cause: &str) -> Self {
         let mut e = Self::new(
             409,
-            format!("Operation cannot be fulfilled on {} \"{name}\": {cause}", rt.qualified()),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {cause}",
+                rt.qualified()
+            ),
         );
         e.details = Some(Box::new(details(rt, name)));
         e
@@ -121,7 +124,10 @@ impl ApiError {
         } else {
             format!("{}.{}", rt.kind, rt.group)
         };
-        let mut e = Self::new(422, format!("{kind} \"{name}\" is invalid: {field}: {detail}"));
+        let mut e = Self::new(
+            422,
+            format!("{kind} \"{name}\" is invalid: {field}: {detail}"),
+        );
         let mut d = details(rt, name);
         if let Some(obj) = d.as_object_mut() {
             obj.insert("kind".into(), Value::String(rt.kind.to_string()));
@@ -136,7 +142,10 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub(crate) fn method_not_allowed() -> Self {
-        Self::new(405, "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// 415 UnsupportedMediaType for a PATCH content type the resource does not accept.
@@ -172,7 +181,10 @@ impl ApiError {
             (429, _) => Self::too_many_requests(1),
             (500, _) => Self::internal("injected fault"),
             (503, _) => Self::new(503, "the server is currently unable to handle the request"),
-            (504, _) => Self::new(504, "the server was unable to return a response in the time allotted"),
+            (504, _) => Self::new(
+                504,
+                "the server was unable to return a response in the time allotted",
+            ),
             (code, _) => Self::new(code, format!("injected fault: HTTP {code}")),
         }
     }

@@ -37,7 +37,14 @@ pub(crate) enum PatchType {
 impl PatchType {
     /// Parses a Content-Type header (parameters such as charset are ignored).
     pub(crate) fn from_content_type(ct: &str) -> Option<Self> {
-        match ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+        match ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "application/merge-patch+json" => Some(Self::Merge),
             "application/strategic-merge-patch+json" => Some(Self::Strategic),
             "application/json-patch+json" => Some(Self::Json),
@@ -48,7 +55,10 @@ impl PatchType {
 }
 
 fn accepted_patch_types(rt: &ResourceType) -> Vec<&'static str> {
-    let mut v = vec!["application/json-patch+json", "application/merge-patch+json"];
+    let mut v = vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
     if rt.builtin {
         v.push("application/strategic-merge-patch+json");
     }
@@ -67,12 +77,18 @@ pub(crate) struct Store {
 
 /// Seconds since the epoch, now.
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// RFC 3339 UTC with second precision, as metav1.Time serialises.
 pub(crate) fn rfc3339(secs: u64) -> String {
-    let t = i64::try_from(secs).ok().and_then(|s| jiff::Timestamp::from_second(s).ok()).unwrap_or(jiff::Timestamp::MAX);
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -84,7 +100,9 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
 fn is_dns_label_part(part: &str) -> bool {
     !part.is_empty()
         && part.len() <= 63
-        && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !part.starts_with('-')
         && !part.ends_with('-')
 }
@@ -98,11 +116,19 @@ fn is_name_part(name: &str, upper_ok: bool) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name.bytes().all(|b| {
-            b.is_ascii_digit() || b.is_ascii_lowercase() || (upper_ok && b.is_ascii_uppercase())
+            b.is_ascii_digit()
+                || b.is_ascii_lowercase()
+                || (upper_ok && b.is_ascii_uppercase())
                 || matches!(b, b'-' | b'_' | b'.')
         })
-        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
-        && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .as_bytes()
+            .last()
+            .is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// A qualified name (`prefix/name` or `name`), as label and annotation keys must be.
@@ -118,7 +144,10 @@ fn is_label_value(v: &str) -> bool {
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn metadata_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
@@ -138,7 +167,9 @@ fn set_meta(obj: &mut Value, field: &str, value: Value) {
 /// Checks the shape of what a typed decode would reject (answered 400 like a decode error).
 fn check_shape(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     };
     let expected_api = rt.api_version();
     match map.get("apiVersion") {
@@ -172,7 +203,14 @@ fn check_shape(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             rt.kind
         )));
     };
-    for field in ["name", "namespace", "generateName", "resourceVersion", "uid", "creationTimestamp"] {
+    for field in [
+        "name",
+        "namespace",
+        "generateName",
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+    ] {
         if let Some(v) = meta.get(field) {
             if !v.is_string() && !v.is_null() {
                 return Err(ApiError::bad_request(format!(
@@ -229,7 +267,10 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     if let Some(Value::Object(labels)) = meta.and_then(|m| m.get("labels")) {
         for (k, v) in labels {
             if !is_qualified_name(k) {
-                return Err(invalid("metadata.labels", format!("Invalid value: {k:?}: not a qualified name")));
+                return Err(invalid(
+                    "metadata.labels",
+                    format!("Invalid value: {k:?}: not a qualified name"),
+                ));
             }
             let v = v.as_str().unwrap_or("");
             if !is_label_value(v) {
@@ -241,12 +282,18 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
         let mut total = 0usize;
         for (k, v) in annotations {
             if !is_qualified_name(&k.to_ascii_lowercase()) {
-                return Err(invalid("metadata.annotations", format!("Invalid value: {k:?}: not a qualified name")));
+                return Err(invalid(
+                    "metadata.annotations",
+                    format!("Invalid value: {k:?}: not a qualified name"),
+                ));
             }
             total += k.len() + v.as_str().map_or(0, str::len);
         }
         if total > 256 * 1024 {
-            return Err(invalid("metadata.annotations", "Too long: must have at most 262144 bytes".to_string()));
+            return Err(invalid(
+                "metadata.annotations",
+                "Too long: must have at most 262144 bytes".to_string(),
+            ));
         }
     }
     match rt.resource {
@@ -256,11 +303,23 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
                 return Err(invalid("spec.containers", "Required value".into()));
             };
             for (i, c) in containers.iter().enumerate() {
-                if c.get("name").and_then(Value::as_str).is_none_or(|n| !is_dns_label_part(n)) {
-                    return Err(invalid(&format!("spec.containers[{i}].name"), "Required value: a DNS-1123 label".into()));
+                if c.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(|n| !is_dns_label_part(n))
+                {
+                    return Err(invalid(
+                        &format!("spec.containers[{i}].name"),
+                        "Required value: a DNS-1123 label".into(),
+                    ));
                 }
-                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    return Err(invalid(&format!("spec.containers[{i}].image"), "Required value".into()));
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(invalid(
+                        &format!("spec.containers[{i}].image"),
+                        "Required value".into(),
+                    ));
                 }
             }
             if let Some(node) = obj.pointer("/spec/nodeName") {
@@ -283,7 +342,10 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             }
             if let Some(spec) = obj.get("spec") {
                 if !spec.is_object() && !spec.is_null() {
-                    return Err(invalid("spec", "Invalid value: spec in body must be of type object".into()));
+                    return Err(invalid(
+                        "spec",
+                        "Invalid value: spec in body must be of type object".into(),
+                    ));
                 }
             }
         }
@@ -298,7 +360,11 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
 fn pod_spec_mutable_masked(spec: &Value) -> Value {
     let mut s = spec.clone();
     if let Some(map) = s.as_object_mut() {
-        for field in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+        for field in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+        ] {
             map.remove(field);
         }
         for list in ["containers", "initContainers", "ephemeralContainers"] {
@@ -317,7 +383,11 @@ fn pod_spec_mutable_masked(spec: &Value) -> Value {
 impl Store {
     pub(crate) fn new() -> Self {
         let seed = RandomState::new().build_hasher().finish() ^ now_secs();
-        Self { revision: 1, objects: BTreeMap::new(), uid_state: seed }
+        Self {
+            revision: 1,
+            objects: BTreeMap::new(),
+            uid_state: seed,
+        }
     }
 
     /// The current revision (the resourceVersion of the latest write).
@@ -394,14 +464,28 @@ impl Store {
         if name.is_empty() {
             let generate = meta_str(&obj, "generateName").to_string();
             if generate.is_empty() {
-                return Err(ApiError::invalid(rt, "", "metadata.name", "Required value: name or generateName is required"));
+                return Err(ApiError::invalid(
+                    rt,
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                ));
             }
-            let suffix: String = self.new_uid().chars().filter(char::is_ascii_alphanumeric).take(5).collect();
+            let suffix: String = self
+                .new_uid()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(5)
+                .collect();
             name = format!("{generate}{suffix}");
         }
         set_meta(&mut obj, "name", json!(name));
         set_meta(&mut obj, "namespace", json!(ns));
-        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+        for field in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ] {
             set_meta(&mut obj, field, Value::Null);
         }
         validate(rt, &obj)?;
@@ -416,7 +500,10 @@ impl Store {
         }
         if rt.resource == Resource::Pods {
             if let Some(map) = obj.as_object_mut() {
-                map.insert("status".into(), json!({ "phase": "Pending", "qosClass": "BestEffort" }));
+                map.insert(
+                    "status".into(),
+                    json!({ "phase": "Pending", "qosClass": "BestEffort" }),
+                );
             }
         }
         if dry_run {
@@ -511,7 +598,9 @@ impl Store {
             }
             PatchType::Strategic => {
                 if !patch.is_object() {
-                    return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "a strategic merge patch must be a JSON object",
+                    ));
                 }
                 strategic_merge_patch(&mut patched, &patch).map_err(ApiError::bad_request)?;
             }
@@ -523,7 +612,10 @@ impl Store {
             PatchType::Apply => {}
         }
         if !patched.is_object() {
-            return Err(ApiError::new(422, "the patched object is not a JSON object"));
+            return Err(ApiError::new(
+                422,
+                "the patched object is not a JSON object",
+            ));
         }
         check_shape(rt, &mut patched)?;
         if meta_str(&patched, "resourceVersion").is_empty() {
@@ -572,8 +664,18 @@ impl Store {
             ));
         }
         // System fields come from the stored object.
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
-            let old = current.get("metadata").and_then(|m| m.get(field)).cloned().unwrap_or(Value::Null);
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            let old = current
+                .get("metadata")
+                .and_then(|m| m.get(field))
+                .cloned()
+                .unwrap_or(Value::Null);
             set_meta(&mut obj, field, old);
         }
         set_meta(&mut obj, "namespace", json!(ns));
@@ -595,7 +697,10 @@ impl Store {
                         Some(spec) => map.insert("spec".into(), spec.clone()),
                         None => map.remove("spec"),
                     };
-                    let owners = current.pointer("/metadata/ownerReferences").cloned().unwrap_or(Value::Null);
+                    let owners = current
+                        .pointer("/metadata/ownerReferences")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     set_meta(&mut obj, "ownerReferences", owners);
                 }
             }
@@ -614,7 +719,10 @@ impl Store {
         }
         validate(rt, &obj)?;
         if !rt.builtin && current.get("spec") != obj.get("spec") {
-            let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+            let generation = current
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             set_meta(&mut obj, "generation", json!(generation.saturating_add(1)));
         }
         // A write that changes nothing is not a write: the resourceVersion stays.
@@ -682,11 +790,16 @@ impl Store {
         let rv = self.next_revision();
         if has_finalizers {
             if current.pointer("/metadata/deletionTimestamp").is_none() {
-                set_meta(&mut current, "deletionTimestamp", json!(rfc3339(now_secs())));
+                set_meta(
+                    &mut current,
+                    "deletionTimestamp",
+                    json!(rfc3339(now_secs())),
+                );
                 set_meta(&mut current, "deletionGracePeriodSeconds", json!(0));
             }
             set_meta(&mut current, "resourceVersion", json!(rv));
-            self.objects.insert(Self::key(rt, ns, name), current.clone());
+            self.objects
+                .insert(Self::key(rt, ns, name), current.clone());
         } else {
             self.objects.remove(&Self::key(rt, ns, name));
             set_meta(&mut current, "resourceVersion", json!(rv));
@@ -703,7 +816,11 @@ impl Store {
         f: impl FnOnce(&mut Value),
     ) -> Result<Value, ApiError> {
         let key = Self::key(rt, ns, name);
-        let mut obj = self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(rt, name))?;
+        let mut obj = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
         f(&mut obj);
         let rv = self.next_revision();
         set_meta(&mut obj, "resourceVersion", json!(rv));
@@ -758,49 +875,118 @@ mod tests {
         let rv1 = meta_str(&created, "resourceVersion").to_string();
         assert_eq!(meta_str(&created, "uid").len(), 36);
         assert_eq!(created["status"]["phase"], "Pending");
-        assert_eq!(s.create(&PODS, "ns", pod("p"), false).unwrap_err().reason, "AlreadyExists");
+        assert_eq!(
+            s.create(&PODS, "ns", pod("p"), false).unwrap_err().reason,
+            "AlreadyExists"
+        );
 
-        let noop = s.patch(&PODS, "ns", "p", PatchType::Merge, b"{}", Subresource::Main, false).unwrap();
+        let noop = s
+            .patch(
+                &PODS,
+                "ns",
+                "p",
+                PatchType::Merge,
+                b"{}",
+                Subresource::Main,
+                false,
+            )
+            .unwrap();
         assert_eq!(meta_str(&noop, "resourceVersion"), rv1);
 
         let patched = s
-            .patch(&PODS, "ns", "p", PatchType::Merge, br#"{"metadata":{"annotations":{"a":"b"}}}"#, Subresource::Main, false)
+            .patch(
+                &PODS,
+                "ns",
+                "p",
+                PatchType::Merge,
+                br#"{"metadata":{"annotations":{"a":"b"}}}"#,
+                Subresource::Main,
+                false,
+            )
             .unwrap();
         let rv2 = meta_str(&patched, "resourceVersion").to_string();
         assert_ne!(rv1, rv2);
 
         let mut stale = created.clone();
         stale["metadata"]["labels"] = json!({"x": "y"});
-        let err = s.update(&PODS, "ns", "p", stale, Subresource::Main, false).unwrap_err();
+        let err = s
+            .update(&PODS, "ns", "p", stale, Subresource::Main, false)
+            .unwrap_err();
         assert_eq!((err.code, err.reason), (409, "Conflict"));
 
-        let stale_patch = format!(r#"{{"metadata":{{"resourceVersion":"{rv1}","annotations":{{"c":"d"}}}}}}"#);
+        let stale_patch =
+            format!(r#"{{"metadata":{{"resourceVersion":"{rv1}","annotations":{{"c":"d"}}}}}}"#);
         let err = s
-            .patch(&PODS, "ns", "p", PatchType::Merge, stale_patch.as_bytes(), Subresource::Main, false)
+            .patch(
+                &PODS,
+                "ns",
+                "p",
+                PatchType::Merge,
+                stale_patch.as_bytes(),
+                Subresource::Main,
+                false,
+            )
             .unwrap_err();
         assert_eq!(err.code, 409);
 
         let mut no_rv = patched.clone();
-        no_rv["metadata"].as_object_mut().unwrap().remove("resourceVersion");
-        assert_eq!(s.update(&PODS, "ns", "p", no_rv, Subresource::Main, false).unwrap_err().code, 422);
+        no_rv["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert_eq!(
+            s.update(&PODS, "ns", "p", no_rv, Subresource::Main, false)
+                .unwrap_err()
+                .code,
+            422
+        );
 
         let mut spec_change = patched.clone();
         spec_change["spec"]["nodeName"] = json!("other");
-        assert_eq!(s.update(&PODS, "ns", "p", spec_change, Subresource::Main, false).unwrap_err().code, 422);
+        assert_eq!(
+            s.update(&PODS, "ns", "p", spec_change, Subresource::Main, false)
+                .unwrap_err()
+                .code,
+            422
+        );
 
         let mut status_change = patched.clone();
         status_change["status"] = json!({"phase": "Running"});
-        let kept = s.update(&PODS, "ns", "p", status_change.clone(), Subresource::Main, false).unwrap();
-        assert_eq!(kept["status"]["phase"], "Pending", "PUT on the pod ignores status");
-        let st = s.update(&PODS, "ns", "p", status_change, Subresource::Status, false).unwrap();
+        let kept = s
+            .update(
+                &PODS,
+                "ns",
+                "p",
+                status_change.clone(),
+                Subresource::Main,
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            kept["status"]["phase"], "Pending",
+            "PUT on the pod ignores status"
+        );
+        let st = s
+            .update(&PODS, "ns", "p", status_change, Subresource::Status, false)
+            .unwrap();
         assert_eq!(st["status"]["phase"], "Running");
     }
 
     #[test]
     fn validation_errors() {
         let mut s = Store::new();
-        assert_eq!(s.create(&PODS, "ns", json!({"metadata": {"name": "p"}}), false).unwrap_err().code, 422);
-        assert_eq!(s.create(&PODS, "ns", pod("Bad_Name"), false).unwrap_err().code, 422);
+        assert_eq!(
+            s.create(&PODS, "ns", json!({"metadata": {"name": "p"}}), false)
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            s.create(&PODS, "ns", pod("Bad_Name"), false)
+                .unwrap_err()
+                .code,
+            422
+        );
         let mut bad = pod("p");
         bad["metadata"]["annotations"] = json!({"a": 1});
         assert_eq!(s.create(&PODS, "ns", bad, false).unwrap_err().code, 400);
@@ -815,7 +1001,17 @@ mod tests {
         let created = s.create(&NADS, "ns", nad, false).unwrap();
         assert_eq!(created["apiVersion"], "k8s.cni.cncf.io/v1");
         assert_eq!(created["metadata"]["generation"], 1);
-        let err = s.patch(&NADS, "ns", "n", PatchType::Strategic, b"{}", Subresource::Main, false).unwrap_err();
+        let err = s
+            .patch(
+                &NADS,
+                "ns",
+                "n",
+                PatchType::Strategic,
+                b"{}",
+                Subresource::Main,
+                false,
+            )
+            .unwrap_err();
         assert_eq!(err.code, 415);
     }
 
@@ -828,8 +1024,16 @@ mod tests {
         let marked = s.delete(&PODS, "ns", "p", None, None, false).unwrap();
         assert!(marked["metadata"]["deletionTimestamp"].is_string());
         assert!(s.get(&PODS, "ns", "p").is_ok());
-        s.patch(&PODS, "ns", "p", PatchType::Json, br#"[{"op":"remove","path":"/metadata/finalizers"}]"#, Subresource::Main, false)
-            .unwrap();
+        s.patch(
+            &PODS,
+            "ns",
+            "p",
+            PatchType::Json,
+            br#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            Subresource::Main,
+            false,
+        )
+        .unwrap();
         assert_eq!(s.get(&PODS, "ns", "p").unwrap_err().code, 404);
     }
 }

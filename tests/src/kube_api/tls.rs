@@ -28,33 +28,50 @@ impl Pki {
         let ca_key = KeyPair::generate().context("generating the CA key")?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "kube-api-standin-ca");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-api-standin-ca");
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let ca_cert = ca_params.self_signed(&ca_key).context("self-signing the CA")?;
+        let ca_cert = ca_params
+            .self_signed(&ca_key)
+            .context("self-signing the CA")?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().context("generating the server key")?;
-        let mut server_params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string(), "::1".to_string()])?;
-        server_params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-        server_params.key_usages =
-            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        let mut server_params = CertificateParams::new(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            "::1".to_string(),
+        ])?;
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        server_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert =
-            server_params.signed_by(&server_key, &issuer).context("signing the server certificate")?;
+        let server_cert = server_params
+            .signed_by(&server_key, &issuer)
+            .context("signing the server certificate")?;
 
         let client_key = KeyPair::generate().context("generating the client key")?;
         let mut client_params = CertificateParams::new(Vec::<String>::new())?;
-        client_params.distinguished_name.push(DnType::CommonName, "system:node:standin");
-        client_params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "system:node:standin");
+        client_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:nodes");
         client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let client_cert =
-            client_params.signed_by(&client_key, &issuer).context("signing the client certificate")?;
+        let client_cert = client_params
+            .signed_by(&client_key, &issuer)
+            .context("signing the client certificate")?;
 
         Ok(Self {
             ca_pem: ca_cert.pem(),
@@ -71,11 +88,14 @@ impl Pki {
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
-        roots.add(self.ca_der.clone()).context("adding the CA to the client roots")?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .context("building the client certificate verifier")?;
+        roots
+            .add(self.ca_der.clone())
+            .context("adding the CA to the client roots")?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("building the client certificate verifier")?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()));
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -93,7 +113,11 @@ pub(crate) fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

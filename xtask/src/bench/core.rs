@@ -7,7 +7,10 @@ use anyhow::{ensure, Result};
 use serde_json::Value;
 use testkit::{bins, confs, CniCall, Netns, Node};
 
-use super::{direct_pair, report, stats::{ms, Samples}};
+use super::{
+    direct_pair, report,
+    stats::{ms, Samples},
+};
 
 pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     let node = Node::new();
@@ -15,7 +18,12 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     node.install("multus", &multus);
     let a = confs::bridge("net-a", "br-a", "10.10.0.0/24", "1.0.0", &node.ipam_dir());
     let b = confs::bridge("net-b", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir());
-    let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![a.clone(), b.clone()]);
+    let mut conf = confs::multus(
+        "1.0.0",
+        &node.cache_dir(),
+        &node.bin_dir(),
+        vec![a.clone(), b.clone()],
+    );
     // multus logs its own elapsed time per call ("done … elapsed="): the bench reads it back to
     // split the overhead into process start/exit and multus's own work.
     let log = node.root().join("multus.log");
@@ -23,7 +31,12 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     conf["logFile"] = Value::from(log.display().to_string());
     conf["logToStderr"] = Value::from(false);
     let bridge = bins::reference("bridge");
-    let (mut d_add, mut d_del, mut m_add, mut m_del) = (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let (mut d_add, mut d_del, mut m_add, mut m_del) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     // One pod namespace per path, reused (DEL leaves it empty): creating and destroying namespaces
     // between timed calls would put the kernel's asynchronous namespace cleanup into the figures.
     let (direct_pod, multus_pod) = (Netns::new("bp"), Netns::new("bp"));
@@ -31,8 +44,12 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     for i in 0..3 {
         let pod = &multus_pod;
         let id = format!("warm{i}");
-        CniCall::new(&node, "ADD", &id, Some(pod), "eth0").run(&node, &multus, &conf).assert_ok();
-        CniCall::new(&node, "DEL", &id, Some(pod), "eth0").run(&node, &multus, &conf).assert_ok();
+        CniCall::new(&node, "ADD", &id, Some(pod), "eth0")
+            .run(&node, &multus, &conf)
+            .assert_ok();
+        CniCall::new(&node, "DEL", &id, Some(pod), "eth0")
+            .run(&node, &multus, &conf)
+            .assert_ok();
     }
     for i in 0..cycles {
         let direct_first = i % 2 == 0;
@@ -44,18 +61,25 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
                 d_del.push(del);
             } else {
                 let id = format!("multus{i}");
-                let add = CniCall::new(&node, "ADD", &id, Some(&multus_pod), "eth0").run(&node, &multus, &conf);
+                let add = CniCall::new(&node, "ADD", &id, Some(&multus_pod), "eth0")
+                    .run(&node, &multus, &conf);
                 add.assert_ok();
-                let del = CniCall::new(&node, "DEL", &id, Some(&multus_pod), "eth0").run(&node, &multus, &conf);
+                let del = CniCall::new(&node, "DEL", &id, Some(&multus_pod), "eth0")
+                    .run(&node, &multus, &conf);
                 del.assert_ok();
                 m_add.push(add.elapsed);
                 m_del.push(del.elapsed);
             }
         }
     }
-    let (mut v_multus, mut v_bridge, mut floor) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut v_multus, mut v_bridge, mut floor) =
+        (Samples::default(), Samples::default(), Samples::default());
     let mut version = CniCall::new(&node, "VERSION", "", None, "");
-    version.unset = vec!["CNI_CONTAINERID".into(), "CNI_IFNAME".into(), "CNI_NETNS".into()];
+    version.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
     for _ in 0..cycles {
         let t = version.run_bytes(&node, &multus, br#"{"cniVersion":"1.0.0"}"#);
         t.assert_ok();
@@ -107,19 +131,31 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         m_del.p50() / d_del.p50(),
     );
     println!("{body}");
-    ensure!(m_add.0.len() == cycles && d_add.0.len() == cycles, "incomplete samples");
+    ensure!(
+        m_add.0.len() == cycles && d_add.0.len() == cycles,
+        "incomplete samples"
+    );
     report::write_section("core", &body)
 }
 
 /// From multus's debug log of the timed calls (warm-up skipped): its elapsed time per ADD and DEL,
 /// and that time minus the durations of the delegate calls it made (its own work).
 fn internal_times(log: &std::path::Path) -> (Samples, Samples, Samples, Samples) {
-    let (mut add, mut del, mut own_add, mut own_del) = (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let (mut add, mut del, mut own_add, mut own_del) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut delegates_us = 0.0;
     for line in text.lines() {
         if line.contains("delegate returned") {
-            delegates_us += line.split("elapsed_us=").nth(1).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+            delegates_us += line
+                .split("elapsed_us=")
+                .nth(1)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
             continue;
         }
         if !line.contains(" done ") {
@@ -129,7 +165,9 @@ fn internal_times(log: &std::path::Path) -> (Samples, Samples, Samples, Samples)
         if line.contains("container=warm") {
             continue;
         }
-        let Some(e) = line.split("elapsed=").nth(1) else { continue };
+        let Some(e) = line.split("elapsed=").nth(1) else {
+            continue;
+        };
         let us = if let Some(ms) = e.strip_suffix("ms") {
             ms.parse::<f64>().map(|v| v * 1000.0)
         } else if let Some(us) = e.strip_suffix("µs") {

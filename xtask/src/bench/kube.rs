@@ -12,22 +12,44 @@ use testkit::{
     CniCall, Netns, Node,
 };
 
-use super::{direct_pair, report, stats::{ms, Samples}};
+use super::{
+    direct_pair, report,
+    stats::{ms, Samples},
+};
 
 pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
     let node = Node::new();
     let multus = bins_dir.join("multus");
     node.install("multus", &multus);
-    let api = KubeApiServer::start_with(ServerOptions { netns: Some(node.ns.path().to_path_buf()), ..Default::default() })?;
+    let api = KubeApiServer::start_with(ServerOptions {
+        netns: Some(node.ns.path().to_path_buf()),
+        ..Default::default()
+    })?;
     let kubeconfig = api.write_kubeconfig(node.root())?;
-    let cluster = confs::bridge("cluster-net", "br-c", "10.10.0.0/24", "1.0.0", &node.ipam_dir());
+    let cluster = confs::bridge(
+        "cluster-net",
+        "br-c",
+        "10.10.0.0/24",
+        "1.0.0",
+        &node.ipam_dir(),
+    );
     let blue = confs::bridge("blue", "br-b", "10.20.0.0/24", "1.0.0", &node.ipam_dir());
     api.create_nad(NadSeed::new("bench", "blue", blue.to_string()))?;
-    let mut conf = confs::multus("1.0.0", &node.cache_dir(), &node.bin_dir(), vec![cluster.clone()]);
+    let mut conf = confs::multus(
+        "1.0.0",
+        &node.cache_dir(),
+        &node.bin_dir(),
+        vec![cluster.clone()],
+    );
     conf["kubeconfig"] = json!(kubeconfig);
     conf["logLevel"] = Value::from("error");
     let bridge = bins::reference("bridge");
-    let (mut d_add, mut d_del, mut m_add, mut m_del) = (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let (mut d_add, mut d_del, mut m_add, mut m_del) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     let call = |cmd: &str, id: &str, pod: &Netns, name: &str, uid: &str| {
         CniCall::new(&node, cmd, id, Some(pod), "eth0")
             .args(&format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={uid}"))
@@ -40,19 +62,35 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         let direct_first = i % 2 == 0;
         for round in 0..2 {
             if (round == 0) == direct_first {
-                let (add, del) = direct_pair(&node, &bridge, &direct_pod, &format!("d{i}"), &cluster, &blue);
+                let (add, del) = direct_pair(
+                    &node,
+                    &bridge,
+                    &direct_pod,
+                    &format!("d{i}"),
+                    &cluster,
+                    &blue,
+                );
                 if !warm {
                     d_add.push(add);
                     d_del.push(del);
                 }
             } else {
                 let name = format!("pod{i}");
-                let obj = api.create_pod(PodSeed::new("bench", &name).annotation("k8s.v1.cni.cncf.io/networks", "blue"))?;
-                let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+                let obj = api.create_pod(
+                    PodSeed::new("bench", &name).annotation("k8s.v1.cni.cncf.io/networks", "blue"),
+                )?;
+                let uid = obj["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let id = format!("m{i}");
                 let add = call("ADD", &id, &multus_pod, &name, &uid).run(&node, &multus, &conf);
                 add.assert_ok();
-                anyhow::ensure!(api.pod_annotation("bench", &name, "k8s.v1.cni.cncf.io/network-status").is_some(), "no status");
+                anyhow::ensure!(
+                    api.pod_annotation("bench", &name, "k8s.v1.cni.cncf.io/network-status")
+                        .is_some(),
+                    "no status"
+                );
                 let del = call("DEL", &id, &multus_pod, &name, &uid).run(&node, &multus, &conf);
                 del.assert_ok();
                 if !warm {

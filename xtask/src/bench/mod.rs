@@ -3,8 +3,8 @@
 
 mod core;
 mod kube;
-mod sbr;
 pub mod report;
+mod sbr;
 pub mod stats;
 
 use anyhow::{ensure, Result};
@@ -44,12 +44,17 @@ pub enum Which {
 
 pub fn run(which: Which, raw_args: &[String]) -> Result<()> {
     crate::setup::run()?;
-    ensure!(is_root(), "benchmarks create network namespaces: run as root");
+    ensure!(
+        is_root(),
+        "benchmarks create network namespaces: run as root"
+    );
     if cfg!(debug_assertions) {
         // The harness (namespaces, the API stand-in, timing) must not be the slow part: run the
         // benchmark from an optimised build of this xtask.
         let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.current_dir(crate::util::root()).args(["run", "--quiet", "--release", "-p", "xtask", "--"]).args(raw_args);
+        cmd.current_dir(crate::util::root())
+            .args(["run", "--quiet", "--release", "-p", "xtask", "--"])
+            .args(raw_args);
         return crate::util::run_cmd(&mut cmd);
     }
     let bins = crate::build::binaries(true)?;
@@ -82,7 +87,11 @@ pub fn direct_pair(
     let mut db = b.clone();
     db["prevResult"] = rb.json.clone().unwrap_or_default();
     let t = std::time::Instant::now();
-    CniCall::new(node, "DEL", id, Some(pod), "net1").run(node, bridge, &db).assert_ok();
-    CniCall::new(node, "DEL", id, Some(pod), "eth0").run(node, bridge, &da).assert_ok();
+    CniCall::new(node, "DEL", id, Some(pod), "net1")
+        .run(node, bridge, &db)
+        .assert_ok();
+    CniCall::new(node, "DEL", id, Some(pod), "eth0")
+        .run(node, bridge, &da)
+        .assert_ok();
     (add, t.elapsed())
 }

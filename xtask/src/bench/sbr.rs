@@ -59,7 +59,10 @@ fn setup(mode: Mode, o: Options, bins_dir: &Path) -> Setup {
     let bpffs = Bpffs::new();
     let rt = Runtime {
         host: t.r1.path(),
-        path: vec![bins_dir.to_path_buf(), PathBuf::from(bins::REFERENCE_PLUGINS)],
+        path: vec![
+            bins_dir.to_path_buf(),
+            PathBuf::from(bins::REFERENCE_PLUGINS),
+        ],
         container_id: unique_name("bench"),
         netns: t.pod.path(),
         ifname: "net1".into(),
@@ -69,15 +72,43 @@ fn setup(mode: Mode, o: Options, bins_dir: &Path) -> Setup {
         // The plain kernel path for net1: a route to cli2's network through net1 (what SBR must
         // achieve for replies, without any SBR machinery).
         Mode::None => {
-            t.pod.ip(&["route", "add", "172.16.2.0/24", "via", NET1_GW_V4, "dev", "net1"]);
-            t.pod.ip(&["-6", "route", "add", "fd10:2::/64", "via", NET1_GW_V6, "dev", "net1"]);
+            t.pod.ip(&[
+                "route",
+                "add",
+                "172.16.2.0/24",
+                "via",
+                NET1_GW_V4,
+                "dev",
+                "net1",
+            ]);
+            t.pod.ip(&[
+                "-6",
+                "route",
+                "add",
+                "fd10:2::/64",
+                "via",
+                NET1_GW_V6,
+                "dev",
+                "net1",
+            ]);
         }
         _ => {
             let out = rt.exec("ADD", &conf);
-            assert!(out.status.success(), "{mode:?} ADD: {}\n{}", out.stdout, out.stderr);
+            assert!(
+                out.status.success(),
+                "{mode:?} ADD: {}\n{}",
+                out.stdout,
+                out.stderr
+            );
         }
     }
-    Setup { t, rt, conf, _bpffs: bpffs, _server: None }
+    Setup {
+        t,
+        rt,
+        conf,
+        _bpffs: bpffs,
+        _server: None,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -86,28 +117,51 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// iperf3 tests: (label, client on the net1 side, extra args).
-const TESTS: [(&str, &[&str]); 4] =
-    [("-P1 client→pod", &[]), ("-P1 -R pod→client", &["-R"]), ("-P4 client→pod", &["-P", "4"]), ("-P4 -R pod→client", &["-R", "-P", "4"])];
+const TESTS: [(&str, &[&str]); 4] = [
+    ("-P1 client→pod", &[]),
+    ("-P1 -R pod→client", &["-R"]),
+    ("-P4 client→pod", &["-P", "4"]),
+    ("-P4 -R pod→client", &["-R", "-P", "4"]),
+];
 
 /// Median Gbit/s per (mode, path, test); repetitions interleaved across modes.
-fn throughput(setups: &[(Mode, Setup)], paths: &[(&str, bool)], tests: &[(&str, &[&str])], reps: usize, secs: u32) -> Vec<Vec<Vec<f64>>> {
+fn throughput(
+    setups: &[(Mode, Setup)],
+    paths: &[(&str, bool)],
+    tests: &[(&str, &[&str])],
+    reps: usize,
+    secs: u32,
+) -> Vec<Vec<Vec<f64>>> {
     let mut raw = vec![vec![vec![Vec::new(); tests.len()]; paths.len()]; setups.len()];
     for _ in 0..reps {
         for (pi, (_, net1)) in paths.iter().enumerate() {
             for (ti, (_, extra)) in tests.iter().enumerate() {
                 for (mi, (_, s)) in setups.iter().enumerate() {
-                    let (client, dst) = if *net1 { (&s.t.cli2, POD_NET1_V4) } else { (&s.t.cli1, POD_ETH0_V4) };
+                    let (client, dst) = if *net1 {
+                        (&s.t.cli2, POD_NET1_V4)
+                    } else {
+                        (&s.t.cli1, POD_ETH0_V4)
+                    };
                     raw[mi][pi][ti].push(iperf3(client, dst, 5201, secs, extra));
                 }
             }
         }
     }
-    raw.into_iter().map(|m| m.into_iter().map(|p| p.into_iter().map(median).collect()).collect()).collect()
+    raw.into_iter()
+        .map(|m| {
+            m.into_iter()
+                .map(|p| p.into_iter().map(median).collect())
+                .collect()
+        })
+        .collect()
 }
 
 /// The plugins whose ADD/DEL is timed: Debian's sbr, and ebpf-sbr in each attach mode.
-const ADD_DEL_CASES: [(&str, Mode, Option<&str>); 3] =
-    [("Debian sbr", Mode::Debian, None), ("ebpf-sbr, attachMode auto (TCX here)", Mode::Ebpf, None), ("ebpf-sbr, attachMode netlink", Mode::Ebpf, Some("netlink"))];
+const ADD_DEL_CASES: [(&str, Mode, Option<&str>); 3] = [
+    ("Debian sbr", Mode::Debian, None),
+    ("ebpf-sbr, attachMode auto (TCX here)", Mode::Ebpf, None),
+    ("ebpf-sbr, attachMode netlink", Mode::Ebpf, Some("netlink")),
+];
 
 /// Timings of one case: steady state (another SBR pod on the node keeps the programs loaded) and,
 /// for ebpf-sbr, the first pod on a node (the programs are loaded by that ADD, and unloaded by its DEL).
@@ -132,16 +186,36 @@ fn bare(bins_dir: &Path, mode: Mode, attach: Option<&str>, bpffs: Option<&Path>)
 
 fn cycle(mode: Mode, s: &Setup) -> (std::time::Duration, std::time::Duration) {
     let add = s.rt.exec("ADD", &s.conf);
-    assert!(add.status.success(), "{mode:?} ADD: {}\n{}", add.stdout, add.stderr);
+    assert!(
+        add.status.success(),
+        "{mode:?} ADD: {}\n{}",
+        add.stdout,
+        add.stderr
+    );
     let del = s.rt.exec("DEL", &s.conf);
-    assert!(del.status.success(), "{mode:?} DEL: {}\n{}", del.stdout, del.stderr);
+    assert!(
+        del.status.success(),
+        "{mode:?} DEL: {}\n{}",
+        del.stdout,
+        del.stderr
+    );
     if mode == Mode::Debian {
         // sbr's DEL leaves its routes in tables 100/101 and net1's routes out of main.
         s.t.pod.try_ip(&["route", "flush", "table", "100"]);
         s.t.pod.try_ip(&["-6", "route", "flush", "table", "101"]);
-        s.t.pod.try_ip(&["route", "add", "10.1.0.0/24", "dev", "net1", "src", "10.1.0.2"]);
-        s.t.pod.try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
-        s.t.pod.try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
+        s.t.pod.try_ip(&[
+            "route",
+            "add",
+            "10.1.0.0/24",
+            "dev",
+            "net1",
+            "src",
+            "10.1.0.2",
+        ]);
+        s.t.pod
+            .try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
+        s.t.pod
+            .try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
     }
     (add.elapsed, del.elapsed)
 }
@@ -153,7 +227,12 @@ fn add_del(bins_dir: &Path, cycles: usize) -> Vec<AddDel> {
     // sbr ADD and flatter the ratio.
     for (_, mode, attach) in ADD_DEL_CASES {
         let s = bare(bins_dir, mode, attach, None);
-        let mut t = AddDel { add: Samples::default(), del: Samples::default(), first_add: Samples::default(), first_del: Samples::default() };
+        let mut t = AddDel {
+            add: Samples::default(),
+            del: Samples::default(),
+            first_add: Samples::default(),
+            first_del: Samples::default(),
+        };
         if mode == Mode::Ebpf {
             // First pod on the node: nothing else holds the programs.
             for i in 0..13 {
@@ -168,7 +247,12 @@ fn add_del(bins_dir: &Path, cycles: usize) -> Vec<AddDel> {
         let holder = (mode == Mode::Ebpf).then(|| {
             let h = bare(bins_dir, mode, attach, Some(s._bpffs.path()));
             let add = h.rt.exec("ADD", &h.conf);
-            assert!(add.status.success(), "holder ADD: {}\n{}", add.stdout, add.stderr);
+            assert!(
+                add.status.success(),
+                "holder ADD: {}\n{}",
+                add.stdout,
+                add.stderr
+            );
             h
         });
         for i in 0..cycles + 3 {
@@ -197,9 +281,17 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()> {
-    ensure!(reps >= 1 && cycles >= 1, "need at least one repetition and one cycle");
+    ensure!(
+        reps >= 1 && cycles >= 1,
+        "need at least one repetition and one cycle"
+    );
     let started = std::time::Instant::now();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let command = format!("cargo xtask bench sbr --cycles {cycles} --reps {reps} --secs {secs}");
 
     eprintln!("[sbr] ADD/DEL, {cycles} cycles each");
@@ -207,18 +299,36 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     let (sbr_add, sbr_del) = (timings[0].add.clone(), timings[0].del.clone());
 
     eprintln!("[sbr] throughput, same MTU");
-    let mut setups: Vec<(Mode, Setup)> = MODES.iter().map(|&m| (m, setup(m, Options::default(), bins_dir))).collect();
+    let mut setups: Vec<(Mode, Setup)> = MODES
+        .iter()
+        .map(|&m| (m, setup(m, Options::default(), bins_dir)))
+        .collect();
     for (_, s) in setups.iter_mut() {
         s._server = Some(Iperf3Server::start(&s.t.pod, 5201));
     }
-    let paths = [("primary (cli1 → eth0)", false), ("net1 (cli2 → net1)", true)];
+    let paths = [
+        ("primary (cli1 → eth0)", false),
+        ("net1 (cli2 → net1)", true),
+    ];
     let tput = throughput(&setups, &paths, &TESTS, reps, secs);
 
     eprintln!("[sbr] latency");
     let mut lat = Vec::new();
     for (mode, s) in &setups {
-        let eth0 = Samples(udp_pingpong(&s.t.pod, &s.t.cli1, POD_ETH0_V4.parse::<IpAddr>()?, 7777, 20_000));
-        let net1 = Samples(udp_pingpong(&s.t.pod, &s.t.cli2, POD_NET1_V4.parse::<IpAddr>()?, 7778, 20_000));
+        let eth0 = Samples(udp_pingpong(
+            &s.t.pod,
+            &s.t.cli1,
+            POD_ETH0_V4.parse::<IpAddr>()?,
+            7777,
+            20_000,
+        ));
+        let net1 = Samples(udp_pingpong(
+            &s.t.pod,
+            &s.t.cli2,
+            POD_NET1_V4.parse::<IpAddr>()?,
+            7778,
+            20_000,
+        ));
         lat.push((*mode, eth0, net1));
     }
     for (_, s) in setups.iter_mut() {
@@ -227,8 +337,14 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     drop(setups);
 
     eprintln!("[sbr] throughput, net1 MTU 1400");
-    let mtu_o = Options { net1_mtu: 1400, ..Options::default() };
-    let mut mtu_setups: Vec<(Mode, Setup)> = MODES.iter().map(|&m| (m, setup(m, mtu_o.clone(), bins_dir))).collect();
+    let mtu_o = Options {
+        net1_mtu: 1400,
+        ..Options::default()
+    };
+    let mut mtu_setups: Vec<(Mode, Setup)> = MODES
+        .iter()
+        .map(|&m| (m, setup(m, mtu_o.clone(), bins_dir)))
+        .collect();
     for (_, s) in mtu_setups.iter_mut() {
         s._server = Some(Iperf3Server::start(&s.t.pod, 5201));
     }
@@ -269,16 +385,28 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     let row = |label: &str, add: &Samples, del: &Samples| {
         format!(
             "| {label} | {} | {} | {} | {} | {} | {:.2}× |\n",
-            ms(add.p50()), ms(add.p90()), ms(del.p50()), ms(del.p90()), ms(add.p50() + del.p50()), (add.p50() + del.p50()) / sbr_total
+            ms(add.p50()),
+            ms(add.p90()),
+            ms(del.p50()),
+            ms(del.p90()),
+            ms(add.p50() + del.p50()),
+            (add.p50() + del.p50()) / sbr_total
         )
     };
     for ((label, mode, _), t) in ADD_DEL_CASES.iter().zip(&timings) {
         body += &row(label, &t.add, &t.del);
         if *mode == Mode::Ebpf {
-            body += &row(&format!("{label}, first pod on the node"), &t.first_add, &t.first_del);
+            body += &row(
+                &format!("{label}, first pod on the node"),
+                &t.first_add,
+                &t.first_del,
+            );
         }
     }
-    let best = timings[1..].iter().map(|t| (t.add.p50() + t.del.p50()) / sbr_total).fold(f64::INFINITY, f64::min);
+    let best = timings[1..]
+        .iter()
+        .map(|t| (t.add.p50() + t.del.p50()) / sbr_total)
+        .fold(f64::INFINITY, f64::min);
     body += &format!(
         "\nGoal ADD+DEL ≤ 0.3× sbr: {} (best, steady state: {best:.2}×). A TCX attach or detach waits for an RCU grace period \
          under RTNL (see docs/sbr-design.md §10); netlink filters do not. Both are one process per call, like sbr.\n\n",
@@ -296,12 +424,18 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
             if paths[pi].1 {
                 min_vs_sbr = min_vs_sbr.min(ve / vd);
             }
-            body += &format!("| {pname} | {tname} | {vn:.2} | {vd:.2} | {ve:.2} | {:.3} | {:.3} |\n", ve / vn, ve / vd);
+            body += &format!(
+                "| {pname} | {tname} | {vn:.2} | {vd:.2} | {ve:.2} | {:.3} | {:.3} |\n",
+                ve / vn,
+                ve / vd
+            );
         }
     }
     // Debian sbr changes nothing on the primary path: its figures there are a second sample of the
     // no-SBR path, and their difference is this run's noise.
-    let noise = (0..TESTS.len()).map(|ti| (tput[d][0][ti] / tput[n][0][ti] - 1.0).abs()).fold(0.0, f64::max);
+    let noise = (0..TESTS.len())
+        .map(|ti| (tput[d][0][ti] / tput[n][0][ti] - 1.0).abs())
+        .fold(0.0, f64::max);
     body += &format!(
         "\nNoise in this run: on the primary path, where Debian sbr changes nothing, the no-SBR and Debian sbr figures \
          (the same path measured twice) differ by up to **{:.0} %**; ratios inside that band are not conclusive.\n",
@@ -319,7 +453,11 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     );
     for (ti, (tname, _)) in mtu_tests.iter().enumerate() {
         let (vn, vd, ve) = (mtu[n][0][ti], mtu[d][0][ti], mtu[e][0][ti]);
-        body += &format!("| {tname} | {vn:.2} | {vd:.2} | {ve:.2} | {:.3} | {:.3} |\n", ve / vn, ve / vd);
+        body += &format!(
+            "| {tname} | {vn:.2} | {vd:.2} | {ve:.2} | {:.3} | {:.3} |\n",
+            ve / vn,
+            ve / vd
+        );
     }
     body += "\n### UDP request/response latency (µs; 20 000 round trips of 64 bytes after 1 000 warm-up, both ends on CPU 0)\n\n\
              | path | no SBR p50 | p99 | Debian sbr p50 | p99 | ebpf-sbr p50 | p99 | ebpf − no SBR (p50) |\n|---|---|---|---|---|---|---|---|\n";
@@ -327,14 +465,23 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     for (label, which) in [("primary (cli1 → eth0)", 0), ("net1 (cli2 → net1)", 1)] {
         let get = |m: Mode| {
             let (_, a, b) = &lat[idx(m)];
-            if which == 0 { a.clone() } else { b.clone() }
+            if which == 0 {
+                a.clone()
+            } else {
+                b.clone()
+            }
         };
         let (sn, sd, se) = (get(Mode::None), get(Mode::Debian), get(Mode::Ebpf));
         let added = se.p50() - sn.p50();
         worst_added = worst_added.max(added);
         body += &format!(
             "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {added:+.1} |\n",
-            sn.p50(), sn.pct(99.0), sd.p50(), sd.pct(99.0), se.p50(), se.pct(99.0)
+            sn.p50(),
+            sn.pct(99.0),
+            sd.p50(),
+            sd.pct(99.0),
+            se.p50(),
+            se.pct(99.0)
         );
     }
     body += &format!(
