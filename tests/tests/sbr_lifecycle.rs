@@ -1,7 +1,8 @@
 //! ADD/DEL/CHECK/GC over time: repeated cycles leave nothing behind (in each attach mode), DEL
 //! succeeds when the netns or the link is gone, CHECK names each drift and a repeated ADD repairs
 //! it, GC removes stale and orphaned pins, pods share the node's programs and the last DEL or GC
-//! removes them, names are validated before they become paths, and the debug log works.
+//! removes them, names are validated before they become paths, the debug log works, and signals
+//! arriving while the programs load do not fail the load.
 
 use std::time::{Duration, Instant};
 
@@ -705,4 +706,72 @@ fn netlink_mode_check_repair_and_del() {
         );
     }
     assert_eq!(h.bpffs.entries(), Vec::<String>::new());
+}
+
+/// A signal pending for the loading thread makes the kernel abandon a program load with EAGAIN,
+/// whatever the program (a CI run failed so: parallel tests' children exited while the programs
+/// loaded, and this process handles SIGCHLD). Here every thread of the process gets a signal
+/// every 20 µs or so while a fresh node loads the programs (without the fix, the first load fails,
+/// even when tried five times), and every load must succeed.
+#[test]
+fn program_loads_survive_signals() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    extern "C" fn do_nothing(_: libc::c_int) {}
+    // SAFETY: an async-signal-safe handler that does nothing; SA_RESTART keeps every restartable
+    // system call of the ADD (netlink, locks) unaffected, as tokio's handlers do.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = do_nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let t = MiniPod::new();
+    // SAFETY: plain system calls on this process and thread.
+    let pid = unsafe { libc::getpid() };
+    for i in 0..20 {
+        let h = Harness::new();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: a plain system call.
+                let me = unsafe { libc::gettid() };
+                while !done.load(Ordering::SeqCst) {
+                    // Every thread but this one: the ADD may load on a thread of its own.
+                    for task in std::fs::read_dir("/proc/self/task")
+                        .expect("tasks")
+                        .flatten()
+                    {
+                        let Some(tid) = task
+                            .file_name()
+                            .to_str()
+                            .and_then(|t| t.parse::<libc::pid_t>().ok())
+                        else {
+                            continue;
+                        };
+                        if tid != me {
+                            // SAFETY: a signal whose handler does nothing, to a thread of this
+                            // process (one that has just exited makes it fail with ESRCH).
+                            unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR2) };
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            });
+            /// Stops the signals however the ADD ends (the scope waits for the sender).
+            struct Stop<'a>(&'a AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let stop = Stop(&done);
+            let report = h.add(&t.pod, &t.net1_spec());
+            drop(stop);
+            assert!(report.loaded, "load {i}: a fresh bpffs loads the programs");
+        });
+        h.del(&t.pod, "net1");
+    }
 }

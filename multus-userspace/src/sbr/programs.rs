@@ -180,7 +180,12 @@ impl Programs {
                 path: self.dir.clone(),
                 source,
             })?;
-        let result = self.load(debug);
+        let result = {
+            // aya's feature probes load programs too, and a probe that fails so reads as a
+            // feature the kernel lacks.
+            let _held = SignalsHeld::new();
+            self.load(debug)
+        };
         if result.is_err() {
             if let Err(e) = self.remove() {
                 tracing::warn!("sbr: cannot remove {}: {e}", self.dir.display());
@@ -229,8 +234,7 @@ impl Programs {
                 .ok_or_else(|| SbrError::Load(format!("program {name} missing from the object")))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| SbrError::Load(e.to_string()))?;
-            prog.load()
-                .map_err(|e| SbrError::Load(format!("{name}: {e}")))?;
+            load_retrying_interrupts(prog).map_err(|e| SbrError::Load(format!("{name}: {e}")))?;
             let path = self.prog(kind);
             prog.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
         }
@@ -303,6 +307,66 @@ pub fn versions(bpffs_dir: &Path) -> Result<Vec<Programs>, SbrError> {
         .filter(|name| name.starts_with(VERSION_PREFIX))
         .filter_map(|name| Programs::at(bpffs_dir, name).ok())
         .collect())
+}
+
+/// How many times a program load interrupted by a signal is tried (libbpf's figure).
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// Loads `prog`, trying again on EAGAIN as libbpf does: the kernel abandons a program load so
+/// whenever a signal is pending for the loading thread. The caller holds signals back
+/// ([`SignalsHeld`]); this covers the two it cannot block, SIGKILL and SIGSTOP.
+fn load_retrying_interrupts(prog: &mut SchedClassifier) -> Result<(), aya::programs::ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match prog.load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                tracing::debug!(
+                    "sbr: program load interrupted by a signal (attempt {attempt}), trying again"
+                );
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Every blockable signal blocked on this thread until dropped, when the previous mask returns
+/// and what arrived meanwhile is delivered. The kernel abandons a program load with EAGAIN
+/// whenever a signal is pending for the loading thread (a SIGCHLD in a process with a handler for
+/// it, say: a CI run failed so), and a busy process can have one pending at every attempt; a
+/// blocked signal does not count.
+struct SignalsHeld {
+    previous: Option<libc::sigset_t>,
+    /// A signal mask belongs to a thread: the guard must not move to another.
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl SignalsHeld {
+    fn new() -> Self {
+        // SAFETY: sigset_t is plain data, filled by sigfillset; pthread_sigmask only changes this
+        // thread's mask and writes the previous one into `previous`.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let ok = libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous) == 0;
+            Self {
+                previous: ok.then_some(previous),
+                _this_thread: std::marker::PhantomData,
+            }
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        if let Some(previous) = &self.previous {
+            // SAFETY: restores the mask saved by `new` on this same thread (the guard is not Send).
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, previous, std::ptr::null_mut()) };
+        }
+    }
 }
 
 #[cfg(test)]
