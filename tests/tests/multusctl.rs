@@ -948,6 +948,31 @@ fn gc_removes_exactly_the_stale_ones() {
     );
     assert_eq!(env.bpffs.entries(), pins_before, "--dry-run removes no pin");
 
+    // gc decides from an unlocked read; the teardown asks again under the container's lock, and
+    // an entry that no longer qualifies (a concurrent call changed it) is kept whole.
+    let conf = multus::config::MultusConf::parse(&serde_json::to_vec(&env.conf).expect("conf"))
+        .expect("parse conf");
+    let asked = std::cell::Cell::new(0);
+    let released = multus::metaplugin::release_cached(&conf, &stale.id, &[], &|entry| {
+        asked.set(asked.get() + 1);
+        assert_eq!(
+            entry.netns.as_deref(),
+            Some(std::path::Path::new(&stale.ns.path()))
+        );
+        false
+    })
+    .expect("release_cached");
+    assert!(
+        matches!(released, multus::metaplugin::Released::Kept),
+        "{released:?}"
+    );
+    assert_eq!(asked.get(), 1, "asked once, under the lock");
+    assert_eq!(
+        leaks::host_local_leases(&env.node.ipam_dir()),
+        leases_before
+    );
+    assert_eq!(leaks::cache_files(&env.node.cache_dir()), cache_before);
+
     let out = env.ctl(&["-o", "json", "gc"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let doc = out.json();

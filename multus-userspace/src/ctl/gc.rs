@@ -14,7 +14,11 @@ use std::{collections::BTreeSet, io::Write};
 use clap::Args;
 use serde::Serialize;
 
-use crate::sbr;
+use crate::{
+    delegate::cache::CacheEntry,
+    metaplugin::{release_cached, Released},
+    sbr,
+};
 
 use super::{
     model::{links_all_detached, Envelope, PodView},
@@ -132,9 +136,29 @@ pub fn run(
 fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
     // Caches first: a chained ebpf-sbr's DEL removes its own pins.
     for item in items.iter_mut().filter(|i| i.cache.is_some()) {
-        match crate::metaplugin::release_cached(&node.conf, &item.container_id, &node.plugin_path) {
-            Ok(Some(_)) => {}
-            Ok(None) => tracing::info!("{}: the cache entry went meanwhile", item.container_id),
+        // The plan read the entry without the container's lock: under it, the entry must still
+        // name the same namespace, and that namespace must still be gone.
+        let planned_netns = item.netns.clone();
+        let still_garbage = |entry: &CacheEntry| {
+            entry.netns.as_ref().map(|p| p.display().to_string()) == planned_netns
+                && NetnsState::of(entry.netns.as_deref()) == NetnsState::Gone
+        };
+        match release_cached(
+            &node.conf,
+            &item.container_id,
+            &node.plugin_path,
+            &still_garbage,
+        ) {
+            Ok(Released::TornDown) => {}
+            Ok(Released::NoEntry) => {
+                tracing::info!("{}: the cache entry went meanwhile", item.container_id)
+            }
+            Ok(Released::Kept) => {
+                item.error = Some(
+                    "the cache entry changed meanwhile (it now names a live namespace): kept"
+                        .into(),
+                )
+            }
             Err(e) => item.error = Some(format!("DEL of the cached attachments: {e}")),
         }
     }

@@ -59,6 +59,16 @@ pub enum NetnsState {
 }
 
 impl NetnsState {
+    /// The state of the namespace recorded at `path` (`Unknown` when none is).
+    pub fn of(path: Option<&Path>) -> Self {
+        match path.map(NetNs::open) {
+            None => NetnsState::Unknown,
+            Some(Ok(_)) => NetnsState::Present,
+            Some(Err(NetnsError::NotFound(_) | NetnsError::NotNetns(_))) => NetnsState::Gone,
+            Some(Err(e)) => NetnsState::Error(e.to_string()),
+        }
+    }
+
     /// The JSON spelling.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -204,14 +214,7 @@ impl Node {
             Ok(e) => (e, None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let netns = match entry.as_ref().and_then(|e| e.netns.as_deref()) {
-            None => NetnsState::Unknown,
-            Some(p) => match NetNs::open(p) {
-                Ok(_) => NetnsState::Present,
-                Err(NetnsError::NotFound(_) | NetnsError::NotNetns(_)) => NetnsState::Gone,
-                Err(e) => NetnsState::Error(e.to_string()),
-            },
-        };
+        let netns = NetnsState::of(entry.as_ref().and_then(|e| e.netns.as_deref()));
         let pins = (self.bpffs_present && self.sbr.bpffs_dir.join(id).is_dir())
             .then(|| sbr::inspect(&self.sbr, id).map_err(|e| e.to_string()));
         Record {

@@ -15,7 +15,7 @@ use crate::{
     error::Error,
 };
 
-use super::{plan, usable_netns, Call};
+use super::{plan, usable_netns, Call, Released};
 
 pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let req = call.req;
@@ -99,16 +99,19 @@ pub(super) fn teardown(
 }
 
 /// Deletes a cached container the way DEL does, with the namespace recorded at ADD (passed to the
-/// delegates only if it still exists). Returns the entry that was torn down, or `None` when the
-/// container has no cache entry (nothing is done then: no fallback to the configuration).
+/// delegates only if it still exists), when the entry read under the lock is `still_garbage`.
 pub(super) fn release_cached(
     call: &Call<'_>,
     container_id: &str,
-) -> Result<Option<CacheEntry>, Error> {
+    still_garbage: &dyn Fn(&CacheEntry) -> bool,
+) -> Result<Released, Error> {
     let lock = call.lock(container_id)?;
     let Some(entry) = call.cache.read(container_id)? else {
-        return Ok(None);
+        return Ok(Released::NoEntry);
     };
+    if !still_garbage(&entry) {
+        return Ok(Released::Kept);
+    }
     teardown(
         call,
         container_id,
@@ -117,5 +120,5 @@ pub(super) fn release_cached(
         true,
         &lock,
     )?;
-    Ok(Some(entry))
+    Ok(Released::TornDown)
 }

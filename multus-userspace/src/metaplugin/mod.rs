@@ -129,21 +129,35 @@ impl<'a> Call<'a> {
     }
 }
 
+/// What [`release_cached`] did.
+#[derive(Debug)]
+pub enum Released {
+    /// The entry was torn down.
+    TornDown,
+    /// The container has no cache entry (any more).
+    NoEntry,
+    /// The entry read under the lock no longer satisfied the condition: nothing was done.
+    Kept,
+}
+
 /// Deletes the cached attachments of `container_id` exactly as DEL does (for `multusctl gc`):
 /// under the container's lock, every delegate of the cache entry is deleted in reverse order with
 /// the entry's CNI version, the namespace recorded at ADD is passed only while it still exists,
 /// device-info files go, and the cache entry is removed (kept when a delegate fails and
 /// `retryDeleteOnError` is set). `cni_path` is searched after the configuration's `binDir`.
 ///
-/// Returns the entry that was torn down, or `None` when the container has no cache entry (then
-/// nothing is done: unlike DEL, there is no fallback to the configuration).
+/// `still_garbage` is asked again about the entry read under the lock, so that a decision made
+/// on an earlier, unlocked read (the namespace is gone) is not acted on when a concurrent call
+/// changed the entry meanwhile. Without an entry nothing is done: unlike DEL, there is no
+/// fallback to the configuration.
 pub fn release_cached(
     conf: &MultusConf,
     container_id: &str,
     cni_path: &[PathBuf],
-) -> Result<Option<CacheEntry>, Error> {
+    still_garbage: &dyn Fn(&CacheEntry) -> bool,
+) -> Result<Released, Error> {
     let Some(entry) = Cache::new(&conf.cni_dir).read(container_id)? else {
-        return Ok(None);
+        return Ok(Released::NoEntry);
     };
     let mut conf = conf.clone();
     conf.cni_version = Some(entry.cni_version.clone());
@@ -156,7 +170,7 @@ pub fn release_cached(
         path: cni_path.to_vec(),
     };
     let call = Call::new(&req, &conf)?;
-    del::release_cached(&call, container_id)
+    del::release_cached(&call, container_id, still_garbage)
 }
 
 /// A netns path usable by delegates during teardown: `None` when it is gone or not a namespace
