@@ -84,11 +84,19 @@ pub enum AttachMode {
     Netlink,
 }
 
+/// The oldest kernel with TCX attachments (Linux 6.6): `Tcx` needs it, `Auto` falls back to
+/// netlink below it.
+pub const TCX_MIN_KERNEL: (u8, u8) = (6, 6);
+
+/// Whether `kernel` has TCX attachments.
+pub fn kernel_has_tcx(kernel: aya::util::KernelVersion) -> bool {
+    kernel >= aya::util::KernelVersion::new(TCX_MIN_KERNEL.0, TCX_MIN_KERNEL.1, 0)
+}
+
 impl AttachMode {
     /// The mode `Auto` stands for on this kernel, or `self`; fails for `Tcx` without TCX.
     pub fn resolve(self) -> Result<AttachMode, SbrError> {
-        let tcx = aya::util::KernelVersion::current()
-            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let tcx = aya::util::KernelVersion::current().is_ok_and(kernel_has_tcx);
         match self {
             AttachMode::Auto if tcx => Ok(AttachMode::Tcx),
             AttachMode::Auto => Ok(AttachMode::Netlink),

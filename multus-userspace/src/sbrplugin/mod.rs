@@ -33,9 +33,6 @@ use crate::{
 
 pub use config::SbrNetConf;
 
-/// The oldest kernel for TCX attachments (`attachMode: tcx`); `auto` falls back to netlink below it.
-pub const MIN_KERNEL: (u8, u8) = (6, 6);
-
 /// The `ebpf-sbr` plugin.
 #[derive(Debug, Default)]
 pub struct SbrPlugin;
@@ -269,12 +266,10 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
     check_bpffs_dir(&conf.sbr.bpffs_dir).map_err(|e| not_available(e.to_string()))?;
     let kernel = aya::util::KernelVersion::current()
         .map_err(|e| not_available(format!("cannot read the kernel version: {e}")))?;
-    if conf.sbr.attach_mode == sbr::AttachMode::Tcx
-        && kernel < aya::util::KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0)
-    {
+    if conf.sbr.attach_mode == sbr::AttachMode::Tcx && !sbr::kernel_has_tcx(kernel) {
+        let (major, minor) = sbr::TCX_MIN_KERNEL;
         return Err(not_available(format!(
-            "kernel {kernel} has no TCX (Linux {}.{} or later); use \"attachMode\": \"auto\" or \"netlink\"",
-            MIN_KERNEL.0, MIN_KERNEL.1
+            "kernel {kernel} has no TCX (Linux {major}.{minor} or later); use \"attachMode\": \"auto\" or \"netlink\""
         )));
     }
     match aya::sys::is_program_supported(aya::programs::ProgramType::SchedClassifier) {
