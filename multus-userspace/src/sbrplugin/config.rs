@@ -39,10 +39,6 @@ struct Wire {
     #[serde(rename = "cniVersion", default)]
     cni_version: Option<String>,
     #[serde(default)]
-    name: Option<String>,
-    #[serde(rename = "type", default)]
-    plugin_type: Option<String>,
-    #[serde(default)]
     table: Option<i64>,
     #[serde(rename = "bpffsDir", default)]
     bpffs_dir: Option<PathBuf>,
@@ -63,10 +59,6 @@ struct Wire {
 pub struct SbrNetConf {
     /// The version the runtime speaks (the result is returned in it).
     pub version: CniVersion,
-    /// The network name.
-    pub name: Option<String>,
-    /// The plugin type as configured (`ebpf-sbr`, or `sbr` when an unchanged config is run on this binary).
-    pub plugin_type: Option<String>,
     /// sbr's `table`: accepted for compatibility; it changes nothing here.
     pub table: Option<i64>,
     /// The library settings: bpffs directory, gateways, debug.
@@ -110,8 +102,6 @@ impl SbrNetConf {
         };
         Ok(SbrNetConf {
             version,
-            name: wire.name,
-            plugin_type: wire.plugin_type,
             table: wire.table,
             sbr,
             prev_result: wire.prev_result.filter(|v| !v.is_null()),
