@@ -158,7 +158,8 @@ struct WireIp {
 
 #[derive(Serialize, Deserialize)]
 struct WireCurrent {
-    #[serde(rename = "cniVersion")]
+    /// Read by `version_of`; decoding does not need it (a result without one is 0.1.0).
+    #[serde(rename = "cniVersion", default)]
     cni_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     interfaces: Vec<Interface>,
@@ -181,7 +182,8 @@ struct WireLegacyIp {
 
 #[derive(Serialize, Deserialize)]
 struct WireLegacy {
-    #[serde(rename = "cniVersion")]
+    /// Read by `version_of`; decoding does not need it (a result without one is 0.1.0).
+    #[serde(rename = "cniVersion", default)]
     cni_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ip4: Option<WireLegacyIp>,
@@ -206,13 +208,8 @@ impl CniResult {
             version: version.to_string(),
             reason: e.to_string(),
         };
-        let mut raw = raw.clone();
-        if let Some(obj) = raw.as_object_mut() {
-            obj.entry("cniVersion")
-                .or_insert_with(|| Value::from(version.as_str()));
-        }
         if version.is_legacy() {
-            let w: WireLegacy = serde_json::from_value(raw).map_err(decode)?;
+            let w = WireLegacy::deserialize(raw).map_err(decode)?;
             let mut out = CniResult {
                 dns: w.dns,
                 ..Default::default()
@@ -227,7 +224,7 @@ impl CniResult {
             }
             Ok(out)
         } else {
-            let w: WireCurrent = serde_json::from_value(raw).map_err(decode)?;
+            let w = WireCurrent::deserialize(raw).map_err(decode)?;
             let ips = w
                 .ips
                 .into_iter()
@@ -407,6 +404,16 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    #[test]
+    fn without_a_version_is_010() {
+        let raw = json!({"ip4": {"ip": "10.1.0.5/16", "gateway": "10.1.0.1"}});
+        assert_eq!(CniResult::version_of(&raw).unwrap(), CniVersion::V0_1_0);
+        let r = CniResult::parse(&raw).unwrap();
+        assert_eq!(r.ips.len(), 1);
+        assert_eq!(r.ips[0].address.to_string(), "10.1.0.5/16");
+        assert_eq!(r.to_json(CniVersion::V0_1_0)["cniVersion"], "0.1.0");
     }
 
     #[test]
