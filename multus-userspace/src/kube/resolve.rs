@@ -4,6 +4,7 @@
 //! with that name in `confDir`, a directory (its alphabetically first conf), a file.
 
 use std::{
+    cell::OnceCell,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -89,9 +90,22 @@ pub struct Resolver<'a> {
     pub kube: Option<&'a KubeClient>,
     /// Deadline for API calls.
     pub deadline: Instant,
+    /// The readable networks of `confDir`, read at the first lookup by name (one call may look up
+    /// several: clusterNetwork, defaultNetworks, NADs with an empty config).
+    conf_dir_networks: OnceCell<Vec<NetworkConfig>>,
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
+    /// A resolver for one call.
+    pub fn new(conf: &'a MultusConf, kube: Option<&'a KubeClient>, deadline: Instant) -> Self {
+        Self {
+            conf,
+            kube,
+            deadline,
+            conf_dir_networks: OnceCell::new(),
+        }
+    }
+
     /// A NAD by namespace and name.
     pub fn nad(&self, namespace: &str, name: &str) -> Result<ResolvedNetwork, ResolveError> {
         let kube = self
@@ -212,21 +226,25 @@ impl Resolver<'_> {
         })
     }
 
-    /// The conf in `confDir` whose `name` is `name`.
+    /// The conf in `confDir` whose `name` is `name` (the alphabetically first file, if several).
     pub fn conf_by_name(&self, name: &str) -> Result<Option<NetworkConfig>, ResolveError> {
-        for file in conf_files(&self.conf.conf_dir)? {
-            let Ok(network) = load_file(&file) else {
-                tracing::warn!(
-                    "skipping unreadable network configuration {}",
-                    file.display()
-                );
-                continue;
-            };
-            if network.name() == Some(name) {
-                return Ok(Some(network));
+        let networks = match self.conf_dir_networks.get() {
+            Some(networks) => networks,
+            None => {
+                let mut networks = Vec::new();
+                for file in conf_files(&self.conf.conf_dir)? {
+                    match load_file(&file) {
+                        Ok(network) => networks.push(network),
+                        Err(_) => tracing::warn!(
+                            "skipping unreadable network configuration {}",
+                            file.display()
+                        ),
+                    }
+                }
+                self.conf_dir_networks.get_or_init(|| networks)
             }
-        }
-        Ok(None)
+        };
+        Ok(networks.iter().find(|n| n.name() == Some(name)).cloned())
     }
 }
 

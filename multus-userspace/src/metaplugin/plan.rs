@@ -85,11 +85,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
         r.uid = p.metadata.uid.clone().unwrap_or_default();
     }
     let annotations = pod.as_ref().and_then(|p| p.metadata.annotations.as_ref());
-    let resolver = Resolver {
-        conf,
-        kube,
-        deadline,
-    };
+    let resolver = Resolver::new(conf, kube, deadline);
     let mut entries = cluster_networks(
         call,
         &resolver,
@@ -161,11 +157,7 @@ pub fn from_config_for_del(call: &Call<'_>) -> Result<Vec<Attachment>, Error> {
 }
 
 fn config_attachments(call: &Call<'_>, with_auxiliary: bool) -> Result<Vec<Attachment>, Error> {
-    let resolver = Resolver {
-        conf: call.conf,
-        kube: None,
-        deadline: Instant::now(),
-    };
+    let resolver = Resolver::new(call.conf, None, Instant::now());
     let mut entries = cluster_networks(call, &resolver, None)?;
     if with_auxiliary {
         entries.extend(auxiliary_entry(call)?);
