@@ -59,6 +59,7 @@ use bpf::PodMaps;
 use error::nl;
 use pins::{remove_pin, Lock, PodDir};
 use plan::{resolve_gateway, src_entry};
+pub use programs::tc_programs_supported;
 use programs::Programs;
 use reconcile::{diff, plan_for, Ctx, Snapshot};
 use state::{IfaceState, PodRecord, MANAGED, MODE_NETLINK, MODE_TCX, RELEASED, RP_FILTER_CHANGED};

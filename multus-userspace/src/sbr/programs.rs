@@ -309,6 +309,13 @@ pub fn versions(bpffs_dir: &Path) -> Result<Vec<Programs>, SbrError> {
         .collect())
 }
 
+/// Whether the kernel lets this process load tc (sched_cls) programs: aya's probe, which loads a
+/// minimal program, with signals held back (a pending signal would fail the probe).
+pub fn tc_programs_supported() -> Result<bool, aya::programs::ProgramError> {
+    let _held = SignalsHeld::new();
+    aya::sys::is_program_supported(aya::programs::ProgramType::SchedClassifier)
+}
+
 /// How many times a program load interrupted by a signal is tried (libbpf's figure).
 const LOAD_ATTEMPTS: u32 = 5;
 

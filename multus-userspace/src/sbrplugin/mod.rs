@@ -272,7 +272,7 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
             "kernel {kernel} has no TCX (Linux {major}.{minor} or later); use \"attachMode\": \"auto\" or \"netlink\""
         )));
     }
-    match aya::sys::is_program_supported(aya::programs::ProgramType::SchedClassifier) {
+    match sbr::tc_programs_supported() {
         Ok(true) => Ok(()),
         Ok(false) => Err(not_available(
             "the kernel cannot load tc (sched_cls) BPF programs".into(),
