@@ -709,8 +709,8 @@ fn netlink_mode_check_repair_and_del() {
 }
 
 /// A signal pending for the loading thread makes the kernel abandon a program load with EAGAIN,
-/// whatever the program (a CI run failed so: parallel tests' children exited while the programs
-/// loaded, and this process handles SIGCHLD). Here every thread of the process gets a signal
+/// whatever the program (a CI run of this binary failed so, in the 100-cycle test). Here every
+/// thread of the process gets a signal
 /// every 20 µs or so while a fresh node loads the programs (without the fix, the first load fails,
 /// even when tried five times), and every load must succeed.
 #[test]

@@ -341,9 +341,8 @@ fn load_retrying_interrupts(prog: &mut SchedClassifier) -> Result<(), aya::progr
 
 /// Every blockable signal blocked on this thread until dropped, when the previous mask returns
 /// and what arrived meanwhile is delivered. The kernel abandons a program load with EAGAIN
-/// whenever a signal is pending for the loading thread (a SIGCHLD in a process with a handler for
-/// it, say: a CI run failed so), and a busy process can have one pending at every attempt; a
-/// blocked signal does not count.
+/// whenever a signal is pending for the loading thread (a CI run of the tests failed so), and a
+/// busy process can have one pending at every attempt; a blocked signal does not count.
 struct SignalsHeld {
     previous: Option<libc::sigset_t>,
     /// A signal mask belongs to a thread: the guard must not move to another.
