@@ -16,12 +16,12 @@ use crate::{
         cache::{Cache, CacheEntry},
         Attachment,
     },
-    metaplugin::plan::EBPF_SBR,
     netns::{
         netlink::{self, Address, Link},
         NetNs, NetnsError,
     },
     sbr::{self, IfAddr, InterfaceSpec, PodInfo, SbrConfig, DEFAULT_BPFFS_DIR},
+    sbrplugin::config::{chained_plugin, chained_settings},
 };
 
 use super::{CtlError, GlobalArgs};
@@ -233,26 +233,16 @@ impl Node {
             return self.sbr.clone();
         };
         // The plugin's own parser decides what its keys mean; the node's directory is the default.
-        let mut conf = plugin.clone();
-        conf.entry("bpffsDir")
-            .or_insert_with(|| Value::from(self.sbr.bpffs_dir.display().to_string()));
-        let bytes = serde_json::to_vec(&conf).unwrap_or_default();
-        match crate::sbrplugin::config::SbrNetConf::parse(&bytes) {
-            Ok(parsed) => parsed.sbr,
-            Err(e) => {
-                tracing::warn!("ignoring the chained ebpf-sbr settings: {e}");
-                self.sbr.clone()
-            }
-        }
+        chained_settings(plugin, &self.sbr.bpffs_dir).unwrap_or_else(|e| {
+            tracing::warn!("ignoring the chained ebpf-sbr settings: {e}");
+            self.sbr.clone()
+        })
     }
 }
 
 /// The `ebpf-sbr` plugin of an attachment's chain.
 pub fn ebpf_sbr_plugin(a: &Attachment) -> Option<&Map<String, Value>> {
-    a.network
-        .plugins()
-        .into_iter()
-        .find(|p| p.get("type").and_then(Value::as_str) == Some(EBPF_SBR))
+    chained_plugin(&a.network)
 }
 
 /// The addresses (with prefix and gateway) a cached result gives `ifname`: the IPs whose
