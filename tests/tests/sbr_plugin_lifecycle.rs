@@ -1,7 +1,8 @@
 //! The `ebpf-sbr` binary's lifecycle and contract: 100 ADD/DEL cycles leave nothing, DEL is
 //! idempotent (netns or link gone, no ADD, twice), bad inputs fail with the right CNI code and leave
 //! nothing, VERSION/STATUS/GC, and `multus` running it for `sbr` entries (`ebpfSbr.replaceSbr`) and
-//! after every secondary (`ebpfSbr.allSecondary`) with replies leaving by net1.
+//! after every secondary (`ebpfSbr.allSecondary`) with replies leaving by net1, and covering an
+//! interface that a later network of the pod adds.
 
 use std::{path::Path, time::Duration};
 
@@ -479,4 +480,55 @@ fn multus_replace_sbr_runs_it_on_ebpf() {
 fn multus_all_secondary_chains_it() {
     let p = MultusPod::new(Net1::Macvlan, vec![], json!({"allSecondary": true}));
     p.add_ping_del();
+}
+
+/// An interface that a later network adds to the pod (net2, after net1's chain ran `ebpf-sbr`)
+/// gets the egress program too: multus covers the pod's interfaces again after its last delegate.
+/// Without that, traffic from net1's address to net2's subnet would leave by net2 (Debian's sbr
+/// sends it by net1: its table for net1 has only net1's routes), and CHECK of net1's chain would
+/// name net2's missing program as drift on a healthy pod.
+#[test]
+fn multus_covers_interfaces_added_after_the_sbr_network() {
+    let mut p = MultusPod::new(
+        Net1::Bridge,
+        vec![json!({"type": "sbr"})],
+        json!({"replaceSbr": true}),
+    );
+    let late = json!({"cniVersion": "1.0.0", "name": "late", "type": "bridge", "bridge": "br-late",
+        "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.99.0.0/24",
+        "dataDir": p._dirs.path().join("ipam-late")}});
+    p.conf["delegates"]
+        .as_array_mut()
+        .expect("delegates")
+        .push(late);
+    ok(&p.rt.exec("ADD", &p.conf), "multus ADD");
+    let info = multus::sbr::inspect(&p.h.cfg, &p.h.container_id).expect("inspect");
+    let attached: Vec<&str> = info.attachments.iter().map(|a| a.ifname.as_str()).collect();
+    assert!(
+        attached.contains(&"net2"),
+        "the later interface has the program: {attached:?}"
+    );
+    // Bound to net1's address, towards net2's subnet (its gateway is r1 itself): leaves by net1.
+    let (before, late_before) = (
+        p.t.r1.link_packets("pod").0,
+        p.t.r1.link_packets("br-late").0,
+    );
+    assert_eq!(p.t.pod.ping("10.99.0.1", 3, &["-I", POD_NET1_V4]), 3);
+    let (after, late_after) = (
+        p.t.r1.link_packets("pod").0,
+        p.t.r1.link_packets("br-late").0,
+    );
+    assert!(
+        after - before >= 3 && late_after - late_before < 3,
+        "sent by net1 (r1 received {} by net1, {} by net2)",
+        after - before,
+        late_after - late_before
+    );
+    ok(&p.rt.exec("CHECK", &p.conf), "multus CHECK");
+    ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
+    assert_eq!(
+        p.h.bpffs.entries(),
+        Vec::<String>::new(),
+        "pins left behind"
+    );
 }

@@ -1,7 +1,7 @@
 //! ADD: validate everything, cache the plan, run the delegates in order, then make the pod's
 //! default routes what was asked and write network-status; roll back on any failure.
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, path::PathBuf, time::Instant};
 
 use serde_json::Value;
 
@@ -20,6 +20,8 @@ use crate::{
         status::{self, LinkFacts},
     },
     netns::{netlink, NetNs},
+    sbr,
+    sbrplugin::config::{chained_plugin, chained_settings},
 };
 
 use super::{devices, plan, readiness, Call};
@@ -109,15 +111,82 @@ fn finish(
         .iter()
         .flat_map(|a| a.default_route.iter().map(move |g| (a.ifname.clone(), *g)))
         .collect();
-    if routes.is_empty() && kube.is_none() {
+    let facts = if routes.is_empty() && kube.is_none() {
+        None
+    } else {
+        Some(default_routes_and_links(netns, &routes)?)
+    };
+    // After the default routes: SBR follows the default route they leave.
+    cover_sbr(call, entry, !routes.is_empty())?;
+    let (Some(facts), Some(kube), Some(pod)) = (facts, kube, entry.pod.as_ref()) else {
         return Ok(());
+    };
+    let statuses = network_status(call, entry, &facts);
+    let value = serde_json::to_string(&statuses).unwrap_or_default();
+    let deadline = Instant::now() + call.conf.api_deadline();
+    if !kube.patch_pod_annotations(
+        &pod.namespace,
+        &pod.name,
+        &[(NETWORK_STATUS, Some(value))],
+        deadline,
+    )? {
+        tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
     }
-    let facts = netns
+    Ok(())
+}
+
+/// Brings the SBR state that this ADD's `ebpf-sbr` chains made up to date with the pod as all
+/// the delegates left it ([`sbr::cover`]): an interface that a later network added gets the
+/// egress program (else its traffic from a managed address would leave by it, and CHECK would
+/// name it as drift), and a default route that `default-route` changed is followed. Nothing is
+/// done when no network with an interface came after the last `ebpf-sbr` chain and no default
+/// route changed.
+fn cover_sbr(
+    call: &Call<'_>,
+    entry: &CacheEntry,
+    default_routes_changed: bool,
+) -> Result<(), Error> {
+    let Some(netns) = entry.netns.as_deref() else {
+        return Ok(());
+    };
+    let default_dir = call
+        .conf
+        .ebpf_sbr
+        .as_ref()
+        .and_then(|o| o.bpffs_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(sbr::DEFAULT_BPFFS_DIR));
+    let mut covered: Vec<PathBuf> = Vec::new();
+    for (i, a) in entry.attachments.iter().enumerate() {
+        let Some(plugin) = chained_plugin(&a.network) else {
+            continue;
+        };
+        let later_interfaces = entry.attachments[i + 1..].iter().any(|b| !b.auxiliary);
+        if !later_interfaces && !default_routes_changed {
+            continue;
+        }
+        let cfg = chained_settings(plugin, &default_dir)?;
+        if covered.contains(&cfg.bpffs_dir) {
+            continue;
+        }
+        let attached = sbr::cover(&cfg, &call.req.container_id, netns)?;
+        tracing::debug!(network = %a.name, ?attached, "sbr: the pod's interfaces covered after the last delegate");
+        covered.push(cfg.bpffs_dir);
+    }
+    Ok(())
+}
+
+/// Makes each requested default route the pod's only one for its family, and returns the pod's
+/// links (MAC and MTU for network-status).
+fn default_routes_and_links(
+    netns: &NetNs,
+    routes: &[(String, std::net::IpAddr)],
+) -> Result<HashMap<String, LinkFacts>, Error> {
+    netns
         .netlink(|handle| async move {
             let links = netlink::links(&handle)
                 .await
                 .map_err(|e| format!("cannot list the pod's links: {e}"))?;
-            for (ifname, gw) in &routes {
+            for (ifname, gw) in routes {
                 let link = links.iter().find(|l| &l.name == ifname).ok_or_else(|| {
                     format!("default-route via {gw}: interface {ifname} does not exist in the pod")
                 })?;
@@ -142,22 +211,7 @@ fn finish(
                     .collect::<HashMap<_, _>>(),
             )
         })?
-        .map_err(Error::Netlink)?;
-    let (Some(kube), Some(pod)) = (kube, entry.pod.as_ref()) else {
-        return Ok(());
-    };
-    let statuses = network_status(call, entry, &facts);
-    let value = serde_json::to_string(&statuses).unwrap_or_default();
-    let deadline = Instant::now() + call.conf.api_deadline();
-    if !kube.patch_pod_annotations(
-        &pod.namespace,
-        &pod.name,
-        &[(NETWORK_STATUS, Some(value))],
-        deadline,
-    )? {
-        tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
-    }
-    Ok(())
+        .map_err(Error::Netlink)
 }
 
 /// The network-status entries of every attachment.

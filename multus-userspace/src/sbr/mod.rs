@@ -623,6 +623,50 @@ pub fn del_timed(
     Ok(phases.take())
 }
 
+/// Brings a pod that SBR already manages up to date with its interfaces as they are now, as a
+/// repeated ADD would, without changing which interfaces are managed: interfaces added to the pod
+/// since (a later network of the pod, say) get the egress program, and the carrier, routes and
+/// rp_filter follow. Multus calls it after its last delegate, so that a pod whose `ebpf-sbr`
+/// network is not its last one is covered whole.
+///
+/// Returns the real interfaces that carry the egress program, or `None` when the container has
+/// no SBR pod under this bpffs directory (nothing is done then).
+pub fn cover(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: &Path,
+) -> Result<Option<Vec<String>>, SbrError> {
+    let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+    if !cfg.bpffs_dir.is_dir() || !dir.exists() {
+        return Ok(None);
+    }
+    let ns = NetNs::open(netns)?;
+    let _lock = Lock::acquire(&cfg.bpffs_dir)?;
+    if !dir.map("pod").exists() {
+        return Ok(None);
+    }
+    let mut maps = PodMaps::open(&dir, &cfg.bpffs_dir)?;
+    let phases = Phases::new();
+    let (maps, dir, phases) = (&mut maps, &dir, &phases);
+    ns.netlink(|h| async move {
+        // Only the pod's own namespace is touched.
+        if crate::netns::current_netns_cookie().ok() != Some(maps.cookie) {
+            tracing::warn!(
+                "sbr: {} is not the namespace SBR state of {} was made in; not covering it",
+                netns.display(),
+                dir.path().display()
+            );
+            return Ok(None);
+        }
+        let mut ctx = Ctx::new(dir, phases);
+        let snap = Snapshot::read(&h, maps.record.mode != MODE_TCX).await?;
+        let plan = reconcile::converge_from(&h, maps, &mut ctx, snap).await?;
+        Ok(Some(
+            plan.attach.into_iter().map(|(name, _)| name).collect(),
+        ))
+    })?
+}
+
 /// Verifies what ADD set up for `iface`: pins, programs attached, map entries equal to the
 /// interface's addresses, carrier and routes, defaults, rp_filter. Returns [`SbrError::Drift`]
 /// naming every difference.
