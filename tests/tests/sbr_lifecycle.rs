@@ -13,7 +13,7 @@ use testkit::{
     bpffs::Bpffs,
     netns::try_run,
     sbr::{carriers_gone, node_map_cookies, program_dirs, tc_leftovers, Harness},
-    topo::{MiniPod, Sbr5, POD_NET1_V4, POD_NET1_V6},
+    topo::{MiniPod, Sbr5, NET1_GW_V4, POD_NET1_V4, POD_NET1_V6},
 };
 
 /// Program and link ids of a pod's attachments.
@@ -196,6 +196,27 @@ fn check_names_drift_and_add_repairs_it() {
         "{d:?}"
     );
     h.add(&t.pod, &spec);
+
+    // The main IPv4 default route moves to net1 (what multus does for `default-route`): the
+    // defaults entry and the carrier routes' preferred source are stale; a repeated ADD replaces
+    // each carrier route in one step (adding it beside the old one fails: same key, other src).
+    t.pod.ip(&[
+        "route", "replace", "default", "via", NET1_GW_V4, "dev", "net1",
+    ]);
+    let d = drifts(h.check(&t.pod, &spec));
+    assert!(
+        d.contains(&Drift::RouteMissing(format!("0.0.0.0/1 src {POD_NET1_V4}"))),
+        "{d:?}"
+    );
+    h.add(&t.pod, &spec);
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("repaired after the default route moved: {e}"));
+    t.pod.ip(&[
+        "route", "replace", "default", "via", "10.0.0.1", "dev", "eth0",
+    ]);
+    h.add(&t.pod, &spec);
+    h.check(&t.pod, &spec)
+        .unwrap_or_else(|e| panic!("repaired after the default route came back: {e}"));
 
     let mut other_gw = spec.clone();
     other_gw.addresses[0].gateway = Some("10.1.0.254".parse().expect("ip"));

@@ -383,6 +383,12 @@ pub async fn add_route(handle: &Handle, msg: RouteMessage) -> Result<(), rtnetli
     handle.route().add(msg).execute().await
 }
 
+/// Adds a route, or replaces the route with the same key (destination, table, priority; and
+/// source prefix for IPv6) in one step: an IPv4 route whose preferred source changed, say.
+pub async fn replace_route(handle: &Handle, msg: RouteMessage) -> Result<(), rtnetlink::Error> {
+    handle.route().add(msg).replace().execute().await
+}
+
 /// Deletes a route; a route that is already gone is not an error.
 pub async fn delete_route(handle: &Handle, msg: RouteMessage) -> Result<(), rtnetlink::Error> {
     match handle.route().del(msg).execute().await {

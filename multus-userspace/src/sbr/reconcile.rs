@@ -231,7 +231,13 @@ pub enum Fix {
     /// Attach the carrier program.
     AttachCarrier { reason: String },
     /// Add a carrier route.
-    AddRoute { route: CarrierRoute, oif: u32 },
+    AddRoute {
+        route: CarrierRoute,
+        oif: u32,
+        /// A carrier route with the same key (destination, and source prefix for IPv6) exists
+        /// with other attributes (an IPv4 preferred source that changed): replaced in one step.
+        replace: bool,
+    },
     /// Delete a carrier route.
     DelRoute {
         route: CarrierRoute,
@@ -400,9 +406,13 @@ pub fn diff(
             let have: BTreeSet<&CarrierRoute> = existing.iter().map(|(c, _)| c).collect();
             for route in &cp.routes {
                 if !have.contains(route) {
+                    let replace = existing.iter().any(|(c, _)| {
+                        (c.dst, c.prefix_len, c.from) == (route.dst, route.prefix_len, route.from)
+                    });
                     fixes.push(Fix::AddRoute {
                         route: route.clone(),
                         oif: idx,
+                        replace,
                     });
                 }
             }
@@ -553,20 +563,35 @@ pub async fn apply(
                     ctx.phases.mark("maps");
                 }
             }
-            Fix::AddRoute { route, oif } => {
+            Fix::AddRoute {
+                route,
+                oif,
+                replace,
+            } => {
                 // A run of routes goes out at once: the kernel adds them one after the other
                 // without waiting for us in between.
-                let mut batch = vec![(route, oif)];
+                let mut batch = vec![(route, oif, replace)];
                 while let Some(Fix::AddRoute { .. }) = fixes.peek() {
-                    if let Some(Fix::AddRoute { route, oif }) = fixes.next() {
-                        batch.push((route, oif));
+                    if let Some(Fix::AddRoute {
+                        route,
+                        oif,
+                        replace,
+                    }) = fixes.next()
+                    {
+                        batch.push((route, oif, replace));
                     }
                 }
-                futures::future::try_join_all(batch.into_iter().map(|(route, oif)| async move {
-                    nlh::add_route(h, carrier::route_message(&route, oif))
-                        .await
-                        .map_err(nl(format!("add route {route}")))
-                }))
+                futures::future::try_join_all(batch.into_iter().map(
+                    |(route, oif, replace)| async move {
+                        let message = carrier::route_message(&route, oif);
+                        let added = if replace {
+                            nlh::replace_route(h, message).await
+                        } else {
+                            nlh::add_route(h, message).await
+                        };
+                        added.map_err(nl(format!("add route {route}")))
+                    },
+                ))
                 .await?;
                 ctx.phases.mark("routes");
             }
