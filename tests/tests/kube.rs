@@ -754,6 +754,45 @@ fn default_route_moves_to_the_requested_gateway_and_conflicts_are_refused() {
     k.assert_clean(&pod);
 }
 
+/// `default-route` moving the pod's default route to a network whose chain ends with `ebpf-sbr`
+/// (the SBR state was made while the default still left by eth0): multus brings the SBR state up
+/// to date after the route change, so CHECK of the whole pod passes, and DEL leaves no pin.
+#[test]
+fn default_route_to_an_ebpf_sbr_network_keeps_check_passing() {
+    let k = K::new();
+    k.node.install("ebpf-sbr", &bins::product("ebpf-sbr"));
+    let bpffs = testkit::bpffs::Bpffs::new();
+    let config = json!({"cniVersion": "1.0.0", "name": "blue", "plugins": [
+        {"type": "bridge", "bridge": "br-b", "isGateway": true, "ipam": {"type": "host-local",
+            "subnet": "10.101.0.0/24", "gateway": "10.101.0.1", "dataDir": k.node.ipam_dir()}},
+        {"type": "ebpf-sbr", "bpffsDir": bpffs.path()}]});
+    k.api
+        .create_nad(NadSeed::new("ns1", "blue", config.to_string()))
+        .expect("nad");
+    let conf = k.conf("1.0.0");
+    let ann = r#"[{"name":"blue","default-route":["10.101.0.1"]}]"#;
+    let (pod, uid) = k.pod("ns1", "drs", &[(NETWORKS, ann)]);
+    k.add("drs", &pod, "ns1", "drs", &uid, &conf).ok();
+    let defaults: Vec<Value> = pod
+        .routes("-4")
+        .into_iter()
+        .filter(|r| r["dst"] == "default")
+        .collect();
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    assert_eq!(defaults[0]["dev"], "net1");
+    assert!(
+        bpffs.entries().contains(&"drs".to_string()),
+        "ebpf-sbr made the pod: {:?}",
+        bpffs.entries()
+    );
+    k.call("CHECK", "drs", &pod, "ns1", "drs", &uid)
+        .run(&k.node, &k.multus, &conf)
+        .assert_ok();
+    k.del("drs", &pod, "ns1", "drs", &uid, &conf).assert_ok();
+    k.assert_clean(&pod);
+    assert_eq!(bpffs.entries(), Vec::<String>::new(), "pins left behind");
+}
+
 #[test]
 fn api_faults_are_retried_within_the_deadline() {
     let k = K::new();
