@@ -1,8 +1,9 @@
 //! The `ebpf-sbr` binary's lifecycle and contract: 100 ADD/DEL cycles leave nothing, DEL is
 //! idempotent (netns or link gone, no ADD, twice), bad inputs fail with the right CNI code and leave
 //! nothing, VERSION/STATUS/GC, and `multus` running it for `sbr` entries (`ebpfSbr.replaceSbr`) and
-//! after every secondary (`ebpfSbr.allSecondary`) with replies leaving by net1, and covering an
-//! interface that a later network of the pod adds.
+//! after every secondary (`ebpfSbr.allSecondary`) with replies leaving by net1, covering an
+//! interface that a later network of the pod adds, and leaving no program on a device that such a
+//! network hands back to the node at DEL.
 
 use std::{path::Path, time::Duration};
 
@@ -12,7 +13,7 @@ use testkit::{
     chain::Runtime,
     cni::sbr_conf,
     netns::unique_name,
-    sbr::Harness,
+    sbr::{tc_leftovers, Harness},
     sbrplugin::{main_plugin, plugin_path},
     topo::{MiniPod, Net1, Options, Sbr5, NET1_GW_V4, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
     CniOutput,
@@ -541,4 +542,70 @@ fn multus_covers_interfaces_added_after_the_sbr_network() {
         Vec::<String>::new(),
         "pins left behind"
     );
+}
+
+/// A later network that hands its device back to the node at DEL (`host-device`, as SR-IOV does
+/// with a VF): the device carries the egress program while in the pod (a TCX link, or a netlink
+/// filter), and after multus DEL it is back in the node with neither.
+#[test]
+fn a_device_handed_back_at_del_carries_no_sbr_program() {
+    for netlink in [false, true] {
+        let sbr = if netlink {
+            json!({"type": "sbr", "attachMode": "netlink"})
+        } else {
+            json!({"type": "sbr"})
+        };
+        let mut p = MultusPod::new(Net1::Bridge, vec![sbr], json!({"replaceSbr": true}));
+        p.t.r1.ip(&[
+            "link", "add", "hd0", "type", "veth", "peer", "name", "hd0-peer",
+        ]);
+        let late =
+            json!({"cniVersion": "1.0.0", "name": "late", "type": "host-device", "device": "hd0"});
+        p.conf["delegates"]
+            .as_array_mut()
+            .expect("delegates")
+            .push(late);
+        ok(&p.rt.exec("ADD", &p.conf), "multus ADD");
+        let info = multus::sbr::inspect(&p.h.cfg, &p.h.container_id).expect("inspect");
+        let net2 = info
+            .attachments
+            .iter()
+            .find(|a| a.ifname == "net2")
+            .expect("the handed-in device has the program");
+        let link_id = net2.target.as_ref().map(|t| t.id).unwrap_or_default();
+        if netlink {
+            assert!(
+                !tc_leftovers(&p.t.pod, "net2").is_empty(),
+                "a filter on net2"
+            );
+        } else {
+            assert!(link_exists(link_id), "TCX link {link_id} on net2");
+        }
+        ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
+        p.t.r1.ip(&["link", "show", "hd0"]); // back in the node (fails otherwise)
+        assert_eq!(
+            tc_leftovers(&p.t.r1, "hd0"),
+            Vec::<String>::new(),
+            "netlink {netlink}"
+        );
+        if !netlink {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while link_exists(link_id) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(!link_exists(link_id), "TCX link {link_id} released");
+        }
+        assert_eq!(
+            p.h.bpffs.entries(),
+            Vec::<String>::new(),
+            "pins left behind"
+        );
+    }
+}
+
+/// Whether a BPF link exists.
+fn link_exists(id: u32) -> bool {
+    testkit::netns::try_run("bpftool", &["link", "show", "id", &id.to_string()])
+        .status
+        .success()
 }
