@@ -13,6 +13,14 @@ use testkit::{
 };
 
 const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+
+/// The pod's IPv4 default routes (`ip -j route` objects).
+fn ipv4_defaults(pod: &Netns) -> Vec<Value> {
+    pod.routes("-4")
+        .into_iter()
+        .filter(|r| r["dst"] == "default")
+        .collect()
+}
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
 struct K {
@@ -690,11 +698,7 @@ fn default_route_moves_to_the_requested_gateway_and_conflicts_are_refused() {
     let ann = r#"[{"name":"blue","default-route":["10.101.0.1"]},{"name":"green"}]"#;
     let (pod, uid) = k.pod("ns1", "dr", &[(NETWORKS, ann)]);
     k.add("dr", &pod, "ns1", "dr", &uid, &conf).ok();
-    let defaults: Vec<Value> = pod
-        .routes("-4")
-        .into_iter()
-        .filter(|r| r["dst"] == "default")
-        .collect();
+    let defaults = ipv4_defaults(&pod);
     assert_eq!(
         defaults.len(),
         1,
@@ -719,11 +723,7 @@ fn default_route_moves_to_the_requested_gateway_and_conflicts_are_refused() {
         &[(NETWORKS, r#"[{"name":"blue","default-route":[]}]"#)],
     );
     k.add("dr-empty", &pod, "ns1", "dr-empty", &uid, &conf).ok();
-    let defaults: Vec<Value> = pod
-        .routes("-4")
-        .into_iter()
-        .filter(|r| r["dst"] == "default")
-        .collect();
+    let defaults = ipv4_defaults(&pod);
     assert_eq!(defaults.len(), 1);
     assert_eq!(defaults[0]["dev"], "eth0");
     k.del("dr-empty", &pod, "ns1", "dr-empty", &uid, &conf)
@@ -773,11 +773,7 @@ fn default_route_to_an_ebpf_sbr_network_keeps_check_passing() {
     let ann = r#"[{"name":"blue","default-route":["10.101.0.1"]}]"#;
     let (pod, uid) = k.pod("ns1", "drs", &[(NETWORKS, ann)]);
     k.add("drs", &pod, "ns1", "drs", &uid, &conf).ok();
-    let defaults: Vec<Value> = pod
-        .routes("-4")
-        .into_iter()
-        .filter(|r| r["dst"] == "default")
-        .collect();
+    let defaults = ipv4_defaults(&pod);
     assert_eq!(defaults.len(), 1, "{defaults:?}");
     assert_eq!(defaults[0]["dev"], "net1");
     assert!(

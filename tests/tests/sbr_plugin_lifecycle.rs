@@ -444,6 +444,12 @@ impl MultusPod {
                 r1b - r1
             );
         }
+        self.check_del_clean();
+        ok(&self.rt.exec("DEL", &self.conf), "multus DEL again");
+    }
+
+    /// multus CHECK passes, then DEL leaves no pin.
+    fn check_del_clean(&self) {
         ok(&self.rt.exec("CHECK", &self.conf), "multus CHECK");
         ok(&self.rt.exec("DEL", &self.conf), "multus DEL");
         assert_eq!(
@@ -451,7 +457,14 @@ impl MultusPod {
             Vec::<String>::new(),
             "pins left behind"
         );
-        ok(&self.rt.exec("DEL", &self.conf), "multus DEL again");
+    }
+
+    /// Appends a network after the NAD: its interface is net2.
+    fn add_later_network(&mut self, network: Value) {
+        self.conf["delegates"]
+            .as_array_mut()
+            .expect("delegates")
+            .push(network);
     }
 }
 
@@ -498,10 +511,7 @@ fn multus_covers_interfaces_added_after_the_sbr_network() {
     let late = json!({"cniVersion": "1.0.0", "name": "late", "type": "bridge", "bridge": "br-late",
         "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.99.0.0/24",
         "dataDir": p._dirs.path().join("ipam-late")}});
-    p.conf["delegates"]
-        .as_array_mut()
-        .expect("delegates")
-        .push(late);
+    p.add_later_network(late);
     ok(&p.rt.exec("ADD", &p.conf), "multus ADD");
     let info = multus::sbr::inspect(&p.h.cfg, &p.h.container_id).expect("inspect");
     let attached: Vec<&str> = info.attachments.iter().map(|a| a.ifname.as_str()).collect();
@@ -535,13 +545,7 @@ fn multus_covers_interfaces_added_after_the_sbr_network() {
         after - before,
         late_after - late_before
     );
-    ok(&p.rt.exec("CHECK", &p.conf), "multus CHECK");
-    ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
-    assert_eq!(
-        p.h.bpffs.entries(),
-        Vec::<String>::new(),
-        "pins left behind"
-    );
+    p.check_del_clean();
 }
 
 /// A later network that hands its device back to the node at DEL (`host-device`, as SR-IOV does
@@ -561,10 +565,7 @@ fn a_device_handed_back_at_del_carries_no_sbr_program() {
         ]);
         let late =
             json!({"cniVersion": "1.0.0", "name": "late", "type": "host-device", "device": "hd0"});
-        p.conf["delegates"]
-            .as_array_mut()
-            .expect("delegates")
-            .push(late);
+        p.add_later_network(late);
         ok(&p.rt.exec("ADD", &p.conf), "multus ADD");
         let info = multus::sbr::inspect(&p.h.cfg, &p.h.container_id).expect("inspect");
         let net2 = info
