@@ -185,6 +185,26 @@ impl Node {
     pub fn records_dir(&self) -> PathBuf {
         self.root().join("records")
     }
+    /// Asserts that nothing of a deleted container is left: no interface in `pod`, no host-local
+    /// lease and no multus cache file on the node.
+    pub fn assert_pod_clean(&self, pod: &Netns) {
+        assert_eq!(
+            pod.link_names(),
+            Vec::<String>::new(),
+            "interfaces left in the pod"
+        );
+        assert_eq!(
+            crate::leaks::host_local_leases(&self.ipam_dir()),
+            Vec::<String>::new(),
+            "IP leases left"
+        );
+        assert_eq!(
+            crate::leaks::cache_files(&self.cache_dir()),
+            Vec::<String>::new(),
+            "cache files left"
+        );
+    }
+
     /// CNI_PATH: the node's bin dir, then the reference plugins.
     pub fn cni_path(&self) -> String {
         format!(

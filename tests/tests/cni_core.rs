@@ -106,21 +106,7 @@ impl Env {
 
     /// Nothing of the container is left: no pod interfaces, no leases, no cache or lock file.
     fn assert_clean(&self, pod: &Netns) {
-        assert_eq!(
-            pod.link_names(),
-            Vec::<String>::new(),
-            "interfaces left in the pod"
-        );
-        assert_eq!(
-            leaks::host_local_leases(&self.node.ipam_dir()),
-            Vec::<String>::new(),
-            "IP leases left"
-        );
-        assert_eq!(
-            leaks::cache_files(&self.node.cache_dir()),
-            Vec::<String>::new(),
-            "cache files left"
-        );
+        self.node.assert_pod_clean(pod);
         let veths: Vec<String> = self
             .node
             .ns

@@ -156,21 +156,7 @@ impl K {
     }
 
     fn assert_clean(&self, pod: &Netns) {
-        assert_eq!(
-            pod.link_names(),
-            Vec::<String>::new(),
-            "interfaces left in the pod"
-        );
-        assert_eq!(
-            leaks::host_local_leases(&self.node.ipam_dir()),
-            Vec::<String>::new(),
-            "IP leases left"
-        );
-        assert_eq!(
-            leaks::cache_files(&self.node.cache_dir()),
-            Vec::<String>::new(),
-            "cache files left"
-        );
+        self.node.assert_pod_clean(pod);
     }
 }
 
