@@ -270,6 +270,26 @@ impl Sbr5 {
         t
     }
 
+    /// Puts the pod's routes back after a DEL of Debian's sbr, which leaves its routes in tables
+    /// 100/101 and net1's routes out of the main table (so that the next ADD starts alike).
+    pub fn restore_after_debian_sbr_del(&self) {
+        self.pod.ip(&["route", "flush", "table", "100"]);
+        self.pod.ip(&["-6", "route", "flush", "table", "101"]);
+        self.pod.try_ip(&[
+            "route",
+            "add",
+            "10.1.0.0/24",
+            "dev",
+            "net1",
+            "src",
+            "10.1.0.2",
+        ]);
+        self.pod
+            .try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
+        self.pod
+            .try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
+    }
+
     /// The net1 interface as ADD is given it: both addresses with r1 as gateway.
     pub fn net1_spec(&self) -> multus::sbr::InterfaceSpec {
         multus::sbr::InterfaceSpec {

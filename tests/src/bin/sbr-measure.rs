@@ -229,22 +229,7 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
                     .status
                     .success());
                 times.dels.push(ms(start.elapsed()));
-                // sbr's DEL leaves its routes in table 100 and net1's routes out of main: restore them.
-                t.pod.ip(&["route", "flush", "table", "100"]);
-                t.pod.ip(&["-6", "route", "flush", "table", "101"]);
-                t.pod.try_ip(&[
-                    "route",
-                    "add",
-                    "10.1.0.0/24",
-                    "dev",
-                    "net1",
-                    "src",
-                    "10.1.0.2",
-                ]);
-                t.pod
-                    .try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
-                t.pod
-                    .try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
+                t.restore_after_debian_sbr_del();
             }
         }
     }

@@ -200,22 +200,7 @@ fn cycle(mode: Mode, s: &Setup) -> (std::time::Duration, std::time::Duration) {
         del.stderr
     );
     if mode == Mode::Debian {
-        // sbr's DEL leaves its routes in tables 100/101 and net1's routes out of main.
-        s.t.pod.try_ip(&["route", "flush", "table", "100"]);
-        s.t.pod.try_ip(&["-6", "route", "flush", "table", "101"]);
-        s.t.pod.try_ip(&[
-            "route",
-            "add",
-            "10.1.0.0/24",
-            "dev",
-            "net1",
-            "src",
-            "10.1.0.2",
-        ]);
-        s.t.pod
-            .try_ip(&["-6", "route", "add", "fd01::/64", "dev", "net1"]);
-        s.t.pod
-            .try_ip(&["-6", "route", "add", "fe80::/64", "dev", "net1"]);
+        s.t.restore_after_debian_sbr_del();
     }
     (add.elapsed, del.elapsed)
 }
