@@ -169,6 +169,12 @@ fn setns(fd: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the calling thread is in the namespace whose cookie is `cookie` (false when the cookie
+/// cannot be read): a recorded namespace path may name another namespace by now.
+pub fn current_netns_is(cookie: u64) -> bool {
+    current_netns_cookie().ok() == Some(cookie)
+}
+
 /// The cookie of the calling thread's network namespace (a 64-bit number the kernel never reuses,
 /// the same the BPF programs read from `struct net`). Call it from inside [`NetNs::run`] for a
 /// pod's namespace. Needs Linux 5.14 or later.

@@ -222,7 +222,7 @@ fn filter_targets(
     let cookie = maps.cookie;
     let indices: Vec<u32> = ifaces.iter().map(|(_, i, _)| *i).collect();
     let read = ns.netlink(|h| async move {
-        if crate::netns::current_netns_cookie().ok() != Some(cookie) {
+        if !crate::netns::current_netns_is(cookie) {
             return Err("the recorded namespace path names another namespace".to_string());
         }
         let mut out = Vec::new();

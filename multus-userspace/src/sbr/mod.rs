@@ -438,7 +438,7 @@ async fn add_in_ns(
     maps: &mut PodMaps,
     ctx: &mut Ctx<'_>,
 ) -> Result<AddReport, SbrError> {
-    let snap = Snapshot::read(h, maps.record.mode != MODE_TCX).await?;
+    let snap = Snapshot::read(h, maps).await?;
     let (index, entries) = interface_entries(h, cfg, maps.cookie, iface, &snap).await?;
     ctx.phases.mark("read");
     let previous = forget_interface(maps, &iface.ifname, Some(index))?;
@@ -505,7 +505,7 @@ async fn remove_in_ns(
     maps: &mut PodMaps,
     ctx: &mut Ctx<'_>,
 ) -> Result<(), SbrError> {
-    let snap = Snapshot::read(h, maps.record.mode != MODE_TCX).await?;
+    let snap = Snapshot::read(h, maps).await?;
     ctx.phases.mark("read");
     let previous = forget_interface(maps, ifname, None)?;
     let keep = previous.flags
@@ -592,7 +592,7 @@ pub fn del_timed(
             let (maps, dir, phases) = (&mut maps, &dir, &phases);
             ns.netlink(|h| async move {
                 // The path may name another namespace by now: only the pod's own is touched.
-                if crate::netns::current_netns_cookie().ok() != Some(maps.cookie) {
+                if !crate::netns::current_netns_is(maps.cookie) {
                     return Ok(false);
                 }
                 let mut ctx = Ctx::new(dir, phases);
@@ -650,7 +650,7 @@ pub fn cover(
     let (maps, dir, phases) = (&mut maps, &dir, &phases);
     ns.netlink(|h| async move {
         // Only the pod's own namespace is touched.
-        if crate::netns::current_netns_cookie().ok() != Some(maps.cookie) {
+        if !crate::netns::current_netns_is(maps.cookie) {
             tracing::warn!(
                 "sbr: {} is not the namespace SBR state of {} was made in; not covering it",
                 netns.display(),
@@ -659,7 +659,7 @@ pub fn cover(
             return Ok(None);
         }
         let mut ctx = Ctx::new(dir, phases);
-        let snap = Snapshot::read(&h, maps.record.mode != MODE_TCX).await?;
+        let snap = Snapshot::read(&h, maps).await?;
         let plan = reconcile::converge_from(&h, maps, &mut ctx, snap).await?;
         Ok(Some(
             plan.attach.into_iter().map(|(name, _)| name).collect(),
@@ -710,7 +710,7 @@ pub fn check(
             return Ok(vec![Drift::PodMissing]);
         }
         let mut drifts = Vec::new();
-        let snap = Snapshot::read(&h, maps.record.mode != MODE_TCX).await?;
+        let snap = Snapshot::read(&h, &maps).await?;
         let (index, expected) = interface_entries(&h, cfg, maps.cookie, iface, &snap).await?;
         match maps.state.get(&iface.ifname) {
             Some(st) if st.flags & MANAGED != 0 => {

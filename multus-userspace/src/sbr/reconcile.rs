@@ -82,8 +82,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads the pod; `real_filters` also reads the netlink filters of the real interfaces.
-    pub async fn read(h: &Handle, real_filters: bool) -> Result<Self, SbrError> {
+    /// Reads the pod, with the netlink filters of its real interfaces when `maps`' pod attaches
+    /// with netlink (a TCX pod's links are read from their pins instead).
+    pub async fn read(h: &Handle, maps: &PodMaps) -> Result<Self, SbrError> {
+        let real_filters = maps.record.mode != MODE_TCX;
         let links: Vec<LinkDetail> = nlh::link_details(h)
             .await
             .map_err(nl("list links"))?
