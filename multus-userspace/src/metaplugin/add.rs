@@ -1,7 +1,11 @@
 //! ADD: validate everything, cache the plan, run the delegates in order, then make the pod's
 //! default routes what was asked and write network-status; roll back on any failure.
 
-use std::{collections::HashMap, path::PathBuf, time::Instant};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use serde_json::Value;
 
@@ -149,12 +153,9 @@ fn cover_sbr(
     let Some(netns) = entry.netns.as_deref() else {
         return Ok(());
     };
-    let default_dir = call
-        .conf
-        .ebpf_sbr
-        .as_ref()
-        .and_then(|o| o.bpffs_dir.clone())
-        .unwrap_or_else(|| PathBuf::from(sbr::DEFAULT_BPFFS_DIR));
+    // The plan gave every `ebpf-sbr` plugin `ebpfSbr.bpffsDir` when it is set; a plugin that
+    // names no directory uses the plugin's own default, as the plugin did.
+    let default_dir = Path::new(sbr::DEFAULT_BPFFS_DIR);
     let mut covered: Vec<PathBuf> = Vec::new();
     for (i, a) in entry.attachments.iter().enumerate() {
         let Some(plugin) = chained_plugin(&a.network) else {
@@ -164,7 +165,7 @@ fn cover_sbr(
         if !later_interfaces && !default_routes_changed {
             continue;
         }
-        let cfg = chained_settings(plugin, &default_dir)?;
+        let cfg = chained_settings(plugin, default_dir)?;
         if covered.contains(&cfg.bpffs_dir) {
             continue;
         }
