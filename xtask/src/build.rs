@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::Result;
 
-use crate::util::{root, run_cmd};
+use crate::util::{root, run_cmd, warn_if_low_disk};
 
 /// Builds the BPF objects with the workspace's one builder.
 pub fn ebpf() -> Result<()> {
@@ -18,6 +18,7 @@ pub fn ebpf() -> Result<()> {
 
 /// Builds the product binaries; returns the directory holding them.
 pub fn binaries(release: bool) -> Result<PathBuf> {
+    warn_if_low_disk(&root());
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
         .args(["build", "-p", "multus-userspace", "--bins"]);
