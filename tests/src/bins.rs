@@ -14,11 +14,12 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A product binary (`multus`, `ebpf-sbr`, `multusctl`): from `$MULTUS_BIN_DIR`, else the
-/// workspace's `target/debug` (built by `cargo xtask test` before the tests run).
+/// directory of the running test's own build (`target/<host tuple>/debug`, above `deps/`),
+/// where `cargo xtask test` builds them before the tests run.
 pub fn product(name: &str) -> PathBuf {
     let dir = std::env::var_os("MULTUS_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target").join("debug"));
+        .unwrap_or_else(own_profile_dir);
     let p = dir.join(name);
     assert!(
         p.is_file(),
@@ -26,6 +27,17 @@ pub fn product(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// `target/<host tuple>/<profile>` of the running executable (a test in `deps/`, or a binary).
+fn own_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running test's own path");
+    let dir = exe.parent().expect("a directory holds the test executable");
+    if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A reference plugin from Debian's containernetworking-plugins.

@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use serde_json::{json, Value};
 use testkit::{
     bins, confs,
-    kube_api::{Fault, KubeApiServer, NadSeed, PodSeed, ServerOptions},
+    kube_api::{Fault, KubeApiServer, KubeconfigOptions, NadSeed, PodSeed, ServerOptions},
     leaks, CniCall, CniOutput, Netns, Node,
 };
 
@@ -391,6 +391,36 @@ fn short_form_namespaces_and_interface_names() {
         ]
     );
     k.del("short", &pod, "ns1", "p2", &uid, &conf).assert_ok();
+    k.assert_clean(&pod);
+}
+
+/// The product binary is static (glibc's own files/dns lookups, no NSS libraries of the node):
+/// a kubeconfig naming the API server by host name must still resolve and connect.
+#[test]
+fn an_api_server_named_by_host_name_is_reached() {
+    let k = K::new();
+    let by_name = KubeconfigOptions {
+        file_name: "kubeconfig-localhost".into(),
+        host: "localhost".into(),
+        ..Default::default()
+    };
+    let kubeconfig = k
+        .api
+        .write_kubeconfig_with(k.node.root(), &by_name)
+        .expect("kubeconfig");
+    k.bridge_nad("default", "blue", "br-b", "10.101.0.0/24");
+    let (pod, uid) = k.pod("default", "named", &[(NETWORKS, "blue")]);
+    let mut conf = k.conf("1.0.0");
+    conf["kubeconfig"] = json!(kubeconfig);
+    k.add("byname", &pod, "default", "named", &uid, &conf).ok();
+    let status = k.status("default", "named");
+    let names: Vec<&str> = status
+        .iter()
+        .map(|s| s["interface"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, vec!["eth0", "net1"]);
+    k.del("byname", &pod, "default", "named", &uid, &conf)
+        .assert_ok();
     k.assert_clean(&pod);
 }
 

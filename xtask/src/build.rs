@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::util::{root, run_cmd, warn_if_low_disk};
 
@@ -26,7 +26,16 @@ pub fn binaries(release: bool) -> Result<PathBuf> {
         cmd.arg("--release");
     }
     run_cmd(&mut cmd)?;
-    Ok(root()
-        .join("target")
-        .join(if release { "release" } else { "debug" }))
+    Ok(host_target_dir()?.join(if release { "release" } else { "debug" }))
+}
+
+/// `target/<host tuple>`: the workspace builds for the host named explicitly
+/// (`build.target = "host-tuple"` in .cargo/config.toml), and xtask itself is one of its
+/// debug binaries, `target/<host tuple>/debug/xtask`.
+fn host_target_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find xtask's own path")?;
+    exe.parent()
+        .and_then(|profile_dir| profile_dir.parent())
+        .map(PathBuf::from)
+        .with_context(|| format!("{} is not inside a target directory", exe.display()))
 }
