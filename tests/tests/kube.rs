@@ -8,7 +8,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use serde_json::{json, Value};
 use testkit::{
     bins, confs,
-    kube_api::{Fault, KubeApiServer, KubeconfigOptions, NadSeed, PodSeed, ServerOptions},
+    kube_api::{
+        Fault, KubeApiServer, KubeconfigAuth, KubeconfigOptions, NadSeed, PodSeed, ServerOptions,
+    },
     leaks, CniCall, CniOutput, Netns, Node,
 };
 
@@ -421,6 +423,83 @@ fn an_api_server_named_by_host_name_is_reached() {
     assert_eq!(names, vec!["eth0", "net1"]);
     k.del("byname", &pod, "default", "named", &uid, &conf)
         .assert_ok();
+    k.assert_clean(&pod);
+}
+
+/// The bearer token of the kubeconfig (the stand-in's): the credential a log must never show.
+fn kubeconfig_token(kubeconfig: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token in the kubeconfig")
+        .to_string()
+}
+
+/// At the most detailed log level (every crate's debug events: kube, hyper, rustls), a
+/// successful ADD/DEL and an ADD refused for a wrong token leave no credential in the log file,
+/// on stderr or in the result.
+#[test]
+fn credentials_never_reach_the_log_or_the_result() {
+    let k = K::new();
+    let token = kubeconfig_token(&k.kubeconfig);
+    assert!(token.len() >= 16, "a real token: {token:?}");
+    k.bridge_nad("default", "blue", "br-b", "10.101.0.0/24");
+    let (pod, uid) = k.pod("default", "creds", &[(NETWORKS, "blue")]);
+    let log = k.node.root().join("multus.log");
+    let mut conf = k.conf("1.0.0");
+    conf["logLevel"] = json!("debug");
+    conf["logFile"] = json!(log);
+    conf["logToStderr"] = json!(true);
+    let mut outputs = Vec::new();
+    let add = k.add("creds", &pod, "default", "creds", &uid, &conf);
+    add.ok();
+    outputs.push(add);
+    let del = k.del("creds", &pod, "default", "creds", &uid, &conf);
+    del.assert_ok();
+    outputs.push(del);
+
+    let wrong = KubeconfigOptions {
+        file_name: "kubeconfig-wrong".into(),
+        auth: KubeconfigAuth::WrongToken,
+        ..Default::default()
+    };
+    let wrong_path = k
+        .api
+        .write_kubeconfig_with(k.node.root(), &wrong)
+        .expect("kubeconfig");
+    let wrong_token = kubeconfig_token(&wrong_path);
+    conf["kubeconfig"] = json!(wrong_path);
+    let refused = k.add("creds2", &pod, "default", "creds", &uid, &conf);
+    assert!(
+        !refused.status.success(),
+        "a wrong token is refused: {}",
+        refused.stdout
+    );
+    outputs.push(refused);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("calling delegate"),
+        "debug events are logged: {text}"
+    );
+    for secret in [&token, &wrong_token] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the log shows a token:\n{text}"
+        );
+        for out in &outputs {
+            assert!(
+                !out.stdout.contains(secret.as_str()),
+                "stdout shows a token: {}",
+                out.stdout
+            );
+            assert!(
+                !out.stderr.contains(secret.as_str()),
+                "stderr shows a token: {}",
+                out.stderr
+            );
+        }
+    }
     k.assert_clean(&pod);
 }
 
