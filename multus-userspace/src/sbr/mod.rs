@@ -750,8 +750,10 @@ pub fn check(
             }
         }
         let plan = plan_for(&snap, &maps);
+        let phases = Phases::new();
+        let mut ctx = Ctx::new(&dir, &phases);
         drifts.extend(
-            diff(&plan, &snap, &maps, &dir)?
+            diff(&plan, &snap, &maps, &mut ctx)?
                 .iter()
                 .map(|f| f.drift(&dir)),
         );

@@ -146,14 +146,17 @@ impl Programs {
         self.pins().iter().all(|p| p.exists())
     }
 
-    /// Opens a program from its pin (no verification: the kernel hands back the loaded program).
+    /// Opens a program from its pin (no verification: the kernel hands back the loaded program);
+    /// returns its id with it.
     ///
     /// Through [`ProgramInfo`] rather than `SchedClassifier::from_pin`, which reads the program's
     /// name and so makes aya 0.14 probe every kernel feature it knows (about 20 test loads).
-    pub fn open(&self, kind: ProgKind) -> Result<SchedClassifier, SbrError> {
+    pub fn open(&self, kind: ProgKind) -> Result<(u32, SchedClassifier), SbrError> {
         let path = self.prog(kind);
         let info = ProgramInfo::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+        let id = info.id();
         SchedClassifier::from_program_info(info, kind.name().into())
+            .map(|prog| (id, prog))
             .map_err(|e| pin_err(&path)(e.to_string()))
     }
 

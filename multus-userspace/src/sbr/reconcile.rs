@@ -29,13 +29,14 @@ use super::{
 use crate::netns::netlink::{self as nlh, route_pref_source, route_table, LinkDetail, Route};
 
 /// What an operation carries through the reconciliation: the pod's directory, the phase log, and
-/// the programs opened from their pins (once per operation).
+/// the programs opened from their pins with their ids (once per operation, whether to compare
+/// ids or to attach).
 pub struct Ctx<'a> {
     /// The pod's pins.
     pub dir: &'a PodDir,
     /// Where the time goes.
     pub phases: &'a Phases,
-    progs: [Option<SchedClassifier>; 2],
+    progs: [Option<(u32, SchedClassifier)>; 2],
 }
 
 impl<'a> Ctx<'a> {
@@ -48,13 +49,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn prog(&mut self, maps: &PodMaps, kind: ProgKind) -> Result<&mut SchedClassifier, SbrError> {
+    fn opened(
+        &mut self,
+        maps: &PodMaps,
+        kind: ProgKind,
+    ) -> Result<&mut (u32, SchedClassifier), SbrError> {
         let slot = &mut self.progs[kind as usize];
         if slot.is_none() {
             *slot = Some(maps.progs.open(kind)?);
         }
         slot.as_mut()
             .ok_or_else(|| SbrError::Load(format!("program {} not opened", kind.name())))
+    }
+
+    fn prog(&mut self, maps: &PodMaps, kind: ProgKind) -> Result<&mut SchedClassifier, SbrError> {
+        Ok(&mut self.opened(maps, kind)?.1)
+    }
+
+    /// The id of the program the pins hold.
+    fn prog_id(&mut self, maps: &PodMaps, kind: ProgKind) -> Result<u32, SbrError> {
+        Ok(self.opened(maps, kind)?.0)
     }
 }
 
@@ -352,8 +366,9 @@ pub fn diff(
     plan: &PodPlan,
     snap: &Snapshot,
     maps: &PodMaps,
-    dir: &PodDir,
+    ctx: &mut Ctx<'_>,
 ) -> Result<Vec<Fix>, SbrError> {
+    let dir = ctx.dir;
     let tcx = maps.record.mode == MODE_TCX;
     let mut fixes = Vec::new();
     for (index, expected) in plan.defaults.iter().enumerate() {
@@ -396,8 +411,7 @@ pub fn diff(
             if !c.link.up || !c.lower_up {
                 fixes.push(Fix::CarrierUp);
             }
-            if let Some(reason) = filter_problem(snap, idx, maps.progs.prog_id(ProgKind::Carrier)?)
-            {
+            if let Some(reason) = filter_problem(snap, idx, ctx.prog_id(maps, ProgKind::Carrier)?) {
                 fixes.push(Fix::AttachCarrier { reason });
             }
             let existing: Vec<(CarrierRoute, &Route)> = snap
@@ -438,7 +452,7 @@ pub fn diff(
     let egress_id = if plan.attach.is_empty() {
         0
     } else {
-        maps.progs.prog_id(ProgKind::Egress)?
+        ctx.prog_id(maps, ProgKind::Egress)?
     };
     for (ifname, index) in &plan.attach {
         let problem = if tcx {
@@ -790,7 +804,7 @@ pub async fn converge_from(
     for _ in 0..ROUNDS {
         forget_released_gone(&snap, maps)?;
         let plan = plan_for(&snap, maps);
-        let fixes = diff(&plan, &snap, maps, ctx.dir)?;
+        let fixes = diff(&plan, &snap, maps, ctx)?;
         if fixes.is_empty() {
             return Ok(plan);
         }
@@ -803,7 +817,7 @@ pub async fn converge_from(
             }
         }
     }
-    let left = diff(&plan_for(&snap, maps), &snap, maps, ctx.dir)?;
+    let left = diff(&plan_for(&snap, maps), &snap, maps, ctx)?;
     Err(SbrError::Drift(
         left.iter().map(|f| f.drift(ctx.dir)).collect(),
     ))
