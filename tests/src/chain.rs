@@ -51,7 +51,7 @@ impl Runtime {
     pub fn exec_with(&self, command: &str, conf: &Value, netns: &Path) -> CniOutput {
         let plugin = conf["type"].as_str().expect("plugin type");
         let binary = self.find(plugin);
-        let mut cmd = crate::node::command_in(&self.host, &binary);
+        let mut cmd = crate::netns::command_in(&self.host, &binary);
         let path = std::env::join_paths(&self.path).expect("CNI_PATH");
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

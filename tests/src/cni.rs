@@ -1,8 +1,28 @@
-//! Running the Debian reference CNI plugins (/usr/lib/cni) directly, the way a runtime does.
+//! Running the Debian reference CNI plugins (/usr/lib/cni) directly, the way a runtime does, and
+//! building the CNI_ARGS a kubelet passes.
 
 use std::{path::Path, process::Command};
 
 use crate::{bins, CniOutput};
+
+/// The CNI_ARGS a kubelet passes for a pod: `IgnoreUnknown=1;K8S_POD_NAMESPACE=<namespace>;
+/// K8S_POD_NAME=<name>`, then `;K8S_POD_INFRA_CONTAINER_ID=<id>` and `;K8S_POD_UID=<uid>` when
+/// given (in that order).
+pub fn k8s_args(
+    namespace: &str,
+    name: &str,
+    infra_container_id: Option<&str>,
+    uid: Option<&str>,
+) -> String {
+    let mut args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}");
+    if let Some(id) = infra_container_id {
+        args.push_str(&format!(";K8S_POD_INFRA_CONTAINER_ID={id}"));
+    }
+    if let Some(uid) = uid {
+        args.push_str(&format!(";K8S_POD_UID={uid}"));
+    }
+    args
+}
 
 /// Runs `plugin` with `command` (ADD, DEL, CHECK) and the network configuration `conf` on stdin.
 pub fn exec(
@@ -63,4 +83,25 @@ pub fn debian_sbr(command: &str, netns: &Path, ifname: &str, ips: &[(&str, Optio
         out.stdout,
         out.stderr
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::k8s_args;
+
+    #[test]
+    fn k8s_args_keeps_each_callers_string() {
+        assert_eq!(
+            k8s_args("ns", "p", Some("c1"), Some("u1")),
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=u1"
+        );
+        assert_eq!(
+            k8s_args("ns", "p", None, Some("u1")),
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_UID=u1"
+        );
+        assert_eq!(
+            k8s_args("ns1", "p1", None, None),
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=p1"
+        );
+    }
 }

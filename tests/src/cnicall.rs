@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::node::{Netns, Node};
+use crate::{netns::Netns, node::Node};
 
 /// One CNI call.
 #[derive(Clone, Debug)]

@@ -23,4 +23,5 @@ pub mod topo;
 pub mod traffic;
 
 pub use cnicall::{CniCall, CniOutput};
-pub use node::{Netns, Node};
+pub use netns::Netns;
+pub use node::Node;

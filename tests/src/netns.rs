@@ -2,16 +2,21 @@
 //! (also when the test panics).
 
 use std::{
-    path::PathBuf,
+    fs::File,
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
 };
 
-/// A name no other test (of this or a parallel process) uses: `<prefix><pid><counter>`.
+use serde_json::Value;
+
+/// A name no other test (of this or a parallel process) uses: `<prefix><pid%100000>x<counter>`
+/// (short enough for interface names when `prefix` has at most 3 characters).
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}x{n}", std::process::id())
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
 }
 
 /// Runs a command and panics with its output when it fails.
@@ -40,11 +45,29 @@ pub fn try_run(cmd: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
 }
 
-/// A named network namespace (`ip netns add`), deleted on drop.
+/// A command that runs inside the network namespace at `ns` (setns in the child before exec).
+pub fn command_in(ns: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let file = File::open(ns).unwrap_or_else(|e| panic!("open {}: {e}", ns.display()));
+    let mut cmd = Command::new(program);
+    // SAFETY: setns is async-signal-safe; the descriptor stays open in the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop unless [`Netns::delete`] already
+/// removed it.
 #[derive(Debug)]
 pub struct Netns {
     name: String,
-    deleted: std::sync::atomic::AtomicBool,
+    path: PathBuf,
+    deleted: AtomicBool,
 }
 
 impl Netns {
@@ -53,6 +76,7 @@ impl Netns {
         let name = unique_name(role);
         run("ip", &["netns", "add", &name]);
         let ns = Self {
+            path: PathBuf::from("/run/netns").join(&name),
             name,
             deleted: false.into(),
         };
@@ -65,9 +89,15 @@ impl Netns {
         &self.name
     }
 
-    /// Its path under /run/netns.
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
+    /// Its path under /run/netns (what CNI_NETNS carries).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A command that runs inside this namespace (setns in the child before exec; no mount
+    /// namespace games, so it costs nothing measurable).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        command_in(&self.path, program)
     }
 
     /// Runs `ip -n <ns> <args>`, panicking on failure.
@@ -137,7 +167,7 @@ impl Netns {
     /// Packet counters of an interface: (rx packets, tx packets).
     pub fn link_packets(&self, ifname: &str) -> (u64, u64) {
         let out = self.ip(&["-j", "-s", "link", "show", "dev", ifname]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
         let stats = &v[0]["stats64"];
         let get = |dir: &str| {
             stats[dir]["packets"]
@@ -147,17 +177,36 @@ impl Netns {
         (get("rx"), get("tx"))
     }
 
-    /// Interface names of the namespace.
-    pub fn links(&self) -> Vec<String> {
+    /// The interfaces of the namespace (`ip -j link`).
+    pub fn links(&self) -> Vec<Value> {
         let out = self.ip(&["-j", "link", "show"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l["ifname"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// Interface names, loopback excluded.
+    pub fn link_names(&self) -> Vec<String> {
+        self.links()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(String::from))
+            .filter(|n| n != "lo")
+            .collect()
+    }
+
+    /// Addresses of one interface, as `addr/prefix`.
+    pub fn addresses(&self, ifname: &str) -> Vec<String> {
+        let out = self.ip(&["-j", "addr", "show", "dev", ifname]);
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.iter()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["scope"] != "link")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"]))
+            .collect()
+    }
+
+    /// Routes of the main table for a family (`-4` or `-6`), as JSON.
+    pub fn routes(&self, family: &str) -> Vec<Value> {
+        let out = self.ip(&[family, "-j", "route", "show"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
     /// `ip route show table all` plus `ip -6 route show table all`, one route a line, sorted.
@@ -188,9 +237,7 @@ impl Netns {
         }
         lines
     }
-}
 
-impl Netns {
     /// Deletes the namespace now (to test what happens when it disappears).
     pub fn delete(&self) {
         run("ip", &["netns", "del", &self.name]);

@@ -66,13 +66,16 @@ impl Podman {
             dir,
         };
         let tar = podman.dir.path().join("bb.tar");
-        crate::node::run(
-            Command::new("tar")
-                .arg("-C")
-                .arg(podman.dir.path().join("rootfs"))
-                .arg("-cf")
-                .arg(&tar)
-                .arg("."),
+        let rootfs = podman.dir.path().join("rootfs");
+        crate::netns::run(
+            "tar",
+            &[
+                "-C",
+                &rootfs.to_string_lossy(),
+                "-cf",
+                &tar.to_string_lossy(),
+                ".",
+            ],
         );
         let out = podman.script(&format!(
             "podman import --change 'CMD [\"/bin/sh\"]' --change 'ENV PATH=/bin' {} localhost/bb:latest >/dev/null",

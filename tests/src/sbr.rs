@@ -38,19 +38,19 @@ impl Harness {
 
     /// ADD, panicking on failure.
     pub fn add(&self, pod: &Netns, spec: &InterfaceSpec) -> sbr::AddReport {
-        sbr::add(&self.cfg, &self.container_id, &pod.path(), spec)
+        sbr::add(&self.cfg, &self.container_id, pod.path(), spec)
             .unwrap_or_else(|e| panic!("sbr add: {e}"))
     }
 
     /// DEL, panicking on failure.
     pub fn del(&self, pod: &Netns, ifname: &str) {
-        sbr::del(&self.cfg, &self.container_id, Some(&pod.path()), ifname)
+        sbr::del(&self.cfg, &self.container_id, Some(pod.path()), ifname)
             .unwrap_or_else(|e| panic!("sbr del: {e}"));
     }
 
     /// CHECK.
     pub fn check(&self, pod: &Netns, spec: &InterfaceSpec) -> Result<(), SbrError> {
-        sbr::check(&self.cfg, &self.container_id, &pod.path(), spec)
+        sbr::check(&self.cfg, &self.container_id, pod.path(), spec)
     }
 
     /// Counters of the pod's interface `ifname` (zero when the programs never saw it).
@@ -73,7 +73,7 @@ impl Harness {
             Vec::<String>::new(),
             "pins left behind"
         );
-        let links = pod.links();
+        let links = pod.link_names();
         assert!(
             !links.iter().any(|l| l.starts_with(sbr::CARRIER_IFNAME)),
             "carrier left behind: {links:?}"
@@ -155,7 +155,7 @@ pub fn node_map_cookies(bpffs_dir: &Path, map: &str) -> Vec<u64> {
 pub fn carriers_gone(pod: &Netns) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while pod
-        .links()
+        .link_names()
         .iter()
         .any(|l| l.starts_with("sbrdel-") || l.starts_with(sbr::CARRIER_IFNAME))
     {

@@ -110,10 +110,10 @@ impl PluginPod {
             .expect("tempdir");
         let list = conflist(net1, o.net1_mtu, mode, data.path(), bpffs.path());
         let rt = Runtime {
-            host: t.r1.path(),
+            host: t.r1.path().to_path_buf(),
             path: plugin_path(),
             container_id: unique_name("ctr"),
-            netns: t.pod.path(),
+            netns: t.pod.path().to_path_buf(),
             ifname: "net1".into(),
         };
         let result = rt.add(&list).unwrap_or_else(|f| {
@@ -193,7 +193,7 @@ impl PluginPod {
                 !self
                     .t
                     .pod
-                    .links()
+                    .link_names()
                     .iter()
                     .any(|l| l.starts_with(multus::sbr::CARRIER_IFNAME)),
                 "carrier left behind"

@@ -485,9 +485,9 @@ fn delegates_get_runtime_config_args_prev_result_and_unknown_keys() {
     conf["capabilities"] = json!({"portMappings": true, "bandwidth": true});
     conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}], "bandwidth": {"ingressRate": 1}});
     conf["x-unknown-top"] = json!("kept");
-    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=p1";
+    let args = testkit::cni::k8s_args("ns1", "p1", None, None);
     env.call("ADD", "rec", Some(&pod))
-        .args(args)
+        .args(&args)
         .run(&env.node, &env.multus, &conf)
         .ok();
     let m = env.recorded("ADD", "rec", "eth0");
@@ -516,7 +516,7 @@ fn delegates_get_runtime_config_args_prev_result_and_unknown_keys() {
     );
     assert_eq!(s["env"]["CNI_ARGS"], args);
     env.call("DEL", "rec", Some(&pod))
-        .args(args)
+        .args(&args)
         .run(&env.node, &env.multus, &conf)
         .assert_ok();
     let d = env.recorded("DEL", "rec", "eth0");

@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde_json::{json, Value};
 use testkit::{
-    bins, confs,
+    bins, cni, confs,
     kube_api::{
         Fault, KubeApiServer, KubeconfigAuth, KubeconfigOptions, NadSeed, PodSeed, ServerOptions,
     },
@@ -118,8 +118,11 @@ impl K {
         name: &str,
         uid: &str,
     ) -> CniCall {
-        CniCall::new(&self.node, command, id, Some(netns), "eth0").args(&format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={uid}"
+        CniCall::new(&self.node, command, id, Some(netns), "eth0").args(&cni::k8s_args(
+            namespace,
+            name,
+            Some(id),
+            Some(uid),
         ))
     }
 

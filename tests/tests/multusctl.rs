@@ -19,10 +19,10 @@ use serde_json::{json, Value};
 use testkit::{
     bins,
     bpffs::Bpffs,
-    confs,
+    cni, confs,
     kube_api::{KubeApiServer, PodSeed, ServerOptions},
     leaks,
-    node::unique,
+    netns::unique_name,
     topo::MiniPod,
     CniCall, Netns, Node,
 };
@@ -106,10 +106,8 @@ impl Env {
     /// ADD through multus (pod identity in CNI_ARGS), then SBR for net1 with the cached addresses.
     fn pod(&self, namespace: &str, name: &str, uid: &str) -> Pod {
         let ns = Netns::new("cp");
-        let id = unique("ctl");
-        let args = format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_UID={uid}"
-        );
+        let id = unique_name("ctl");
+        let args = cni::k8s_args(namespace, name, None, Some(uid));
         CniCall::new(&self.node, "ADD", &id, Some(&ns), "eth0")
             .args(&args)
             .run(&self.node, &self.multus, &self.conf)
@@ -541,7 +539,7 @@ fn stats_counts_and_rates() {
         .to_string();
     // The node owns 10.20.0.1 on br-b: its pings to net1 are answered from net1's address.
     assert!(
-        env.node.ns.ping(&net1_addr, 3),
+        env.node.ns.ping(&net1_addr, 3, &[]) > 0,
         "node reaches the pod's net1"
     );
     let out = env.ctl(&["-o", "json", "stats"]);
@@ -827,14 +825,14 @@ fn gc_removes_exactly_the_stale_ones() {
     let live = env.pod("team-a", "live-1", "uid-l");
     // Pins only (the plugin chained without multus): one whose namespace goes, one that stays.
     let orphan = MiniPod::new();
-    let orphan_id = unique("pin");
-    sbr::add(&cfg, &orphan_id, &orphan.pod.path(), &orphan.net1_spec()).expect("add orphan");
+    let orphan_id = unique_name("pin");
+    sbr::add(&cfg, &orphan_id, orphan.pod.path(), &orphan.net1_spec()).expect("add orphan");
     let standalone = MiniPod::new();
-    let standalone_id = unique("pin");
+    let standalone_id = unique_name("pin");
     sbr::add(
         &cfg,
         &standalone_id,
-        &standalone.pod.path(),
+        standalone.pod.path(),
         &standalone.net1_spec(),
     )
     .expect("add standalone");
@@ -955,10 +953,7 @@ fn gc_removes_exactly_the_stale_ones() {
     let asked = std::cell::Cell::new(0);
     let released = multus::metaplugin::release_cached(&conf, &stale.id, &[], &|entry| {
         asked.set(asked.get() + 1);
-        assert_eq!(
-            entry.netns.as_deref(),
-            Some(std::path::Path::new(&stale.ns.path()))
-        );
+        assert_eq!(entry.netns.as_deref(), Some(stale.ns.path()));
         false
     })
     .expect("release_cached");
@@ -1021,7 +1016,7 @@ fn gc_removes_exactly_the_stale_ones() {
     assert_eq!(out.code, 0, "what is left is healthy: {}", out.stdout);
     let out = env.ctl(&["gc"]);
     assert!(out.stdout.contains("nothing to remove"), "{}", out.stdout);
-    sbr::del(&cfg, &standalone_id, Some(&standalone.pod.path()), "net1").expect("del standalone");
+    sbr::del(&cfg, &standalone_id, Some(standalone.pod.path()), "net1").expect("del standalone");
 }
 
 /// Deletes a pod's namespace (the runtime removed the sandbox without a CNI DEL).

@@ -96,7 +96,7 @@ fn del_with_netns_gone() {
     h.add(&t.pod, &t.net1_spec());
     let ids = bpf_ids(&h);
     t.pod.delete();
-    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1")
+    sbr::del(&h.cfg, &h.container_id, Some(t.pod.path()), "net1")
         .unwrap_or_else(|e| panic!("del: {e}"));
     assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left");
     for (prog, _) in ids {
@@ -106,7 +106,7 @@ fn del_with_netns_gone() {
         );
     }
     // Again, and without a netns path at all: still fine.
-    sbr::del(&h.cfg, &h.container_id, Some(&t.pod.path()), "net1")
+    sbr::del(&h.cfg, &h.container_id, Some(t.pod.path()), "net1")
         .unwrap_or_else(|e| panic!("del again: {e}"));
     sbr::del(&h.cfg, &h.container_id, None, "net1")
         .unwrap_or_else(|e| panic!("del without netns: {e}"));
@@ -136,7 +136,7 @@ fn del_is_idempotent_and_needs_no_add() {
     let h = Harness::new();
     h.del(&t.pod, "net1");
     let cfg = SbrConfig::new("/nonexistent/sbr-bpffs");
-    sbr::del(&cfg, "never-added", Some(&t.pod.path()), "net1")
+    sbr::del(&cfg, "never-added", Some(t.pod.path()), "net1")
         .unwrap_or_else(|e| panic!("del: {e}"));
     h.add(&t.pod, &t.net1_spec());
     h.del(&t.pod, "net1");
@@ -321,7 +321,7 @@ fn gc_removes_stale_and_orphaned_pins() {
     let id_a = h.container_id.clone();
     let id_b = format!("{id_a}-b");
     h.add(&a.pod, &a.net1_spec());
-    sbr::add(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("add b: {e}"));
+    sbr::add(&h.cfg, &id_b, b.pod.path(), &b.net1_spec()).unwrap_or_else(|e| panic!("add b: {e}"));
     assert_eq!(sbr::pods(&h.cfg).expect("pods"), {
         let mut v = vec![id_a.clone(), id_b.clone()];
         v.sort();
@@ -354,7 +354,7 @@ fn names_are_validated_and_errors_leave_nothing() {
     let h = Harness::new();
     let spec = t.net1_spec();
     let err = |cid: &str, spec: &InterfaceSpec| {
-        sbr::add(&h.cfg, cid, &t.pod.path(), spec).expect_err("must fail")
+        sbr::add(&h.cfg, cid, t.pod.path(), spec).expect_err("must fail")
     };
     assert!(matches!(
         err("../escape", &spec),
@@ -403,7 +403,10 @@ fn names_are_validated_and_errors_leave_nothing() {
         "failed ADDs leave no pins"
     );
     assert!(
-        t.pod.links().iter().all(|l| !l.starts_with(CARRIER_IFNAME)),
+        t.pod
+            .link_names()
+            .iter()
+            .all(|l| !l.starts_with(CARRIER_IFNAME)),
         "failed ADDs leave no carrier"
     );
 }
@@ -414,7 +417,7 @@ fn bpffs_is_mounted_when_missing() {
     let t = Sbr5::new();
     let fs = Bpffs::unmounted();
     let cfg = SbrConfig::new(fs.path().join("sbr"));
-    sbr::add(&cfg, "mount-test", &t.pod.path(), &t.net1_spec())
+    sbr::add(&cfg, "mount-test", t.pod.path(), &t.net1_spec())
         .unwrap_or_else(|e| panic!("add: {e}"));
     let out = try_run(
         "stat",
@@ -434,8 +437,7 @@ fn bpffs_is_mounted_when_missing() {
         "700",
         "pin directories are root-only"
     );
-    sbr::del(&cfg, "mount-test", Some(&t.pod.path()), "net1")
-        .unwrap_or_else(|e| panic!("del: {e}"));
+    sbr::del(&cfg, "mount-test", Some(t.pod.path()), "net1").unwrap_or_else(|e| panic!("del: {e}"));
     let c = std::ffi::CString::new(cfg.bpffs_dir.as_os_str().as_encoded_bytes()).expect("path");
     // SAFETY: umount2 on a valid path.
     assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
@@ -477,7 +479,7 @@ fn pods_share_the_node_programs() {
     let h = Harness::new();
     let id_b = format!("{}-b", h.container_id);
     let add_b = || {
-        sbr::add(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec())
+        sbr::add(&h.cfg, &id_b, b.pod.path(), &b.net1_spec())
             .unwrap_or_else(|e| panic!("add b: {e}"))
     };
 
@@ -526,7 +528,7 @@ fn pods_share_the_node_programs() {
         (&after.entries, after.defaults, &after.interfaces),
         (&info_b.entries, info_b.defaults, &info_b.interfaces)
     );
-    sbr::check(&h.cfg, &id_b, &b.pod.path(), &b.net1_spec())
+    sbr::check(&h.cfg, &id_b, b.pod.path(), &b.net1_spec())
         .unwrap_or_else(|e| panic!("check b: {e}"));
     for map in ["src", "counters", "users"] {
         let cookies = node_map_cookies(h.bpffs.path(), map);
@@ -546,7 +548,7 @@ fn pods_share_the_node_programs() {
     }
 
     // The last DEL removes the programs' pins; the kernel frees them.
-    sbr::del(&h.cfg, &id_b, Some(&b.pod.path()), "net1").unwrap_or_else(|e| panic!("del b: {e}"));
+    sbr::del(&h.cfg, &id_b, Some(b.pod.path()), "net1").unwrap_or_else(|e| panic!("del b: {e}"));
     assert_eq!(
         h.bpffs.entries(),
         Vec::<String>::new(),
@@ -590,7 +592,7 @@ fn add_del_100_cycles_in_each_mode_leave_nothing() {
         let keeper = MiniPod::new();
         let h = Harness::with_mode(mode);
         let keeper_id = format!("{}-keeper", h.container_id);
-        sbr::add(&h.cfg, &keeper_id, &keeper.pod.path(), &keeper.net1_spec())
+        sbr::add(&h.cfg, &keeper_id, keeper.pod.path(), &keeper.net1_spec())
             .unwrap_or_else(|e| panic!("keeper: {e}"));
         let keeper_cookie = sbr::inspect(&h.cfg, &keeper_id).expect("keeper").cookie;
         let routes = t.pod.all_routes();
@@ -658,9 +660,9 @@ fn add_del_100_cycles_in_each_mode_leave_nothing() {
         assert!(
             carriers_gone(&t.pod),
             "{mode}: carriers left: {:?}",
-            t.pod.links()
+            t.pod.link_names()
         );
-        sbr::del(&h.cfg, &keeper_id, Some(&keeper.pod.path()), "net1")
+        sbr::del(&h.cfg, &keeper_id, Some(keeper.pod.path()), "net1")
             .unwrap_or_else(|e| panic!("keeper del: {e}"));
         h.assert_clean(&t.pod, &routes, &rules);
     }

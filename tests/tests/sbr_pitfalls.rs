@@ -34,7 +34,7 @@ fn eth0_gateway_unresolvable() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::with(o);
-    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
+    debian_sbr("ADD", t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(cli2_reaches_net1(&t), (3, 3), "Debian sbr answers by net1");
 }
 
@@ -78,7 +78,7 @@ fn no_default_route() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::with(o);
-    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
+    debian_sbr("ADD", t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(cli2_reaches_net1(&t), (3, 3), "Debian sbr answers by net1");
     assert_eq!(
         t.pod.ping(CLI2_V4, 1, &[]),
@@ -181,7 +181,7 @@ fn pod_rp_filter_strict() {
         pod_rp_filter: Some(1),
         ..Options::default()
     });
-    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
+    debian_sbr("ADD", t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(
         t.cli2.ping(POD_NET1_V4, 3, &[]),
         3,

@@ -56,8 +56,8 @@ fn ok(out: &CniOutput, what: &str) {
 fn hundred_add_del_cycles_leave_nothing() {
     let t = Sbr5::new();
     let h = Harness::new();
-    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
-    let c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let c = conf(&h, t.pod.path(), "net1", &NET1_IPS);
     let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
     for i in 0..100 {
         let add = rt.exec("ADD", &c);
@@ -87,8 +87,8 @@ fn hundred_add_del_cycles_leave_nothing() {
 fn result_in_the_requested_version() {
     let t = Sbr5::new();
     let h = Harness::new();
-    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
-    let mut c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let mut c = conf(&h, t.pod.path(), "net1", &NET1_IPS);
     c["cniVersion"] = json!("0.4.0");
     let add = rt.exec("ADD", &c);
     ok(&add, "ADD 0.4.0");
@@ -106,8 +106,8 @@ fn result_in_the_requested_version() {
 fn del_is_idempotent() {
     let t = Sbr5::new();
     let h = Harness::new();
-    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
-    let c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let c = conf(&h, t.pod.path(), "net1", &NET1_IPS);
     let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
     ok(&rt.exec("DEL", &c), "DEL without ADD");
     ok(&rt.exec("ADD", &c), "ADD");
@@ -123,8 +123,8 @@ fn del_is_idempotent() {
 
     // The namespace goes before DEL, with and without CNI_NETNS.
     let t = Sbr5::new();
-    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
-    let c = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let c = conf(&h, t.pod.path(), "net1", &NET1_IPS);
     ok(&rt.exec("ADD", &c), "ADD");
     t.pod.delete();
     ok(&rt.exec("DEL", &c), "DEL with the netns gone");
@@ -140,9 +140,9 @@ fn del_is_idempotent() {
 fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
     let t = Sbr5::new();
     let h = Harness::new();
-    let rt = runtime(&h, &t.r1.path(), &t.pod.path(), "net1");
-    let good = conf(&h, &t.pod.path(), "net1", &NET1_IPS);
-    let no_gw = conf(&h, &t.pod.path(), "net1", &[("10.1.0.2/24", None)]);
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let good = conf(&h, t.pod.path(), "net1", &NET1_IPS);
+    let no_gw = conf(&h, t.pod.path(), "net1", &[("10.1.0.2/24", None)]);
     let file = tempfile::NamedTempFile::new().expect("file");
     let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
     let with = |base: &Value, key: &str, v: Value| {
@@ -244,7 +244,7 @@ fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
             "address not on the interface",
             conf(
                 &h,
-                &t.pod.path(),
+                t.pod.path(),
                 "net1",
                 &[("10.1.0.7/24", Some(NET1_GW_V4))],
             ),
@@ -271,8 +271,8 @@ fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
     let out = rt.exec("CHECK", &good);
     assert_eq!(out.err_code(), 104, "{}", out.stdout);
     // An interface that does not exist in the pod.
-    let rt9 = runtime(&h, &t.r1.path(), &t.pod.path(), "net9");
-    let out = rt9.exec("ADD", &conf(&h, &t.pod.path(), "net9", &NET1_IPS));
+    let rt9 = runtime(&h, t.r1.path(), t.pod.path(), "net9");
+    let out = rt9.exec("ADD", &conf(&h, t.pod.path(), "net9", &NET1_IPS));
     assert_eq!(out.err_code(), 3, "{}", out.stdout);
     // A netns that does not exist.
     let out = rt.exec_with("ADD", &good, Path::new("/run/netns/does-not-exist-sbr"));
@@ -288,14 +288,14 @@ fn version_status_gc() {
     let base = |pod: &MiniPod| {
         conf(
             &h,
-            &pod.pod.path(),
+            pod.pod.path(),
             "net1",
             &[("10.5.0.2/24", Some("10.5.0.1"))],
         )
     };
     let rt = |i: usize| Runtime {
         container_id: ids[i].clone(),
-        ..runtime(&h, &m[i].router.path(), &m[i].pod.path(), "net1")
+        ..runtime(&h, m[i].router.path(), m[i].pod.path(), "net1")
     };
 
     let v = rt(0).exec(
@@ -405,10 +405,10 @@ impl MultusPod {
         opts["bpffsDir"] = json!(h.bpffs.path());
         conf["ebpfSbr"] = opts;
         let rt = Runtime {
-            host: t.r1.path(),
+            host: t.r1.path().to_path_buf(),
             path: vec![bin, bins::REFERENCE_PLUGINS.into()],
             container_id: h.container_id.clone(),
-            netns: t.pod.path(),
+            netns: t.pod.path().to_path_buf(),
             ifname: "eth0".into(),
         };
         MultusPod {

@@ -99,7 +99,7 @@ fn debian_sbr_on_the_same_topology() {
     let t = Sbr5::new();
     assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 0);
     let ips = NET1_IPS;
-    debian_sbr("ADD", &t.pod.path(), "net1", &ips);
+    debian_sbr("ADD", t.pod.path(), "net1", &ips);
     for dst in [POD_NET1_V4, POD_NET1_V6] {
         let (got, r0_rx, r1_rx) = ping_from_cli2(&t, dst);
         assert_eq!(got, PINGS, "sbr answers {dst}");
@@ -118,7 +118,7 @@ fn debian_sbr_on_the_same_topology() {
         !main.contains("10.1.0.0/24"),
         "sbr moves net1's subnet route out of main: {main}"
     );
-    debian_sbr("DEL", &t.pod.path(), "net1", &ips);
+    debian_sbr("DEL", t.pod.path(), "net1", &ips);
 }
 
 /// Pod-initiated traffic: unbound traffic follows the main table (eth0), traffic bound to net1's

@@ -34,7 +34,7 @@ fn link_local_on_net1_untouched() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::new();
-    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
+    debian_sbr("ADD", t.pod.path(), "net1", &NET1_IPS);
     let r1_ll = format!("{}%net1", link_local(&t.r1, ROUTER_POD_IF));
     assert_eq!(
         t.pod.ping(&r1_ll, 2, &[]),
@@ -74,7 +74,7 @@ fn udp_server_bound_to_wildcard() {
     h.del(&t.pod, "net1");
 
     let t = Sbr5::new();
-    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
+    debian_sbr("ADD", t.pod.path(), "net1", &NET1_IPS);
     for ((bind, to, eth0_addr), ours) in cases.iter().zip(&plain) {
         let server = udp_echo_server(&t.pod, addr(bind), UdpReply::Plain, 1);
         let theirs = udp_request(&t.cli2, None, addr(to)).map(|a| a.ip().to_string());
@@ -175,7 +175,7 @@ fn forwarded_traffic_follows_the_main_default() {
 
     let t = Sbr5::new();
     forwarding(&t);
-    debian_sbr("ADD", &t.pod.path(), "net1", &NET1_IPS);
+    debian_sbr("ADD", t.pod.path(), "net1", &NET1_IPS);
     assert_eq!(
         t.cli2.ping(CLI1_V4, 3, &[]),
         3,

@@ -44,9 +44,9 @@ fn setup(mode: Mode, o: Options) -> (Sbr5, Option<Harness>) {
                 "sbr",
                 "ADD",
                 "measure",
-                &t.pod.path(),
+                t.pod.path(),
                 "net1",
-                &sbr_conf(&t.pod.path(), "net1", &NET1_IPS),
+                &sbr_conf(t.pod.path(), "net1", &NET1_IPS),
             );
             assert!(out.status.success(), "sbr ADD: {}", out.stdout);
             None
@@ -165,7 +165,7 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
     let bpffs = testkit::bpffs::Bpffs::new();
     let bpffs_dir = bpffs.path().to_string_lossy().into_owned();
     let pod = t.pod.path().to_string_lossy().into_owned();
-    let conf = sbr_conf(&t.pod.path(), "net1", &NET1_IPS);
+    let conf = sbr_conf(t.pod.path(), "net1", &NET1_IPS);
     let mut times = Times {
         adds: Vec::new(),
         dels: Vec::new(),
@@ -220,12 +220,12 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
             }
             Plugin::Sbr => {
                 let start = Instant::now();
-                assert!(exec("sbr", "ADD", "m", &t.pod.path(), "net1", &conf)
+                assert!(exec("sbr", "ADD", "m", t.pod.path(), "net1", &conf)
                     .status
                     .success());
                 times.adds.push(ms(start.elapsed()));
                 let start = Instant::now();
-                assert!(exec("sbr", "DEL", "m", &t.pod.path(), "net1", &conf)
+                assert!(exec("sbr", "DEL", "m", t.pod.path(), "net1", &conf)
                     .status
                     .success());
                 times.dels.push(ms(start.elapsed()));

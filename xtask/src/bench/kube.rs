@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::{json, Value};
 use testkit::{
-    bins, confs,
+    bins, cni, confs,
     kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions},
     CniCall, Netns, Node,
 };
@@ -51,8 +51,12 @@ pub fn run(bins_dir: &Path, cycles: usize) -> Result<()> {
         Samples::default(),
     );
     let call = |cmd: &str, id: &str, pod: &Netns, name: &str, uid: &str| {
-        CniCall::new(&node, cmd, id, Some(pod), "eth0")
-            .args(&format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={uid}"))
+        CniCall::new(&node, cmd, id, Some(pod), "eth0").args(&cni::k8s_args(
+            "bench",
+            name,
+            Some(id),
+            Some(uid),
+        ))
     };
     // One pod namespace per path, reused (DEL leaves it empty), so no namespace cleanup runs
     // during the timed calls.

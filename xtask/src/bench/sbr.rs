@@ -43,7 +43,7 @@ struct Setup {
 }
 
 fn plugin_conf(mode: Mode, t: &Sbr5, bpffs: &Path) -> Value {
-    let mut c = sbr_conf(&t.pod.path(), "net1", &NET1_IPS);
+    let mut c = sbr_conf(t.pod.path(), "net1", &NET1_IPS);
     match mode {
         Mode::Ebpf => {
             c["type"] = json!("ebpf-sbr");
@@ -58,13 +58,13 @@ fn setup(mode: Mode, o: Options, bins_dir: &Path) -> Setup {
     let t = Sbr5::with(o);
     let bpffs = Bpffs::new();
     let rt = Runtime {
-        host: t.r1.path(),
+        host: t.r1.path().to_path_buf(),
         path: vec![
             bins_dir.to_path_buf(),
             PathBuf::from(bins::REFERENCE_PLUGINS),
         ],
         container_id: unique_name("bench"),
-        netns: t.pod.path(),
+        netns: t.pod.path().to_path_buf(),
         ifname: "net1".into(),
     };
     let conf = plugin_conf(mode, &t, bpffs.path());
