@@ -367,8 +367,6 @@ fn possible_cpus() -> Result<usize, SbrError> {
 
 /// One pod's view of the maps: its cookie, its share of the node-wide maps, and its own maps.
 pub struct PodMaps {
-    /// The pod's network-namespace cookie.
-    pub cookie: u64,
     /// The program version the pod uses.
     pub progs: Programs,
     /// The pod record as last read or written.
@@ -387,6 +385,11 @@ fn mirror_create(pin: &Path) -> Result<HashMap<MapData, SrcKey, SrcRoute>, SbrEr
 }
 
 impl PodMaps {
+    /// The pod's network-namespace cookie (its record's).
+    pub fn cookie(&self) -> u64 {
+        self.record.cookie
+    }
+
     /// Creates a pod's maps in `dir` (which must exist) for `record`, and registers the pod as a
     /// user of `progs`.
     pub fn create(
@@ -408,7 +411,6 @@ impl PodMaps {
         })();
         match made {
             Ok((state, mirror, record_map)) => Ok(Self {
-                cookie: record.cookie,
                 progs,
                 record,
                 record_map,
@@ -442,7 +444,6 @@ impl PodMaps {
         let mirror = HashMap::try_from(open_map(&dir.map("src"))?).map_err(map_err("pod src"))?;
         let state = StateMap::open(&dir.map("state"))?;
         Ok(Self {
-            cookie: record.cookie,
             progs,
             record,
             record_map,
@@ -476,7 +477,7 @@ impl PodMaps {
     pub fn switch_to(&mut self, container_id: &str, progs: Programs) -> Result<(), SbrError> {
         let mut node = NodeMaps::open(&progs)?;
         node.users
-            .insert(self.cookie, id_hash(container_id), 0)
+            .insert(self.cookie(), id_hash(container_id), 0)
             .map_err(map_err("users"))?;
         for (k, r) in self.entries() {
             node.src.insert(k, r, 0).map_err(map_err("src"))?;
@@ -527,7 +528,7 @@ impl PodMaps {
 
     fn default_key(&self, index: u32) -> DefaultKey {
         DefaultKey {
-            cookie: self.cookie,
+            cookie: self.cookie(),
             index,
             reserved: 0,
         }
@@ -557,7 +558,7 @@ impl PodMaps {
 
     fn counter_key(&self, ifindex: u32) -> CounterKey {
         CounterKey {
-            cookie: self.cookie,
+            cookie: self.cookie(),
             ifindex,
             reserved: 0,
         }
@@ -655,6 +656,6 @@ impl PodMaps {
                 self.remove_counters(st.ifindex)?;
             }
         }
-        ignore_missing(self.node.users.remove(&self.cookie)).map_err(map_err("users"))
+        ignore_missing(self.node.users.remove(&self.cookie())).map_err(map_err("users"))
     }
 }

@@ -195,7 +195,7 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
     interfaces.sort_by(|a, b| a.ifname.cmp(&b.ifname));
     Ok(PodInfo {
         container_id: container_id.to_string(),
-        cookie: maps.cookie,
+        cookie: maps.cookie(),
         attach_mode: AttachMode::from_record(maps.record.mode),
         version: maps.progs.name().to_string(),
         attachments,
@@ -219,7 +219,7 @@ fn filter_targets(
         Ok(ns) => ns,
         Err(e) => return fail(format!("namespace not reachable: {e}")),
     };
-    let cookie = maps.cookie;
+    let cookie = maps.cookie();
     let indices: Vec<u32> = ifaces.iter().map(|(_, i, _)| *i).collect();
     let read = ns.netlink(|h| async move {
         if !crate::netns::current_netns_is(cookie) {
@@ -279,7 +279,7 @@ impl LogReader {
         Ok(Self {
             logger,
             lines,
-            tag: format!(" ns {}", maps.cookie),
+            tag: format!(" ns {}", maps.cookie()),
         })
     }
 

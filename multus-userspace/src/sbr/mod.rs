@@ -439,7 +439,7 @@ async fn add_in_ns(
     ctx: &mut Ctx<'_>,
 ) -> Result<AddReport, SbrError> {
     let snap = Snapshot::read(h, maps).await?;
-    let (index, entries) = interface_entries(h, cfg, maps.cookie, iface, &snap).await?;
+    let (index, entries) = interface_entries(h, cfg, maps.cookie(), iface, &snap).await?;
     ctx.phases.mark("read");
     let previous = forget_interface(maps, &iface.ifname, Some(index))?;
     for (k, r) in &entries {
@@ -592,7 +592,7 @@ pub fn del_timed(
             let (maps, dir, phases) = (&mut maps, &dir, &phases);
             ns.netlink(|h| async move {
                 // The path may name another namespace by now: only the pod's own is touched.
-                if !crate::netns::current_netns_is(maps.cookie) {
+                if !crate::netns::current_netns_is(maps.cookie()) {
                     return Ok(false);
                 }
                 let mut ctx = Ctx::new(dir, phases);
@@ -650,7 +650,7 @@ pub fn cover(
     let (maps, dir, phases) = (&mut maps, &dir, &phases);
     ns.netlink(|h| async move {
         // Only the pod's own namespace is touched.
-        if !crate::netns::current_netns_is(maps.cookie) {
+        if !crate::netns::current_netns_is(maps.cookie()) {
             tracing::warn!(
                 "sbr: {} is not the namespace SBR state of {} was made in; not covering it",
                 netns.display(),
@@ -706,12 +706,12 @@ pub fn check(
     let maps = PodMaps::open_with(&dir, progs, opened)?;
     let drifts = ns.netlink(|h| async move {
         // The pins belong to another namespace than the one named now.
-        if netns_cookie()? != maps.cookie {
+        if netns_cookie()? != maps.cookie() {
             return Ok(vec![Drift::PodMissing]);
         }
         let mut drifts = Vec::new();
         let snap = Snapshot::read(&h, &maps).await?;
-        let (index, expected) = interface_entries(&h, cfg, maps.cookie, iface, &snap).await?;
+        let (index, expected) = interface_entries(&h, cfg, maps.cookie(), iface, &snap).await?;
         match maps.state.get(&iface.ifname) {
             Some(st) if st.flags & MANAGED != 0 => {
                 if st.ifindex != index {
