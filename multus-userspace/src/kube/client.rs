@@ -132,15 +132,7 @@ impl KubeClient {
         deadline: Instant,
     ) -> Result<Option<Pod>, KubeError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        self.retry(
-            &format!("GET pod {namespace}/{name}"),
-            deadline,
-            false,
-            || {
-                let api = api.clone();
-                async move { api.get_opt(name).await }
-            },
-        )
+        self.get_opt(&api, &format!("pod {namespace}/{name}"), name, deadline)
     }
 
     /// GETs a NetworkAttachmentDefinition; `Ok(None)` when it does not exist.
@@ -152,15 +144,30 @@ impl KubeClient {
     ) -> Result<Option<DynamicObject>, KubeError> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
-        self.retry(
-            &format!("GET network-attachment-definition {namespace}/{name}"),
+        self.get_opt(
+            &api,
+            &format!("network-attachment-definition {namespace}/{name}"),
+            name,
             deadline,
-            false,
-            || {
-                let api = api.clone();
-                async move { api.get_opt(name).await }
-            },
         )
+    }
+
+    /// GETs `name` through `api` (`what` names it in errors), retrying transient failures;
+    /// `Ok(None)` when it does not exist.
+    fn get_opt<K>(
+        &self,
+        api: &Api<K>,
+        what: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<K>, KubeError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.retry(&format!("GET {what}"), deadline, false, || {
+            let api = api.clone();
+            async move { api.get_opt(name).await }
+        })
     }
 
     /// Sets (or, with `None`, removes) pod annotations with a merge patch, retrying conflicts.
