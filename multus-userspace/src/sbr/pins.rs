@@ -251,14 +251,7 @@ impl PodDir {
         for p in links {
             remove_pin(&p)?;
         }
-        match std::fs::remove_dir(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SbrError::Bpffs {
-                path: self.dir.clone(),
-                source,
-            }),
-        }
+        remove_empty_dir(&self.dir)
     }
 }
 
@@ -292,6 +285,18 @@ pub fn remove_pin(path: &Path) -> Result<(), SbrError> {
         Err(e) => Err(SbrError::Pin {
             path: path.to_path_buf(),
             reason: e.to_string(),
+        }),
+    }
+}
+
+/// Removes an empty pin directory; one already gone is fine.
+pub fn remove_empty_dir(dir: &Path) -> Result<(), SbrError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(SbrError::Bpffs {
+            path: dir.to_path_buf(),
+            source,
         }),
     }
 }

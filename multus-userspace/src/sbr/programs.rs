@@ -20,7 +20,7 @@ use crate::hash::fnv1a;
 
 use super::{
     btf,
-    pins::{remove_pin, subdirectories, validate_container_id},
+    pins::{remove_empty_dir, remove_pin, subdirectories, validate_container_id},
     SbrError,
 };
 
@@ -275,14 +275,7 @@ impl Programs {
             })?;
             remove_pin(&entry.path())?;
         }
-        match std::fs::remove_dir(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(SbrError::Bpffs {
-                path: self.dir.clone(),
-                source,
-            }),
-        }
+        remove_empty_dir(&self.dir)
     }
 
     /// The users map: cookie of each pod using this version -> hash of its container id.
