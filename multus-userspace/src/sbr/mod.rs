@@ -681,28 +681,12 @@ pub fn check(
     if !dir.exists() {
         return Err(SbrError::Drift(vec![Drift::PodMissing]));
     }
-    let missing: Vec<Drift> = ["pod", "state", "src"]
-        .map(|m| dir.map(m))
-        .into_iter()
-        .filter(|p| !p.exists())
-        .map(Drift::PinMissing)
-        .collect();
-    if !missing.is_empty() {
-        return Err(SbrError::Drift(missing));
-    }
+    require_pins(["pod", "state", "src"].map(|m| dir.map(m)))?;
     let ns = NetNs::open(netns)?;
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
     let opened = PodMaps::open_record(&dir)?;
     let progs = Programs::at(&cfg.bpffs_dir, &opened.1.version())?;
-    let missing: Vec<Drift> = progs
-        .pins()
-        .into_iter()
-        .filter(|p| !p.exists())
-        .map(Drift::PinMissing)
-        .collect();
-    if !missing.is_empty() {
-        return Err(SbrError::Drift(missing));
-    }
+    require_pins(progs.pins())?;
     let maps = PodMaps::open_with(&dir, progs, opened)?;
     let drifts = ns.netlink(|h| async move {
         // The pins belong to another namespace than the one named now.
@@ -763,6 +747,20 @@ pub fn check(
         Ok(())
     } else {
         Err(SbrError::Drift(drifts))
+    }
+}
+
+/// Fails with [`Drift::PinMissing`] for every one of `pins` that does not exist.
+fn require_pins(pins: impl IntoIterator<Item = PathBuf>) -> Result<(), SbrError> {
+    let missing: Vec<Drift> = pins
+        .into_iter()
+        .filter(|p| !p.exists())
+        .map(Drift::PinMissing)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(SbrError::Drift(missing))
     }
 }
 
