@@ -29,8 +29,9 @@ pub fn product(name: &str) -> PathBuf {
     p
 }
 
-/// `target/<host tuple>/<profile>` of the running executable (a test in `deps/`, or a binary).
-fn own_profile_dir() -> PathBuf {
+/// `target/<host tuple>/<profile>` of the running executable (a test in `deps/`, or a binary
+/// such as xtask).
+pub fn own_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the running test's own path");
     let dir = exe.parent().expect("a directory holds the test executable");
     if dir.ends_with("deps") {

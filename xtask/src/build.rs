@@ -33,9 +33,8 @@ pub fn binaries(release: bool) -> Result<PathBuf> {
 /// (`build.target = "host-tuple"` in .cargo/config.toml), and xtask itself is one of its
 /// debug binaries, `target/<host tuple>/debug/xtask`.
 fn host_target_dir() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find xtask's own path")?;
-    exe.parent()
-        .and_then(|profile_dir| profile_dir.parent())
+    let own = testkit::bins::own_profile_dir();
+    own.parent()
         .map(PathBuf::from)
-        .with_context(|| format!("{} is not inside a target directory", exe.display()))
+        .with_context(|| format!("{} is not inside a target directory", own.display()))
 }
