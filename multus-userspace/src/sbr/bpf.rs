@@ -22,6 +22,7 @@ use multus_common::{
     CounterKey, DefaultKey, DefaultRoute, IfCounters, SrcKey, SrcRoute, DEFAULT_VALID,
 };
 
+use super::error::describe;
 use super::{
     pins::{remove_pin, PodDir},
     programs::{id_hash, ProgKind, Programs},
@@ -40,7 +41,7 @@ fn pin_err(path: &Path) -> impl FnOnce(String) -> SbrError + '_ {
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SbrError {
     move |e| SbrError::Map {
         map,
-        reason: e.to_string(),
+        reason: describe(&e),
     }
 }
 
@@ -77,13 +78,13 @@ pub fn attach_tcx(
             TcAttachType::Egress,
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
-        .map_err(|e| attach_err(e.to_string()))?;
-    let link = prog.take_link(id).map_err(|e| attach_err(e.to_string()))?;
+        .map_err(|e| attach_err(describe(&e)))?;
+    let link = prog.take_link(id).map_err(|e| attach_err(describe(&e)))?;
     let fd: FdLink = link
         .try_into()
-        .map_err(|e: aya::programs::links::LinkError| attach_err(e.to_string()))?;
+        .map_err(|e: aya::programs::links::LinkError| attach_err(describe(&e)))?;
     remove_pin(pin)?;
-    fd.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
+    fd.pin(pin).map_err(|e| pin_err(pin)(describe(&e)))?;
     Ok(())
 }
 
@@ -114,7 +115,7 @@ pub async fn attach_filter(
         .map_err(|e| attach_err(format!("add clsact: {e}")))?;
     let fd = prog
         .fd()
-        .map_err(|e| attach_err(e.to_string()))?
+        .map_err(|e| attach_err(describe(&e)))?
         .as_fd()
         .as_raw_fd();
     if let Err(e) = nlh::add_bpf_filter(h, ifindex, FILTER_SLOT, fd, kind.name()).await {
@@ -194,7 +195,7 @@ pub fn link_target(path: &Path) -> Result<LinkTarget, SbrError> {
     use std::os::unix::ffi::OsStrExt;
     let err = pin_err(path);
     let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| pin_err(path)(e.to_string()))?;
+        .map_err(|e| pin_err(path)(describe(&e)))?;
 
     #[repr(C)]
     struct ObjGet {
@@ -278,8 +279,8 @@ pub struct NodeMaps {
 }
 
 fn open_map(path: &Path) -> Result<Map, SbrError> {
-    let data = MapData::from_pin(path).map_err(|e| pin_err(path)(e.to_string()))?;
-    Map::from_map_data(data).map_err(|e| pin_err(path)(e.to_string()))
+    let data = MapData::from_pin(path).map_err(|e| pin_err(path)(describe(&e)))?;
+    Map::from_map_data(data).map_err(|e| pin_err(path)(describe(&e)))
 }
 
 impl NodeMaps {
@@ -360,7 +361,7 @@ fn possible_cpus() -> Result<usize, SbrError> {
     }
     let n = aya::util::nr_cpus().map_err(|(_, e)| SbrError::Map {
         map: "counters",
-        reason: e.to_string(),
+        reason: describe(&e),
     })?;
     Ok(*CPUS.get_or_init(|| n))
 }
@@ -380,7 +381,7 @@ pub struct PodMaps {
 
 fn mirror_create(pin: &Path) -> Result<HashMap<MapData, SrcKey, SrcRoute>, SbrError> {
     let map = HashMap::<MapData, SrcKey, SrcRoute>::create(256, 0).map_err(map_err("pod src"))?;
-    map.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
+    map.pin(pin).map_err(|e| pin_err(pin)(describe(&e)))?;
     HashMap::try_from(open_map(pin)?).map_err(map_err("pod src"))
 }
 
@@ -600,7 +601,7 @@ impl PodMaps {
             let zero = PerCpuValues::try_from(vec![IfCounters::default(); possible_cpus()?])
                 .map_err(|e| SbrError::Map {
                     map: "counters",
-                    reason: e.to_string(),
+                    reason: describe(&e),
                 })?;
             self.node
                 .counters

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use super::error::describe;
 use super::SbrError;
 
 /// The kernel's BTF.
@@ -214,7 +215,7 @@ impl<'a> Btf<'a> {
 
 /// Reads the offsets from a BTF file.
 pub fn netns_offsets(path: &Path) -> Result<NetnsOffsets, SbrError> {
-    let data = std::fs::read(path).map_err(|e| btf_err(e.to_string()))?;
+    let data = std::fs::read(path).map_err(|e| btf_err(describe(&e)))?;
     let btf = Btf::parse(&data)?;
     Ok(NetnsOffsets {
         skb_dev: btf.offset("sk_buff", &["dev"])?,

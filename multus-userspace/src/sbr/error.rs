@@ -247,3 +247,20 @@ pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> SbrE
     let op = op.into();
     move |source| SbrError::Netlink { op, source }
 }
+
+/// An error's message followed by its sources' (aya's errors say only which call failed, e.g.
+/// "`bpf_mprog_attach` failed", and keep the errno in their source). A source whose text the
+/// message already holds is not repeated.
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

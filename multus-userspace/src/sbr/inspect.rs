@@ -14,6 +14,7 @@ use multus_common::{
     ROUTE_HAS_GATEWAY,
 };
 
+use super::error::describe;
 use super::{
     bpf::{self, LinkTarget, PodMaps},
     pins::{self, PodDir},
@@ -121,7 +122,7 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
         .if_links()?
         .into_iter()
         .map(|(ifname, pin)| {
-            let target = bpf::link_target(&pin).map_err(|e| e.to_string());
+            let target = bpf::link_target(&pin).map_err(|e| describe(&e));
             AttachmentInfo {
                 ifname,
                 pin,
@@ -227,14 +228,14 @@ fn filter_targets(
         }
         let mut out = Vec::new();
         for i in indices {
-            out.push(bpf::filter_prog(&h, i).await.map_err(|e| e.to_string()));
+            out.push(bpf::filter_prog(&h, i).await.map_err(|e| describe(&e)));
         }
         Ok(out)
     });
     match read {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => fail(e),
-        Err(e) => fail(e.to_string()),
+        Err(e) => fail(describe(&e)),
     }
 }
 
@@ -274,7 +275,7 @@ impl LogReader {
         let logger = aya_log::EbpfLogger::init_from_id_with_logger(id, Collector(lines.clone()))
             .map_err(|e| SbrError::Map {
                 map: "AYA_LOGS",
-                reason: e.to_string(),
+                reason: describe(&e),
             })?;
         Ok(Self {
             logger,

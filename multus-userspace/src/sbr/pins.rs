@@ -23,6 +23,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::error::describe;
 use super::SbrError;
 
 /// `BPF_FS_MAGIC` from linux/magic.h.
@@ -261,7 +262,7 @@ impl PodDir {
 pub fn unmount_anchor(path: &Path) -> Result<(), SbrError> {
     let c = cstring(path).map_err(|e| SbrError::Pin {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: describe(&e),
     })?;
     // SAFETY: umount2 with a valid NUL-terminated path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } != 0 {
@@ -284,7 +285,7 @@ pub fn remove_pin(path: &Path) -> Result<(), SbrError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(SbrError::Pin {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: describe(&e),
         }),
     }
 }

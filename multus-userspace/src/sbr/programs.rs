@@ -18,6 +18,7 @@ use multus_common::{names, MAP_NO_PREALLOC};
 
 use crate::hash::fnv1a;
 
+use super::error::describe;
 use super::{
     btf,
     pins::{remove_empty_dir, remove_pin, subdirectories, validate_container_id},
@@ -153,11 +154,11 @@ impl Programs {
     /// name and so makes aya 0.14 probe every kernel feature it knows (about 20 test loads).
     pub fn open(&self, kind: ProgKind) -> Result<(u32, SchedClassifier), SbrError> {
         let path = self.prog(kind);
-        let info = ProgramInfo::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+        let info = ProgramInfo::from_pin(&path).map_err(|e| pin_err(&path)(describe(&e)))?;
         let id = info.id();
         SchedClassifier::from_program_info(info, kind.name().into())
             .map(|prog| (id, prog))
-            .map_err(|e| pin_err(&path)(e.to_string()))
+            .map_err(|e| pin_err(&path)(describe(&e)))
     }
 
     /// The id of a pinned program.
@@ -165,7 +166,7 @@ impl Programs {
         let path = self.prog(kind);
         ProgramInfo::from_pin(&path)
             .map(|i| i.id())
-            .map_err(|e| pin_err(&path)(e.to_string()))
+            .map_err(|e| pin_err(&path)(describe(&e)))
     }
 
     /// Loads the embedded object (with aya-log output when `debug`) and pins its programs and maps
@@ -229,29 +230,27 @@ impl Programs {
         }
         let mut ebpf = loader
             .load(crate::bpf_objects::SBR)
-            .map_err(|e| SbrError::Load(e.to_string()))?;
+            .map_err(|e| SbrError::Load(describe(&e)))?;
         for kind in [ProgKind::Carrier, ProgKind::Egress] {
             let name = kind.name();
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| SbrError::Load(format!("program {name} missing from the object")))?
                 .try_into()
-                .map_err(|e: aya::programs::ProgramError| SbrError::Load(e.to_string()))?;
+                .map_err(|e: aya::programs::ProgramError| SbrError::Load(describe(&e)))?;
             load_retrying_interrupts(prog).map_err(|e| SbrError::Load(format!("{name}: {e}")))?;
             let path = self.prog(kind);
-            prog.pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+            prog.pin(&path).map_err(|e| pin_err(&path)(describe(&e)))?;
         }
         let users =
             HashMap::<MapData, u64, u64>::create(USERS_ENTRIES, MAP_NO_PREALLOC).map_err(|e| {
                 SbrError::Map {
                     map: "users",
-                    reason: e.to_string(),
+                    reason: describe(&e),
                 }
             })?;
         let path = self.map("users");
-        users
-            .pin(&path)
-            .map_err(|e| pin_err(&path)(e.to_string()))?;
+        users.pin(&path).map_err(|e| pin_err(&path)(describe(&e)))?;
         Ok(())
     }
 
@@ -281,10 +280,10 @@ impl Programs {
     /// The users map: cookie of each pod using this version -> hash of its container id.
     pub fn users(&self) -> Result<HashMap<MapData, u64, u64>, SbrError> {
         let path = self.map("users");
-        let data = MapData::from_pin(&path).map_err(|e| pin_err(&path)(e.to_string()))?;
+        let data = MapData::from_pin(&path).map_err(|e| pin_err(&path)(describe(&e)))?;
         HashMap::try_from(Map::HashMap(data)).map_err(|e| SbrError::Map {
             map: "users",
-            reason: e.to_string(),
+            reason: describe(&e),
         })
     }
 

@@ -11,6 +11,7 @@ use aya::programs::tc::SchedClassifier;
 use netlink_packet_route::route::RouteMessage;
 use rtnetlink::Handle;
 
+use super::error::describe;
 use super::{
     anchor,
     bpf::{self, PodMaps, BPF_TCX_EGRESS},
@@ -334,7 +335,7 @@ fn link_problem(pin: &std::path::Path, ifindex: u32, prog_id: u32) -> Option<Str
         return Some("no link pin".into());
     }
     match bpf::link_target(pin) {
-        Err(e) => Some(e.to_string()),
+        Err(e) => Some(describe(&e)),
         Ok(t) if t.ifindex == 0 => Some("link detached (interface gone)".into()),
         Ok(t) if t.ifindex != ifindex => {
             Some(format!("link on ifindex {}, expected {ifindex}", t.ifindex))

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData};
 
+use super::error::describe;
 use super::SbrError;
 
 /// [`IfaceState::flags`]: ADD manages the interface (its addresses are in the source map).
@@ -172,14 +173,14 @@ impl RecordMap {
     pub fn create(pin: &Path, record: &PodRecord) -> Result<Self, SbrError> {
         let mut map = Array::<MapData, PodRecord>::create(1, 0).map_err(record_err)?;
         map.set(0, *record, 0).map_err(record_err)?;
-        map.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
+        map.pin(pin).map_err(|e| pin_err(pin)(describe(&e)))?;
         Self::open(pin)
     }
 
     /// Opens the pinned record.
     pub fn open(pin: &Path) -> Result<Self, SbrError> {
-        let data = MapData::from_pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
-        let map = Array::try_from(Map::Array(data)).map_err(|e| pin_err(pin)(e.to_string()))?;
+        let data = MapData::from_pin(pin).map_err(|e| pin_err(pin)(describe(&e)))?;
+        let map = Array::try_from(Map::Array(data)).map_err(|e| pin_err(pin)(describe(&e)))?;
         Ok(Self { map })
     }
 
@@ -196,15 +197,15 @@ impl RecordMap {
     /// Pins the record map (pinned at `pinned`) a second time at `pin` (a mount point for the
     /// carrier's anchor).
     pub fn pin_again(pinned: &Path, pin: &Path) -> Result<(), SbrError> {
-        let data = MapData::from_pin(pinned).map_err(|e| pin_err(pinned)(e.to_string()))?;
-        data.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))
+        let data = MapData::from_pin(pinned).map_err(|e| pin_err(pinned)(describe(&e)))?;
+        data.pin(pin).map_err(|e| pin_err(pin)(describe(&e)))
     }
 }
 
-fn record_err(e: impl std::fmt::Display) -> SbrError {
+fn record_err(e: impl std::error::Error) -> SbrError {
     SbrError::Map {
         map: "pod",
-        reason: e.to_string(),
+        reason: describe(&e),
     }
 }
 
@@ -217,7 +218,7 @@ impl StateMap {
     /// Creates and pins an empty map.
     pub fn create(pin: &Path) -> Result<Self, SbrError> {
         let map = HashMap::<MapData, IfName, IfaceState>::create(64, 0).map_err(map_err)?;
-        map.pin(pin).map_err(|e| pin_err(pin)(e.to_string()))?;
+        map.pin(pin).map_err(|e| pin_err(pin)(describe(&e)))?;
         Self::open(pin)
     }
 
@@ -258,10 +259,10 @@ impl StateMap {
     }
 }
 
-fn map_err(e: impl std::fmt::Display) -> SbrError {
+fn map_err(e: impl std::error::Error) -> SbrError {
     SbrError::Map {
         map: "state",
-        reason: e.to_string(),
+        reason: describe(&e),
     }
 }
 
