@@ -242,6 +242,25 @@ fn check_names_drift_and_add_repairs_it() {
     h.del(&t.pod, "net1");
 }
 
+/// Removing a TCX link's last pin releases the link in a kernel worker; an ADD right after finds
+/// the program still attached (EEXIST) and must wait for the release rather than fail (a full
+/// run failed so once, with other tests loading RTNL).
+#[test]
+fn add_right_after_a_link_pin_is_removed_reattaches() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let spec = t.net1_spec();
+    h.add(&t.pod, &spec);
+    let pin = h.bpffs.pod_dir(&h.container_id).join("link-if-net1");
+    for round in 0..20 {
+        std::fs::remove_file(&pin).unwrap_or_else(|e| panic!("round {round}: unpin: {e}"));
+        h.add(&t.pod, &spec);
+        h.check(&t.pod, &spec)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    h.del(&t.pod, "net1");
+}
+
 /// ADD and DEL only add to the pod: every route the delegates installed is still there, unchanged.
 #[test]
 fn delegate_routes_are_kept() {

@@ -72,13 +72,7 @@ pub fn attach_tcx(
         ifname: ifname.to_string(),
         reason,
     };
-    let id = prog
-        .attach_with_options(
-            ifname,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-        .map_err(|e| attach_err(describe(&e)))?;
+    let id = attach_tcx_after_release(prog, ifname).map_err(|e| attach_err(describe(&e)))?;
     let link = prog.take_link(id).map_err(|e| attach_err(describe(&e)))?;
     let fd: FdLink = link
         .try_into()
@@ -86,6 +80,37 @@ pub fn attach_tcx(
     remove_pin(pin)?;
     fd.pin(pin).map_err(|e| pin_err(pin)(describe(&e)))?;
     Ok(())
+}
+
+/// How long a TCX attach waits for an older link of the same program on the same hook to finish
+/// its release. Removing a link's last pin releases it in a kernel worker, after an RCU grace
+/// period under RTNL, so an attach right after (repairing a removed pin, say) can still find the
+/// program there and get EEXIST; on a busy node the worker can take hundreds of milliseconds.
+const TCX_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The TCX attach, tried again while the kernel answers EEXIST (the program is still attached
+/// through a link being released), for at most [`TCX_RELEASE_WAIT`]. A link that stays (one not
+/// pinned by SBR) still fails with EEXIST after that.
+fn attach_tcx_after_release(
+    prog: &mut SchedClassifier,
+    ifname: &str,
+) -> Result<aya::programs::tc::SchedClassifierLinkId, aya::programs::ProgramError> {
+    let started = std::time::Instant::now();
+    loop {
+        match prog.attach_with_options(
+            ifname,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        ) {
+            Err(aya::programs::ProgramError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST)
+                    && started.elapsed() < TCX_RELEASE_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Where SBR's netlink filters sit on the clsact egress hook: a priority and handle of their own
