@@ -1,4 +1,4 @@
-//! The source-based-routing test topology (shared/research/sbr-and-ebpf.md §5), in fresh namespaces:
+//! The source-based-routing test topology (the "§5 topology" of docs/sbr-design.md §9), in fresh namespaces:
 //!
 //! ```text
 //! cli1 172.16.1.2 fd10:1::2 -- r0 (172.16.1.1 | 10.0.0.1, fd00::1) -- pod eth0 10.0.0.2/24, fd00::2/64

@@ -1,4 +1,4 @@
-//! The cases where a naive tc-egress redirect fails (shared/research/sbr-and-ebpf.md §3): the eth0
+//! The cases where a naive tc-egress redirect fails (docs/sbr-design.md §5): the eth0
 //! gateway unresolvable, no default route, MTU mismatch between interfaces, and rp_filter in the pod.
 //! Each fails without SBR and passes with eBPF SBR; Debian's sbr runs the same case for comparison.
 

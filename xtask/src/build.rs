@@ -33,8 +33,9 @@ pub fn binaries(release: bool) -> Result<PathBuf> {
 /// (`build.target = "host-tuple"` in .cargo/config.toml), and xtask itself is one of its
 /// debug binaries, `target/<host tuple>/debug/xtask`.
 fn host_target_dir() -> Result<PathBuf> {
-    let own = testkit::bins::own_profile_dir();
-    own.parent()
+    let exe = std::env::current_exe().context("xtask's own path")?;
+    exe.parent()
+        .and_then(|profile| profile.parent())
         .map(PathBuf::from)
-        .with_context(|| format!("{} is not inside a target directory", own.display()))
+        .with_context(|| format!("{} is not inside a target directory", exe.display()))
 }

@@ -1,10 +1,14 @@
 //! Project tasks. `cargo xtask test` and `cargo xtask demo` are the README's two commands; both
 //! start with `setup`, which installs only what is missing.
+//!
+//! This crate builds with the stable toolchain alone: it depends on nothing whose build needs
+//! the nightly toolchain, rust-src or bpf-linker (a test in tests/tests/workspace.rs asserts it
+//! from `cargo metadata`), so `setup` can run on a machine that has none of them. The demo and
+//! the benchmarks live in the test kit's `tasks` binary, built and run after `setup`.
 
-mod bench;
 mod build;
-mod demo;
 mod setup;
+mod tasks;
 mod test;
 mod util;
 
@@ -42,8 +46,9 @@ enum Cmd {
     Demo,
     /// Benchmarks, side by side with the reference, written to docs/benchmarks.md.
     Bench {
-        #[command(subcommand)]
-        which: bench::Which,
+        /// `core`, `kube` or `sbr`, and their options (`cargo xtask bench core --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
     },
 }
 
@@ -53,7 +58,11 @@ fn main() -> anyhow::Result<()> {
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Build { release } => build::binaries(release).map(|_| ()),
         Cmd::Test { args } => test::run(&args),
-        Cmd::Demo => demo::run(),
-        Cmd::Bench { which } => bench::run(which, &std::env::args().skip(1).collect::<Vec<_>>()),
+        Cmd::Demo => tasks::run(&["demo".to_string()], false),
+        Cmd::Bench { args } => {
+            let mut all = vec!["bench".to_string()];
+            all.extend(args);
+            tasks::run(&all, true)
+        }
     }
 }

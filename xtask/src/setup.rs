@@ -22,7 +22,7 @@ const PACKAGES: &[&str] = &[
     // a gRPC implementation to check the PodResources client and stand-in against
     "python3-grpcio",
 ];
-/// The bpf-linker release that works with this project's nightly (see shared/toolchain.md).
+/// The bpf-linker release that works with this project's nightly (see docs/building.md).
 const BPF_LINKER_VERSION: &str = "0.10.3";
 
 pub fn run() -> Result<()> {

@@ -55,4 +55,7 @@ pub fn is_root() -> bool {
 }
 
 /// The workspace root.
-pub use testkit::bins::workspace_root as root;
+pub fn root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}

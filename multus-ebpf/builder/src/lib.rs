@@ -3,7 +3,7 @@
 //! `cargo xtask build-ebpf` and the build script of `multus-userspace` both call [`build`], so a
 //! plain `cargo build` always produces (and embeds) up-to-date BPF objects. The BPF crate is
 //! compiled with the nightly toolchain for `bpfel-unknown-none` with `-Z build-std=core` and linked
-//! by bpf-linker (see shared/toolchain.md); everything it needs is installed by `cargo xtask setup`.
+//! by bpf-linker (see docs/building.md); everything it needs is installed by `cargo xtask setup`.
 
 use std::{
     env,

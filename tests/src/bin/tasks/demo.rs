@@ -1,5 +1,5 @@
-//! `cargo xtask demo`: a local "node" made of network namespaces. Builds the release binaries,
-//! installs them into a temporary CNI bin/conf directory, adds a pod with two networks through the
+//! `cargo xtask demo`: a local "node" made of network namespaces. Takes the release binaries
+//! `cargo xtask` built, installs them into a temporary CNI bin/conf directory, adds a pod with two networks through the
 //! real `multus` binary, shows its interfaces and result, pings both networks from client
 //! namespaces, deletes the pod and shows that nothing is left.
 
@@ -9,16 +9,7 @@ use anyhow::{bail, ensure, Result};
 use serde_json::Value;
 use testkit::{cni, confs, leaks, CniCall, Netns, Node};
 
-use crate::util::is_root;
-
-pub fn run() -> Result<()> {
-    crate::setup::run()?;
-    ensure!(
-        is_root(),
-        "the demo creates network namespaces: run `cargo xtask demo` as root"
-    );
-    step("building release binaries");
-    let bins = crate::build::binaries(true)?;
+pub fn run(bins: &std::path::Path) -> Result<()> {
     let node = Node::new();
     let multus = bins.join("multus");
     node.install("multus", &multus);
@@ -89,7 +80,7 @@ pub fn run() -> Result<()> {
     );
     step("part 1 done: both networks answered, and nothing was left behind");
     kubernetes(&node, &cli_b)?;
-    source_based_routing(&bins)?;
+    source_based_routing(bins)?;
     step("done");
     Ok(())
 }
@@ -238,7 +229,7 @@ fn client(node: &Node, bridge: &str, addr: &str) -> Result<Netns> {
     Ok(cli)
 }
 
-/// Part 3: eBPF source-based routing on the topology of shared/research §5 (cli2 — r1 — pod net1;
+/// Part 3: eBPF source-based routing on the test topology of tests/src/topo.rs (cli2 — r1 — pod net1;
 /// r0, the pod's default gateway, drops replies with a net1 source through rp_filter): without SBR
 /// cli2's pings to net1 get no answer; with `ebpf-sbr` chained after `bridge` they do, the replies
 /// leave by net1, and `multusctl` shows the maps and counters.

@@ -351,7 +351,7 @@ pub fn run(bins_dir: &Path, cycles: usize, reps: usize, secs: u32) -> Result<()>
     let mut body = format!(
         "## sbr: the `ebpf-sbr` plugin vs Debian's sbr vs no SBR\n\n\
          Command: `{command}` (release build) · {} · {:.0} s · load average before the run: {load}\n\n\
-         The §5 topology of shared/research/sbr-and-ebpf.md in namespaces (veth links; the pod's eth0 towards r0, net1 \
+         The SBR test topology (tests/src/topo.rs) in namespaces (veth links; the pod's eth0 towards r0, net1 \
          towards r1, clients cli1 behind r0 and cli2 behind r1). **Debian sbr** = containernetworking-plugins `sbr`; \
          **ebpf-sbr** = this repository's plugin; both are given the same prevResult for net1 (10.1.0.2/24 via 10.1.0.1, \
          fd01::2/64 via fd01::1). **No SBR** on the net1 path = a static route to cli2's network through net1 in the \

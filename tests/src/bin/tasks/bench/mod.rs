@@ -7,10 +7,8 @@ pub mod report;
 mod sbr;
 pub mod stats;
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use clap::Subcommand;
-
-use crate::util::is_root;
 
 /// Which benchmark.
 #[derive(Subcommand, Clone, Copy)]
@@ -42,26 +40,11 @@ pub enum Which {
     },
 }
 
-pub fn run(which: Which, raw_args: &[String]) -> Result<()> {
-    crate::setup::run()?;
-    ensure!(
-        is_root(),
-        "benchmarks create network namespaces: run as root"
-    );
-    if cfg!(debug_assertions) {
-        // The harness (namespaces, the API stand-in, timing) must not be the slow part: run the
-        // benchmark from an optimised build of this xtask.
-        let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.current_dir(crate::util::root())
-            .args(["run", "--quiet", "--release", "-p", "xtask", "--"])
-            .args(raw_args);
-        return crate::util::run_cmd(&mut cmd);
-    }
-    let bins = crate::build::binaries(true)?;
+pub fn run(which: Which, bins: &std::path::Path) -> Result<()> {
     match which {
-        Which::Core { cycles } => core::run(&bins, cycles),
-        Which::Kube { cycles } => kube::run(&bins, cycles),
-        Which::Sbr { cycles, reps, secs } => sbr::run(&bins, cycles, reps, secs),
+        Which::Core { cycles } => core::run(bins, cycles),
+        Which::Kube { cycles } => kube::run(bins, cycles),
+        Which::Sbr { cycles, reps, secs } => sbr::run(bins, cycles, reps, secs),
     }
 }
 

@@ -1,0 +1,30 @@
+//! `cargo xtask demo` and `cargo xtask bench`: setup, the release binaries, then the test kit's
+//! `tasks` binary (built only now, after `setup` installed what its BPF build needs).
+
+use std::process::Command;
+
+use anyhow::{ensure, Result};
+
+use crate::util::{is_root, root, run_cmd};
+
+/// Runs `tasks <args>` against freshly built release binaries. `optimised` builds the harness
+/// itself with the release profile too (the benchmarks' namespaces, API stand-in and timing must
+/// not be the slow part).
+pub fn run(args: &[String], optimised: bool) -> Result<()> {
+    crate::setup::run()?;
+    ensure!(
+        is_root(),
+        "the demo and the benchmarks create network namespaces: run `cargo xtask {}` as root",
+        args.first().map(String::as_str).unwrap_or("demo")
+    );
+    eprintln!("xtask: building release binaries");
+    let bins = crate::build::binaries(true)?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root())
+        .args(["run", "--quiet", "-p", "multus-tests", "--bin", "tasks"]);
+    if optimised {
+        cmd.arg("--release");
+    }
+    cmd.arg("--").args(args).env("MULTUS_BIN_DIR", &bins);
+    run_cmd(&mut cmd)
+}
