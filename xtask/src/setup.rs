@@ -76,6 +76,10 @@ pub fn run() -> Result<()> {
             "nightly",
         ]))?;
     }
+    if output(Command::new("cargo").args(["clippy", "--version"])).is_none() {
+        eprintln!("setup: adding clippy to the default toolchain");
+        run_cmd(Command::new("rustup").args(["component", "add", "clippy"]))?;
+    }
     let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
     if !linker.contains(BPF_LINKER_VERSION) {
         eprintln!("setup: installing bpf-linker {BPF_LINKER_VERSION}");

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: setup, build, then every test of the workspace (unit and privileged
-//! integration tests, which need root and never skip).
+//! `cargo xtask test`: setup, the workspace lints (clippy, Cargo.toml `[workspace.lints]`), build,
+//! then every test of the workspace (unit and privileged integration tests, which need root and
+//! never skip).
 
 use std::process::Command;
 
@@ -12,6 +13,11 @@ pub fn run(extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the integration tests create network namespaces and load BPF programs: run `cargo xtask test` as root");
     }
+    let mut clippy = Command::new(env!("CARGO"));
+    clippy
+        .current_dir(root())
+        .args(["clippy", "--quiet", "--all-targets"]);
+    run_cmd(&mut clippy).map_err(|e| anyhow::anyhow!("the workspace lints failed: {e}"))?;
     let bins = crate::build::binaries(false)?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
