@@ -139,11 +139,14 @@ fn no_file_points_outside_the_repository() {
     let mut found = Vec::new();
     for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let rel = String::from_utf8_lossy(name).to_string();
+        if rel == "tests/tests/workspace.rs" {
+            continue; // this file names what it looks for
+        }
         let Ok(text) = std::fs::read_to_string(root.join(&rel)) else {
             continue;
         };
         for (no, line) in text.lines().enumerate() {
-            if needles.iter().any(|n| line.contains(n)) && !line.contains("needles") {
+            if needles.iter().any(|n| line.contains(n)) {
                 found.push(format!("{rel}:{}: {line}", no + 1));
             }
         }
