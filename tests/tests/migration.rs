@@ -304,6 +304,7 @@ fn check_gc_and_multusctl_handle_reference_pods() {
         .clone();
     assert_eq!(item["cacheError"], Value::Null, "{item}");
     assert_eq!(item["cached"], true);
+    assert_eq!(item["cacheFormat"], "reference");
     assert_eq!(item["pod"]["name"], "kept");
     assert_eq!(item["netns"], kept.ns.path().display().to_string());
     assert_eq!(item["netnsState"], "present");

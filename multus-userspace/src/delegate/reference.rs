@@ -408,11 +408,11 @@ fn pod_of(cni_args: &str) -> Option<PodRef> {
     let value = |key: &str| {
         cni_args
             .split(';')
+            .rev()
             .filter_map(|p| p.split_once('='))
             .filter(|(k, _)| *k == key)
             .map(|(_, v)| v.to_string())
-            .filter(|v| !v.is_empty())
-            .last()
+            .find(|v| !v.is_empty())
     };
     Some(PodRef {
         namespace: value("K8S_POD_NAMESPACE")?,
