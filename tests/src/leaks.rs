@@ -23,7 +23,9 @@ pub fn host_local_leases(data_dir: &Path) -> Vec<String> {
     out
 }
 
-/// Files in the multus cache directory (the node-wide `.lock` file excluded: it is not per container).
+/// Files in the multus cache directory (the node-wide `.lock` file excluded: it is not per
+/// container), and those of libcni's result cache in its `results/` (as `results/<name>`; the
+/// reference Multus's libcni keeps it there).
 pub fn cache_files(cache_dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(cache_dir) else {
@@ -32,6 +34,12 @@ pub fn cache_files(cache_dir: &Path) -> Vec<String> {
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name == ".lock" {
+            continue;
+        }
+        if name == "results" && e.path().is_dir() {
+            for r in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                out.push(format!("results/{}", r.file_name().to_string_lossy()));
+            }
             continue;
         }
         out.push(name);

@@ -17,6 +17,7 @@ pub mod leaks;
 pub mod netns;
 pub mod node;
 pub mod podman;
+pub mod reference_multus;
 pub mod sbr;
 pub mod sbrplugin;
 pub mod topo;

@@ -294,6 +294,7 @@ fn list_and_show_json_field_by_field() {
         assert_eq!(c["netnsState"], "present");
         assert_eq!(c["cached"], true);
         assert_eq!(c["cacheError"], Value::Null);
+        assert_eq!(c["cacheFormat"], "native");
         let created = c["createdAt"].as_u64().expect("createdAt");
         assert!(
             created >= started && created <= now(),

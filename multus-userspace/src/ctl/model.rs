@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     cni::CniVersion,
-    delegate::cache::PodRef,
+    delegate::cache::{Origin, PodRef},
     sbr::{AttachmentInfo, IfAddr, IfCounters, PodInfo, CARRIER_IFNAME},
 };
 
@@ -97,6 +97,9 @@ pub struct ContainerView {
     pub cached: bool,
     /// Why the cache entry could not be read.
     pub cache_error: Option<String>,
+    /// Who wrote the cache entry: `native` (this implementation) or `reference` (the reference
+    /// Multus, before the node was switched); `null` without an entry.
+    pub cache_format: Option<&'static str>,
     /// When ADD ran (Unix seconds).
     pub created_at: Option<u64>,
     /// The attachments, in ADD order; then interfaces that only the pins know.
@@ -637,6 +640,10 @@ pub fn container_view(
         netns_state: rec.netns.as_str(),
         cached: entry.is_some(),
         cache_error: rec.cache_error.clone(),
+        cache_format: entry.map(|e| match e.origin {
+            Origin::Ours => "native",
+            Origin::Reference { .. } => "reference",
+        }),
         created_at: entry.map(|e| e.created_at).filter(|t| *t != 0),
         interfaces,
         sbr: sbr_view(node, rec, detail, live),

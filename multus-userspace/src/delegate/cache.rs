@@ -5,6 +5,10 @@
 //! Files are not fsynced: they are exactly as durable as the delegates' own state (host-local's
 //! leases are written the same way). A torn or corrupt file is reported as [`CacheError::Corrupt`]
 //! so callers can fall back instead of failing.
+//!
+//! A file the reference Multus wrote (a node switched from it) is read too: it and libcni's result
+//! cache beside it become an entry of this format ([`super::reference`]), marked
+//! [`Origin::Reference`] so that removing the entry also removes those libcni files.
 
 use std::{
     fs::{self, OpenOptions},
@@ -17,7 +21,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::Attachment;
+use super::{
+    reference::{self, LibcniRecord, RequestView, LIBCNI_RESULTS_DIR},
+    Attachment,
+};
 use crate::cni::env::validate_container_id;
 
 /// Format version written in every cache file.
@@ -65,6 +72,23 @@ pub struct CacheEntry {
     /// Keys written by other versions (kept).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Who wrote the file (never serialised: an entry written back is this format's).
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Who wrote a cache file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// This implementation.
+    #[default]
+    Ours,
+    /// The reference Multus (converted on reading).
+    Reference {
+        /// The libcni result-cache files of the container, removed with the entry (as the
+        /// reference's libcni removes them after DEL).
+        libcni_results: Vec<PathBuf>,
+    },
 }
 
 /// Cache failures.
@@ -125,16 +149,54 @@ impl Cache {
         write_atomic(&path, &bytes, 0o600).map_err(|e| CacheError::Io(path.clone(), e))
     }
 
-    /// Reads an entry; `Ok(None)` when there is none.
+    /// Reads an entry; `Ok(None)` when there is none. A file of the reference Multus is converted
+    /// with what libcni recorded at its ADD ([`Cache::read_for`] when a request is at hand).
     pub fn read(&self, container_id: &str) -> Result<Option<CacheEntry>, CacheError> {
+        self.read_for(container_id, None)
+    }
+
+    /// Reads an entry; a file of the reference Multus is converted for `request` (the runtime's
+    /// DEL or CHECK: its interface, CNI_ARGS and runtime config are what the reference used).
+    pub fn read_for(
+        &self,
+        container_id: &str,
+        request: Option<&RequestView<'_>>,
+    ) -> Result<Option<CacheEntry>, CacheError> {
         let path = self.path(container_id)?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io(path, e)),
         };
-        let entry: CacheEntry = serde_json::from_slice(&bytes)
-            .map_err(|e| CacheError::Corrupt(path.clone(), e.to_string()))?;
+        let entry: CacheEntry = match serde_json::from_slice(&bytes) {
+            Ok(entry) => entry,
+            Err(ours) if bytes.trim_ascii_start().starts_with(b"[") => {
+                let delegates = reference::parse(&bytes).map_err(|theirs| {
+                    CacheError::Corrupt(
+                        path.clone(),
+                        format!("neither this implementation's format ({ours}) nor the reference Multus's ({theirs})"),
+                    )
+                })?;
+                let created_at = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                let records = self.libcni_records(container_id);
+                return reference::to_entry(
+                    container_id,
+                    &delegates,
+                    &records,
+                    request,
+                    created_at,
+                )
+                .map(Some)
+                .map_err(|e| {
+                    CacheError::Corrupt(path, format!("a reference Multus cache file, but {e}"))
+                });
+            }
+            Err(ours) => return Err(CacheError::Corrupt(path.clone(), ours.to_string())),
+        };
         if entry.format != CACHE_FORMAT || entry.container_id != container_id {
             return Err(CacheError::Corrupt(
                 path,
@@ -147,13 +209,43 @@ impl Cache {
         Ok(Some(entry))
     }
 
+    /// libcni's result-cache records of a container (`<dir>/results/<network>-<id>-<ifname>`,
+    /// regular files only), as the reference's libcni finds them.
+    fn libcni_records(&self, container_id: &str) -> Vec<LibcniRecord> {
+        let dir = self.dir.join(LIBCNI_RESULTS_DIR);
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let part = format!("-{container_id}-");
+        let mut records: Vec<LibcniRecord> = rd
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.contains(&part)))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                let path = e.path();
+                let bytes = fs::read(&path).ok()?;
+                LibcniRecord::parse(&bytes, &path, container_id)
+            })
+            .collect();
+        records.sort_by(|a, b| a.path.cmp(&b.path));
+        records
+    }
+
     /// Removes an entry; a missing one is fine.
     pub fn remove(&self, container_id: &str) -> Result<(), CacheError> {
         let path = self.path(container_id)?;
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Io(path, e)),
-            _ => Ok(()),
+        remove_if_present(&path)
+    }
+
+    /// Removes an entry and, for one the reference wrote, the libcni result-cache files it was
+    /// read with.
+    pub fn remove_entry(&self, container_id: &str, origin: &Origin) -> Result<(), CacheError> {
+        if let Origin::Reference { libcni_results } = origin {
+            for path in libcni_results {
+                remove_if_present(path)?;
+            }
         }
+        self.remove(container_id)
     }
 
     /// The container ids that have an entry.
@@ -171,6 +263,13 @@ impl Cache {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), CacheError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Io(path.into(), e)),
+        _ => Ok(()),
     }
 }
 
@@ -223,6 +322,7 @@ mod tests {
             )],
             created_at: 1,
             extra: Map::new(),
+            origin: Origin::Ours,
         }
     }
 
@@ -258,6 +358,42 @@ mod tests {
             Some(id.clone())
         );
         assert_eq!(cache.list().unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn reference_files_are_read_with_libcni_records_and_removed_with_them() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "cluster", "type": "bridge"});
+        let bytes = base64::engine::general_purpose::STANDARD.encode(conf.to_string());
+        let file = serde_json::json!([{"Conf": {"ipam": {}, "dns": {}}, "Name": "cluster", "Bytes": bytes}]);
+        fs::write(dir.path().join("abc"), file.to_string()).unwrap();
+        fs::create_dir(dir.path().join("results")).unwrap();
+        let record = serde_json::json!({"kind": "cniCacheV1", "containerId": "abc", "ifName": "eth0",
+            "networkName": "cluster", "netns": "/run/netns/p", "result": {"cniVersion": "1.0.0"}});
+        let results = dir.path().join("results/cluster-abc-eth0");
+        fs::write(&results, record.to_string()).unwrap();
+        // Another container's record is neither read nor removed.
+        let other = dir.path().join("results/cluster-abcd-eth0");
+        fs::write(&other, record.to_string()).unwrap();
+        let e = cache.read("abc").unwrap().unwrap();
+        assert_eq!(e.netns.as_deref(), Some(Path::new("/run/netns/p")));
+        assert_eq!(e.attachments[0].ifname, "eth0");
+        assert_eq!(
+            e.origin,
+            Origin::Reference {
+                libcni_results: vec![results.clone()]
+            }
+        );
+        assert_eq!(cache.list().unwrap(), vec!["abc".to_string()]);
+        cache.remove_entry("abc", &e.origin).unwrap();
+        assert!(!results.exists() && other.exists());
+        assert!(cache.read("abc").unwrap().is_none());
+        // An array of something else is unreadable, and says which formats it is not.
+        fs::write(dir.path().join("abc"), b"[1, 2]").unwrap();
+        let err = cache.read("abc").unwrap_err().to_string();
+        assert!(err.contains("nor the reference Multus's"), "{err}");
     }
 
     #[test]

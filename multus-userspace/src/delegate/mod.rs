@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod exec;
 pub mod lock;
+pub mod reference;
 
 use std::{
     path::{Path, PathBuf},

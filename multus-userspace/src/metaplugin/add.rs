@@ -60,6 +60,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
             .map(|d| d.as_secs())
             .unwrap_or_default(),
         extra: Default::default(),
+        origin: Default::default(),
     };
     call.cache.write(&entry)?;
     let ctx = call.context(&req.container_id, Some(netns_path));

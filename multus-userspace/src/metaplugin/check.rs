@@ -23,7 +23,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let netns = req.netns.as_deref().ok_or(EnvError::Missing("CNI_NETNS"))?;
     NetNs::open(netns)?;
     let _lock = call.lock(&req.container_id)?;
-    let entry = call.cache.read(&req.container_id)?.ok_or_else(|| {
+    let entry = call.read_cache(&req.container_id, true)?.ok_or_else(|| {
         Error::UnknownContainer(format!(
             "nothing is cached for container {}: ADD did not run or DEL already ran",
             req.container_id

@@ -6,12 +6,18 @@
 //! the status of the pod's newer sandbox when kubelet removes an old one late.
 //!
 //! [`teardown`] is the one way a container's attachments are deleted: DEL, GC of stale containers
-//! and `multusctl gc` all go through it.
+//! and `multusctl gc` all go through it. A cache file of the reference Multus (a node switched from
+//! it) is read like one of ours (`delegate::reference`), so its pods are torn down without the API.
 
 use std::{path::Path, time::Instant};
 
 use crate::{
-    delegate::{self, cache::CacheEntry, lock::ContainerLock, Attachment},
+    delegate::{
+        self,
+        cache::{CacheEntry, Origin},
+        lock::ContainerLock,
+        Attachment,
+    },
     error::Error,
 };
 
@@ -21,7 +27,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let req = call.req;
     let lock = call.lock(&req.container_id)?;
     let deadline = Instant::now() + call.conf.del_api_deadline();
-    let cached = match call.cache.read(&req.container_id) {
+    let cached = match call.read_cache(&req.container_id, true) {
         Ok(entry) => entry,
         Err(e) => {
             tracing::warn!("{e}; falling back to the pod or the configuration");
@@ -29,6 +35,10 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         }
     };
     let from_cache = cached.is_some();
+    let origin = cached
+        .as_ref()
+        .map(|e| e.origin.clone())
+        .unwrap_or_default();
     let attachments = match cached {
         Some(entry) => entry.attachments,
         None => {
@@ -53,24 +63,26 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
         &req.container_id,
         &attachments,
         req.netns.as_deref(),
-        from_cache,
+        from_cache.then_some(&origin),
         &lock,
     )
 }
 
 /// Deletes `attachments` of `container_id` in reverse order (every delegate is attempted), removes
-/// their device-info files, and removes the cache entry unless a delegate failed and
-/// `retryDeleteOnError` asks to keep it. `netns` is passed to the delegates only while it is still
-/// a namespace. Without a cache (`from_cache` false) the DEL was a best-effort cleanup and its
-/// failures are only logged. The caller holds the container's lock (`_held`).
+/// their device-info files, and removes the cache entry (with, for a reference Multus entry, the
+/// libcni result-cache files it was read with) unless a delegate failed and `retryDeleteOnError`
+/// asks to keep it. `netns` is passed to the delegates only while it is still a namespace. Without
+/// a cache (`cached` is `None`) the DEL was a best-effort cleanup and its failures are only logged.
+/// The caller holds the container's lock (`_held`).
 pub(super) fn teardown(
     call: &Call<'_>,
     container_id: &str,
     attachments: &[Attachment],
     netns: Option<&Path>,
-    from_cache: bool,
+    cached: Option<&Origin>,
     _held: &ContainerLock,
 ) -> Result<(), Error> {
+    let from_cache = cached.is_some();
     let ctx = call.context(container_id, usable_netns(netns));
     let mut errors = Vec::new();
     for a in attachments.iter().rev() {
@@ -87,7 +99,10 @@ pub(super) fn teardown(
         errors.clear();
     }
     if errors.is_empty() || !call.conf.retry_delete_on_error {
-        if let Err(e) = call.cache.remove(container_id) {
+        if let Err(e) = call
+            .cache
+            .remove_entry(container_id, cached.unwrap_or(&Origin::Ours))
+        {
             tracing::warn!("{e}");
         }
     }
@@ -106,7 +121,7 @@ pub(super) fn release_cached(
     still_garbage: &dyn Fn(&CacheEntry) -> bool,
 ) -> Result<Released, Error> {
     let lock = call.lock(container_id)?;
-    let Some(entry) = call.cache.read(container_id)? else {
+    let Some(entry) = call.read_cache(container_id, false)? else {
         return Ok(Released::NoEntry);
     };
     if !still_garbage(&entry) {
@@ -117,7 +132,7 @@ pub(super) fn release_cached(
         container_id,
         &entry.attachments,
         entry.netns.as_deref(),
-        true,
+        Some(&entry.origin),
         &lock,
     )?;
     Ok(Released::TornDown)

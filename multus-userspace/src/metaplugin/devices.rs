@@ -114,6 +114,24 @@ pub fn prepare_info_files(call: &Call<'_>, attachments: &mut [Attachment]) -> Re
     Ok(())
 }
 
+/// For attachments read from the reference Multus's cache: the device-info path it gives a
+/// delegate with a device (runtimeConfig `CNIDeviceInfoFile`), unless one is recorded.
+pub fn add_info_paths(call: &Call<'_>, container_id: &str, attachments: &mut [Attachment]) {
+    let dir = devinfo_dir(call);
+    for a in attachments.iter_mut().filter(|a| a.device_id.is_some()) {
+        if a.runtime_config.contains_key(CNI_DEVICE_INFO_FILE) {
+            continue;
+        }
+        match dir.cni_path(&a.name, container_id, &a.ifname) {
+            Ok(path) => {
+                a.runtime_config
+                    .insert(CNI_DEVICE_INFO_FILE.into(), json!(path));
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
 /// The device-info of an attachment, for network-status.
 pub fn info(call: &Call<'_>, a: &Attachment) -> Option<Value> {
     a.device_id.as_ref()?;

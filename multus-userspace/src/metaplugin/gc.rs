@@ -36,7 +36,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     }
     for id in call.cache.list()? {
         let lock = call.lock(&id)?;
-        let entry = match call.cache.read(&id) {
+        let entry = match call.read_cache(&id, false) {
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(e) => {
@@ -63,7 +63,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             &id,
             &entry.attachments,
             entry.netns.as_deref(),
-            true,
+            Some(&entry.origin),
             &lock,
         ) {
             match e {

@@ -19,8 +19,9 @@ use crate::{
     cni::{runner::Plugin, CniArgs, CniError, CniVersion, Command, Request},
     config::MultusConf,
     delegate::{
-        cache::{Cache, CacheEntry},
+        cache::{Cache, CacheEntry, CacheError, Origin},
         lock::ContainerLock,
+        reference::RequestView,
         Context,
     },
     error::Error,
@@ -119,6 +120,32 @@ impl<'a> Call<'a> {
         )?)
     }
 
+    /// Reads a container's cache entry. A file of the reference Multus is converted for this
+    /// call's request when `for_request` (DEL and CHECK: the reference took the first delegate's
+    /// interface, CNI_ARGS and runtime config from it), else from what libcni recorded at ADD; its
+    /// device attachments get the device-info path the reference gives them.
+    pub fn read_cache(
+        &self,
+        container_id: &str,
+        for_request: bool,
+    ) -> Result<Option<CacheEntry>, CacheError> {
+        let args = self.req.args.to_string();
+        let view = RequestView {
+            ifname: &self.req.ifname,
+            cni_args: &args,
+            netns: self.req.netns.as_deref(),
+            runtime_config: &self.conf.runtime_config,
+            cni_version: self.version.as_str(),
+        };
+        let mut entry = self
+            .cache
+            .read_for(container_id, for_request.then_some(&view))?;
+        if let Some(e) = entry.as_mut().filter(|e| e.origin != Origin::Ours) {
+            devices::add_info_paths(self, container_id, &mut e.attachments);
+        }
+        Ok(entry)
+    }
+
     /// Locks a container (waits up to twice the delegate deadline for concurrent calls).
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, Error> {
         Ok(ContainerLock::acquire(
@@ -160,7 +187,9 @@ pub fn release_cached(
         return Ok(Released::NoEntry);
     };
     let mut conf = conf.clone();
-    conf.cni_version = Some(entry.cni_version.clone());
+    if !entry.cni_version.is_empty() {
+        conf.cni_version = Some(entry.cni_version.clone());
+    }
     let req = Request {
         command: Command::Del,
         container_id: container_id.to_string(),
