@@ -5,7 +5,6 @@ mod add;
 pub mod aux_chain;
 mod check;
 mod del;
-mod devices;
 mod gc;
 pub mod plan;
 mod readiness;
