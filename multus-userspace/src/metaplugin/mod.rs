@@ -35,6 +35,8 @@ const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct MultusPlugin;
 
 impl Plugin for MultusPlugin {
+    const NAME: &'static str = "multus";
+
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         let conf = MultusConf::parse(stdin).map_err(Error::from)?;
         let level = conf.log_level().map_err(Error::from)?;
