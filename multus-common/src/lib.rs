@@ -130,47 +130,90 @@ pub struct DefaultRoute {
     pub gateway: [u32; 4],
 }
 
-/// Per-interface packet counters kept by the BPF programs, keyed by [`CounterKey`]. Userspace
-/// creates an interface's entry when it attaches a program; the programs only update existing
-/// entries, so nothing is left behind once userspace removes a pod.
-///
-/// A packet the carrier redirects to `net1` counts `seen` and `redirected` on the carrier and
-/// `redirected_in` on `net1` (where `net1`'s own program then sees it again and lets it pass).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IfCounters {
+/// Declares [`Counters`] and its names from one list: each counter is written once, with its
+/// field name, its JSON name (the CLI's `--output json`), its table header and its meaning.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])+ $field:ident, $json:literal, $header:literal;)+) => {
+        /// Per-interface packet counters kept by the BPF programs, keyed by [`CounterKey`]
+        /// (`T = u64`, [`IfCounters`]); userspace reuses the shape for derived values (rates).
+        /// Userspace creates an interface's entry when it attaches a program; the programs only
+        /// update existing entries, so nothing is left behind once userspace removes a pod.
+        ///
+        /// A packet the carrier redirects to `net1` counts `seen` and `redirected` on the carrier
+        /// and `redirected_in` on `net1` (where `net1`'s own program then sees it again and lets
+        /// it pass).
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counters<T> {
+            $($(#[doc = $doc])+ pub $field: T,)+
+        }
+
+        /// The counters' names in field order, as the CLI's JSON spells them.
+        pub const COUNTER_NAMES: [&str; COUNTERS_LEN] = [$($json),+];
+        /// The counters' table headers in field order.
+        pub const COUNTER_HEADERS: [&str; COUNTERS_LEN] = [$($header),+];
+
+        impl<T: Copy> Counters<T> {
+            /// The values in field order (the order of [`COUNTER_NAMES`]).
+            pub fn to_array(&self) -> [T; COUNTERS_LEN] {
+                [$(self.$field),+]
+            }
+
+            /// Counters from values in field order.
+            pub fn from_array(values: [T; COUNTERS_LEN]) -> Self {
+                let [$($field),+] = values;
+                Counters { $($field),+ }
+            }
+        }
+    };
+}
+
+/// The number of counters.
+pub const COUNTERS_LEN: usize = 9;
+
+counters! {
     /// Packets the program inspected on this interface.
-    pub seen: u64,
+    seen, "seen", "SEEN";
     /// Packets whose source address is in the source map.
-    pub matched: u64,
+    matched, "matched", "MATCHED";
     /// Packets this interface's program redirected to another interface.
-    pub redirected: u64,
+    redirected, "redirected", "REDIRECTED";
     /// Packets redirected to this interface by a program of the pod.
-    pub redirected_in: u64,
+    redirected_in, "redirectedIn", "REDIR-IN";
     /// Carrier packets of an unmanaged source sent the way of the main default route.
-    pub fallback: u64,
+    fallback, "fallback", "FALLBACK";
     /// Packets left to the kernel unchanged.
-    pub passed: u64,
+    passed, "passed", "PASSED";
     /// Carrier packets with no next hop (no gateway for the source and no main default route).
-    pub dropped_no_route: u64,
+    dropped_no_route, "droppedNoRoute", "DROP:NOROUTE";
     /// IP packets whose headers could not be read.
-    pub dropped_malformed: u64,
+    dropped_malformed, "droppedMalformed", "DROP:MALFORMED";
     /// Packets `bpf_redirect_neigh` refused.
-    pub dropped_redirect: u64,
+    dropped_redirect, "droppedRedirect", "DROP:REDIRECT";
+}
+
+/// The counters map's value: [`Counters`] of packets.
+pub type IfCounters = Counters<u64>;
+
+// The map value's layout: nine u64 one after the other, no padding, on both sides.
+const _: () = assert!(core::mem::size_of::<IfCounters>() == COUNTERS_LEN * 8);
+const _: () = assert!(core::mem::align_of::<IfCounters>() == 8);
+
+impl<T: Copy> Counters<T> {
+    /// Applies `f` to every counter.
+    pub fn map<U: Copy>(&self, f: impl FnMut(T) -> U) -> Counters<U> {
+        Counters::from_array(self.to_array().map(f))
+    }
 }
 
 impl IfCounters {
     /// Adds another CPU's (or interface's) counters to these.
     pub fn add(&mut self, other: &IfCounters) {
-        self.seen += other.seen;
-        self.matched += other.matched;
-        self.redirected += other.redirected;
-        self.redirected_in += other.redirected_in;
-        self.fallback += other.fallback;
-        self.passed += other.passed;
-        self.dropped_no_route += other.dropped_no_route;
-        self.dropped_malformed += other.dropped_malformed;
-        self.dropped_redirect += other.dropped_redirect;
+        let mut sum = self.to_array();
+        for (s, o) in sum.iter_mut().zip(other.to_array()) {
+            *s += o;
+        }
+        *self = Counters::from_array(sum);
     }
 
     /// All drops, whatever the reason.
@@ -257,5 +300,17 @@ mod tests {
         let words: [u64; 9] = unsafe { core::mem::transmute(sum) };
         assert!(words.iter().all(|w| *w == 2));
         assert_eq!(sum.dropped(), 6);
+    }
+
+    #[test]
+    fn counters_arrays_follow_the_field_order() {
+        let c = IfCounters::from_array([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!((c.seen, c.redirected_in, c.dropped_redirect), (1, 4, 9));
+        // the array order is the memory order (what the BPF map holds)
+        let words: [u64; 9] = unsafe { core::mem::transmute(c) };
+        assert_eq!(words, c.to_array());
+        assert_eq!(COUNTER_NAMES[3], "redirectedIn");
+        assert_eq!(COUNTER_HEADERS[3], "REDIR-IN");
+        assert_eq!(c.map(|v| v * 2).to_array()[8], 18);
     }
 }

@@ -5,10 +5,8 @@ use crate::{
     cni::{env::EnvError, CniError, ErrorCode},
     config::ConfigError,
     delegate::{cache::CacheError, lock::LockError, DelegateError, ExecError},
-    kube::{
-        annotations::AnnotationError, client::KubeError, devinfo::DevInfoError,
-        podresources::DeviceError, resolve::ResolveError,
-    },
+    devices::{devinfo::DevInfoError, DeviceError},
+    kube::{annotations::AnnotationError, client::KubeError, resolve::ResolveError},
     netns::NetnsError,
     sbr::SbrError,
 };

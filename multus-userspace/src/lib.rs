@@ -8,6 +8,7 @@ pub mod cni;
 pub mod config;
 pub mod ctl;
 pub mod delegate;
+pub mod devices;
 pub mod error;
 pub mod hash;
 pub mod kube;

@@ -1,5 +1,5 @@
 """A real gRPC implementation (grpcio, gRPC C-core, Debian's python3-grpcio) on either side of
-the kubelet PodResources v1 protocol, to check the hand-written Rust client and the test
+the kubelet PodResources v1 protocol, to check the Rust client (hyper + prost) and the test
 stand-in against something that is not ours. Messages are encoded by hand (no protoc).
 
     grpcio_podresources.py server SOCKET MODE   # MODE: get | list | error | hang; prints READY

@@ -5,9 +5,10 @@
 //! container runtime for it to drive, and no kubelet package to install), so the device-ID
 //! client is tested against this server instead. It speaks the same protocol as the kubelet:
 //! HTTP/2 without TLS (h2c with prior knowledge), gRPC length-prefixed messages, status in the
-//! trailers (errors as trailers-only responses, like grpc-go), and protobuf messages encoded
-//! here independently of the product's codec, including the fields the product skips (CPU IDs,
-//! memory, NUMA topology, dynamic resources), so a decoder that mishandles them fails.
+//! trailers (errors as trailers-only responses, like grpc-go), and protobuf messages (`prost`)
+//! with every field a kubelet sends, including the ones the product skips (CPU IDs, memory, NUMA
+//! topology, dynamic resources), so a decoder that mishandles them fails. The encoding is checked
+//! against an independent implementation in tests/tests/podresources_interop.rs.
 //! Errors mirror the kubelet's: `Get` of an unknown pod is `UNKNOWN` "pod X in namespace Y not
 //! found"; [`Fault`] injects what older or unhealthy kubelets do.
 
@@ -27,6 +28,8 @@ use hyper::{
     Method, Request, Response, StatusCode,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use multus::devices::proto::GetPodResourcesRequest;
+use prost::Message;
 
 /// The service path prefix.
 pub const SERVICE: &str = "/v1.PodResourcesLister/";
@@ -306,13 +309,12 @@ async fn handle(
         Fault::None | Fault::NoGet | Fault::GetDisabled | Fault::Mute => {}
     }
     let response = match path.strip_prefix(SERVICE) {
-        Some("List") => {
-            let mut out = Vec::new();
-            for p in &pods {
-                put_bytes(&mut out, 1, &encode_pod(p));
+        Some("List") => grpc_ok(
+            kubelet_proto::ListPodResourcesResponse {
+                pod_resources: pods.iter().map(kubelet_pod).collect(),
             }
-            grpc_ok(out)
-        }
+            .encode_to_vec(),
+        ),
         Some("Get") if fault == Fault::NoGet => {
             grpc_error(12, "unknown method Get for service v1.PodResourcesLister")
         }
@@ -327,11 +329,12 @@ async fn handle(
                 .iter()
                 .find(|p| p.name == name && p.namespace == namespace)
             {
-                Some(p) => {
-                    let mut out = Vec::new();
-                    put_bytes(&mut out, 1, &encode_pod(p));
-                    grpc_ok(out)
-                }
+                Some(p) => grpc_ok(
+                    kubelet_proto::GetPodResourcesResponse {
+                        pod_resources: Some(kubelet_pod(p)),
+                    }
+                    .encode_to_vec(),
+                ),
                 None => grpc_error(2, &format!("pod {name} in namespace {namespace} not found")),
             }
         }
@@ -395,113 +398,182 @@ fn unframe(body: &[u8]) -> Option<Vec<u8>> {
     (head[0] == 0 && rest.len() == len).then(|| rest.to_vec())
 }
 
-// --- protobuf, written independently of the product's codec -----------------------------------
+/// The kubelet's side of the PodResources v1 messages (`k8s.io/kubelet/pkg/apis/podresources/v1/
+/// api.proto`, kubelet 1.31 and later), with every field a kubelet sends: the product's messages
+/// ([`multus::devices::proto`]) declare only the fields the client reads, so these carry the
+/// ones it must skip. Requests are decoded with the product's messages (they have every field).
+pub mod kubelet_proto {
+    /// `ListPodResourcesResponse { repeated PodResources pod_resources = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListPodResourcesResponse {
+        /// Field 1.
+        #[prost(message, repeated, tag = "1")]
+        pub pod_resources: Vec<PodResources>,
+    }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
+    /// `GetPodResourcesResponse { PodResources pod_resources = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetPodResourcesResponse {
+        /// Field 1.
+        #[prost(message, optional, tag = "1")]
+        pub pod_resources: Option<PodResources>,
+    }
+
+    /// `PodResources { name = 1; namespace = 2; containers = 3; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PodResources {
+        /// Field 1.
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// Field 2.
+        #[prost(string, tag = "2")]
+        pub namespace: String,
+        /// Field 3.
+        #[prost(message, repeated, tag = "3")]
+        pub containers: Vec<ContainerResources>,
+    }
+
+    /// `ContainerResources { name = 1; devices = 2; cpu_ids = 3; memory = 4; dynamic_resources = 5; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerResources {
+        /// Field 1.
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// Field 2.
+        #[prost(message, repeated, tag = "2")]
+        pub devices: Vec<ContainerDevices>,
+        /// Field 3 (packed, proto3's default).
+        #[prost(int64, repeated, tag = "3")]
+        pub cpu_ids: Vec<i64>,
+        /// Field 4.
+        #[prost(message, repeated, tag = "4")]
+        pub memory: Vec<ContainerMemory>,
+        /// Field 5.
+        #[prost(message, repeated, tag = "5")]
+        pub dynamic_resources: Vec<DynamicResource>,
+    }
+
+    /// `ContainerDevices { resource_name = 1; device_ids = 2; topology = 3; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerDevices {
+        /// Field 1.
+        #[prost(string, tag = "1")]
+        pub resource_name: String,
+        /// Field 2.
+        #[prost(string, repeated, tag = "2")]
+        pub device_ids: Vec<String>,
+        /// Field 3.
+        #[prost(message, optional, tag = "3")]
+        pub topology: Option<TopologyInfo>,
+    }
+
+    /// `TopologyInfo { repeated NUMANode nodes = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TopologyInfo {
+        /// Field 1.
+        #[prost(message, repeated, tag = "1")]
+        pub nodes: Vec<NumaNode>,
+    }
+
+    /// `NUMANode { int64 ID = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NumaNode {
+        /// Field 1.
+        #[prost(int64, tag = "1")]
+        pub id: i64,
+    }
+
+    /// `ContainerMemory { memory_type = 1; uint64 size = 2; topology = 3; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerMemory {
+        /// Field 1.
+        #[prost(string, tag = "1")]
+        pub memory_type: String,
+        /// Field 2.
+        #[prost(uint64, tag = "2")]
+        pub size: u64,
+        /// Field 3.
+        #[prost(message, optional, tag = "3")]
+        pub topology: Option<TopologyInfo>,
+    }
+
+    /// `DynamicResource { claim_name = 2; claim_namespace = 3; claim_resources = 4; }` (field 1,
+    /// `class_name`, is gone from current kubelets).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DynamicResource {
+        /// Field 2.
+        #[prost(string, tag = "2")]
+        pub claim_name: String,
+        /// Field 3.
+        #[prost(string, tag = "3")]
+        pub claim_namespace: String,
+        /// Field 4.
+        #[prost(message, repeated, tag = "4")]
+        pub claim_resources: Vec<ClaimResource>,
+    }
+
+    /// `ClaimResource { repeated CDIDevice cdi_devices = 1; ... }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ClaimResource {
+        /// Field 1.
+        #[prost(message, repeated, tag = "1")]
+        pub cdi_devices: Vec<CdiDevice>,
+    }
+
+    /// `CDIDevice { string name = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CdiDevice {
+        /// Field 1.
+        #[prost(string, tag = "1")]
+        pub name: String,
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    put_varint(out, field << 3 | 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
+/// A pod as the kubelet sends it, with CPU IDs, memory, NUMA topology and a dynamic resource.
+fn kubelet_pod(p: &FakePod) -> kubelet_proto::PodResources {
+    use kubelet_proto::*;
+    let topology = |numa: &[i64]| TopologyInfo {
+        nodes: numa.iter().map(|&id| NumaNode { id }).collect(),
+    };
+    PodResources {
+        name: p.name.clone(),
+        namespace: p.namespace.clone(),
+        containers: p
+            .containers
+            .iter()
+            .map(|c| ContainerResources {
+                name: c.name.clone(),
+                devices: c
+                    .devices
+                    .iter()
+                    .map(|d| ContainerDevices {
+                        resource_name: d.resource.clone(),
+                        device_ids: d.ids.clone(),
+                        topology: Some(topology(&d.numa)),
+                    })
+                    .collect(),
+                cpu_ids: c.cpu_ids.clone(),
+                memory: vec![ContainerMemory {
+                    memory_type: "memory".into(),
+                    size: 1 << 30,
+                    topology: None,
+                }],
+                dynamic_resources: vec![DynamicResource {
+                    claim_name: "claim".into(),
+                    claim_namespace: p.namespace.clone(),
+                    claim_resources: vec![ClaimResource {
+                        cdi_devices: vec![CdiDevice {
+                            name: "vendor.com/gpu=gpu0".into(),
+                        }],
+                    }],
+                }],
+            })
+            .collect(),
+    }
 }
 
-fn put_int64(out: &mut Vec<u8>, field: u64, v: i64) {
-    put_varint(out, field << 3);
-    put_varint(out, v as u64);
-}
-
-fn encode_pod(p: &FakePod) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_bytes(&mut out, 1, p.name.as_bytes());
-    put_bytes(&mut out, 2, p.namespace.as_bytes());
-    for c in &p.containers {
-        let mut cont = Vec::new();
-        put_bytes(&mut cont, 1, c.name.as_bytes());
-        for d in &c.devices {
-            let mut dev = Vec::new();
-            put_bytes(&mut dev, 1, d.resource.as_bytes());
-            for id in &d.ids {
-                put_bytes(&mut dev, 2, id.as_bytes());
-            }
-            // TopologyInfo { repeated NUMANode nodes = 1 } with NUMANode { int64 ID = 1 }
-            let mut topo = Vec::new();
-            for n in &d.numa {
-                let mut node = Vec::new();
-                put_int64(&mut node, 1, *n);
-                put_bytes(&mut topo, 1, &node);
-            }
-            put_bytes(&mut dev, 3, &topo);
-            put_bytes(&mut cont, 2, &dev);
-        }
-        // repeated int64 cpu_ids = 3, packed (proto3's default)
-        if !c.cpu_ids.is_empty() {
-            let mut packed = Vec::new();
-            for id in &c.cpu_ids {
-                put_varint(&mut packed, *id as u64);
-            }
-            put_bytes(&mut cont, 3, &packed);
-        }
-        // ContainerMemory { memory_type = 1; size = 2; topology = 3 }
-        let mut mem = Vec::new();
-        put_bytes(&mut mem, 1, b"memory");
-        put_int64(&mut mem, 2, 1 << 30);
-        put_bytes(&mut cont, 4, &mem);
-        // DynamicResource { class_name = 1; claim_name = 2; claim_namespace = 3; claim_resources = 4 }
-        let mut dynres = Vec::new();
-        put_bytes(&mut dynres, 2, b"claim");
-        put_bytes(&mut dynres, 3, p.namespace.as_bytes());
-        put_bytes(&mut dynres, 4, &{
-            let mut cdi = Vec::new();
-            put_bytes(&mut cdi, 1, b"vendor.com/gpu=gpu0");
-            let mut claim = Vec::new();
-            put_bytes(&mut claim, 1, &cdi);
-            claim
-        });
-        put_bytes(&mut cont, 5, &dynres);
-        put_bytes(&mut out, 3, &cont);
-    }
-    out
-}
-
-/// `GetPodResourcesRequest { string pod_name = 1; string pod_namespace = 2; }`
-fn decode_get_request(mut buf: &[u8]) -> Option<(String, String)> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    let (mut name, mut namespace) = (String::new(), String::new());
-    while !buf.is_empty() {
-        let key = varint(&mut buf)?;
-        if key & 7 != 2 {
-            return None;
-        }
-        let len = usize::try_from(varint(&mut buf)?).ok()?;
-        let value = buf.get(..len)?;
-        buf = &buf[len..];
-        let value = String::from_utf8(value.to_vec()).ok()?;
-        match key >> 3 {
-            1 => name = value,
-            2 => namespace = value,
-            _ => {}
-        }
-    }
-    Some((name, namespace))
+/// `GetPodResourcesRequest`, decoded with the product's message: (pod_name, pod_namespace).
+fn decode_get_request(buf: &[u8]) -> Option<(String, String)> {
+    let req = GetPodResourcesRequest::decode(buf).ok()?;
+    Some((req.pod_name, req.pod_namespace))
 }

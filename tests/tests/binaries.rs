@@ -42,3 +42,26 @@ fn product_binaries_are_static_pies() {
         );
     }
 }
+
+/// Both plugins answer `--version` (and `-v`) on the command line, from the CNI runner, with their
+/// own name, without reading stdin or the CNI environment.
+#[test]
+fn plugins_answer_version_on_the_command_line() {
+    for name in ["multus", "ebpf-sbr"] {
+        for flag in ["--version", "-v"] {
+            let out = std::process::Command::new(bins::product(name))
+                .arg(flag)
+                .env_remove("CNI_COMMAND")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} {flag}: {stdout}");
+            assert!(
+                stdout.starts_with(&format!("{name} {} (CNI ", env!("CARGO_PKG_VERSION"))),
+                "{name} {flag}: {stdout}"
+            );
+            assert!(stdout.contains("1.1.0"), "{name} {flag}: {stdout}");
+        }
+    }
+}

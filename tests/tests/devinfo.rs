@@ -9,9 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use multus::kube::{
+use multus::devices::{
     devinfo::{self, DevInfoDir, DeviceInfo},
-    podresources::{CheckpointError, DeviceError, DeviceSource, KubeletError, PodIdentity, Source},
+    CheckpointError, DeviceError, DeviceSource, KubeletError, PodIdentity, Source,
 };
 use serde_json::json;
 use testkit::kubelet_podresources::{

@@ -432,8 +432,9 @@ fn an_api_server_named_by_host_name_is_reached() {
 /// The bearer token of the kubeconfig (the stand-in's): the credential a log must never show.
 fn kubeconfig_token(kubeconfig: &std::path::Path) -> String {
     let text = std::fs::read_to_string(kubeconfig).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("token: "))
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("the kubeconfig is JSON");
+    doc["users"][0]["user"]["token"]
+        .as_str()
         .expect("a token in the kubeconfig")
         .to_string()
 }

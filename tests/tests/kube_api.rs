@@ -720,6 +720,63 @@ async fn credentials_are_checked() {
         .expect("client certificate auth over https://localhost");
 }
 
+/// The kubeconfig carries exactly the credentials asked for, base64-encoded as the `*-data`
+/// fields require, and reads back (as `kube` reads it) with the same values.
+#[test]
+fn kubeconfig_carries_the_credentials_asked_for() {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let fx = fixture();
+    let decode =
+        |v: &Value| String::from_utf8(STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap();
+    for (auth, keys) in [
+        (KubeconfigAuth::Token, &["token"][..]),
+        (KubeconfigAuth::WrongToken, &["token"]),
+        (
+            KubeconfigAuth::ClientCert,
+            &["client-certificate-data", "client-key-data"],
+        ),
+        (
+            KubeconfigAuth::TokenAndClientCert,
+            &["client-certificate-data", "client-key-data", "token"],
+        ),
+        (KubeconfigAuth::None, &[]),
+    ] {
+        let options = KubeconfigOptions {
+            auth,
+            namespace: "ns1".into(),
+            ..Default::default()
+        };
+        let doc = fx.server.kubeconfig(&options);
+        let user = doc["users"][0]["user"].as_object().unwrap();
+        let mut names: Vec<&str> = user.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, keys, "{auth:?}");
+        if let Some(cert) = user.get("client-certificate-data") {
+            assert_eq!(decode(cert), fx.server.client_cert_pem(), "{auth:?}");
+            assert_eq!(decode(&user["client-key-data"]), fx.server.client_key_pem());
+        }
+        let ca = decode(&doc["clusters"][0]["cluster"]["certificate-authority-data"]);
+        assert_eq!(ca, fx.server.ca_pem());
+        assert_eq!(doc["contexts"][0]["context"]["namespace"], "ns1");
+        // what is written is what kube reads
+        let path = fx
+            .server
+            .write_kubeconfig_with(fx.dir.path(), &options)
+            .unwrap();
+        let kc = Kubeconfig::read_from(&path).expect("kube reads the kubeconfig");
+        let written = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(
+            written.token.is_some(),
+            user.contains_key("token"),
+            "{auth:?}"
+        );
+        assert_eq!(
+            written.client_certificate_data.as_deref(),
+            user.get("client-certificate-data").and_then(Value::as_str),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // kubectl
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! The hand-written PodResources client and the kubelet stand-in, each against a gRPC
+//! The PodResources client and the kubelet stand-in, each against a gRPC
 //! implementation that is not ours: grpcio (gRPC C-core, Debian's `python3-grpcio`, installed by
 //! `cargo xtask setup`), driven by tests/interop/grpcio_podresources.py. The kubelet itself uses
 //! grpc-go, which cannot run here; this checks the framing, HTTP/2 settings, trailers and status
@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use multus::kube::podresources::{DeviceError, DeviceSource, KubeletError, PodIdentity};
+use multus::devices::{DeviceError, DeviceSource, KubeletError, PodIdentity};
 use testkit::kubelet_podresources::{FakePod, PodResourcesServer};
 
 const PYTHON: &str = "/usr/bin/python3";

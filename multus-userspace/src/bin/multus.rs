@@ -15,13 +15,5 @@ fn main() -> ExitCode {
             };
         }
     }
-    if args.iter().any(|a| a == "--version" || a == "-v") {
-        println!(
-            "multus {} (CNI {})",
-            env!("CARGO_PKG_VERSION"),
-            multus::cni::CniVersion::supported_strings().join(", ")
-        );
-        return ExitCode::SUCCESS;
-    }
     multus::cni::runner::run(&multus::metaplugin::MultusPlugin)
 }

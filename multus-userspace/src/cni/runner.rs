@@ -1,7 +1,9 @@
-//! Ties a plugin to a process: reads stdin and the environment, answers VERSION, dispatches the
-//! other commands, and prints exactly one JSON document (result or error) on stdout.
+//! Ties a plugin to a process: answers `--version` on the command line, reads stdin and the
+//! environment, answers VERSION, dispatches the other commands, and prints exactly one JSON
+//! document (result or error) on stdout.
 
 use std::{
+    ffi::OsStr,
     io::{Read, Write},
     panic::AssertUnwindSafe,
     process::ExitCode,
@@ -15,8 +17,11 @@ use super::{
     version::CniVersion,
 };
 
-/// A CNI plugin: everything but VERSION is delegated to it.
+/// A CNI plugin: everything but VERSION and `--version` is delegated to it.
 pub trait Plugin {
+    /// The binary's name, which `--version` prints.
+    const NAME: &'static str;
+
     /// Handles ADD, DEL, CHECK, STATUS or GC. `Ok(Some(v))` prints `v`; `Ok(None)` prints nothing.
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError>;
 }
@@ -47,8 +52,31 @@ pub fn version_info(stdin: &[u8]) -> Value {
     })
 }
 
+/// Whether the command line asks for the version (`--version` or `-v`): a runtime calls a plugin
+/// without arguments, so such an argument comes from a person.
+pub fn asks_version<A: AsRef<OsStr>>(args: impl IntoIterator<Item = A>) -> bool {
+    args.into_iter()
+        .any(|a| a.as_ref() == "--version" || a.as_ref() == "-v")
+}
+
+/// What `--version` prints: the binary, its version and the CNI versions it speaks.
+pub fn version_line(name: &str) -> String {
+    format!(
+        "{name} {} (CNI {})",
+        env!("CARGO_PKG_VERSION"),
+        CniVersion::supported_strings().join(", ")
+    )
+}
+
 /// Runs `plugin` for this process and returns the exit code.
-pub fn run(plugin: &impl Plugin) -> ExitCode {
+pub fn run<P: Plugin>(plugin: &P) -> ExitCode {
+    if asks_version(std::env::args_os().skip(1)) {
+        let mut out = std::io::stdout().lock();
+        return match writeln!(out, "{}", version_line(P::NAME)).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let outcome = match (read, Request::from_env()) {
@@ -89,6 +117,20 @@ pub fn run(plugin: &impl Plugin) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_flag_and_line() {
+        assert!(asks_version(["--version"]));
+        assert!(asks_version(["x", "-v"]));
+        assert!(!asks_version(["--verbose"]));
+        assert!(!asks_version(Vec::<&str>::new()));
+        let line = version_line("ebpf-sbr");
+        assert!(
+            line.starts_with(concat!("ebpf-sbr ", env!("CARGO_PKG_VERSION"), " (CNI ")),
+            "{line}"
+        );
+        assert!(line.contains("1.1.0") && line.contains("0.1.0"), "{line}");
+    }
 
     #[test]
     fn version_info_echoes_a_supported_request() {

@@ -5,7 +5,8 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use serde::Serialize;
+use multus_common::{Counters, COUNTERS_LEN, COUNTER_NAMES};
+use serde::{ser::SerializeStruct, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::{
@@ -272,60 +273,31 @@ pub struct RecordView {
     pub rp_filter_orig: Option<u32>,
 }
 
-/// The counters of one interface.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CountersView {
-    /// Packets the program inspected.
-    pub seen: u64,
-    /// Packets whose source is a managed address.
-    pub matched: u64,
-    /// Packets redirected to another interface.
-    pub redirected: u64,
-    /// Packets redirected to this interface.
-    pub redirected_in: u64,
-    /// Carrier packets of unmanaged sources sent the main default route's way.
-    pub fallback: u64,
-    /// Packets left to the kernel.
-    pub passed: u64,
-    /// Dropped: no next hop.
-    pub dropped_no_route: u64,
-    /// Dropped: unreadable headers.
-    pub dropped_malformed: u64,
-    /// Dropped: the redirect failed.
-    pub dropped_redirect: u64,
+/// The counters of one interface (totals as `u64`; `stats --watch` rates as `f64`): one JSON key
+/// per counter, named as in [`COUNTER_NAMES`], in field order.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CountersView<T = u64>(pub Counters<T>);
+
+impl<T: Copy + Serialize> Serialize for CountersView<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Counters", COUNTERS_LEN)?;
+        for (name, value) in COUNTER_NAMES.into_iter().zip(self.0.to_array()) {
+            s.serialize_field(name, &value)?;
+        }
+        s.end()
+    }
 }
 
 impl From<&IfCounters> for CountersView {
     fn from(c: &IfCounters) -> Self {
-        CountersView {
-            seen: c.seen,
-            matched: c.matched,
-            redirected: c.redirected,
-            redirected_in: c.redirected_in,
-            fallback: c.fallback,
-            passed: c.passed,
-            dropped_no_route: c.dropped_no_route,
-            dropped_malformed: c.dropped_malformed,
-            dropped_redirect: c.dropped_redirect,
-        }
+        CountersView(*c)
     }
 }
 
-impl CountersView {
-    /// The fields in schema order, with their names.
-    pub fn fields(&self) -> [(&'static str, u64); 9] {
-        [
-            ("seen", self.seen),
-            ("matched", self.matched),
-            ("redirected", self.redirected),
-            ("redirectedIn", self.redirected_in),
-            ("fallback", self.fallback),
-            ("passed", self.passed),
-            ("droppedNoRoute", self.dropped_no_route),
-            ("droppedMalformed", self.dropped_malformed),
-            ("droppedRedirect", self.dropped_redirect),
-        ]
+impl<T: Copy> CountersView<T> {
+    /// The values in field order (the order of [`COUNTER_NAMES`] and `COUNTER_HEADERS`).
+    pub fn values(&self) -> [T; COUNTERS_LEN] {
+        self.0.to_array()
     }
 }
 

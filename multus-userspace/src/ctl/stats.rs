@@ -8,6 +8,7 @@ use std::{
 };
 
 use clap::Args;
+use multus_common::{Counters, COUNTER_HEADERS};
 use serde::Serialize;
 
 use super::{
@@ -66,77 +67,19 @@ pub struct StatsItem {
     pub rates: Option<RatesView>,
 }
 
-/// Packets per second, field by field as in [`CountersView`].
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RatesView {
-    /// Inspected.
-    pub seen: f64,
-    /// Source managed.
-    pub matched: f64,
-    /// Redirected away.
-    pub redirected: f64,
-    /// Redirected here.
-    pub redirected_in: f64,
-    /// Carrier fallback.
-    pub fallback: f64,
-    /// Passed.
-    pub passed: f64,
-    /// Dropped, no next hop.
-    pub dropped_no_route: f64,
-    /// Dropped, malformed.
-    pub dropped_malformed: f64,
-    /// Dropped, redirect failed.
-    pub dropped_redirect: f64,
-}
+/// Packets per second, counter by counter.
+pub type RatesView = CountersView<f64>;
 
 impl RatesView {
     fn between(old: &CountersView, new: &CountersView, secs: f64) -> Option<RatesView> {
-        let o = old.fields();
-        let n = new.fields();
-        if secs <= 0.0 || o.iter().zip(n.iter()).any(|(a, b)| b.1 < a.1) {
+        let (o, n) = (old.values(), new.values());
+        if secs <= 0.0 || o.iter().zip(&n).any(|(a, b)| b < a) {
             return None;
         }
-        let r = |i: usize| (n[i].1 - o[i].1) as f64 / secs;
-        Some(RatesView {
-            seen: r(0),
-            matched: r(1),
-            redirected: r(2),
-            redirected_in: r(3),
-            fallback: r(4),
-            passed: r(5),
-            dropped_no_route: r(6),
-            dropped_malformed: r(7),
-            dropped_redirect: r(8),
-        })
-    }
-
-    fn fields(&self) -> [f64; 9] {
-        [
-            self.seen,
-            self.matched,
-            self.redirected,
-            self.redirected_in,
-            self.fallback,
-            self.passed,
-            self.dropped_no_route,
-            self.dropped_malformed,
-            self.dropped_redirect,
-        ]
+        let rates = std::array::from_fn(|i| (n[i] - o[i]) as f64 / secs);
+        Some(CountersView(Counters::from_array(rates)))
     }
 }
-
-const COUNTER_HEADERS: [&str; 9] = [
-    "SEEN",
-    "MATCHED",
-    "REDIRECTED",
-    "REDIR-IN",
-    "FALLBACK",
-    "PASSED",
-    "DROP:NOROUTE",
-    "DROP:MALFORMED",
-    "DROP:REDIRECT",
-];
 
 /// Writes counters as a table, one interface a row.
 pub fn counters_table(
@@ -149,7 +92,7 @@ pub fn counters_table(
     let mut t = Table::new(&headers);
     for (name, index, c) in rows {
         let mut row = vec![or_dash(name), index.to_string()];
-        row.extend(c.fields().iter().map(|(_, v)| v.to_string()));
+        row.extend(c.values().iter().map(u64::to_string));
         t.row(row);
     }
     t.write(out, indent)
@@ -275,8 +218,8 @@ fn write_table(out: &mut dyn Write, body: &StatsBody, watch: bool) -> Result<(),
             or_dash(it.ifname.clone()),
         ];
         match &it.rates {
-            Some(r) => row.extend(r.fields().iter().map(|v| format!("{v:.1}"))),
-            None => row.extend(it.counters.fields().iter().map(|(_, v)| v.to_string())),
+            Some(r) => row.extend(r.values().iter().map(|v| format!("{v:.1}"))),
+            None => row.extend(it.counters.values().iter().map(u64::to_string)),
         }
         t.row(row);
     }
@@ -285,4 +228,40 @@ fn write_table(out: &mut dyn Write, body: &StatsBody, watch: bool) -> Result<(),
         writeln!(out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use multus_common::{IfCounters, COUNTER_NAMES};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn totals_and_rates_have_the_same_keys_in_field_order() {
+        let old = CountersView(IfCounters::from_array([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        let new = CountersView(old.0.map(|v| v + 10));
+        let rates = RatesView::between(&old, &new, 2.0).expect("rates");
+        assert_eq!(rates.values(), [5.0; 9]);
+        for (view, first) in [
+            (serde_json::to_value(new).unwrap(), json!(11)),
+            (serde_json::to_value(rates).unwrap(), json!(5.0)),
+        ] {
+            let keys: Vec<&str> = view
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(keys, COUNTER_NAMES);
+            assert_eq!(view["seen"], first);
+        }
+        assert_eq!(
+            serde_json::to_value(new).unwrap()["droppedRedirect"],
+            json!(19)
+        );
+        // counters that went backwards (programs reloaded) give no rates
+        assert!(RatesView::between(&new, &old, 2.0).is_none());
+        assert!(RatesView::between(&old, &new, 0.0).is_none());
+    }
 }

@@ -1,10 +1,9 @@
 //! Kubernetes: pod identity from CNI_ARGS, the API client, the NPWG annotations, resolution of
-//! NetworkAttachmentDefinitions and on-disk networks, and the network-status annotation.
+//! NetworkAttachmentDefinitions and on-disk networks, and the network-status annotation. Kubelet
+//! devices are in [`crate::devices`].
 
 pub mod annotations;
 pub mod client;
-pub mod devinfo;
-pub mod podresources;
 pub mod resolve;
 pub mod status;
 

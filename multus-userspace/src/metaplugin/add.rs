@@ -17,6 +17,7 @@ use crate::{
         lock::ContainerLock,
         Attachment, Context,
     },
+    devices::inject,
     error::Error,
     kube::{
         annotations::NETWORK_STATUS,
@@ -28,7 +29,7 @@ use crate::{
     sbrplugin::config::{chained_plugin, chained_settings},
 };
 
-use super::{devices, plan, readiness, Call};
+use super::{plan, readiness, Call};
 
 pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     let req = call.req;
@@ -44,7 +45,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     for a in &plan.attachments {
         delegate::resolve_binaries(a, &call.path)?;
     }
-    devices::prepare_info_files(call, &mut plan.attachments)?;
+    inject::prepare_info_files(call.conf, &req.container_id, &mut plan.attachments)?;
     let lock = call.lock(&req.container_id)?;
     let mut entry = CacheEntry {
         format: CACHE_FORMAT,
@@ -231,7 +232,7 @@ pub(super) fn network_status(
             // The auxiliary chain made no interface: nothing to report, as the reference does.
             continue;
         }
-        let info = devices::info(call, a);
+        let info = inject::info(call.conf, &call.req.container_id, a);
         out.extend(status::entries(
             &a.name,
             &a.ifname,
@@ -262,7 +263,7 @@ fn rollback(
             failures.extend(errors.iter().map(ToString::to_string));
         }
     }
-    devices::remove_info_files(call, &call.req.container_id, done);
+    inject::remove_info_files(call.conf, &call.req.container_id, done);
     if let Err(e) = call.cache.remove(&call.req.container_id) {
         failures.push(e.to_string());
     }

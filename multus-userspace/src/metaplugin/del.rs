@@ -18,6 +18,7 @@ use crate::{
         lock::ContainerLock,
         Attachment,
     },
+    devices::inject,
     error::Error,
 };
 
@@ -90,7 +91,7 @@ pub(super) fn teardown(
             errors.append(&mut e);
         }
     }
-    super::devices::remove_info_files(call, container_id, attachments);
+    inject::remove_info_files(call.conf, container_id, attachments);
     if !from_cache && !errors.is_empty() {
         // Nothing was recorded for this container: the DEL was a best-effort cleanup.
         for e in &errors {

@@ -5,7 +5,6 @@ mod add;
 pub mod aux_chain;
 mod check;
 mod del;
-mod devices;
 mod gc;
 pub mod plan;
 mod readiness;
@@ -37,6 +36,8 @@ const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct MultusPlugin;
 
 impl Plugin for MultusPlugin {
+    const NAME: &'static str = "multus";
+
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         let conf = MultusConf::parse(stdin).map_err(Error::from)?;
         let level = conf.log_level().map_err(Error::from)?;
@@ -141,7 +142,7 @@ impl<'a> Call<'a> {
             .cache
             .read_for(container_id, for_request.then_some(&view))?;
         if let Some(e) = entry.as_mut().filter(|e| e.origin != Origin::Ours) {
-            devices::add_info_paths(self, container_id, &mut e.attachments);
+            crate::devices::inject::add_info_paths(self.conf, container_id, &mut e.attachments);
         }
         Ok(entry)
     }

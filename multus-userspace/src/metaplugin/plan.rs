@@ -11,6 +11,7 @@ use crate::{
     cni::{CniError, ErrorCode},
     config::{network::validate_requested_ifname, ConfigError, NetworkConfig},
     delegate::{cache::PodRef, Attachment},
+    devices::inject,
     error::Error,
     kube::{
         annotations::{self, NetworkSelection},
@@ -120,7 +121,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
     }
     entries.extend(auxiliary_entry(call)?);
     plan.attachments = attachments(call, entries)?;
-    super::devices::assign(call, &mut plan.attachments, plan.pod.as_ref())?;
+    inject::assign(call.conf, &mut plan.attachments, plan.pod.as_ref())?;
     Ok(plan)
 }
 

@@ -38,6 +38,8 @@ pub use config::SbrNetConf;
 pub struct SbrPlugin;
 
 impl Plugin for SbrPlugin {
+    const NAME: &'static str = "ebpf-sbr";
+
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         let conf = SbrNetConf::parse(stdin).map_err(Error::from)?;
         logging::init(

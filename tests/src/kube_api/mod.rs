@@ -45,9 +45,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -59,7 +60,7 @@ pub use seed::{NadSeed, PodSeed, RESOURCE_NAME_ANNOTATION};
 
 use faults::ActiveFault;
 use store::Store;
-use tls::{base64, Pki};
+use tls::Pki;
 
 /// The pod annotation the plugin writes its network status to.
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -405,37 +406,49 @@ impl KubeApiServer {
         &self.pki.client_key_pem
     }
 
-    /// The kubeconfig document (YAML) with the CA embedded.
-    pub fn kubeconfig_yaml(&self, options: &KubeconfigOptions) -> String {
-        let server = format!("https://{}:{}", options.host, self.shared.addr.port());
-        let mut user = String::new();
-        if matches!(
-            options.auth,
-            KubeconfigAuth::Token | KubeconfigAuth::TokenAndClientCert
-        ) {
-            user.push_str(&format!("    token: {}\n", self.shared.token));
-        }
-        if options.auth == KubeconfigAuth::WrongToken {
-            user.push_str("    token: wrong-token\n");
+    /// The kubeconfig document with the CA embedded, as a JSON value (written as JSON, which
+    /// every kubeconfig reader accepts: YAML is a superset of it).
+    pub fn kubeconfig(&self, options: &KubeconfigOptions) -> Value {
+        let b64 = |pem: &str| BASE64.encode(pem.as_bytes());
+        let mut user = Map::new();
+        match options.auth {
+            KubeconfigAuth::Token | KubeconfigAuth::TokenAndClientCert => {
+                user.insert("token".into(), json!(self.shared.token));
+            }
+            KubeconfigAuth::WrongToken => {
+                user.insert("token".into(), json!("wrong-token"));
+            }
+            KubeconfigAuth::ClientCert | KubeconfigAuth::None => {}
         }
         if matches!(
             options.auth,
             KubeconfigAuth::ClientCert | KubeconfigAuth::TokenAndClientCert
         ) {
-            user.push_str(&format!(
-                "    client-certificate-data: {}\n    client-key-data: {}\n",
-                base64(self.pki.client_cert_pem.as_bytes()),
-                base64(self.pki.client_key_pem.as_bytes())
-            ));
+            user.insert(
+                "client-certificate-data".into(),
+                json!(b64(&self.pki.client_cert_pem)),
+            );
+            user.insert(
+                "client-key-data".into(),
+                json!(b64(&self.pki.client_key_pem)),
+            );
         }
-        if user.is_empty() {
-            user.push_str("    {}\n");
-        }
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\n    namespace: {ns}\ncurrent-context: standin\nusers:\n- name: standin\n  user:\n{user}preferences: {{}}\n",
-            ca = base64(self.pki.ca_pem.as_bytes()),
-            ns = options.namespace,
-        )
+        json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "standin", "cluster": {
+                "server": format!("https://{}:{}", options.host, self.shared.addr.port()),
+                "certificate-authority-data": b64(&self.pki.ca_pem),
+            }}],
+            "contexts": [{"name": "standin", "context": {
+                "cluster": "standin",
+                "user": "standin",
+                "namespace": options.namespace,
+            }}],
+            "current-context": "standin",
+            "users": [{"name": "standin", "user": user}],
+            "preferences": {},
+        })
     }
 
     /// Writes `<dir>/kubeconfig` (token auth, CA embedded) and returns its path.
@@ -450,8 +463,9 @@ impl KubeApiServer {
         options: &KubeconfigOptions,
     ) -> Result<PathBuf> {
         let path = dir.join(&options.file_name);
-        std::fs::write(&path, self.kubeconfig_yaml(options))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let mut text = serde_json::to_string_pretty(&self.kubeconfig(options))?;
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
@@ -682,15 +696,11 @@ impl KubeApiServer {
             let Some(map) = pod.as_object_mut() else {
                 return;
             };
-            let meta = map
-                .entry("metadata")
-                .or_insert_with(|| serde_json::json!({}));
+            let meta = map.entry("metadata").or_insert_with(|| json!({}));
             let Some(meta) = meta.as_object_mut() else {
                 return;
             };
-            let annotations = meta
-                .entry("annotations")
-                .or_insert_with(|| serde_json::json!({}));
+            let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
             let Some(annotations) = annotations.as_object_mut() else {
                 return;
             };

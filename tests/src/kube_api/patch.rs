@@ -1,27 +1,13 @@
-//! The three PATCH flavours kube-apiserver accepts as JSON: RFC 7386 merge patch, strategic
-//! merge patch (merge keys for the pod fields that have them) and RFC 6902 JSON patch.
+//! The three PATCH flavours kube-apiserver accepts as JSON: RFC 7386 merge patch and RFC 6902
+//! JSON patch (both by the `json-patch` crate, the one kube's `Patch::Json` uses), and strategic
+//! merge patch (merge keys for the pod fields that have them), which only Kubernetes defines and
+//! is written here.
 
 use serde_json::{Map, Value};
 
 /// RFC 7386 JSON merge patch: objects merge recursively, `null` deletes, anything else replaces.
 pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch_map) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(target_map) = target else {
-        return;
-    };
-    for (key, value) in patch_map {
-        if value.is_null() {
-            target_map.remove(key);
-        } else {
-            merge_patch(target_map.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
+    json_patch::merge(target, patch);
 }
 
 /// How a list field is merged by a strategic merge patch.
@@ -226,220 +212,18 @@ pub(crate) enum JsonPatchError {
     Apply(String),
 }
 
-/// One RFC 6901 JSON pointer, split into unescaped tokens.
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, JsonPatchError> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(JsonPatchError::Decode(format!(
-            "invalid JSON pointer {pointer:?}: must start with '/'"
-        )));
-    };
-    rest.split('/')
-        .map(|token| {
-            if token.contains('~') {
-                let mut out = String::new();
-                let mut chars = token.chars();
-                while let Some(c) = chars.next() {
-                    if c == '~' {
-                        match chars.next() {
-                            Some('0') => out.push('~'),
-                            Some('1') => out.push('/'),
-                            _ => {
-                                return Err(JsonPatchError::Decode(format!(
-                                    "invalid JSON pointer {pointer:?}: bad escape"
-                                )))
-                            }
-                        }
-                    } else {
-                        out.push(c);
-                    }
-                }
-                Ok(out)
-            } else {
-                Ok(token.to_string())
-            }
-        })
-        .collect()
-}
-
-fn array_index(
-    token: &str,
-    len: usize,
-    allow_end: bool,
-    pointer: &str,
-) -> Result<usize, JsonPatchError> {
-    if allow_end && token == "-" {
-        return Ok(len);
-    }
-    let valid = !token.is_empty()
-        && token.bytes().all(|b| b.is_ascii_digit())
-        && (token == "0" || !token.starts_with('0'));
-    let index: usize = if valid {
-        token.parse().unwrap_or(usize::MAX)
-    } else {
-        usize::MAX
-    };
-    let limit = if allow_end {
-        len
-    } else {
-        len.saturating_sub(1)
-    };
-    if index == usize::MAX || index > limit || (!allow_end && len == 0) {
-        return Err(JsonPatchError::Apply(format!(
-            "index {token:?} out of bounds in path {pointer:?}"
-        )));
-    }
-    Ok(index)
-}
-
-fn get_mut<'a>(
-    doc: &'a mut Value,
-    tokens: &[String],
-    pointer: &str,
-) -> Result<&'a mut Value, JsonPatchError> {
-    let mut current = doc;
-    for token in tokens {
-        current = match current {
-            Value::Object(map) => map.get_mut(token.as_str()).ok_or_else(|| {
-                JsonPatchError::Apply(format!(
-                    "path {pointer:?} does not exist: missing {token:?}"
-                ))
-            })?,
-            Value::Array(items) => {
-                let i = array_index(token, items.len(), false, pointer)?;
-                &mut items[i]
-            }
-            _ => {
-                return Err(JsonPatchError::Apply(format!(
-                    "path {pointer:?} does not exist: {token:?} is under a scalar"
-                )))
-            }
-        };
-    }
-    Ok(current)
-}
-
-fn remove_at(doc: &mut Value, pointer: &str) -> Result<Value, JsonPatchError> {
-    let tokens = parse_pointer(pointer)?;
-    let Some((last, parents)) = tokens.split_last() else {
-        return Err(JsonPatchError::Apply(
-            "cannot remove the whole document".into(),
-        ));
-    };
-    match get_mut(doc, parents, pointer)? {
-        Value::Object(map) => map.remove(last.as_str()).ok_or_else(|| {
-            JsonPatchError::Apply(format!(
-                "unable to remove nonexistent key: {last} (path {pointer:?})"
-            ))
-        }),
-        Value::Array(items) => {
-            let i = array_index(last, items.len(), false, pointer)?;
-            Ok(items.remove(i))
-        }
-        _ => Err(JsonPatchError::Apply(format!(
-            "path {pointer:?} does not exist"
-        ))),
-    }
-}
-
-fn add_at(doc: &mut Value, pointer: &str, value: Value) -> Result<(), JsonPatchError> {
-    let tokens = parse_pointer(pointer)?;
-    let Some((last, parents)) = tokens.split_last() else {
-        *doc = value;
-        return Ok(());
-    };
-    match get_mut(doc, parents, pointer)? {
-        Value::Object(map) => {
-            map.insert(last.clone(), value);
-            Ok(())
-        }
-        Value::Array(items) => {
-            let i = array_index(last, items.len(), true, pointer)?;
-            items.insert(i, value);
-            Ok(())
-        }
-        _ => Err(JsonPatchError::Apply(format!(
-            "path {pointer:?}: parent is not a container"
-        ))),
-    }
-}
-
-fn op_field<'a>(
-    op: &'a Map<String, Value>,
-    field: &str,
-    index: usize,
-) -> Result<&'a Value, JsonPatchError> {
-    op.get(field).ok_or_else(|| {
-        JsonPatchError::Decode(format!("operation {index}: missing field {field:?}"))
-    })
-}
-
-fn op_str<'a>(
-    op: &'a Map<String, Value>,
-    field: &str,
-    index: usize,
-) -> Result<&'a str, JsonPatchError> {
-    op_field(op, field, index)?.as_str().ok_or_else(|| {
-        JsonPatchError::Decode(format!("operation {index}: {field:?} must be a string"))
-    })
-}
-
 /// RFC 6902 JSON patch: add, remove, replace, move, copy and test, applied atomically.
 pub(crate) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
-    let ops = patch.as_array().ok_or_else(|| {
-        JsonPatchError::Decode("a JSON patch must be a list of operations".into())
-    })?;
-    let mut doc = target.clone();
-    for (index, op) in ops.iter().enumerate() {
-        let op = op
-            .as_object()
-            .ok_or_else(|| JsonPatchError::Decode(format!("operation {index} is not an object")))?;
-        let path = op_str(op, "path", index)?;
-        match op_str(op, "op", index)? {
-            "add" => add_at(&mut doc, path, op_field(op, "value", index)?.clone())?,
-            "remove" => {
-                remove_at(&mut doc, path)?;
-            }
-            "replace" => {
-                let value = op_field(op, "value", index)?.clone();
-                let tokens = parse_pointer(path)?;
-                *get_mut(&mut doc, &tokens, path)? = value;
-            }
-            "move" => {
-                let from = op_str(op, "from", index)?;
-                if path.starts_with(&format!("{from}/")) {
-                    return Err(JsonPatchError::Apply(format!(
-                        "cannot move {from:?} into its child {path:?}"
-                    )));
-                }
-                let value = remove_at(&mut doc, from)?;
-                add_at(&mut doc, path, value)?;
-            }
-            "copy" => {
-                let from = op_str(op, "from", index)?;
-                let tokens = parse_pointer(from)?;
-                let value = get_mut(&mut doc, &tokens, from)?.clone();
-                add_at(&mut doc, path, value)?;
-            }
-            "test" => {
-                let expected = op_field(op, "value", index)?;
-                let tokens = parse_pointer(path)?;
-                let actual = get_mut(&mut doc, &tokens, path)?;
-                if actual != expected {
-                    return Err(JsonPatchError::Apply(format!(
-                        "testing value {path} failed: expected {expected}, found {actual}"
-                    )));
-                }
-            }
-            other => {
-                return Err(JsonPatchError::Decode(format!(
-                    "operation {index}: unknown op {other:?}"
-                )))
-            }
-        }
+    if !patch.is_array() {
+        return Err(JsonPatchError::Decode(
+            "a JSON patch must be a list of operations".into(),
+        ));
     }
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| JsonPatchError::Decode(format!("invalid JSON patch: {e}")))?;
+    // Applied to a copy: a failed operation leaves the object as it was.
+    let mut doc = target.clone();
+    json_patch::patch_unsafe(&mut doc, &ops).map_err(|e| JsonPatchError::Apply(e.to_string()))?;
     *target = doc;
     Ok(())
 }

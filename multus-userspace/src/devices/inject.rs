@@ -1,39 +1,53 @@
 //! Devices of attachments whose NAD names a device-plugin resource
-//! (`k8s.v1.cni.cncf.io/resourceName`): device IDs from the kubelet (PodResources API, with the
-//! device-manager checkpoint as fallback), injected as `deviceID`/`pciBusID` (into a conf, or every
-//! plugin of a conflist, as the reference does) and as runtimeConfig `deviceID`; plus the NPWG
-//! device-info file each such delegate may fill (runtimeConfig `CNIDeviceInfoFile`).
+//! (`k8s.v1.cni.cncf.io/resourceName`): device IDs from the kubelet ([`DeviceSource`]), injected
+//! as `deviceID`/`pciBusID` (into a conf, or every plugin of a conflist, as the reference does)
+//! and as runtimeConfig `deviceID`; plus the NPWG device-info file each such delegate may fill
+//! (runtimeConfig `CNIDeviceInfoFile`).
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 use crate::{
-    delegate::Attachment,
-    error::Error,
-    kube::{
-        devinfo::{self, DevInfoDir, CNI_DEVICE_INFO_FILE},
-        podresources::{self, DeviceError, DeviceSource, PodIdentity},
-    },
+    config::MultusConf,
+    delegate::{cache::PodRef, Attachment},
 };
 
-use super::Call;
+use super::{
+    devinfo::{self, DevInfoDir, DevInfoError, CNI_DEVICE_INFO_FILE},
+    DeviceError, DeviceSource, PodIdentity, DEFAULT_CHECKPOINT, DEFAULT_SOCKET, DEFAULT_TIMEOUT,
+};
 
 /// The device-info directory of this configuration.
-pub fn devinfo_dir(call: &Call<'_>) -> DevInfoDir {
-    call.conf
-        .device_info_dir
+pub fn devinfo_dir(conf: &MultusConf) -> DevInfoDir {
+    conf.device_info_dir
         .clone()
         .map(DevInfoDir::new)
         .unwrap_or_default()
 }
 
+/// Where this configuration finds device IDs (its kubelet socket and checkpoint, within its API
+/// deadline).
+pub fn device_source(conf: &MultusConf) -> DeviceSource {
+    DeviceSource {
+        socket: conf
+            .pod_resources_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        checkpoint: conf
+            .device_checkpoint_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT)),
+        timeout: conf.api_deadline().min(DEFAULT_TIMEOUT),
+    }
+}
+
 /// Gives each attachment with a resource (and no device from the annotation) its device.
 pub fn assign(
-    call: &Call<'_>,
+    conf: &MultusConf,
     attachments: &mut [Attachment],
-    pod: Option<&crate::delegate::cache::PodRef>,
-) -> Result<(), Error> {
+    pod: Option<&PodRef>,
+) -> Result<(), DeviceError> {
     if !attachments
         .iter()
         .any(|a| a.resource_name.is_some() && a.device_id.is_none())
@@ -41,40 +55,27 @@ pub fn assign(
         return Ok(());
     }
     let pod = pod.ok_or_else(|| {
-        Error::Device(DeviceError::InvalidPod(
+        DeviceError::InvalidPod(
             "a network names a device resource, but the runtime named no pod".into(),
-        ))
+        )
     })?;
-    let source = DeviceSource {
-        socket: call
-            .conf
-            .pod_resources_socket
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(podresources::DEFAULT_SOCKET)),
-        checkpoint: call
-            .conf
-            .device_checkpoint_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(podresources::DEFAULT_CHECKPOINT)),
-        timeout: call.conf.api_deadline().min(podresources::DEFAULT_TIMEOUT),
-    };
     let identity = PodIdentity {
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
         uid: pod.uid.clone(),
     };
-    let mut devices = source.pod_devices(&identity)?;
+    let mut devices = device_source(conf).pod_devices(&identity)?;
     for a in attachments.iter_mut() {
         let (Some(resource), None) = (a.resource_name.clone(), a.device_id.as_ref()) else {
             continue;
         };
-        let id = devices.take_next(&resource).ok_or_else(|| {
-            Error::Device(DeviceError::NotAllocated {
+        let id = devices
+            .take_next(&resource)
+            .ok_or_else(|| DeviceError::NotAllocated {
                 pod: identity.to_string(),
                 resource: resource.clone(),
                 from: devices.source,
-            })
-        })?;
+            })?;
         inject(a, &id);
     }
     Ok(())
@@ -101,10 +102,14 @@ fn inject(a: &mut Attachment, id: &str) {
 
 /// Before ADD: the device-info file path goes into runtimeConfig (for plugins that declare
 /// `CNIDeviceInfoFile`), pre-filled from the device plugin's file when there is one.
-pub fn prepare_info_files(call: &Call<'_>, attachments: &mut [Attachment]) -> Result<(), Error> {
-    let dir = devinfo_dir(call);
+pub fn prepare_info_files(
+    conf: &MultusConf,
+    container_id: &str,
+    attachments: &mut [Attachment],
+) -> Result<(), DevInfoError> {
+    let dir = devinfo_dir(conf);
     for a in attachments.iter_mut().filter(|a| a.device_id.is_some()) {
-        let path = dir.cni_path(&a.name, &call.req.container_id, &a.ifname)?;
+        let path = dir.cni_path(&a.name, container_id, &a.ifname)?;
         if let (Some(resource), Some(id)) = (a.resource_name.as_deref(), a.device_id.as_deref()) {
             dir.copy_dp_to_cni(resource, id, &path)?;
         }
@@ -116,8 +121,8 @@ pub fn prepare_info_files(call: &Call<'_>, attachments: &mut [Attachment]) -> Re
 
 /// For attachments read from the reference Multus's cache: the device-info path it gives a
 /// delegate with a device (runtimeConfig `CNIDeviceInfoFile`), unless one is recorded.
-pub fn add_info_paths(call: &Call<'_>, container_id: &str, attachments: &mut [Attachment]) {
-    let dir = devinfo_dir(call);
+pub fn add_info_paths(conf: &MultusConf, container_id: &str, attachments: &mut [Attachment]) {
+    let dir = devinfo_dir(conf);
     for a in attachments.iter_mut().filter(|a| a.device_id.is_some()) {
         if a.runtime_config.contains_key(CNI_DEVICE_INFO_FILE) {
             continue;
@@ -133,10 +138,10 @@ pub fn add_info_paths(call: &Call<'_>, container_id: &str, attachments: &mut [At
 }
 
 /// The device-info of an attachment, for network-status.
-pub fn info(call: &Call<'_>, a: &Attachment) -> Option<Value> {
+pub fn info(conf: &MultusConf, container_id: &str, a: &Attachment) -> Option<Value> {
     a.device_id.as_ref()?;
-    let path = devinfo_dir(call)
-        .cni_path(&a.name, &call.req.container_id, &a.ifname)
+    let path = devinfo_dir(conf)
+        .cni_path(&a.name, container_id, &a.ifname)
         .ok()?;
     match devinfo::load(&path) {
         Ok(Some(info)) => serde_json::to_value(info).ok(),
@@ -149,8 +154,8 @@ pub fn info(call: &Call<'_>, a: &Attachment) -> Option<Value> {
 }
 
 /// After DEL: the attachments' device-info files are removed.
-pub fn remove_info_files(call: &Call<'_>, container_id: &str, attachments: &[Attachment]) {
-    let dir = devinfo_dir(call);
+pub fn remove_info_files(conf: &MultusConf, container_id: &str, attachments: &[Attachment]) {
+    let dir = devinfo_dir(conf);
     for a in attachments.iter().filter(|a| a.device_id.is_some()) {
         if let Err(e) = dir
             .cni_path(&a.name, container_id, &a.ifname)
