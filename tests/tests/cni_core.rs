@@ -1115,3 +1115,57 @@ fn ebpf_sbr_options_migrate_sbr_and_chain_secondaries() {
     );
     env.assert_clean(&pod);
 }
+
+/// A typo in a key that changes nothing a teardown removes (`"logLevel": "info"`) is refused by
+/// ADD but never blocks DEL or GC: they run with the default level and name the key on stderr.
+#[test]
+fn a_logging_typo_never_blocks_del_or_gc() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let good = env.two_networks("1.1.0");
+    env.call("ADD", "typo", Some(&pod))
+        .run(&env.node, &env.multus, &good)
+        .ok();
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 2);
+    let mut typo = good.clone();
+    typo["logLevel"] = json!("info");
+    typo["logOptions"] = json!({"maxSize": -1});
+    let add = env
+        .call("ADD", "typo2", Some(&pod))
+        .run(&env.node, &env.multus, &typo);
+    assert!(add.err_code() > 0, "ADD may refuse it: {}", add.stdout);
+    // GC with nothing valid but this container: it keeps it, and runs.
+    let mut gc = typo.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "typo", "ifname": "eth0"}]);
+    let mut call = CniCall::new(&env.node, "GC", "", None, "");
+    call.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
+    let out = call.run(&env.node, &env.multus, &gc);
+    out.assert_ok();
+    assert_eq!(pod.link_names().len(), 2, "GC kept the valid container");
+    assert!(
+        out.stderr.contains("logLevel"),
+        "GC names the key: {}",
+        out.stderr
+    );
+    let out = env
+        .call("DEL", "typo", Some(&pod))
+        .run(&env.node, &env.multus, &typo);
+    out.assert_ok();
+    assert!(
+        out.stderr.contains("\"logLevel\"") && out.stderr.contains("logOptions"),
+        "DEL names each ignored key on stderr: {}",
+        out.stderr
+    );
+    env.assert_clean(&pod);
+    // A key that decides what DEL removes stays strict.
+    let mut strict = good.clone();
+    strict["retryDeleteOnError"] = json!("yes");
+    let out = env
+        .call("DEL", "typo", Some(&pod))
+        .run(&env.node, &env.multus, &strict);
+    assert_eq!(out.err_code(), 6, "{}", out.stdout);
+}

@@ -280,6 +280,67 @@ fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
     h.assert_clean(&t.pod, &routes, &rules);
 }
 
+/// A typo in a key that changes nothing DEL removes (`attachMode`, `gateway`, `debug`, `table`)
+/// is refused by ADD but never blocks DEL: it runs, and names the key on stderr.
+#[test]
+fn a_typo_in_a_neutral_key_never_blocks_del() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let good = conf(&h, t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    ok(&rt.exec("ADD", &good), "ADD");
+    let mut typo = good.clone();
+    typo["attachMode"] = json!("tc");
+    typo["gateway"] = json!("10.1.0.300");
+    assert_eq!(rt.exec("ADD", &typo).err_code(), 7, "ADD refuses it");
+    let del = rt.exec("DEL", &typo);
+    ok(&del, "DEL with a typo in attachMode and gateway");
+    assert!(
+        del.stderr.contains("attachMode") && del.stderr.contains("gateway"),
+        "DEL names the ignored keys: {}",
+        del.stderr
+    );
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
+/// A repeated ADD of the same interface that fails (here: prevResult names an address the
+/// interface does not have) leaves the earlier ADD's state as it was: CHECK of the first ADD
+/// still passes, and replies still leave by net1.
+#[test]
+fn a_failed_repeated_add_keeps_the_running_attachment() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let good = conf(&h, t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    ok(&rt.exec("ADD", &good), "ADD");
+    ok(&rt.exec("CHECK", &good), "CHECK");
+    let wrong = conf(
+        &h,
+        t.pod.path(),
+        "net1",
+        &[("10.1.0.7/24", Some(NET1_GW_V4))],
+    );
+    assert_eq!(
+        rt.exec("ADD", &wrong).err_code(),
+        7,
+        "the repeated ADD fails"
+    );
+    let check = rt.exec("CHECK", &good);
+    ok(&check, "CHECK after the failed repeated ADD");
+    assert_eq!(
+        t.cli2.ping(POD_NET1_V4, 2, &[]),
+        2,
+        "replies still leave by net1"
+    );
+    // A repeated ADD that succeeds changes nothing either.
+    ok(&rt.exec("ADD", &good), "repeated ADD");
+    ok(&rt.exec("CHECK", &good), "CHECK after the repeated ADD");
+    ok(&rt.exec("DEL", &good), "DEL");
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
 #[test]
 fn version_status_gc() {
     let h = Harness::new();
