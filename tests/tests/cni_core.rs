@@ -1169,3 +1169,78 @@ fn a_logging_typo_never_blocks_del_or_gc() {
         .run(&env.node, &env.multus, &strict);
     assert_eq!(out.err_code(), 6, "{}", out.stdout);
 }
+
+/// A repeated ADD never destroys a running attachment: with the same plan it returns the first
+/// ADD's result and runs nothing; with another plan, or after an ADD that never completed, it is
+/// refused before any delegate runs (code 105) and the pod keeps its interfaces, its leases and
+/// its cache entry; DEL still cleans up everything.
+#[test]
+fn a_repeated_add_never_destroys_a_running_attachment() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let conf = env.two_networks("1.0.0");
+    let first = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok()
+        .clone();
+    let leases = leaks::host_local_leases(&env.node.ipam_dir());
+    assert_eq!(leases.len(), 2);
+    let cache = env.node.cache_dir().join("again");
+    let cached = std::fs::read(&cache).unwrap();
+    let links = |p: &Netns| {
+        let mut l = p.link_names();
+        l.sort();
+        l
+    };
+    // The same plan: the first result, and nothing changed (the cache file is not rewritten).
+    let again = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
+    assert_eq!(again.ok(), &first, "the cached result");
+    assert_eq!(std::fs::read(&cache).unwrap(), cached);
+    // Another plan (net-b's MTU): refused before any delegate ran; nothing of the pod changed.
+    let mut other = conf.clone();
+    other["delegates"][1]["plugins"][0]["mtu"] = json!(1300);
+    let out = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &other);
+    assert_eq!(out.err_code(), 105, "{}", out.stdout);
+    for needle in [
+        "net-b (net1) has another configuration",
+        "DEL it",
+        "multusctl repair again",
+    ] {
+        assert!(out.err_msg().contains(needle), "{needle}: {}", out.stdout);
+    }
+    assert_eq!(links(&pod), vec!["eth0", "net1"]);
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), leases);
+    assert_eq!(std::fs::read(&cache).unwrap(), cached, "cache kept");
+    env.call("CHECK", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    // An ADD that never completed (its process died while its delegates ran): refused; DEL of
+    // what it left still works from its entry.
+    let mut unfinished: Value = serde_json::from_slice(&cached).unwrap();
+    unfinished["addState"] = json!("adding");
+    std::fs::write(&cache, serde_json::to_vec(&unfinished).unwrap()).unwrap();
+    let out = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
+    assert_eq!(out.err_code(), 105, "{}", out.stdout);
+    assert!(out.err_msg().contains("did not complete"), "{}", out.stdout);
+    assert_eq!(links(&pod), vec!["eth0", "net1"]);
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), leases);
+    env.call("DEL", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    env.assert_clean(&pod);
+    // After DEL, ADD runs again.
+    env.call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok();
+    env.call("DEL", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    env.assert_clean(&pod);
+}

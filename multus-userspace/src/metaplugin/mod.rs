@@ -9,6 +9,7 @@ mod devices;
 mod gc;
 pub mod plan;
 mod readiness;
+mod repeat;
 mod status;
 
 use std::{path::Path, path::PathBuf, time::Duration};
