@@ -14,6 +14,7 @@ pub mod kube;
 pub mod list;
 pub mod model;
 pub mod node;
+pub mod repair;
 pub mod show;
 pub mod stats;
 pub mod table;
@@ -26,7 +27,8 @@ pub use node::Node;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: `check` found drift, or `gc` could not remove everything it should.
+/// Exit status: `check` found drift, `repair` could not fix everything, or `gc` could not remove
+/// everything it should.
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit status: bad usage (clap's own).
 pub const EXIT_USAGE: u8 = 2;
@@ -114,6 +116,10 @@ pub enum CtlCommand {
     /// Verifies every attachment: namespace and interfaces present, SBR pins present, programs
     /// attached, map entries equal to the interfaces' addresses. Exits 1 naming each drift.
     Check(check::CheckArgs),
+    /// Repairs the eBPF source-based routing of a container or pod (what `check` reports as drift),
+    /// touching nothing else: no delegate runs, no lease or interface changes. Exits 1 naming what
+    /// it could not fix.
+    Repair(repair::RepairArgs),
     /// Removes the cache entries and pins of containers whose network namespace is gone; cache
     /// entries are torn down the way multus DEL does, so their delegates release their IPs.
     Gc(gc::GcArgs),
@@ -180,6 +186,7 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         CtlCommand::Show(args) => show::run(&node, args, format, &mut out)?,
         CtlCommand::Stats(args) => stats::run(&node, args, format, &mut out)?,
         CtlCommand::Check(args) => check::run(&node, args, format, &mut out)?,
+        CtlCommand::Repair(args) => repair::run(&node, args, format, &mut out)?,
         CtlCommand::Gc(args) => gc::run(&node, args, format, &mut out)?,
         CtlCommand::Completions(_) | CtlCommand::Man => EXIT_OK,
     };
