@@ -1,6 +1,6 @@
 //! `multusctl`, the operators' view of a node: which containers have which attachments (from the
 //! delegate cache), what the eBPF source-based routing holds for them (from the bpffs pins),
-//! counters, drift, and garbage.
+//! counters, drift (and its repair), and garbage.
 //!
 //! One file per subcommand; [`node`] finds the cache and the pins and gathers what is known of each
 //! container, [`model`] is the stable JSON schema (`apiVersion: multusctl/v1`), [`table`] renders
@@ -43,7 +43,8 @@ pub const EXIT_ERROR: u8 = 3;
 /// (one directory per container under the bpffs directory). Works without the Kubernetes API; with
 /// a kubeconfig, `list` and `show` also report what the API says of each pod. Needs root.
 ///
-/// Exit status: 0 success, 1 `check` found drift or `gc` failed to remove something, 2 bad usage,
+/// Exit status: 0 success, 1 `check` found drift, `repair` could not fix everything or `gc` failed
+/// to remove something, 2 bad usage,
 /// 3 multusctl could not run (not root, no bpffs, unreadable configuration, unknown container).
 #[derive(Debug, Parser)]
 #[command(

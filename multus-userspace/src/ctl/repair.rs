@@ -147,7 +147,7 @@ fn repair_locked(
         .as_ref()
         .map(|e| e.attachments.as_slice())
         .unwrap_or_default();
-    let mut bpffs_dirs = Vec::new();
+    let mut configs: Vec<sbr::SbrConfig> = Vec::new();
     for (ifname, attachment) in sbr_interfaces(attachments, pins) {
         let cfg = node.sbr_config_for(attachment);
         let spec = spec_for(attachment, &ifname, pins);
@@ -159,16 +159,22 @@ fn repair_locked(
                 format!("cannot repair the SBR state of {ifname}: {e}"),
             )),
         }
-        if !bpffs_dirs.contains(&cfg.bpffs_dir) {
-            bpffs_dirs.push(cfg.bpffs_dir.clone());
-            // As multus's ADD after its last delegate: interfaces of later networks are covered.
-            if let Err(e) = sbr::cover(&cfg, &rec.id, &netns) {
-                problems.push(problem(
-                    "repairFailed",
-                    None,
-                    format!("cannot bring the pod's SBR state up to date: {e}"),
-                ));
-            }
+        if !configs.iter().any(|c| c.bpffs_dir == cfg.bpffs_dir) {
+            configs.push(cfg);
+        }
+    }
+    if !problems.is_empty() {
+        // Covering would stumble on the same interface; what is left is reported below.
+        return;
+    }
+    // As multus's ADD after its last delegate: interfaces of later networks are covered.
+    for cfg in &configs {
+        if let Err(e) = sbr::cover(cfg, &rec.id, &netns) {
+            problems.push(problem(
+                "repairFailed",
+                None,
+                format!("cannot bring the pod's SBR state up to date: {e}"),
+            ));
         }
     }
     if repaired.is_empty() && problems.is_empty() {
