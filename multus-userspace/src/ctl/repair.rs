@@ -100,7 +100,8 @@ fn repair(node: &Node, id: &str) -> RepairItem {
         .dir()
         .is_dir()
         .then(|| ContainerLock::acquire(node.cache.dir(), id, LOCK_TIMEOUT));
-    match lock {
+    // Held until the check below is done.
+    match &lock {
         Some(Err(e)) => problems.push(problem(
             "notRepairable",
             None,
