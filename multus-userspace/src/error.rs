@@ -51,6 +51,9 @@ pub enum Error {
         /// 11 for ADD (retry), 50 for STATUS.
         code: ErrorCode,
     },
+    /// ADD refused: the container already has an ADD that this one must not undo.
+    #[error("{0}")]
+    AlreadyAdded(String),
     /// Nothing is known about the container (CHECK without ADD).
     #[error("{0}")]
     UnknownContainer(String),
@@ -141,7 +144,9 @@ fn sbr_code(e: &SbrError) -> ErrorCode {
 /// What an operator can do about an SBR failure (the error's `details`).
 fn sbr_advice(e: &SbrError) -> &'static str {
     match e {
-        SbrError::Drift(_) => "repeat ADD to repair, or DEL and ADD the attachment",
+        SbrError::Drift(_) => {
+            "run `multusctl repair <container id>` to repair the SBR state (it touches nothing else), or DEL and ADD the attachment"
+        }
         SbrError::Bpffs { .. } | SbrError::Pin { .. } => {
             "bpffsDir must be a directory on bpffs, or one where bpffs can be mounted (CAP_SYS_ADMIN)"
         }
@@ -177,6 +182,7 @@ impl Error {
             Error::Lock(_) => ErrorCode::IoFailure,
             Error::NotReady { code, .. } => *code,
             Error::UnknownContainer(_) => ErrorCode::UnknownContainer,
+            Error::AlreadyAdded(_) => ErrorCode::ALREADY_ADDED,
             Error::Kube(e) => kube_code(e),
             Error::Resolve(ResolveError::Kube(e)) => kube_code(e),
             Error::Resolve(ResolveError::Io(..)) => ErrorCode::IoFailure,
@@ -199,6 +205,9 @@ impl Error {
                 ..
             }) => inner.details.clone(),
             Error::Sbr(e) => sbr_advice(e).to_string(),
+            Error::AlreadyAdded(_) => {
+                "nothing was changed: the container's attachments are as they were".into()
+            }
             _ => String::new(),
         };
         CniError::new(code, self.to_string()).with_details(details)

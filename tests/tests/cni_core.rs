@@ -1115,3 +1115,132 @@ fn ebpf_sbr_options_migrate_sbr_and_chain_secondaries() {
     );
     env.assert_clean(&pod);
 }
+
+/// A typo in a key that changes nothing a teardown removes (`"logLevel": "info"`) is refused by
+/// ADD but never blocks DEL or GC: they run with the default level and name the key on stderr.
+#[test]
+fn a_logging_typo_never_blocks_del_or_gc() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let good = env.two_networks("1.1.0");
+    env.call("ADD", "typo", Some(&pod))
+        .run(&env.node, &env.multus, &good)
+        .ok();
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 2);
+    let mut typo = good.clone();
+    typo["logLevel"] = json!("info");
+    typo["logOptions"] = json!({"maxSize": -1});
+    let add = env
+        .call("ADD", "typo2", Some(&pod))
+        .run(&env.node, &env.multus, &typo);
+    assert!(add.err_code() > 0, "ADD may refuse it: {}", add.stdout);
+    // GC with nothing valid but this container: it keeps it, and runs.
+    let mut gc = typo.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "typo", "ifname": "eth0"}]);
+    let mut call = CniCall::new(&env.node, "GC", "", None, "");
+    call.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
+    let out = call.run(&env.node, &env.multus, &gc);
+    out.assert_ok();
+    assert_eq!(pod.link_names().len(), 2, "GC kept the valid container");
+    assert!(
+        out.stderr.contains("logLevel"),
+        "GC names the key: {}",
+        out.stderr
+    );
+    let out = env
+        .call("DEL", "typo", Some(&pod))
+        .run(&env.node, &env.multus, &typo);
+    out.assert_ok();
+    assert!(
+        out.stderr.contains("\"logLevel\"") && out.stderr.contains("logOptions"),
+        "DEL names each ignored key on stderr: {}",
+        out.stderr
+    );
+    env.assert_clean(&pod);
+    // A key that decides what DEL removes stays strict.
+    let mut strict = good.clone();
+    strict["retryDeleteOnError"] = json!("yes");
+    let out = env
+        .call("DEL", "typo", Some(&pod))
+        .run(&env.node, &env.multus, &strict);
+    assert_eq!(out.err_code(), 6, "{}", out.stdout);
+}
+
+/// A repeated ADD never destroys a running attachment: with the same plan it returns the first
+/// ADD's result and runs nothing; with another plan, or after an ADD that never completed, it is
+/// refused before any delegate runs (code 105) and the pod keeps its interfaces, its leases and
+/// its cache entry; DEL still cleans up everything.
+#[test]
+fn a_repeated_add_never_destroys_a_running_attachment() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let conf = env.two_networks("1.0.0");
+    let first = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok()
+        .clone();
+    let leases = leaks::host_local_leases(&env.node.ipam_dir());
+    assert_eq!(leases.len(), 2);
+    let cache = env.node.cache_dir().join("again");
+    let cached = std::fs::read(&cache).unwrap();
+    let links = |p: &Netns| {
+        let mut l = p.link_names();
+        l.sort();
+        l
+    };
+    // The same plan: the first result, and nothing changed (the cache file is not rewritten).
+    let again = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
+    assert_eq!(again.ok(), &first, "the cached result");
+    assert_eq!(std::fs::read(&cache).unwrap(), cached);
+    // Another plan (net-b's MTU): refused before any delegate ran; nothing of the pod changed.
+    let mut other = conf.clone();
+    other["delegates"][1]["plugins"][0]["mtu"] = json!(1300);
+    let out = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &other);
+    assert_eq!(out.err_code(), 105, "{}", out.stdout);
+    for needle in [
+        "net-b (net1) has another configuration",
+        "DEL it",
+        "multusctl repair again",
+    ] {
+        assert!(out.err_msg().contains(needle), "{needle}: {}", out.stdout);
+    }
+    assert_eq!(links(&pod), vec!["eth0", "net1"]);
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), leases);
+    assert_eq!(std::fs::read(&cache).unwrap(), cached, "cache kept");
+    env.call("CHECK", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    // An ADD that never completed (its process died while its delegates ran): refused; DEL of
+    // what it left still works from its entry.
+    let mut unfinished: Value = serde_json::from_slice(&cached).unwrap();
+    unfinished["addState"] = json!("adding");
+    std::fs::write(&cache, serde_json::to_vec(&unfinished).unwrap()).unwrap();
+    let out = env
+        .call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
+    assert_eq!(out.err_code(), 105, "{}", out.stdout);
+    assert!(out.err_msg().contains("did not complete"), "{}", out.stdout);
+    assert_eq!(links(&pod), vec!["eth0", "net1"]);
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()), leases);
+    env.call("DEL", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    env.assert_clean(&pod);
+    // After DEL, ADD runs again.
+    env.call("ADD", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .ok();
+    env.call("DEL", "again", Some(&pod))
+        .run(&env.node, &env.multus, &conf)
+        .assert_ok();
+    env.assert_clean(&pod);
+}

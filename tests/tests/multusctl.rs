@@ -732,13 +732,32 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
         out.stdout
     );
 
-    // A repeated ADD repairs it; then detach net1's program of pod b.
-    let spec = InterfaceSpec {
-        ifname: "net1".into(),
-        addresses: cached_addresses(&env.cache_entry(&a.id), "net1"),
-    };
-    sbr::add(&cfg, &a.id, a.ns.path(), &spec).expect("repair");
+    // `multusctl repair` fixes it, touching only SBR state: the cache entry, the leases and the
+    // pod's interfaces are as they were. Then detach net1's program of pod b.
+    let cache_before = std::fs::read(env.node.cache_dir().join(&a.id)).expect("cache");
+    let leases_before = leaks::host_local_leases(&env.node.ipam_dir());
+    let links_before = a.ns.links();
+    let out = env.ctl(&["-o", "json", "repair", "team-a/web-1"]);
+    assert_eq!(out.code, 0, "repaired: {}{}", out.stdout, out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["kind"], "RepairReport");
+    assert_eq!(
+        ids(&doc),
+        vec![a.id.clone()],
+        "repair of one pod repairs only it"
+    );
+    assert_eq!(item(&doc, &a.id)["repaired"], json!(["net1"]));
+    assert_eq!(item(&doc, &a.id)["problems"], json!([]));
     assert_eq!(env.ctl(&["check"]).code, 0, "repaired");
+    assert_eq!(
+        std::fs::read(env.node.cache_dir().join(&a.id)).expect("cache"),
+        cache_before
+    );
+    assert_eq!(
+        leaks::host_local_leases(&env.node.ipam_dir()),
+        leases_before
+    );
+    assert_eq!(a.ns.links(), links_before, "no interface changed");
     let info = sbr::inspect(&cfg, &b.id).expect("inspect");
     let link_id = info
         .attachments
@@ -798,6 +817,11 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
     assert_eq!(p["attached"], false);
     assert_eq!(p["ifindex"], 0);
     assert_eq!(item(&out, &b.id)["sbr"]["state"], "partial");
+    // Repaired by container id, in the table form.
+    let out = env.ctl(&["repair", &b.id]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("repaired (net1)"), "{}", out.stdout);
+    assert_eq!(env.ctl(&["check"]).code, 0, "b repaired");
 
     // An interface of a cached attachment that is gone from the namespace.
     a.ns.ip(&["link", "del", "net1"]);
@@ -816,6 +840,36 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
                 .is_some_and(|m| m.starts_with("interface net1 of network \"net-b\" is not in"))),
         "{problems:?}"
     );
+    // That, repair cannot fix: it exits 1 naming it, and leaves the rest as it was.
+    let links_before = a.ns.link_names();
+    let out = env.ctl(&["-o", "json", "repair", &a.id]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["ok"], false);
+    let problems = item(&doc, &a.id)["problems"]
+        .as_array()
+        .expect("problems")
+        .clone();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["kind"] == "repairFailed" && p["interface"] == "net1"),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["kind"] == "interfaceGone" && p["interface"] == "net1"),
+        "{problems:?}"
+    );
+    let out = env.ctl(&["repair", &a.id]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("NOT FIXED") && out.stdout.contains("with problems left"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(a.ns.link_names(), links_before, "repair made no interface");
 }
 
 #[test]

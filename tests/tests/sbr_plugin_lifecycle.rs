@@ -267,9 +267,10 @@ fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
     assert_eq!(out.err_code(), 1);
     let out = rt.exec("CHECK", &with(&good, "cniVersion", json!("0.3.1")));
     assert_eq!(out.err_code(), 1);
-    // CHECK of a container that was never added names what is missing.
+    // CHECK of a container that was never added names what is missing, and the repair.
     let out = rt.exec("CHECK", &good);
     assert_eq!(out.err_code(), 104, "{}", out.stdout);
+    assert!(out.stdout.contains("multusctl repair"), "{}", out.stdout);
     // An interface that does not exist in the pod.
     let rt9 = runtime(&h, t.r1.path(), t.pod.path(), "net9");
     let out = rt9.exec("ADD", &conf(&h, t.pod.path(), "net9", &NET1_IPS));
@@ -277,6 +278,101 @@ fn bad_inputs_fail_with_the_right_code_and_leave_nothing() {
     // A netns that does not exist.
     let out = rt.exec_with("ADD", &good, Path::new("/run/netns/does-not-exist-sbr"));
     assert_eq!(out.err_code(), 3, "{}", out.stdout);
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
+/// A typo in a key that changes nothing DEL removes (`attachMode`, `gateway`, `debug`, `table`)
+/// is refused by ADD but never blocks DEL: it runs, and names the key on stderr.
+#[test]
+fn a_typo_in_a_neutral_key_never_blocks_del() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let good = conf(&h, t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    ok(&rt.exec("ADD", &good), "ADD");
+    let mut typo = good.clone();
+    typo["attachMode"] = json!("tc");
+    typo["gateway"] = json!("10.1.0.300");
+    assert_eq!(rt.exec("ADD", &typo).err_code(), 7, "ADD refuses it");
+    let del = rt.exec("DEL", &typo);
+    ok(&del, "DEL with a typo in attachMode and gateway");
+    assert!(
+        del.stderr.contains("attachMode") && del.stderr.contains("gateway"),
+        "DEL names the ignored keys: {}",
+        del.stderr
+    );
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
+/// A repeated ADD of the same interface that fails (here: prevResult names an address the
+/// interface does not have) leaves the earlier ADD's state as it was: CHECK of the first ADD
+/// still passes, and replies still leave by net1.
+#[test]
+fn a_failed_repeated_add_keeps_the_running_attachment() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let good = conf(&h, t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    ok(&rt.exec("ADD", &good), "ADD");
+    ok(&rt.exec("CHECK", &good), "CHECK");
+    let wrong = conf(
+        &h,
+        t.pod.path(),
+        "net1",
+        &[("10.1.0.7/24", Some(NET1_GW_V4))],
+    );
+    assert_eq!(
+        rt.exec("ADD", &wrong).err_code(),
+        7,
+        "the repeated ADD fails"
+    );
+    let check = rt.exec("CHECK", &good);
+    ok(&check, "CHECK after the failed repeated ADD");
+    assert_eq!(
+        t.cli2.ping(POD_NET1_V4, 2, &[]),
+        2,
+        "replies still leave by net1"
+    );
+    // A repeated ADD that succeeds changes nothing either.
+    ok(&rt.exec("ADD", &good), "repeated ADD");
+    ok(&rt.exec("CHECK", &good), "CHECK after the repeated ADD");
+    ok(&rt.exec("DEL", &good), "DEL");
+    h.assert_clean(&t.pod, &routes, &rules);
+}
+
+/// Drift of `ebpf-sbr` run by a runtime without multus (pins, no multus cache) is repaired by
+/// `multusctl repair` from what the pins recorded: the namespace and each address's gateway.
+#[test]
+fn standalone_drift_is_repaired_by_multusctl() {
+    let t = Sbr5::new();
+    let h = Harness::new();
+    let rt = runtime(&h, t.r1.path(), t.pod.path(), "net1");
+    let good = conf(&h, t.pod.path(), "net1", &NET1_IPS);
+    let (routes, rules) = (t.pod.all_routes(), t.pod.rules());
+    ok(&rt.exec("ADD", &good), "ADD");
+    t.pod.ip(&["route", "del", "0.0.0.0/1"]);
+    assert_eq!(rt.exec("CHECK", &good).err_code(), 104, "drift");
+    let no_cache = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bins::product("multusctl"))
+        .arg("--cni-dir")
+        .arg(no_cache.path())
+        .arg("--bpffs-dir")
+        .arg(h.bpffs.path())
+        .args(["repair", &h.container_id])
+        .output()
+        .expect("multusctl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("repaired (net1)"), "{stdout}");
+    ok(&rt.exec("CHECK", &good), "CHECK after the repair");
+    assert_eq!(t.cli2.ping(POD_NET1_V4, 2, &[]), 2, "replies leave by net1");
+    ok(&rt.exec("DEL", &good), "DEL");
     h.assert_clean(&t.pod, &routes, &rules);
 }
 
@@ -491,6 +587,51 @@ fn multus_replace_sbr_runs_it_on_ebpf() {
         "Debian's sbr adds policy rules"
     );
     ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
+}
+
+/// Drift that multus CHECK reports (code 104) is repaired by `multusctl repair`, not by a repeated
+/// ADD: multus answers a repeated ADD with the same plan from its cache and changes nothing, and
+/// CHECK's details name the repair command.
+#[test]
+fn multus_check_drift_is_repaired_by_multusctl() {
+    let p = MultusPod::new(Net1::Bridge, vec![], json!({"allSecondary": true}));
+    let added = p.rt.exec("ADD", &p.conf);
+    ok(&added, "multus ADD");
+    ok(&p.rt.exec("CHECK", &p.conf), "multus CHECK");
+    p.t.pod.ip(&["route", "del", "0.0.0.0/1"]);
+    let check = p.rt.exec("CHECK", &p.conf);
+    assert_eq!(check.err_code(), 104, "{}", check.stdout);
+    let details = check.json.as_ref().expect("json")["details"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(details.contains("multusctl repair"), "{details}");
+    let again = p.rt.exec("ADD", &p.conf);
+    ok(&again, "repeated multus ADD");
+    assert_eq!(again.json, added.json, "answered from the cache");
+    assert_eq!(p.rt.exec("CHECK", &p.conf).err_code(), 104, "still drifted");
+    let cache_dir = p._dirs.path().join("cache");
+    let out = std::process::Command::new(bins::product("multusctl"))
+        .arg("--cni-dir")
+        .arg(&cache_dir)
+        .arg("--bpffs-dir")
+        .arg(p.h.bpffs.path())
+        .args(["repair", &p.h.container_id])
+        .output()
+        .expect("multusctl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("repaired (net1)"), "{stdout}");
+    ok(
+        &p.rt.exec("CHECK", &p.conf),
+        "multus CHECK after the repair",
+    );
+    assert_eq!(p.t.cli2.ping(POD_NET1_V4, 3, &[]), 3, "net1 answers");
+    p.check_del_clean();
 }
 
 #[test]

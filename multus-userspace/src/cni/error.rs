@@ -43,6 +43,9 @@ impl ErrorCode {
     pub const NETLINK: ErrorCode = ErrorCode::Plugin(103);
     /// Plugin-specific code: CHECK found the eBPF SBR state different from what ADD set up.
     pub const SBR_DRIFT: ErrorCode = ErrorCode::Plugin(104);
+    /// Plugin-specific code: ADD refused because the container already has an ADD (completed
+    /// with another plan, unfinished, or unreadable); nothing was changed.
+    pub const ALREADY_ADDED: ErrorCode = ErrorCode::Plugin(105);
 
     /// The numeric code.
     pub fn as_u32(self) -> u32 {

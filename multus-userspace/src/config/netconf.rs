@@ -277,20 +277,52 @@ fn default_multus_namespace() -> String {
     "kube-system".into()
 }
 
+/// The keys that change nothing DEL or GC tears down: logging, and what only ADD or STATUS use
+/// (readiness, API deadlines of ADD, the kubelet's device sources) or only bounds how long a
+/// teardown may take. An invalid one is reported and replaced by its default for DEL and GC
+/// ([`MultusConf::parse_for_teardown`]); ADD, CHECK and STATUS refuse it.
+pub const TEARDOWN_NEUTRAL_KEYS: &[&str] = &[
+    "logLevel",
+    "logFile",
+    "logToStderr",
+    "logOptions",
+    "readinessindicatorfile",
+    "readinessTimeoutSeconds",
+    "apiDeadlineSeconds",
+    "delApiDeadlineSeconds",
+    "delegateTimeoutSeconds",
+    "podResourcesSocket",
+    "deviceCheckpointFile",
+];
+
 impl MultusConf {
     /// Parses and validates the configuration read from stdin.
     pub fn parse(bytes: &[u8]) -> Result<MultusConf, ConfigError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ConfigError::Decode {
-                path: String::new(),
-                reason: "stdin is empty; expected the network configuration as JSON".into(),
-            });
-        }
+        require_input(bytes)?;
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let conf: MultusConf =
             serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
         conf.validate()?;
+        conf.log_level()?;
         Ok(conf)
+    }
+
+    /// Parses the configuration for a teardown (DEL, GC): an invalid value of one of the
+    /// [`TEARDOWN_NEUTRAL_KEYS`] is dropped (its default applies) and described in the returned
+    /// notes instead of failing the call; everything else is validated as [`MultusConf::parse`]
+    /// does.
+    pub fn parse_for_teardown(bytes: &[u8]) -> Result<(MultusConf, Vec<String>), ConfigError> {
+        require_input(bytes)?;
+        let (mut conf, mut notes): (MultusConf, _) =
+            super::decode_tolerant(bytes, TEARDOWN_NEUTRAL_KEYS)?;
+        conf.validate()?;
+        if let Err(ConfigError::Invalid(e) | ConfigError::Decode { reason: e, .. }) =
+            conf.log_level()
+        {
+            notes.push(format!("{e}; the default level (error) is used"));
+            conf.log_level = None;
+        }
+        Ok((conf, notes))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -303,7 +335,6 @@ impl MultusConf {
                 "no \"delegates\" and no \"clusterNetwork\": multus needs at least one network to delegate to".into(),
             ));
         }
-        self.log_level()?;
         if self.cni_dir.as_os_str().is_empty() || !self.cni_dir.is_absolute() {
             return Err(ConfigError::Invalid(format!(
                 "\"cniDir\" must be an absolute path, not {:?}",
@@ -379,6 +410,16 @@ impl MultusConf {
     }
 }
 
+fn require_input(bytes: &[u8]) -> Result<(), ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::Decode {
+            path: String::new(),
+            reason: "stdin is empty; expected the network configuration as JSON".into(),
+        });
+    }
+    Ok(())
+}
+
 fn seconds(v: Option<f64>, default: f64) -> std::time::Duration {
     std::time::Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
 }
@@ -436,6 +477,40 @@ mod tests {
             MultusConf::parse(b"{not json"),
             Err(ConfigError::Decode { .. })
         ));
+    }
+
+    #[test]
+    fn a_teardown_ignores_invalid_neutral_keys_only() {
+        let bad = br#"{"type":"multus","delegates":[{"type":"b"}],"logLevel":"info",
+            "logOptions":{"maxSize":-1},"logToStderr":"yes","delegateTimeoutSeconds":"60s"}"#;
+        assert!(MultusConf::parse(bad).is_err());
+        let (c, notes) = MultusConf::parse_for_teardown(bad).unwrap();
+        assert_eq!(c.log_level().unwrap(), LogLevel::Error);
+        assert_eq!(
+            (c.log_options, c.log_to_stderr, c.delegate_timeout_seconds),
+            (None, None, None)
+        );
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("\"info\"")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("logOptions.maxSize")),
+            "{notes:?}"
+        );
+        // Keys that decide what is torn down stay strict.
+        for strict in [
+            br#"{"type":"multus","delegates":[{"type":"b"}],"retryDeleteOnError":"yes"}"#
+                .as_slice(),
+            br#"{"type":"multus","delegates":[{"type":"b"}],"cniDir":"relative"}"#,
+            br#"{"type":"multus","delegates":"x"}"#,
+            br#"{"type":"multus","delegates":[{"type":"b"}],"ebpfSbr":{"replaceSbr":1}}"#,
+        ] {
+            assert!(MultusConf::parse_for_teardown(strict).is_err());
+        }
+        let (_, notes) = MultusConf::parse_for_teardown(
+            br#"{"type":"multus","delegates":[{"type":"b"}],"logLevel":"debug"}"#,
+        )
+        .unwrap();
+        assert!(notes.is_empty());
     }
 
     #[test]

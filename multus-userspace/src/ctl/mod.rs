@@ -1,6 +1,6 @@
 //! `multusctl`, the operators' view of a node: which containers have which attachments (from the
 //! delegate cache), what the eBPF source-based routing holds for them (from the bpffs pins),
-//! counters, drift, and garbage.
+//! counters, drift (and its repair), and garbage.
 //!
 //! One file per subcommand; [`node`] finds the cache and the pins and gathers what is known of each
 //! container, [`model`] is the stable JSON schema (`apiVersion: multusctl/v1`), [`table`] renders
@@ -14,6 +14,7 @@ pub mod kube;
 pub mod list;
 pub mod model;
 pub mod node;
+pub mod repair;
 pub mod show;
 pub mod stats;
 pub mod table;
@@ -26,7 +27,8 @@ pub use node::Node;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: `check` found drift, or `gc` could not remove everything it should.
+/// Exit status: `check` found drift, `repair` could not fix everything, or `gc` could not remove
+/// everything it should.
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit status: bad usage (clap's own).
 pub const EXIT_USAGE: u8 = 2;
@@ -41,7 +43,8 @@ pub const EXIT_ERROR: u8 = 3;
 /// (one directory per container under the bpffs directory). Works without the Kubernetes API; with
 /// a kubeconfig, `list` and `show` also report what the API says of each pod. Needs root.
 ///
-/// Exit status: 0 success, 1 `check` found drift or `gc` failed to remove something, 2 bad usage,
+/// Exit status: 0 success, 1 `check` found drift, `repair` could not fix everything or `gc` failed
+/// to remove something, 2 bad usage,
 /// 3 multusctl could not run (not root, no bpffs, unreadable configuration, unknown container).
 #[derive(Debug, Parser)]
 #[command(
@@ -114,6 +117,10 @@ pub enum CtlCommand {
     /// Verifies every attachment: namespace and interfaces present, SBR pins present, programs
     /// attached, map entries equal to the interfaces' addresses. Exits 1 naming each drift.
     Check(check::CheckArgs),
+    /// Repairs the eBPF source-based routing of a container or pod (what `check` reports as drift),
+    /// touching nothing else: no delegate runs, no lease or interface changes. Exits 1 naming what
+    /// it could not fix.
+    Repair(repair::RepairArgs),
     /// Removes the cache entries and pins of containers whose network namespace is gone; cache
     /// entries are torn down the way multus DEL does, so their delegates release their IPs.
     Gc(gc::GcArgs),
@@ -180,6 +187,7 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         CtlCommand::Show(args) => show::run(&node, args, format, &mut out)?,
         CtlCommand::Stats(args) => stats::run(&node, args, format, &mut out)?,
         CtlCommand::Check(args) => check::run(&node, args, format, &mut out)?,
+        CtlCommand::Repair(args) => repair::run(&node, args, format, &mut out)?,
         CtlCommand::Gc(args) => gc::run(&node, args, format, &mut out)?,
         CtlCommand::Completions(_) | CtlCommand::Man => EXIT_OK,
     };

@@ -69,6 +69,9 @@ pub struct CacheEntry {
     /// Unix time of the ADD.
     #[serde(rename = "createdAt", default)]
     pub created_at: u64,
+    /// How far the ADD got (absent in files of older versions: see [`CacheEntry::added`]).
+    #[serde(rename = "addState", default, skip_serializing_if = "Option::is_none")]
+    pub add_state: Option<AddState>,
     /// Keys written by other versions (kept).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -89,6 +92,31 @@ pub enum Origin {
         /// reference's libcni removes them after DEL).
         libcni_results: Vec<PathBuf>,
     },
+}
+
+/// How far the ADD of a cache entry got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddState {
+    /// Written before the first delegate ran; an entry still in this state under the container's
+    /// lock is an ADD that crashed or was killed. DEL tears it down like any other.
+    Adding,
+    /// Rewritten with the results once the ADD succeeded.
+    Added,
+}
+
+impl CacheEntry {
+    /// Whether this entry records an ADD that succeeded. A file of an older version (no
+    /// `addState`) did when every attachment has its result, since results were only written
+    /// after the last step succeeded.
+    pub fn added(&self) -> bool {
+        match self.add_state {
+            Some(state) => state == AddState::Added,
+            None => {
+                !self.attachments.is_empty() && self.attachments.iter().all(|a| a.result.is_some())
+            }
+        }
+    }
 }
 
 /// Cache failures.
@@ -321,6 +349,7 @@ mod tests {
                 "",
             )],
             created_at: 1,
+            add_state: Some(AddState::Added),
             extra: Map::new(),
             origin: Origin::Ours,
         }

@@ -291,6 +291,9 @@ pub fn to_entry(
         cni_args,
         attachments,
         created_at,
+        // The reference records no ADD state: the rule for files without one decides (complete
+        // when every attachment has a result).
+        add_state: None,
         extra: Map::new(),
         origin: Origin::Reference {
             libcni_results: records.iter().map(|r| r.path.clone()).collect(),

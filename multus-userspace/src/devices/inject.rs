@@ -100,9 +100,9 @@ fn inject(a: &mut Attachment, id: &str) {
     a.device_id = Some(id.to_string());
 }
 
-/// Before ADD: the device-info file path goes into runtimeConfig (for plugins that declare
-/// `CNIDeviceInfoFile`), pre-filled from the device plugin's file when there is one.
-pub fn prepare_info_files(
+/// Part of the plan: the device-info file path goes into runtimeConfig (for plugins that declare
+/// `CNIDeviceInfoFile`). Nothing is written.
+pub fn plan_info_files(
     conf: &MultusConf,
     container_id: &str,
     attachments: &mut [Attachment],
@@ -110,11 +110,27 @@ pub fn prepare_info_files(
     let dir = devinfo_dir(conf);
     for a in attachments.iter_mut().filter(|a| a.device_id.is_some()) {
         let path = dir.cni_path(&a.name, container_id, &a.ifname)?;
-        if let (Some(resource), Some(id)) = (a.resource_name.as_deref(), a.device_id.as_deref()) {
-            dir.copy_dp_to_cni(resource, id, &path)?;
-        }
         a.runtime_config
             .insert(CNI_DEVICE_INFO_FILE.into(), json!(path));
+    }
+    Ok(())
+}
+
+/// Before the delegates of ADD: each device-info file is pre-filled from the device plugin's file
+/// when there is one.
+pub fn prefill_info_files(
+    conf: &MultusConf,
+    container_id: &str,
+    attachments: &[Attachment],
+) -> Result<(), DevInfoError> {
+    let dir = devinfo_dir(conf);
+    for a in attachments {
+        let (Some(resource), Some(id)) = (a.resource_name.as_deref(), a.device_id.as_deref())
+        else {
+            continue;
+        };
+        let path = dir.cni_path(&a.name, container_id, &a.ifname)?;
+        dir.copy_dp_to_cni(resource, id, &path)?;
     }
     Ok(())
 }

@@ -71,6 +71,18 @@ pub fn init(level: LogLevel, file: Option<LogFile<'_>>, to_stderr: bool) {
     }
 }
 
+/// Reports configuration keys that `command` of `plugin` ignored (see
+/// [`crate::config::MultusConf::parse_for_teardown`]): always on stderr, where the runtime
+/// records a plugin's complaints, and in the log.
+pub fn report_ignored(plugin: &str, command: &str, ignored: &[String]) {
+    for note in ignored {
+        eprintln!(
+            "{plugin}: {command}: invalid configuration: {note}; {command} goes on without it"
+        );
+        tracing::warn!("{command}: invalid configuration: {note}");
+    }
+}
+
 /// Rotates the file if it is due and starts the compressor; what happened (`Err`: what failed), to
 /// be logged once the subscriber is installed.
 fn rotate_due(f: LogFile<'_>) -> Vec<Result<String, String>> {

@@ -1,5 +1,6 @@
-//! ADD: validate everything, cache the plan, run the delegates in order, then make the pod's
-//! default routes what was asked and write network-status; roll back on any failure.
+//! ADD: validate everything, settle a repeated ADD under the lock ([`super::repeat`]), cache the
+//! plan, run the delegates in order, then make the pod's default routes what was asked and write
+//! network-status; roll back what this call did on any failure.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,7 @@ use crate::{
     cni::{env::EnvError, result::CniResult, CniError, ErrorCode},
     delegate::{
         self,
-        cache::{CacheEntry, CACHE_FORMAT},
+        cache::{AddState, CacheEntry, CACHE_FORMAT},
         lock::ContainerLock,
         Attachment, Context,
     },
@@ -29,7 +30,11 @@ use crate::{
     sbrplugin::config::{chained_plugin, chained_settings},
 };
 
-use super::{plan, readiness, Call};
+use super::{
+    plan, readiness,
+    repeat::{self, Earlier},
+    Call,
+};
 
 pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     let req = call.req;
@@ -45,7 +50,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     for a in &plan.attachments {
         delegate::resolve_binaries(a, &call.path)?;
     }
-    inject::prepare_info_files(call.conf, &req.container_id, &mut plan.attachments)?;
+    inject::plan_info_files(call.conf, &req.container_id, &mut plan.attachments)?;
     let lock = call.lock(&req.container_id)?;
     let mut entry = CacheEntry {
         format: CACHE_FORMAT,
@@ -60,9 +65,20 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default(),
+        add_state: Some(AddState::Adding),
         extra: Default::default(),
         origin: Default::default(),
     };
+    // Before anything is written: a repeated ADD never touches what an earlier one made.
+    match repeat::decide(call.cache.read(&req.container_id), &entry) {
+        Earlier::None => {}
+        Earlier::Same(earlier) => {
+            tracing::info!(container = %req.container_id, "already added with the same plan: the cached result is returned");
+            return master_result(call, &earlier);
+        }
+        Earlier::Refused(why) => return Err(Error::AlreadyAdded(why)),
+    }
+    inject::prefill_info_files(call.conf, &req.container_id, &entry.attachments)?;
     call.cache.write(&entry)?;
     let ctx = call.context(&req.container_id, Some(netns_path));
     for i in 0..entry.attachments.len() {
@@ -79,6 +95,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
             }
         }
     }
+    entry.add_state = Some(AddState::Added);
     let finished = finish(
         call,
         &netns,
@@ -89,6 +106,11 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     if let Err(e) = finished {
         return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
+    master_result(call, &entry)
+}
+
+/// The master's result from a completed entry, in the version the runtime asked for.
+fn master_result(call: &Call<'_>, entry: &CacheEntry) -> Result<Value, Error> {
     let master = entry
         .attachments
         .iter()
@@ -246,6 +268,8 @@ pub(super) fn network_status(
 }
 
 /// Deletes `done` in reverse (the last one may be half-made), removes the cache, and wraps `cause`.
+/// Everything it undoes was made by this call: an ADD for a container with a cache entry is decided
+/// by [`repeat::decide`] before anything runs.
 fn rollback(
     call: &Call<'_>,
     ctx: &Context<'_>,

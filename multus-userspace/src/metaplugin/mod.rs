@@ -8,6 +8,7 @@ mod del;
 mod gc;
 pub mod plan;
 mod readiness;
+mod repeat;
 mod status;
 
 use std::{path::Path, path::PathBuf, time::Duration};
@@ -39,7 +40,13 @@ impl Plugin for MultusPlugin {
     const NAME: &'static str = "multus";
 
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
-        let conf = MultusConf::parse(stdin).map_err(Error::from)?;
+        // DEL and GC run whatever a key that changes nothing they tear down says (a typo in
+        // "logLevel" must not leave a pod's leases behind); the other commands refuse it.
+        let (conf, ignored) = match request.command {
+            Command::Del | Command::Gc => MultusConf::parse_for_teardown(stdin),
+            _ => MultusConf::parse(stdin).map(|conf| (conf, Vec::new())),
+        }
+        .map_err(Error::from)?;
         let level = conf.log_level().map_err(Error::from)?;
         let rotation = logging::Rotation::from_options(conf.log_options.as_ref());
         let log_file = conf.log_file.as_deref().map(|path| logging::LogFile {
@@ -47,6 +54,7 @@ impl Plugin for MultusPlugin {
             rotation: &rotation,
         });
         logging::init(level, log_file, conf.log_to_stderr.unwrap_or(true));
+        logging::report_ignored("multus", request.command.as_str(), &ignored);
         let call = Call::new(request, &conf)?;
         let started = std::time::Instant::now();
         let outcome = match request.command {

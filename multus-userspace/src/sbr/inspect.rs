@@ -107,6 +107,8 @@ pub struct PodInfo {
     pub interfaces: Vec<InterfaceRecord>,
     /// Counters per interface index, summed over CPUs.
     pub counters: Vec<(u32, IfCounters)>,
+    /// The namespace path ADD recorded, when it kept one.
+    pub netns: Option<PathBuf>,
 }
 
 /// Container ids that have pins (program versions are not listed).
@@ -204,6 +206,7 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
         defaults,
         interfaces,
         counters: maps.counters(),
+        netns: maps.record.netns(),
     })
 }
 

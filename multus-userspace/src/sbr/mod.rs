@@ -213,8 +213,9 @@ pub struct AddReport {
 
 /// Routes packets sourced from `iface`'s addresses out of `iface`, in the pod `netns`.
 ///
-/// Idempotent: a repeated ADD rewrites the interface's entries and repairs the rest. On failure the
-/// interface's share is rolled back. The node's first ADD loads and pins the programs; later ones
+/// Idempotent: a repeated ADD rewrites the interface's entries and repairs the rest. On failure
+/// only what this call did is undone: an interface it added is rolled back, one that an earlier
+/// ADD manages gets that ADD's entries back. The node's first ADD loads and pins the programs; later ones
 /// only attach them and write map entries.
 pub fn add(
     cfg: &SbrConfig,
@@ -236,10 +237,18 @@ pub fn add(
         let (mut maps, loaded) =
             open_or_create_pod(cfg, container_id, netns_path, dir, phases_ref)?;
         let mut ctx = Ctx::new(dir, phases_ref);
+        // A repeated ADD of a managed interface must not take away what the earlier one set up.
+        let prior = managed_share(&maps, &iface.ifname);
         let result = match add_in_ns(&h, cfg, iface, &mut maps, &mut ctx).await {
             Ok(report) => Ok(report),
             Err(e) => {
-                if let Err(undo) = remove_in_ns(&h, &iface.ifname, &mut maps, &mut ctx).await {
+                let undone = match prior {
+                    Some(prior) => {
+                        restore_in_ns(&h, &iface.ifname, prior, &mut maps, &mut ctx).await
+                    }
+                    None => remove_in_ns(&h, &iface.ifname, &mut maps, &mut ctx).await,
+                };
+                if let Err(undo) = undone {
                     tracing::warn!("sbr: rollback of {} failed: {undo}", iface.ifname);
                 }
                 Err(e)
@@ -468,6 +477,49 @@ async fn add_in_ns(
         phases: Vec::new(),
         loaded: false,
     })
+}
+
+/// What an earlier ADD recorded for a managed interface: its record and its source entries.
+type Share = (
+    IfaceState,
+    Vec<(multus_common::SrcKey, multus_common::SrcRoute)>,
+);
+
+/// The share of `ifname` when SBR already manages it (a repeated ADD), else `None`.
+fn managed_share(maps: &PodMaps, ifname: &str) -> Option<Share> {
+    let st = maps.state.get(ifname).filter(|s| s.flags & MANAGED != 0)?;
+    let entries = maps
+        .entries()
+        .into_iter()
+        .filter(|(_, r)| r.ifindex == st.ifindex)
+        .collect();
+    Some((st, entries))
+}
+
+/// Undoes a failed repeated ADD: the interface gets back the entries and the index the earlier
+/// ADD recorded (the bookkeeping flags of what is attached now are kept), and the pod converges.
+async fn restore_in_ns(
+    h: &rtnetlink::Handle,
+    ifname: &str,
+    (prior, entries): Share,
+    maps: &mut PodMaps,
+    ctx: &mut Ctx<'_>,
+) -> Result<(), SbrError> {
+    let now = forget_interface(maps, ifname, Some(prior.ifindex))?;
+    for (k, r) in entries {
+        maps.put_entry(k, r)?;
+    }
+    maps.put_state(
+        ifname,
+        IfaceState {
+            ifindex: prior.ifindex,
+            flags: (now.flags & !RELEASED) | MANAGED,
+            ..now
+        },
+    )?;
+    let snap = Snapshot::read(h, maps).await?;
+    reconcile::converge_from(h, maps, ctx, snap).await?;
+    Ok(())
 }
 
 /// Removes an interface's entries and counters and its MANAGED mark (keeping a recorded rp_filter

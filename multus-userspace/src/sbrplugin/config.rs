@@ -91,12 +91,45 @@ pub struct SbrNetConf {
     pub valid_attachments: Option<Vec<ValidAttachment>>,
 }
 
+/// The keys that change nothing DEL or GC of `ebpf-sbr` removes: an invalid one is reported and
+/// replaced by its default for DEL and GC ([`SbrNetConf::parse_for_teardown`]).
+pub const TEARDOWN_NEUTRAL_KEYS: &[&str] = &["table", "gateway", "debug", "attachMode"];
+
 impl SbrNetConf {
     /// Parses and validates the configuration from stdin. Decoding problems are CNI code 6, invalid
     /// values code 7, an unsupported `cniVersion` code 1.
     pub fn parse(bytes: &[u8]) -> Result<SbrNetConf, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let wire: Wire = serde_path_to_error::deserialize(de).map_err(ConfigError::decode)?;
+        Self::from_wire(wire, None)
+    }
+
+    /// Parses the configuration for a teardown (DEL, GC): an invalid value of one of the
+    /// [`TEARDOWN_NEUTRAL_KEYS`] is dropped (its default applies) and described in the returned
+    /// notes instead of failing the call.
+    pub fn parse_for_teardown(bytes: &[u8]) -> Result<(SbrNetConf, Vec<String>), ConfigError> {
+        let (wire, mut notes): (Wire, _) =
+            crate::config::decode_tolerant(bytes, TEARDOWN_NEUTRAL_KEYS)?;
+        let conf = Self::from_wire(wire, Some(&mut notes))?;
+        Ok((conf, notes))
+    }
+
+    /// Validates the decoded keys. With `tolerated`, an invalid neutral key is described there and
+    /// its default used instead of failing.
+    fn from_wire(
+        wire: Wire,
+        mut tolerated: Option<&mut Vec<String>>,
+    ) -> Result<SbrNetConf, ConfigError> {
+        let mut tolerate = |e: ConfigError| match tolerated.as_deref_mut() {
+            Some(notes) => {
+                notes.push(match e {
+                    ConfigError::Invalid(m) => format!("{m}; the default is used"),
+                    other => other.to_string(),
+                });
+                Ok(())
+            }
+            None => Err(e),
+        };
         let version = CniVersion::parse_opt(wire.cni_version.as_deref())?;
         let bpffs_dir = wire
             .bpffs_dir
@@ -107,20 +140,19 @@ impl SbrNetConf {
                 bpffs_dir.display().to_string()
             )));
         }
-        let (gateway_v4, gateway_v6) = gateways(wire.gateway)?;
         let mut sbr = SbrConfig::new(bpffs_dir);
-        sbr.gateway_v4 = gateway_v4;
-        sbr.gateway_v6 = gateway_v6;
+        match gateways(wire.gateway) {
+            Ok((v4, v6)) => (sbr.gateway_v4, sbr.gateway_v6) = (v4, v6),
+            Err(e) => tolerate(e)?,
+        }
         sbr.debug = wire.debug;
-        sbr.attach_mode = match wire.attach_mode.as_deref() {
-            None | Some("auto") => crate::sbr::AttachMode::Auto,
-            Some("tcx") => crate::sbr::AttachMode::Tcx,
-            Some("netlink") => crate::sbr::AttachMode::Netlink,
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "attachMode {other:?} is not one of auto, tcx, netlink"
-                )))
-            }
+        match wire.attach_mode.as_deref() {
+            None | Some("auto") => sbr.attach_mode = crate::sbr::AttachMode::Auto,
+            Some("tcx") => sbr.attach_mode = crate::sbr::AttachMode::Tcx,
+            Some("netlink") => sbr.attach_mode = crate::sbr::AttachMode::Netlink,
+            Some(other) => tolerate(ConfigError::Invalid(format!(
+                "attachMode {other:?} is not one of auto, tcx, netlink"
+            )))?,
         };
         Ok(SbrNetConf {
             version,
@@ -192,6 +224,19 @@ mod tests {
             parse(serde_json::json!({})).unwrap().version,
             CniVersion::V0_1_0
         );
+    }
+
+    #[test]
+    fn a_teardown_ignores_invalid_neutral_keys_only() {
+        let bad = serde_json::json!({"cniVersion": "1.0.0", "attachMode": "tc", "gateway": "x", "debug": "yes"});
+        assert!(parse(bad.clone()).is_err());
+        let (c, notes) =
+            SbrNetConf::parse_for_teardown(&serde_json::to_vec(&bad).unwrap()).unwrap();
+        assert_eq!(c.sbr, SbrConfig::new(DEFAULT_BPFFS_DIR));
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        let strict =
+            serde_json::json!({"cniVersion": "1.0.0", "bpffsDir": "relative", "attachMode": "tc"});
+        assert!(SbrNetConf::parse_for_teardown(&serde_json::to_vec(&strict).unwrap()).is_err());
     }
 
     #[test]

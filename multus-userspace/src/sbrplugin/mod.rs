@@ -41,7 +41,13 @@ impl Plugin for SbrPlugin {
     const NAME: &'static str = "ebpf-sbr";
 
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
-        let conf = SbrNetConf::parse(stdin).map_err(Error::from)?;
+        // DEL and GC run whatever a key that changes nothing they remove says; the other
+        // commands refuse it.
+        let (conf, ignored) = match request.command {
+            Command::Del | Command::Gc => SbrNetConf::parse_for_teardown(stdin),
+            _ => SbrNetConf::parse(stdin).map(|conf| (conf, Vec::new())),
+        }
+        .map_err(Error::from)?;
         logging::init(
             if conf.sbr.debug {
                 LogLevel::Debug
@@ -51,6 +57,7 @@ impl Plugin for SbrPlugin {
             None,
             true,
         );
+        logging::report_ignored("ebpf-sbr", request.command.as_str(), &ignored);
         let started = std::time::Instant::now();
         let outcome = match request.command {
             Command::Add => add(request, &conf).map(Some),
