@@ -1498,3 +1498,37 @@ fn man_pages_for_every_subcommand_with_their_flags() {
         "no page is listed that is not written"
     );
 }
+
+/// docs/cli.md documents what the binary has: a section per subcommand, and every flag.
+#[test]
+fn cli_md_documents_every_subcommand_and_flag() {
+    use clap::CommandFactory;
+    let text = std::fs::read_to_string(bins::workspace_root().join("docs/cli.md")).expect("cli.md");
+    let headings: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .collect();
+    let cmd = multus::ctl::Cli::command();
+    let mut missing = Vec::new();
+    let mut flags = |c: &clap::Command, missing: &mut Vec<String>| {
+        for a in c.get_arguments() {
+            if let Some(long) = a.get_long().filter(|l| !["help", "version"].contains(l)) {
+                if !text.contains(&format!("--{long}")) {
+                    missing.push(format!("{} --{long}", c.get_name()));
+                }
+            }
+        }
+    };
+    flags(&cmd, &mut missing);
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        if !headings
+            .iter()
+            .any(|h| h.split(' ').any(|w| w.trim_matches('`') == name))
+        {
+            missing.push(format!("a section for {name}"));
+        }
+        flags(sub, &mut missing);
+    }
+    assert!(missing.is_empty(), "docs/cli.md lacks: {missing:?}");
+}

@@ -31,19 +31,22 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit status: bad usage (clap's own).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status: multusctl could not do its job (not root, no bpffs, unreadable configuration,
-/// unknown container).
+/// Exit status: multusctl could not do its job (not root, no bpffs, unreadable configuration, a
+/// path that does not exist, unknown container).
 pub const EXIT_ERROR: u8 = 3;
 
 /// The operators' view of a multus node: attachments, eBPF source-based routing maps, counters,
 /// drift and garbage.
 ///
 /// Reads the multus delegate cache (one file per container under cniDir) and the ebpf-sbr pins
-/// (one directory per container under the bpffs directory). Works without the Kubernetes API; with
-/// a kubeconfig, `list` and `show` also report what the API says of each pod. Needs root.
+/// (one directory per container under the bpffs directory), where the node's multus
+/// configuration (the runtime's first CNI configuration, or --conf) says they are. Works without
+/// the Kubernetes API; with a kubeconfig, `list` and `show` also report what the API says of each
+/// pod. Needs root.
 ///
 /// Exit status: 0 success, 1 `check` found drift or `gc` failed to remove something, 2 bad usage,
-/// 3 multusctl could not run (not root, no bpffs, unreadable configuration, unknown container).
+/// 3 multusctl could not run (not root, no bpffs, unreadable configuration, a path that does not
+/// exist, unknown container).
 #[derive(Debug, Parser)]
 #[command(
     name = "multusctl",
@@ -77,11 +80,12 @@ pub struct GlobalArgs {
     /// /var/lib/cni/multus]. It must exist.
     #[arg(long, global = true, value_name = "DIR")]
     pub cni_dir: Option<PathBuf>,
-    /// The bpffs directory of the ebpf-sbr pins [default: ebpfSbr.bpffsDir of --conf, else
-    /// /sys/fs/bpf/multus-sbr].
+    /// The bpffs directory of the ebpf-sbr pins [default: ebpfSbr.bpffsDir of the configuration,
+    /// else /sys/fs/bpf/multus-sbr].
     #[arg(long, global = true, value_name = "DIR")]
     pub bpffs_dir: Option<PathBuf>,
-    /// A kubeconfig for the Kubernetes API [default: kubeconfig of --conf; none: no API is used].
+    /// A kubeconfig for the Kubernetes API [default: kubeconfig of the configuration; none: no API
+    /// is used].
     #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Total time the command may spend on the Kubernetes API, in seconds; past it, pods are
