@@ -1510,7 +1510,7 @@ fn cli_md_documents_every_subcommand_and_flag() {
         .collect();
     let cmd = multus::ctl::Cli::command();
     let mut missing = Vec::new();
-    let mut flags = |c: &clap::Command, missing: &mut Vec<String>| {
+    let flags = |c: &clap::Command, missing: &mut Vec<String>| {
         for a in c.get_arguments() {
             if let Some(long) = a.get_long().filter(|l| !["help", "version"].contains(l)) {
                 if !text.contains(&format!("--{long}")) {
