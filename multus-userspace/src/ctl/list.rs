@@ -18,13 +18,12 @@ pub struct ListArgs {}
 /// Runs `list`.
 pub fn run(
     node: &Node,
-    args: &ListArgs,
+    _args: &ListArgs,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, CtlError> {
     let mut api = Api::connect(node);
     let mut items = Vec::new();
-    let _ = args;
     for rec in node.records()? {
         let mut view = container_view(node, &rec, false, None, None);
         if let (Some(api), Some(pod)) = (api.as_mut(), view.pod.as_ref()) {

@@ -77,7 +77,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", default_value = node::DEFAULT_NET_CONF_DIR)]
     pub conf_dir: PathBuf,
     /// The delegate cache directory [default: cniDir of the configuration, else
-    /// /var/lib/cni/multus]. It must exist.
+    /// /var/lib/cni/multus]. When named (here or by a configuration), it must exist.
     #[arg(long, global = true, value_name = "DIR")]
     pub cni_dir: Option<PathBuf>,
     /// The bpffs directory of the ebpf-sbr pins [default: ebpfSbr.bpffsDir of the configuration,

@@ -161,23 +161,41 @@ impl Node {
     /// exists and that the bpffs directory, when it exists, is on a bpffs.
     pub fn from_args(g: &GlobalArgs) -> Result<Node, CtlError> {
         let (mut conf, conf_origin) = match &g.conf {
-            Some(path) => (read_conf(path)?, format!("cniDir of {}", path.display())),
+            Some(path) => (
+                read_conf(path)?,
+                Some(format!("cniDir of {}", path.display())),
+            ),
             None => runtime_conf(&g.conf_dir, g.conf_dir != Path::new(DEFAULT_NET_CONF_DIR))?,
         };
         let mut cache_origin = conf_origin;
         if let Some(dir) = &g.cni_dir {
             conf.cni_dir = dir.clone();
-            cache_origin = "--cni-dir".into();
+            cache_origin = Some("--cni-dir".into());
         }
+        // A directory that was named must exist; multus's default one, when no multus
+        // configuration names one, may be absent (a node where ebpf-sbr runs without multus).
         if !conf.cni_dir.is_dir() {
-            return Err(CtlError::Missing {
-                what: "the delegate cache directory",
-                path: conf.cni_dir,
-                hint: format!(
-                    " (from {cache_origin}): multus creates it at its first ADD; give the node's with --cni-dir or --conf"
+            match cache_origin {
+                Some(origin) => {
+                    return Err(CtlError::Missing {
+                        what: "the delegate cache directory",
+                        path: conf.cni_dir,
+                        hint: format!(
+                            " (from {origin}): multus creates it at its first ADD; give the node's with --cni-dir or --conf"
+                        ),
+                    })
+                }
+                None => tracing::info!(
+                    "{} does not exist: no multus cache on this node",
+                    conf.cni_dir.display()
                 ),
-            });
+            }
         }
+        Self::with_conf(g, conf)
+    }
+
+    /// The rest of [`Node::from_args`], once the configuration is known.
+    fn with_conf(g: &GlobalArgs, conf: MultusConf) -> Result<Node, CtlError> {
         if let Some(path) = g.kubeconfig.as_ref().filter(|p| !p.exists()) {
             return Err(CtlError::Missing {
                 what: "the kubeconfig",
@@ -420,10 +438,12 @@ fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
 /// The configuration the runtime uses, found the way it finds it: the first `.conf`, `.conflist`
 /// or `.json` file of `dir` in name order. When that is not multus's (multus is not the node's
 /// network), or the directory does not exist and was not given (`explicit`), multus's defaults,
-/// with a warning. Returns the configuration and where its `cniDir` came from.
-pub fn runtime_conf(dir: &Path, explicit: bool) -> Result<(MultusConf, String), CtlError> {
-    let defaults = |why: String| -> Result<(MultusConf, String), CtlError> {
-        Ok((default_conf()?, format!("the defaults: {why}")))
+/// with a warning. Returns the configuration and where its `cniDir` came from (`None`: the
+/// defaults).
+pub fn runtime_conf(dir: &Path, explicit: bool) -> Result<(MultusConf, Option<String>), CtlError> {
+    let defaults = |why: String| -> Result<(MultusConf, Option<String>), CtlError> {
+        tracing::info!("using multus's defaults: {why}");
+        Ok((default_conf()?, None))
     };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -455,7 +475,7 @@ pub fn runtime_conf(dir: &Path, explicit: bool) -> Result<(MultusConf, String), 
     match parse_conf(&first)? {
         Parsed::Multus(conf) => {
             tracing::info!("using the runtime's configuration {}", first.display());
-            Ok((*conf, format!("cniDir of {}", first.display())))
+            Ok((*conf, Some(format!("cniDir of {}", first.display()))))
         }
         Parsed::Other(what) => {
             let why = format!(
