@@ -49,7 +49,10 @@ pub fn run(node: &Node, args: &LogsArgs, out: &mut dyn Write) -> Result<u8, CtlE
                  effect for pods added after)"
             );
         }
-        let reader = LogReader::open(&node.sbr, &rec.id)?;
+        let reader = LogReader::open(&node.sbr, &rec.id).map_err(|source| CtlError::PodSbr {
+            pod: label.clone(),
+            source,
+        })?;
         let names = ifnames(info, live_of(&rec).as_ref());
         sources.push(Source {
             label,

@@ -191,6 +191,14 @@ pub enum CtlError {
     /// The SBR pins could not be read.
     #[error(transparent)]
     Sbr(#[from] crate::sbr::SbrError),
+    /// The SBR pins of one pod could not be read.
+    #[error("{pod}: {source}")]
+    PodSbr {
+        /// The pod, as `namespace/name (container id)`.
+        pod: String,
+        /// Why.
+        source: crate::sbr::SbrError,
+    },
     /// No container matches.
     #[error("{0}")]
     NotFound(String),
