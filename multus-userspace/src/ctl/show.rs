@@ -30,17 +30,11 @@ pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<R
             .ok_or_else(|| not_in_cache(node, &format!("{namespace}/{name}"), None));
     }
     if let Some(ns) = &node.namespace {
-        let mut api = api;
-        let current_uid = api
-            .as_deref_mut()
-            .map(|a| a.pod(&pod_view(ns, target)))
-            .filter(|a| a.status == "found")
-            .and_then(|a| a.uid);
         if let Some(found) = of_pod(node, &ids, ns, target, api)? {
             return Ok(found);
         }
         let rec = by_id(node, &ids, target)
-            .map_err(|_| not_in_cache(node, &format!("{ns}/{target}"), current_uid.as_deref()))?;
+            .map_err(|_| not_in_cache(node, &format!("{ns}/{target}"), None))?;
         if !node.selects(&rec) {
             return Err(CtlError::NotFound(format!(
                 "container {} is not of a pod in namespace {ns} (no pod {ns}/{target} either)",
