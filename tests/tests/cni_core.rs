@@ -721,6 +721,61 @@ fn status_and_add_follow_the_readiness_indicator() {
     env.assert_clean(&pod);
 }
 
+/// STATUS is defined from cniVersion 1.1.0 (docs/configuration.md, error code 1): an older
+/// configuration gets the spec's "incompatible version" error, as GC does.
+#[test]
+fn status_before_1_1_0_is_an_incompatible_version() {
+    let env = Env::new();
+    let mut status = CniCall::new(&env.node, "STATUS", "", None, "");
+    status.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
+    for version in ["0.4.0", "1.0.0"] {
+        let conf = env.conf(
+            version,
+            vec![env.bridge("net-a", "br-a", "10.91.0.0/24", "0.4.0")],
+        );
+        let out = status.run(&env.node, &env.multus, &conf);
+        assert_eq!(
+            out.err_code(),
+            1,
+            "STATUS with cniVersion {version}: {}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("needs 1.1.0"), "{}", out.stdout);
+    }
+    let conf = env.conf(
+        "1.1.0",
+        vec![env.bridge("net-a", "br-a", "10.91.0.0/24", "1.0.0")],
+    );
+    status.run(&env.node, &env.multus, &conf).assert_ok();
+}
+
+/// `type` must be `multus` (docs/configuration.md): another name is refused before anything is done.
+#[test]
+fn a_type_other_than_multus_is_refused() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let mut conf = env.two_networks("1.0.0");
+    conf["type"] = json!("multus-cni");
+    let out = env
+        .call("ADD", "typ", Some(&pod))
+        .run(&env.node, &env.multus, &conf);
+    assert_eq!(out.err_code(), 7, "{}", out.stdout);
+    let msg = out
+        .json
+        .as_ref()
+        .map(|j| j["msg"].to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("multus-cni") && msg.contains("install this plugin as multus"),
+        "{msg}"
+    );
+    env.assert_clean(&pod);
+}
+
 #[test]
 fn logs_go_to_the_log_file_and_never_to_stdout() {
     let env = Env::new();

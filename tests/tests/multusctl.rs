@@ -1023,8 +1023,15 @@ fn gc_removes_exactly_the_stale_ones() {
     );
     assert_eq!(leaks::cache_files(&env.node.cache_dir()), cache_before);
 
-    let out = env.ctl(&["-o", "json", "gc"]);
+    let out = env.ctl(&["-v", "-o", "json", "gc"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Progress lines name the pod, not only the container id.
+    assert!(
+        out.stderr
+            .contains(&format!("team-a/gone-1 ({}): network namespace", stale.id)),
+        "{}",
+        out.stderr
+    );
     let doc = out.json();
     assert_eq!(doc["dryRun"], false);
     assert_eq!(doc["ok"], true);
@@ -1256,4 +1263,327 @@ fn without_counters(mut v: Value) -> Value {
     }
     strip(&mut v);
     v
+}
+
+/// kubectl's habits: `-n`/`-A` on every command that lists pods, `-o yaml|wide|name`,
+/// `--no-headers`, and `show -n NS NAME`.
+#[test]
+fn kubectl_style_namespaces_and_output_formats() {
+    let env = Env::new();
+    let a = env.pod("team-a", "web-1", "uid-1");
+    let b = env.pod("team-b", "db-0", "uid-2");
+    let lines = |o: &Out| -> Vec<String> { o.stdout.lines().map(String::from).collect() };
+    for cmd in ["list", "stats", "check", "show"] {
+        let target: &[&str] = if cmd == "show" { &["db-0"] } else { &[] };
+        let mut args = vec![cmd, "-n", "team-b", "-o", "name"];
+        args.extend(target);
+        let out = env.ctl(&args);
+        assert_eq!(out.code, 0, "{cmd}: {}", out.stderr);
+        assert_eq!(lines(&out), vec![b.id.clone()], "{cmd} -n team-b");
+    }
+    for cmd in ["list", "stats", "check"] {
+        let out = env.ctl(&[cmd, "-A", "-o", "name"]);
+        assert_eq!(out.code, 0, "{cmd}: {}", out.stderr);
+        assert_eq!(lines(&out), vec![a.id.clone(), b.id.clone()], "{cmd} -A");
+    }
+    assert_eq!(
+        env.ctl(&["list", "-n", "team-a", "-A"]).code,
+        2,
+        "-n and -A conflict"
+    );
+    let out = env.ctl(&["-o", "json", "gc", "--dry-run", "--namespace", "team-b"]);
+    assert_eq!(out.json()["items"], json!([]));
+
+    // YAML says what JSON says.
+    let json_doc = env.ctl(&["-o", "json", "list"]).json();
+    let out = env.ctl(&["-o", "yaml", "list"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let yaml_doc: Value = serde_norway::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not YAML ({e}): {}", out.stdout));
+    assert_eq!(yaml_doc, json_doc);
+    assert!(out
+        .stdout
+        .starts_with("apiVersion: multusctl/v1\nkind: ContainerList\n"));
+
+    // wide: full ids and more columns; --no-headers: the rows alone.
+    let out = env.ctl(&["-o", "wide", "list"]);
+    let header = lines(&out)[0].clone();
+    assert!(
+        header.contains("GATEWAYS") && header.contains("PLUGINS"),
+        "{header}"
+    );
+    assert!(out.stdout.contains("10.20.0.1") && out.stdout.contains("bridge,tuning"));
+    let out = env.ctl(&["list", "--no-headers"]);
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 4, "two pods, two interfaces each: {rows:?}");
+    assert!(rows.iter().all(|r| !r.contains("CONTAINER")), "{rows:?}");
+    assert!(rows[0].starts_with(&a.id), "{rows:?}");
+    let out = env.ctl(&["check", "--no-headers"]);
+    assert!(!out.stdout.contains("DRIFT  DETAIL"), "{}", out.stdout);
+}
+
+/// A path that does not exist is an error (exit 3) naming it and where it came from, not an empty
+/// node.
+#[test]
+fn paths_that_do_not_exist_are_errors() {
+    let env = Env::new();
+    let missing = env.node.root().join("nonexistent");
+    let m = missing.display().to_string();
+    for (flag, what) in [
+        ("--cni-dir", "the delegate cache directory"),
+        ("--conf-dir", "the CNI configuration directory"),
+        ("--kubeconfig", "the kubeconfig"),
+    ] {
+        let mut args = vec![];
+        if flag != "--conf-dir" {
+            args.extend(["--conf".to_string(), env.conf_path.display().to_string()]);
+        }
+        args.extend([flag.to_string(), m.clone(), "list".to_string()]);
+        let out = env.ctl_raw(&args, None);
+        assert_eq!(out.code, 3, "{flag}: {}", out.stdout);
+        assert_eq!(out.stdout, "");
+        assert!(
+            out.stderr
+                .contains(&format!("{what} {m} does not exist (from {flag})")),
+            "{flag}: {}",
+            out.stderr
+        );
+    }
+    // So is a configuration whose cniDir does not exist.
+    let mut conf = env.conf.clone();
+    conf["cniDir"] = json!(missing);
+    let path = env.node.root().join("other.conf");
+    std::fs::write(&path, serde_json::to_vec(&conf).expect("json")).expect("write");
+    let out = env.ctl_raw(
+        &["--conf".into(), path.display().to_string(), "list".into()],
+        None,
+    );
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains(&format!("(from cniDir of {})", path.display())),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Without --conf, multusctl reads the configuration the runtime uses: the first file of the CNI
+/// configuration directory, when it is multus's. So the cache and the pins (ebpfSbr.bpffsDir)
+/// are the node's, and the SBR column is right.
+#[test]
+fn finds_the_runtime_configuration_by_itself() {
+    let env = Env::new();
+    let a = env.pod("team-a", "web-1", "uid-1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf_dir = dir.path().display().to_string();
+    std::fs::write(
+        dir.path().join("00-multus.conflist"),
+        serde_json::to_vec(&json!({"cniVersion": "1.0.0", "name": "multus-cni-network",
+            "plugins": [env.conf.clone()]}))
+        .expect("json"),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("99-other.conf"), br#"{"type": "bridge"}"#).expect("write");
+    let out = env.ctl_raw(
+        &["--conf-dir".into(), conf_dir.clone(), "list".into()],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(&a.id), "{}", out.stdout);
+    let out = env.ctl_raw(
+        &[
+            "--conf-dir".into(),
+            conf_dir.clone(),
+            "-o".into(),
+            "json".into(),
+            "list".into(),
+        ],
+        None,
+    );
+    let doc = out.json();
+    assert_eq!(item(&doc, &a.id)["sbr"]["state"], "attached");
+    assert_eq!(
+        item(&doc, &a.id)["sbr"]["pinDir"],
+        env.bpffs.path().join(&a.id).display().to_string()
+    );
+    // When the runtime's first configuration is another plugin's, multus is not the node's
+    // network: the defaults are used, and multusctl says so.
+    std::fs::write(dir.path().join("00-aaa.conf"), br#"{"type": "bridge"}"#).expect("write");
+    let out = env.ctl_raw(
+        &[
+            "--conf-dir".into(),
+            conf_dir,
+            "--cni-dir".into(),
+            env.node.cache_dir().display().to_string(),
+            "list".into(),
+        ],
+        None,
+    );
+    assert!(
+        out.stderr.contains("00-aaa.conf is not multus's"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Pins without a cache entry (ebpf-sbr chained by another meta-plugin) record their namespace:
+/// `show` reports it and the interfaces in it.
+#[test]
+fn show_reads_the_namespace_of_pins_without_a_cache_entry() {
+    let env = Env::new();
+    let mini = MiniPod::new();
+    let id = unique_name("pin");
+    sbr::add(&env.sbr_cfg(), &id, mini.pod.path(), &mini.net1_spec()).expect("add");
+    let out = env.ctl(&["-o", "json", "show", &id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    let c = item(&doc, &id);
+    assert_eq!(c["cached"], false);
+    assert_eq!(c["netns"], mini.pod.path().display().to_string());
+    assert_eq!(c["netnsState"], "present");
+    let (ifindex, mtu) = link(&mini.pod, "net1");
+    assert_eq!(c["interfaces"][0]["ifname"], "net1");
+    assert_eq!(c["interfaces"][0]["live"]["ifindex"], ifindex);
+    assert_eq!(c["interfaces"][0]["live"]["mtu"], mtu);
+    let out = env.ctl(&["show", &id]);
+    assert!(
+        out.stdout.contains(&format!(
+            "Netns:      {} (present)",
+            mini.pod.path().display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("ifindex {ifindex} mtu {mtu} up")),
+        "{}",
+        out.stdout
+    );
+    // Gone, it is reported gone.
+    mini.pod.delete();
+    let doc = env.ctl(&["-o", "json", "show", &id]).json();
+    assert_eq!(item(&doc, &id)["netnsState"], "gone");
+    sbr::gc(&env.sbr_cfg(), &[]).expect("gc");
+}
+
+/// `multusctl logs` prints the debug records of a pod's programs, with interface names; the pod
+/// is named on each line.
+#[test]
+fn logs_show_the_debug_records_of_a_pod() {
+    let env = Env::new();
+    let ns = Netns::new("cp");
+    let id = unique_name("ctl");
+    let args = cni::k8s_args("team-a", "dbg-1", None, Some("uid-d"));
+    CniCall::new(&env.node, "ADD", &id, Some(&ns), "eth0")
+        .args(&args)
+        .run(&env.node, &env.multus, &env.conf)
+        .assert_ok();
+    let mut cfg = env.sbr_cfg();
+    cfg.debug = true;
+    let spec = InterfaceSpec {
+        ifname: "net1".into(),
+        addresses: cached_addresses(&env.cache_entry(&id), "net1"),
+    };
+    sbr::add(&cfg, &id, ns.path(), &spec).unwrap_or_else(|e| panic!("sbr add: {e}"));
+    let net1 = spec.addresses[0].address.to_string();
+    // From the node's br-a address: the replies' route is eth0's subnet, their source net1's
+    // address, so the egress program redirects them to net1 (and logs it).
+    assert!(env.node.ns.ping(&net1, 2, &["-I", "10.10.0.1"]) > 0);
+    let out = env.ctl(&["logs", "team-a/dbg-1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (eth0, _) = link(&ns, "eth0");
+    let (net1_index, _) = link(&ns, "net1");
+    let wanted = format!("if {eth0} (eth0) -> if {net1_index} (net1)");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("team-a/dbg-1 ({id})")) && l.contains(&wanted)),
+        "{wanted} in {}",
+        out.stdout
+    );
+    CniCall::new(&env.node, "DEL", &id, Some(&ns), "eth0")
+        .args(&args)
+        .run(&env.node, &env.multus, &env.conf)
+        .assert_ok();
+    sbr::del(&cfg, &id, Some(ns.path()), "net1").ok();
+}
+
+/// `multusctl man` lists the subcommands' pages (multusctl-<name>(1)); `man --dir` writes each
+/// of them with its flags, and `man <name>` prints one.
+#[test]
+fn man_pages_for_every_subcommand_with_their_flags() {
+    let env = Env::new();
+    let main = env.ctl_raw(&["man".into()], Some(65534));
+    assert_eq!(main.code, 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = env.ctl_raw(
+        &[
+            "man".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let flags: &[(&str, &[&str])] = &[
+        ("list", &["namespace", "output"]),
+        ("show", &["TARGET"]),
+        ("stats", &["watch", "interval", "count"]),
+        ("check", &["TARGET"]),
+        ("gc", &["dry\\-run"]),
+        ("logs", &["follow"]),
+        ("completions", &["SHELL"]),
+        ("man", &["dir"]),
+    ];
+    for (sub, sub_flags) in flags {
+        let listed = format!("multusctl\\-{sub}(1)");
+        assert!(main.stdout.contains(&listed), "multusctl(1) lists {listed}");
+        let page = std::fs::read_to_string(dir.path().join(format!("multusctl-{sub}.1")))
+            .unwrap_or_else(|e| panic!("page of {sub}: {e}"));
+        assert!(page.contains(&format!(".TH multusctl-{sub} 1")), "{page}");
+        for f in *sub_flags {
+            assert!(page.contains(f), "multusctl-{sub}(1) mentions {f}: {page}");
+        }
+        let one = env.ctl_raw(&["man".into(), sub.to_string()], None);
+        assert_eq!(one.stdout, page, "man {sub} prints the same page");
+    }
+    assert!(
+        !main.stdout.contains("multusctl\\-help(1)"),
+        "no page is listed that is not written"
+    );
+}
+
+/// docs/cli.md documents what the binary has: a section per subcommand, and every flag.
+#[test]
+fn cli_md_documents_every_subcommand_and_flag() {
+    use clap::CommandFactory;
+    let text = std::fs::read_to_string(bins::workspace_root().join("docs/cli.md")).expect("cli.md");
+    let headings: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .collect();
+    let cmd = multus::ctl::Cli::command();
+    let mut missing = Vec::new();
+    let flags = |c: &clap::Command, missing: &mut Vec<String>| {
+        for a in c.get_arguments() {
+            if let Some(long) = a.get_long().filter(|l| !["help", "version"].contains(l)) {
+                if !text.contains(&format!("--{long}")) {
+                    missing.push(format!("{} --{long}", c.get_name()));
+                }
+            }
+        }
+    };
+    flags(&cmd, &mut missing);
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        if !headings
+            .iter()
+            .any(|h| h.split(' ').any(|w| w.trim_matches('`') == name))
+        {
+            missing.push(format!("a section for {name}"));
+        }
+        flags(sub, &mut missing);
+    }
+    assert!(missing.is_empty(), "docs/cli.md lacks: {missing:?}");
 }

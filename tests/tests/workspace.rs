@@ -157,3 +157,36 @@ fn no_file_points_outside_the_repository() {
         found.join("\n")
     );
 }
+
+/// The documents that state ebpf-sbr's kernel requirement state the same one per attach mode, the
+/// one STATUS checks (`multus::sbr::MIN_KERNEL`, and `TCX_MIN_KERNEL` for TCX), and none says the
+/// attach mode cannot be chosen.
+#[test]
+fn docs_agree_on_the_kernel_minimum_per_attach_mode() {
+    let root = testkit::bins::workspace_root();
+    let (major, minor) = multus::sbr::MIN_KERNEL;
+    let (tcx_major, tcx_minor) = multus::sbr::TCX_MIN_KERNEL;
+    let netlink = format!("Linux {major}.{minor} or later");
+    let tcx = format!("{tcx_major}.{tcx_minor} or later");
+    for doc in [
+        "README.md",
+        "docs/sbr-migration.md",
+        "docs/configuration.md",
+    ] {
+        let text = std::fs::read_to_string(root.join(doc)).expect("read the document");
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&netlink), "{doc} states {netlink:?}");
+        assert!(
+            flat.contains("attachMode: netlink"),
+            "{doc} names the netlink mode"
+        );
+        assert!(
+            flat.contains(&tcx) && flat.contains("attachMode: tcx"),
+            "{doc} states that TCX needs {tcx:?}"
+        );
+        assert!(
+            !flat.contains("No attach-mode option is exposed"),
+            "{doc} says attachMode does not exist"
+        );
+    }
+}

@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 use super::{network::NetworkConfig, ConfigError};
 use crate::cni::CniVersion;
 
-/// Default directory of on-disk network configurations referenced by name.
+/// The `type` of a multus configuration: the name the runtime runs this plugin by.
+pub const MULTUS_TYPE: &str = "multus";
+/// Default directory of on-disk network configurations referenced by name (`confDir`).
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 /// Default directory of the delegate cache.
 pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
@@ -330,6 +332,13 @@ impl MultusConf {
         if self.plugin_type.is_empty() {
             return Err(ConfigError::Invalid("\"type\" is missing".into()));
         }
+        if self.plugin_type != MULTUS_TYPE {
+            return Err(ConfigError::Invalid(format!(
+                "\"type\" is {:?}, not {MULTUS_TYPE:?}: install this plugin as {MULTUS_TYPE} and \
+                 write \"type\": {MULTUS_TYPE:?} (the name the runtime runs it by)",
+                self.plugin_type
+            )));
+        }
         if self.delegates.is_empty() && self.cluster_network.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid(
                 "no \"delegates\" and no \"clusterNetwork\": multus needs at least one network to delegate to".into(),
@@ -467,6 +476,12 @@ mod tests {
             MultusConf::parse(br#"{"type":"multus"}"#),
             Err(ConfigError::Invalid(_))
         ));
+        let e =
+            MultusConf::parse(br#"{"type":"multus-cni","delegates":[{"type":"b"}]}"#).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid(m) if m.contains("\"multus-cni\", not \"multus\"")),
+            "{e}"
+        );
         assert!(matches!(
             MultusConf::parse(
                 br#"{"cniVersion":"9.9.9","type":"multus","delegates":[{"type":"b"}]}"#

@@ -18,7 +18,7 @@ use super::{
     node::{ebpf_sbr_plugin, interface_spec, Live, NetnsState, Record},
     show::resolve,
     table::{or_dash, short_id, Table},
-    write_json, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
+    write_document, write_names, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
 };
 
 /// Options of `check`.
@@ -264,9 +264,11 @@ pub fn run(
     let items: Vec<CheckItem> = records.iter().map(|r| check_record(node, r)).collect();
     let ok = items.iter().all(|i| i.ok);
     let body = CheckBody { ok, items };
-    match format {
-        Format::Json => write_json(out, &Envelope::new("CheckReport", &body), false)?,
-        Format::Table => write_table(out, &body)?,
+    if !write_document(out, format, &Envelope::new("CheckReport", &body), false)? {
+        match format {
+            Format::Name => write_names(out, body.items.iter().map(|i| i.container_id.as_str()))?,
+            _ => write_table(out, &body)?,
+        }
     }
     Ok(if ok { EXIT_OK } else { EXIT_PROBLEMS })
 }

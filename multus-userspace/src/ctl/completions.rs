@@ -1,6 +1,6 @@
-//! `multusctl completions <shell>` and `multusctl man`.
+//! `multusctl completions <shell>` and `multusctl man [SUBCOMMAND] [--dir DIR]`.
 
-use std::io::Write;
+use std::{io::Write, path::PathBuf};
 
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
@@ -15,6 +15,18 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
+/// Options of `man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Print the page of this subcommand (multusctl-SUBCOMMAND(1)) instead of multusctl(1).
+    #[arg(value_name = "SUBCOMMAND", conflicts_with = "dir")]
+    pub subcommand: Option<String>,
+    /// Write every page (multusctl.1 and one multusctl-SUBCOMMAND.1 per subcommand) into this
+    /// existing directory (`multusctl man --dir /usr/local/share/man/man1`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// Prints the completion script.
 pub fn completions(args: &CompletionsArgs, out: &mut dyn Write) -> Result<u8, CtlError> {
     let mut cmd = Cli::command();
@@ -23,9 +35,42 @@ pub fn completions(args: &CompletionsArgs, out: &mut dyn Write) -> Result<u8, Ct
     Ok(EXIT_OK)
 }
 
-/// Prints the man page (`multusctl man > /usr/local/share/man/man1/multusctl.1`).
-pub fn man(out: &mut dyn Write) -> Result<u8, CtlError> {
-    clap_mangen::Man::new(Cli::command()).render(out)?;
+/// The command as the man pages describe it: built (so that subcommands are named
+/// `multusctl-<name>`), without clap's `help` subcommand, which has no page.
+fn man_command() -> clap::Command {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    cmd
+}
+
+/// Prints multusctl(1) or a subcommand's page, or writes every page to `--dir`.
+pub fn man(args: &ManArgs, out: &mut dyn Write) -> Result<u8, CtlError> {
+    let cmd = man_command();
+    if let Some(dir) = &args.dir {
+        if !dir.is_dir() {
+            return Err(CtlError::Missing {
+                what: "the directory",
+                path: dir.clone(),
+                hint: " (from --dir)".into(),
+            });
+        }
+        clap_mangen::generate_to(cmd, dir)?;
+        return Ok(EXIT_OK);
+    }
+    let page = match &args.subcommand {
+        None => cmd,
+        Some(name) => cmd.find_subcommand(name).cloned().ok_or_else(|| {
+            CtlError::NotFound(format!(
+                "no subcommand {name:?}: the pages are {}",
+                man_command()
+                    .get_subcommands()
+                    .map(|s| s.get_name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+    };
+    clap_mangen::Man::new(page).render(out)?;
     out.flush()?;
     Ok(EXIT_OK)
 }

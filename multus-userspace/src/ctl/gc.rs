@@ -24,7 +24,7 @@ use super::{
     model::{links_all_detached, Envelope, PodView},
     node::{NetnsState, Record},
     table::{or_dash, short_id, Table},
-    write_json, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
+    write_document, write_names, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
 };
 
 /// Options of `gc`.
@@ -66,6 +66,16 @@ pub struct GcItem {
     pub pins: Option<String>,
     /// What went wrong (`null` when nothing did).
     pub error: Option<String>,
+}
+
+impl GcItem {
+    /// The container for messages: `namespace/name (id)`, or the id.
+    fn label(&self) -> String {
+        match &self.pod {
+            Some(p) => format!("{} ({})", p.label(), self.container_id),
+            None => self.container_id.clone(),
+        }
+    }
 }
 
 fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
@@ -126,9 +136,11 @@ pub fn run(
         items,
         ok,
     };
-    match format {
-        Format::Json => write_json(out, &Envelope::new("GcReport", &body), false)?,
-        Format::Table => write_table(out, &body)?,
+    if !write_document(out, format, &Envelope::new("GcReport", &body), false)? {
+        match format {
+            Format::Name => write_names(out, body.items.iter().map(|i| i.container_id.as_str()))?,
+            _ => write_table(out, &body)?,
+        }
     }
     Ok(if ok { EXIT_OK } else { EXIT_PROBLEMS })
 }
@@ -139,6 +151,7 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
         // The plan read the entry without the container's lock: under it, the entry must still
         // name the same namespace, and that namespace must still be gone.
         let planned_netns = item.netns.clone();
+        tracing::info!("{}: {}: tearing it down", item.label(), item.reason);
         let still_garbage = |entry: &CacheEntry| {
             entry.netns.as_ref().map(|p| p.display().to_string()) == planned_netns
                 && NetnsState::of(entry.netns.as_deref()) == NetnsState::Gone
@@ -151,7 +164,7 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
         ) {
             Ok(Released::TornDown) => {}
             Ok(Released::NoEntry) => {
-                tracing::info!("{}: the cache entry went meanwhile", item.container_id)
+                tracing::info!("{}: the cache entry went meanwhile", item.label())
             }
             Ok(Released::Kept) => {
                 item.error = Some(
@@ -159,7 +172,13 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
                         .into(),
                 )
             }
-            Err(e) => item.error = Some(format!("DEL of the cached attachments: {e}")),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: DEL of the cached attachments failed: {e}",
+                    item.label()
+                );
+                item.error = Some(format!("DEL of the cached attachments: {e}"));
+            }
         }
     }
     let doomed: BTreeSet<&str> = items
@@ -169,6 +188,9 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
         .collect();
     if doomed.is_empty() || !node.bpffs_present {
         return Ok(());
+    }
+    for item in items.iter().filter(|i| i.pins.is_some()) {
+        tracing::info!("{}: removing its SBR pins", item.label());
     }
     let all = sbr::pods(&node.sbr)?;
     let keep: Vec<&str> = all

@@ -7,22 +7,18 @@ use clap::Args;
 use super::{
     kube::Api,
     model::{container_view, ContainerView, Envelope, Items},
-    table::{or_dash, short_id, Table},
-    write_json, CtlError, Format, Node, EXIT_OK,
+    table::{is_wide, or_dash, short_id, Table},
+    write_document, write_names, CtlError, Format, Node, EXIT_OK,
 };
 
-/// Options of `list`.
+/// Options of `list` (`-n NAMESPACE` is a global option).
 #[derive(Debug, Clone, Args)]
-pub struct ListArgs {
-    /// Only containers of pods in this namespace.
-    #[arg(short, long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
-}
+pub struct ListArgs {}
 
 /// Runs `list`.
 pub fn run(
     node: &Node,
-    args: &ListArgs,
+    _args: &ListArgs,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u8, CtlError> {
@@ -30,19 +26,18 @@ pub fn run(
     let mut items = Vec::new();
     for rec in node.records()? {
         let mut view = container_view(node, &rec, false, None, None);
-        if let Some(ns) = &args.namespace {
-            if view.pod.as_ref().is_none_or(|p| &p.namespace != ns) {
-                continue;
-            }
-        }
         if let (Some(api), Some(pod)) = (api.as_mut(), view.pod.as_ref()) {
             view.api = Some(api.pod(pod));
         }
         items.push(view);
     }
-    match format {
-        Format::Json => write_json(out, &Envelope::new("ContainerList", Items { items }), false)?,
-        Format::Table => write_table(out, &items, api.is_some())?,
+    let doc = Envelope::new("ContainerList", Items { items });
+    if !write_document(out, format, &doc, false)? {
+        let items = doc.body.items;
+        match format {
+            Format::Name => write_names(out, items.iter().map(|c| c.container_id.as_str()))?,
+            _ => write_table(out, &items, api.is_some(), node.namespace.as_deref())?,
+        }
     }
     Ok(EXIT_OK)
 }
@@ -51,6 +46,7 @@ fn write_table(
     out: &mut dyn Write,
     items: &[ContainerView],
     with_api: bool,
+    namespace: Option<&str>,
 ) -> Result<(), CtlError> {
     let mut headers = vec![
         "CONTAINER",
@@ -64,6 +60,10 @@ fn write_table(
     ];
     if with_api {
         headers.insert(2, "API");
+    }
+    let wide = is_wide();
+    if wide {
+        headers.extend(["GATEWAYS", "PLUGINS"]);
     }
     let mut t = Table::new(&headers);
     for c in items {
@@ -111,11 +111,20 @@ fn write_table(
                 or_dash(Some(iface.addresses.join(","))),
                 routing,
             ]);
+            if wide {
+                row.extend([
+                    or_dash(Some(iface.gateways.join(","))),
+                    or_dash(Some(iface.plugins.join(","))),
+                ]);
+            }
             t.row(row);
         }
     }
     if t.is_empty() {
-        writeln!(out, "no attachments on this node")?;
+        match namespace {
+            Some(ns) => writeln!(out, "no attachments of pods in namespace {ns} on this node")?,
+            None => writeln!(out, "no attachments on this node")?,
+        }
         return Ok(());
     }
     t.write(out, "")?;

@@ -12,6 +12,7 @@ pub mod completions;
 pub mod gc;
 pub mod kube;
 pub mod list;
+pub mod logs;
 pub mod model;
 pub mod node;
 pub mod repair;
@@ -32,20 +33,22 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit status: bad usage (clap's own).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status: multusctl could not do its job (not root, no bpffs, unreadable configuration,
-/// unknown container).
+/// Exit status: multusctl could not do its job (not root, no bpffs, unreadable configuration, a
+/// path that does not exist, unknown container).
 pub const EXIT_ERROR: u8 = 3;
 
 /// The operators' view of a multus node: attachments, eBPF source-based routing maps, counters,
 /// drift and garbage.
 ///
 /// Reads the multus delegate cache (one file per container under cniDir) and the ebpf-sbr pins
-/// (one directory per container under the bpffs directory). Works without the Kubernetes API; with
-/// a kubeconfig, `list` and `show` also report what the API says of each pod. Needs root.
+/// (one directory per container under the bpffs directory), where the node's multus
+/// configuration (the runtime's first CNI configuration, or --conf) says they are. Works without
+/// the Kubernetes API; with a kubeconfig, `list` and `show` also report what the API says of each
+/// pod. Needs root.
 ///
 /// Exit status: 0 success, 1 `check` found drift, `repair` could not fix everything or `gc` failed
-/// to remove something, 2 bad usage,
-/// 3 multusctl could not run (not root, no bpffs, unreadable configuration, unknown container).
+/// to remove something, 2 bad usage, 3 multusctl could not run (not root, no bpffs, unreadable
+/// configuration, a path that does not exist, unknown container).
 #[derive(Debug, Parser)]
 #[command(
     name = "multusctl",
@@ -67,26 +70,44 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// A multus configuration file (00-multus.conf, or a .conflist whose plugin is multus): gives
-    /// cniDir, binDir, kubeconfig and ebpfSbr.bpffsDir.
+    /// cniDir, binDir, kubeconfig and ebpfSbr.bpffsDir [default: the configuration the runtime
+    /// uses, the first of --conf-dir, when it is multus's].
     #[arg(long, global = true, value_name = "FILE", env = "MULTUSCTL_CONF")]
     pub conf: Option<PathBuf>,
-    /// The delegate cache directory [default: cniDir of --conf, else /var/lib/cni/multus].
+    /// The runtime's CNI configuration directory, where the node's multus configuration is found
+    /// without --conf: its first .conf/.conflist/.json file in name order, as the runtime picks it.
+    #[arg(long, global = true, value_name = "DIR", default_value = node::DEFAULT_NET_CONF_DIR)]
+    pub conf_dir: PathBuf,
+    /// The delegate cache directory [default: cniDir of the configuration, else
+    /// /var/lib/cni/multus]. When named (here or by a configuration), it must exist.
     #[arg(long, global = true, value_name = "DIR")]
     pub cni_dir: Option<PathBuf>,
-    /// The bpffs directory of the ebpf-sbr pins [default: ebpfSbr.bpffsDir of --conf, else
-    /// /sys/fs/bpf/multus-sbr].
+    /// The bpffs directory of the ebpf-sbr pins [default: ebpfSbr.bpffsDir of the configuration,
+    /// else /sys/fs/bpf/multus-sbr].
     #[arg(long, global = true, value_name = "DIR")]
     pub bpffs_dir: Option<PathBuf>,
-    /// A kubeconfig for the Kubernetes API [default: kubeconfig of --conf; none: no API is used].
+    /// A kubeconfig for the Kubernetes API [default: kubeconfig of the configuration; none: no API
+    /// is used].
     #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Total time the command may spend on the Kubernetes API, in seconds; past it, pods are
     /// reported without what the API says.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 2.0)]
     pub api_timeout: f64,
+    /// Only the pods of this namespace (containers without a pod are left out) [default: every
+    /// namespace: a node has no current namespace]. With a name that has no `/`, `show`, `stats`,
+    /// `check` and `logs` take it as the pod's name in this namespace.
+    #[arg(short, long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace (the default; for kubectl's habit).
+    #[arg(short = 'A', long, global = true, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// Tables without their header line.
+    #[arg(long, global = true)]
+    pub no_headers: bool,
     /// Log more to stderr (-v: progress, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -97,9 +118,15 @@ pub struct GlobalArgs {
 pub enum Format {
     /// Aligned columns for people.
     Table,
+    /// The table with full container ids and, for `list`, more columns.
+    Wide,
     /// The documented JSON schema (apiVersion multusctl/v1), one document (per sample with
     /// `stats --watch`, one a line).
     Json,
+    /// The same documents as YAML (`---` before each sample with `stats --watch`).
+    Yaml,
+    /// The container ids of the items, one a line.
+    Name,
 }
 
 /// The subcommands.
@@ -124,10 +151,13 @@ pub enum CtlCommand {
     /// Removes the cache entries and pins of containers whose network namespace is gone; cache
     /// entries are torn down the way multus DEL does, so their delegates release their IPs.
     Gc(gc::GcArgs),
+    /// Prints the aya-log debug records of a pod's SBR programs (programs loaded with the
+    /// ebpf-sbr `debug` option log each redirect); with --follow, until interrupted.
+    Logs(logs::LogsArgs),
     /// Prints a shell completion script.
     Completions(completions::CompletionsArgs),
-    /// Prints the man page (roff) to stdout.
-    Man,
+    /// Prints the man page of multusctl or of one subcommand (roff), or writes them all to --dir.
+    Man(completions::ManArgs),
 }
 
 /// Why a command could not run.
@@ -151,12 +181,30 @@ pub enum CtlError {
     /// The multus configuration could not be used.
     #[error("multus configuration {0}: {1}")]
     Conf(PathBuf, String),
+    /// A path given on the command line or by the configuration does not exist.
+    #[error("{what} {} does not exist{hint}", path.display())]
+    Missing {
+        /// What the path was to be.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Where it came from and what to do (starts with `: ` when present).
+        hint: String,
+    },
     /// The delegate cache could not be read.
     #[error(transparent)]
     Cache(#[from] crate::delegate::cache::CacheError),
     /// The SBR pins could not be read.
     #[error(transparent)]
     Sbr(#[from] crate::sbr::SbrError),
+    /// The SBR pins of one pod could not be read.
+    #[error("{pod}: {source}")]
+    PodSbr {
+        /// The pod, as `namespace/name (container id)`.
+        pod: String,
+        /// Why.
+        source: crate::sbr::SbrError,
+    },
     /// No container matches.
     #[error("{0}")]
     NotFound(String),
@@ -176,12 +224,13 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
         CtlCommand::Completions(args) => return completions::completions(args, &mut out),
-        CtlCommand::Man => return completions::man(&mut out),
+        CtlCommand::Man(args) => return completions::man(args, &mut out),
         _ => {}
     }
     require_root()?;
     let node = Node::from_args(&cli.global)?;
     let format = cli.global.output;
+    table::set_style(cli.global.no_headers, format == Format::Wide);
     let code = match &cli.command {
         CtlCommand::List(args) => list::run(&node, args, format, &mut out)?,
         CtlCommand::Show(args) => show::run(&node, args, format, &mut out)?,
@@ -189,7 +238,8 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         CtlCommand::Check(args) => check::run(&node, args, format, &mut out)?,
         CtlCommand::Repair(args) => repair::run(&node, args, format, &mut out)?,
         CtlCommand::Gc(args) => gc::run(&node, args, format, &mut out)?,
-        CtlCommand::Completions(_) | CtlCommand::Man => EXIT_OK,
+        CtlCommand::Logs(args) => logs::run(&node, args, &mut out)?,
+        CtlCommand::Completions(_) | CtlCommand::Man(_) => EXIT_OK,
     };
     out.flush()?;
     Ok(code)
@@ -199,6 +249,44 @@ fn require_root() -> Result<(), CtlError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(CtlError::NotRoot);
+    }
+    Ok(())
+}
+
+/// Writes `doc` in a structured format (JSON or YAML; `stream`: one of several documents, as
+/// `stats --watch` writes them: JSON on one line, YAML after `---`). Returns false, writing
+/// nothing, for the formats each command renders itself (table, wide, name).
+pub fn write_document(
+    out: &mut dyn Write,
+    format: Format,
+    doc: &impl serde::Serialize,
+    stream: bool,
+) -> Result<bool, CtlError> {
+    match format {
+        Format::Json => write_json(out, doc, stream)?,
+        Format::Yaml => {
+            let text = serde_norway::to_string(doc)
+                .map_err(|e| CtlError::Output(std::io::Error::other(e)))?;
+            if stream {
+                writeln!(out, "---")?;
+            }
+            write!(out, "{text}")?;
+        }
+        Format::Table | Format::Wide | Format::Name => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Writes `-o name`: each container id once, in order, one a line.
+pub fn write_names<'a>(
+    out: &mut dyn Write,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), CtlError> {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if seen.insert(id) {
+            writeln!(out, "{id}")?;
+        }
     }
     Ok(())
 }

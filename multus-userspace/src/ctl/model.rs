@@ -606,9 +606,7 @@ pub fn container_view(
     ContainerView {
         container_id: rec.id.clone(),
         pod: entry.and_then(|e| e.pod.as_ref()).map(PodView::from_ref),
-        netns: entry
-            .and_then(|e| e.netns.as_ref())
-            .map(|p| p.display().to_string()),
+        netns: rec.netns_path.as_ref().map(|p| p.display().to_string()),
         netns_state: rec.netns.as_str(),
         cached: entry.is_some(),
         cache_error: rec.cache_error.clone(),
@@ -628,11 +626,11 @@ pub fn live_of(rec: &Record) -> Option<Live> {
     if rec.netns != NetnsState::Present {
         return None;
     }
-    let path = rec.entry.as_ref()?.netns.as_ref()?;
+    let path = rec.netns_path.as_ref()?;
     match Live::read(path) {
         Ok(l) => Some(l),
         Err(e) => {
-            tracing::warn!("cannot read the namespace of {}: {e}", rec.id);
+            tracing::warn!("cannot read the namespace of {}: {e}", rec.label());
             None
         }
     }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     cni::CniResult,
-    config::MultusConf,
+    config::{netconf::MULTUS_TYPE, MultusConf},
     delegate::{
         cache::{Cache, CacheEntry},
         Attachment,
@@ -26,11 +26,17 @@ use crate::{
 
 use super::{CtlError, GlobalArgs};
 
+/// Where the container runtime reads its CNI network configurations (`--conf-dir`).
+pub const DEFAULT_NET_CONF_DIR: &str = "/etc/cni/net.d";
+
 /// The node as multusctl sees it.
 #[derive(Debug)]
 pub struct Node {
-    /// The multus configuration (from `--conf`, or the defaults), with `--cni-dir` applied.
+    /// The multus configuration (from `--conf`, the runtime's configuration directory, or the
+    /// defaults), with `--cni-dir` applied.
     pub conf: MultusConf,
+    /// Only pods of this namespace (`-n`).
+    pub namespace: Option<String>,
     /// The delegate cache.
     pub cache: Cache,
     /// SBR settings: the bpffs directory of the pins.
@@ -91,6 +97,9 @@ pub struct Record {
     pub cache_error: Option<String>,
     /// Its namespace.
     pub netns: NetnsState,
+    /// The namespace path: the cache's, or for pins without a cache entry the one the pins
+    /// recorded (when it still names the pinned namespace).
+    pub netns_path: Option<PathBuf>,
     /// Its SBR pins: `None` without a pin directory, `Err` when they cannot be read.
     pub pins: Option<Result<PodInfo, String>>,
 }
@@ -128,16 +137,71 @@ impl Live {
     }
 }
 
+impl Record {
+    /// The container for messages: `namespace/name (id)`, or the id of a container without a pod.
+    pub fn label(&self) -> String {
+        match self.entry.as_ref().and_then(|e| e.pod.as_ref()) {
+            Some(p) => format!("{}/{} ({})", p.namespace, p.name, self.id),
+            None => self.id.clone(),
+        }
+    }
+
+    /// The pod's namespace, when the runtime named a pod.
+    pub fn pod_namespace(&self) -> Option<&str> {
+        self.entry
+            .as_ref()
+            .and_then(|e| e.pod.as_ref())
+            .map(|p| p.namespace.as_str())
+    }
+}
+
 impl Node {
-    /// Finds the cache, the pins and the API from the command line and `--conf`, and checks that the
-    /// bpffs directory, when it exists, is on a bpffs.
+    /// Finds the cache, the pins and the API from the command line and the multus configuration
+    /// (`--conf`, else the runtime's, else the defaults), and checks that the cache directory
+    /// exists and that the bpffs directory, when it exists, is on a bpffs.
     pub fn from_args(g: &GlobalArgs) -> Result<Node, CtlError> {
-        let mut conf = match &g.conf {
-            Some(path) => read_conf(path)?,
-            None => default_conf()?,
+        let (mut conf, conf_origin) = match &g.conf {
+            Some(path) => (
+                read_conf(path)?,
+                Some(format!("cniDir of {}", path.display())),
+            ),
+            None => runtime_conf(&g.conf_dir, g.conf_dir != Path::new(DEFAULT_NET_CONF_DIR))?,
         };
+        let mut cache_origin = conf_origin;
         if let Some(dir) = &g.cni_dir {
             conf.cni_dir = dir.clone();
+            cache_origin = Some("--cni-dir".into());
+        }
+        // A directory that was named must exist; multus's default one, when no multus
+        // configuration names one, may be absent (a node where ebpf-sbr runs without multus).
+        if !conf.cni_dir.is_dir() {
+            match cache_origin {
+                Some(origin) => {
+                    return Err(CtlError::Missing {
+                        what: "the delegate cache directory",
+                        path: conf.cni_dir,
+                        hint: format!(
+                            " (from {origin}): multus creates it at its first ADD; give the node's with --cni-dir or --conf"
+                        ),
+                    })
+                }
+                None => tracing::info!(
+                    "{} does not exist: no multus cache on this node",
+                    conf.cni_dir.display()
+                ),
+            }
+        }
+        Self::with_conf(g, conf)
+    }
+
+    /// The rest of [`Node::from_args`], once the configuration is known.
+    fn with_conf(g: &GlobalArgs, conf: MultusConf) -> Result<Node, CtlError> {
+        if let Some(path) = g.kubeconfig.as_ref().filter(|p| !p.exists()) {
+            return Err(CtlError::Missing {
+                what: "the kubeconfig",
+                path: path.clone(),
+                hint: " (from --kubeconfig)".into(),
+            });
         }
         let bpffs_dir = g
             .bpffs_dir
@@ -178,6 +242,7 @@ impl Node {
             2.0
         });
         Ok(Node {
+            namespace: g.namespace.clone().filter(|_| !g.all_namespaces),
             cache: Cache::new(&conf.cni_dir),
             plugin_path: conf.search_path(&cni_path),
             sbr: SbrConfig::new(bpffs_dir),
@@ -188,9 +253,23 @@ impl Node {
         })
     }
 
-    /// Every container with a cache entry or pins, sorted by id.
+    /// Every container with a cache entry or pins, sorted by id; with `-n`, those of pods of that
+    /// namespace.
     pub fn records(&self) -> Result<Vec<Record>, CtlError> {
-        Ok(self.ids()?.into_iter().map(|id| self.record(&id)).collect())
+        Ok(self
+            .ids()?
+            .into_iter()
+            .map(|id| self.record(&id))
+            .filter(|r| self.selects(r))
+            .collect())
+    }
+
+    /// Whether `-n` keeps the container.
+    pub fn selects(&self, rec: &Record) -> bool {
+        match &self.namespace {
+            None => true,
+            Some(ns) => rec.pod_namespace() == Some(ns.as_str()),
+        }
     }
 
     /// Every container id the cache or the pins know, in order.
@@ -214,14 +293,21 @@ impl Node {
             Ok(e) => (e, None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let netns = NetnsState::of(entry.as_ref().and_then(|e| e.netns.as_deref()));
         let pins = (self.bpffs_present && self.sbr.bpffs_dir.join(id).is_dir())
             .then(|| sbr::inspect(&self.sbr, id).map_err(|e| e.to_string()));
+        let (netns_path, netns) = match entry.as_ref() {
+            Some(e) => (e.netns.clone(), NetnsState::of(e.netns.as_deref())),
+            None => match &pins {
+                Some(Ok(info)) => pinned_netns(info),
+                _ => (None, NetnsState::Unknown),
+            },
+        };
         Record {
             id: id.to_string(),
             entry,
             cache_error,
             netns,
+            netns_path,
             pins,
         }
     }
@@ -238,6 +324,25 @@ impl Node {
             self.sbr.clone()
         })
     }
+}
+
+/// The namespace pins without a cache entry recorded, and its state: `Gone` when the path no
+/// longer opens or now names another namespace (its cookie is not the pinned one).
+fn pinned_netns(info: &PodInfo) -> (Option<PathBuf>, NetnsState) {
+    let Some(path) = info.netns.clone() else {
+        return (None, NetnsState::Unknown);
+    };
+    let state = match NetNs::open(&path) {
+        Ok(ns) => match ns.run(crate::netns::current_netns_cookie) {
+            Ok(Ok(c)) if c == info.cookie => NetnsState::Present,
+            Ok(Ok(_)) => NetnsState::Gone,
+            Ok(Err(e)) => NetnsState::Error(e.to_string()),
+            Err(e) => NetnsState::Error(e.to_string()),
+        },
+        Err(NetnsError::NotFound(_) | NetnsError::NotNetns(_)) => NetnsState::Gone,
+        Err(e) => NetnsState::Error(e.to_string()),
+    };
+    (Some(path), state)
 }
 
 /// The `ebpf-sbr` plugin of an attachment's chain.
@@ -274,19 +379,37 @@ pub fn interface_spec(attachment: Option<&Attachment>, ifname: &str) -> Interfac
     }
 }
 
-/// Reads a multus configuration file: a conf, or a conflist whose first `multus` plugin is used
-/// (with the list's `cniVersion` and `name`).
+/// Reads a multus configuration file: a conf of type `multus`, or a conflist whose first `multus`
+/// plugin is used (with the list's `cniVersion` and `name`).
 pub fn read_conf(path: &Path) -> Result<MultusConf, CtlError> {
+    match parse_conf(path)? {
+        Parsed::Multus(conf) => Ok(*conf),
+        Parsed::Other(what) => Err(CtlError::Conf(
+            path.to_path_buf(),
+            format!("not a multus configuration: {what}"),
+        )),
+    }
+}
+
+/// A network configuration file: multus's, or another plugin's.
+enum Parsed {
+    Multus(Box<MultusConf>),
+    /// What it is instead.
+    Other(String),
+}
+
+fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
     let err = |why: String| CtlError::Conf(path.to_path_buf(), why);
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let mut value: Value =
         serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
+    let is_multus = |v: &Value| v.get("type").and_then(Value::as_str) == Some(MULTUS_TYPE);
     if let Some(plugins) = value.get("plugins").and_then(Value::as_array) {
-        let mut plugin = plugins
-            .iter()
-            .find(|p| p.get("type").and_then(Value::as_str) == Some("multus"))
-            .cloned()
-            .ok_or_else(|| err("the conflist has no plugin of type multus".into()))?;
+        let Some(mut plugin) = plugins.iter().find(|p| is_multus(p)).cloned() else {
+            return Ok(Parsed::Other(
+                "the conflist has no plugin of type multus".into(),
+            ));
+        };
         if let (Some(p), Some(list)) = (plugin.as_object_mut(), value.as_object()) {
             for key in ["cniVersion", "name"] {
                 if let Some(v) = list.get(key) {
@@ -295,6 +418,11 @@ pub fn read_conf(path: &Path) -> Result<MultusConf, CtlError> {
             }
         }
         value = plugin;
+    } else if !is_multus(&value) {
+        return Ok(Parsed::Other(format!(
+            "its type is {}, not multus",
+            value.get("type").unwrap_or(&Value::Null)
+        )));
     }
     let conf: MultusConf = serde_path_to_error::deserialize(&value)
         .map_err(|e| err(format!("at `{}`: {}", e.path(), e.inner())))?;
@@ -304,7 +432,60 @@ pub fn read_conf(path: &Path) -> Result<MultusConf, CtlError> {
             conf.cni_dir
         )));
     }
-    Ok(conf)
+    Ok(Parsed::Multus(Box::new(conf)))
+}
+
+/// The configuration the runtime uses, found the way it finds it: the first `.conf`, `.conflist`
+/// or `.json` file of `dir` in name order. When that is not multus's (multus is not the node's
+/// network), or the directory does not exist and was not given (`explicit`), multus's defaults,
+/// with a warning. Returns the configuration and where its `cniDir` came from (`None`: the
+/// defaults).
+pub fn runtime_conf(dir: &Path, explicit: bool) -> Result<(MultusConf, Option<String>), CtlError> {
+    let defaults = |why: String| -> Result<(MultusConf, Option<String>), CtlError> {
+        tracing::info!("using multus's defaults: {why}");
+        Ok((default_conf()?, None))
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return defaults(format!("{} does not exist", dir.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CtlError::Missing {
+                what: "the CNI configuration directory",
+                path: dir.to_path_buf(),
+                hint: " (from --conf-dir)".into(),
+            })
+        }
+        Err(e) => return Err(CtlError::Conf(dir.to_path_buf(), e.to_string())),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x == "conf" || x == "conflist" || x == "json")
+        })
+        .collect();
+    files.sort();
+    let Some(first) = files.into_iter().next() else {
+        return defaults(format!("{} has no network configuration", dir.display()));
+    };
+    match parse_conf(&first)? {
+        Parsed::Multus(conf) => {
+            tracing::info!("using the runtime's configuration {}", first.display());
+            Ok((*conf, Some(format!("cniDir of {}", first.display()))))
+        }
+        Parsed::Other(what) => {
+            let why = format!(
+                "the runtime's configuration {} is not multus's ({what})",
+                first.display()
+            );
+            eprintln!("multusctl: warning: {why}: using multus's defaults (give --conf)");
+            defaults(why)
+        }
+    }
 }
 
 /// The configuration multus uses when nothing is configured (its defaults).

@@ -26,7 +26,7 @@ use super::{
     node::{ebpf_sbr_plugin, interface_spec, NetnsState, Record},
     show::resolve,
     table::{or_dash, short_id, Table},
-    write_json, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
+    write_document, write_names, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
 };
 
 /// How long `repair` waits for an ADD, DEL or CHECK of the container that holds its lock.
@@ -84,9 +84,11 @@ pub fn run(
     let items: Vec<RepairItem> = records.iter().map(|r| repair(node, &r.id)).collect();
     let ok = items.iter().all(|i| i.ok);
     let body = RepairBody { ok, items };
-    match format {
-        Format::Json => write_json(out, &Envelope::new("RepairReport", &body), false)?,
-        Format::Table => write_table(out, &body)?,
+    if !write_document(out, format, &Envelope::new("RepairReport", &body), false)? {
+        match format {
+            Format::Name => write_names(out, body.items.iter().map(|i| i.container_id.as_str()))?,
+            _ => write_table(out, &body)?,
+        }
     }
     Ok(if ok { EXIT_OK } else { EXIT_PROBLEMS })
 }

@@ -10,7 +10,7 @@ use super::{
     model::{container_view, live_of, ContainerView, Envelope, Items, PodView},
     node::Record,
     table::{or_dash, utc, Table},
-    write_json, CtlError, Format, Node, EXIT_OK,
+    write_document, write_names, CtlError, Format, Node, EXIT_OK,
 };
 
 /// Options of `show`.
@@ -22,57 +22,107 @@ pub struct ShowArgs {
 }
 
 /// The records `target` names (only those are read in full: reading a record enters its pod's
-/// namespace).
+/// namespace). A target without `/` is, with `-n`, first taken as a pod name in that namespace.
 pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<Record>, CtlError> {
     let ids = node.ids()?;
     if let Some((namespace, name)) = target.split_once('/') {
-        let wanted = PodView {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            uid: None,
-        };
-        let of_pod = |id: &String| {
-            let entry = node.cache.read(id).ok().flatten();
-            entry
-                .and_then(|e| e.pod)
-                .is_some_and(|p| p.namespace == namespace && p.name == name)
-        };
-        let mut found: Vec<Record> = ids
-            .iter()
-            .filter(|id| of_pod(id))
-            .map(|id| node.record(id))
-            .collect();
-        let current_uid = api
-            .map(|a| a.pod(&wanted))
-            .filter(|a| a.status == "found")
-            .and_then(|a| a.uid);
-        if found.is_empty() {
-            let known = match &current_uid {
-                Some(uid) => format!(
-                    " (the API knows the pod, UID {uid}, but this node has no sandbox of it)"
-                ),
-                None => String::new(),
-            };
+        return of_pod(node, &ids, namespace, name, api)?
+            .ok_or_else(|| not_in_cache(node, &format!("{namespace}/{name}"), None));
+    }
+    if let Some(ns) = &node.namespace {
+        if let Some(found) = of_pod(node, &ids, ns, target, api)? {
+            return Ok(found);
+        }
+        let rec = by_id(node, &ids, target)
+            .map_err(|_| not_in_cache(node, &format!("{ns}/{target}"), None))?;
+        if !node.selects(&rec) {
             return Err(CtlError::NotFound(format!(
-                "no container of pod {target} in the delegate cache {}{known}",
-                node.cache.dir().display()
+                "container {} is not of a pod in namespace {ns} (no pod {ns}/{target} either)",
+                rec.label()
             )));
         }
-        // The pod's current sandbox first, then the newest.
-        found.sort_by_key(|r| {
-            let e = r.entry.as_ref();
-            let current = e
-                .and_then(|e| e.pod.as_ref())
-                .is_some_and(|p| Some(&p.uid) == current_uid.as_ref());
-            (
-                !current,
-                std::cmp::Reverse(e.map(|e| e.created_at).unwrap_or(0)),
-            )
-        });
-        return Ok(found);
+        return Ok(vec![rec]);
     }
+    Ok(vec![by_id(node, &ids, target)?])
+}
+
+fn pod_view(namespace: &str, name: &str) -> PodView {
+    PodView {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        uid: None,
+    }
+}
+
+fn not_in_cache(node: &Node, pod: &str, known_uid: Option<&str>) -> CtlError {
+    let known = match known_uid {
+        Some(uid) => {
+            format!(" (the API knows the pod, UID {uid}, but this node has no sandbox of it)")
+        }
+        None => String::new(),
+    };
+    CtlError::NotFound(format!(
+        "no container of pod {pod} in the delegate cache {}{known}",
+        node.cache.dir().display()
+    ))
+}
+
+/// Every sandbox of pod `namespace/name`, the current one (per the API) first, then the newest;
+/// `None` when the cache has none.
+fn of_pod(
+    node: &Node,
+    ids: &std::collections::BTreeSet<String>,
+    namespace: &str,
+    name: &str,
+    api: Option<&mut Api>,
+) -> Result<Option<Vec<Record>>, CtlError> {
+    let of_pod = |id: &String| {
+        let entry = node.cache.read(id).ok().flatten();
+        entry
+            .and_then(|e| e.pod)
+            .is_some_and(|p| p.namespace == namespace && p.name == name)
+    };
+    let mut found: Vec<Record> = ids
+        .iter()
+        .filter(|id| of_pod(id))
+        .map(|id| node.record(id))
+        .collect();
+    let current_uid = api
+        .map(|a| a.pod(&pod_view(namespace, name)))
+        .filter(|a| a.status == "found")
+        .and_then(|a| a.uid);
+    if found.is_empty() {
+        return match current_uid {
+            Some(uid) => Err(not_in_cache(
+                node,
+                &format!("{namespace}/{name}"),
+                Some(&uid),
+            )),
+            None => Ok(None),
+        };
+    }
+    // The pod's current sandbox first, then the newest.
+    found.sort_by_key(|r| {
+        let e = r.entry.as_ref();
+        let current = e
+            .and_then(|e| e.pod.as_ref())
+            .is_some_and(|p| Some(&p.uid) == current_uid.as_ref());
+        (
+            !current,
+            std::cmp::Reverse(e.map(|e| e.created_at).unwrap_or(0)),
+        )
+    });
+    Ok(Some(found))
+}
+
+/// The container whose id is `target` or starts with it.
+fn by_id(
+    node: &Node,
+    ids: &std::collections::BTreeSet<String>,
+    target: &str,
+) -> Result<Record, CtlError> {
     if ids.contains(target) {
-        return Ok(vec![node.record(target)]);
+        return Ok(node.record(target));
     }
     let matches: Vec<&String> = ids.iter().filter(|id| id.starts_with(target)).collect();
     match matches.as_slice() {
@@ -81,12 +131,12 @@ pub fn resolve(node: &Node, target: &str, api: Option<&mut Api>) -> Result<Vec<R
             node.cache.dir().display(),
             node.sbr.bpffs_dir.display()
         ))),
-        [id] => Ok(vec![node.record(id)]),
+        [id] => Ok(node.record(id)),
         _ => Err(CtlError::NotFound(format!(
             "{target:?} is the prefix of several containers ({}); give more of the id",
             matches
                 .iter()
-                .map(|id| id.as_str())
+                .map(|id| node.record(id).label())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -111,19 +161,18 @@ pub fn run(
         }
         items.push(view);
     }
-    match format {
-        Format::Json => write_json(
-            out,
-            &Envelope::new("ContainerDetailList", Items { items }),
-            false,
-        )?,
-        Format::Table => {
-            for (i, c) in items.iter().enumerate() {
-                if i > 0 {
-                    writeln!(out)?;
-                }
-                write_one(out, c)?;
+    let doc = Envelope::new("ContainerDetailList", Items { items });
+    if !write_document(out, format, &doc, false)? {
+        let items = doc.body.items;
+        if format == Format::Name {
+            write_names(out, items.iter().map(|c| c.container_id.as_str()))?;
+            return Ok(EXIT_OK);
+        }
+        for (i, c) in items.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
             }
+            write_one(out, c)?;
         }
     }
     Ok(EXIT_OK)

@@ -15,7 +15,7 @@ use super::{
     model::{ifnames, CountersView, Envelope, PodView},
     show::resolve,
     table::{or_dash, short_id, utc, Table},
-    write_json, CtlError, Format, Node, EXIT_OK,
+    write_document, write_names, CtlError, Format, Node, EXIT_OK,
 };
 
 /// Options of `stats`.
@@ -179,13 +179,18 @@ pub fn run(
             interval_seconds: secs,
             items,
         };
-        match format {
-            Format::Json => write_json(out, &Envelope::new("Stats", body), args.watch)?,
-            Format::Table => {
-                if args.watch && tty {
-                    write!(out, "\x1b[H\x1b[2J")?;
+        let doc = Envelope::new("Stats", body);
+        if !write_document(out, format, &doc, args.watch)? {
+            match format {
+                Format::Name => {
+                    write_names(out, doc.body.items.iter().map(|i| i.container_id.as_str()))?
                 }
-                write_table(out, &body, args.watch)?;
+                _ => {
+                    if args.watch && tty {
+                        write!(out, "\x1b[H\x1b[2J")?;
+                    }
+                    write_table(out, &doc.body, args.watch)?;
+                }
             }
         }
         out.flush()?;

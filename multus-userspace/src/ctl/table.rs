@@ -1,6 +1,24 @@
 //! Aligned text tables and the small formatting helpers of the table output.
 
-use std::io::Write;
+use std::{
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+/// `--no-headers` and `-o wide`: one command line's setting for every table it prints.
+static NO_HEADERS: AtomicBool = AtomicBool::new(false);
+static WIDE: AtomicBool = AtomicBool::new(false);
+
+/// Sets how tables are written: without their header line, and wide (full container ids).
+pub fn set_style(no_headers: bool, wide: bool) {
+    NO_HEADERS.store(no_headers, Ordering::Relaxed);
+    WIDE.store(wide, Ordering::Relaxed);
+}
+
+/// Whether tables are wide (`-o wide`).
+pub fn is_wide() -> bool {
+    WIDE.load(Ordering::Relaxed)
+}
 
 /// Table cells are padded to the widest cell of their column; the last column is not padded.
 #[derive(Debug, Default)]
@@ -48,7 +66,9 @@ impl Table {
             }
             s.trim_end().to_string()
         };
-        writeln!(out, "{}", line(&self.headers))?;
+        if !NO_HEADERS.load(Ordering::Relaxed) {
+            writeln!(out, "{}", line(&self.headers))?;
+        }
         for r in &self.rows {
             writeln!(out, "{}", line(r))?;
         }
@@ -57,8 +77,11 @@ impl Table {
 }
 
 /// How container ids are shown in tables (ids are 64 hex characters with CRI runtimes; `show`
-/// accepts any unique prefix).
+/// accepts any unique prefix): the first 13 characters, all of them with `-o wide`.
 pub fn short_id(id: &str) -> String {
+    if is_wide() {
+        return id.to_string();
+    }
     id.chars().take(13).collect()
 }
 

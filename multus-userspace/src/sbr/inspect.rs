@@ -93,6 +93,9 @@ pub struct PodInfo {
     pub container_id: String,
     /// The pod's network-namespace cookie (its key in the node-wide maps).
     pub cookie: u64,
+    /// The namespace path ADD was given, when it was recorded (it may since name another
+    /// namespace: compare its cookie).
+    pub netns: Option<PathBuf>,
     /// How the real interfaces' programs are attached (the carrier's is always a netlink filter).
     pub attach_mode: AttachMode,
     /// The program version (directory under the bpffs directory) the pod uses.
@@ -107,8 +110,6 @@ pub struct PodInfo {
     pub interfaces: Vec<InterfaceRecord>,
     /// Counters per interface index, summed over CPUs.
     pub counters: Vec<(u32, IfCounters)>,
-    /// The namespace path ADD recorded, when it kept one.
-    pub netns: Option<PathBuf>,
 }
 
 /// Container ids that have pins (program versions are not listed).
@@ -199,6 +200,7 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
     Ok(PodInfo {
         container_id: container_id.to_string(),
         cookie: maps.cookie(),
+        netns: maps.record.netns(),
         attach_mode: AttachMode::from_record(maps.record.mode),
         version: maps.progs.name().to_string(),
         attachments,
@@ -206,7 +208,6 @@ pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError>
         defaults,
         interfaces,
         counters: maps.counters(),
-        netns: maps.record.netns(),
     })
 }
 

@@ -71,6 +71,9 @@ pub const CARRIER_IFNAME: &str = "sbr-carrier";
 pub const CARRIER_PEER_IFNAME: &str = "sbr-carrier-p";
 /// Default directory for pins (a bpffs is mounted there if it is not on one).
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/multus-sbr";
+/// The oldest kernel SBR works on, in any attach mode: managed neighbour entries (Linux 5.16;
+/// `SO_NETNS_COOKIE` needs 5.14). TCX needs [`TCX_MIN_KERNEL`].
+pub const MIN_KERNEL: (u8, u8) = (5, 16);
 
 /// How the programs are attached to a pod's interfaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

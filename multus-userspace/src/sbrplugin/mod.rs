@@ -275,11 +275,8 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
     check_bpffs_dir(&conf.sbr.bpffs_dir).map_err(|e| not_available(e.to_string()))?;
     let kernel = aya::util::KernelVersion::current()
         .map_err(|e| not_available(format!("cannot read the kernel version: {e}")))?;
-    if conf.sbr.attach_mode == sbr::AttachMode::Tcx && !sbr::kernel_has_tcx(kernel) {
-        let (major, minor) = sbr::TCX_MIN_KERNEL;
-        return Err(not_available(format!(
-            "kernel {kernel} has no TCX (Linux {major}.{minor} or later); use \"attachMode\": \"auto\" or \"netlink\""
-        )));
+    if let Some(why) = kernel_problem(conf.sbr.attach_mode, kernel) {
+        return Err(not_available(why));
     }
     match sbr::tc_programs_supported() {
         Ok(true) => Ok(()),
@@ -290,6 +287,24 @@ fn status(conf: &SbrNetConf) -> Result<(), Error> {
             "cannot load a BPF program ({e}); ebpf-sbr needs CAP_BPF and CAP_NET_ADMIN (or root)"
         ))),
     }
+}
+
+/// Why `kernel` cannot serve ADD in `mode`, if it cannot: every mode needs [`sbr::MIN_KERNEL`],
+/// TCX [`sbr::TCX_MIN_KERNEL`].
+fn kernel_problem(mode: sbr::AttachMode, kernel: aya::util::KernelVersion) -> Option<String> {
+    let (major, minor) = sbr::MIN_KERNEL;
+    if kernel < aya::util::KernelVersion::new(major, minor, 0) {
+        return Some(format!(
+            "kernel {kernel} is too old for ebpf-sbr: it needs Linux {major}.{minor} or later"
+        ));
+    }
+    if mode == sbr::AttachMode::Tcx && !sbr::kernel_has_tcx(kernel) {
+        let (major, minor) = sbr::TCX_MIN_KERNEL;
+        return Some(format!(
+            "kernel {kernel} has no TCX (Linux {major}.{minor} or later); use \"attachMode\": \"netlink\""
+        ));
+    }
+    None
 }
 
 /// GC: removes the pins of containers not in `cni.dev/valid-attachments`, and of containers whose
@@ -333,6 +348,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn kernel_minimum_per_attach_mode() {
+        let k = aya::util::KernelVersion::new;
+        for mode in [
+            sbr::AttachMode::Netlink,
+            sbr::AttachMode::Auto,
+            sbr::AttachMode::Tcx,
+        ] {
+            assert!(kernel_problem(mode, k(5, 15, 0)).is_some_and(|m| m.contains("5.16")));
+            assert_eq!(kernel_problem(mode, k(6, 6, 0)), None);
+        }
+        assert_eq!(kernel_problem(sbr::AttachMode::Netlink, k(6, 1, 0)), None);
+        assert_eq!(kernel_problem(sbr::AttachMode::Auto, k(5, 16, 0)), None);
+        assert!(kernel_problem(sbr::AttachMode::Tcx, k(6, 5, 0)).is_some_and(|m| m.contains("6.6")));
+    }
 
     fn model(v: Value) -> CniResult {
         CniResult::parse(&v).unwrap()

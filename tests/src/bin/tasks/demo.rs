@@ -256,14 +256,21 @@ fn source_based_routing(bins: &std::path::Path) -> Result<()> {
     println!("CHECK of the chain (bridge, then ebpf-sbr): ok");
     let multusctl = bins.join("multusctl");
     let bpffs = pod.bpffs.path().display().to_string();
+    // No multus here (ebpf-sbr chained by the test's runtime): an empty cache and CNI
+    // configuration directory of the demo's own, so that the host's are not read.
+    let no_multus = tempfile::tempdir()?;
     for args in [vec!["show", pod.rt.container_id.as_str()], vec!["stats"]] {
         step(&format!(
-            "multusctl --bpffs-dir <private bpffs> {}",
+            "multusctl --bpffs-dir <private bpffs> --conf-dir <empty> --cni-dir <empty> {}",
             args.join(" ")
         ));
         let out = Command::new(&multusctl)
             .arg("--bpffs-dir")
             .arg(&bpffs)
+            .arg("--conf-dir")
+            .arg(no_multus.path())
+            .arg("--cni-dir")
+            .arg(no_multus.path())
             .args(&args)
             .output()?;
         print!(
