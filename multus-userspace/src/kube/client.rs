@@ -1,15 +1,16 @@
 //! A small synchronous face over the `kube` client: pod and NAD reads and pod annotation patches,
 //! each retried on transient failures (connection refused or reset, 5xx, 429, and 409 for patches)
-//! until a deadline, so a CNI call is never held longer than configured.
+//! until a deadline, so a CNI call is never held longer than configured. Pod events are sent once,
+//! without retries: they are best-effort.
 
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::{
-    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
     Api, Client, Config,
 };
@@ -207,6 +208,33 @@ impl KubeClient {
             },
         )?;
         Ok(outcome.is_some())
+    }
+
+    /// POSTs a core/v1 event into its namespace: one attempt, abandoned at `deadline` (events are
+    /// best-effort; a retry would only hold the CNI call longer).
+    pub fn create_event(&self, event: &Event, deadline: Instant) -> Result<(), KubeError> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let operation = format!("POST event in namespace {namespace}");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(left, api.create(&PostParams::default(), event)).await
+        });
+        let failure = match outcome {
+            Ok(Ok(_)) => return Ok(()),
+            Err(_) => "timed out".to_string(),
+            Ok(Err(e)) => match classify::<()>(&operation, e, false) {
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(why) => why,
+                Attempt::Done(()) => return Ok(()),
+            },
+        };
+        Err(KubeError::Deadline {
+            operation,
+            deadline: left,
+            attempts: 1,
+            last: failure,
+        })
     }
 
     fn retry<T, F, Fut>(
