@@ -9,6 +9,7 @@ pub mod config;
 pub mod ctl;
 pub mod delegate;
 pub mod error;
+pub mod explain;
 pub mod hash;
 pub mod kube;
 pub mod logging;

@@ -12,7 +12,7 @@ pub enum ConfigError {
     /// Not JSON, or a field of the wrong type (CNI code 6).
     #[error("cannot decode the network configuration{}: {reason}", at_path(.path))]
     Decode {
-        /// JSON path of the offending field, when known.
+        /// Key path of the offending field (`ipam.routes[0].gw`), empty for the whole document.
         path: String,
         /// What was wrong.
         reason: String,
@@ -29,15 +29,15 @@ fn at_path(path: &str) -> String {
     if path.is_empty() || path == "." {
         String::new()
     } else {
-        format!(" at `{path}`")
+        format!(": {path}")
     }
 }
 
-impl ConfigError {
-    pub(crate) fn decode(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+impl From<crate::explain::Explained> for ConfigError {
+    fn from(e: crate::explain::Explained) -> Self {
         ConfigError::Decode {
-            path: e.path().to_string(),
-            reason: e.inner().to_string(),
+            path: e.path,
+            reason: e.reason,
         }
     }
 }

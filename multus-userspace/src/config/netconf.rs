@@ -286,9 +286,7 @@ impl MultusConf {
                 reason: "stdin is empty; expected the network configuration as JSON".into(),
             });
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let conf: MultusConf =
-            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
+        let conf: MultusConf = crate::explain::from_bytes(bytes)?;
         conf.validate()?;
         Ok(conf)
     }
@@ -306,8 +304,8 @@ impl MultusConf {
         self.log_level()?;
         if self.cni_dir.as_os_str().is_empty() || !self.cni_dir.is_absolute() {
             return Err(ConfigError::Invalid(format!(
-                "\"cniDir\" must be an absolute path, not {:?}",
-                self.cni_dir
+                "\"cniDir\" must be an absolute path, not {}",
+                crate::explain::quote(&self.cni_dir.display().to_string())
             )));
         }
         Ok(())

@@ -133,7 +133,7 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io(path, e)),
         };
-        let entry: CacheEntry = serde_json::from_slice(&bytes)
+        let entry: CacheEntry = crate::explain::from_bytes(&bytes)
             .map_err(|e| CacheError::Corrupt(path.clone(), e.to_string()))?;
         if entry.format != CACHE_FORMAT || entry.container_id != container_id {
             return Err(CacheError::Corrupt(
