@@ -260,6 +260,59 @@ fn bad_multus_configurations() {
 }
 
 #[test]
+fn bad_kubeconfigs() {
+    let b = Bench::new();
+    let dir = b.node.root().join("kubeconfigs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let missing = dir.join("with\"quote");
+    let cases = [
+        (
+            "a missing file",
+            missing.clone(),
+            vec!["with\"quote", "cannot read it"],
+        ),
+        (
+            "not YAML",
+            write("garbage", "clusters: [\n"),
+            vec!["garbage", "line 1 column", "YAML"],
+        ),
+        (
+            "YAML of the wrong shape",
+            write("shape", "apiVersion: v1\nclusters: 5\n"),
+            vec!["shape", "line 2 column"],
+        ),
+        (
+            "no such context",
+            write(
+                "context",
+                "apiVersion: v1\nkind: Config\ncurrent-context: x\n",
+            ),
+            vec!["context", "x"],
+        ),
+    ];
+    for (i, (case, kubeconfig, needles)) in cases.iter().enumerate() {
+        let mut conf = b.conf();
+        conf["kubeconfig"] = json!(kubeconfig);
+        let pod = Netns::new("bi");
+        let out = CniCall::new(&b.node, "ADD", &format!("kc{i}"), Some(&pod), "eth0")
+            .args(&cni::k8s_args("ns1", "p", None, None))
+            .run(&b.node, &b.multus, &conf);
+        check(case, &out, 7, needles);
+        assert!(
+            !out.err_msg().contains('\n'),
+            "{case}: one line: {}",
+            out.err_msg()
+        );
+        b.node.assert_pod_clean(&pod);
+    }
+}
+
+#[test]
 fn bad_cni_environment_variables() {
     let b = Bench::new();
     let conf = serde_json::to_vec(&b.conf()).unwrap();
@@ -329,7 +382,7 @@ fn bad_delegate_results() {
     let b = Bench::new();
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         (
-            "an address without a prefix length",
+            "an address that is not one",
             json!({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.300/24"}]}),
             vec!["ips[0].address", "\"10.0.0.300/24\""],
         ),

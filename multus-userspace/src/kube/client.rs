@@ -11,7 +11,7 @@ use std::{
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::{
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    config::{KubeConfigOptions, Kubeconfig, KubeconfigError},
     Api, Client, Config,
 };
 use serde_json::{json, Map, Value};
@@ -93,7 +93,7 @@ impl KubeClient {
                 let source_name = path.display().to_string();
                 let file = Kubeconfig::read_from(path).map_err(|e| KubeError::Config {
                     source_name: source_name.clone(),
-                    reason: e.to_string(),
+                    reason: kubeconfig_reason(&e),
                 })?;
                 runtime
                     .block_on(Config::from_custom_kubeconfig(
@@ -102,7 +102,7 @@ impl KubeClient {
                     ))
                     .map_err(|e| KubeError::Config {
                         source_name,
-                        reason: e.to_string(),
+                        reason: kubeconfig_reason(&e),
                     })?
             }
             None => Config::incluster().map_err(|e| KubeError::Config {
@@ -285,6 +285,28 @@ impl KubeClient {
             std::thread::sleep(pause.min(left));
             pause = (pause * 2).min(Duration::from_millis(400));
         }
+    }
+}
+
+/// Why a kubeconfig is unusable, in one line: the kube crate prints the path Debug-quoted inside
+/// its own quotes, and YAML errors with a multi-line source excerpt.
+fn kubeconfig_reason(e: &KubeconfigError) -> String {
+    match e {
+        KubeconfigError::ReadConfig(io, _) => format!("cannot read it: {io}"),
+        KubeconfigError::Parse(yaml) => {
+            let text = yaml.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!(
+                "not a kubeconfig (YAML): {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            )
+        }
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
