@@ -1206,7 +1206,13 @@ fn an_add_records_one_added_interface_event_per_attachment() {
     k.bridge_nad("ns1", "red", "br-r", "10.102.0.0/24");
     let conf = k.conf("1.0.0");
     let (pod, uid) = k.pod("ns1", "ev1", &[(NETWORKS, "blue,red")]);
-    k.add("ev1", &pod, "ns1", "ev1", &uid, &conf).ok();
+    let out = k.add("ev1", &pod, "ns1", "ev1", &uid, &conf);
+    out.ok();
+    assert_eq!(
+        out.stderr.matches("connecting to").count(),
+        1,
+        "the pod GET, the NAD GETs, the status PATCH and the events share one connection (the kube client's debug log)"
+    );
     let events = kubectl_events(&k, "ns1", "ev1");
     let address = |ifname: &str| {
         let a = pod.addresses(ifname);
