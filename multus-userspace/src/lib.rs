@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod delegate;
 pub mod devices;
 pub mod error;
+pub mod explain;
 pub mod hash;
 pub mod kube;
 pub mod logging;

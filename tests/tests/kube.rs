@@ -1168,3 +1168,195 @@ fn device_resources_are_injected_and_device_info_reaches_network_status() {
     assert!(out.err_msg().contains("kubelet"), "{}", out.err_msg());
     k.assert_clean(&pod);
 }
+
+/// The pod's events read back with the real `kubectl get events` (JSON), oldest first.
+fn kubectl_events(k: &K, namespace: &str, pod: &str) -> Vec<Value> {
+    let out = k
+        .node
+        .ns
+        .command("kubectl")
+        .arg(format!("--kubeconfig={}", k.kubeconfig.display()))
+        .arg(format!(
+            "--cache-dir={}",
+            k.node.root().join("kcache").display()
+        ))
+        .args(["get", "events", "-n", namespace, "-o", "json"])
+        .arg(format!("--field-selector=involvedObject.name={pod}"))
+        .output()
+        .expect("kubectl (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut items = list["items"].as_array().cloned().unwrap_or_default();
+    items.sort_by_key(|e| {
+        e["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    items
+}
+
+#[test]
+fn an_add_records_one_added_interface_event_per_attachment() {
+    let k = K::new();
+    k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
+    k.bridge_nad("ns1", "red", "br-r", "10.102.0.0/24");
+    let conf = k.conf("1.0.0");
+    let (pod, uid) = k.pod("ns1", "ev1", &[(NETWORKS, "blue,red")]);
+    let out = k.add("ev1", &pod, "ns1", "ev1", &uid, &conf);
+    out.ok();
+    assert_eq!(
+        out.stderr.matches("connecting to").count(),
+        1,
+        "the pod GET, the NAD GETs, the status PATCH and the events share one connection (the kube client's debug log)"
+    );
+    let events = kubectl_events(&k, "ns1", "ev1");
+    let address = |ifname: &str| {
+        let a = pod.addresses(ifname);
+        assert_eq!(a.len(), 1, "{ifname}: {a:?}");
+        a[0].clone()
+    };
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            format!("Add eth0 [{}] from cluster-net", address("eth0")),
+            format!("Add net1 [{}] from ns1/blue", address("net1")),
+            format!("Add net2 [{}] from ns1/red", address("net2")),
+        ],
+        "the reference's message, in ADD order"
+    );
+    for e in &events {
+        assert_eq!(e["reason"], "AddedInterface");
+        assert_eq!(e["type"], "Normal");
+        assert_eq!(e["source"]["component"], "multus");
+        assert_eq!(e["reportingComponent"], "multus");
+        assert_eq!(e["count"], 1);
+        assert_eq!(e["metadata"]["namespace"], "ns1");
+        assert!(e["metadata"]["name"].as_str().unwrap().starts_with("ev1."));
+        assert_eq!(
+            e["involvedObject"],
+            json!({"apiVersion": "v1", "kind": "Pod", "namespace": "ns1", "name": "ev1", "uid": uid})
+        );
+    }
+    assert_eq!(
+        k.api.request_count("POST", "/api/v1/namespaces/ns1/events"),
+        3
+    );
+    // DEL records nothing.
+    k.del("ev1", &pod, "ns1", "ev1", &uid, &conf).assert_ok();
+    assert_eq!(kubectl_events(&k, "ns1", "ev1").len(), 3);
+    k.assert_clean(&pod);
+}
+
+#[test]
+fn a_failed_add_records_a_warning_event() {
+    let k = K::new();
+    k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
+    let broken = json!({"cniVersion": "1.0.0", "name": "broken", "type": "cni-recorder",
+        "recordDir": k.node.records_dir(), "failOn": "ADD"});
+    k.api
+        .create_nad(NadSeed::new("ns1", "broken", broken.to_string()))
+        .unwrap();
+    let conf = k.conf("1.0.0");
+    // A delegate fails: rolled back, and one Warning says why.
+    let (pod, uid) = k.pod("ns1", "ev2", &[(NETWORKS, "blue,broken")]);
+    let out = k.add("ev2", &pod, "ns1", "ev2", &uid, &conf);
+    assert_eq!(out.err_code(), 100, "{}", out.stdout);
+    let events = kubectl_events(&k, "ns1", "ev2");
+    assert_eq!(
+        events.len(),
+        1,
+        "no AddedInterface for a rolled-back ADD: {events:?}"
+    );
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["reason"], "FailedAddNetwork");
+    assert_eq!(events[0]["message"], out.err_msg().as_str());
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recorder told to fail on ADD"),
+        "{events:?}"
+    );
+    assert_eq!(events[0]["involvedObject"]["uid"], uid.as_str());
+    k.assert_clean(&pod);
+    // A NetworkAttachmentDefinition that does not exist: the reference's NoNetworkFound.
+    let (pod, uid) = k.pod("ns1", "ev3", &[(NETWORKS, "missing")]);
+    let out = k.add("ev3", &pod, "ns1", "ev3", &uid, &conf);
+    assert_eq!(out.err_code(), 7, "{}", out.stdout);
+    let events = kubectl_events(&k, "ns1", "ev3");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["reason"], "NoNetworkFound");
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ns1/missing"),
+        "{events:?}"
+    );
+    k.assert_clean(&pod);
+}
+
+#[test]
+fn events_never_fail_or_hold_an_add() {
+    let k = K::new();
+    k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
+    let mut conf = k.conf("1.0.0");
+    conf["apiDeadlineSeconds"] = json!(1);
+    let events_path = "/api/v1/namespaces/ns1/events";
+    // The API refuses events (no RBAC for them, say): ADD succeeds, after one attempt.
+    let (pod, uid) = k.pod("ns1", "ev4", &[(NETWORKS, "blue")]);
+    let refuse = k
+        .api
+        .inject(Fault::status(403).method("POST").path(events_path).always());
+    k.add("ev4", &pod, "ns1", "ev4", &uid, &conf).ok();
+    assert_eq!(
+        k.api.request_count("POST", events_path),
+        1,
+        "the first refusal ends the attempt"
+    );
+    assert_eq!(k.status("ns1", "ev4").len(), 2);
+    k.del("ev4", &pod, "ns1", "ev4", &uid, &conf).assert_ok();
+    k.assert_clean(&pod);
+    k.api.remove_fault(refuse);
+    // Events that hang: the ADD waits at most the API deadline for them, and succeeds.
+    let (pod, uid) = k.pod("ns1", "ev5", &[(NETWORKS, "blue")]);
+    let hang = k.api.inject(
+        Fault::delay(Duration::from_secs(30))
+            .method("POST")
+            .path(events_path)
+            .always(),
+    );
+    let out = k.add("ev5", &pod, "ns1", "ev5", &uid, &conf);
+    out.assert_ok();
+    assert!(
+        out.elapsed < Duration::from_millis(2500),
+        "events are bounded by the API deadline: {:?}",
+        out.elapsed
+    );
+    k.del("ev5", &pod, "ns1", "ev5", &uid, &conf).assert_ok();
+    k.assert_clean(&pod);
+    k.api.remove_fault(hang);
+    // The API down: ADD fails with "try again later" as before, and no event is tried.
+    let (pod, uid) = k.pod("ns1", "ev6", &[(NETWORKS, "blue")]);
+    k.api.begin_outage().unwrap();
+    let out = k.add("ev6", &pod, "ns1", "ev6", &uid, &conf);
+    assert_eq!(out.err_code(), 11, "{}", out.stdout);
+    assert!(
+        out.elapsed < Duration::from_millis(2500),
+        "one deadline, not two: {:?}",
+        out.elapsed
+    );
+    k.api.end_outage().unwrap();
+    assert!(kubectl_events(&k, "ns1", "ev6").is_empty());
+    k.assert_clean(&pod);
+}

@@ -3,6 +3,8 @@
 
 use std::{fmt, path::PathBuf};
 
+use crate::explain::quote;
+
 /// A CNI operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
@@ -69,12 +71,15 @@ impl CniArgs {
         let mut pairs = Vec::new();
         for part in s.split(';').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').ok_or_else(|| {
-                EnvError::Invalid("CNI_ARGS", format!("{part:?} is not a KEY=VALUE pair"))
+                EnvError::Invalid(
+                    "CNI_ARGS",
+                    format!("{} is not a KEY=VALUE pair", quote(part)),
+                )
             })?;
             if k.is_empty() {
                 return Err(EnvError::Invalid(
                     "CNI_ARGS",
-                    format!("{part:?} has an empty key"),
+                    format!("{} has an empty key", quote(part)),
                 ));
             }
             pairs.push((k.to_string(), v.to_string()));
@@ -155,7 +160,10 @@ impl Request {
             Some(c) => Command::parse(&c).ok_or_else(|| {
                 EnvError::Invalid(
                     "CNI_COMMAND",
-                    format!("{c:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"),
+                    format!(
+                        "{} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC",
+                        quote(&c)
+                    ),
                 )
             })?,
         };
@@ -203,7 +211,7 @@ pub fn validate_container_id(id: &str) -> Result<(), EnvError> {
     if !first_ok || !rest_ok || id.len() > 255 {
         return Err(EnvError::Invalid(
             "CNI_CONTAINERID",
-            format!("{id:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"),
+            format!("{} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'", quote(id)),
         ));
     }
     Ok(())
@@ -215,17 +223,22 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
         return Err("the interface name is empty".into());
     }
     if name.len() > 15 {
-        return Err(format!("interface name {name:?} is longer than 15 bytes"));
+        return Err(format!(
+            "interface name {} is longer than 15 bytes",
+            quote(name)
+        ));
     }
     if name == "." || name == ".." {
-        return Err(format!("interface name {name:?} is not allowed"));
+        return Err(format!("interface name {} is not allowed", quote(name)));
     }
     if let Some(c) = name
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
     {
         return Err(format!(
-            "interface name {name:?} contains the forbidden character {c:?}"
+            "interface name {} contains the forbidden character {}",
+            quote(name),
+            quote(&c.to_string())
         ));
     }
     Ok(())

@@ -64,7 +64,7 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
 
 /// A string that is not `address[/prefix]`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an IP address or CIDR")]
+#[error("{} is not an IP address or CIDR", crate::explain::quote(.0))]
 pub struct IpNetError(pub String);
 
 impl FromStr for IpNet {

@@ -204,12 +204,12 @@ impl CniResult {
     /// Parses a result of any supported version.
     pub fn parse(raw: &Value) -> Result<CniResult, ResultError> {
         let version = Self::version_of(raw)?;
-        let decode = |e: serde_json::Error| ResultError::Decode {
+        let decode = |e: crate::explain::Explained| ResultError::Decode {
             version: version.to_string(),
             reason: e.to_string(),
         };
         if version.is_legacy() {
-            let w = WireLegacy::deserialize(raw).map_err(decode)?;
+            let w: WireLegacy = crate::explain::from_value(raw).map_err(decode)?;
             let mut out = CniResult {
                 dns: w.dns,
                 ..Default::default()
@@ -224,7 +224,7 @@ impl CniResult {
             }
             Ok(out)
         } else {
-            let w = WireCurrent::deserialize(raw).map_err(decode)?;
+            let w: WireCurrent = crate::explain::from_value(raw).map_err(decode)?;
             let ips = w
                 .ips
                 .into_iter()

@@ -12,7 +12,7 @@ pub enum ConfigError {
     /// Not JSON, or a field of the wrong type (CNI code 6).
     #[error("cannot decode the network configuration{}: {reason}", at_path(.path))]
     Decode {
-        /// JSON path of the offending field, when known.
+        /// Key path of the offending field (`ipam.routes[0].gw`), empty for the whole document.
         path: String,
         /// What was wrong.
         reason: String,
@@ -29,7 +29,7 @@ fn at_path(path: &str) -> String {
     if path.is_empty() || path == "." {
         String::new()
     } else {
-        format!(" at `{path}`")
+        format!(": {path}")
     }
 }
 
@@ -41,51 +41,33 @@ pub(crate) fn decode_tolerant<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     neutral: &[&str],
 ) -> Result<(T, Vec<String>), ConfigError> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ConfigError::Decode {
-            path: String::new(),
-            reason: e.to_string(),
-        })?;
+    let mut value: serde_json::Value = crate::explain::from_bytes(bytes)?;
     let mut dropped = Vec::new();
     loop {
-        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        let e = match crate::explain::from_value::<T>(&value) {
             Ok(decoded) => return Ok((decoded, dropped)),
             Err(e) => e,
         };
-        let key = match e.path().iter().next() {
-            Some(serde_path_to_error::Segment::Map { key }) if neutral.contains(&key.as_str()) => {
-                key.clone()
-            }
-            _ => {
-                return Err(ConfigError::Decode {
-                    path: e.path().to_string(),
-                    reason: e.inner().to_string(),
-                })
-            }
-        };
-        match value.as_object_mut().and_then(|o| o.remove(&key)) {
-            Some(_) => dropped.push(format!(
-                "{:?} is ignored: {} (at `{}`)",
-                key,
-                e.inner(),
-                e.path()
-            )),
-            // Nothing left to drop: report the failure as it is.
-            None => {
-                return Err(ConfigError::Decode {
-                    path: e.path().to_string(),
-                    reason: e.inner().to_string(),
-                })
-            }
+        let key = e
+            .path
+            .split(['.', '['])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let removed = neutral.contains(&key.as_str())
+            && value.as_object_mut().and_then(|o| o.remove(&key)).is_some();
+        if !removed {
+            return Err(e.into());
         }
+        dropped.push(format!("{} is ignored: {e}", crate::explain::quote(&key)));
     }
 }
 
-impl ConfigError {
-    pub(crate) fn decode(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+impl From<crate::explain::Explained> for ConfigError {
+    fn from(e: crate::explain::Explained) -> Self {
         ConfigError::Decode {
-            path: e.path().to_string(),
-            reason: e.inner().to_string(),
+            path: e.path,
+            reason: e.reason,
         }
     }
 }

@@ -301,9 +301,7 @@ impl MultusConf {
     /// Parses and validates the configuration read from stdin.
     pub fn parse(bytes: &[u8]) -> Result<MultusConf, ConfigError> {
         require_input(bytes)?;
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let conf: MultusConf =
-            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
+        let conf: MultusConf = crate::explain::from_bytes(bytes)?;
         conf.validate()?;
         conf.log_level()?;
         Ok(conf)
@@ -346,8 +344,8 @@ impl MultusConf {
         }
         if self.cni_dir.as_os_str().is_empty() || !self.cni_dir.is_absolute() {
             return Err(ConfigError::Invalid(format!(
-                "\"cniDir\" must be an absolute path, not {:?}",
-                self.cni_dir
+                "\"cniDir\" must be an absolute path, not {}",
+                crate::explain::quote(&self.cni_dir.display().to_string())
             )));
         }
         Ok(())

@@ -71,9 +71,7 @@ impl NetworkConfig {
 
     /// Parses a delegate from bytes (a NAD's `spec.config`, a file in confDir).
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value: Value =
-            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::decode)?;
+        let value: Value = crate::explain::from_bytes(bytes)?;
         Self::from_value(value, what)
     }
 
@@ -218,7 +216,10 @@ fn kind(v: &Value) -> &'static str {
 pub fn validate_plugin_type(t: &str) -> Result<(), String> {
     if t.is_empty() || t == "." || t == ".." || t.contains('/') || t.contains('\0') || t.len() > 255
     {
-        return Err(format!("plugin type {t:?} is not a valid plugin name"));
+        return Err(format!(
+            "plugin type {} is not a valid plugin name",
+            crate::explain::quote(t)
+        ));
     }
     Ok(())
 }

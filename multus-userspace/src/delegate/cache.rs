@@ -196,7 +196,7 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io(path, e)),
         };
-        let entry: CacheEntry = match serde_json::from_slice(&bytes) {
+        let entry: CacheEntry = match crate::explain::from_bytes(&bytes) {
             Ok(entry) => entry,
             Err(ours) if bytes.trim_ascii_start().starts_with(b"[") => {
                 let delegates = reference::parse(&bytes).map_err(|theirs| {

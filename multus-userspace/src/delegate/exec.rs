@@ -15,7 +15,7 @@ use crate::cni::{CniError, Command};
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// No executable of that name in the search path.
-    #[error("plugin {plugin:?} not found in {}", display_path(.searched))]
+    #[error("plugin {} not found in {}", crate::explain::quote(.plugin), display_path(.searched))]
     NotFound {
         /// The plugin type.
         plugin: String,

@@ -122,7 +122,7 @@ pub struct Context<'a> {
 
 /// A delegate plugin failed.
 #[derive(Debug, thiserror::Error)]
-#[error("delegate network {network:?} (plugin {plugin}, interface {ifname}) failed on {command}: {source}")]
+#[error("delegate network {} (plugin {plugin}, interface {ifname}) failed on {command}: {source}", crate::explain::quote(.network))]
 pub struct DelegateError {
     /// The network name.
     pub network: String,
@@ -293,7 +293,7 @@ pub fn add(att: &Attachment, ctx: &Context<'_>) -> Result<Value, DelegateError> 
             )
         };
         let result: Value =
-            serde_json::from_slice(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
+            crate::explain::from_bytes(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
         CniResult::parse(&result).map_err(|e| bad(e.to_string()))?;
         prev = Some(result);
     }

@@ -69,8 +69,8 @@ fn read_capped(path: &Path, cap: u64) -> Result<String, CheckpointError> {
 /// (kubelet 1.20 and later) and as a plain list (earlier). Unknown keys (`AllocResp`,
 /// `RegisteredDevices`, `Checksum`) are ignored.
 pub fn parse(text: &str, uid: &str) -> Result<PodDevices, CheckpointError> {
-    let root: Value =
-        serde_json::from_str(text).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    let root: Value = crate::explain::from_bytes(text.as_bytes())
+        .map_err(|e| CheckpointError::Malformed(e.to_string()))?;
     let entries = match root.get("Data").and_then(|d| d.get("PodDeviceEntries")) {
         Some(Value::Array(entries)) => entries.as_slice(),
         // kubelet writes null when no pod has devices

@@ -200,7 +200,7 @@ pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
     if bytes.len() as u64 > MAX_FILE {
         return Err(malformed(format!("larger than {MAX_FILE} bytes")));
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+    let value: Value = crate::explain::from_bytes(&bytes).map_err(|e| malformed(e.to_string()))?;
     if !value.is_object() {
         return Err(malformed("not a JSON object".into()));
     }
@@ -212,7 +212,7 @@ pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
     if value.get("version").is_some_and(|v| !v.is_string()) {
         return Err(malformed("\"version\" is not a string".into()));
     }
-    serde_json::from_value(value)
+    crate::explain::from_value(&value)
         .map(Some)
         .map_err(|e| malformed(e.to_string()))
 }
@@ -423,7 +423,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         for (text, want) in [
-            ("", "EOF"),
+            ("", "empty; expected JSON"),
             ("[1]", "not a JSON object"),
             ("{}", "no \"type\""),
             (r#"{"type":""}"#, "no \"type\""),

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::cni::{env::validate_ifname, IpNet};
+use crate::{
+    cni::{env::validate_ifname, IpNet},
+    explain::quote,
+};
 
 /// The annotation listing the pod's additional networks.
 pub const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
@@ -88,7 +91,7 @@ fn parse_selection_list(
         return Ok(Vec::new());
     }
     if value.contains(['[', '{', '"']) {
-        let parsed: Value = serde_json::from_str(value)
+        let parsed: Value = crate::explain::from_bytes(value.as_bytes())
             .map_err(|e| err(annotation, format!("is not valid JSON: {e}")))?;
         let items = match parsed {
             Value::Array(items) => items,
@@ -121,7 +124,7 @@ fn parse_short(
     i: usize,
     item: &str,
 ) -> Result<NetworkSelection, AnnotationError> {
-    let at = |what: String| err(annotation, format!("element {i} ({item:?}): {what}"));
+    let at = |what: String| err(annotation, format!("element {i} ({}): {what}", quote(item)));
     if item.is_empty() {
         return Err(at("is empty (stray comma?)".into()));
     }
@@ -152,7 +155,7 @@ fn parse_element(
     let at = |field: &str, what: String| {
         err(
             annotation,
-            format!("element {i} ({label:?}): field {field:?}: {what}"),
+            format!("element {i} ({}): field \"{field}\": {what}", quote(label)),
         )
     };
     let obj = v
@@ -191,18 +194,22 @@ fn parse_element(
         ..Default::default()
     };
     validate_identity(&sel)
-        .map_err(|w| err(annotation, format!("element {i} ({label:?}): {w}")))?;
+        .map_err(|w| err(annotation, format!("element {i} ({}): {w}", quote(label))))?;
     for ip in strings("ips")? {
-        sel.ips.push(
-            ip.parse()
-                .map_err(|_| at("ips", format!("{ip:?} is not an IP address or CIDR")))?,
-        );
+        sel.ips.push(ip.parse().map_err(|_| {
+            at(
+                "ips",
+                format!("{} is not an IP address or CIDR", quote(&ip)),
+            )
+        })?);
     }
     for gw in strings("default-route")? {
-        sel.default_route.push(
-            gw.parse()
-                .map_err(|_| at("default-route", format!("{gw:?} is not an IP address")))?,
-        );
+        sel.default_route.push(gw.parse().map_err(|_| {
+            at(
+                "default-route",
+                format!("{} is not an IP address", quote(&gw)),
+            )
+        })?);
     }
     let v4 = sel.default_route.iter().filter(|g| g.is_ipv4()).count();
     if v4 > 1 || sel.default_route.len() - v4 > 1 {
@@ -215,7 +222,7 @@ fn parse_element(
         if !is_hex_octets(mac, &[6, 20]) {
             return Err(at(
                 "mac",
-                format!("{mac:?} is not a MAC address (xx:xx:xx:xx:xx:xx)"),
+                format!("{} is not a MAC address (xx:xx:xx:xx:xx:xx)", quote(mac)),
             ));
         }
     }
@@ -223,7 +230,10 @@ fn parse_element(
         if !is_hex_octets(guid, &[8]) {
             return Err(at(
                 "infiniband-guid",
-                format!("{guid:?} is not a GUID (8 colon-separated hex octets)"),
+                format!(
+                    "{} is not a GUID (8 colon-separated hex octets)",
+                    quote(guid)
+                ),
             ));
         }
     }
@@ -234,7 +244,7 @@ fn parse_element(
         if !is_dns1123_subdomain(claim) {
             return Err(at(
                 "ipam-claim-reference",
-                format!("{claim:?} is not a valid object name"),
+                format!("{} is not a valid object name", quote(claim)),
             ));
         }
     }
@@ -257,7 +267,13 @@ fn parse_element(
                     k.as_str(),
                     "ingressRate" | "ingressBurst" | "egressRate" | "egressBurst"
                 ) {
-                    return Err(at("bandwidth", format!("unknown key {k:?} (ingressRate, ingressBurst, egressRate, egressBurst)")));
+                    return Err(at(
+                        "bandwidth",
+                        format!(
+                            "unknown key {} (ingressRate, ingressBurst, egressRate, egressBurst)",
+                            quote(k)
+                        ),
+                    ));
                 }
                 if val.as_u64().is_none() {
                     return Err(at(
@@ -281,13 +297,16 @@ fn parse_element(
 fn validate_identity(sel: &NetworkSelection) -> Result<(), String> {
     if !is_dns1123_subdomain(&sel.name) {
         return Err(format!(
-            "network name {:?} is not a valid NetworkAttachmentDefinition name (lowercase letters, digits, '-' and '.')",
-            sel.name
+            "network name {} is not a valid NetworkAttachmentDefinition name (lowercase letters, digits, '-' and '.')",
+            quote(&sel.name)
         ));
     }
     if let Some(ns) = &sel.namespace {
         if !is_dns1123_label(ns) {
-            return Err(format!("namespace {ns:?} is not a valid namespace name"));
+            return Err(format!(
+                "namespace {} is not a valid namespace name",
+                quote(ns)
+            ));
         }
     }
     if let Some(ifname) = &sel.interface {
@@ -310,13 +329,13 @@ fn validate_port_mapping(pm: &Value) -> Result<(), String> {
     if let Some(p) = obj.get("protocol") {
         let p = p.as_str().ok_or("protocol must be a string")?;
         if !matches!(p.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!("protocol {p:?} is not tcp, udp or sctp"));
+            return Err(format!("protocol {} is not tcp, udp or sctp", quote(p)));
         }
     }
     if let Some(ip) = obj.get("hostIP") {
         let ip = ip.as_str().ok_or("hostIP must be a string")?;
         if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
-            return Err(format!("hostIP {ip:?} is not an IP address"));
+            return Err(format!("hostIP {} is not an IP address", quote(ip)));
         }
     }
     Ok(())

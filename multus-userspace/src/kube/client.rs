@@ -1,16 +1,17 @@
 //! A small synchronous face over the `kube` client: pod and NAD reads and pod annotation patches,
 //! each retried on transient failures (connection refused or reset, 5xx, 429, and 409 for patches)
-//! until a deadline, so a CNI call is never held longer than configured.
+//! until a deadline, so a CNI call is never held longer than configured. Pod events are sent once,
+//! without retries: they are best-effort.
 
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::{
-    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig, KubeconfigError},
     Api, Client, Config,
 };
 use serde_json::{json, Map, Value};
@@ -92,7 +93,7 @@ impl KubeClient {
                 let source_name = path.display().to_string();
                 let file = Kubeconfig::read_from(path).map_err(|e| KubeError::Config {
                     source_name: source_name.clone(),
-                    reason: e.to_string(),
+                    reason: kubeconfig_reason(&e),
                 })?;
                 runtime
                     .block_on(Config::from_custom_kubeconfig(
@@ -101,7 +102,7 @@ impl KubeClient {
                     ))
                     .map_err(|e| KubeError::Config {
                         source_name,
-                        reason: e.to_string(),
+                        reason: kubeconfig_reason(&e),
                     })?
             }
             None => Config::incluster().map_err(|e| KubeError::Config {
@@ -209,6 +210,33 @@ impl KubeClient {
         Ok(outcome.is_some())
     }
 
+    /// POSTs a core/v1 event into its namespace: one attempt, abandoned at `deadline` (events are
+    /// best-effort; a retry would only hold the CNI call longer).
+    pub fn create_event(&self, event: &Event, deadline: Instant) -> Result<(), KubeError> {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let operation = format!("POST event in namespace {namespace}");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(left, api.create(&PostParams::default(), event)).await
+        });
+        let failure = match outcome {
+            Ok(Ok(_)) => return Ok(()),
+            Err(_) => "timed out".to_string(),
+            Ok(Err(e)) => match classify::<()>(&operation, e, false) {
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(why) => why,
+                Attempt::Done(()) => return Ok(()),
+            },
+        };
+        Err(KubeError::Deadline {
+            operation,
+            deadline: left,
+            attempts: 1,
+            last: failure,
+        })
+    }
+
     fn retry<T, F, Fut>(
         &self,
         operation: &str,
@@ -257,6 +285,28 @@ impl KubeClient {
             std::thread::sleep(pause.min(left));
             pause = (pause * 2).min(Duration::from_millis(400));
         }
+    }
+}
+
+/// Why a kubeconfig is unusable, in one line: the kube crate prints the path Debug-quoted inside
+/// its own quotes, and YAML errors with a multi-line source excerpt.
+fn kubeconfig_reason(e: &KubeconfigError) -> String {
+    match e {
+        KubeconfigError::ReadConfig(io, _) => format!("cannot read it: {io}"),
+        KubeconfigError::Parse(yaml) => {
+            let text = yaml.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!(
+                "not a kubeconfig (YAML): {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            )
+        }
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 

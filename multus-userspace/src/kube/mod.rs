@@ -1,9 +1,10 @@
 //! Kubernetes: pod identity from CNI_ARGS, the API client, the NPWG annotations, resolution of
-//! NetworkAttachmentDefinitions and on-disk networks, and the network-status annotation. Kubelet
-//! devices are in [`crate::devices`].
+//! NetworkAttachmentDefinitions and on-disk networks, the network-status annotation, pod events.
+//! Kubelet devices are in [`crate::devices`].
 
 pub mod annotations;
 pub mod client;
+pub mod events;
 pub mod resolve;
 pub mod status;
 

@@ -14,7 +14,10 @@ use serde_json::Value;
 use kube::api::DynamicObject;
 
 use super::client::{KubeClient, KubeError};
-use crate::config::{ConfigError, MultusConf, NetworkConfig};
+use crate::{
+    config::{ConfigError, MultusConf, NetworkConfig},
+    explain::quote,
+};
 
 /// The NAD annotation naming the device-plugin resource of an attachment.
 pub const RESOURCE_NAME: &str = "k8s.v1.cni.cncf.io/resourceName";
@@ -50,10 +53,10 @@ pub enum ResolveError {
         reason: String,
     },
     /// A NAD was needed but there is no API access.
-    #[error("network {0:?} is a NetworkAttachmentDefinition, but multus has no Kubernetes API access (set \"kubeconfig\")")]
+    #[error("network {} is a NetworkAttachmentDefinition, but multus has no Kubernetes API access (set \"kubeconfig\")", quote(.0))]
     NoApi(String),
     /// A clusterNetwork/defaultNetworks reference matched nothing.
-    #[error("network {reference:?} not found: no NetworkAttachmentDefinition {namespace}/{reference}, no network of that name in {conf_dir}, and no such file or directory")]
+    #[error("network {} not found: no NetworkAttachmentDefinition {namespace}/{reference}, no network of that name in {}, and no such file or directory", quote(.reference), .conf_dir.display())]
     NotFound {
         /// The reference.
         reference: String,
@@ -137,8 +140,9 @@ impl<'a> Resolver<'a> {
         let mut network = if config.trim().is_empty() {
             self.conf_by_name(name)?.ok_or_else(|| {
                 bad(format!(
-                    "spec.config is empty and {} has no network named {name:?}",
-                    self.conf.conf_dir.display()
+                    "spec.config is empty and {} has no network named {}",
+                    self.conf.conf_dir.display(),
+                    quote(name)
                 ))
             })?
         } else {

@@ -1,6 +1,7 @@
 //! ADD: validate everything, settle a repeated ADD under the lock ([`super::repeat`]), cache the
 //! plan, run the delegates in order, then make the pod's default routes what was asked and write
-//! network-status; roll back what this call did on any failure.
+//! network-status; roll back what this call did on any failure. Then, best-effort, the pod's
+//! events: `AddedInterface` per attachment, or a Warning.
 
 use std::{
     collections::HashMap,
@@ -8,6 +9,7 @@ use std::{
     time::Instant,
 };
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use crate::{
@@ -23,7 +25,10 @@ use crate::{
     kube::{
         annotations::NETWORK_STATUS,
         client::KubeClient,
+        events::{self, PodEvent},
+        resolve::ResolveError,
         status::{self, LinkFacts},
+        PodIdentity,
     },
     netns::{netlink, NetNs},
     sbr,
@@ -42,11 +47,44 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
     let netns = NetNs::open(netns_path)?;
     readiness::wait(call.conf)?;
     let kube = call.kube()?;
-    let mut plan = plan::build(
-        call,
-        kube.as_ref(),
-        Instant::now() + call.conf.api_deadline(),
-    )?;
+    let mut pod_found = None;
+    let outcome = add(call, netns_path, &netns, kube.as_ref(), &mut pod_found);
+    if let (Some(kube), Some(pod)) = (kube.as_ref(), PodIdentity::from_args(&req.args)) {
+        let events = match &outcome {
+            Ok((_, entry)) if pod_found == Some(true) => added_events(entry),
+            Err(e) if pod_found != Some(false) => failure_event(e).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let pod = match outcome.as_ref().ok().and_then(|(_, e)| e.pod.as_ref()) {
+            Some(found) => PodIdentity {
+                namespace: found.namespace.clone(),
+                name: found.name.clone(),
+                uid: found.uid.clone(),
+            },
+            None => pod,
+        };
+        record_events(
+            kube,
+            &pod,
+            &events,
+            Instant::now() + call.conf.api_deadline(),
+        );
+    }
+    outcome.map(|(result, _)| result)
+}
+
+/// ADD after the environment checks: returns the result and the cache entry it recorded.
+/// `pod_found` learns whether the API knows the pod, once the plan has asked.
+fn add(
+    call: &Call<'_>,
+    netns_path: &Path,
+    netns: &NetNs,
+    kube: Option<&KubeClient>,
+    pod_found: &mut Option<bool>,
+) -> Result<(Value, CacheEntry), Error> {
+    let req = call.req;
+    let mut plan = plan::build(call, kube, Instant::now() + call.conf.api_deadline())?;
+    *pod_found = Some(plan.pod_found);
     for a in &plan.attachments {
         delegate::resolve_binaries(a, &call.path)?;
     }
@@ -74,7 +112,9 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
         Earlier::None => {}
         Earlier::Same(earlier) => {
             tracing::info!(container = %req.container_id, "already added with the same plan: the cached result is returned");
-            return master_result(call, &earlier);
+            // Nothing was added by this call: no AddedInterface events.
+            *pod_found = None;
+            return master_result(call, &earlier).map(|result| (result, *earlier));
         }
         Earlier::Refused(why) => return Err(Error::AlreadyAdded(why)),
     }
@@ -96,17 +136,12 @@ pub(super) fn run(call: &Call<'_>) -> Result<Value, Error> {
         }
     }
     entry.add_state = Some(AddState::Added);
-    let finished = finish(
-        call,
-        &netns,
-        &entry,
-        kube.as_ref().filter(|_| plan.pod_found),
-    )
-    .and_then(|_| call.cache.write(&entry).map_err(Error::from));
+    let finished = finish(call, netns, &entry, kube.filter(|_| plan.pod_found))
+        .and_then(|_| call.cache.write(&entry).map_err(Error::from));
     if let Err(e) = finished {
         return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
-    master_result(call, &entry)
+    master_result(call, &entry).map(|result| (result, entry))
 }
 
 /// The master's result from a completed entry, in the version the runtime asked for.
@@ -119,12 +154,57 @@ fn master_result(call: &Call<'_>, entry: &CacheEntry) -> Result<Value, Error> {
     let result = master
         .cloned()
         .unwrap_or_else(|| CniResult::default().to_json(call.version));
-    CniResult::convert(&result, call.version).map_err(|e| {
+    let result = CniResult::convert(&result, call.version).map_err(|e| {
         Error::Cni(CniError::new(
             ErrorCode::DecodingFailure,
             format!("master delegate result: {e}"),
         ))
-    })
+    })?;
+    Ok(result)
+}
+
+/// One `AddedInterface` event per attachment whose result names an interface or an address,
+/// as the reference sends them (the auxiliary chain's empty results get none).
+fn added_events(entry: &CacheEntry) -> Vec<PodEvent> {
+    entry
+        .attachments
+        .iter()
+        .filter_map(|a| {
+            let result = CniResult::parse(a.result.as_ref()?).ok()?;
+            if result.interfaces.is_empty() && result.ips.is_empty() {
+                return None;
+            }
+            let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+            Some(PodEvent::added_interface(&a.ifname, &ips, &a.name))
+        })
+        .collect()
+}
+
+/// The Warning of a failed ADD; none when the API itself failed (the event would not get
+/// through either, and trying would hold the call for another deadline).
+fn failure_event(e: &Error) -> Option<PodEvent> {
+    let cause = match e {
+        Error::RolledBack { source, .. } => source.as_ref(),
+        other => other,
+    };
+    let reason = match cause {
+        Error::Kube(_) | Error::Resolve(ResolveError::Kube(_)) => return None,
+        Error::Resolve(ResolveError::NadNotFound(..)) => events::NO_NETWORK_FOUND,
+        _ => events::FAILED_ADD_NETWORK,
+    };
+    Some(PodEvent::add_failed(reason, &e.to_cni().msg))
+}
+
+/// Sends `events` about `pod`, best-effort: each is tried once before `deadline`, and the first
+/// failure ends the attempt (a log line says so; the ADD's outcome never changes).
+fn record_events(kube: &KubeClient, pod: &PodIdentity, events: &[PodEvent], deadline: Instant) {
+    for event in events {
+        let object = event.to_event(pod, Timestamp::now());
+        if let Err(e) = kube.create_event(&object, deadline) {
+            tracing::warn!(pod = %pod, reason = event.reason, "pod event not recorded: {e}");
+            return;
+        }
+    }
 }
 
 /// After the delegates: the requested default routes, then network-status (when the pod exists).

@@ -23,7 +23,8 @@ pub fn name(conf: &MultusConf) -> Result<Option<&str>, ConfigError> {
         Some(n) => {
             validate_plugin_type(n).map_err(|_| {
                 ConfigError::Invalid(format!(
-                    "\"auxiliaryCNIChainName\" {n:?} must be a plain directory name"
+                    "\"auxiliaryCNIChainName\" {} must be a plain directory name",
+                    crate::explain::quote(n)
                 ))
             })?;
             Ok(Some(n))
@@ -58,7 +59,8 @@ pub fn load(conf: &MultusConf, version: &str) -> Result<Option<NetworkConfig>, C
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(ConfigError::Invalid(format!(
-                "auxiliary CNI chain {name:?}: cannot read {}: {e}",
+                "auxiliary CNI chain {}: cannot read {}: {e}",
+                crate::explain::quote(name),
                 dir.display()
             )))
         }
@@ -80,10 +82,14 @@ pub fn load(conf: &MultusConf, version: &str) -> Result<Option<NetworkConfig>, C
     }
     let mut plugins = vec![json!({"type": PASSTHRU})];
     for file in &files {
-        let what = format!("auxiliary CNI chain {name:?}: {}", file.display());
+        let what = format!(
+            "auxiliary CNI chain {}: {}",
+            crate::explain::quote(name),
+            file.display()
+        );
         let bytes =
             std::fs::read(file).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
-        let plugin: Value = serde_json::from_slice(&bytes)
+        let plugin: Value = crate::explain::from_bytes(&bytes)
             .map_err(|e| ConfigError::Invalid(format!("{what}: not JSON: {e}")))?;
         if plugin.get("plugins").is_some() {
             return Err(ConfigError::Invalid(format!(
@@ -98,7 +104,11 @@ pub fn load(conf: &MultusConf, version: &str) -> Result<Option<NetworkConfig>, C
     // verify interfaces (bandwidth, for one) fail CHECK on the chain's empty result.
     let chain =
         json!({"cniVersion": version, "name": name, "disableCheck": true, "plugins": plugins});
-    NetworkConfig::from_value(chain, &format!("auxiliary CNI chain {name:?}")).map(Some)
+    NetworkConfig::from_value(
+        chain,
+        &format!("auxiliary CNI chain {}", crate::explain::quote(name)),
+    )
+    .map(Some)
 }
 
 #[cfg(test)]

@@ -431,11 +431,14 @@ fn unique_auxiliary_ifname(attachments: &mut [Attachment]) {
 pub fn check_ifnames(attachments: &[Attachment]) -> Result<(), Error> {
     let mut seen = HashSet::new();
     for a in attachments {
-        validate_requested_ifname(&a.ifname, &format!("network {:?}", a.name))?;
+        validate_requested_ifname(
+            &a.ifname,
+            &format!("network {}", crate::explain::quote(&a.name)),
+        )?;
         if !seen.insert(a.ifname.as_str()) {
             return Err(ConfigError::Invalid(format!(
-                "interface {:?} is requested by more than one network",
-                a.ifname
+                "interface {} is requested by more than one network",
+                crate::explain::quote(&a.ifname)
             ))
             .into());
         }

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use crate::{
     cni::CniVersion,
     config::{netconf::ValidAttachment, ConfigError, NetworkConfig},
+    explain::quote,
     metaplugin::plan::EBPF_SBR,
     sbr::{SbrConfig, DEFAULT_BPFFS_DIR},
 };
@@ -50,7 +51,10 @@ pub fn chained_settings(
 
 /// `gateway`: one address or a list (at most one per family).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected an IP address, or a list of at most one IPv4 and one IPv6 address"
+)]
 enum Gateways {
     One(String),
     Many(Vec<String>),
@@ -99,8 +103,7 @@ impl SbrNetConf {
     /// Parses and validates the configuration from stdin. Decoding problems are CNI code 6, invalid
     /// values code 7, an unsupported `cniVersion` code 1.
     pub fn parse(bytes: &[u8]) -> Result<SbrNetConf, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let wire: Wire = serde_path_to_error::deserialize(de).map_err(ConfigError::decode)?;
+        let wire: Wire = crate::explain::from_bytes(bytes)?;
         Self::from_wire(wire, None)
     }
 
@@ -136,8 +139,8 @@ impl SbrNetConf {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS_DIR));
         if !bpffs_dir.is_absolute() {
             return Err(ConfigError::Invalid(format!(
-                "bpffsDir {:?} must be an absolute path (a directory on bpffs, or one where bpffs can be mounted)",
-                bpffs_dir.display().to_string()
+                "bpffsDir {} must be an absolute path (a directory on bpffs, or one where bpffs can be mounted)",
+                quote(&bpffs_dir.display().to_string())
             )));
         }
         let mut sbr = SbrConfig::new(bpffs_dir);
@@ -151,7 +154,8 @@ impl SbrNetConf {
             Some("tcx") => sbr.attach_mode = crate::sbr::AttachMode::Tcx,
             Some("netlink") => sbr.attach_mode = crate::sbr::AttachMode::Netlink,
             Some(other) => tolerate(ConfigError::Invalid(format!(
-                "attachMode {other:?} is not one of auto, tcx, netlink"
+                "attachMode {} is not one of auto, tcx, netlink",
+                quote(other)
             )))?,
         };
         Ok(SbrNetConf {
@@ -175,7 +179,8 @@ fn gateways(g: Option<Gateways>) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>),
     for s in list {
         let ip: IpAddr = s.trim().parse().map_err(|_| {
             ConfigError::Invalid(format!(
-                "gateway {s:?} is not an IP address (give an IPv4 and/or an IPv6 address)"
+                "gateway {} is not an IP address (give an IPv4 and/or an IPv6 address)",
+                quote(&s)
             ))
         })?;
         let unusable = match ip {
