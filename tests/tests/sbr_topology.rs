@@ -85,11 +85,11 @@ fn ipv6_replies_leave_by_net1() {
     replies_leave_by_net1(POD_NET1_V6, AttachMode::Auto);
 }
 
-/// The same with the programs attached as netlink tc filters.
+/// The same with the programs attached as TCX links (`auto` means netlink tc filters).
 #[test]
-fn replies_leave_by_net1_netlink_mode() {
-    replies_leave_by_net1(POD_NET1_V4, AttachMode::Netlink);
-    replies_leave_by_net1(POD_NET1_V6, AttachMode::Netlink);
+fn replies_leave_by_net1_tcx_mode() {
+    replies_leave_by_net1(POD_NET1_V4, AttachMode::Tcx);
+    replies_leave_by_net1(POD_NET1_V6, AttachMode::Tcx);
 }
 
 /// Debian's sbr on the same topology, for comparison: it works too, by moving net1's routes into

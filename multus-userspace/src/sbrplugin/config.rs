@@ -8,7 +8,7 @@
 //! | `bpffsDir` | ours | where the per-container pins live |
 //! | `gateway` | ours | IPv4 and/or IPv6 gateway for addresses whose IPAM result has none |
 //! | `debug` | ours | aya-log debug output of the programs, debug logging of the plugin |
-//! | `attachMode` | ours | `auto` (TCX when the kernel has it, else netlink), `tcx`, `netlink` |
+//! | `attachMode` | ours | `auto` (netlink tc filters), `tcx`, `netlink` |
 //!
 //! Every other key (`args`, `runtimeConfig`, `capabilities`, anything unknown) is ignored.
 
