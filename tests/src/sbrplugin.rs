@@ -289,28 +289,34 @@ impl MultusPod {
             .push(network);
     }
 
-    /// Pings net1's IPv4 and IPv6 addresses from cli2 and asserts that every reply left by net1
-    /// (r1 received them, r0 not).
+    /// See [`assert_replies_by_net1`].
     pub fn assert_replies_by_net1(&self) {
-        for dst in [POD_NET1_V4, POD_NET1_V6] {
-            let (r0, r1) = (
-                self.t.r0.link_packets(ROUTER_POD_IF).0,
-                self.t.r1.link_packets(ROUTER_POD_IF).0,
-            );
-            // Ten: the pod's fresh interfaces also send a few packets of their own (router
-            // solicitations, MLD reports), which the bound below must not mistake for replies.
-            const PINGS: u32 = 10;
-            assert_eq!(self.t.cli2.ping(dst, PINGS, &[]), PINGS, "{dst} answers");
-            let (r0b, r1b) = (
-                self.t.r0.link_packets(ROUTER_POD_IF).0,
-                self.t.r1.link_packets(ROUTER_POD_IF).0,
-            );
-            assert!(
-                r1b - r1 >= u64::from(PINGS) && r0b - r0 < u64::from(PINGS),
-                "replies to {dst} leave by net1 (r0 {} r1 {})",
-                r0b - r0,
-                r1b - r1
-            );
-        }
+        assert_replies_by_net1(&self.t);
+    }
+}
+
+/// Pings the pod's net1 IPv4 and IPv6 addresses from cli2 and asserts that every reply left by
+/// net1 (r1 received them by its interface towards the pod, r0 not): net1 made by a bridge or
+/// macvlan, whose router-side interface is [`ROUTER_POD_IF`].
+pub fn assert_replies_by_net1(t: &Sbr5) {
+    for dst in [POD_NET1_V4, POD_NET1_V6] {
+        let (r0, r1) = (
+            t.r0.link_packets(ROUTER_POD_IF).0,
+            t.r1.link_packets(ROUTER_POD_IF).0,
+        );
+        // Ten: the pod's fresh interfaces also send a few packets of their own (router
+        // solicitations, MLD reports), which the bound below must not mistake for replies.
+        const PINGS: u32 = 10;
+        assert_eq!(t.cli2.ping(dst, PINGS, &[]), PINGS, "{dst} answers");
+        let (r0b, r1b) = (
+            t.r0.link_packets(ROUTER_POD_IF).0,
+            t.r1.link_packets(ROUTER_POD_IF).0,
+        );
+        assert!(
+            r1b - r1 >= u64::from(PINGS) && r0b - r0 < u64::from(PINGS),
+            "replies to {dst} leave by net1 (r0 {} r1 {})",
+            r0b - r0,
+            r1b - r1
+        );
     }
 }

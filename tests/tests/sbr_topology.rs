@@ -6,7 +6,7 @@
 use multus::sbr::AttachMode;
 use testkit::{
     cni::debian_sbr,
-    sbr::Harness,
+    sbr::{tc_leftovers, Harness},
     topo::{Sbr5, CLI2_V4, CLI2_V6, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
 };
 
@@ -30,6 +30,19 @@ fn replies_leave_by_net1(dst: &str, mode: AttachMode) {
 
     let h = Harness::with_mode(mode);
     h.add(&t.pod, &t.net1_spec());
+    // `auto` (the default) attaches netlink tc filters: a filter on net1, no pinned TCX link.
+    let link_pins = h
+        .bpffs
+        .entries()
+        .into_iter()
+        .filter(|p| p.contains("link-if-"))
+        .count();
+    let filters = !tc_leftovers(&t.pod, "net1").is_empty();
+    assert_eq!(
+        (filters, link_pins),
+        if mode == AttachMode::Tcx { (false, 2) } else { (true, 0) },
+        "{mode}: (net1 has a tc filter, TCX link pins)"
+    );
     let carrier_before = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
     let net1_before = h.counters(&t.pod, "net1");
     let eth0_before = h.counters(&t.pod, "eth0");

@@ -222,6 +222,19 @@ mod tests {
         ));
     }
 
+    /// `auto` (the default) means netlink tc filters, on every kernel; `tcx` stays available.
+    #[test]
+    fn attach_mode_auto_means_netlink() {
+        let auto = parse(serde_json::json!({})).unwrap().sbr.attach_mode;
+        assert_eq!(auto, crate::sbr::AttachMode::Auto);
+        assert_eq!(auto.resolve().unwrap(), crate::sbr::AttachMode::Netlink);
+        let tcx = parse(serde_json::json!({"attachMode": "tcx"}))
+            .unwrap()
+            .sbr
+            .attach_mode;
+        assert_eq!(tcx, crate::sbr::AttachMode::Tcx);
+    }
+
     #[test]
     fn rejects_bad_values() {
         assert!(matches!(
