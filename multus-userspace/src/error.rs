@@ -141,7 +141,8 @@ fn sbr_code(e: &SbrError) -> ErrorCode {
 }
 
 /// What an operator can do when the node's mount namespace cannot be used.
-const NODE_MOUNT_NS_ADVICE: &str = "run the plugin in the node's mount namespace (`nsenter --net=<netns>` \
+const NODE_MOUNT_NS_ADVICE: &str =
+    "run the plugin in the node's mount namespace (`nsenter --net=<netns>` \
      rather than `ip netns exec`), or as root with CAP_SYS_ADMIN and CAP_SYS_CHROOT so that it can \
      enter pid 1's; see docs/cli.md";
 

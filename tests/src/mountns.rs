@@ -113,9 +113,7 @@ impl EmulatedNode {
             Caller::Node => return argv,
             Caller::Private { netns } => netns,
             Caller::PrivateWithoutChroot { netns } => {
-                argv.extend(
-                    ["setpriv", "--bounding-set", "-sys_chroot", "--"].map(String::from),
-                );
+                argv.extend(["setpriv", "--bounding-set", "-sys_chroot", "--"].map(String::from));
                 netns
             }
         };

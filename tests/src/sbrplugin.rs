@@ -260,8 +260,12 @@ impl MultusPod {
         let mut plugins = vec![main_plugin(net1, 1500, &dirs.path().join("ipam"))];
         plugins.extend(net1_plugins);
         let nad = json!({"cniVersion": "1.0.0", "name": "net1-nad", "plugins": plugins});
-        let mut conf =
-            crate::confs::multus("1.0.0", &dirs.path().join("cache"), &bin, vec![cluster, nad]);
+        let mut conf = crate::confs::multus(
+            "1.0.0",
+            &dirs.path().join("cache"),
+            &bin,
+            vec![cluster, nad],
+        );
         let mut opts = ebpf_sbr;
         opts["bpffsDir"] = json!(h.bpffs.path());
         conf["ebpfSbr"] = opts;

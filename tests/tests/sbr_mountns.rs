@@ -192,7 +192,10 @@ fn plugin_round_trips(dir: PinDir) {
         netns: t.pod.path().to_path_buf(),
         ifname: "net1".into(),
     };
-    let bridge = rt.exec("ADD", &Runtime::plugin_conf(&list, &list["plugins"][0], None));
+    let bridge = rt.exec(
+        "ADD",
+        &Runtime::plugin_conf(&list, &list["plugins"][0], None),
+    );
     ok(&bridge, "bridge ADD");
     let conf = Runtime::plugin_conf(&list, &list["plugins"][1], bridge.json.as_ref());
     let call = |launcher: &[String], command: &str, what: &str| {
@@ -209,7 +212,11 @@ fn plugin_round_trips(dir: PinDir) {
     for (add_by, del_by, round) in rounds {
         call(&add_by, "ADD", &format!("ADD {round}"));
         s.assert_dataplane(&t, &rt.container_id);
-        call(&s.in_node(), "CHECK", &format!("CHECK from the node, {round}"));
+        call(
+            &s.in_node(),
+            "CHECK",
+            &format!("CHECK from the node, {round}"),
+        );
         call(
             &s.private(&t),
             "CHECK",
@@ -220,7 +227,10 @@ fn plugin_round_trips(dir: PinDir) {
         call(&del_by, "DEL", &format!("DEL again {round}"));
     }
     ok(
-        &rt.exec("DEL", &Runtime::plugin_conf(&list, &list["plugins"][0], None)),
+        &rt.exec(
+            "DEL",
+            &Runtime::plugin_conf(&list, &list["plugins"][0], None),
+        ),
         "bridge DEL",
     );
 }
@@ -299,7 +309,10 @@ fn add_that_cannot_reach_the_nodes_mount_ns_fails_and_leaves_nothing() {
         netns: t.pod.path().to_path_buf(),
         ifname: "net1".into(),
     };
-    let bridge = rt.exec("ADD", &Runtime::plugin_conf(&list, &list["plugins"][0], None));
+    let bridge = rt.exec(
+        "ADD",
+        &Runtime::plugin_conf(&list, &list["plugins"][0], None),
+    );
     ok(&bridge, "bridge ADD");
     let conf = Runtime::plugin_conf(&list, &list["plugins"][1], bridge.json.as_ref());
     let routes = t.pod.all_routes();

@@ -375,7 +375,11 @@ fn add_ping_del(p: &MultusPod) {
 fn check_del_clean(p: &MultusPod) {
     ok(&p.rt.exec("CHECK", &p.conf), "multus CHECK");
     ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
-    assert_eq!(p.h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
+    assert_eq!(
+        p.h.bpffs.entries(),
+        Vec::<String>::new(),
+        "pins left behind"
+    );
 }
 #[test]
 fn multus_replace_sbr_runs_it_on_ebpf() {

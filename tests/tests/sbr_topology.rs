@@ -40,7 +40,11 @@ fn replies_leave_by_net1(dst: &str, mode: AttachMode) {
     let filters = !tc_leftovers(&t.pod, "net1").is_empty();
     assert_eq!(
         (filters, link_pins),
-        if mode == AttachMode::Tcx { (false, 2) } else { (true, 0) },
+        if mode == AttachMode::Tcx {
+            (false, 2)
+        } else {
+            (true, 0)
+        },
         "{mode}: (net1 has a tc filter, TCX link pins)"
     );
     let carrier_before = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);

@@ -97,15 +97,21 @@ pub fn decide(seen: &Observed) -> Placement {
     }
 }
 
-/// Reads the namespaces [`decide`] needs.
+/// Reads the namespaces [`decide`] needs (kthreadd's only when pid 1's cannot be read).
 pub fn observe() -> Observed {
-    let kthreadd = std::fs::read_to_string("/proc/2/comm")
-        .is_ok_and(|c| c.trim_end() == "kthreadd")
-        .then(|| NsId::of(Path::new(KTHREADD_MNT_NS)).ok())
+    let pid1 = NsId::of(Path::new(PID1_MNT_NS)).ok();
+    let kthreadd = pid1
+        .is_none()
+        .then(|| {
+            std::fs::read_to_string("/proc/2/comm")
+                .is_ok_and(|c| c.trim_end() == "kthreadd")
+                .then(|| NsId::of(Path::new(KTHREADD_MNT_NS)).ok())
+                .flatten()
+        })
         .flatten();
     Observed {
         own: NsId::of(Path::new(OWN_MNT_NS)).ok(),
-        pid1: NsId::of(Path::new(PID1_MNT_NS)).ok(),
+        pid1,
         kthreadd,
     }
 }
@@ -202,7 +208,7 @@ mod tests {
         assert_eq!(
             decide(&seen(Some(B), Some(A), Some(B))),
             Placement::Enter(PID1_MNT_NS.into()),
-            "pid 1 wins over kthreadd (a container's pid 1 is its node)"
+            "pid 1's, when it can be read, is the node's"
         );
     }
 

@@ -100,9 +100,7 @@ impl AttachMode {
     pub fn resolve(self) -> Result<AttachMode, SbrError> {
         match self {
             AttachMode::Auto => Ok(AttachMode::Netlink),
-            AttachMode::Tcx
-                if !aya::util::KernelVersion::current().is_ok_and(kernel_has_tcx) =>
-            {
+            AttachMode::Tcx if !aya::util::KernelVersion::current().is_ok_and(kernel_has_tcx) => {
                 Err(SbrError::TcxUnsupported)
             }
             other => Ok(other),
@@ -226,7 +224,9 @@ pub fn add(
     netns: &Path,
     iface: &InterfaceSpec,
 ) -> Result<AddReport, SbrError> {
-    on_node(IfUnknown::Refuse, || add_here(cfg, container_id, netns, iface))
+    on_node(IfUnknown::Refuse, || {
+        add_here(cfg, container_id, netns, iface)
+    })
 }
 
 /// Runs an SBR operation where the pins, the bpffs mounts and the anchor namespaces it makes or

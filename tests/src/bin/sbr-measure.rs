@@ -273,7 +273,11 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
         lab, warm: true, ..
     } = plugin
     {
-        lab_call(lab, &[], &["del", &bpffs_dir, "keeper", &keeper_path, "net1"]);
+        lab_call(
+            lab,
+            &[],
+            &["del", &bpffs_dir, "keeper", &keeper_path, "net1"],
+        );
     }
     times
 }
@@ -426,22 +430,22 @@ fn add_del_section(lab: &Path, runs: usize) {
 
 /// ADD/DEL (netlink, warm) from the node's mount namespace and from a private one (`unshare
 /// --mount`, as `ip netns exec` does): the cost of working in the node's mount namespace. With
-/// `SBR_LAB_BEFORE`, the same with that (older) `sbr-lab`. Rounds alternate between the cases so
-/// that load from elsewhere falls on each alike.
+/// `SBR_LAB_BEFORE`, the same from the node's namespace with that (older) `sbr-lab` (from a private
+/// one its carrier vanishes when it exits, and its DEL then races the kernel's deletion). Rounds
+/// alternate between the cases so that load from elsewhere falls on each alike. Then the
+/// mechanism alone, in this process: deciding where to work, and a thread entering a mount
+/// namespace.
 fn mount_ns_section(lab: &Path, runs: usize) {
     let mut cases: Vec<(String, PathBuf, &'static [&'static str])> = Vec::new();
-    let mut labs = vec![("after".to_string(), lab.to_path_buf())];
     if let Some(before) = std::env::var_os("SBR_LAB_BEFORE") {
-        labs.insert(0, ("before".into(), PathBuf::from(before)));
+        cases.push(("before, node's mount ns".into(), PathBuf::from(before), &[]));
     }
-    for (which, path) in labs {
-        cases.push((format!("{which}, node's mount ns"), path.clone(), &[]));
-        cases.push((
-            format!("{which}, private mount ns"),
-            path,
-            PRIVATE_MOUNT_NS,
-        ));
-    }
+    cases.push(("after, node's mount ns".into(), lab.to_path_buf(), &[]));
+    cases.push((
+        "after, private mount ns".into(),
+        lab.to_path_buf(),
+        PRIVATE_MOUNT_NS,
+    ));
     const ROUNDS: usize = 3;
     let mut totals: Vec<Times> = Vec::new();
     for round in 0..ROUNDS {
@@ -484,4 +488,32 @@ fn mount_ns_section(lab: &Path, runs: usize) {
             inproc(&t.del_phases)
         );
     }
+    println!("\nPhases (µs, medians):\n\n| case | call | phases |\n|---|---|---|");
+    for ((label, _, _), t) in cases.iter().zip(&totals) {
+        for (call, phases) in [("ADD", &t.add_phases), ("DEL", &t.del_phases)] {
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(name, v)| format!("{name} {:.0}", percentile(v, 0.5)))
+                .collect();
+            println!("| {label} | {call} | {} |", text.join(", "));
+        }
+    }
+    use multus::netns::mountns;
+    const N: u32 = 2000;
+    let start = Instant::now();
+    for _ in 0..N {
+        std::hint::black_box(mountns::decide(&mountns::observe()));
+    }
+    let decide = start.elapsed() / N;
+    // Entering this thread's own mount namespace costs what entering another does.
+    let own = Path::new("/proc/thread-self/ns/mnt");
+    let start = Instant::now();
+    for _ in 0..N {
+        mountns::in_mount_ns(own, || ()).expect("enter");
+    }
+    let enter = start.elapsed() / N;
+    println!(
+        "\nThe mechanism alone ({N} calls): deciding where to work {decide:?}, a thread entering a \
+         mount namespace and running nothing {enter:?}."
+    );
 }
