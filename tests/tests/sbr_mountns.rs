@@ -168,9 +168,19 @@ impl Drop for Setup {
     }
 }
 
-/// `[bridge, ebpf-sbr]`: the bridge's ADD runs as usual, then `ebpf-sbr`'s ADD from a private
-/// mount namespace; CHECK from the node and from a second private namespace; DEL from a private
-/// namespace, then from the node; a last round adds from the node and deletes from a private one.
+/// Who runs each call of a round.
+#[derive(Clone, Copy, Debug)]
+enum By {
+    /// A process of the node's own mount namespace (`nsenter`).
+    Node,
+    /// A process in a private mount namespace (`ip netns exec`), a new one each call.
+    Private,
+}
+
+/// `[bridge, ebpf-sbr]`: the bridge's ADD runs as usual, then rounds of `ebpf-sbr` ADD, CHECK from
+/// the node and from another private namespace, DEL and DEL again, each round on a fresh node
+/// (whose `/sys/fs/bpf` is not mounted): ADD from a private namespace and DEL from another, ADD
+/// from a private namespace and DEL from the node, ADD from the node and DEL from a private one.
 fn plugin_round_trips(dir: PinDir) {
     let t = Sbr5::with(Options {
         net1: Net1::Bridge,
@@ -178,7 +188,6 @@ fn plugin_round_trips(dir: PinDir) {
     });
     let bpffs = Bpffs::new();
     let data = tempfile::tempdir().expect("tempdir");
-    let s = Setup::new(dir, &bpffs);
     let mut ebpf = json!({"type": "ebpf-sbr"});
     if dir == PinDir::OutsideSys {
         ebpf["bpffsDir"] = json!(bpffs.path());
@@ -198,33 +207,29 @@ fn plugin_round_trips(dir: PinDir) {
     );
     ok(&bridge, "bridge ADD");
     let conf = Runtime::plugin_conf(&list, &list["plugins"][1], bridge.json.as_ref());
-    let call = |launcher: &[String], command: &str, what: &str| {
-        ok(
-            &rt.exec_via(launcher, command, &conf, t.pod.path()),
-            &format!("{what} ({dir:?})"),
-        );
-    };
-    let rounds = [
-        (s.private(&t), s.private(&t), "private → private"),
-        (s.private(&t), s.in_node(), "private → node"),
-        (s.in_node(), s.private(&t), "node → private"),
-    ];
-    for (add_by, del_by, round) in rounds {
-        call(&add_by, "ADD", &format!("ADD {round}"));
+    for (add_by, del_by) in [
+        (By::Private, By::Private),
+        (By::Private, By::Node),
+        (By::Node, By::Private),
+    ] {
+        let s = Setup::new(dir, &bpffs);
+        let call = |by: By, command: &str| {
+            let launcher = match by {
+                By::Node => s.in_node(),
+                By::Private => s.private(&t),
+            };
+            ok(
+                &rt.exec_via(&launcher, command, &conf, t.pod.path()),
+                &format!("{command} by {by:?} (ADD by {add_by:?}, DEL by {del_by:?}, {dir:?})"),
+            );
+        };
+        call(add_by, "ADD");
         s.assert_dataplane(&t, &rt.container_id);
-        call(
-            &s.in_node(),
-            "CHECK",
-            &format!("CHECK from the node, {round}"),
-        );
-        call(
-            &s.private(&t),
-            "CHECK",
-            &format!("CHECK from a private namespace, {round}"),
-        );
-        call(&del_by, "DEL", &format!("DEL {round}"));
+        call(By::Node, "CHECK");
+        call(By::Private, "CHECK");
+        call(del_by, "DEL");
         s.assert_clean(&t);
-        call(&del_by, "DEL", &format!("DEL again {round}"));
+        call(del_by, "DEL");
     }
     ok(
         &rt.exec(

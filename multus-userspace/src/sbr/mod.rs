@@ -17,9 +17,10 @@
 //!
 //! The programs are loaded once per node (by the first ADD) and shared by every pod. Routes
 //! installed by the delegates are never changed. A pod's state is pinned under
-//! [`SbrConfig::bpffs_dir`]; [`del`] removes exactly one interface's share and the rest with the
-//! last interface; [`check`] reports drift; [`gc`] removes the pins of stale containers and the
-//! program versions no pod uses.
+//! [`SbrConfig::bpffs_dir`] in the node's mount namespace, where every operation works, also for a
+//! caller in a private one ([`crate::netns::mountns`]); [`del`] removes exactly one interface's
+//! share and the rest with the last interface; [`check`] reports drift; [`gc`] removes the pins of
+//! stale containers and the program versions no pod uses.
 
 mod anchor;
 mod bpf;
@@ -70,7 +71,7 @@ use timing::Phases;
 pub const CARRIER_IFNAME: &str = "sbr-carrier";
 /// Name of the carrier's veth peer.
 pub const CARRIER_PEER_IFNAME: &str = "sbr-carrier-p";
-/// Default directory for pins (a bpffs is mounted there if it is not on one).
+/// Default directory for pins (bpffs is mounted on `/sys/fs/bpf` when nothing is).
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/multus-sbr";
 
 /// How the programs are attached to a pod's interfaces.
@@ -144,7 +145,8 @@ impl std::fmt::Display for AttachMode {
 /// Node-wide settings of SBR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SbrConfig {
-    /// Directory for the per-container pins; bpffs is mounted on it when it is not on bpffs.
+    /// Directory for the per-container pins, in the node's mount namespace; when it is not on
+    /// bpffs, bpffs is mounted on `/sys/fs/bpf` for a directory below it, else on the directory.
     pub bpffs_dir: PathBuf,
     /// IPv4 gateway for addresses that prevResult gives none (sbr has no such option; this fixes its
     /// most common complaint).
