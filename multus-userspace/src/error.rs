@@ -141,6 +141,12 @@ fn sbr_code(e: &SbrError) -> ErrorCode {
     }
 }
 
+/// What an operator can do when the node's mount namespace cannot be used.
+const NODE_MOUNT_NS_ADVICE: &str =
+    "run the plugin in the node's mount namespace (`nsenter --net=<netns>` \
+     rather than `ip netns exec`), or as root with CAP_SYS_ADMIN and CAP_SYS_CHROOT so that it can \
+     enter pid 1's; see docs/cli.md";
+
 /// What an operator can do about an SBR failure (the error's `details`).
 fn sbr_advice(e: &SbrError) -> &'static str {
     match e {
@@ -151,6 +157,7 @@ fn sbr_advice(e: &SbrError) -> &'static str {
             "bpffsDir must be a directory on bpffs, or one where bpffs can be mounted (CAP_SYS_ADMIN)"
         }
         SbrError::TcxUnsupported => "the programs are attached with TCX: Linux 6.6 or later is needed",
+        SbrError::Netns(NetnsError::NodeMountNs(_)) => NODE_MOUNT_NS_ADVICE,
         SbrError::Load(_) | SbrError::Attach { .. } | SbrError::Map { .. } => {
             "the plugin needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN (or root); run it with debug: true for the BPF log"
         }
@@ -208,6 +215,7 @@ impl Error {
             Error::AlreadyAdded(_) => {
                 "nothing was changed: the container's attachments are as they were".into()
             }
+            Error::Netns(NetnsError::NodeMountNs(_)) => NODE_MOUNT_NS_ADVICE.to_string(),
             _ => String::new(),
         };
         CniError::new(code, self.to_string()).with_details(details)

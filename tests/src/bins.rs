@@ -29,6 +29,17 @@ pub fn product(name: &str) -> PathBuf {
     p
 }
 
+/// A binary of this test crate (`cni-recorder`), built beside the running test by cargo.
+pub fn test_bin(name: &str) -> PathBuf {
+    let p = own_profile_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: cargo builds it with the integration tests",
+        p.display()
+    );
+    p
+}
+
 /// `target/<host tuple>/<profile>` of the running executable (a test in `deps/`, or a binary
 /// such as xtask).
 pub fn own_profile_dir() -> PathBuf {

@@ -46,32 +46,38 @@ impl Bpffs {
 
     /// Every entry below the mount (relative paths), for "nothing left behind" assertions.
     pub fn entries(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let p = e.path();
-                let rel = p
-                    .strip_prefix(self.dir.path())
-                    .unwrap_or(&p)
-                    .to_string_lossy()
-                    .into_owned();
-                // bpffs shows its iterator files at the root of every mount.
-                if rel == "maps.debug" || rel == "progs.debug" {
-                    continue;
-                }
-                if p.is_dir() {
-                    stack.push(p.clone());
-                }
-                out.push(rel);
-            }
-        }
-        out.sort();
-        out
+        entries(self.dir.path())
     }
+}
+
+/// Every entry below the bpffs directory `dir` (relative paths), for "nothing left behind"
+/// assertions.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(dir)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
+            // bpffs shows its iterator files at the root of every mount.
+            if rel == "maps.debug" || rel == "progs.debug" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(rel);
+        }
+    }
+    out.sort();
+    out
 }
 
 impl Default for Bpffs {

@@ -49,9 +49,29 @@ impl Runtime {
 
     /// Like [`exec`](Self::exec) with another CNI_NETNS (an empty path leaves it out).
     pub fn exec_with(&self, command: &str, conf: &Value, netns: &Path) -> CniOutput {
+        self.exec_via(&[], command, conf, netns)
+    }
+
+    /// Like [`exec_with`](Self::exec_with), the plugin started by `launcher` (a program and its
+    /// arguments, the plugin's path appended: `nsenter ...`, `ip netns exec ...`), itself started
+    /// in the host namespace.
+    pub fn exec_via(
+        &self,
+        launcher: &[String],
+        command: &str,
+        conf: &Value,
+        netns: &Path,
+    ) -> CniOutput {
         let plugin = conf["type"].as_str().expect("plugin type");
         let binary = self.find(plugin);
-        let mut cmd = crate::netns::command_in(&self.host, &binary);
+        let mut cmd = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut cmd = crate::netns::command_in(&self.host, program);
+                cmd.args(args).arg(&binary);
+                cmd
+            }
+            None => crate::netns::command_in(&self.host, &binary),
+        };
         let path = std::env::join_paths(&self.path).expect("CNI_PATH");
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

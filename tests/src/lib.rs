@@ -14,6 +14,7 @@ pub mod confs;
 pub mod kube_api;
 pub mod kubelet_podresources;
 pub mod leaks;
+pub mod mountns;
 pub mod netns;
 pub mod node;
 pub mod podman;

@@ -11,7 +11,7 @@ use crate::{
     bpffs::Bpffs,
     chain::Runtime,
     netns::unique_name,
-    topo::{Net1, Options, Sbr5, MACVLAN_MASTER, ROUTER_POD_IF},
+    topo::{Net1, Options, Sbr5, MACVLAN_MASTER, POD_NET1_V4, POD_NET1_V6, ROUTER_POD_IF},
 };
 
 /// Which source-based routing is chained after the main plugin.
@@ -213,5 +213,114 @@ impl Drop for PluginPod {
             // Best effort (a test failed): release the pins before the bpffs goes.
             let _ = self.rt.del(&self.list, Some(&self.result));
         }
+    }
+}
+
+/// `multus` (run in r1, the node of net1) with a cluster network (the recorder reports the eth0
+/// the topology made) and a NAD-style conflist for net1, its `ebpfSbr` options given and its
+/// `bpffsDir` the harness's private bpffs.
+pub struct MultusPod {
+    /// The topology.
+    pub t: Sbr5,
+    /// The runtime view of the pod (CNI_IFNAME eth0, plugins run in r1).
+    pub rt: Runtime,
+    /// multus's configuration.
+    pub conf: Value,
+    /// The private bpffs and the container id.
+    pub h: crate::sbr::Harness,
+    /// Plugin directory, cache and IPAM data.
+    pub dirs: tempfile::TempDir,
+}
+
+impl MultusPod {
+    /// The topology with `net1` made by `net1`'s plugin followed by `net1_plugins`, and multus
+    /// with `ebpf_sbr` as its `ebpfSbr` options.
+    pub fn new(net1: Net1, net1_plugins: Vec<Value>, ebpf_sbr: Value) -> MultusPod {
+        let t = Sbr5::with(Options {
+            net1,
+            ..Options::default()
+        });
+        let h = crate::sbr::Harness::new();
+        let dirs = tempfile::Builder::new()
+            .prefix("sbr-multus-")
+            .tempdir()
+            .expect("tempdir");
+        let bin = dirs.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        for (name, path) in [
+            ("multus", bins::product("multus")),
+            ("ebpf-sbr", bins::product("ebpf-sbr")),
+            ("cni-recorder", bins::test_bin("cni-recorder")),
+        ] {
+            std::os::unix::fs::symlink(path, bin.join(name)).expect("symlink");
+        }
+        let eth0 = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": t.pod.path()}],
+            "ips": [{"address": "10.0.0.2/24", "gateway": "10.0.0.1", "interface": 0}]});
+        let cluster = json!({"cniVersion": "1.0.0", "name": "cluster", "type": "cni-recorder", "result": eth0});
+        let mut plugins = vec![main_plugin(net1, 1500, &dirs.path().join("ipam"))];
+        plugins.extend(net1_plugins);
+        let nad = json!({"cniVersion": "1.0.0", "name": "net1-nad", "plugins": plugins});
+        let mut conf = crate::confs::multus(
+            "1.0.0",
+            &dirs.path().join("cache"),
+            &bin,
+            vec![cluster, nad],
+        );
+        let mut opts = ebpf_sbr;
+        opts["bpffsDir"] = json!(h.bpffs.path());
+        conf["ebpfSbr"] = opts;
+        let rt = Runtime {
+            host: t.r1.path().to_path_buf(),
+            path: vec![bin, bins::REFERENCE_PLUGINS.into()],
+            container_id: h.container_id.clone(),
+            netns: t.pod.path().to_path_buf(),
+            ifname: "eth0".into(),
+        };
+        MultusPod {
+            t,
+            rt,
+            conf,
+            h,
+            dirs,
+        }
+    }
+
+    /// Appends a network after the NAD: its interface is net2.
+    pub fn add_later_network(&mut self, network: Value) {
+        self.conf["delegates"]
+            .as_array_mut()
+            .expect("delegates")
+            .push(network);
+    }
+
+    /// See [`assert_replies_by_net1`].
+    pub fn assert_replies_by_net1(&self) {
+        assert_replies_by_net1(&self.t);
+    }
+}
+
+/// Pings the pod's net1 IPv4 and IPv6 addresses from cli2 and asserts that every reply left by
+/// net1 (r1 received them by its interface towards the pod, r0 not): net1 made by a bridge or
+/// macvlan, whose router-side interface is [`ROUTER_POD_IF`].
+pub fn assert_replies_by_net1(t: &Sbr5) {
+    for dst in [POD_NET1_V4, POD_NET1_V6] {
+        let (r0, r1) = (
+            t.r0.link_packets(ROUTER_POD_IF).0,
+            t.r1.link_packets(ROUTER_POD_IF).0,
+        );
+        // Ten: the pod's fresh interfaces also send a few packets of their own (router
+        // solicitations, MLD reports), which the bound below must not mistake for replies.
+        const PINGS: u32 = 10;
+        assert_eq!(t.cli2.ping(dst, PINGS, &[]), PINGS, "{dst} answers");
+        let (r0b, r1b) = (
+            t.r0.link_packets(ROUTER_POD_IF).0,
+            t.r1.link_packets(ROUTER_POD_IF).0,
+        );
+        assert!(
+            r1b - r1 >= u64::from(PINGS) && r0b - r0 < u64::from(PINGS),
+            "replies to {dst} leave by net1 (r0 {} r1 {})",
+            r0b - r0,
+            r1b - r1
+        );
     }
 }

@@ -99,8 +99,13 @@ impl Env {
         }
     }
 
+    /// The SBR settings of the pods: TCX links (`auto` means netlink filters), so that the views
+    /// of pinned links and a detached link are covered too.
     fn sbr_cfg(&self) -> SbrConfig {
-        SbrConfig::new(self.bpffs.path())
+        SbrConfig {
+            attach_mode: sbr::AttachMode::Tcx,
+            ..SbrConfig::new(self.bpffs.path())
+        }
     }
 
     /// ADD through multus (pod identity in CNI_ARGS), then SBR for net1 with the cached addresses.
@@ -453,7 +458,7 @@ fn list_and_show_json_field_by_field() {
         );
         assert_eq!(p["programId"], t.prog_id);
         // The carrier is our own device: always a netlink filter (no BPF link, no pin); the pod's
-        // interfaces use TCX links (auto, 6.18), pinned.
+        // interfaces use TCX links (the pods' mode, see `Env::sbr_cfg`), pinned.
         if ifname == sbr::CARRIER_IFNAME {
             assert_eq!(p["attachMode"], "netlink-clsact-egress");
             assert_eq!(p["linkId"], Value::Null);

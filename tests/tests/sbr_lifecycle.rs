@@ -154,7 +154,7 @@ fn drifts(r: Result<(), SbrError>) -> Vec<Drift> {
 #[test]
 fn check_names_drift_and_add_repairs_it() {
     let t = Sbr5::new();
-    let h = Harness::new();
+    let h = Harness::with_mode(AttachMode::Tcx);
     let spec = t.net1_spec();
     assert_eq!(drifts(h.check(&t.pod, &spec)), vec![Drift::PodMissing]);
     h.add(&t.pod, &spec);
@@ -248,7 +248,7 @@ fn check_names_drift_and_add_repairs_it() {
 #[test]
 fn add_right_after_a_link_pin_is_removed_reattaches() {
     let t = Sbr5::new();
-    let h = Harness::new();
+    let h = Harness::with_mode(AttachMode::Tcx);
     let spec = t.net1_spec();
     h.add(&t.pod, &spec);
     let pin = h.bpffs.pod_dir(&h.container_id).join("link-if-net1");

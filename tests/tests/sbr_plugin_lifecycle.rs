@@ -9,13 +9,12 @@ use std::{path::Path, time::Duration};
 
 use serde_json::{json, Value};
 use testkit::{
-    bins,
     chain::Runtime,
     cni::sbr_conf,
     netns::unique_name,
     sbr::{tc_leftovers, Harness},
-    sbrplugin::{main_plugin, plugin_path},
-    topo::{MiniPod, Net1, Options, Sbr5, NET1_GW_V4, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
+    sbrplugin::{plugin_path, MultusPod},
+    topo::{MiniPod, Net1, Sbr5, NET1_GW_V4, NET1_IPS, POD_NET1_V4},
     CniOutput,
 };
 
@@ -355,7 +354,7 @@ fn standalone_drift_is_repaired_by_multusctl() {
     t.pod.ip(&["route", "del", "0.0.0.0/1"]);
     assert_eq!(rt.exec("CHECK", &good).err_code(), 104, "drift");
     let no_cache = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(bins::product("multusctl"))
+    let out = std::process::Command::new(testkit::bins::product("multusctl"))
         .arg("--cni-dir")
         .arg(no_cache.path())
         .arg("--bpffs-dir")
@@ -455,118 +454,29 @@ fn version_status_gc() {
     assert_eq!(h.bpffs.entries(), Vec::<String>::new(), "pins left behind");
 }
 
-/// `multus` (run in r1, the node of net1) with a cluster network (the recorder reports the eth0
-/// the topology made) and a NAD-style conflist for net1.
-struct MultusPod {
-    t: Sbr5,
-    rt: Runtime,
-    conf: Value,
-    h: Harness,
-    _dirs: tempfile::TempDir,
+/// ADD through multus, replies to net1's addresses leave by net1, then CHECK and DEL.
+fn add_ping_del(p: &MultusPod) {
+    ok(&p.rt.exec("ADD", &p.conf), "multus ADD");
+    assert_eq!(
+        multus::sbr::pods(&p.h.cfg).expect("pods"),
+        vec![p.h.container_id.clone()],
+        "ebpf-sbr ran"
+    );
+    p.assert_replies_by_net1();
+    check_del_clean(p);
+    ok(&p.rt.exec("DEL", &p.conf), "multus DEL again");
 }
 
-impl MultusPod {
-    fn new(net1: Net1, net1_plugins: Vec<Value>, ebpf_sbr: Value) -> MultusPod {
-        let t = Sbr5::with(Options {
-            net1,
-            ..Options::default()
-        });
-        let h = Harness::new();
-        let dirs = tempfile::Builder::new()
-            .prefix("sbr-multus-")
-            .tempdir()
-            .expect("tempdir");
-        let bin = dirs.path().join("bin");
-        std::fs::create_dir_all(&bin).expect("mkdir");
-        for (name, path) in [
-            ("multus", bins::product("multus")),
-            ("ebpf-sbr", bins::product("ebpf-sbr")),
-            ("cni-recorder", env!("CARGO_BIN_EXE_cni-recorder").into()),
-        ] {
-            std::os::unix::fs::symlink(path, bin.join(name)).expect("symlink");
-        }
-        let eth0 = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": t.pod.path()}],
-            "ips": [{"address": "10.0.0.2/24", "gateway": "10.0.0.1", "interface": 0}]});
-        let cluster = json!({"cniVersion": "1.0.0", "name": "cluster", "type": "cni-recorder", "result": eth0});
-        let mut plugins = vec![main_plugin(net1, 1500, &dirs.path().join("ipam"))];
-        plugins.extend(net1_plugins);
-        let nad = json!({"cniVersion": "1.0.0", "name": "net1-nad", "plugins": plugins});
-        let mut conf = testkit::confs::multus(
-            "1.0.0",
-            &dirs.path().join("cache"),
-            &bin,
-            vec![cluster, nad],
-        );
-        let mut opts = ebpf_sbr;
-        opts["bpffsDir"] = json!(h.bpffs.path());
-        conf["ebpfSbr"] = opts;
-        let rt = Runtime {
-            host: t.r1.path().to_path_buf(),
-            path: vec![bin, bins::REFERENCE_PLUGINS.into()],
-            container_id: h.container_id.clone(),
-            netns: t.pod.path().to_path_buf(),
-            ifname: "eth0".into(),
-        };
-        MultusPod {
-            t,
-            rt,
-            conf,
-            h,
-            _dirs: dirs,
-        }
-    }
-
-    fn add_ping_del(&self) {
-        ok(&self.rt.exec("ADD", &self.conf), "multus ADD");
-        assert_eq!(
-            multus::sbr::pods(&self.h.cfg).expect("pods"),
-            vec![self.h.container_id.clone()],
-            "ebpf-sbr ran"
-        );
-        for dst in [POD_NET1_V4, POD_NET1_V6] {
-            let (r0, r1) = (
-                self.t.r0.link_packets("pod").0,
-                self.t.r1.link_packets("pod").0,
-            );
-            // Ten: the pod's fresh interfaces also send a few packets of their own (router
-            // solicitations, MLD reports), which the bound below must not mistake for replies.
-            const PINGS: u32 = 10;
-            assert_eq!(self.t.cli2.ping(dst, PINGS, &[]), PINGS, "{dst} answers");
-            let (r0b, r1b) = (
-                self.t.r0.link_packets("pod").0,
-                self.t.r1.link_packets("pod").0,
-            );
-            assert!(
-                r1b - r1 >= u64::from(PINGS) && r0b - r0 < u64::from(PINGS),
-                "replies to {dst} leave by net1 (r0 {} r1 {})",
-                r0b - r0,
-                r1b - r1
-            );
-        }
-        self.check_del_clean();
-        ok(&self.rt.exec("DEL", &self.conf), "multus DEL again");
-    }
-
-    /// multus CHECK passes, then DEL leaves no pin.
-    fn check_del_clean(&self) {
-        ok(&self.rt.exec("CHECK", &self.conf), "multus CHECK");
-        ok(&self.rt.exec("DEL", &self.conf), "multus DEL");
-        assert_eq!(
-            self.h.bpffs.entries(),
-            Vec::<String>::new(),
-            "pins left behind"
-        );
-    }
-
-    /// Appends a network after the NAD: its interface is net2.
-    fn add_later_network(&mut self, network: Value) {
-        self.conf["delegates"]
-            .as_array_mut()
-            .expect("delegates")
-            .push(network);
-    }
+/// multus CHECK passes, then DEL leaves no pin.
+fn check_del_clean(p: &MultusPod) {
+    ok(&p.rt.exec("CHECK", &p.conf), "multus CHECK");
+    ok(&p.rt.exec("DEL", &p.conf), "multus DEL");
+    assert_eq!(
+        p.h.bpffs.entries(),
+        Vec::<String>::new(),
+        "pins left behind"
+    );
 }
-
 #[test]
 fn multus_replace_sbr_runs_it_on_ebpf() {
     let p = MultusPod::new(
@@ -574,7 +484,7 @@ fn multus_replace_sbr_runs_it_on_ebpf() {
         vec![json!({"type": "sbr", "table": 5000})],
         json!({"replaceSbr": true}),
     );
-    p.add_ping_del();
+    add_ping_del(&p);
     // Without the option the same NAD runs Debian's sbr: no BPF state, policy rules instead.
     let p = MultusPod::new(Net1::Bridge, vec![json!({"type": "sbr"})], json!({}));
     ok(&p.rt.exec("ADD", &p.conf), "multus ADD with Debian's sbr");
@@ -610,8 +520,8 @@ fn multus_check_drift_is_repaired_by_multusctl() {
     ok(&again, "repeated multus ADD");
     assert_eq!(again.json, added.json, "answered from the cache");
     assert_eq!(p.rt.exec("CHECK", &p.conf).err_code(), 104, "still drifted");
-    let cache_dir = p._dirs.path().join("cache");
-    let out = std::process::Command::new(bins::product("multusctl"))
+    let cache_dir = p.dirs.path().join("cache");
+    let out = std::process::Command::new(testkit::bins::product("multusctl"))
         .arg("--cni-dir")
         .arg(&cache_dir)
         .arg("--bpffs-dir")
@@ -631,13 +541,13 @@ fn multus_check_drift_is_repaired_by_multusctl() {
         "multus CHECK after the repair",
     );
     assert_eq!(p.t.cli2.ping(POD_NET1_V4, 3, &[]), 3, "net1 answers");
-    p.check_del_clean();
+    check_del_clean(&p);
 }
 
 #[test]
 fn multus_all_secondary_chains_it() {
     let p = MultusPod::new(Net1::Macvlan, vec![], json!({"allSecondary": true}));
-    p.add_ping_del();
+    add_ping_del(&p);
 }
 
 /// An interface that a later network adds to the pod (net2, after net1's chain ran `ebpf-sbr`)
@@ -654,7 +564,7 @@ fn multus_covers_interfaces_added_after_the_sbr_network() {
     );
     let late = json!({"cniVersion": "1.0.0", "name": "late", "type": "bridge", "bridge": "br-late",
         "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.99.0.0/24",
-        "dataDir": p._dirs.path().join("ipam-late")}});
+        "dataDir": p.dirs.path().join("ipam-late")}});
     p.add_later_network(late);
     ok(&p.rt.exec("ADD", &p.conf), "multus ADD");
     let info = multus::sbr::inspect(&p.h.cfg, &p.h.container_id).expect("inspect");
@@ -689,7 +599,7 @@ fn multus_covers_interfaces_added_after_the_sbr_network() {
         after - before,
         late_after - late_before
     );
-    p.check_del_clean();
+    check_del_clean(&p);
 }
 
 /// A later network that hands its device back to the node at DEL (`host-device`, as SR-IOV does
@@ -699,9 +609,9 @@ fn multus_covers_interfaces_added_after_the_sbr_network() {
 fn a_device_handed_back_at_del_carries_no_sbr_program() {
     for netlink in [false, true] {
         let sbr = if netlink {
-            json!({"type": "sbr", "attachMode": "netlink"})
-        } else {
             json!({"type": "sbr"})
+        } else {
+            json!({"type": "sbr", "attachMode": "tcx"})
         };
         let mut p = MultusPod::new(Net1::Bridge, vec![sbr], json!({"replaceSbr": true}));
         p.t.r1.ip(&[

@@ -6,7 +6,7 @@
 use multus::sbr::AttachMode;
 use testkit::{
     cni::debian_sbr,
-    sbr::Harness,
+    sbr::{tc_leftovers, Harness},
     topo::{Sbr5, CLI2_V4, CLI2_V6, NET1_IPS, POD_NET1_V4, POD_NET1_V6},
 };
 
@@ -30,6 +30,23 @@ fn replies_leave_by_net1(dst: &str, mode: AttachMode) {
 
     let h = Harness::with_mode(mode);
     h.add(&t.pod, &t.net1_spec());
+    // `auto` (the default) attaches netlink tc filters: a filter on net1, no pinned TCX link.
+    let link_pins = h
+        .bpffs
+        .entries()
+        .into_iter()
+        .filter(|p| p.contains("link-if-"))
+        .count();
+    let filters = !tc_leftovers(&t.pod, "net1").is_empty();
+    assert_eq!(
+        (filters, link_pins),
+        if mode == AttachMode::Tcx {
+            (false, 2)
+        } else {
+            (true, 0)
+        },
+        "{mode}: (net1 has a tc filter, TCX link pins)"
+    );
     let carrier_before = h.counters(&t.pod, multus::sbr::CARRIER_IFNAME);
     let net1_before = h.counters(&t.pod, "net1");
     let eth0_before = h.counters(&t.pod, "eth0");
@@ -85,11 +102,11 @@ fn ipv6_replies_leave_by_net1() {
     replies_leave_by_net1(POD_NET1_V6, AttachMode::Auto);
 }
 
-/// The same with the programs attached as netlink tc filters.
+/// The same with the programs attached as TCX links (`auto` means netlink tc filters).
 #[test]
-fn replies_leave_by_net1_netlink_mode() {
-    replies_leave_by_net1(POD_NET1_V4, AttachMode::Netlink);
-    replies_leave_by_net1(POD_NET1_V6, AttachMode::Netlink);
+fn replies_leave_by_net1_tcx_mode() {
+    replies_leave_by_net1(POD_NET1_V4, AttachMode::Tcx);
+    replies_leave_by_net1(POD_NET1_V6, AttachMode::Tcx);
 }
 
 /// Debian's sbr on the same topology, for comparison: it works too, by moving net1's routes into

@@ -24,6 +24,8 @@ use std::{io::Write, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::netns::mountns::IfUnknown;
+
 pub use node::Node;
 
 /// Exit status: success.
@@ -228,6 +230,16 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         _ => {}
     }
     require_root()?;
+    drop(out);
+    // The pins, the anchors and the node's files are where multus and ebpf-sbr leave them: in the
+    // node's mount namespace (a private one, as `ip netns exec` makes, may see none of them).
+    crate::netns::mountns::in_node_mount_ns(IfUnknown::RunHere, || run_on_node(&cli))
+        .map_err(|e| CtlError::Sbr(e.into()))?
+}
+
+/// Runs a command that reads the node (in its mount namespace).
+fn run_on_node(cli: &Cli) -> Result<u8, CtlError> {
+    let mut out = std::io::stdout().lock();
     let node = Node::from_args(&cli.global)?;
     let format = cli.global.output;
     table::set_style(cli.global.no_headers, format == Format::Wide);

@@ -6,6 +6,7 @@
 //! namespace into the rest of the process. Netlink work opens its rtnetlink socket inside the
 //! namespace and drives it on a current-thread tokio runtime owned by that thread.
 
+pub mod mountns;
 pub mod netlink;
 
 use std::{
@@ -48,6 +49,10 @@ pub enum NetnsError {
     /// The worker thread could not be started or panicked.
     #[error("namespace worker thread failed: {0}")]
     Thread(String),
+    /// The node's mount namespace, where mounts that outlive a call belong, cannot be entered or
+    /// determined (see [`mountns`]).
+    #[error("{0}")]
+    NodeMountNs(String),
     /// The netlink socket or runtime could not be created inside the namespace.
     #[error("cannot open netlink in {path}: {source}")]
     Netlink {

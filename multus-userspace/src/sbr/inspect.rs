@@ -23,7 +23,7 @@ use super::{
     state::{MANAGED, NL_FILTER, RELEASED, RP_FILTER_CHANGED},
     AttachMode, SbrConfig, SbrError, CARRIER_IFNAME,
 };
-use crate::netns::NetNs;
+use crate::netns::{mountns::IfUnknown, NetNs};
 
 /// A source entry in readable form.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,11 +114,15 @@ pub struct PodInfo {
 
 /// Container ids that have pins (program versions are not listed).
 pub fn pods(cfg: &SbrConfig) -> Result<Vec<String>, SbrError> {
-    pins::pod_ids(&cfg.bpffs_dir)
+    super::on_node(IfUnknown::RunHere, || pins::pod_ids(&cfg.bpffs_dir))
 }
 
-/// Reads everything pinned for `container_id`.
+/// Reads everything pinned for `container_id` (in the node's mount namespace, where the pins are).
 pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {
+    super::on_node(IfUnknown::RunHere, || inspect_here(cfg, container_id))
+}
+
+fn inspect_here(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
     let maps = PodMaps::open(&dir, &cfg.bpffs_dir)?;
     let mut attachments: Vec<AttachmentInfo> = dir

@@ -17,9 +17,10 @@
 //!
 //! The programs are loaded once per node (by the first ADD) and shared by every pod. Routes
 //! installed by the delegates are never changed. A pod's state is pinned under
-//! [`SbrConfig::bpffs_dir`]; [`del`] removes exactly one interface's share and the rest with the
-//! last interface; [`check`] reports drift; [`gc`] removes the pins of stale containers and the
-//! program versions no pod uses.
+//! [`SbrConfig::bpffs_dir`] in the node's mount namespace, where every operation works, also for a
+//! caller in a private one ([`crate::netns::mountns`]); [`del`] removes exactly one interface's
+//! share and the rest with the last interface; [`check`] reports drift; [`gc`] removes the pins of
+//! stale containers and the program versions no pod uses.
 
 mod anchor;
 mod bpf;
@@ -52,6 +53,7 @@ pub use plan::CarrierRoute;
 pub use timing::Phase;
 
 use crate::netns::{
+    mountns::{self, IfUnknown},
     netlink::{self as nlh, ARPHRD_ETHER},
     NetNs, NetnsError,
 };
@@ -69,7 +71,7 @@ use timing::Phases;
 pub const CARRIER_IFNAME: &str = "sbr-carrier";
 /// Name of the carrier's veth peer.
 pub const CARRIER_PEER_IFNAME: &str = "sbr-carrier-p";
-/// Default directory for pins (a bpffs is mounted there if it is not on one).
+/// Default directory for pins (bpffs is mounted on `/sys/fs/bpf` when nothing is).
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/multus-sbr";
 /// The oldest kernel SBR works on, in any attach mode: managed neighbour entries (Linux 5.16;
 /// `SO_NETNS_COOKIE` needs 5.14). TCX needs [`TCX_MIN_KERNEL`].
@@ -78,7 +80,8 @@ pub const MIN_KERNEL: (u8, u8) = (5, 16);
 /// How the programs are attached to a pod's interfaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AttachMode {
-    /// TCX when the kernel has it (Linux 6.6+), netlink tc filters otherwise.
+    /// Netlink tc filters: the same dataplane as TCX, about 10× faster to attach (no RCU grace
+    /// period under RTNL per attach and per detach; docs/sbr-design.md §3.3, §10).
     #[default]
     Auto,
     /// TCX links (pinned per pod); fails on kernels without TCX. Each TCX attach waits for an RCU
@@ -88,8 +91,7 @@ pub enum AttachMode {
     Netlink,
 }
 
-/// The oldest kernel with TCX attachments (Linux 6.6): `Tcx` needs it, `Auto` falls back to
-/// netlink below it.
+/// The oldest kernel with TCX attachments (Linux 6.6): `Tcx` needs it.
 pub const TCX_MIN_KERNEL: (u8, u8) = (6, 6);
 
 /// Whether `kernel` has TCX attachments.
@@ -98,13 +100,13 @@ pub fn kernel_has_tcx(kernel: aya::util::KernelVersion) -> bool {
 }
 
 impl AttachMode {
-    /// The mode `Auto` stands for on this kernel, or `self`; fails for `Tcx` without TCX.
+    /// The mode `Auto` stands for (netlink), or `self`; fails for `Tcx` without TCX.
     pub fn resolve(self) -> Result<AttachMode, SbrError> {
-        let tcx = aya::util::KernelVersion::current().is_ok_and(kernel_has_tcx);
         match self {
-            AttachMode::Auto if tcx => Ok(AttachMode::Tcx),
             AttachMode::Auto => Ok(AttachMode::Netlink),
-            AttachMode::Tcx if !tcx => Err(SbrError::TcxUnsupported),
+            AttachMode::Tcx if !aya::util::KernelVersion::current().is_ok_and(kernel_has_tcx) => {
+                Err(SbrError::TcxUnsupported)
+            }
             other => Ok(other),
         }
     }
@@ -146,7 +148,8 @@ impl std::fmt::Display for AttachMode {
 /// Node-wide settings of SBR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SbrConfig {
-    /// Directory for the per-container pins; bpffs is mounted on it when it is not on bpffs.
+    /// Directory for the per-container pins, in the node's mount namespace; when it is not on
+    /// bpffs, bpffs is mounted on `/sys/fs/bpf` for a directory below it, else on the directory.
     pub bpffs_dir: PathBuf,
     /// IPv4 gateway for addresses that prevResult gives none (sbr has no such option; this fixes its
     /// most common complaint).
@@ -218,9 +221,32 @@ pub struct AddReport {
 ///
 /// Idempotent: a repeated ADD rewrites the interface's entries and repairs the rest. On failure
 /// only what this call did is undone: an interface it added is rolled back, one that an earlier
-/// ADD manages gets that ADD's entries back. The node's first ADD loads and pins the programs; later ones
-/// only attach them and write map entries.
+/// ADD manages gets that ADD's entries back. The node's first ADD loads and pins the programs;
+/// later ones only attach them and write map entries. Runs in the node's mount namespace
+/// ([`on_node`]), and fails before changing anything when that cannot be done.
 pub fn add(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: &Path,
+    iface: &InterfaceSpec,
+) -> Result<AddReport, SbrError> {
+    on_node(IfUnknown::Refuse, || {
+        add_here(cfg, container_id, netns, iface)
+    })
+}
+
+/// Runs an SBR operation where the pins, the bpffs mounts and the anchor namespaces it makes or
+/// reads live beyond the call: in the node's mount namespace (in place when the caller is in it,
+/// else on a thread that enters it; see [`crate::netns::mountns`]). `if_unknown` says what to do
+/// when that namespace cannot be determined: an operation that makes such objects refuses.
+fn on_node<T: Send>(
+    if_unknown: IfUnknown,
+    op: impl FnOnce() -> Result<T, SbrError> + Send,
+) -> Result<T, SbrError> {
+    mountns::in_node_mount_ns(if_unknown, op)?
+}
+
+fn add_here(
     cfg: &SbrConfig,
     container_id: &str,
     netns: &Path,
@@ -610,6 +636,17 @@ pub fn del_timed(
     netns: Option<&Path>,
     ifname: &str,
 ) -> Result<Vec<Phase>, SbrError> {
+    on_node(IfUnknown::RunHere, || {
+        del_here(cfg, container_id, netns, ifname)
+    })
+}
+
+fn del_here(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: Option<&Path>,
+    ifname: &str,
+) -> Result<Vec<Phase>, SbrError> {
     let phases = Phases::new();
     validate_ifname(ifname)?;
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
@@ -691,6 +728,14 @@ pub fn cover(
     container_id: &str,
     netns: &Path,
 ) -> Result<Option<Vec<String>>, SbrError> {
+    on_node(IfUnknown::Refuse, || cover_here(cfg, container_id, netns))
+}
+
+fn cover_here(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: &Path,
+) -> Result<Option<Vec<String>>, SbrError> {
     let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
     if !cfg.bpffs_dir.is_dir() || !dir.exists() {
         return Ok(None);
@@ -726,6 +771,17 @@ pub fn cover(
 /// interface's addresses, carrier and routes, defaults, rp_filter. Returns [`SbrError::Drift`]
 /// naming every difference.
 pub fn check(
+    cfg: &SbrConfig,
+    container_id: &str,
+    netns: &Path,
+    iface: &InterfaceSpec,
+) -> Result<(), SbrError> {
+    on_node(IfUnknown::RunHere, || {
+        check_here(cfg, container_id, netns, iface)
+    })
+}
+
+fn check_here(
     cfg: &SbrConfig,
     container_id: &str,
     netns: &Path,
@@ -849,6 +905,10 @@ fn netns_gone(record: &PodRecord) -> Option<bool> {
 /// exists, is only entered to remove SBR's netlink filters. Program versions no pod uses are
 /// removed, and entries of the node-wide maps that belong to no pod are swept.
 pub fn gc(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, SbrError> {
+    on_node(IfUnknown::RunHere, || gc_here(cfg, valid_container_ids))
+}
+
+fn gc_here(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, SbrError> {
     let mut report = GcReport::default();
     if !cfg.bpffs_dir.is_dir() {
         return Ok(report);

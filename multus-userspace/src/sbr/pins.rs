@@ -55,21 +55,50 @@ pub fn validate_ifname(name: &str) -> Result<(), SbrError> {
     }
 }
 
-/// Creates `dir` (mode 0700) if needed and mounts bpffs on it unless it already is on bpffs.
+/// The node's usual bpffs mount point (systemd mounts one there; other eBPF CNIs mount it when
+/// nothing did).
+pub const SYS_FS_BPF: &str = "/sys/fs/bpf";
+
+/// Where bpffs must be mounted for `dir` to be on one: `/sys/fs/bpf` for a directory below it
+/// (sysfs cannot hold directories of its own, so the subdirectory can only be made on the bpffs),
+/// `dir` itself otherwise.
+pub fn bpffs_mount_point(dir: &Path) -> &Path {
+    let sys = Path::new(SYS_FS_BPF);
+    if dir.starts_with(sys) {
+        sys
+    } else {
+        dir
+    }
+}
+
+/// Makes `dir` a directory on bpffs: mounts bpffs on its mount point ([`bpffs_mount_point`]) when
+/// that is not on one, then creates `dir` (mode 0700) if needed. Call it in the node's mount
+/// namespace, so that the mount outlives the call.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), SbrError> {
-    let err = |source| SbrError::Bpffs {
-        path: dir.to_path_buf(),
-        source,
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SbrError::Bpffs { path, source }
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(err)?;
-    if is_bpffs(dir).map_err(err)? {
+    if is_bpffs(dir).unwrap_or(false) {
         return Ok(());
     }
-    let target = cstring(dir).map_err(err)?;
+    let point = bpffs_mount_point(dir);
+    let mkdir = |d: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .map_err(err(d))
+    };
+    mkdir(point)?;
+    if !is_bpffs(point).map_err(err(point))? {
+        mount_bpffs(point).map_err(err(point))?;
+    }
+    mkdir(dir)
+}
+
+fn mount_bpffs(point: &Path) -> std::io::Result<()> {
+    let target = cstring(point)?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let rc = unsafe {
@@ -82,7 +111,7 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), SbrError> {
         )
     };
     if rc != 0 {
-        return Err(err(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -369,6 +398,19 @@ mod tests {
         }
         for bad in ["", ".", "..", "a/b", "a:b", "a b", "1234567890123456"] {
             assert!(validate_ifname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bpffs_mount_points() {
+        for (dir, point) in [
+            ("/sys/fs/bpf/multus-sbr", "/sys/fs/bpf"),
+            ("/sys/fs/bpf/a/b", "/sys/fs/bpf"),
+            ("/sys/fs/bpf", "/sys/fs/bpf"),
+            ("/sys/fs/bpfx/y", "/sys/fs/bpfx/y"),
+            ("/run/multus/bpf", "/run/multus/bpf"),
+        ] {
+            assert_eq!(bpffs_mount_point(Path::new(dir)), Path::new(point), "{dir}");
         }
     }
 

@@ -8,7 +8,7 @@
 //! | `bpffsDir` | ours | where the per-container pins live |
 //! | `gateway` | ours | IPv4 and/or IPv6 gateway for addresses whose IPAM result has none |
 //! | `debug` | ours | aya-log debug output of the programs, debug logging of the plugin |
-//! | `attachMode` | ours | `auto` (TCX when the kernel has it, else netlink), `tcx`, `netlink` |
+//! | `attachMode` | ours | `auto` (netlink tc filters), `tcx`, `netlink` |
 //!
 //! Every other key (`args`, `runtimeConfig`, `capabilities`, anything unknown) is ignored.
 
@@ -270,6 +270,19 @@ mod tests {
             parse(serde_json::json!({"gateway": 5})),
             Err(ConfigError::Decode { .. })
         ));
+    }
+
+    /// `auto` (the default) means netlink tc filters, on every kernel; `tcx` stays available.
+    #[test]
+    fn attach_mode_auto_means_netlink() {
+        let auto = parse(serde_json::json!({})).unwrap().sbr.attach_mode;
+        assert_eq!(auto, crate::sbr::AttachMode::Auto);
+        assert_eq!(auto.resolve().unwrap(), crate::sbr::AttachMode::Netlink);
+        let tcx = parse(serde_json::json!({"attachMode": "tcx"}))
+            .unwrap()
+            .sbr
+            .attach_mode;
+        assert_eq!(tcx, crate::sbr::AttachMode::Tcx);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! | VERSION | 0.1.0 … 1.1.0 (answered by the runner); ADD/DEL/CHECK need chaining, so they refuse < 0.3.0 |
 //!
 //! Nothing is changed before the whole request has been validated, and `sbr::add` rolls back its
-//! own share when it fails.
+//! own share when it fails. Every command runs in the node's mount namespace, also when the caller
+//! runs in a private one (`ip netns exec`): see [`crate::netns::mountns`].
 
 pub mod config;
 
@@ -28,6 +29,7 @@ use crate::{
     config::{ConfigError, LogLevel},
     error::Error,
     logging,
+    netns::mountns::{self, IfUnknown},
     sbr::{self, IfAddr, InterfaceSpec, SbrConfig},
 };
 
@@ -59,14 +61,23 @@ impl Plugin for SbrPlugin {
         );
         logging::report_ignored("ebpf-sbr", request.command.as_str(), &ignored);
         let started = std::time::Instant::now();
-        let outcome = match request.command {
+        // Every command runs where the pins and the anchors live beyond the call: the node's mount
+        // namespace (ADD refuses when it cannot tell which that is; see crate::netns::mountns).
+        let if_unknown = if request.command == Command::Add {
+            IfUnknown::Refuse
+        } else {
+            IfUnknown::RunHere
+        };
+        let outcome = mountns::in_node_mount_ns(if_unknown, || match request.command {
             Command::Add => add(request, &conf).map(Some),
             Command::Del => del(request, &conf).map(|()| None),
             Command::Check => check(request, &conf).map(|()| None),
             Command::Status => status(&conf).map(|()| None),
             Command::Gc => gc(&conf).map(|()| None),
             Command::Version => Ok(None),
-        };
+        })
+        .map_err(Error::from)
+        .and_then(|r| r);
         match &outcome {
             Ok(_) => tracing::debug!(command = %request.command, container = %request.container_id,
                                      ifname = %request.ifname, elapsed = ?started.elapsed(), "done"),

@@ -124,8 +124,14 @@ enum Plugin {
         lab: PathBuf,
         mode: Option<&'static str>,
         warm: bool,
+        /// A program (and arguments) that starts `sbr-lab`: empty, or `unshare --mount ...` for a
+        /// caller in a private mount namespace.
+        launcher: &'static [&'static str],
     },
 }
+
+/// Starts `sbr-lab` in a private mount namespace, as `ip netns exec` starts its command.
+const PRIVATE_MOUNT_NS: &[&str] = &["unshare", "--mount", "--propagation", "slave", "--"];
 
 /// ADD and DEL times of `runs` process calls (ms) and the phases eBPF SBR reported (µs).
 struct Times {
@@ -139,24 +145,47 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs `sbr-lab` and returns its wall time and the phases it printed.
-fn lab_call(lab: &Path, args: &[&str]) -> (Duration, BTreeMap<String, f64>) {
+/// Runs `sbr-lab` (through `launcher`, if any) and returns its wall time and the phases it printed,
+/// with its own in-process time of the call as the phase `in-process`.
+fn lab_call(lab: &Path, launcher: &[&str], args: &[&str]) -> (Duration, BTreeMap<String, f64>) {
+    let mut cmd = match launcher.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(lab);
+            cmd
+        }
+        None => Command::new(lab),
+    };
     let start = Instant::now();
-    let out = Command::new(lab).args(args).output().expect("sbr-lab");
+    let out = cmd.args(args).output().expect("sbr-lab");
     let took = start.elapsed();
     assert!(
         out.status.success(),
         "sbr-lab {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let phases = String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut phases: BTreeMap<String, f64> = stderr
         .lines()
         .filter_map(|l| {
             let mut w = l.strip_prefix("phase ")?.split_whitespace();
             Some((w.next()?.to_string(), w.next()?.parse().ok()?))
         })
         .collect();
+    if let Some(us) = stderr.lines().find_map(|l| {
+        let (_, d) = l.split_once(" took ")?;
+        debug_duration_us(d.trim())
+    }) {
+        phases.insert("in-process".into(), us);
+    }
     (took, phases)
+}
+
+/// A `Duration` as `{:?}` prints it ("2.61ms", "874.5µs", "1.2s"), in µs.
+fn debug_duration_us(text: &str) -> Option<f64> {
+    [("ms", 1e3), ("µs", 1.0), ("ns", 1e-3), ("s", 1e6)]
+        .iter()
+        .find_map(|(unit, scale)| Some(text.strip_suffix(unit)?.parse::<f64>().ok()? * scale))
 }
 
 /// ADD and DEL of net1 in the §5 pod, `runs` times, each a process.
@@ -181,6 +210,7 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
         lab,
         mode,
         warm: true,
+        ..
     } = plugin
     {
         let mut args = vec![
@@ -192,11 +222,16 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
             "10.5.0.2/24@10.5.0.1",
         ];
         args.extend(mode_args(mode));
-        lab_call(lab, &args);
+        lab_call(lab, &[], &args);
     }
     for _ in 0..runs {
         match plugin {
-            Plugin::Ebpf { lab, mode, .. } => {
+            Plugin::Ebpf {
+                lab,
+                mode,
+                launcher,
+                ..
+            } => {
                 let mut args = vec![
                     "add",
                     &bpffs_dir,
@@ -207,12 +242,13 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
                     "fd01::2/64@fd01::1",
                 ];
                 args.extend(mode_args(mode));
-                let (took, phases) = lab_call(lab, &args);
+                let (took, phases) = lab_call(lab, launcher, &args);
                 times.adds.push(ms(took));
                 for (k, v) in phases {
                     times.add_phases.entry(k).or_default().push(v);
                 }
-                let (took, phases) = lab_call(lab, &["del", &bpffs_dir, "m", &pod, "net1"]);
+                let (took, phases) =
+                    lab_call(lab, launcher, &["del", &bpffs_dir, "m", &pod, "net1"]);
                 times.dels.push(ms(took));
                 for (k, v) in phases {
                     times.del_phases.entry(k).or_default().push(v);
@@ -237,7 +273,11 @@ fn add_del_times(plugin: &Plugin, runs: usize) -> Times {
         lab, warm: true, ..
     } = plugin
     {
-        lab_call(lab, &["del", &bpffs_dir, "keeper", &keeper_path, "net1"]);
+        lab_call(
+            lab,
+            &[],
+            &["del", &bpffs_dir, "keeper", &keeper_path, "net1"],
+        );
     }
     times
 }
@@ -255,6 +295,11 @@ fn main() {
         lab.exists(),
         "build sbr-lab first (cargo build --release -p multus-tests)"
     );
+    if args.get(1).map(String::as_str) == Some("mountns") {
+        let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
+        mount_ns_section(&lab, runs);
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("adddel") {
         let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
         add_del_section(&lab, runs);
@@ -326,6 +371,7 @@ fn add_del_section(lab: &Path, runs: usize) {
                 lab: PathBuf::from(before),
                 mode: None,
                 warm: false,
+                launcher: &[],
             },
         ));
     }
@@ -338,6 +384,7 @@ fn add_del_section(lab: &Path, runs: usize) {
                     lab: lab.to_path_buf(),
                     mode: Some(mode),
                     warm,
+                    launcher: &[],
                 },
             ));
         }
@@ -379,4 +426,94 @@ fn add_del_section(lab: &Path, runs: usize) {
             println!("| {label} | {call} | {} |", text.join(", "));
         }
     }
+}
+
+/// ADD/DEL (netlink, warm) from the node's mount namespace and from a private one (`unshare
+/// --mount`, as `ip netns exec` does): the cost of working in the node's mount namespace. With
+/// `SBR_LAB_BEFORE`, the same from the node's namespace with that (older) `sbr-lab` (from a private
+/// one its carrier vanishes when it exits, and its DEL then races the kernel's deletion). Rounds
+/// alternate between the cases so that load from elsewhere falls on each alike. Then the
+/// mechanism alone, in this process: deciding where to work, and a thread entering a mount
+/// namespace.
+fn mount_ns_section(lab: &Path, runs: usize) {
+    let mut cases: Vec<(String, PathBuf, &'static [&'static str])> = Vec::new();
+    if let Some(before) = std::env::var_os("SBR_LAB_BEFORE") {
+        cases.push(("before, node's mount ns".into(), PathBuf::from(before), &[]));
+    }
+    cases.push(("after, node's mount ns".into(), lab.to_path_buf(), &[]));
+    cases.push((
+        "after, private mount ns".into(),
+        lab.to_path_buf(),
+        PRIVATE_MOUNT_NS,
+    ));
+    const ROUNDS: usize = 3;
+    let mut totals: Vec<Times> = Vec::new();
+    for round in 0..ROUNDS {
+        for (i, (_, path, launcher)) in cases.iter().enumerate() {
+            let plugin = Plugin::Ebpf {
+                lab: path.clone(),
+                mode: Some("netlink"),
+                warm: true,
+                launcher,
+            };
+            let t = add_del_times(&plugin, runs.div_ceil(ROUNDS));
+            if round == 0 {
+                totals.push(t);
+            } else {
+                let all = &mut totals[i];
+                all.adds.extend(t.adds);
+                all.dels.extend(t.dels);
+                for (k, v) in t.add_phases {
+                    all.add_phases.entry(k).or_default().extend(v);
+                }
+                for (k, v) in t.del_phases {
+                    all.del_phases.entry(k).or_default().extend(v);
+                }
+            }
+        }
+    }
+    println!("\n## ADD/DEL by caller's mount namespace (netlink, warm; ms, p50 of {runs} runs)\n");
+    println!("| case | ADD process | ADD in-process | DEL process | DEL in-process |\n|---|---|---|---|---|");
+    for ((label, _, _), t) in cases.iter().zip(&totals) {
+        let inproc = |p: &BTreeMap<String, Vec<f64>>| {
+            p.get("in-process")
+                .map(|v| percentile(v, 0.5) / 1e3)
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            percentile(&t.adds, 0.5),
+            inproc(&t.add_phases),
+            percentile(&t.dels, 0.5),
+            inproc(&t.del_phases)
+        );
+    }
+    println!("\nPhases (µs, medians):\n\n| case | call | phases |\n|---|---|---|");
+    for ((label, _, _), t) in cases.iter().zip(&totals) {
+        for (call, phases) in [("ADD", &t.add_phases), ("DEL", &t.del_phases)] {
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(name, v)| format!("{name} {:.0}", percentile(v, 0.5)))
+                .collect();
+            println!("| {label} | {call} | {} |", text.join(", "));
+        }
+    }
+    use multus::netns::mountns;
+    const N: u32 = 2000;
+    let start = Instant::now();
+    for _ in 0..N {
+        std::hint::black_box(mountns::decide(&mountns::observe()));
+    }
+    let decide = start.elapsed() / N;
+    // Entering this thread's own mount namespace costs what entering another does.
+    let own = Path::new("/proc/thread-self/ns/mnt");
+    let start = Instant::now();
+    for _ in 0..N {
+        mountns::in_mount_ns(own, || ()).expect("enter");
+    }
+    let enter = start.elapsed() / N;
+    println!(
+        "\nThe mechanism alone ({N} calls): deciding where to work {decide:?}, a thread entering a \
+         mount namespace and running nothing {enter:?}."
+    );
 }

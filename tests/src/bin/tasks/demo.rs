@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: a local "node" made of network namespaces. Takes the release binaries
 //! `cargo xtask` built, installs them into a temporary CNI bin/conf directory, adds a pod with two networks through the
 //! real `multus` binary, shows its interfaces and result, pings both networks from client
-//! namespaces, deletes the pod and shows that nothing is left.
+//! namespaces, deletes the pod and shows that nothing is left. Each step prints the command a
+//! user would type to do the same by hand (docs/cli.md, "By hand").
 
 use std::process::Command;
 
@@ -36,6 +37,15 @@ pub fn run(bins: &std::path::Path) -> Result<()> {
         pod.name(),
         multus.display()
     ));
+    println!(
+        "by hand: CNI_COMMAND=ADD CNI_CONTAINERID=demo-pod CNI_NETNS={} CNI_IFNAME=eth0 CNI_PATH={} \\\n  \
+         nsenter --net={} {} < {}",
+        pod.path().display(),
+        node.cni_path(),
+        node.ns.path().display(),
+        node.bin_dir().join("multus").display(),
+        conf_path.display()
+    );
     let out = CniCall::new(&node, "ADD", "demo-pod", Some(&pod), "eth0").run(
         &node,
         &node.bin_dir().join("multus"),
@@ -235,6 +245,7 @@ fn client(node: &Node, bridge: &str, addr: &str) -> Result<Netns> {
 /// leave by net1, and `multusctl` shows the maps and counters.
 fn source_based_routing(bins: &std::path::Path) -> Result<()> {
     use testkit::{
+        chain::Runtime,
         sbrplugin::{Mode, PluginPod},
         topo::{Net1, Options},
     };
@@ -254,6 +265,33 @@ fn source_based_routing(bins: &std::path::Path) -> Result<()> {
     pod.check()
         .map_err(|f| anyhow::anyhow!("CHECK of the chain failed: {}", f.out.stdout))?;
     println!("CHECK of the chain (bridge, then ebpf-sbr): ok");
+    // By hand, `ip netns exec <node>` is what users type; it gives the command a private mount
+    // namespace (a fresh /sys, no bpffs on /sys/fs/bpf): ebpf-sbr and multusctl then work in the
+    // node's mount namespace, where the pins and the carrier's anchor live (sbr-design.md §3.5).
+    let node = pod.t.r1.name().to_string();
+    let sbr_conf = Runtime::plugin_conf(&pod.list, &pod.list["plugins"][1], Some(&pod.result));
+    let conf_file = std::env::temp_dir().join(format!("{}-ebpf-sbr.json", pod.rt.container_id));
+    std::fs::write(&conf_file, serde_json::to_vec_pretty(&sbr_conf)?)?;
+    step(&format!(
+        "by hand, as a user types it: CNI_COMMAND=CHECK CNI_CONTAINERID={} CNI_NETNS={} CNI_IFNAME=net1 \\\n    \
+         ip netns exec {node} {} < {}",
+        pod.rt.container_id,
+        pod.rt.netns.display(),
+        bins.join("ebpf-sbr").display(),
+        conf_file.display()
+    ));
+    let launcher: Vec<String> = ["ip", "netns", "exec", &node].map(String::from).to_vec();
+    let check = pod
+        .rt
+        .exec_via(&launcher, "CHECK", &sbr_conf, &pod.rt.netns);
+    let _ = std::fs::remove_file(&conf_file);
+    ensure!(
+        check.status.success(),
+        "CHECK through ip netns exec failed: {}{}",
+        check.stdout,
+        check.stderr
+    );
+    println!("CHECK from a private mount namespace: ok");
     let multusctl = bins.join("multusctl");
     let bpffs = pod.bpffs.path().display().to_string();
     // No multus here (ebpf-sbr chained by the test's runtime): an empty cache and CNI
@@ -261,10 +299,12 @@ fn source_based_routing(bins: &std::path::Path) -> Result<()> {
     let no_multus = tempfile::tempdir()?;
     for args in [vec!["show", pod.rt.container_id.as_str()], vec!["stats"]] {
         step(&format!(
-            "multusctl --bpffs-dir <private bpffs> --conf-dir <empty> --cni-dir <empty> {}",
+            "ip netns exec {node} multusctl --bpffs-dir <private bpffs> --conf-dir <empty> --cni-dir <empty> {}",
             args.join(" ")
         ));
-        let out = Command::new(&multusctl)
+        let out = Command::new("ip")
+            .args(["netns", "exec", &node])
+            .arg(&multusctl)
             .arg("--bpffs-dir")
             .arg(&bpffs)
             .arg("--conf-dir")

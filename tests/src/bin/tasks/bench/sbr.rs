@@ -159,8 +159,8 @@ fn throughput(
 /// The plugins whose ADD/DEL is timed: Debian's sbr, and ebpf-sbr in each attach mode.
 const ADD_DEL_CASES: [(&str, Mode, Option<&str>); 3] = [
     ("Debian sbr", Mode::Debian, None),
-    ("ebpf-sbr, attachMode auto (TCX here)", Mode::Ebpf, None),
-    ("ebpf-sbr, attachMode netlink", Mode::Ebpf, Some("netlink")),
+    ("ebpf-sbr, attachMode auto (netlink)", Mode::Ebpf, None),
+    ("ebpf-sbr, attachMode tcx", Mode::Ebpf, Some("tcx")),
 ];
 
 /// Timings of one case: steady state (another SBR pod on the node keeps the programs loaded) and,
