@@ -183,7 +183,6 @@ impl Error {
                 .map(delegate_code)
                 .unwrap_or(ErrorCode::DELEGATE_FAILED),
             Error::RolledBack { source, .. } => return self.with_rollback(source.to_cni()),
-            Error::Cache(CacheError::BadId(_)) => ErrorCode::InvalidEnvironment,
             Error::Cache(_) => ErrorCode::IoFailure,
             Error::Lock(LockError::Timeout(..)) => ErrorCode::TryAgainLater,
             Error::Lock(_) => ErrorCode::IoFailure,

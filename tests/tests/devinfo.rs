@@ -448,8 +448,20 @@ fn device_ids_lead_to_device_info_files() {
     )
     .unwrap();
 
-    let cni1 = dir.cni_path("default/sriov-a", "c0ffee", "net1").unwrap();
-    let cni2 = dir.cni_path("default/sriov-b", "c0ffee", "net2").unwrap();
+    let cni1 = dir
+        .cni_path(
+            "default/sriov-a",
+            &multus::cni::ContainerId::parse("c0ffee").unwrap(),
+            "net1",
+        )
+        .unwrap();
+    let cni2 = dir
+        .cni_path(
+            "default/sriov-b",
+            &multus::cni::ContainerId::parse("c0ffee").unwrap(),
+            "net2",
+        )
+        .unwrap();
     assert!(
         cni1.ends_with("cni/default-sriov-a-c0ffee_net1"),
         "{}",

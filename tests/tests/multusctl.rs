@@ -1011,11 +1011,16 @@ fn gc_removes_exactly_the_stale_ones() {
     let conf = multus::config::MultusConf::parse(&serde_json::to_vec(&env.conf).expect("conf"))
         .expect("parse conf");
     let asked = std::cell::Cell::new(0);
-    let released = multus::metaplugin::release_cached(&conf, &stale.id, &[], &|entry| {
-        asked.set(asked.get() + 1);
-        assert_eq!(entry.netns.as_deref(), Some(stale.ns.path()));
-        false
-    })
+    let released = multus::metaplugin::release_cached(
+        &conf,
+        &multus::cni::ContainerId::parse(&stale.id).unwrap(),
+        &[],
+        &|entry| {
+            asked.set(asked.get() + 1);
+            assert_eq!(entry.netns.as_deref(), Some(stale.ns.path()));
+            false
+        },
+    )
     .expect("release_cached");
     assert!(
         matches!(released, multus::metaplugin::Released::Kept),

@@ -3,6 +3,7 @@
 
 use std::{fmt, path::PathBuf};
 
+use super::identity::{ContainerId, IfName};
 use crate::explain::quote;
 
 /// A CNI operation.
@@ -135,12 +136,13 @@ impl EnvError {
 pub struct Request {
     /// The command.
     pub command: Command,
-    /// The container id (ADD, DEL, CHECK).
-    pub container_id: String,
+    /// The container id (set for ADD, DEL and CHECK: [`Request::container_id`]).
+    pub container: Option<ContainerId>,
     /// The network namespace path (ADD, CHECK; optional for DEL).
     pub netns: Option<PathBuf>,
-    /// The interface name to create inside the container.
-    pub ifname: String,
+    /// The interface name to create inside the container (set for ADD, DEL and CHECK:
+    /// [`Request::ifname`]).
+    pub iface: Option<IfName>,
     /// Extra arguments.
     pub args: CniArgs,
     /// Plugin search path.
@@ -148,6 +150,23 @@ pub struct Request {
 }
 
 impl Request {
+    /// The container id of a per-container command (ADD, DEL, CHECK).
+    pub fn container_id(&self) -> Result<&ContainerId, EnvError> {
+        self.container
+            .as_ref()
+            .ok_or(EnvError::Missing("CNI_CONTAINERID"))
+    }
+
+    /// The interface name of a per-container command (ADD, DEL, CHECK).
+    pub fn ifname(&self) -> Result<&IfName, EnvError> {
+        self.iface.as_ref().ok_or(EnvError::Missing("CNI_IFNAME"))
+    }
+
+    /// The container id for a log line (`-` when the command names none).
+    pub fn container_label(&self) -> &str {
+        self.container.as_ref().map_or("-", |c| c.as_str())
+    }
+
     /// Parses the process environment.
     pub fn from_env() -> Result<Request, EnvError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -169,9 +188,9 @@ impl Request {
         };
         let mut req = Request {
             command,
-            container_id: String::new(),
+            container: None,
             netns: None,
-            ifname: String::new(),
+            iface: None,
             args: CniArgs::default(),
             path: Vec::new(),
         };
@@ -181,11 +200,13 @@ impl Request {
         let nonempty = |k: &str| get(k).filter(|v| !v.is_empty());
         if command.is_per_container() {
             let id = nonempty("CNI_CONTAINERID").ok_or(EnvError::Missing("CNI_CONTAINERID"))?;
-            validate_container_id(&id)?;
-            req.container_id = id;
+            let id = ContainerId::parse(&id)
+                .map_err(|e| EnvError::Invalid("CNI_CONTAINERID", e.to_string()))?;
+            req.container = Some(id);
             let ifname = nonempty("CNI_IFNAME").ok_or(EnvError::Missing("CNI_IFNAME"))?;
-            validate_ifname(&ifname).map_err(|why| EnvError::Invalid("CNI_IFNAME", why))?;
-            req.ifname = ifname;
+            let ifname = IfName::parse(&ifname)
+                .map_err(|e| EnvError::Invalid("CNI_IFNAME", e.to_string()))?;
+            req.iface = Some(ifname);
             req.netns = nonempty("CNI_NETNS").map(PathBuf::from);
             if req.netns.is_none() && command != Command::Del {
                 return Err(EnvError::Missing("CNI_NETNS"));
@@ -200,48 +221,6 @@ impl Request {
             .collect();
         Ok(req)
     }
-}
-
-/// Checks a container id as the CNI spec defines it: alphanumeric first, then alphanumerics,
-/// `_`, `.` and `-`. This also keeps it safe to use as a file name.
-pub fn validate_container_id(id: &str) -> Result<(), EnvError> {
-    let mut chars = id.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !first_ok || !rest_ok || id.len() > 255 {
-        return Err(EnvError::Invalid(
-            "CNI_CONTAINERID",
-            format!("{} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'", quote(id)),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a Linux interface name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white space.
-pub fn validate_ifname(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the interface name is empty".into());
-    }
-    if name.len() > 15 {
-        return Err(format!(
-            "interface name {} is longer than 15 bytes",
-            quote(name)
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("interface name {} is not allowed", quote(name)));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "interface name {} contains the forbidden character {}",
-            quote(name),
-            quote(&c.to_string())
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

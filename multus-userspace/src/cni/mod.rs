@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod error;
+pub mod identity;
 pub mod ipnet;
 pub mod result;
 pub mod runner;
@@ -12,6 +13,7 @@ pub mod version;
 
 pub use env::{CniArgs, Command, Request};
 pub use error::{CniError, ErrorCode};
+pub use identity::{ContainerId, IdentityError, IfName, PodIdentity};
 pub use ipnet::IpNet;
 pub use result::CniResult;
 pub use version::CniVersion;

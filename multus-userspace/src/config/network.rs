@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ConfigError;
-use crate::cni::{env::validate_ifname, CniVersion};
+use crate::cni::{CniVersion, IfName};
 
 /// A network: either a plugin conf (`type` at top level) or a conflist (`plugins`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -226,7 +226,9 @@ pub fn validate_plugin_type(t: &str) -> Result<(), String> {
 
 /// Checks an interface name requested by a configuration or annotation.
 pub fn validate_requested_ifname(name: &str, what: &str) -> Result<(), ConfigError> {
-    validate_ifname(name).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))
+    IfName::parse(name)
+        .map(|_| ())
+        .map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))
 }
 
 #[cfg(test)]

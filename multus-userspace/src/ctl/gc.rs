@@ -156,12 +156,10 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
             entry.netns.as_ref().map(|p| p.display().to_string()) == planned_netns
                 && NetnsState::of(entry.netns.as_deref()) == NetnsState::Gone
         };
-        match release_cached(
-            &node.conf,
-            &item.container_id,
-            &node.plugin_path,
-            &still_garbage,
-        ) {
+        let released = crate::cni::ContainerId::parse(&item.container_id)
+            .map_err(|e| crate::error::Error::UnknownContainer(e.to_string()))
+            .and_then(|id| release_cached(&node.conf, &id, &node.plugin_path, &still_garbage));
+        match released {
             Ok(Released::TornDown) => {}
             Ok(Released::NoEntry) => {
                 tracing::info!("{}: the cache entry went meanwhile", item.label())

@@ -274,7 +274,7 @@ impl Node {
 
     /// Every container id the cache or the pins know, in order.
     pub fn ids(&self) -> Result<BTreeSet<String>, CtlError> {
-        let mut ids: BTreeSet<String> = self.cache.list()?.into_iter().collect();
+        let mut ids: BTreeSet<String> = self.cache.list()?.into_iter().map(String::from).collect();
         ids.extend(self.pin_ids()?);
         Ok(ids)
     }
@@ -289,9 +289,12 @@ impl Node {
 
     /// What is known of one container.
     pub fn record(&self, id: &str) -> Record {
-        let (entry, cache_error) = match self.cache.read(id) {
+        let read = crate::cni::ContainerId::parse(id)
+            .map_err(|e| e.to_string())
+            .and_then(|id| self.cache.read(&id).map_err(|e| e.to_string()));
+        let (entry, cache_error) = match read {
             Ok(e) => (e, None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e)),
         };
         let pins = (self.bpffs_present && self.sbr.bpffs_dir.join(id).is_dir())
             .then(|| sbr::inspect(&self.sbr, id).map_err(|e| e.to_string()));

@@ -77,7 +77,9 @@ fn of_pod(
     api: Option<&mut Api>,
 ) -> Result<Option<Vec<Record>>, CtlError> {
     let of_pod = |id: &String| {
-        let entry = node.cache.read(id).ok().flatten();
+        let entry = crate::cni::ContainerId::parse(id)
+            .ok()
+            .and_then(|id| node.cache.read(&id).ok().flatten());
         entry
             .and_then(|e| e.pod)
             .is_some_and(|p| p.namespace == namespace && p.name == name)

@@ -25,22 +25,13 @@ use super::{
     reference::{self, LibcniRecord, RequestView, LIBCNI_RESULTS_DIR},
     Attachment,
 };
-use crate::cni::env::validate_container_id;
+use crate::cni::ContainerId;
 
 /// Format version written in every cache file.
 pub const CACHE_FORMAT: u32 = 1;
 
-/// The Kubernetes pod a container belongs to, when known.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PodRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// UID.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub uid: String,
-}
+/// The Kubernetes pod a container belongs to, when known (the cache's name for it).
+pub use crate::cni::PodIdentity as PodRef;
 
 /// What the cache records for one container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,7 +40,7 @@ pub struct CacheEntry {
     pub format: u32,
     /// Container id.
     #[serde(rename = "containerID")]
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// Network namespace path at ADD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
@@ -128,9 +119,6 @@ pub enum CacheError {
     /// The file exists but cannot be used (torn write, foreign format).
     #[error("delegate cache {0} is unreadable ({1})")]
     Corrupt(PathBuf, String),
-    /// A container id that cannot be a file name.
-    #[error("container id {0:?} cannot name a cache file")]
-    BadId(String),
 }
 
 /// The cache directory.
@@ -153,10 +141,8 @@ impl Cache {
     }
 
     /// The file of one container.
-    pub fn path(&self, container_id: &str) -> Result<PathBuf, CacheError> {
-        validate_container_id(container_id)
-            .map_err(|_| CacheError::BadId(container_id.to_string()))?;
-        Ok(self.dir.join(container_id))
+    pub fn path(&self, container_id: &ContainerId) -> PathBuf {
+        self.dir.join(container_id)
     }
 
     /// Creates the directory (0700) if needed.
@@ -170,7 +156,7 @@ impl Cache {
 
     /// Writes an entry atomically with mode 0600.
     pub fn write(&self, entry: &CacheEntry) -> Result<(), CacheError> {
-        let path = self.path(&entry.container_id)?;
+        let path = self.path(&entry.container_id);
         self.ensure_dir()?;
         let bytes =
             serde_json::to_vec(entry).map_err(|e| CacheError::Io(path.clone(), e.into()))?;
@@ -179,7 +165,7 @@ impl Cache {
 
     /// Reads an entry; `Ok(None)` when there is none. A file of the reference Multus is converted
     /// with what libcni recorded at its ADD ([`Cache::read_for`] when a request is at hand).
-    pub fn read(&self, container_id: &str) -> Result<Option<CacheEntry>, CacheError> {
+    pub fn read(&self, container_id: &ContainerId) -> Result<Option<CacheEntry>, CacheError> {
         self.read_for(container_id, None)
     }
 
@@ -187,10 +173,10 @@ impl Cache {
     /// DEL or CHECK: its interface, CNI_ARGS and runtime config are what the reference used).
     pub fn read_for(
         &self,
-        container_id: &str,
+        container_id: &ContainerId,
         request: Option<&RequestView<'_>>,
     ) -> Result<Option<CacheEntry>, CacheError> {
-        let path = self.path(container_id)?;
+        let path = self.path(container_id);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -225,7 +211,7 @@ impl Cache {
             }
             Err(ours) => return Err(CacheError::Corrupt(path.clone(), ours.to_string())),
         };
-        if entry.format != CACHE_FORMAT || entry.container_id != container_id {
+        if entry.format != CACHE_FORMAT || entry.container_id != *container_id {
             return Err(CacheError::Corrupt(
                 path,
                 format!(
@@ -239,7 +225,7 @@ impl Cache {
 
     /// libcni's result-cache records of a container (`<dir>/results/<network>-<id>-<ifname>`,
     /// regular files only), as the reference's libcni finds them.
-    fn libcni_records(&self, container_id: &str) -> Vec<LibcniRecord> {
+    fn libcni_records(&self, container_id: &ContainerId) -> Vec<LibcniRecord> {
         let dir = self.dir.join(LIBCNI_RESULTS_DIR);
         let Ok(rd) = fs::read_dir(&dir) else {
             return Vec::new();
@@ -260,14 +246,18 @@ impl Cache {
     }
 
     /// Removes an entry; a missing one is fine.
-    pub fn remove(&self, container_id: &str) -> Result<(), CacheError> {
-        let path = self.path(container_id)?;
+    pub fn remove(&self, container_id: &ContainerId) -> Result<(), CacheError> {
+        let path = self.path(container_id);
         remove_if_present(&path)
     }
 
     /// Removes an entry and, for one the reference wrote, the libcni result-cache files it was
     /// read with.
-    pub fn remove_entry(&self, container_id: &str, origin: &Origin) -> Result<(), CacheError> {
+    pub fn remove_entry(
+        &self,
+        container_id: &ContainerId,
+        origin: &Origin,
+    ) -> Result<(), CacheError> {
         if let Origin::Reference { libcni_results } = origin {
             for path in libcni_results {
                 remove_if_present(path)?;
@@ -277,17 +267,17 @@ impl Cache {
     }
 
     /// The container ids that have an entry.
-    pub fn list(&self) -> Result<Vec<String>, CacheError> {
+    pub fn list(&self) -> Result<Vec<ContainerId>, CacheError> {
         let rd = match fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(CacheError::Io(self.dir.clone(), e)),
         };
-        let mut ids: Vec<String> = rd
+        let mut ids: Vec<ContainerId> = rd
             .filter_map(Result::ok)
             .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| validate_container_id(n).is_ok())
+            .filter_map(|n| ContainerId::parse(&n).ok())
             .collect();
         ids.sort();
         Ok(ids)
@@ -332,10 +322,14 @@ mod tests {
     use super::*;
     use crate::config::NetworkConfig;
 
+    fn cid(id: &str) -> ContainerId {
+        ContainerId::parse(id).unwrap()
+    }
+
     fn entry(id: &str) -> CacheEntry {
         CacheEntry {
             format: CACHE_FORMAT,
-            container_id: id.into(),
+            container_id: cid(id),
             netns: Some("/var/run/netns/x".into()),
             ifname: "eth0".into(),
             cni_version: "1.0.0".into(),
@@ -360,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path().join("multus"));
         cache.write(&entry("abc")).unwrap();
-        let mode = fs::metadata(cache.path("abc").unwrap())
+        let mode = fs::metadata(cache.path(&cid("abc")))
             .unwrap()
             .permissions()
             .mode()
@@ -368,11 +362,11 @@ mod tests {
         assert_eq!(mode, 0o600);
         let dmode = fs::metadata(cache.dir()).unwrap().permissions().mode() & 0o777;
         assert_eq!(dmode, 0o700);
-        assert_eq!(cache.read("abc").unwrap().unwrap(), entry("abc"));
-        assert_eq!(cache.list().unwrap(), vec!["abc".to_string()]);
-        cache.remove("abc").unwrap();
-        cache.remove("abc").unwrap();
-        assert!(cache.read("abc").unwrap().is_none());
+        assert_eq!(cache.read(&cid("abc")).unwrap().unwrap(), entry("abc"));
+        assert_eq!(cache.list().unwrap(), vec![cid("abc")]);
+        cache.remove(&cid("abc")).unwrap();
+        cache.remove(&cid("abc")).unwrap();
+        assert!(cache.read(&cid("abc")).unwrap().is_none());
     }
 
     #[test]
@@ -383,10 +377,10 @@ mod tests {
         let id = "a".repeat(255);
         cache.write(&entry(&id)).unwrap();
         assert_eq!(
-            cache.read(&id).unwrap().map(|e| e.container_id),
-            Some(id.clone())
+            cache.read(&cid(&id)).unwrap().map(|e| e.container_id),
+            Some(cid(&id))
         );
-        assert_eq!(cache.list().unwrap(), vec![id]);
+        assert_eq!(cache.list().unwrap(), vec![cid(&id)]);
     }
 
     #[test]
@@ -406,7 +400,7 @@ mod tests {
         // Another container's record is neither read nor removed.
         let other = dir.path().join("results/cluster-abcd-eth0");
         fs::write(&other, record.to_string()).unwrap();
-        let e = cache.read("abc").unwrap().unwrap();
+        let e = cache.read(&cid("abc")).unwrap().unwrap();
         assert_eq!(e.netns.as_deref(), Some(Path::new("/run/netns/p")));
         assert_eq!(e.attachments[0].ifname, "eth0");
         assert_eq!(
@@ -415,13 +409,13 @@ mod tests {
                 libcni_results: vec![results.clone()]
             }
         );
-        assert_eq!(cache.list().unwrap(), vec!["abc".to_string()]);
-        cache.remove_entry("abc", &e.origin).unwrap();
+        assert_eq!(cache.list().unwrap(), vec![cid("abc")]);
+        cache.remove_entry(&cid("abc"), &e.origin).unwrap();
         assert!(!results.exists() && other.exists());
-        assert!(cache.read("abc").unwrap().is_none());
+        assert!(cache.read(&cid("abc")).unwrap().is_none());
         // An array of something else is unreadable, and says which formats it is not.
         fs::write(dir.path().join("abc"), b"[1, 2]").unwrap();
-        let err = cache.read("abc").unwrap_err().to_string();
+        let err = cache.read(&cid("abc")).unwrap_err().to_string();
         assert!(err.contains("nor the reference Multus's"), "{err}");
     }
 
@@ -430,10 +424,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
         let full = serde_json::to_vec(&entry("abc")).unwrap();
-        fs::write(cache.path("abc").unwrap(), &full[..full.len() / 2]).unwrap();
-        assert!(matches!(cache.read("abc"), Err(CacheError::Corrupt(..))));
-        fs::write(cache.path("abc").unwrap(), b"").unwrap();
-        assert!(matches!(cache.read("abc"), Err(CacheError::Corrupt(..))));
-        assert!(matches!(cache.path("../x"), Err(CacheError::BadId(_))));
+        fs::write(cache.path(&cid("abc")), &full[..full.len() / 2]).unwrap();
+        assert!(matches!(
+            cache.read(&cid("abc")),
+            Err(CacheError::Corrupt(..))
+        ));
+        fs::write(cache.path(&cid("abc")), b"").unwrap();
+        assert!(matches!(
+            cache.read(&cid("abc")),
+            Err(CacheError::Corrupt(..))
+        ));
     }
 }

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::cni::env::validate_container_id;
+use crate::cni::ContainerId;
 
 /// Name of the node-wide lock file in `cniDir`.
 pub const LOCK_FILE: &str = ".lock";
@@ -48,16 +48,10 @@ impl ContainerLock {
     /// Locks `container_id` under `cni_dir`, waiting up to `timeout`.
     pub fn acquire(
         cni_dir: &Path,
-        container_id: &str,
+        container_id: &ContainerId,
         timeout: Duration,
     ) -> Result<Self, LockError> {
         let path = cni_dir.join(LOCK_FILE);
-        validate_container_id(container_id).map_err(|e| {
-            LockError::Io(
-                path.clone(),
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-            )
-        })?;
         let file = match open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -116,6 +110,10 @@ mod tests {
 
     use super::*;
 
+    fn cid(id: &str) -> ContainerId {
+        ContainerId::parse(id).unwrap()
+    }
+
     #[test]
     fn serializes_one_container() {
         let dir = tempfile::tempdir().unwrap();
@@ -125,7 +123,8 @@ mod tests {
             .map(|_| {
                 let (dir, inside, max) = (dir.path().to_path_buf(), inside.clone(), max.clone());
                 std::thread::spawn(move || {
-                    let _l = ContainerLock::acquire(&dir, "c1", Duration::from_secs(10)).unwrap();
+                    let _l =
+                        ContainerLock::acquire(&dir, &cid("c1"), Duration::from_secs(10)).unwrap();
                     let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     max.fetch_max(n, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(5));
@@ -140,12 +139,12 @@ mod tests {
     #[test]
     fn other_containers_do_not_wait_and_timeouts_fire() {
         let dir = tempfile::tempdir().unwrap();
-        let _held = ContainerLock::acquire(dir.path(), "c2", Duration::from_secs(1)).unwrap();
-        let other = ContainerLock::acquire(dir.path(), "c3", Duration::from_millis(10));
+        let _held = ContainerLock::acquire(dir.path(), &cid("c2"), Duration::from_secs(1)).unwrap();
+        let other = ContainerLock::acquire(dir.path(), &cid("c3"), Duration::from_millis(10));
         assert!(other.is_ok(), "a different container is not blocked");
         let t = std::thread::spawn({
             let d = dir.path().to_path_buf();
-            move || ContainerLock::acquire(&d, "c2", Duration::from_millis(100)).map(|_| ())
+            move || ContainerLock::acquire(&d, &cid("c2"), Duration::from_millis(100)).map(|_| ())
         });
         assert!(matches!(t.join().unwrap(), Err(LockError::Timeout(..))));
         let entries: Vec<_> = fs::read_dir(dir.path())

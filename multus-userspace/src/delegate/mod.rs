@@ -109,7 +109,7 @@ impl Attachment {
 #[derive(Clone, Debug)]
 pub struct Context<'a> {
     /// Container id.
-    pub container_id: &'a str,
+    pub container_id: Option<&'a crate::cni::ContainerId>,
     /// Network namespace (None: unknown or gone, DEL only).
     pub netns: Option<&'a Path>,
     /// Plugin search path (binDir, then CNI_PATH); also the delegates' CNI_PATH.
@@ -248,7 +248,7 @@ fn invoke(
     let per_container = command.is_per_container();
     let inv = exec::Invocation {
         command,
-        container_id: ctx.container_id,
+        container_id: ctx.container_id.map_or("", |c| c.as_str()),
         netns: ctx.netns,
         ifname: if per_container { &att.ifname } else { "" },
         args: &att.cni_args,

@@ -32,6 +32,7 @@ use super::{
 };
 use crate::{
     cni::CniVersion,
+    cni::ContainerId,
     config::{network::validate_requested_ifname, NetworkConfig},
 };
 
@@ -170,7 +171,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<ReferenceDelegate>, String> {
 /// Converts the reference's delegates of `container_id` (with the libcni `records` of that
 /// container) into a cache entry; an error says why the file cannot be used.
 pub fn to_entry(
-    container_id: &str,
+    container_id: &ContainerId,
     delegates: &[ReferenceDelegate],
     records: &[LibcniRecord],
     request: Option<&RequestView<'_>>,
@@ -283,7 +284,7 @@ pub fn to_entry(
     };
     Ok(CacheEntry {
         format: CACHE_FORMAT,
-        container_id: container_id.to_string(),
+        container_id: container_id.clone(),
         netns,
         ifname: master_ifname,
         cni_version,
@@ -430,6 +431,10 @@ mod tests {
 
     use super::*;
 
+    fn cid() -> ContainerId {
+        ContainerId::parse(ID).unwrap()
+    }
+
     const ID: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
     fn b64(v: &Value) -> String {
@@ -505,7 +510,7 @@ mod tests {
             record("cluster", "eth0", "10.244.1.7/24"),
             record("green", "green0", "10.30.0.2/24"),
         ];
-        let e = to_entry(ID, &delegates(), &records, Some(&request), 7).expect("entry");
+        let e = to_entry(&cid(), &delegates(), &records, Some(&request), 7).expect("entry");
         let names: Vec<(&str, &str, bool)> = e
             .attachments
             .iter()
@@ -598,7 +603,7 @@ mod tests {
             record("cluster", "eth7", "10.244.1.7/24"),
             record("blue", "net1", "10.1.1.5/24"),
         ];
-        let e = to_entry(ID, &delegates(), &records, None, 0).expect("entry");
+        let e = to_entry(&cid(), &delegates(), &records, None, 0).expect("entry");
         assert_eq!(e.ifname, "eth7");
         assert_eq!(e.attachments[0].ifname, "eth7");
         assert_eq!(
@@ -623,7 +628,7 @@ mod tests {
         assert_eq!(e.pod.as_ref().map(|p| p.uid.as_str()), Some("u-1"));
         assert_eq!(e.cni_version, "1.0.0", "the first delegate's version");
         // Nothing recorded at all: the kubelet's eth0, no namespace.
-        let bare = to_entry(ID, &delegates(), &[], None, 0).expect("entry");
+        let bare = to_entry(&cid(), &delegates(), &[], None, 0).expect("entry");
         assert_eq!(bare.ifname, "eth0");
         assert!(bare.netns.is_none() && bare.pod.is_none());
     }
@@ -633,7 +638,7 @@ mod tests {
         let chain = json!({"cniVersion": "1.0.0", "name": "aux", "plugins": [{"type": "passthru"}, {"type": "tuning"}]});
         let file = json!([{"Name": "cluster", "Bytes": b64(&cluster())}, {"Name": "aux", "Bytes": b64(&chain)}]);
         let e = to_entry(
-            ID,
+            &cid(),
             &parse(file.to_string().as_bytes()).unwrap(),
             &[],
             None,
@@ -654,15 +659,15 @@ mod tests {
         );
         let not_b64 = json!([{"Bytes": "%%%"}]);
         let d = parse(not_b64.to_string().as_bytes()).unwrap();
-        assert!(to_entry(ID, &d, &[], None, 0)
+        assert!(to_entry(&cid(), &d, &[], None, 0)
             .unwrap_err()
             .contains("base64"));
         let no_type = json!([{"Bytes": b64(&json!({"name": "x"}))}]);
         let d = parse(no_type.to_string().as_bytes()).unwrap();
-        assert!(to_entry(ID, &d, &[], None, 0).is_err());
+        assert!(to_entry(&cid(), &d, &[], None, 0).is_err());
         let bad_ifname = json!([{"Bytes": b64(&cluster()), "ifnameRequest": "../../etc"}]);
         let d = parse(bad_ifname.to_string().as_bytes()).unwrap();
-        assert!(to_entry(ID, &d, &[], None, 0).is_err());
+        assert!(to_entry(&cid(), &d, &[], None, 0).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    cni::env::{validate_container_id, validate_ifname},
+    cni::{ContainerId, IfName},
     delegate::cache::write_atomic,
 };
 
@@ -129,13 +129,11 @@ impl DevInfoDir {
     pub fn cni_path(
         &self,
         network: &str,
-        container_id: &str,
+        container_id: &ContainerId,
         ifname: &str,
     ) -> Result<PathBuf, DevInfoError> {
         let network = component("network name", network)?;
-        validate_container_id(container_id)
-            .map_err(|e| invalid("container ID", container_id, e.to_string()))?;
-        validate_ifname(ifname).map_err(|e| invalid("interface name", ifname, e))?;
+        IfName::parse(ifname).map_err(|e| invalid("interface name", ifname, e.to_string()))?;
         file_name(
             &self.root.join(CNI_SUBDIR),
             format!("{network}-{container_id}_{ifname}"),
@@ -303,15 +301,20 @@ mod tests {
 
     use super::*;
 
+    fn cid(id: &str) -> ContainerId {
+        ContainerId::parse(id).unwrap()
+    }
+
     #[test]
     fn reference_file_names() {
         let d = DevInfoDir::default();
         assert_eq!(
-            d.cni_path("sriov-net", "8f0c7a1b2c3d", "net1").unwrap(),
+            d.cni_path("sriov-net", &cid("8f0c7a1b2c3d"), "net1")
+                .unwrap(),
             Path::new("/var/run/k8s.cni.cncf.io/devinfo/cni/sriov-net-8f0c7a1b2c3d_net1")
         );
         assert_eq!(
-            d.cni_path("ns/sriov-net", "abc", "net1").unwrap(),
+            d.cni_path("ns/sriov-net", &cid("abc"), "net1").unwrap(),
             Path::new("/var/run/k8s.cni.cncf.io/devinfo/cni/ns-sriov-net-abc_net1")
         );
         assert_eq!(
@@ -331,16 +334,17 @@ mod tests {
             ("", "abc", "net1", "network name"),
             ("net\0", "abc", "net1", "network name"),
             ("net\n", "abc", "net1", "network name"),
-            ("net", "../etc", "net1", "container ID"),
-            ("net", "a/b", "net1", "container ID"),
-            ("net", "", "net1", "container ID"),
             ("net", "abc", "..", "interface name"),
             ("net", "abc", "a/b", "interface name"),
             ("net", "abc", "eth\0", "interface name"),
             ("net", "abc", "", "interface name"),
         ];
+        // A container id that could escape cannot be made at all (cni::ContainerId).
+        for id in ["../etc", "a/b", ""] {
+            assert!(ContainerId::parse(id).is_err(), "{id:?}");
+        }
         for (net, id, ifname, what) in bad_cni {
-            let err = d.cni_path(net, id, ifname).unwrap_err();
+            let err = d.cni_path(net, &cid(id), ifname).unwrap_err();
             assert!(
                 matches!(&err, DevInfoError::InvalidName { what: w, .. } if *w == what),
                 "{net:?} {id:?} {ifname:?}: {err}"
@@ -358,7 +362,7 @@ mod tests {
         // "..": harmless once '/' is gone, and stays inside dp/
         let p = d.dp_path("..", "..").unwrap();
         assert_eq!(p, Path::new("/tmp/x/dp/..-..-device.json"));
-        let p = d.cni_path("../../etc", "abc", "net1").unwrap();
+        let p = d.cni_path("../../etc", &cid("abc"), "net1").unwrap();
         assert_eq!(p.parent().unwrap(), Path::new("/tmp/x/cni"));
         assert!(matches!(
             d.dp_path(&"r".repeat(250), "x"),
@@ -447,7 +451,7 @@ mod tests {
     fn copy_from_device_plugin_then_remove_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let d = DevInfoDir::new(dir.path().join("devinfo"));
-        let cni = d.cni_path("sriov-net", "abc", "net1").unwrap();
+        let cni = d.cni_path("sriov-net", &cid("abc"), "net1").unwrap();
         // no plugin file: nothing copied, nothing created
         assert!(!d
             .copy_dp_to_cni("intel.com/sriov", "0000:18:02.5", &cni)

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::{
+    cni::ContainerId,
     config::MultusConf,
     delegate::{cache::PodRef, Attachment},
 };
@@ -104,7 +105,7 @@ fn inject(a: &mut Attachment, id: &str) {
 /// `CNIDeviceInfoFile`). Nothing is written.
 pub fn plan_info_files(
     conf: &MultusConf,
-    container_id: &str,
+    container_id: &ContainerId,
     attachments: &mut [Attachment],
 ) -> Result<(), DevInfoError> {
     let dir = devinfo_dir(conf);
@@ -120,7 +121,7 @@ pub fn plan_info_files(
 /// when there is one.
 pub fn prefill_info_files(
     conf: &MultusConf,
-    container_id: &str,
+    container_id: &ContainerId,
     attachments: &[Attachment],
 ) -> Result<(), DevInfoError> {
     let dir = devinfo_dir(conf);
@@ -137,7 +138,11 @@ pub fn prefill_info_files(
 
 /// For attachments read from the reference Multus's cache: the device-info path it gives a
 /// delegate with a device (runtimeConfig `CNIDeviceInfoFile`), unless one is recorded.
-pub fn add_info_paths(conf: &MultusConf, container_id: &str, attachments: &mut [Attachment]) {
+pub fn add_info_paths(
+    conf: &MultusConf,
+    container_id: &ContainerId,
+    attachments: &mut [Attachment],
+) {
     let dir = devinfo_dir(conf);
     for a in attachments.iter_mut().filter(|a| a.device_id.is_some()) {
         if a.runtime_config.contains_key(CNI_DEVICE_INFO_FILE) {
@@ -154,7 +159,7 @@ pub fn add_info_paths(conf: &MultusConf, container_id: &str, attachments: &mut [
 }
 
 /// The device-info of an attachment, for network-status.
-pub fn info(conf: &MultusConf, container_id: &str, a: &Attachment) -> Option<Value> {
+pub fn info(conf: &MultusConf, container_id: &ContainerId, a: &Attachment) -> Option<Value> {
     a.device_id.as_ref()?;
     let path = devinfo_dir(conf)
         .cni_path(&a.name, container_id, &a.ifname)
@@ -170,7 +175,11 @@ pub fn info(conf: &MultusConf, container_id: &str, a: &Attachment) -> Option<Val
 }
 
 /// After DEL: the attachments' device-info files are removed.
-pub fn remove_info_files(conf: &MultusConf, container_id: &str, attachments: &[Attachment]) {
+pub fn remove_info_files(
+    conf: &MultusConf,
+    container_id: &ContainerId,
+    attachments: &[Attachment],
+) {
     let dir = devinfo_dir(conf);
     for a in attachments.iter().filter(|a| a.device_id.is_some()) {
         if let Err(e) = dir

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::{
-    cni::{env::validate_ifname, IpNet},
+    cni::{IfName, IpNet},
     explain::quote,
 };
 
@@ -310,7 +310,7 @@ fn validate_identity(sel: &NetworkSelection) -> Result<(), String> {
         }
     }
     if let Some(ifname) = &sel.interface {
-        validate_ifname(ifname).map_err(|e| format!("interface: {e}"))?;
+        IfName::parse(ifname).map_err(|e| format!("interface: {e}"))?;
     }
     Ok(())
 }

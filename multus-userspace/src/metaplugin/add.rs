@@ -83,18 +83,19 @@ fn add(
     pod_found: &mut Option<bool>,
 ) -> Result<(Value, CacheEntry), Error> {
     let req = call.req;
+    let id = req.container_id()?;
     let mut plan = plan::build(call, kube, Instant::now() + call.conf.api_deadline())?;
     *pod_found = Some(plan.pod_found);
     for a in &plan.attachments {
         delegate::resolve_binaries(a, &call.path)?;
     }
-    inject::plan_info_files(call.conf, &req.container_id, &mut plan.attachments)?;
-    let lock = call.lock(&req.container_id)?;
+    inject::plan_info_files(call.conf, id, &mut plan.attachments)?;
+    let lock = call.lock(id)?;
     let mut entry = CacheEntry {
         format: CACHE_FORMAT,
-        container_id: req.container_id.clone(),
+        container_id: id.clone(),
         netns: Some(netns_path.to_path_buf()),
-        ifname: req.ifname.clone(),
+        ifname: req.ifname()?.to_string(),
         cni_version: call.version.to_string(),
         cni_args: req.args.to_string(),
         pod: plan.pod.clone(),
@@ -108,19 +109,19 @@ fn add(
         origin: Default::default(),
     };
     // Before anything is written: a repeated ADD never touches what an earlier one made.
-    match repeat::decide(call.cache.read(&req.container_id), &entry) {
+    match repeat::decide(call.cache.read(id), &entry) {
         Earlier::None => {}
         Earlier::Same(earlier) => {
-            tracing::info!(container = %req.container_id, "already added with the same plan: the cached result is returned");
+            tracing::info!(container = %id, "already added with the same plan: the cached result is returned");
             // Nothing was added by this call: no AddedInterface events.
             *pod_found = None;
             return master_result(call, &earlier).map(|result| (result, *earlier));
         }
         Earlier::Refused(why) => return Err(Error::AlreadyAdded(why)),
     }
-    inject::prefill_info_files(call.conf, &req.container_id, &entry.attachments)?;
+    inject::prefill_info_files(call.conf, id, &entry.attachments)?;
     call.cache.write(&entry)?;
-    let ctx = call.context(&req.container_id, Some(netns_path));
+    let ctx = call.context(Some(id), Some(netns_path));
     for i in 0..entry.attachments.len() {
         match delegate::add(&entry.attachments[i], &ctx) {
             Ok(result) => entry.attachments[i].result = Some(result),
@@ -225,7 +226,7 @@ fn finish(
         Some(default_routes_and_links(netns, &routes)?)
     };
     // After the default routes: SBR follows the default route they leave.
-    cover_sbr(call, entry, !routes.is_empty())?;
+    cover_sbr(entry, !routes.is_empty())?;
     let (Some(facts), Some(kube), Some(pod)) = (facts, kube, entry.pod.as_ref()) else {
         return Ok(());
     };
@@ -249,11 +250,7 @@ fn finish(
 /// name it as drift), and a default route that `default-route` changed is followed. Nothing is
 /// done when no network with an interface came after the last `ebpf-sbr` chain and no default
 /// route changed.
-fn cover_sbr(
-    call: &Call<'_>,
-    entry: &CacheEntry,
-    default_routes_changed: bool,
-) -> Result<(), Error> {
+fn cover_sbr(entry: &CacheEntry, default_routes_changed: bool) -> Result<(), Error> {
     let Some(netns) = entry.netns.as_deref() else {
         return Ok(());
     };
@@ -273,7 +270,7 @@ fn cover_sbr(
         if covered.contains(&cfg.bpffs_dir) {
             continue;
         }
-        let attached = sbr::cover(&cfg, &call.req.container_id, netns)?;
+        let attached = sbr::cover(&cfg, &entry.container_id, netns)?;
         tracing::debug!(network = %a.name, ?attached, "sbr: the pod's interfaces covered after the last delegate");
         covered.push(cfg.bpffs_dir);
     }
@@ -334,7 +331,7 @@ pub(super) fn network_status(
             // The auxiliary chain made no interface: nothing to report, as the reference does.
             continue;
         }
-        let info = inject::info(call.conf, &call.req.container_id, a);
+        let info = inject::info(call.conf, &entry.container_id, a);
         out.extend(status::entries(
             &a.name,
             &a.ifname,
@@ -367,9 +364,11 @@ fn rollback(
             failures.extend(errors.iter().map(ToString::to_string));
         }
     }
-    inject::remove_info_files(call.conf, &call.req.container_id, done);
-    if let Err(e) = call.cache.remove(&call.req.container_id) {
-        failures.push(e.to_string());
+    if let Some(id) = ctx.container_id {
+        inject::remove_info_files(call.conf, id, done);
+        if let Err(e) = call.cache.remove(id) {
+            failures.push(e.to_string());
+        }
     }
     Error::RolledBack {
         source: Box::new(cause),

@@ -11,6 +11,7 @@ use super::Call;
 
 pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let req = call.req;
+    let id = req.container_id()?;
     if !call.version.supports_check() {
         return Err(Error::Cni(CniError::new(
             ErrorCode::IncompatibleVersion,
@@ -22,14 +23,14 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     }
     let netns = req.netns.as_deref().ok_or(EnvError::Missing("CNI_NETNS"))?;
     NetNs::open(netns)?;
-    let _lock = call.lock(&req.container_id)?;
-    let entry = call.read_cache(&req.container_id, true)?.ok_or_else(|| {
+    let _lock = call.lock(id)?;
+    let entry = call.read_cache(id, true)?.ok_or_else(|| {
         Error::UnknownContainer(format!(
             "nothing is cached for container {}: ADD did not run or DEL already ran",
-            req.container_id
+            id
         ))
     })?;
-    let ctx = call.context(&req.container_id, Some(netns));
+    let ctx = call.context(Some(id), Some(netns));
     for a in &entry.attachments {
         delegate::check(a, &ctx)?;
     }

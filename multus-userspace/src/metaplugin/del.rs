@@ -12,6 +12,7 @@
 use std::{path::Path, time::Instant};
 
 use crate::{
+    cni::ContainerId,
     delegate::{
         self,
         cache::{CacheEntry, Origin},
@@ -26,9 +27,10 @@ use super::{plan, usable_netns, Call, Released};
 
 pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let req = call.req;
-    let lock = call.lock(&req.container_id)?;
+    let id = req.container_id()?;
+    let lock = call.lock(id)?;
     let deadline = Instant::now() + call.conf.del_api_deadline();
-    let cached = match call.read_cache(&req.container_id, true) {
+    let cached = match call.read_cache(id, true) {
         Ok(entry) => entry,
         Err(e) => {
             tracing::warn!("{e}; falling back to the pod or the configuration");
@@ -61,7 +63,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     };
     teardown(
         call,
-        &req.container_id,
+        id,
         &attachments,
         req.netns.as_deref(),
         from_cache.then_some(&origin),
@@ -77,14 +79,14 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
 /// The caller holds the container's lock (`_held`).
 pub(super) fn teardown(
     call: &Call<'_>,
-    container_id: &str,
+    container_id: &ContainerId,
     attachments: &[Attachment],
     netns: Option<&Path>,
     cached: Option<&Origin>,
     _held: &ContainerLock,
 ) -> Result<(), Error> {
     let from_cache = cached.is_some();
-    let ctx = call.context(container_id, usable_netns(netns));
+    let ctx = call.context(Some(container_id), usable_netns(netns));
     let mut errors = Vec::new();
     for a in attachments.iter().rev() {
         if let Err(mut e) = delegate::del(a, &ctx) {
@@ -118,7 +120,7 @@ pub(super) fn teardown(
 /// delegates only if it still exists), when the entry read under the lock is `still_garbage`.
 pub(super) fn release_cached(
     call: &Call<'_>,
-    container_id: &str,
+    container_id: &ContainerId,
     still_garbage: &dyn Fn(&CacheEntry) -> bool,
 ) -> Result<Released, Error> {
     let lock = call.lock(container_id)?;

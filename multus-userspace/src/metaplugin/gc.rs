@@ -51,7 +51,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
                     .entry(a.name.clone())
                     .or_insert_with(|| (a.clone(), Vec::new()));
                 slot.1.push(ValidAttachment {
-                    container_id: id.clone(),
+                    container_id: id.to_string(),
                     ifname: a.ifname.clone(),
                 });
             }
@@ -72,7 +72,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             }
         }
     }
-    let ctx = call.context("", None);
+    let ctx = call.context(None, None);
     for (att, valid) in networks.values() {
         if let Err(mut e) = delegate::gc(att, &ctx, valid) {
             errors.append(&mut e);

@@ -16,7 +16,7 @@ use std::{path::Path, path::PathBuf, time::Duration};
 use serde_json::Value;
 
 use crate::{
-    cni::{runner::Plugin, CniArgs, CniError, CniVersion, Command, Request},
+    cni::{runner::Plugin, CniArgs, CniError, CniVersion, Command, ContainerId, IfName, Request},
     config::MultusConf,
     delegate::{
         cache::{Cache, CacheEntry, CacheError, Origin},
@@ -67,10 +67,10 @@ impl Plugin for MultusPlugin {
         };
         match &outcome {
             Ok(_) => {
-                tracing::info!(command = %request.command, container = %request.container_id, elapsed = ?started.elapsed(), "done")
+                tracing::info!(command = %request.command, container = %request.container_label(), elapsed = ?started.elapsed(), "done")
             }
             Err(e) => {
-                tracing::error!(command = %request.command, container = %request.container_id, "{e}")
+                tracing::error!(command = %request.command, container = %request.container_label(), "{e}")
             }
         }
         outcome.map_err(CniError::from)
@@ -109,7 +109,11 @@ impl<'a> Call<'a> {
     }
 
     /// The delegate context for a container.
-    pub fn context<'b>(&'b self, container_id: &'b str, netns: Option<&'b Path>) -> Context<'b> {
+    pub fn context<'b>(
+        &'b self,
+        container_id: Option<&'b ContainerId>,
+        netns: Option<&'b Path>,
+    ) -> Context<'b> {
         Context {
             container_id,
             netns,
@@ -135,12 +139,12 @@ impl<'a> Call<'a> {
     /// device attachments get the device-info path the reference gives them.
     pub fn read_cache(
         &self,
-        container_id: &str,
+        container_id: &ContainerId,
         for_request: bool,
     ) -> Result<Option<CacheEntry>, CacheError> {
         let args = self.req.args.to_string();
         let view = RequestView {
-            ifname: &self.req.ifname,
+            ifname: self.req.iface.as_ref().map_or("", |i| i.as_str()),
             cni_args: &args,
             netns: self.req.netns.as_deref(),
             runtime_config: &self.conf.runtime_config,
@@ -156,7 +160,7 @@ impl<'a> Call<'a> {
     }
 
     /// Locks a container (waits up to twice the delegate deadline for concurrent calls).
-    pub fn lock(&self, container_id: &str) -> Result<ContainerLock, Error> {
+    pub fn lock(&self, container_id: &ContainerId) -> Result<ContainerLock, Error> {
         Ok(ContainerLock::acquire(
             &self.conf.cni_dir,
             container_id,
@@ -188,7 +192,7 @@ pub enum Released {
 /// fallback to the configuration.
 pub fn release_cached(
     conf: &MultusConf,
-    container_id: &str,
+    container_id: &ContainerId,
     cni_path: &[PathBuf],
     still_garbage: &dyn Fn(&CacheEntry) -> bool,
 ) -> Result<Released, Error> {
@@ -201,9 +205,9 @@ pub fn release_cached(
     }
     let req = Request {
         command: Command::Del,
-        container_id: container_id.to_string(),
+        container: Some(container_id.clone()),
         netns: entry.netns.clone(),
-        ifname: entry.ifname.clone(),
+        iface: IfName::parse(&entry.ifname).ok(),
         args: CniArgs::parse(&entry.cni_args).unwrap_or_default(),
         path: cni_path.to_vec(),
     };

@@ -266,7 +266,7 @@ fn cluster_networks(
 fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Error> {
     e.network.network.cni_version(call.version)?;
     let ifname = if e.master {
-        call.req.ifname.clone()
+        call.req.ifname()?.to_string()
     } else {
         e.selection
             .as_ref()

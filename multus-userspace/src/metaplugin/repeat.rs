@@ -138,7 +138,7 @@ mod tests {
     fn entry(networks: &[(&str, &str, u32)], state: Option<AddState>, results: bool) -> CacheEntry {
         CacheEntry {
             format: CACHE_FORMAT,
-            container_id: "c1".into(),
+            container_id: crate::cni::ContainerId::parse("c1").unwrap(),
             netns: Some("/run/netns/p".into()),
             ifname: "eth0".into(),
             cni_version: "1.0.0".into(),

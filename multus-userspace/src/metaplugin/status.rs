@@ -26,7 +26,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             None,
         ));
     }
-    let ctx = call.context("", None);
+    let ctx = call.context(None, None);
     // Networks that need the API to resolve (a NAD as clusterNetwork) are not asked: STATUS says
     // whether multus can serve ADD, and ADD resolves them then.
     let networks = plan::from_config(call).unwrap_or_else(|e| {

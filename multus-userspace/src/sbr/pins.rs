@@ -35,24 +35,17 @@ const IF_LINK_PREFIX: &str = "link-if-";
 /// Checks a CNI container id before it becomes a directory name (the CNI spec's pattern, at most
 /// 255 bytes so it fits a file name).
 pub fn validate_container_id(id: &str) -> Result<(), SbrError> {
-    crate::cni::env::validate_container_id(id)
+    crate::cni::ContainerId::parse(id)
+        .map(|_| ())
         .map_err(|_| SbrError::InvalidContainerId(id.to_string()))
 }
 
-/// Checks a Linux interface name (the kernel's `dev_valid_name`) before it becomes part of a path.
+/// Checks a Linux interface name (the kernel's `dev_valid_name`, the one rule of
+/// [`crate::cni::IfName`]) before it becomes part of a path.
 pub fn validate_ifname(name: &str) -> Result<(), SbrError> {
-    let ok = !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(SbrError::InvalidIfName(name.to_string()))
-    }
+    crate::cni::IfName::parse(name)
+        .map(|_| ())
+        .map_err(|_| SbrError::InvalidIfName(name.to_string()))
 }
 
 /// The node's usual bpffs mount point (systemd mounts one there; other eBPF CNIs mount it when

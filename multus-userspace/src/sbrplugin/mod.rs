@@ -79,11 +79,13 @@ impl Plugin for SbrPlugin {
         .map_err(Error::from)
         .and_then(|r| r);
         match &outcome {
-            Ok(_) => tracing::debug!(command = %request.command, container = %request.container_id,
-                                     ifname = %request.ifname, elapsed = ?started.elapsed(), "done"),
+            Ok(_) => {
+                tracing::debug!(command = %request.command, container = %request.container_label(),
+                                     ifname = ?request.iface, elapsed = ?started.elapsed(), "done")
+            }
             Err(e) => {
-                tracing::error!(command = %request.command, container = %request.container_id,
-                                      ifname = %request.ifname, "{e}")
+                tracing::error!(command = %request.command, container = %request.container_label(),
+                                      ifname = ?request.iface, "{e}")
             }
         }
         outcome.map_err(CniError::from)
@@ -132,7 +134,7 @@ fn prev_result<'a>(conf: &'a SbrNetConf, req: &Request) -> Result<&'a Value, Err
         invalid(format!(
             "ebpf-sbr is a chained plugin and got no prevResult: put it after the plugin that creates {} \
              (bridge, macvlan, ptp, ...) in the \"plugins\" list of a conflist",
-            req.ifname
+            req.iface.as_ref().map_or("the interface", |i| i.as_str())
         ))
     })
 }
@@ -246,14 +248,14 @@ fn add(req: &Request, conf: &SbrNetConf) -> Result<Value, Error> {
             reason: e.to_string(),
         })
     })?;
-    let spec = interface_spec(&model, &req.ifname, &conf.sbr)?;
+    let spec = interface_spec(&model, req.ifname()?, &conf.sbr)?;
     check_bpffs_dir(&conf.sbr.bpffs_dir)?;
     if let Some(t) = conf.table {
         tracing::debug!(
             "table {t} is accepted for compatibility with sbr; no routing table or rule is used"
         );
     }
-    let report = sbr::add(&conf.sbr, &req.container_id, ns, &spec)?;
+    let report = sbr::add(&conf.sbr, req.container_id()?, ns, &spec)?;
     tracing::debug!(?report, "added");
     Ok(out)
 }
@@ -262,9 +264,9 @@ fn del(req: &Request, conf: &SbrNetConf) -> Result<(), Error> {
     require_version(conf, Command::Del)?;
     Ok(sbr::del(
         &conf.sbr,
-        &req.container_id,
+        req.container_id()?,
         req.netns.as_deref(),
-        &req.ifname,
+        req.ifname()?,
     )?)
 }
 
@@ -272,8 +274,8 @@ fn check(req: &Request, conf: &SbrNetConf) -> Result<(), Error> {
     require_version(conf, Command::Check)?;
     let ns = netns(req)?;
     let (_, model) = parse_prev(prev_result(conf, req)?, conf.version)?;
-    let spec = interface_spec(&model, &req.ifname, &conf.sbr)?;
-    Ok(sbr::check(&conf.sbr, &req.container_id, ns, &spec)?)
+    let spec = interface_spec(&model, req.ifname()?, &conf.sbr)?;
+    Ok(sbr::check(&conf.sbr, req.container_id()?, ns, &spec)?)
 }
 
 fn not_available(msg: String) -> Error {
