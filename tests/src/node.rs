@@ -58,6 +58,9 @@ impl Node {
     /// Asserts that nothing of a deleted container is left: no interface in `pod`, no host-local
     /// lease and no multus cache file on the node.
     pub fn assert_pod_clean(&self, pod: &Netns) {
+        // A retired SBR carrier (`sbrdel-*`) is deleted by the kernel in the background once DEL
+        // dropped its anchor namespace (docs/sbr-design.md §3.4): wait for it (up to 5 s) first.
+        crate::sbr::carriers_gone(pod);
         assert_eq!(
             pod.link_names(),
             Vec::<String>::new(),

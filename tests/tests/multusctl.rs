@@ -1597,3 +1597,36 @@ fn cli_md_documents_every_subcommand_and_flag() {
     }
     assert!(missing.is_empty(), "docs/cli.md lacks: {missing:?}");
 }
+
+/// A typo in a key that does not change what is torn down (`logLevel`, `logOptions`) never blocks
+/// `multusctl gc`, as it never blocks DEL: the key is named on stderr, its default used, and the
+/// stale pod is collected with its leases.
+#[test]
+fn a_logging_typo_never_blocks_gc() {
+    let env = Env::new();
+    let stale = env.pod("team-a", "gone-typo", "uid-t");
+    let mut conf = env.conf.clone();
+    conf["logLevel"] = json!("info");
+    conf["logOptions"] = json!({"maxSize": "ten"});
+    std::fs::write(
+        &env.conf_path,
+        serde_json::to_vec_pretty(&conf).expect("json"),
+    )
+    .expect("write conf");
+    drop_netns(&stale.ns);
+    let out = env.ctl(&["gc"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("logLevel") && out.stderr.contains("logOptions"),
+        "the ignored keys are named: {}",
+        out.stderr
+    );
+    assert!(
+        leaks::cache_files(&env.node.cache_dir()).is_empty(),
+        "cache left"
+    );
+    assert!(
+        leaks::host_local_leases(&env.node.ipam_dir()).is_empty(),
+        "leases left"
+    );
+}

@@ -313,9 +313,17 @@ impl MultusConf {
     /// does.
     pub fn parse_for_teardown(bytes: &[u8]) -> Result<(MultusConf, Vec<String>), ConfigError> {
         require_input(bytes)?;
+        let (conf, notes) = Self::decode_for_teardown(bytes)?;
+        conf.validate()?;
+        Ok((conf, notes))
+    }
+
+    /// Decodes the configuration as a teardown reads it (see [`MultusConf::parse_for_teardown`]),
+    /// without the checks of a configuration given to the plugin (for `multusctl`, which reads
+    /// the node's file).
+    pub fn decode_for_teardown(bytes: &[u8]) -> Result<(MultusConf, Vec<String>), ConfigError> {
         let (mut conf, mut notes): (MultusConf, _) =
             super::decode_tolerant(bytes, TEARDOWN_NEUTRAL_KEYS)?;
-        conf.validate()?;
         if let Err(ConfigError::Invalid(e) | ConfigError::Decode { reason: e, .. }) =
             conf.log_level()
         {

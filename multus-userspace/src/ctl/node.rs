@@ -405,7 +405,7 @@ fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
     let err = |why: String| CtlError::Conf(path.to_path_buf(), why);
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let mut value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
+        crate::explain::from_bytes(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
     let is_multus = |v: &Value| v.get("type").and_then(Value::as_str) == Some(MULTUS_TYPE);
     if let Some(plugins) = value.get("plugins").and_then(Value::as_array) {
         let Some(mut plugin) = plugins.iter().find(|p| is_multus(p)).cloned() else {
@@ -427,12 +427,19 @@ fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
             value.get("type").unwrap_or(&Value::Null)
         )));
     }
-    let conf: MultusConf = serde_path_to_error::deserialize(&value)
-        .map_err(|e| err(format!("at `{}`: {}", e.path(), e.inner())))?;
+    // multusctl tears down (gc) and repairs: like DEL, a typo in a key that does not change what
+    // is torn down is reported and its default used (config::netconf::TEARDOWN_NEUTRAL_KEYS).
+    let bytes = serde_json::to_vec(&value).map_err(|e| err(e.to_string()))?;
+    let (conf, ignored) =
+        MultusConf::decode_for_teardown(&bytes).map_err(|e| err(e.to_string()))?;
+    // Said on stderr at every level: the operator must see that the node's file has a typo.
+    for note in ignored {
+        eprintln!("multusctl: {}: {note}", path.display());
+    }
     if !conf.cni_dir.is_absolute() {
         return Err(err(format!(
-            "cniDir {:?} must be an absolute path",
-            conf.cni_dir
+            "cniDir {} must be an absolute path",
+            crate::explain::quote(&conf.cni_dir.display().to_string())
         )));
     }
     Ok(Parsed::Multus(Box::new(conf)))
