@@ -19,6 +19,7 @@ pub mod node;
 pub mod podman;
 pub mod sbr;
 pub mod sbrplugin;
+pub mod thick;
 pub mod topo;
 pub mod traffic;
 

@@ -45,26 +45,33 @@ impl Plugin for MultusPlugin {
             rotation: &rotation,
         });
         logging::init(level, log_file, conf.log_to_stderr.unwrap_or(true));
-        let call = Call::new(request, &conf)?;
-        let started = std::time::Instant::now();
-        let outcome = match request.command {
-            Command::Add => add::run(&call).map(Some),
-            Command::Del => del::run(&call).map(|_| None),
-            Command::Check => check::run(&call).map(|_| None),
-            Command::Status => status::run(&call).map(|_| None),
-            Command::Gc => gc::run(&call).map(|_| None),
-            Command::Version => Ok(None),
-        };
-        match &outcome {
-            Ok(_) => {
-                tracing::info!(command = %request.command, container = %request.container_id, elapsed = ?started.elapsed(), "done")
-            }
-            Err(e) => {
-                tracing::error!(command = %request.command, container = %request.container_id, "{e}")
-            }
-        }
-        outcome.map_err(CniError::from)
+        run_command(request, &conf)
     }
+}
+
+/// Runs one command of a parsed configuration: the thin binary (after it set up logging) and the
+/// daemon (which set up logging once at start) both come here. Everything the call depends on
+/// comes from `request` and `conf`, nothing from the process environment.
+pub fn run_command(request: &Request, conf: &MultusConf) -> Result<Option<Value>, CniError> {
+    let call = Call::new(request, conf)?;
+    let started = std::time::Instant::now();
+    let outcome = match request.command {
+        Command::Add => add::run(&call).map(Some),
+        Command::Del => del::run(&call).map(|_| None),
+        Command::Check => check::run(&call).map(|_| None),
+        Command::Status => status::run(&call).map(|_| None),
+        Command::Gc => gc::run(&call).map(|_| None),
+        Command::Version => Ok(None),
+    };
+    match &outcome {
+        Ok(_) => {
+            tracing::info!(command = %request.command, container = %request.container_id, elapsed = ?started.elapsed(), "done")
+        }
+        Err(e) => {
+            tracing::error!(command = %request.command, container = %request.container_id, "{e}")
+        }
+    }
+    outcome.map_err(CniError::from)
 }
 
 /// Everything one invocation needs.
