@@ -80,6 +80,16 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    /// Starts the daemon through `cmd` (a wrapper that ends by exec'ing [`Daemon::command_line`]).
+    pub fn spawn_command(&mut self, mut cmd: Command) {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the daemon's wrapper");
+        self.child = Some(child);
+    }
+
     /// The command line a shell script can start the daemon with.
     pub fn command_line(&self) -> String {
         format!(

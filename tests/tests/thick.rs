@@ -503,3 +503,55 @@ fn podman_runs_containers_through_the_shim_and_the_daemon() {
         .collect();
     assert_eq!(veths, Vec::<String>::new(), "no host-side veth left");
 }
+
+#[test]
+fn delegates_run_chrooted_into_chroot_dir() {
+    let node = Node::new();
+    let hostroot = tempfile::Builder::new()
+        .prefix("multus-hostroot-")
+        .tempdir()
+        .unwrap();
+    let mut daemon = Daemon::configure(&node, json!({"chrootDir": hostroot.path()}));
+    // The daemon's own view lacks the plugins (as a container image does); the host's root is
+    // mounted at chrootDir, as the reference's DaemonSet mounts / at /hostroot; new host mounts
+    // (the pod's netns) reach the daemon through slave propagation, as with HostToContainer.
+    let script = format!(
+        "mount --rbind / {root}\nmount -t tmpfs tmpfs {plugins}\nexec {daemon}",
+        root = hostroot.path().display(),
+        plugins = testkit::bins::REFERENCE_PLUGINS,
+        daemon = daemon.command_line()
+    );
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net={}", node.ns.path().display()))
+        .args([
+            "unshare",
+            "-m",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            &script,
+        ]);
+    daemon.spawn_command(cmd);
+    daemon.wait_ready(Duration::from_secs(10));
+    let pod = Netns::new("pod");
+    let conf = daemon.shim_conf("1.0.0", vec![bridge(&node, "n", "tkbr9", "10.87.0.0/24")]);
+    let add =
+        CniCall::new(&node, "ADD", "thick-chroot", Some(&pod), "eth0").args(&pod_args("chroot"));
+    add.run(&node, &thick::shim(), &conf).ok();
+    assert_eq!(pod.link_names(), vec!["eth0".to_string()]);
+    assert_eq!(
+        leaks::host_local_leases(&node.ipam_dir()).len(),
+        1,
+        "IPAM state is the host's"
+    );
+    let mut del = add.clone();
+    del.command = "DEL".into();
+    del.run(&node, &thick::shim(), &conf).assert_ok();
+    node.assert_pod_clean(&pod);
+    assert!(
+        daemon.log().contains("delegates run chrooted"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -63,6 +63,10 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     if uid != 0 {
         return Err(DaemonError::NotRoot(uid));
     }
+    if let Some(root) = &conf.chroot_dir {
+        crate::delegate::exec::set_plugin_root(root);
+        tracing::info!(root = %root.display(), "delegates run chrooted");
+    }
     let socket = conf.socket_path();
     prepare_socket_dir(&conf.socket_dir).map_err(|source| DaemonError::Socket {
         path: conf.socket_dir.display().to_string(),
