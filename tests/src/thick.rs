@@ -16,6 +16,8 @@ use crate::{bins, node::Node};
 /// A running daemon; killed (SIGKILL) on drop if still running.
 pub struct Daemon {
     child: Option<Child>,
+    /// Environment of the daemon process (besides PATH), e.g. `MULTUS_NODE_NAME`.
+    pub env: Vec<(String, String)>,
     /// Private directory: `daemon-config.json`, `run/` (the socket directory), `daemon.log`.
     pub dir: tempfile::TempDir,
 }
@@ -47,7 +49,11 @@ impl Daemon {
             serde_json::to_vec_pretty(&conf).expect("json"),
         )
         .expect("write daemon config");
-        Daemon { child: None, dir }
+        Daemon {
+            child: None,
+            env: Vec::new(),
+            dir,
+        }
     }
 
     /// Configures and starts a daemon in `node`'s namespace and waits until it is ready.
@@ -72,6 +78,7 @@ impl Daemon {
             .arg(self.config_path())
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -130,6 +137,34 @@ impl Daemon {
         ) {
             Ok(a) => (a.status, String::from_utf8_lossy(&a.body).to_string()),
             Err(_) => (0, String::new()),
+        }
+    }
+
+    /// `GET /status`, decoded.
+    pub fn status(&self) -> multus::daemon::api::DaemonStatus {
+        let (code, body) = self.get(multus::daemon::api::STATUS_PATH);
+        assert_eq!(code, 200, "GET /status: {body}");
+        serde_json::from_str(&body).expect("status JSON")
+    }
+
+    /// Waits until the watch cache of `resource` has synced and holds `objects` objects.
+    pub fn wait_cache(&self, resource: &str, objects: usize, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let status = self.status();
+            if status
+                .caches
+                .iter()
+                .any(|c| c.resource == resource && c.synced && c.objects == objects)
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "cache of {resource} never held {objects} objects: {status:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -17,6 +17,8 @@ pub const CNI_PATH: &str = "/cni";
 pub const HEALTH_PATH: &str = "/healthz";
 /// Readiness: 200 while the daemon takes new calls, 503 from SIGTERM on.
 pub const READY_PATH: &str = "/readyz";
+/// The daemon's own state (not in the reference): readiness, calls, caches.
+pub const STATUS_PATH: &str = "/status";
 /// The socket's file name inside `socketDir`.
 pub const SOCKET_NAME: &str = "multus.sock";
 /// The largest request body the daemon reads (a CNI configuration is a few KiB).
@@ -57,6 +59,58 @@ pub struct CniResponse {
     /// The result, in CNI 1.0.0 or newer (the shim converts it to the runtime's version).
     #[serde(rename = "Result")]
     pub result: Value,
+}
+
+/// What `GET /status` answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// The daemon's version.
+    #[serde(default)]
+    pub version: std::borrow::Cow<'static, str>,
+    /// Whether `/readyz` answers 200.
+    pub ready: bool,
+    /// Whether SIGTERM was received.
+    pub draining: bool,
+    /// Calls running or waiting.
+    #[serde(rename = "inFlight")]
+    pub in_flight: usize,
+    /// Calls waiting for a slot.
+    pub waiting: usize,
+    /// Whether the daemon has an API client.
+    pub kubernetes: bool,
+    /// The watch caches.
+    #[serde(default)]
+    pub caches: Vec<CacheState>,
+    /// Calls answered, by command and code.
+    #[serde(default)]
+    pub calls: Vec<CallCount>,
+}
+
+/// One watch cache in [`DaemonStatus`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheState {
+    /// The resource.
+    pub resource: std::borrow::Cow<'static, str>,
+    /// Whether the first list completed.
+    pub synced: bool,
+    /// Objects held.
+    pub objects: usize,
+    /// Seconds since the last list or watch event.
+    #[serde(rename = "lastEventAgeSeconds")]
+    pub last_event_age_seconds: Option<f64>,
+    /// Watch errors so far.
+    pub errors: u64,
+}
+
+/// Calls answered with one code.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallCount {
+    /// The command.
+    pub command: std::borrow::Cow<'static, str>,
+    /// The CNI code (0: success).
+    pub code: u64,
+    /// How many.
+    pub count: u64,
 }
 
 /// The version a result travels in: the runtime's when it is 1.0.0 or newer (nothing is lost),

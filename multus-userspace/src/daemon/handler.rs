@@ -16,7 +16,7 @@ use crate::{
     },
     config::MultusConf,
     error::Error,
-    metaplugin,
+    metaplugin::{self, Services},
 };
 
 /// What the server sends back: 200 with a body (maybe empty), or 400 with a CNI error.
@@ -34,9 +34,9 @@ pub fn command_of(req: &CniRequest) -> Option<Command> {
 }
 
 /// Runs one call: environment from the request, stdin overlaid with the daemon configuration.
-pub fn handle(req: &CniRequest, daemon: &Map<String, Value>) -> Outcome {
+pub fn handle(req: &CniRequest, daemon: &Map<String, Value>, services: &Services) -> Outcome {
     let hint = version_hint(&req.config);
-    match run(req, daemon) {
+    match run(req, daemon, services) {
         Ok(None) => Outcome::Ok(Vec::new()),
         Ok(Some(result)) => {
             Outcome::Ok(serde_json::to_vec(&CniResponse { result }).unwrap_or_default())
@@ -45,7 +45,11 @@ pub fn handle(req: &CniRequest, daemon: &Map<String, Value>) -> Outcome {
     }
 }
 
-fn run(req: &CniRequest, daemon: &Map<String, Value>) -> Result<Option<Value>, CniError> {
+fn run(
+    req: &CniRequest,
+    daemon: &Map<String, Value>,
+    services: &Services,
+) -> Result<Option<Value>, CniError> {
     let request = Request::from_lookup(|k| req.env.get(k).cloned())?;
     if request.command == Command::Version {
         return Ok(Some(version_info(&req.config)));
@@ -54,7 +58,7 @@ fn run(req: &CniRequest, daemon: &Map<String, Value>) -> Result<Option<Value>, C
         .map_err(|e| CniError::new(ErrorCode::DecodingFailure, e))?;
     let conf = MultusConf::parse(&stdin).map_err(Error::from)?;
     let requested = conf.version().map_err(Error::from)?;
-    let result = metaplugin::run_command(&request, &conf)?;
+    let result = metaplugin::run_command_with(&request, &conf, services)?;
     result.map(|r| to_wire(&r, requested)).transpose()
 }
 
@@ -84,6 +88,10 @@ mod tests {
         )
     }
 
+    fn none() -> Services {
+        Services::default()
+    }
+
     fn error_of(o: Outcome) -> Value {
         match o {
             Outcome::Failed(b) => serde_json::from_slice(&b).unwrap(),
@@ -97,6 +105,7 @@ mod tests {
         let e = error_of(handle(
             &req(&[("CNI_COMMAND", "ADD")], r#"{"cniVersion":"0.4.0"}"#),
             &Map::new(),
+            &none(),
         ));
         assert_eq!(e["code"], 4);
         assert_eq!(e["cniVersion"], "0.4.0");
@@ -104,7 +113,7 @@ mod tests {
             e["msg"].as_str().unwrap().contains("CNI_CONTAINERID"),
             "{e}"
         );
-        let e = error_of(handle(&req(&[], "{}"), &Map::new()));
+        let e = error_of(handle(&req(&[], "{}"), &Map::new(), &none()));
         assert!(e["msg"].as_str().unwrap().contains("CNI_COMMAND"), "{e}");
     }
 
@@ -113,6 +122,7 @@ mod tests {
         let ok = handle(
             &req(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"1.0.0"}"#),
             &Map::new(),
+            &none(),
         );
         let Outcome::Ok(body) = ok else {
             panic!("{ok:?}")
@@ -121,11 +131,12 @@ mod tests {
         assert_eq!(v["Result"]["cniVersion"], "1.0.0");
         let env = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/opt/cni/bin")];
         let daemon: Map<String, Value> = serde_json::from_str(r#"{"cniDir":"/x"}"#).unwrap();
-        let e = error_of(handle(&req(&env, "not json"), &daemon));
+        let e = error_of(handle(&req(&env, "not json"), &daemon, &none()));
         assert_eq!(e["code"], 6, "{e}");
         let e = error_of(handle(
             &req(&env, r#"{"cniVersion":"1.1.0","type":"multus-shim"}"#),
             &daemon,
+            &none(),
         ));
         assert_eq!(e["code"], 7, "{e}");
     }

@@ -52,6 +52,7 @@ impl Histogram {
 struct Inner {
     calls: BTreeMap<(&'static str, u64), u64>,
     latency: BTreeMap<&'static str, Histogram>,
+    api: BTreeMap<&'static str, Histogram>,
     refused_peers: u64,
 }
 
@@ -73,6 +74,16 @@ impl Metrics {
         }
     }
 
+    /// Records a Kubernetes API request a call made (`GET pod`, `GET nad`, `PATCH pod`).
+    pub fn api_call(&self, operation: &'static str, elapsed: Duration) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.api
+                .entry(operation)
+                .or_default()
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
     /// Records a connection refused for its peer's uid.
     pub fn refused_peer(&self) {
         if let Ok(mut m) = self.inner.lock() {
@@ -89,7 +100,13 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges the caller knows.
-    pub fn render(&self, in_flight: usize, waiting: usize, ready: bool) -> String {
+    pub fn render(
+        &self,
+        in_flight: usize,
+        waiting: usize,
+        ready: bool,
+        caches: &[super::api::CacheState],
+    ) -> String {
         let mut out = String::new();
         let Ok(m) = self.inner.lock() else {
             return out;
@@ -108,6 +125,41 @@ impl Metrics {
                 "multus_daemon_request_duration_seconds",
                 &format!("command=\"{command}\""),
             );
+        }
+        out.push_str("# HELP multus_daemon_api_request_duration_seconds Kubernetes API requests the calls made (cache misses and status patches), by operation.\n# TYPE multus_daemon_api_request_duration_seconds histogram\n");
+        for (operation, h) in &m.api {
+            h.render(
+                &mut out,
+                "multus_daemon_api_request_duration_seconds",
+                &format!("operation=\"{operation}\""),
+            );
+        }
+        out.push_str("# HELP multus_daemon_watch_cache_objects Objects in a watch cache.\n# TYPE multus_daemon_watch_cache_objects gauge\n");
+        for c in caches {
+            let _ = writeln!(
+                out,
+                "multus_daemon_watch_cache_objects{{resource=\"{}\"}} {}",
+                c.resource, c.objects
+            );
+        }
+        out.push_str("# HELP multus_daemon_watch_cache_synced Whether a watch cache completed its first list.\n# TYPE multus_daemon_watch_cache_synced gauge\n");
+        for c in caches {
+            let _ = writeln!(
+                out,
+                "multus_daemon_watch_cache_synced{{resource=\"{}\"}} {}",
+                c.resource,
+                u8::from(c.synced)
+            );
+        }
+        out.push_str("# HELP multus_daemon_watch_cache_last_event_age_seconds Seconds since a watch cache's last list or watch event.\n# TYPE multus_daemon_watch_cache_last_event_age_seconds gauge\n");
+        for c in caches {
+            if let Some(age) = c.last_event_age_seconds {
+                let _ = writeln!(
+                    out,
+                    "multus_daemon_watch_cache_last_event_age_seconds{{resource=\"{}\"}} {age}",
+                    c.resource
+                );
+            }
         }
         let _ = write!(
             out,
@@ -132,7 +184,19 @@ mod tests {
         m.call("ADD", 0, Duration::from_millis(3));
         m.call("ADD", 0, Duration::from_millis(30));
         m.call("DEL", 11, Duration::from_micros(10));
-        let text = m.render(2, 1, true);
+        m.api_call("GET pod", Duration::from_millis(2));
+        let caches = [crate::daemon::api::CacheState {
+            resource: "pods".into(),
+            synced: true,
+            objects: 3,
+            last_event_age_seconds: Some(1.5),
+            errors: 0,
+        }];
+        let text = m.render(2, 1, true, &caches);
+        assert!(text.contains("multus_daemon_watch_cache_objects{resource=\"pods\"} 3\n"));
+        assert!(text.contains(
+            "multus_daemon_api_request_duration_seconds_count{operation=\"GET pod\"} 1\n"
+        ));
         assert!(text.contains("multus_daemon_requests_total{command=\"ADD\",code=\"0\"} 2"));
         assert!(text.contains("multus_daemon_requests_total{command=\"DEL\",code=\"11\"} 1"));
         assert!(text.contains(

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod handler;
+pub mod kube;
 pub mod metrics;
 pub mod server;
 
@@ -81,7 +82,6 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         .max_blocking_threads(conf.max_concurrent_calls + 4)
         .build()
         .map_err(DaemonError::Runtime)?;
-    let shared = Arc::new(Shared::new(&conf));
     let drain = conf
         .raw
         .get("delegateTimeoutSeconds")
@@ -94,6 +94,9 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
                 path: socket.display().to_string(),
                 source,
             })?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (services, caches) = connect_kubernetes(&conf, &metrics).await;
+        let shared = Arc::new(Shared::new(&conf, metrics, services, caches));
         if let Some(port) = conf.metrics_port {
             let tcp = tokio::net::TcpListener::bind(("0.0.0.0", port))
                 .await
@@ -121,6 +124,52 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("multus-daemon stopped");
     Ok(())
+}
+
+/// The API client and watch caches, when the configuration (`kubeconfig`) or the in-cluster
+/// environment gives API access. A failure here is logged, not fatal: the daemon serves
+/// config-only networks without the API, and calls that need it fail on their own.
+async fn connect_kubernetes(
+    conf: &DaemonConfig,
+    metrics: &Arc<metrics::Metrics>,
+) -> (crate::metaplugin::Services, Option<Arc<kube::Caches>>) {
+    use crate::kube::client::{client_for, config_for};
+    let kubeconfig = conf
+        .raw
+        .get("kubeconfig")
+        .and_then(serde_json::Value::as_str)
+        .map(std::path::PathBuf::from);
+    let client = match config_for(kubeconfig.as_deref()).await {
+        Ok(Some(config)) => client_for(config),
+        Ok(None) => {
+            tracing::info!("no kubeconfig and no in-cluster environment: config-only networks");
+            return Default::default();
+        }
+        Err(e) => Err(e),
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}; serving without the Kubernetes API");
+            return Default::default();
+        }
+    };
+    // The daemon's own environment: which node it serves.
+    let node = std::env::var("MULTUS_NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty());
+    if node.is_none() {
+        tracing::warn!("MULTUS_NODE_NAME is not set: no pod cache, every ADD GETs its pod");
+    }
+    let caches = kube::Caches::start(&client, node.as_deref(), metrics.clone());
+    let services = crate::metaplugin::Services {
+        kube: Some(crate::metaplugin::SharedKube {
+            client,
+            handle: tokio::runtime::Handle::current(),
+            cache: Some(caches.clone() as Arc<dyn crate::kube::client::ObjectCache>),
+        }),
+    };
+    (services, Some(caches))
 }
 
 fn init_logging(conf: &DaemonConfig) {
@@ -195,6 +244,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                             shared.in_flight.load(Ordering::SeqCst),
                             shared.waiting.load(Ordering::SeqCst),
                             shared.is_ready(),
+                            &shared.cache_status(),
                         );
                         let mut r = Response::new(Full::new(bytes::Bytes::from(text)));
                         r.headers_mut().insert(

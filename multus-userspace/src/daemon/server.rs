@@ -19,12 +19,16 @@ use serde_json::{Map, Value};
 use tokio::{net::UnixListener, sync::Semaphore};
 
 use super::{
-    api::{self, CniRequest},
+    api::{self, CacheState, CallCount, CniRequest, DaemonStatus},
     config::DaemonConfig,
     handler::{self, Outcome},
+    kube::Caches,
     metrics::Metrics,
 };
-use crate::cni::{Command, ErrorCode};
+use crate::{
+    cni::{Command, ErrorCode},
+    metaplugin::Services,
+};
 
 /// State shared by every connection.
 pub struct Shared {
@@ -43,12 +47,21 @@ pub struct Shared {
     /// Bound on `waiting`.
     pub queue_limit: usize,
     /// Counters and histograms.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// What calls borrow: the API client and the watch caches.
+    pub services: Services,
+    /// The watch caches (also in `services`), for `/status` and metrics.
+    pub caches: Option<Arc<Caches>>,
 }
 
 impl Shared {
-    /// State for `conf`.
-    pub fn new(conf: &DaemonConfig) -> Shared {
+    /// State for `conf`, lending `services` to every call.
+    pub fn new(
+        conf: &DaemonConfig,
+        metrics: Arc<Metrics>,
+        services: Services,
+        caches: Option<Arc<Caches>>,
+    ) -> Shared {
         Shared {
             overlay: conf.raw.clone(),
             started: AtomicBool::new(false),
@@ -57,7 +70,37 @@ impl Shared {
             waiting: AtomicUsize::new(0),
             slots: Arc::new(Semaphore::new(conf.max_concurrent_calls)),
             queue_limit: conf.queue_limit,
-            metrics: Metrics::default(),
+            metrics,
+            services,
+            caches,
+        }
+    }
+
+    /// The caches' states.
+    pub fn cache_status(&self) -> Vec<CacheState> {
+        self.caches.as_ref().map(|c| c.status()).unwrap_or_default()
+    }
+
+    /// What `GET /status` answers (and `multusctl daemon` shows).
+    pub fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            ready: self.is_ready(),
+            draining: self.draining.load(Ordering::SeqCst),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            waiting: self.waiting.load(Ordering::SeqCst),
+            kubernetes: self.services.kube.is_some(),
+            caches: self.cache_status(),
+            calls: self
+                .metrics
+                .calls()
+                .into_iter()
+                .map(|(command, code, count)| CallCount {
+                    command: command.into(),
+                    code,
+                    count,
+                })
+                .collect(),
         }
     }
 
@@ -188,7 +231,12 @@ async fn route(req: Request<Incoming>, shared: &Shared, peer_uid: Option<u32>) -
                 reply(StatusCode::SERVICE_UNAVAILABLE, Bytes::new(), true)
             }
         }
-        api::CNI_PATH | api::HEALTH_PATH | api::READY_PATH => reply(
+        api::STATUS_PATH if method == Method::GET => reply(
+            StatusCode::OK,
+            serde_json::to_vec(&shared.status()).unwrap_or_default(),
+            true,
+        ),
+        api::CNI_PATH | api::HEALTH_PATH | api::READY_PATH | api::STATUS_PATH => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed\n",
             false,
@@ -276,9 +324,10 @@ async fn cni(req: Request<Incoming>, shared: &Shared) -> Reply {
         return bad("the daemon is stopping".into());
     };
     let overlay = shared.overlay.clone();
+    let services = shared.services.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _slot = permit;
-        handler::handle(&request, &overlay)
+        handler::handle(&request, &overlay, &services)
     })
     .await;
     match outcome {

@@ -53,7 +53,35 @@ impl Plugin for MultusPlugin {
 /// daemon (which set up logging once at start) both come here. Everything the call depends on
 /// comes from `request` and `conf`, nothing from the process environment.
 pub fn run_command(request: &Request, conf: &MultusConf) -> Result<Option<Value>, CniError> {
-    let call = Call::new(request, conf)?;
+    run_command_with(request, conf, &Services::default())
+}
+
+/// What a long-lived front end (the daemon) lends to the calls it runs.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The process's API client and watch caches.
+    pub kube: Option<SharedKube>,
+}
+
+/// A long-lived process's Kubernetes client.
+#[derive(Clone)]
+pub struct SharedKube {
+    /// The client (its connections are kept between calls).
+    pub client: ::kube::Client,
+    /// The runtime the client's connections live on.
+    pub handle: tokio::runtime::Handle,
+    /// Watch caches consulted before a GET.
+    pub cache: Option<std::sync::Arc<dyn crate::kube::client::ObjectCache>>,
+}
+
+/// [`run_command`] with the front end's `services`.
+pub fn run_command_with(
+    request: &Request,
+    conf: &MultusConf,
+    services: &Services,
+) -> Result<Option<Value>, CniError> {
+    let mut call = Call::new(request, conf)?;
+    call.services = services.clone();
     let started = std::time::Instant::now();
     let outcome = match request.command {
         Command::Add => add::run(&call).map(Some),
@@ -88,6 +116,8 @@ pub struct Call<'a> {
     pub cache: Cache,
     /// Deadline of each delegate call.
     pub timeout: Duration,
+    /// What the front end lends (the daemon's API client and caches).
+    pub services: Services,
 }
 
 impl<'a> Call<'a> {
@@ -102,6 +132,7 @@ impl<'a> Call<'a> {
                 .delegate_timeout_seconds
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_DELEGATE_TIMEOUT),
+            services: Services::default(),
         })
     }
 
@@ -120,6 +151,13 @@ impl<'a> Call<'a> {
     pub fn kube(&self) -> Result<Option<crate::kube::client::KubeClient>, Error> {
         if crate::kube::PodIdentity::from_args(&self.req.args).is_none() {
             return Ok(None);
+        }
+        if let Some(k) = &self.services.kube {
+            return Ok(Some(crate::kube::client::KubeClient::shared(
+                k.client.clone(),
+                k.handle.clone(),
+                k.cache.clone(),
+            )));
         }
         Ok(crate::kube::client::KubeClient::connect(
             self.conf.kubeconfig.as_deref(),
