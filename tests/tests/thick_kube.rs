@@ -230,3 +230,49 @@ fn the_daemon_starts_and_serves_config_only_networks_while_the_api_is_down() {
     t.api.end_outage().expect("restore");
     t.daemon.wait_cache(NADS, 0, SYNC);
 }
+
+#[test]
+fn multusctl_daemon_reports_readiness_calls_and_cache_state() {
+    let mut t = T::new();
+    t.nad("shown", "tkm0", "10.86.5.0/24");
+    let uid = t.pod("shown", NODE, "shown");
+    t.start();
+    t.daemon.wait_cache(NADS, 1, SYNC);
+    t.daemon.wait_cache("pods", 1, SYNC);
+    t.add_del("shown", &uid);
+    let socket_dir = t.daemon.socket_dir();
+    let ctl = |extra: &[&str]| {
+        let out = std::process::Command::new(testkit::bins::product("multusctl"))
+            .arg("daemon")
+            .arg("--socket-dir")
+            .arg(&socket_dir)
+            .args(extra)
+            .output()
+            .expect("multusctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, table) = ctl(&[]);
+    println!("{table}");
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains(": ready"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("pods") && l.contains("yes") && l.contains(" 1 ")),
+        "{table}"
+    );
+    assert!(table.contains("ADD code 0: 1") && table.contains("DEL code 0: 1"), "{table}");
+    let (_, json) = ctl(&["-o", "json"]);
+    let doc: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(doc["status"]["ready"], true);
+    assert_eq!(doc["status"]["caches"].as_array().unwrap().len(), 2);
+    t.daemon.signal(libc::SIGTERM);
+    t.daemon.wait_exit(Duration::from_secs(10));
+    let (code, table) = ctl(&[]);
+    println!("{table}");
+    assert_eq!(code, Some(1));
+    assert!(table.contains("not running"), "{table}");
+}

@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod daemon;
 pub mod gc;
 pub mod kube;
 pub mod list;
@@ -117,6 +118,9 @@ pub enum CtlCommand {
     /// Removes the cache entries and pins of containers whose network namespace is gone; cache
     /// entries are torn down the way multus DEL does, so their delegates release their IPs.
     Gc(gc::GcArgs),
+    /// The node's multus-daemon (thick mode): readiness, calls in flight, watch caches' sync
+    /// state, calls answered. Exits 1 when it is not running or not ready.
+    Daemon(daemon::DaemonArgs),
     /// Prints a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Prints the man page (roff) to stdout.
@@ -173,6 +177,11 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         _ => {}
     }
     require_root()?;
+    if let CtlCommand::Daemon(args) = &cli.command {
+        let code = daemon::run(args, cli.global.output, &mut out)?;
+        out.flush()?;
+        return Ok(code);
+    }
     let node = Node::from_args(&cli.global)?;
     let format = cli.global.output;
     let code = match &cli.command {
@@ -181,7 +190,7 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         CtlCommand::Stats(args) => stats::run(&node, args, format, &mut out)?,
         CtlCommand::Check(args) => check::run(&node, args, format, &mut out)?,
         CtlCommand::Gc(args) => gc::run(&node, args, format, &mut out)?,
-        CtlCommand::Completions(_) | CtlCommand::Man => EXIT_OK,
+        CtlCommand::Completions(_) | CtlCommand::Man | CtlCommand::Daemon(_) => EXIT_OK,
     };
     out.flush()?;
     Ok(code)
