@@ -264,7 +264,10 @@ fn multusctl_daemon_reports_readiness_calls_and_cache_state() {
             .any(|l| l.starts_with("pods") && l.contains("yes") && l.contains(" 1 ")),
         "{table}"
     );
-    assert!(table.contains("ADD code 0: 1") && table.contains("DEL code 0: 1"), "{table}");
+    assert!(
+        table.contains("ADD code 0: 1") && table.contains("DEL code 0: 1"),
+        "{table}"
+    );
     let (_, json) = ctl(&["-o", "json"]);
     let doc: Value = serde_json::from_str(&json).expect("json");
     assert_eq!(doc["status"]["ready"], true);
