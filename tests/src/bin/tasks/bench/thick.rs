@@ -126,7 +126,7 @@ pub fn run(bins_dir: &Path, cycles: usize, pods: usize, nads: usize, write: bool
         (out.elapsed, d.elapsed)
     };
     let args = |name: &str, id: &str, uid: &str| cni::k8s_args("bench", name, Some(id), Some(uid));
-    for i in 0..total {
+    for (i, (thin_uid, thick_uid)) in uids.iter().enumerate() {
         let warm = i < 3;
         // Rotate the order so that no path always runs first.
         for k in 0..5 {
@@ -143,7 +143,7 @@ pub fn run(bins_dir: &Path, cycles: usize, pods: usize, nads: usize, write: bool
                 }
                 2 => {
                     let id = format!("tk{i}");
-                    let a = args(&format!("thin{i}"), &id, &uids[i].0);
+                    let a = args(&format!("thin{i}"), &id, thin_uid);
                     let (a, d) = run_pair(&multus, &thin_api, &id, Some(a));
                     (a, d, &mut thin_k)
                 }
@@ -153,7 +153,7 @@ pub fn run(bins_dir: &Path, cycles: usize, pods: usize, nads: usize, write: bool
                 }
                 _ => {
                     let id = format!("sk{i}");
-                    let a = args(&format!("thick{i}"), &id, &uids[i].1);
+                    let a = args(&format!("thick{i}"), &id, thick_uid);
                     let (a, d) = run_pair(&shim, &shim_api, &id, Some(a));
                     (a, d, &mut thick_k)
                 }
