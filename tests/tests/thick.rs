@@ -555,3 +555,47 @@ fn delegates_run_chrooted_into_chroot_dir() {
         daemon.log()
     );
 }
+
+#[test]
+fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
+    let node = Node::new();
+    let bpffs = testkit::bpffs::Bpffs::new();
+    let daemon = Daemon::start(&node, json!({}));
+    let pod = Netns::new("pod");
+    // Neither ebpf-sbr nor sbr is on this node's path for the daemon to run as a process:
+    // CNI_PATH is the node's empty bin dir and Debian's plugins, whose `sbr` the plan replaces.
+    let net1 = json!({"cniVersion": "1.0.0", "name": "net-s", "plugins": [
+        {"type": "bridge", "bridge": "tksb", "isGateway": true,
+         "ipam": {"type": "host-local", "subnet": "10.85.0.0/24", "dataDir": node.ipam_dir()}},
+        {"type": "sbr"}]});
+    let mut conf = daemon.shim_conf(
+        "1.0.0",
+        vec![bridge(&node, "cluster", "tksc", "10.84.0.0/24"), net1],
+    );
+    conf["ebpfSbr"] = json!({"replaceSbr": true, "bpffsDir": bpffs.path()});
+    let add = CniCall::new(&node, "ADD", "thick-sbr", Some(&pod), "eth0").args(&pod_args("sbr"));
+    add.run(&node, &thick::shim(), &conf).ok();
+    assert!(
+        bpffs.entries().iter().any(|e| e == "thick-sbr"),
+        "the pod's SBR pins: {:?}",
+        bpffs.entries()
+    );
+    assert!(
+        pod.rules().iter().all(|r| !r.contains("lookup 100")),
+        "Debian's sbr did not run: {:?}",
+        pod.rules()
+    );
+    assert!(
+        daemon.log().contains("delegate returned (in-process)"),
+        "{}",
+        daemon.log()
+    );
+    let mut check = add.clone();
+    check.command = "CHECK".into();
+    check.run(&node, &thick::shim(), &conf).assert_ok();
+    let mut del = add.clone();
+    del.command = "DEL".into();
+    del.run(&node, &thick::shim(), &conf).assert_ok();
+    node.assert_pod_clean(&pod);
+    assert_eq!(bpffs.entries(), Vec::<String>::new(), "no pin left");
+}

@@ -68,6 +68,12 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         crate::delegate::exec::set_plugin_root(root);
         tracing::info!(root = %root.display(), "delegates run chrooted");
     }
+    // ebpf-sbr steps (and sbr steps under ebpfSbr.replaceSbr, which the plan renames) run in this
+    // process: no plugin process per step; the programs stay pinned node-wide between calls.
+    crate::delegate::exec::set_in_process(vec![(
+        crate::metaplugin::plan::EBPF_SBR,
+        Box::new(crate::sbrplugin::SbrPlugin),
+    )]);
     let socket = conf.socket_path();
     prepare_socket_dir(&conf.socket_dir).map_err(|source| DaemonError::Socket {
         path: conf.socket_dir.display().to_string(),

@@ -68,6 +68,28 @@ pub fn set_plugin_root(root: &Path) {
     let _ = PLUGIN_ROOT.set(root.to_path_buf());
 }
 
+/// A plugin run inside this process instead of as a child (the daemon's `ebpf-sbr`).
+pub type InProcessPlugin = Box<dyn crate::cni::runner::Plugin + Send + Sync>;
+
+/// Plugins a long-lived process runs in-process, by type; set once at its start.
+static IN_PROCESS: std::sync::OnceLock<Vec<(&'static str, InProcessPlugin)>> =
+    std::sync::OnceLock::new();
+
+/// Makes later calls of these plugin types run in this process (no binary needed, no process
+/// started). Only the first call takes effect.
+pub fn set_in_process(plugins: Vec<(&'static str, InProcessPlugin)>) {
+    let _ = IN_PROCESS.set(plugins);
+}
+
+/// The in-process plugin of type `plugin`, if one is registered.
+pub fn in_process(plugin: &str) -> Option<&'static (dyn crate::cni::runner::Plugin + Send + Sync)> {
+    IN_PROCESS
+        .get()?
+        .iter()
+        .find(|(t, _)| *t == plugin)
+        .map(|(_, p)| p.as_ref())
+}
+
 /// `path` (absolute, as a plugin sees it) where this process sees it.
 fn as_seen_here(path: &Path) -> PathBuf {
     match PLUGIN_ROOT.get() {
