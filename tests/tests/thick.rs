@@ -560,7 +560,10 @@ fn delegates_run_chrooted_into_chroot_dir() {
 fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
     let node = Node::new();
     let bpffs = testkit::bpffs::Bpffs::new();
-    let daemon = Daemon::start(&node, json!({}));
+    let daemon = Daemon::start(
+        &node,
+        json!({"metricsPort": 9109, "ebpfSbr": {"replaceSbr": true, "bpffsDir": bpffs.path()}}),
+    );
     let pod = Netns::new("pod");
     // Neither ebpf-sbr nor sbr is on this node's path for the daemon to run as a process:
     // CNI_PATH is the node's empty bin dir and Debian's plugins, whose `sbr` the plan replaces.
@@ -568,11 +571,11 @@ fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
         {"type": "bridge", "bridge": "tksb", "isGateway": true,
          "ipam": {"type": "host-local", "subnet": "10.85.0.0/24", "dataDir": node.ipam_dir()}},
         {"type": "sbr"}]});
-    let mut conf = daemon.shim_conf(
+    let conf = daemon.shim_conf(
         "1.0.0",
         vec![bridge(&node, "cluster", "tksc", "10.84.0.0/24"), net1],
     );
-    conf["ebpfSbr"] = json!({"replaceSbr": true, "bpffsDir": bpffs.path()});
+    // ebpfSbr comes from the daemon configuration, node-wide (the overlay replaces the key whole).
     let add = CniCall::new(&node, "ADD", "thick-sbr", Some(&pod), "eth0").args(&pod_args("sbr"));
     add.run(&node, &thick::shim(), &conf).ok();
     assert!(
@@ -593,6 +596,23 @@ fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
     let mut check = add.clone();
     check.command = "CHECK".into();
     check.run(&node, &thick::shim(), &conf).assert_ok();
+    // /metrics (in the node's namespace, where the daemon listens): the SBR counters of the pod
+    // read from the maps, and the delegate latencies by plugin type.
+    let scrape = node
+        .ns
+        .command("curl")
+        .args(["-s", "http://127.0.0.1:9109/metrics"])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&scrape.stdout).to_string();
+    for series in [
+        "multus_daemon_sbr_packets_total{container=\"thick-sbr\",pod=\"default/sbr\",interface=\"net1\",counter=\"seen\"}",
+        "multus_daemon_delegate_duration_seconds_count{plugin=\"ebpf-sbr\",command=\"ADD\"} 1",
+        "multus_daemon_delegate_duration_seconds_count{plugin=\"bridge\",command=\"ADD\"} 2",
+        "multus_daemon_requests_total{command=\"ADD\",code=\"0\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
     let mut del = add.clone();
     del.command = "DEL".into();
     del.run(&node, &thick::shim(), &conf).assert_ok();

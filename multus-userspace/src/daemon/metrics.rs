@@ -53,6 +53,7 @@ struct Inner {
     calls: BTreeMap<(&'static str, u64), u64>,
     latency: BTreeMap<&'static str, Histogram>,
     api: BTreeMap<&'static str, Histogram>,
+    delegates: BTreeMap<(String, &'static str), Histogram>,
     refused_peers: u64,
 }
 
@@ -79,6 +80,16 @@ impl Metrics {
         if let Ok(mut m) = self.inner.lock() {
             m.api
                 .entry(operation)
+                .or_default()
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records a delegate plugin call (`plugin` is a configured plugin type).
+    pub fn delegate_call(&self, plugin: &str, command: &'static str, elapsed: Duration) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.delegates
+                .entry((plugin.to_string(), command))
                 .or_default()
                 .observe(elapsed.as_secs_f64());
         }
@@ -134,6 +145,14 @@ impl Metrics {
                 &format!("operation=\"{operation}\""),
             );
         }
+        out.push_str("# HELP multus_daemon_delegate_duration_seconds Delegate plugin calls, by plugin type and command (in-process ebpf-sbr steps included).\n# TYPE multus_daemon_delegate_duration_seconds histogram\n");
+        for ((plugin, command), h) in &m.delegates {
+            h.render(
+                &mut out,
+                "multus_daemon_delegate_duration_seconds",
+                &format!("plugin=\"{plugin}\",command=\"{command}\""),
+            );
+        }
         out.push_str("# HELP multus_daemon_watch_cache_objects Objects in a watch cache.\n# TYPE multus_daemon_watch_cache_objects gauge\n");
         for c in caches {
             let _ = writeln!(
@@ -185,6 +204,7 @@ mod tests {
         m.call("ADD", 0, Duration::from_millis(30));
         m.call("DEL", 11, Duration::from_micros(10));
         m.api_call("GET pod", Duration::from_millis(2));
+        m.delegate_call("bridge", "ADD", Duration::from_millis(20));
         let caches = [crate::daemon::api::CacheState {
             resource: "pods".into(),
             synced: true,
@@ -194,6 +214,9 @@ mod tests {
         }];
         let text = m.render(2, 1, true, &caches);
         assert!(text.contains("multus_daemon_watch_cache_objects{resource=\"pods\"} 3\n"));
+        assert!(text.contains(
+            "multus_daemon_delegate_duration_seconds_count{plugin=\"bridge\",command=\"ADD\"} 1\n"
+        ));
         assert!(text.contains(
             "multus_daemon_api_request_duration_seconds_count{operation=\"GET pod\"} 1\n"
         ));

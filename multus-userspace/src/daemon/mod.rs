@@ -8,6 +8,7 @@ pub mod config;
 pub mod handler;
 pub mod kube;
 pub mod metrics;
+pub mod sbr_metrics;
 pub mod server;
 
 use std::{
@@ -101,13 +102,18 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
                 source,
             })?;
         let metrics = Arc::new(metrics::Metrics::default());
+        let observed = metrics.clone();
+        crate::delegate::exec::set_observer(Box::new(move |plugin, command, elapsed| {
+            observed.delegate_call(plugin, command.as_str(), elapsed)
+        }));
         let (services, caches) = connect_kubernetes(&conf, &metrics).await;
         let shared = Arc::new(Shared::new(&conf, metrics, services, caches));
         if let Some(port) = conf.metrics_port {
             let tcp = tokio::net::TcpListener::bind(("0.0.0.0", port))
                 .await
                 .map_err(|source| DaemonError::Metrics { port, source })?;
-            tokio::spawn(serve_metrics(tcp, shared.clone()));
+            let sbr = sbr_metrics::SbrSource::from_overlay(&conf.raw);
+            tokio::spawn(serve_metrics(tcp, shared.clone(), sbr));
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
@@ -232,7 +238,11 @@ fn bind(socket: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     Ok(listener)
 }
 
-async fn serve_metrics(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    sbr: sbr_metrics::SbrSource,
+) {
     use http_body_util::Full;
     use hyper::{Response, StatusCode};
     loop {
@@ -241,17 +251,24 @@ async fn serve_metrics(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let shared = shared.clone();
+        let sbr = sbr.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let shared = shared.clone();
+                let sbr = sbr.clone();
                 async move {
                     let mut r = if req.uri().path() == "/metrics" {
-                        let text = shared.metrics.render(
+                        // The BPF maps are read with blocking syscalls.
+                        let sbr_text = tokio::task::spawn_blocking(move || sbr.render())
+                            .await
+                            .unwrap_or_default();
+                        let mut text = shared.metrics.render(
                             shared.in_flight.load(Ordering::SeqCst),
                             shared.waiting.load(Ordering::SeqCst),
                             shared.is_ready(),
                             &shared.cache_status(),
                         );
+                        text.push_str(&sbr_text);
                         let mut r = Response::new(Full::new(bytes::Bytes::from(text)));
                         r.headers_mut().insert(
                             hyper::header::CONTENT_TYPE,

@@ -68,6 +68,23 @@ pub fn set_plugin_root(root: &Path) {
     let _ = PLUGIN_ROOT.set(root.to_path_buf());
 }
 
+/// Told of every plugin call (type, command, time taken), by a long-lived process for metrics.
+pub type CallObserver = Box<dyn Fn(&str, Command, Duration) + Send + Sync>;
+
+static OBSERVER: std::sync::OnceLock<CallObserver> = std::sync::OnceLock::new();
+
+/// Registers the observer of plugin calls. Only the first call takes effect.
+pub fn set_observer(observer: CallObserver) {
+    let _ = OBSERVER.set(observer);
+}
+
+/// Tells the observer, if any, of a plugin call.
+pub fn observe(plugin: &str, command: Command, elapsed: Duration) {
+    if let Some(o) = OBSERVER.get() {
+        o(plugin, command, elapsed);
+    }
+}
+
 /// A plugin run inside this process instead of as a child (the daemon's `ebpf-sbr`).
 pub type InProcessPlugin = Box<dyn crate::cni::runner::Plugin + Send + Sync>;
 

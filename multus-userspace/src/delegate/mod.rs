@@ -262,6 +262,7 @@ fn invoke(
     let started = std::time::Instant::now();
     let out =
         exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e));
+    exec::observe(ty, command, started.elapsed());
     tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned");
     out
 }
@@ -300,6 +301,7 @@ fn run_in_process(
             format!("internal error: the in-process {ty} panicked"),
         ))
     });
+    exec::observe(ty, command, started.elapsed());
     tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned (in-process)");
     match outcome {
         Ok(Some(v)) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
