@@ -619,3 +619,55 @@ fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
     node.assert_pod_clean(&pod);
     assert_eq!(bpffs.entries(), Vec::<String>::new(), "no pin left");
 }
+
+#[test]
+fn calls_beyond_the_slots_and_the_queue_are_refused_with_code_11() {
+    let node = node_with_recorder();
+    let daemon = Daemon::start(
+        &node,
+        json!({"maxConcurrentCalls": 1, "requestQueueLimit": 1}),
+    );
+    let conf = daemon.shim_conf("1.0.0", vec![recorder(&node, json!({"sleepMs": 1500}))]);
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pod")).collect();
+    let calls: Vec<CniCall> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            CniCall::new(&node, "ADD", &format!("thick-q{i}"), Some(p), "eth0")
+                .args(&pod_args(&format!("q{i}")))
+        })
+        .collect();
+    // One runs, one waits for its slot, the third finds the queue full.
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|c| {
+                let h = s.spawn(|| c.run(&node, &thick::shim(), &conf));
+                std::thread::sleep(Duration::from_millis(300));
+                h
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        outs[0].status.success() && outs[1].status.success(),
+        "{outs:?}"
+    );
+    assert_eq!(outs[2].err_code(), 11, "{}", outs[2].stdout);
+    assert!(
+        outs[2].err_msg().contains("requestQueueLimit"),
+        "{}",
+        outs[2].err_msg()
+    );
+    assert!(
+        outs[2].elapsed < Duration::from_secs(1),
+        "refused at once: {:?}",
+        outs[2].elapsed
+    );
+    for c in &calls {
+        let mut del = c.clone();
+        del.command = "DEL".into();
+        del.run(&node, &thick::shim(), &conf).assert_ok();
+    }
+    assert_eq!(leaks::cache_files(&node.cache_dir()), Vec::<String>::new());
+}

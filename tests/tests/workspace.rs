@@ -64,9 +64,7 @@ fn build_closure(meta: &Value, root: &str) -> BTreeSet<String> {
             let builds = kinds
                 .map(|k| k["kind"].as_str())
                 .any(|k| k.is_none() || k == Some("build"));
-            let Some(dep_id) = dep["pkg"].as_str() else {
-                continue;
-            };
+            let Some(dep_id) = dep["pkg"].as_str() else { continue };
             if builds && seen.insert(name_of[dep_id].to_string()) {
                 todo.push(dep_id);
             }
@@ -130,27 +128,16 @@ fn no_file_points_outside_the_repository() {
         .output()
         .expect("git ls-files runs");
     assert!(out.status.success(), "git ls-files failed");
-    let needles = [
-        "../shared",
-        "shared/research",
-        "shared/toolchain",
-        "shared/seeds",
-    ];
+    let needles = ["../shared", "shared/research", "shared/toolchain", "shared/seeds"];
     let mut found = Vec::new();
     for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let rel = String::from_utf8_lossy(name).to_string();
-        let Ok(text) = std::fs::read_to_string(root.join(&rel)) else {
-            continue;
-        };
+        let Ok(text) = std::fs::read_to_string(root.join(&rel)) else { continue };
         for (no, line) in text.lines().enumerate() {
             if needles.iter().any(|n| line.contains(n)) && !line.contains("needles") {
                 found.push(format!("{rel}:{}: {line}", no + 1));
             }
         }
     }
-    assert!(
-        found.is_empty(),
-        "files point outside the repository:\n{}",
-        found.join("\n")
-    );
+    assert!(found.is_empty(), "files point outside the repository:\n{}", found.join("\n"));
 }

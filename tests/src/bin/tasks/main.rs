@@ -12,10 +12,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "tasks",
-    about = "The demo and the benchmarks (run through `cargo xtask`)"
-)]
+#[command(name = "tasks", about = "The demo and the benchmarks (run through `cargo xtask`)")]
 struct Cli {
     /// Directory holding the release binaries under test (multus, ebpf-sbr, multusctl).
     #[arg(long, env = "MULTUS_BIN_DIR")]
