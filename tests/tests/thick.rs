@@ -265,17 +265,46 @@ fn sigkill_during_add_then_the_runtimes_del_leaves_nothing() {
 #[test]
 fn sigterm_fails_readyz_finishes_the_call_in_flight_and_keeps_the_config() {
     let node = node_with_recorder();
-    let mut daemon = Daemon::start(&node, json!({}));
+    let mut daemon = Daemon::configure(&node, json!({}));
+    // The primary network in the runtime's directory; the daemon generates 00-multus.conf
+    // (multusConfigFile "auto") and the calls below use that file as the runtime would.
+    let primary = daemon.cni_config_dir().join("10-primary.conflist");
+    std::fs::write(
+        &primary,
+        json!({"cniVersion": "1.0.0", "name": "primary", "plugins": [
+            {"type": "bridge", "bridge": "tkbr7", "isGateway": true,
+             "ipam": {"type": "host-local", "subnet": "10.98.0.0/24", "dataDir": node.ipam_dir()}},
+            {"type": "cni-recorder", "recordDir": node.records_dir(), "sleepMs": 1500,
+             "capabilities": {"portMappings": true}}]})
+        .to_string(),
+    )
+    .unwrap();
+    daemon.spawn(&node);
+    daemon.wait_ready(Duration::from_secs(10));
     let generated = daemon.cni_config_dir().join("00-multus.conf");
-    std::fs::write(&generated, b"{\"type\":\"multus-shim\"}").unwrap();
-    let pod = Netns::new("pod");
-    let conf = daemon.shim_conf(
-        "1.0.0",
-        vec![
-            bridge(&node, "a", "tkbr7", "10.98.0.0/24"),
-            recorder(&node, json!({"sleepMs": 1500})),
-        ],
+    let started = Instant::now();
+    while !thick::exists(&generated) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let conf: Value = serde_json::from_slice(&std::fs::read(&generated).unwrap()).unwrap();
+    assert_eq!(conf["type"], "multus-shim", "{conf}");
+    assert_eq!(conf["clusterNetwork"], json!(primary), "{conf}");
+    assert_eq!(
+        conf["daemonSocketDir"],
+        json!(daemon.socket_dir()),
+        "{conf}"
     );
+    assert_eq!(
+        conf["capabilities"],
+        json!({"portMappings": true}),
+        "{conf}"
+    );
+    let pod = Netns::new("pod");
     let add = CniCall::new(&node, "ADD", "thick-term", Some(&pod), "eth0").args(&pod_args("term"));
     let pod2 = Netns::new("pod");
     let mut late_conf = conf.clone();

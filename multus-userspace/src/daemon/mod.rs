@@ -4,6 +4,7 @@
 //! ([`crate::shim`]) is its client. Wire format: docs/daemon-api.md.
 
 pub mod api;
+pub mod autoconf;
 pub mod config;
 pub mod handler;
 pub mod kube;
@@ -126,6 +127,10 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
             }
         };
         shared.started.store(true, Ordering::SeqCst);
+        // Once the socket serves, the runtime's configuration (a detached thread: it may wait
+        // for the primary network, and must not hold up the exit).
+        let for_autoconf = conf.clone();
+        std::thread::spawn(move || autoconf::install(&for_autoconf));
         tracing::info!(socket = %socket.display(), "multus-daemon ready");
         let limit = conf.connection_limit.map(|n| n as usize);
         server::serve(listener, shared.clone(), limit, stop, drain).await;
