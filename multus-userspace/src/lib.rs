@@ -7,6 +7,7 @@
 pub mod cni;
 pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod delegate;
 pub mod devices;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod metaplugin;
 pub mod netns;
 pub mod sbr;
 pub mod sbrplugin;
+pub mod shim;
 
 /// BPF objects embedded at build time (built by `multus-ebpf-builder`).
 pub mod bpf_objects {

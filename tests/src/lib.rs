@@ -21,6 +21,7 @@ pub mod podman;
 pub mod reference_multus;
 pub mod sbr;
 pub mod sbrplugin;
+pub mod thick;
 pub mod topo;
 pub mod traffic;
 

@@ -25,7 +25,13 @@ fn elf_type_and_interp(bytes: &[u8]) -> (u16, bool) {
 
 #[test]
 fn product_binaries_are_static_pies() {
-    for name in ["multus", "ebpf-sbr", "multusctl"] {
+    for name in [
+        "multus",
+        "ebpf-sbr",
+        "multusctl",
+        "multus-daemon",
+        "multus-shim",
+    ] {
         let path = bins::product(name);
         let bytes = std::fs::read(&path).unwrap();
         let (e_type, interp) = elf_type_and_interp(&bytes);

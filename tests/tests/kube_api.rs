@@ -1389,3 +1389,53 @@ fn the_request_log_is_capped_but_counts_stay_exact() {
     assert_eq!(fx.server.request_count("*", "/**"), 0);
     assert!(fx.server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn kube_watches_pods_with_kubernetes_semantics_and_410_after_compaction() {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{WatchEvent, WatchParams};
+    let fx = fixture();
+    let pods: Api<Pod> = Api::all(client_for(&fx.kubeconfig).await);
+    let params = WatchParams::default()
+        .fields("spec.nodeName=node-1")
+        .timeout(10);
+    // From "0": the current objects first, as ADDED.
+    let mut stream = pods.watch(&params, "0").await.expect("watch").boxed();
+    let first = stream.try_next().await.expect("event").expect("some");
+    let WatchEvent::Added(pod) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(pod.metadata.name.as_deref(), Some("web"));
+    let rv = pod.metadata.resource_version.clone().unwrap();
+    // Then writes as they happen; another node's pod does not match the field selector.
+    fx.server
+        .create_pod(PodSeed::new("default", "other").node_name("node-2"))
+        .unwrap();
+    fx.server
+        .create_pod(PodSeed::new("default", "mine").node_name("node-1"))
+        .unwrap();
+    fx.server.delete_pod("default", "mine");
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .expect("in time")
+        .expect("event")
+        .expect("some");
+    assert!(
+        matches!(&next, WatchEvent::Added(p) if p.metadata.name.as_deref() == Some("mine")),
+        "{next:?}"
+    );
+    let next = stream.try_next().await.expect("event").expect("some");
+    assert!(
+        matches!(&next, WatchEvent::Deleted(p) if p.metadata.name.as_deref() == Some("mine")),
+        "{next:?}"
+    );
+    // Resuming from a resourceVersion the server no longer has: 410 Expired, then the end.
+    fx.server.compact_watch_history();
+    let mut stale = pods.watch(&params, &rv).await.expect("watch").boxed();
+    let e = stale.try_next().await.expect("event").expect("some");
+    assert!(matches!(&e, WatchEvent::Error(s) if s.code == 410), "{e:?}");
+    assert!(
+        stale.next().await.is_none(),
+        "the stream ends after the error"
+    );
+}

@@ -46,7 +46,7 @@ enum Cmd {
     Demo,
     /// Benchmarks, side by side with the reference, written to docs/benchmarks.md.
     Bench {
-        /// `core`, `kube` or `sbr`, and their options (`cargo xtask bench core --help`).
+        /// `core`, `kube`, `sbr` or `thick`, and their options (`cargo xtask bench core --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },

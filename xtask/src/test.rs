@@ -16,7 +16,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     let mut clippy = Command::new(env!("CARGO"));
     clippy
         .current_dir(root())
-        .args(["clippy", "--quiet", "--all-targets"]);
+        .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
     run_cmd(&mut clippy).map_err(|e| anyhow::anyhow!("the workspace lints failed: {e}"))?;
     let bins = crate::build::binaries(false)?;
     let mut cmd = Command::new(env!("CARGO"));

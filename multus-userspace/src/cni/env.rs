@@ -36,7 +36,8 @@ impl Command {
         }
     }
 
-    fn parse(s: &str) -> Option<Command> {
+    /// Parses the `CNI_COMMAND` spelling.
+    pub fn parse(s: &str) -> Option<Command> {
         Some(match s {
             "ADD" => Command::Add,
             "DEL" => Command::Del,

@@ -19,8 +19,9 @@ use super::{
 
 /// A CNI plugin: everything but VERSION and `--version` is delegated to it.
 pub trait Plugin {
-    /// The binary's name, which `--version` prints.
-    const NAME: &'static str;
+    /// The binary's name, which `--version` prints (a method, so that the daemon can hold plugins
+    /// as trait objects).
+    fn name(&self) -> &'static str;
 
     /// Handles ADD, DEL, CHECK, STATUS or GC. `Ok(Some(v))` prints `v`; `Ok(None)` prints nothing.
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError>;
@@ -72,7 +73,7 @@ pub fn version_line(name: &str) -> String {
 pub fn run<P: Plugin>(plugin: &P) -> ExitCode {
     if asks_version(std::env::args_os().skip(1)) {
         let mut out = std::io::stdout().lock();
-        return match writeln!(out, "{}", version_line(P::NAME)).and_then(|()| out.flush()) {
+        return match writeln!(out, "{}", version_line(plugin.name())).and_then(|()| out.flush()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
         };

@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod daemon;
 pub mod gc;
 pub mod kube;
 pub mod list;
@@ -156,6 +157,9 @@ pub enum CtlCommand {
     /// Prints the aya-log debug records of a pod's SBR programs (programs loaded with the
     /// ebpf-sbr `debug` option log each redirect); with --follow, until interrupted.
     Logs(logs::LogsArgs),
+    /// The node's multus-daemon (thick mode): readiness, calls in flight, watch caches' sync
+    /// state, calls answered. Exits 1 when it is not running or not ready.
+    Daemon(daemon::DaemonArgs),
     /// Prints a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Prints the man page of multusctl or of one subcommand (roff), or writes them all to --dir.
@@ -230,6 +234,11 @@ pub fn run(cli: Cli) -> Result<u8, CtlError> {
         _ => {}
     }
     require_root()?;
+    if let CtlCommand::Daemon(args) = &cli.command {
+        let code = daemon::run(args, cli.global.output, &mut out)?;
+        out.flush()?;
+        return Ok(code);
+    }
     drop(out);
     // The pins, the anchors and the node's files are where multus and ebpf-sbr leave them: in the
     // node's mount namespace (a private one, as `ip netns exec` makes, may see none of them).
@@ -251,7 +260,7 @@ fn run_on_node(cli: &Cli) -> Result<u8, CtlError> {
         CtlCommand::Repair(args) => repair::run(&node, args, format, &mut out)?,
         CtlCommand::Gc(args) => gc::run(&node, args, format, &mut out)?,
         CtlCommand::Logs(args) => logs::run(&node, args, &mut out)?,
-        CtlCommand::Completions(_) | CtlCommand::Man(_) => EXIT_OK,
+        CtlCommand::Completions(_) | CtlCommand::Man(_) | CtlCommand::Daemon(_) => EXIT_OK,
     };
     out.flush()?;
     Ok(code)

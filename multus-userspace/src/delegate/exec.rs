@@ -58,12 +58,70 @@ fn display_path(p: &[PathBuf]) -> String {
     }
 }
 
-/// Finds the executable for plugin type `plugin` in `path` (first match wins).
+/// The root every plugin runs in (`chrootDir` of multus-daemon in a container: the host's `/`);
+/// set once at the daemon's start, never in the thin binary.
+static PLUGIN_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes every later plugin call run chrooted into `root`: plugins, `CNI_PATH`, `CNI_NETNS` and
+/// the plugins' own state then resolve as on the host. Only the first call takes effect.
+pub fn set_plugin_root(root: &Path) {
+    let _ = PLUGIN_ROOT.set(root.to_path_buf());
+}
+
+/// Told of every plugin call (type, command, time taken), by a long-lived process for metrics.
+pub type CallObserver = Box<dyn Fn(&str, Command, Duration) + Send + Sync>;
+
+static OBSERVER: std::sync::OnceLock<CallObserver> = std::sync::OnceLock::new();
+
+/// Registers the observer of plugin calls. Only the first call takes effect.
+pub fn set_observer(observer: CallObserver) {
+    let _ = OBSERVER.set(observer);
+}
+
+/// Tells the observer, if any, of a plugin call.
+pub fn observe(plugin: &str, command: Command, elapsed: Duration) {
+    if let Some(o) = OBSERVER.get() {
+        o(plugin, command, elapsed);
+    }
+}
+
+/// A plugin run inside this process instead of as a child (the daemon's `ebpf-sbr`).
+pub type InProcessPlugin = Box<dyn crate::cni::runner::Plugin + Send + Sync>;
+
+/// Plugins a long-lived process runs in-process, by type; set once at its start.
+static IN_PROCESS: std::sync::OnceLock<Vec<(&'static str, InProcessPlugin)>> =
+    std::sync::OnceLock::new();
+
+/// Makes later calls of these plugin types run in this process (no binary needed, no process
+/// started). Only the first call takes effect.
+pub fn set_in_process(plugins: Vec<(&'static str, InProcessPlugin)>) {
+    let _ = IN_PROCESS.set(plugins);
+}
+
+/// The in-process plugin of type `plugin`, if one is registered.
+pub fn in_process(plugin: &str) -> Option<&'static (dyn crate::cni::runner::Plugin + Send + Sync)> {
+    IN_PROCESS
+        .get()?
+        .iter()
+        .find(|(t, _)| *t == plugin)
+        .map(|(_, p)| p.as_ref())
+}
+
+/// `path` (absolute, as a plugin sees it) where this process sees it.
+fn as_seen_here(path: &Path) -> PathBuf {
+    match PLUGIN_ROOT.get() {
+        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_path_buf(),
+    }
+}
+
+/// Finds the executable for plugin type `plugin` in `path` (first match wins); with a plugin
+/// root, the directories are the root's and the path returned is as the plugin sees it.
 pub fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, ExecError> {
     if crate::config::network::validate_plugin_type(plugin).is_ok() {
         for dir in path {
             let candidate = dir.join(plugin);
-            if is_executable(&candidate) {
+            if is_executable(&as_seen_here(&candidate)) {
                 return Ok(candidate);
             }
         }
@@ -116,6 +174,20 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(root) = PLUGIN_ROOT.get() {
+        let root = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+            .map_err(|e| ExecError::Spawn(binary.to_path_buf(), std::io::Error::other(e)))?;
+        // SAFETY: chroot and chdir are async-signal-safe; `root` lives in the closure.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let started = Instant::now();
     let mut child = cmd
         .spawn()

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    cni::{result::CniResult, CniVersion, Command},
+    cni::{result::CniResult, CniError, CniVersion, Command},
     config::{netconf::ValidAttachment, NetworkConfig},
 };
 pub use exec::ExecError;
@@ -160,7 +160,7 @@ pub fn resolve_binaries(att: &Attachment, path: &[PathBuf]) -> Result<(), Delega
     att.network
         .plugin_types()
         .into_iter()
-        .filter(|t| *t != PASSTHRU)
+        .filter(|t| *t != PASSTHRU && exec::in_process(t).is_none())
         .try_for_each(|t| {
             exec::find_plugin(t, path)
                 .map(drop)
@@ -243,9 +243,12 @@ fn invoke(
         tracing::debug!(network = %att.name, plugin = ty, %command, "built-in plugin");
         return Ok(passthru(command, version));
     }
+    let per_container = command.is_per_container();
+    if let Some(plugin) = exec::in_process(ty) {
+        return run_in_process(plugin, att, ctx, command, ty, conf);
+    }
     let binary =
         exec::find_plugin(ty, ctx.path).map_err(|e| DelegateError::new(att, ty, command, e))?;
-    let per_container = command.is_per_container();
     let inv = exec::Invocation {
         command,
         container_id: ctx.container_id.map_or("", |c| c.as_str()),
@@ -260,8 +263,55 @@ fn invoke(
     let started = std::time::Instant::now();
     let out =
         exec::exec(&binary, &inv, &stdin).map_err(|e| DelegateError::new(att, ty, command, e));
+    exec::observe(ty, command, started.elapsed());
     tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned");
     out
+}
+
+/// Runs a plugin registered with [`exec::set_in_process`] with the request a child would get
+/// in its environment; its answer is what the child would have printed.
+fn run_in_process(
+    plugin: &(dyn crate::cni::runner::Plugin + Send + Sync),
+    att: &Attachment,
+    ctx: &Context<'_>,
+    command: Command,
+    ty: &str,
+    conf: &Value,
+) -> Result<Vec<u8>, DelegateError> {
+    let per_container = command.is_per_container();
+    let request = crate::cni::Request {
+        command,
+        container: ctx.container_id.cloned(),
+        netns: ctx.netns.map(Path::to_path_buf),
+        iface: per_container
+            .then(|| crate::cni::IfName::parse(&att.ifname).ok())
+            .flatten(),
+        args: crate::cni::CniArgs::parse(&att.cni_args).unwrap_or_default(),
+        path: ctx.path.to_vec(),
+    };
+    let stdin = serde_json::to_vec(conf).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        plugin.handle(&request, &stdin)
+    }))
+    .unwrap_or_else(|_| {
+        Err(CniError::new(
+            crate::cni::ErrorCode::Plugin(999),
+            format!("internal error: the in-process {ty} panicked"),
+        ))
+    });
+    exec::observe(ty, command, started.elapsed());
+    tracing::debug!(network = %att.name, plugin = ty, %command, elapsed_us = started.elapsed().as_micros() as u64, "delegate returned (in-process)");
+    match outcome {
+        Ok(Some(v)) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(DelegateError::new(
+            att,
+            ty,
+            command,
+            exec::ExecError::Plugin(e),
+        )),
+    }
 }
 
 /// What [`PASSTHRU`] answers: an empty result in the network's version on ADD, nothing otherwise.

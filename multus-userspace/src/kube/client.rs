@@ -58,8 +58,35 @@ pub enum KubeError {
 
 /// A Kubernetes API client for one CNI call.
 pub struct KubeClient {
-    runtime: tokio::runtime::Runtime,
+    runtime: Executor,
     client: Client,
+    cache: Option<std::sync::Arc<dyn ObjectCache>>,
+}
+
+/// Where the client's futures run: its own runtime (the thin binary, one call per process), or
+/// a long-lived process's runtime (the daemon: connections outlive the call).
+enum Executor {
+    Own(tokio::runtime::Runtime),
+    Shared(tokio::runtime::Handle),
+}
+
+impl Executor {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        match self {
+            Executor::Own(rt) => rt.block_on(f),
+            Executor::Shared(h) => h.block_on(f),
+        }
+    }
+}
+
+/// Objects a long-lived process keeps in watch caches, consulted before a GET.
+pub trait ObjectCache: Send + Sync {
+    /// The pod, when the cache holds it with exactly this UID.
+    fn pod(&self, namespace: &str, name: &str, uid: &str) -> Option<Pod>;
+    /// The NetworkAttachmentDefinition, when the cache has synced and holds it.
+    fn nad(&self, namespace: &str, name: &str) -> Option<DynamicObject>;
+    /// Called after each API request with what it was and how long it took, for metrics.
+    fn api_call(&self, _operation: &'static str, _elapsed: Duration) {}
 }
 
 /// The NetworkAttachmentDefinition resource.
@@ -68,6 +95,47 @@ pub fn nad_resource() -> ApiResource {
         &GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition"),
         "network-attachment-definitions",
     )
+}
+
+/// The client configuration from `kubeconfig`, or from the in-cluster environment when no path
+/// is given and `KUBERNETES_SERVICE_HOST` is set; `Ok(None)` when neither is available.
+pub async fn config_for(kubeconfig: Option<&Path>) -> Result<Option<Config>, KubeError> {
+    let kubeconfig = kubeconfig.filter(|p| !p.as_os_str().is_empty());
+    if kubeconfig.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+        return Ok(None);
+    }
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let source_name = path.display().to_string();
+            let file = Kubeconfig::read_from(path).map_err(|e| KubeError::Config {
+                source_name: source_name.clone(),
+                reason: kubeconfig_reason(&e),
+            })?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| KubeError::Config {
+                    source_name,
+                    reason: kubeconfig_reason(&e),
+                })?
+        }
+        None => Config::incluster().map_err(|e| KubeError::Config {
+            source_name: "the in-cluster environment".into(),
+            reason: e.to_string(),
+        })?,
+    };
+    // Our own bounded retries decide; kube's built-in retry would wait out Retry-After for
+    // up to 1000 s on a 429.
+    config.default_retry = false;
+    config.connect_timeout = Some(Duration::from_secs(1));
+    Ok(Some(config))
+}
+
+/// A client for `config` (inside a runtime context).
+pub fn client_for(config: Config) -> Result<Client, KubeError> {
+    Client::try_from(config).map_err(|e| KubeError::Config {
+        source_name: "kubeconfig".into(),
+        reason: e.to_string(),
+    })
 }
 
 enum Attempt<T> {
@@ -88,41 +156,62 @@ impl KubeClient {
             .enable_all()
             .build()
             .map_err(KubeError::Runtime)?;
-        let config = match kubeconfig {
-            Some(path) => {
-                let source_name = path.display().to_string();
-                let file = Kubeconfig::read_from(path).map_err(|e| KubeError::Config {
-                    source_name: source_name.clone(),
-                    reason: kubeconfig_reason(&e),
-                })?;
-                runtime
-                    .block_on(Config::from_custom_kubeconfig(
-                        file,
-                        &KubeConfigOptions::default(),
-                    ))
-                    .map_err(|e| KubeError::Config {
-                        source_name,
-                        reason: kubeconfig_reason(&e),
-                    })?
-            }
-            None => Config::incluster().map_err(|e| KubeError::Config {
-                source_name: "the in-cluster environment".into(),
-                reason: e.to_string(),
-            })?,
+        let Some(config) = runtime.block_on(config_for(kubeconfig))? else {
+            return Ok(None);
         };
-        let mut config = config;
-        // Our own bounded retries decide; kube's built-in retry would wait out Retry-After for
-        // up to 1000 s on a 429.
-        config.default_retry = false;
-        config.connect_timeout = Some(Duration::from_secs(1));
         let client = {
             let _guard = runtime.enter();
-            Client::try_from(config).map_err(|e| KubeError::Config {
-                source_name: "kubeconfig".into(),
-                reason: e.to_string(),
-            })?
+            client_for(config)?
         };
-        Ok(Some(KubeClient { runtime, client }))
+        Ok(Some(KubeClient {
+            runtime: Executor::Own(runtime),
+            client,
+            cache: None,
+        }))
+    }
+
+    /// A client for one call of a long-lived process: `client`'s connections and `handle`'s
+    /// runtime are the process's; `cache` answers before a GET. Must be used from a thread that
+    /// is not a runtime worker (the daemon runs calls on blocking threads).
+    pub fn shared(
+        client: Client,
+        handle: tokio::runtime::Handle,
+        cache: Option<std::sync::Arc<dyn ObjectCache>>,
+    ) -> KubeClient {
+        KubeClient {
+            runtime: Executor::Shared(handle),
+            client,
+            cache,
+        }
+    }
+
+    /// The pod from the cache when it holds it with `uid`, else GETs it (a static pod, a pod
+    /// newer than the cache, or no cache); `Ok(None)` when it does not exist.
+    pub fn get_pod_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        deadline: Instant,
+    ) -> Result<Option<Pod>, KubeError> {
+        if let Some(pod) = self
+            .cache
+            .as_ref()
+            .filter(|_| !uid.is_empty())
+            .and_then(|c| c.pod(namespace, name, uid))
+        {
+            return Ok(Some(pod));
+        }
+        let started = Instant::now();
+        let pod = self.get_pod(namespace, name, deadline);
+        self.note("GET pod", started);
+        pod
+    }
+
+    fn note(&self, operation: &'static str, started: Instant) {
+        if let Some(c) = &self.cache {
+            c.api_call(operation, started.elapsed());
+        }
     }
 
     /// GETs a pod; `Ok(None)` when it does not exist.
@@ -136,8 +225,23 @@ impl KubeClient {
         self.get_opt(&api, &format!("pod {namespace}/{name}"), name, deadline)
     }
 
-    /// GETs a NetworkAttachmentDefinition; `Ok(None)` when it does not exist.
+    /// A NetworkAttachmentDefinition from the cache, else GET; `Ok(None)` when it does not exist.
     pub fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<DynamicObject>, KubeError> {
+        if let Some(nad) = self.cache.as_ref().and_then(|c| c.nad(namespace, name)) {
+            return Ok(Some(nad));
+        }
+        let started = Instant::now();
+        let nad = self.get_nad_live(namespace, name, deadline);
+        self.note("GET nad", started);
+        nad
+    }
+
+    fn get_nad_live(
         &self,
         namespace: &str,
         name: &str,
@@ -189,6 +293,7 @@ impl KubeClient {
             );
         }
         let patch = json!({"metadata": {"annotations": map}});
+        let started = Instant::now();
         let outcome = self.retry(
             &format!("PATCH pod {namespace}/{name}"),
             deadline,
@@ -206,8 +311,9 @@ impl KubeClient {
                     }
                 }
             },
-        )?;
-        Ok(outcome.is_some())
+        );
+        self.note("PATCH pod", started);
+        Ok(outcome?.is_some())
     }
 
     /// POSTs a core/v1 event into its namespace: one attempt, abandoned at `deadline` (events are

@@ -37,16 +37,12 @@ const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct MultusPlugin;
 
 impl Plugin for MultusPlugin {
-    const NAME: &'static str = "multus";
+    fn name(&self) -> &'static str {
+        "multus"
+    }
 
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
-        // DEL and GC run whatever a key that changes nothing they tear down says (a typo in
-        // "logLevel" must not leave a pod's leases behind); the other commands refuse it.
-        let (conf, ignored) = match request.command {
-            Command::Del | Command::Gc => MultusConf::parse_for_teardown(stdin),
-            _ => MultusConf::parse(stdin).map(|conf| (conf, Vec::new())),
-        }
-        .map_err(Error::from)?;
+        let (conf, ignored) = parse_conf(request.command, stdin)?;
         let level = conf.log_level().map_err(Error::from)?;
         let rotation = logging::Rotation::from_options(conf.log_options.as_ref());
         let log_file = conf.log_file.as_deref().map(|path| logging::LogFile {
@@ -55,26 +51,72 @@ impl Plugin for MultusPlugin {
         });
         logging::init(level, log_file, conf.log_to_stderr.unwrap_or(true));
         logging::report_ignored("multus", request.command.as_str(), &ignored);
-        let call = Call::new(request, &conf)?;
-        let started = std::time::Instant::now();
-        let outcome = match request.command {
-            Command::Add => add::run(&call).map(Some),
-            Command::Del => del::run(&call).map(|_| None),
-            Command::Check => check::run(&call).map(|_| None),
-            Command::Status => status::run(&call).map(|_| None),
-            Command::Gc => gc::run(&call).map(|_| None),
-            Command::Version => Ok(None),
-        };
-        match &outcome {
-            Ok(_) => {
-                tracing::info!(command = %request.command, container = %request.container_label(), elapsed = ?started.elapsed(), "done")
-            }
-            Err(e) => {
-                tracing::error!(command = %request.command, container = %request.container_label(), "{e}")
-            }
-        }
-        outcome.map_err(CniError::from)
+        run_command(request, &conf)
     }
+}
+
+/// Parses the configuration for `command`, as every front end does (the thin binary, the daemon,
+/// the shim's DEL without the daemon). DEL and GC run whatever a key that changes nothing they
+/// tear down says (a typo in "logLevel" must not leave a pod's leases behind): the keys they
+/// ignored are returned for the log; the other commands refuse them.
+pub fn parse_conf(command: Command, stdin: &[u8]) -> Result<(MultusConf, Vec<String>), Error> {
+    Ok(match command {
+        Command::Del | Command::Gc => MultusConf::parse_for_teardown(stdin)?,
+        _ => (MultusConf::parse(stdin)?, Vec::new()),
+    })
+}
+
+/// Runs one command of a parsed configuration: the thin binary (after it set up logging) and the
+/// daemon (which set up logging once at start) both come here. Everything the call depends on
+/// comes from `request` and `conf`, nothing from the process environment.
+pub fn run_command(request: &Request, conf: &MultusConf) -> Result<Option<Value>, CniError> {
+    run_command_with(request, conf, &Services::default())
+}
+
+/// What a long-lived front end (the daemon) lends to the calls it runs.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The process's API client and watch caches.
+    pub kube: Option<SharedKube>,
+}
+
+/// A long-lived process's Kubernetes client.
+#[derive(Clone)]
+pub struct SharedKube {
+    /// The client (its connections are kept between calls).
+    pub client: ::kube::Client,
+    /// The runtime the client's connections live on.
+    pub handle: tokio::runtime::Handle,
+    /// Watch caches consulted before a GET.
+    pub cache: Option<std::sync::Arc<dyn crate::kube::client::ObjectCache>>,
+}
+
+/// [`run_command`] with the front end's `services`.
+pub fn run_command_with(
+    request: &Request,
+    conf: &MultusConf,
+    services: &Services,
+) -> Result<Option<Value>, CniError> {
+    let mut call = Call::new(request, conf)?;
+    call.services = services.clone();
+    let started = std::time::Instant::now();
+    let outcome = match request.command {
+        Command::Add => add::run(&call).map(Some),
+        Command::Del => del::run(&call).map(|_| None),
+        Command::Check => check::run(&call).map(|_| None),
+        Command::Status => status::run(&call).map(|_| None),
+        Command::Gc => gc::run(&call).map(|_| None),
+        Command::Version => Ok(None),
+    };
+    match &outcome {
+        Ok(_) => {
+            tracing::info!(command = %request.command, container = %request.container_label(), elapsed = ?started.elapsed(), "done")
+        }
+        Err(e) => {
+            tracing::error!(command = %request.command, container = %request.container_label(), "{e}")
+        }
+    }
+    outcome.map_err(CniError::from)
 }
 
 /// Everything one invocation needs.
@@ -91,6 +133,8 @@ pub struct Call<'a> {
     pub cache: Cache,
     /// Deadline of each delegate call.
     pub timeout: Duration,
+    /// What the front end lends (the daemon's API client and caches).
+    pub services: Services,
 }
 
 impl<'a> Call<'a> {
@@ -105,6 +149,7 @@ impl<'a> Call<'a> {
                 .delegate_timeout_seconds
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_DELEGATE_TIMEOUT),
+            services: Services::default(),
         })
     }
 
@@ -127,6 +172,13 @@ impl<'a> Call<'a> {
     pub fn kube(&self) -> Result<Option<crate::kube::client::KubeClient>, Error> {
         if crate::kube::PodIdentity::from_args(&self.req.args).is_none() {
             return Ok(None);
+        }
+        if let Some(k) = &self.services.kube {
+            return Ok(Some(crate::kube::client::KubeClient::shared(
+                k.client.clone(),
+                k.handle.clone(),
+                k.cache.clone(),
+            )));
         }
         Ok(crate::kube::client::KubeClient::connect(
             self.conf.kubeconfig.as_deref(),

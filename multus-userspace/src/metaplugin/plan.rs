@@ -70,7 +70,7 @@ pub fn build(call: &Call<'_>, kube: Option<&KubeClient>, deadline: Instant) -> R
     };
     let pod = match (kube, &identity) {
         (Some(k), Some(id)) => {
-            let pod = k.get_pod(&id.namespace, &id.name, deadline)?;
+            let pod = k.get_pod_for(&id.namespace, &id.name, &id.uid, deadline)?;
             match &pod {
                 None => {
                     tracing::warn!(pod = %format!("{}/{}", id.namespace, id.name), "pod not found (static pod, or deleted): attaching the cluster network only")

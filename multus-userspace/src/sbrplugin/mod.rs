@@ -40,7 +40,9 @@ pub use config::SbrNetConf;
 pub struct SbrPlugin;
 
 impl Plugin for SbrPlugin {
-    const NAME: &'static str = "ebpf-sbr";
+    fn name(&self) -> &'static str {
+        "ebpf-sbr"
+    }
 
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         // DEL and GC run whatever a key that changes nothing they remove says; the other

@@ -21,8 +21,16 @@ use super::Shared;
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// The response body type.
-pub(crate) type Body = Full<Bytes>;
+/// A watch's body: JSON events, one per line, as they happen.
+pub(crate) type WatchBody = http_body_util::StreamBody<
+    futures::stream::BoxStream<
+        'static,
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >,
+>;
+
+/// The response body type: a whole document, or a watch's stream.
+pub(crate) type Body = http_body_util::Either<Full<Bytes>, WatchBody>;
 
 /// Returned by the service to make hyper close the connection without answering.
 #[derive(Debug)]
@@ -36,9 +44,9 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
-fn json_response(code: u16, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Body::Left(Full::new(Bytes::from(bytes))));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -50,7 +58,7 @@ fn json_response(code: u16, body: &Value) -> Response<Body> {
 }
 
 fn text_response(code: u16, text: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let mut resp = Response::new(Body::Left(Full::new(Bytes::from_static(text.as_bytes()))));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -98,7 +106,7 @@ fn percent_decode(s: &str, plus: bool) -> String {
 }
 
 /// The query string as decoded pairs.
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: &str) -> Self {
@@ -113,7 +121,7 @@ impl Query {
         )
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -400,16 +408,13 @@ async fn collection(
     let table = wants_table(&req);
     match (req.method().clone(), ns) {
         (Method::GET, ns) => {
-            if matches!(query.get("watch"), Some("true" | "1")) {
-                return Err(ApiError::new(
-                    405,
-                    "watch is not implemented by the kube API stand-in",
-                ));
-            }
             let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
                 .map_err(ApiError::bad_request)?;
             let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), rt)
                 .map_err(ApiError::bad_request)?;
+            if matches!(query.get("watch"), Some("true" | "1")) {
+                return super::watch::start(shared, rt, ns, labels, fields, query);
+            }
             let limit: usize = match query.get("limit") {
                 None | Some("") | Some("0") => usize::MAX,
                 Some(l) => l

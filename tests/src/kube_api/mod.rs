@@ -36,6 +36,7 @@ mod selectors;
 mod status;
 mod store;
 mod tls;
+mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -176,9 +177,18 @@ pub(crate) struct FaultDecision {
     pub(crate) answer: Option<FaultAction>,
 }
 
+/// The store, held by a watch's task.
+pub(crate) struct StoreHandle(Arc<Mutex<Store>>);
+
+impl StoreHandle {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.0)
+    }
+}
+
 /// State shared by the control API and the request handlers.
 pub(crate) struct Shared {
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
     control: Mutex<Control>,
     pub(crate) token: String,
     pub(crate) require_auth: bool,
@@ -193,6 +203,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// The store, for a task that outlives the request (a watch).
+    pub(crate) fn store_handle(&self) -> StoreHandle {
+        StoreHandle(self.store.clone())
     }
 
     fn control(&self) -> MutexGuard<'_, Control> {
@@ -339,7 +354,7 @@ impl KubeApiServer {
             .clone()
             .unwrap_or_else(|| random_token(&mut store));
         let shared = Arc::new(Shared {
-            store: Mutex::new(store),
+            store: Arc::new(Mutex::new(store)),
             control: Mutex::new(Control {
                 max_recorded: options.max_recorded_requests,
                 ..Control::default()
@@ -509,6 +524,12 @@ impl KubeApiServer {
     /// connection. Returns once that is done. The store is kept.
     pub fn begin_outage(&self) -> Result<()> {
         self.command(Command::Outage)
+    }
+
+    /// Forgets the watch history (as etcd's compaction does): a watch that resumes from an
+    /// earlier resourceVersion gets 410 Expired and must relist.
+    pub fn compact_watch_history(&self) {
+        self.shared.store().compact();
     }
 
     /// Ends an outage: listens again on the same address.

@@ -2,11 +2,13 @@
 //! concurrency on metadata.resourceVersion, status subresource rules, finalizers.
 
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
 
 use super::patch::{json_patch, merge_patch, strategic_merge_patch, JsonPatchError};
 use super::resources::{Resource, ResourceType, PODS};
@@ -73,6 +75,30 @@ pub(crate) struct Store {
     revision: u64,
     objects: BTreeMap<Key, Value>,
     uid_state: u64,
+    /// Watch events, oldest first: what a watch from an older resourceVersion replays.
+    events: VecDeque<WatchEvent>,
+    /// Events up to this revision are gone: a watch from it or older gets 410 Expired.
+    compacted: u64,
+    /// Woken after every write, for the watches.
+    changed: Arc<Notify>,
+}
+
+/// Most watch events kept (older ones are compacted away, as etcd does).
+const MAX_EVENTS: usize = 10_000;
+
+/// One change, as a watch streams it.
+#[derive(Clone, Debug)]
+pub(crate) struct WatchEvent {
+    /// The revision of the write.
+    pub(crate) revision: u64,
+    /// The object's type.
+    pub(crate) resource: Resource,
+    /// The object's namespace.
+    pub(crate) namespace: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub(crate) kind: &'static str,
+    /// The object after the write (before it, for DELETED, with the new resourceVersion).
+    pub(crate) object: Value,
 }
 
 /// Seconds since the epoch, now.
@@ -387,7 +413,72 @@ impl Store {
             revision: 1,
             objects: BTreeMap::new(),
             uid_state: seed,
+            events: VecDeque::new(),
+            compacted: 1,
+            changed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Stores `obj` under `key` and journals the write (ADDED or MODIFIED).
+    fn put(&mut self, key: Key, obj: Value) {
+        let kind = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.journal(&key, kind, obj.clone());
+        self.objects.insert(key, obj);
+    }
+
+    /// Removes `key` and journals the deletion with `last` (the object as deleted).
+    fn take(&mut self, key: &Key, last: Value) -> Option<Value> {
+        let removed = self.objects.remove(key);
+        if removed.is_some() {
+            self.journal(key, "DELETED", last);
+        }
+        removed
+    }
+
+    fn journal(&mut self, key: &Key, kind: &'static str, object: Value) {
+        self.events.push_back(WatchEvent {
+            revision: self.revision,
+            resource: key.0,
+            namespace: key.1.clone(),
+            kind,
+            object,
+        });
+        while self.events.len() > MAX_EVENTS {
+            if let Some(gone) = self.events.pop_front() {
+                self.compacted = gone.revision;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The events after `revision`, or `None` when some of them were compacted away (the
+    /// watcher must relist: 410 Expired).
+    pub(crate) fn events_after(&self, revision: u64) -> Option<Vec<WatchEvent>> {
+        if revision < self.compacted {
+            return None;
+        }
+        Some(
+            self.events
+                .iter()
+                .filter(|e| e.revision > revision)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Forgets the watch history: a watch resuming from any earlier revision gets 410.
+    pub(crate) fn compact(&mut self) {
+        self.events.clear();
+        self.compacted = self.revision;
+    }
+
+    /// What watches wait on.
+    pub(crate) fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
     }
 
     /// The current revision (the resourceVersion of the latest write).
@@ -511,7 +602,7 @@ impl Store {
         }
         let rv = self.next_revision();
         set_meta(&mut obj, "resourceVersion", json!(rv));
-        self.objects.insert(Self::key(rt, ns, &name), obj.clone());
+        self.put(Self::key(rt, ns, &name), obj.clone());
         Ok(obj)
     }
 
@@ -541,7 +632,7 @@ impl Store {
         }
         let rv = self.next_revision();
         set_meta(&mut obj, "resourceVersion", json!(rv));
-        self.objects.insert(Self::key(rt, &ns, &name), obj.clone());
+        self.put(Self::key(rt, &ns, &name), obj.clone());
         Ok(obj)
     }
 
@@ -741,9 +832,9 @@ impl Store {
         let new_rv = self.next_revision();
         set_meta(&mut obj, "resourceVersion", json!(new_rv));
         if deleting && !finalizers_left {
-            self.objects.remove(&Self::key(rt, ns, name));
+            self.take(&Self::key(rt, ns, name), obj.clone());
         } else {
-            self.objects.insert(Self::key(rt, ns, name), obj.clone());
+            self.put(Self::key(rt, ns, name), obj.clone());
         }
         Ok(obj)
     }
@@ -798,11 +889,10 @@ impl Store {
                 set_meta(&mut current, "deletionGracePeriodSeconds", json!(0));
             }
             set_meta(&mut current, "resourceVersion", json!(rv));
-            self.objects
-                .insert(Self::key(rt, ns, name), current.clone());
+            self.put(Self::key(rt, ns, name), current.clone());
         } else {
-            self.objects.remove(&Self::key(rt, ns, name));
             set_meta(&mut current, "resourceVersion", json!(rv));
+            self.take(&Self::key(rt, ns, name), current.clone());
         }
         Ok(current)
     }
@@ -824,17 +914,21 @@ impl Store {
         f(&mut obj);
         let rv = self.next_revision();
         set_meta(&mut obj, "resourceVersion", json!(rv));
-        self.objects.insert(key, obj.clone());
+        self.put(key, obj.clone());
         Ok(obj)
     }
 
     /// Removes a stored object without preconditions or finalizers (test control).
     pub(crate) fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str) -> Option<Value> {
-        let removed = self.objects.remove(&Self::key(rt, ns, name));
-        if removed.is_some() {
-            self.revision += 1;
-        }
-        removed
+        let key = Self::key(rt, ns, name);
+        let mut last = self.objects.get(&key).cloned()?;
+        self.revision += 1;
+        set_meta(
+            &mut last,
+            "resourceVersion",
+            json!(self.revision.to_string()),
+        );
+        self.take(&key, last)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `cargo xtask bench <core|kube|sbr>`: measured side by side with the reference in one run,
+//! `cargo xtask bench <core|kube|sbr|thick>`: measured side by side with the reference in one run,
 //! reported as p50/p90 and ratios in docs/benchmarks.md together with the command.
 
 mod core;
@@ -6,6 +6,7 @@ mod kube;
 pub mod report;
 mod sbr;
 pub mod stats;
+mod thick;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -38,6 +39,22 @@ pub enum Which {
         #[arg(long, default_value_t = 2)]
         secs: u32,
     },
+    /// Thick mode: shim + daemon vs thin multus vs direct delegates, with and without the API;
+    /// the daemon's RSS with many pods and NADs cached, and its start-to-ready time.
+    Thick {
+        /// Cycles.
+        #[arg(long, default_value_t = 100)]
+        cycles: usize,
+        /// Pods on the node for the RSS measurement.
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        /// NADs in the caches for the RSS measurement.
+        #[arg(long, default_value_t = 500)]
+        nads: usize,
+        /// Print the figures without writing them into docs/benchmarks.md (a smoke run).
+        #[arg(long)]
+        no_write: bool,
+    },
 }
 
 pub fn run(which: Which, bins: &std::path::Path) -> Result<()> {
@@ -45,6 +62,12 @@ pub fn run(which: Which, bins: &std::path::Path) -> Result<()> {
         Which::Core { cycles } => core::run(bins, cycles),
         Which::Kube { cycles } => kube::run(bins, cycles),
         Which::Sbr { cycles, reps, secs } => sbr::run(bins, cycles, reps, secs),
+        Which::Thick {
+            cycles,
+            pods,
+            nads,
+            no_write,
+        } => thick::run(bins, cycles, pods, nads, !no_write),
     }
 }
 

@@ -1,0 +1,276 @@
+//! The daemon's configuration file (`/etc/cni/net.d/multus.d/daemon-config.json`), with the
+//! reference's keys and defaults, and the overlay of that file onto each call's stdin (the
+//! reference's `overrideCNIConfigWithServerConfig`): every key of the file that is not the
+//! daemon's own replaces the call's key, so NetConf keys (`cniDir`, `binDir`, `confDir`,
+//! `namespaceIsolation`, ...) set once for the node apply to every call.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Where the daemon reads its configuration unless `--config` says otherwise.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
+/// Default directory of the socket.
+pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
+/// Default directory of the runtime's network configurations.
+pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
+/// Default bound on calls running at once (each runs delegate processes).
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+/// Default bound on calls waiting for a slot; more are answered "try again later".
+pub const DEFAULT_QUEUE_LIMIT: usize = 1024;
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonConfigError {
+    /// The file could not be read.
+    #[error("cannot read the daemon configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not the expected JSON.
+    #[error("the daemon configuration {path} is invalid: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The daemon's own keys (the rest of the file overlays each call's configuration).
+#[derive(Clone, Debug, Deserialize)]
+pub struct DaemonConfig {
+    /// Root every delegate is chrooted into (the host's `/` mounted in the daemon's container).
+    #[serde(rename = "chrootDir", default)]
+    pub chroot_dir: Option<PathBuf>,
+    /// Directory of `multus.sock`.
+    #[serde(rename = "socketDir", default = "default_socket_dir")]
+    pub socket_dir: PathBuf,
+    /// Port of `/metrics` (none: no metrics server, as in the reference).
+    #[serde(rename = "metricsPort", default)]
+    pub metrics_port: Option<u16>,
+    /// The reference's Go profiler; accepted, has no effect here.
+    #[serde(rename = "enablePprof", default)]
+    pub enable_pprof: Option<bool>,
+    /// Connections open at once (unlimited when absent; must be > 0).
+    #[serde(rename = "connectionLimit", default)]
+    pub connection_limit: Option<i64>,
+    /// Log file.
+    #[serde(rename = "logFile", default)]
+    pub log_file: Option<PathBuf>,
+    /// Log level: debug, verbose, error, panic.
+    #[serde(rename = "logLevel", default)]
+    pub log_level: Option<String>,
+    /// Also log to stderr.
+    #[serde(rename = "logToStderr", default)]
+    pub log_to_stderr: bool,
+    /// Per-node client certificates (the reference's CSR bootstrap); not supported.
+    #[serde(rename = "perNodeCertificate", default)]
+    pub per_node_certificate: Option<Value>,
+    /// Version of the generated configuration.
+    #[serde(rename = "cniVersion", default)]
+    pub cni_version: Option<String>,
+    /// `"auto"` or the path of a configuration copied into `cniConfigDir`.
+    #[serde(rename = "multusConfigFile", default = "default_auto")]
+    pub multus_config_file: String,
+    /// The runtime's configuration directory.
+    #[serde(rename = "cniConfigDir", default = "default_cni_config_dir")]
+    pub cni_config_dir: PathBuf,
+    /// Directory searched for the primary network.
+    #[serde(rename = "multusAutoconfigDir", default)]
+    pub multus_autoconfig_dir: Option<PathBuf>,
+    /// Pins the primary network's file.
+    #[serde(rename = "multusMasterCNI", default)]
+    pub multus_master_cni: Option<String>,
+    /// Calls running at once (own key).
+    #[serde(rename = "maxConcurrentCalls", default = "default_max_calls")]
+    pub max_concurrent_calls: usize,
+    /// Calls waiting for a slot before new ones are refused with code 11 (own key).
+    #[serde(rename = "requestQueueLimit", default = "default_queue_limit")]
+    pub queue_limit: usize,
+    /// The whole file, for the overlay.
+    #[serde(skip)]
+    pub raw: Map<String, Value>,
+}
+
+fn default_socket_dir() -> PathBuf {
+    DEFAULT_SOCKET_DIR.into()
+}
+fn default_auto() -> String {
+    "auto".into()
+}
+fn default_cni_config_dir() -> PathBuf {
+    DEFAULT_CNI_CONFIG_DIR.into()
+}
+fn default_max_calls() -> usize {
+    DEFAULT_MAX_CONCURRENT_CALLS
+}
+fn default_queue_limit() -> usize {
+    DEFAULT_QUEUE_LIMIT
+}
+
+/// Keys that configure the daemon, not a call: left out of the overlay. `cniVersion` is one of
+/// them here (unlike the reference): it versions the generated file, while a call's results must
+/// be in the version its runtime asked for.
+const DAEMON_ONLY: &[&str] = &[
+    "chrootDir",
+    "socketDir",
+    "metricsPort",
+    "enablePprof",
+    "connectionLimit",
+    "perNodeCertificate",
+    "cniVersion",
+    "multusConfigFile",
+    "cniConfigDir",
+    "multusAutoconfigDir",
+    "multusMasterCNI",
+    "maxConcurrentCalls",
+    "requestQueueLimit",
+    "forceCNIVersion",
+    "overrideNetworkName",
+];
+
+impl DaemonConfig {
+    /// Reads and validates the file.
+    pub fn load(path: &Path) -> Result<DaemonConfig, DaemonConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| DaemonConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&bytes).map_err(|reason| DaemonConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses and validates the file's content.
+    pub fn parse(bytes: &[u8]) -> Result<DaemonConfig, String> {
+        let raw: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a JSON object: {e}"))?;
+        let mut conf: DaemonConfig =
+            serde_json::from_value(Value::Object(raw.clone())).map_err(|e| e.to_string())?;
+        conf.raw = raw;
+        if let Some(limit) = conf.connection_limit {
+            if limit <= 0 {
+                return Err(format!(
+                    "\"connectionLimit\" must be greater than 0, got {limit}"
+                ));
+            }
+        }
+        if conf.max_concurrent_calls == 0 {
+            return Err("\"maxConcurrentCalls\" must be greater than 0".into());
+        }
+        if !conf.socket_dir.is_absolute() {
+            return Err(format!(
+                "\"socketDir\" must be an absolute path, not {:?}",
+                conf.socket_dir
+            ));
+        }
+        if conf
+            .per_node_certificate
+            .as_ref()
+            .and_then(|p| p.get("enabled"))
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            return Err("\"perNodeCertificate\" is not supported: the daemon uses its service account (or the \"kubeconfig\" key)".into());
+        }
+        if let Some(dir) = &conf.chroot_dir {
+            if !dir.is_absolute() {
+                return Err(format!(
+                    "\"chrootDir\" must be an absolute path, not {dir:?}"
+                ));
+            }
+        }
+        Ok(conf)
+    }
+
+    /// The socket's path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket_dir.join(super::api::SOCKET_NAME)
+    }
+}
+
+/// The level of a `logLevel` key as the daemon and the shim read it: debug, verbose, panic,
+/// anything else (or nothing) is error, the reference's default.
+pub fn log_level(key: Option<&str>) -> crate::config::LogLevel {
+    use crate::config::LogLevel;
+    match key.map(str::to_ascii_lowercase).as_deref() {
+        Some("debug") => LogLevel::Debug,
+        Some("verbose") => LogLevel::Verbose,
+        Some("panic") => LogLevel::Panic,
+        _ => LogLevel::Error,
+    }
+}
+
+/// Overlays the daemon configuration's call keys onto a call's stdin (a JSON object).
+pub fn overlay(stdin: &[u8], daemon: &Map<String, Value>) -> Result<Vec<u8>, String> {
+    let calls_keys = daemon
+        .iter()
+        .filter(|(k, _)| !DAEMON_ONLY.contains(&k.as_str()));
+    if calls_keys.clone().next().is_none() {
+        return Ok(stdin.to_vec());
+    }
+    let mut conf: Map<String, Value> = serde_json::from_slice(stdin)
+        .map_err(|e| format!("the network configuration is not a JSON object: {e}"))?;
+    for (k, v) in calls_keys {
+        conf.insert(k.clone(), v.clone());
+    }
+    serde_json::to_vec(&conf).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_the_references() {
+        let c = DaemonConfig::parse(b"{}").unwrap();
+        assert_eq!(c.socket_dir, Path::new("/run/multus/"));
+        assert_eq!(c.socket_path(), Path::new("/run/multus/multus.sock"));
+        assert_eq!(c.multus_config_file, "auto");
+        assert_eq!(c.cni_config_dir, Path::new("/etc/cni/net.d"));
+        assert!(c.metrics_port.is_none() && c.connection_limit.is_none());
+        assert!(!c.log_to_stderr && c.chroot_dir.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        for (conf, key) in [
+            (r#"{"connectionLimit":0}"#, "connectionLimit"),
+            (r#"{"socketDir":"run"}"#, "socketDir"),
+            (r#"{"chrootDir":"hostroot"}"#, "chrootDir"),
+            (
+                r#"{"perNodeCertificate":{"enabled":true}}"#,
+                "perNodeCertificate",
+            ),
+            (r#"{"metricsPort":"x"}"#, "invalid type"),
+            ("[]", "JSON object"),
+        ] {
+            let e = DaemonConfig::parse(conf.as_bytes()).unwrap_err();
+            assert!(e.contains(key), "{conf}: {e}");
+        }
+    }
+
+    #[test]
+    fn overlay_replaces_call_keys_and_keeps_daemon_keys_out() {
+        let daemon = DaemonConfig::parse(
+            br#"{"cniVersion":"0.3.1","socketDir":"/run/m","cniDir":"/var/lib/x","namespaceIsolation":true}"#,
+        )
+        .unwrap();
+        let stdin = br#"{"cniVersion":"1.0.0","type":"multus-shim","cniDir":"/old","name":"n"}"#;
+        let out: Value = serde_json::from_slice(&overlay(stdin, &daemon.raw).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            json!({"cniVersion":"1.0.0","type":"multus-shim","cniDir":"/var/lib/x","name":"n","namespaceIsolation":true})
+        );
+        // Nothing to overlay: stdin untouched, even when it is not JSON (the call reports it).
+        assert_eq!(overlay(b"junk", &Map::new()).unwrap(), b"junk");
+        assert!(overlay(b"junk", &daemon.raw).is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! `multus-daemon`, the thick mode's per-node process: it reads the daemon configuration, serves
+//! the reference's HTTP API on `<socketDir>/multus.sock` and runs each call through the same
+//! metaplugin code as the thin `multus` ([`crate::metaplugin::run_command`]). `multus-shim`
+//! ([`crate::shim`]) is its client. Wire format: docs/daemon-api.md.
+
+pub mod api;
+pub mod autoconf;
+pub mod config;
+pub mod handler;
+pub mod kube;
+pub mod metrics;
+pub mod sbr_metrics;
+pub mod server;
+
+use std::{
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
+    path::Path,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use config::DaemonConfig;
+use server::Shared;
+
+use crate::logging;
+
+/// The drain bound after SIGTERM when the configuration sets no `delegateTimeoutSeconds`.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(60);
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration file.
+    #[error(transparent)]
+    Config(#[from] config::DaemonConfigError),
+    /// Not running as root.
+    #[error("multus-daemon must run as root (uid 0), not uid {0}")]
+    NotRoot(u32),
+    /// The socket directory or socket could not be prepared.
+    #[error("cannot prepare the socket {path}: {source}")]
+    Socket {
+        /// What was being prepared.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics port could not be bound.
+    #[error("cannot serve metrics on port {port}: {source}")]
+    Metrics {
+        /// The port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the daemon with the configuration at `config_path` until SIGTERM (or SIGINT) and the
+/// drain that follows.
+pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let conf = DaemonConfig::load(config_path)?;
+    init_logging(&conf);
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        return Err(DaemonError::NotRoot(uid));
+    }
+    if let Some(root) = &conf.chroot_dir {
+        crate::delegate::exec::set_plugin_root(root);
+        tracing::info!(root = %root.display(), "delegates run chrooted");
+    }
+    // ebpf-sbr steps (and sbr steps under ebpfSbr.replaceSbr, which the plan renames) run in this
+    // process: no plugin process per step; the programs stay pinned node-wide between calls.
+    crate::delegate::exec::set_in_process(vec![(
+        crate::metaplugin::plan::EBPF_SBR,
+        Box::new(crate::sbrplugin::SbrPlugin),
+    )]);
+    let socket = conf.socket_path();
+    prepare_socket_dir(&conf.socket_dir).map_err(|source| DaemonError::Socket {
+        path: conf.socket_dir.display().to_string(),
+        source,
+    })?;
+    let listener = bind(&socket).map_err(|source| DaemonError::Socket {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(conf.max_concurrent_calls + 4)
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let drain = conf
+        .raw
+        .get("delegateTimeoutSeconds")
+        .and_then(serde_json::Value::as_u64)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_DRAIN);
+    runtime.block_on(async {
+        let listener =
+            tokio::net::UnixListener::from_std(listener).map_err(|source| DaemonError::Socket {
+                path: socket.display().to_string(),
+                source,
+            })?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let observed = metrics.clone();
+        crate::delegate::exec::set_observer(Box::new(move |plugin, command, elapsed| {
+            observed.delegate_call(plugin, command.as_str(), elapsed)
+        }));
+        let (services, caches) = connect_kubernetes(&conf, &metrics).await;
+        let shared = Arc::new(Shared::new(&conf, metrics, services, caches));
+        if let Some(port) = conf.metrics_port {
+            let tcp = tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .map_err(|source| DaemonError::Metrics { port, source })?;
+            let sbr = sbr_metrics::SbrSource::from_overlay(&conf.raw);
+            tokio::spawn(serve_metrics(tcp, shared.clone(), sbr));
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(DaemonError::Runtime)?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(DaemonError::Runtime)?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        shared.started.store(true, Ordering::SeqCst);
+        // Once the socket serves, the runtime's configuration (a detached thread: it may wait
+        // for the primary network, and must not hold up the exit).
+        let for_autoconf = conf.clone();
+        std::thread::spawn(move || autoconf::install(&for_autoconf));
+        tracing::info!(socket = %socket.display(), "multus-daemon ready");
+        let limit = conf.connection_limit.map(|n| n as usize);
+        server::serve(listener, shared.clone(), limit, stop, drain).await;
+        Ok::<_, DaemonError>(())
+    })?;
+    // The socket goes so that shims see "down" at once; 00-multus.conf stays (pods created during
+    // a restart wait at the shim instead of starting without their networks).
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("multus-daemon stopped");
+    Ok(())
+}
+
+/// The API client and watch caches, when the configuration (`kubeconfig`) or the in-cluster
+/// environment gives API access. A failure here is logged, not fatal: the daemon serves
+/// config-only networks without the API, and calls that need it fail on their own.
+async fn connect_kubernetes(
+    conf: &DaemonConfig,
+    metrics: &Arc<metrics::Metrics>,
+) -> (crate::metaplugin::Services, Option<Arc<kube::Caches>>) {
+    use crate::kube::client::{client_for, config_for};
+    let kubeconfig = conf
+        .raw
+        .get("kubeconfig")
+        .and_then(serde_json::Value::as_str)
+        .map(std::path::PathBuf::from);
+    let client = match config_for(kubeconfig.as_deref()).await {
+        Ok(Some(config)) => client_for(config),
+        Ok(None) => {
+            tracing::info!("no kubeconfig and no in-cluster environment: config-only networks");
+            return Default::default();
+        }
+        Err(e) => Err(e),
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}; serving without the Kubernetes API");
+            return Default::default();
+        }
+    };
+    // The daemon's own environment: which node it serves.
+    let node = std::env::var("MULTUS_NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty());
+    if node.is_none() {
+        tracing::warn!("MULTUS_NODE_NAME is not set: no pod cache, every ADD GETs its pod");
+    }
+    let caches = kube::Caches::start(&client, node.as_deref(), metrics.clone());
+    let services = crate::metaplugin::Services {
+        kube: Some(crate::metaplugin::SharedKube {
+            client,
+            handle: tokio::runtime::Handle::current(),
+            cache: Some(caches.clone() as Arc<dyn crate::kube::client::ObjectCache>),
+        }),
+    };
+    (services, Some(caches))
+}
+
+fn init_logging(conf: &DaemonConfig) {
+    let level = config::log_level(conf.log_level.as_deref());
+    let rotation = logging::Rotation::from_options(None);
+    let file = conf.log_file.as_deref().map(|path| logging::LogFile {
+        path,
+        rotation: &rotation,
+    });
+    logging::init(level, file, conf.log_to_stderr);
+}
+
+/// Makes `dir` a root-owned 0700 directory (created when missing) and removes a stale socket in
+/// it. An existing directory is kept, not emptied (a misconfigured `socketDir` such as `/run`
+/// must not lose its content); a symlink or other file in its place is refused.
+fn prepare_socket_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_dir() => {
+            if m.uid() != 0 {
+                return Err(std::io::Error::other(format!(
+                    "{} is owned by uid {}, not root",
+                    dir.display(),
+                    m.uid()
+                )));
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a directory (a symlink is not followed)",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        }
+        Err(e) => return Err(e),
+    }
+    let socket = dir.join(api::SOCKET_NAME);
+    match std::fs::symlink_metadata(&socket) {
+        Ok(_) => std::fs::remove_file(&socket),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn bind(socket: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let listener = std::os::unix::net::UnixListener::bind(socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    sbr: sbr_metrics::SbrSource,
+) {
+    use http_body_util::Full;
+    use hyper::{Response, StatusCode};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        let sbr = sbr.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let shared = shared.clone();
+                let sbr = sbr.clone();
+                async move {
+                    let mut r = if req.uri().path() == "/metrics" {
+                        // The BPF maps are read with blocking syscalls.
+                        let sbr_text = tokio::task::spawn_blocking(move || sbr.render())
+                            .await
+                            .unwrap_or_default();
+                        let mut text = shared.metrics.render(
+                            shared.in_flight.load(Ordering::SeqCst),
+                            shared.waiting.load(Ordering::SeqCst),
+                            shared.is_ready(),
+                            &shared.cache_status(),
+                        );
+                        text.push_str(&sbr_text);
+                        let mut r = Response::new(Full::new(bytes::Bytes::from(text)));
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            ),
+                        );
+                        r
+                    } else {
+                        Response::new(Full::new(bytes::Bytes::from_static(
+                            b"404 page not found\n",
+                        )))
+                    };
+                    if req.uri().path() != "/metrics" {
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, std::convert::Infallible>(r)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

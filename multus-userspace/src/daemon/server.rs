@@ -1,0 +1,371 @@
+//! The daemon's HTTP/1.1 server on `<socketDir>/multus.sock`: routes (`/cni`, `/healthz`,
+//! `/readyz`), the peer check (SO_PEERCRED uid 0 only), the connection limit, the bounded queue
+//! of calls waiting for a slot, and the drain after SIGTERM.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Map, Value};
+use tokio::{net::UnixListener, sync::Semaphore};
+
+use super::{
+    api::{self, CacheState, CallCount, CniRequest, DaemonStatus},
+    config::DaemonConfig,
+    handler::{self, Outcome},
+    kube::Caches,
+    metrics::Metrics,
+};
+use crate::{
+    cni::{Command, ErrorCode},
+    metaplugin::Services,
+};
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The daemon configuration's whole file (overlaid onto every call).
+    pub overlay: Map<String, Value>,
+    /// Whether startup finished (the socket is served and the caches had their chance to sync).
+    pub started: AtomicBool,
+    /// Set on SIGTERM: `/readyz` fails and new calls other than DEL are refused.
+    pub draining: AtomicBool,
+    /// Calls running or waiting.
+    pub in_flight: AtomicUsize,
+    /// Calls waiting for a slot.
+    pub waiting: AtomicUsize,
+    /// Slots for running calls.
+    pub slots: Arc<Semaphore>,
+    /// Bound on `waiting`.
+    pub queue_limit: usize,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// What calls borrow: the API client and the watch caches.
+    pub services: Services,
+    /// The watch caches (also in `services`), for `/status` and metrics.
+    pub caches: Option<Arc<Caches>>,
+}
+
+impl Shared {
+    /// State for `conf`, lending `services` to every call.
+    pub fn new(
+        conf: &DaemonConfig,
+        metrics: Arc<Metrics>,
+        services: Services,
+        caches: Option<Arc<Caches>>,
+    ) -> Shared {
+        Shared {
+            overlay: conf.raw.clone(),
+            started: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            slots: Arc::new(Semaphore::new(conf.max_concurrent_calls)),
+            queue_limit: conf.queue_limit,
+            metrics,
+            services,
+            caches,
+        }
+    }
+
+    /// The caches' states.
+    pub fn cache_status(&self) -> Vec<CacheState> {
+        self.caches.as_ref().map(|c| c.status()).unwrap_or_default()
+    }
+
+    /// What `GET /status` answers (and `multusctl daemon` shows).
+    pub fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            ready: self.is_ready(),
+            draining: self.draining.load(Ordering::SeqCst),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            waiting: self.waiting.load(Ordering::SeqCst),
+            kubernetes: self.services.kube.is_some(),
+            caches: self.cache_status(),
+            calls: self
+                .metrics
+                .calls()
+                .into_iter()
+                .map(|(command, code, count)| CallCount {
+                    command: command.into(),
+                    code,
+                    count,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the daemon takes new calls.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: impl Into<Bytes>, json: bool) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if json {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+    }
+    r
+}
+
+/// Accepts connections until `stop` resolves, then drains: keeps answering (so shims see
+/// `/readyz` fail and DELs still run) until no call is in flight or `drain` has passed.
+pub async fn serve(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    connection_limit: Option<usize>,
+    stop: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    let limit = Arc::new(Semaphore::new(
+        connection_limit.unwrap_or(Semaphore::MAX_PERMITS),
+    ));
+    tokio::pin!(stop);
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let (permit, accepted) = tokio::select! {
+            biased;
+            _ = &mut stop, if deadline.is_none() => {
+                tracing::info!("SIGTERM: /readyz fails from now on; waiting for the calls in flight");
+                shared.draining.store(true, Ordering::SeqCst);
+                deadline = Some(Instant::now() + drain);
+                continue;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(20)), if deadline.is_some() => {
+                let in_flight = shared.in_flight.load(Ordering::SeqCst);
+                if in_flight == 0 {
+                    return;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    tracing::warn!(in_flight, "drain deadline passed; exiting with calls in flight (their cache entries let the runtime's DEL clean up)");
+                    return;
+                }
+                continue;
+            }
+            a = accept_within(&listener, &limit) => a,
+        };
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("accept on the daemon socket failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let peer_uid = stream.peer_cred().map(|c| c.uid()).ok();
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(req, &shared, peer_uid).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+        });
+    }
+}
+
+/// Waits for a free connection slot, then for a connection (both cancel-safe).
+async fn accept_within(
+    listener: &UnixListener,
+    limit: &Arc<Semaphore>,
+) -> (
+    Option<tokio::sync::OwnedSemaphorePermit>,
+    std::io::Result<tokio::net::UnixStream>,
+) {
+    let permit = limit.clone().acquire_owned().await.ok();
+    let accepted = listener.accept().await.map(|(s, _)| s);
+    (permit, accepted)
+}
+
+/// Whether a peer may use the API: root only (the socket's 0600 mode says the same; this holds
+/// even when the file's mode or directory were loosened).
+pub fn peer_allowed(uid: Option<u32>) -> bool {
+    uid == Some(0)
+}
+
+async fn route(req: Request<Incoming>, shared: &Shared, peer_uid: Option<u32>) -> Reply {
+    if !peer_allowed(peer_uid) {
+        tracing::warn!(?peer_uid, "refused a peer that is not root");
+        shared.metrics.refused_peer();
+        let who = peer_uid.map_or("unknown".to_string(), |u| u.to_string());
+        return reply(
+            StatusCode::FORBIDDEN,
+            format!("forbidden: the peer's uid {who} is not 0\n"),
+            false,
+        );
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let probe = method == Method::GET || method == Method::POST;
+    match path.as_str() {
+        api::CNI_PATH if method == Method::POST => cni(req, shared).await,
+        api::HEALTH_PATH if probe => reply(StatusCode::OK, Bytes::new(), true),
+        api::READY_PATH if probe => {
+            if shared.is_ready() {
+                reply(StatusCode::OK, Bytes::new(), true)
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, Bytes::new(), true)
+            }
+        }
+        api::STATUS_PATH if method == Method::GET => reply(
+            StatusCode::OK,
+            serde_json::to_vec(&shared.status()).unwrap_or_default(),
+            true,
+        ),
+        api::CNI_PATH | api::HEALTH_PATH | api::READY_PATH | api::STATUS_PATH => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed\n",
+            false,
+        ),
+        "/delegate" => reply(
+            StatusCode::BAD_REQUEST,
+            handler::refusal(
+                ErrorCode::UnsupportedField,
+                "this daemon does not implement the /delegate (hot-plug) endpoint",
+                b"",
+            ),
+            true,
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "404 page not found\n", false),
+    }
+}
+
+/// Decrements a counter when dropped.
+struct Count<'a>(&'a AtomicUsize);
+impl<'a> Count<'a> {
+    fn up(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::SeqCst);
+        Count(c)
+    }
+}
+impl Drop for Count<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn cni(req: Request<Incoming>, shared: &Shared) -> Reply {
+    let _in_flight = Count::up(&shared.in_flight);
+    let started = Instant::now();
+    let bad = |msg: String| {
+        reply(
+            StatusCode::BAD_REQUEST,
+            handler::refusal(ErrorCode::DecodingFailure, msg, b""),
+            true,
+        )
+    };
+    let body = match Limited::new(req.into_body(), api::MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return bad(format!("cannot read the request body: {e}")),
+    };
+    let request: CniRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("the request is not a multus-shim request: {e}")),
+    };
+    let command = handler::command_of(&request);
+    let label = command.map_or("unknown", Command::as_str);
+    if shared.draining.load(Ordering::SeqCst) && command != Some(Command::Del) {
+        shared.metrics.call(label, 11, started.elapsed());
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            handler::refusal(
+                ErrorCode::TryAgainLater,
+                "multus-daemon is shutting down; try again when its successor is ready",
+                &request.config,
+            ),
+            true,
+        );
+    }
+    let permit = {
+        let waiting = Count::up(&shared.waiting);
+        if shared.waiting.load(Ordering::SeqCst) > shared.queue_limit {
+            drop(waiting);
+            shared.metrics.call(label, 11, started.elapsed());
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                handler::refusal(
+                    ErrorCode::TryAgainLater,
+                    format!(
+                        "multus-daemon has {} calls waiting (requestQueueLimit); try again later",
+                        shared.queue_limit
+                    ),
+                    &request.config,
+                ),
+                true,
+            );
+        }
+        shared.slots.clone().acquire_owned().await
+    };
+    let Ok(permit) = permit else {
+        return bad("the daemon is stopping".into());
+    };
+    let overlay = shared.overlay.clone();
+    let services = shared.services.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        handler::handle(&request, &overlay, &services)
+    })
+    .await;
+    match outcome {
+        Ok(Outcome::Ok(body)) => {
+            shared.metrics.call(label, 0, started.elapsed());
+            reply(StatusCode::OK, body, true)
+        }
+        Ok(Outcome::Failed(body)) => {
+            let code = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["code"].as_u64())
+                .unwrap_or(999);
+            shared.metrics.call(label, code, started.elapsed());
+            reply(StatusCode::BAD_REQUEST, body, true)
+        }
+        Err(e) => {
+            shared.metrics.call(label, 999, started.elapsed());
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                handler::refusal(
+                    ErrorCode::Plugin(999),
+                    format!("internal error: the call panicked ({e}); see the daemon's log"),
+                    b"",
+                ),
+                true,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_peers_are_allowed() {
+        assert!(peer_allowed(Some(0)));
+        assert!(!peer_allowed(Some(65534)));
+        assert!(!peer_allowed(None));
+    }
+}

@@ -1,0 +1,281 @@
+//! Thick mode with the Kubernetes API (the in-tree stand-in): the daemon's watch caches of this
+//! node's pods and of the NADs serve ADD without GETs; a NAD created after the daemon started is
+//! used without a restart; the watches survive an API restart and a 410 (relist); a pod the cache
+//! does not hold (another node's, as a static pod is) costs one GET; the daemon starts and serves
+//! config-only networks while the API is down.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde_json::{json, Value};
+use testkit::{
+    confs,
+    kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions},
+    thick::{self, Daemon},
+    CniCall, Netns, Node,
+};
+
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+const NODE: &str = "node-1";
+const NADS: &str = "network-attachment-definitions";
+const SYNC: Duration = Duration::from_secs(15);
+
+struct T {
+    node: Node,
+    api: KubeApiServer,
+    kubeconfig: PathBuf,
+    daemon: Daemon,
+}
+
+impl T {
+    /// A node, the API in its namespace, and a daemon configured for both (not started).
+    fn new() -> T {
+        let node = Node::new();
+        let api = KubeApiServer::start_with(ServerOptions {
+            netns: Some(node.ns.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("stand-in");
+        let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
+        let mut daemon = Daemon::configure(
+            &node,
+            json!({"kubeconfig": kubeconfig, "apiDeadlineSeconds": 3}),
+        );
+        daemon
+            .env
+            .push(("MULTUS_NODE_NAME".to_string(), NODE.to_string()));
+        T {
+            node,
+            api,
+            kubeconfig,
+            daemon,
+        }
+    }
+
+    fn start(&mut self) {
+        self.daemon.spawn(&self.node);
+        self.daemon.wait_ready(Duration::from_secs(10));
+    }
+
+    fn shim_conf(&self) -> Value {
+        self.daemon.shim_conf(
+            "1.0.0",
+            vec![confs::bridge(
+                "cluster",
+                "tkc0",
+                "10.86.0.0/24",
+                "1.0.0",
+                &self.node.ipam_dir(),
+            )],
+        )
+    }
+
+    fn nad(&self, name: &str, bridge: &str, subnet: &str) {
+        let config = json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": self.node.ipam_dir()}});
+        self.api
+            .create_nad(NadSeed::new("default", name, config.to_string()))
+            .expect("nad");
+    }
+
+    /// A pod on `node` asking for `networks`; its uid.
+    fn pod(&self, name: &str, node: &str, networks: &str) -> String {
+        let obj = self
+            .api
+            .create_pod(
+                PodSeed::new("default", name)
+                    .node_name(node)
+                    .annotation(NETWORKS, networks),
+            )
+            .expect("pod");
+        obj["metadata"]["uid"].as_str().unwrap().to_string()
+    }
+
+    fn call(&self, command: &str, name: &str, uid: &str, netns: &Netns) -> CniCall {
+        CniCall::new(&self.node, command, &format!("tk-{name}"), Some(netns), "eth0").args(
+            &format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID=tk-{name};K8S_POD_UID={uid}"
+            ),
+        )
+    }
+
+    fn gets(&self, path: &str) -> usize {
+        self.api.request_count("GET", path)
+    }
+
+    /// ADD then DEL of pod `name` through the shim; asserts the secondary network came up, the
+    /// status was written, and nothing is left.
+    fn add_del(&self, name: &str, uid: &str) {
+        let netns = Netns::new("tkp");
+        let conf = self.shim_conf();
+        self.call("ADD", name, uid, &netns)
+            .run(&self.node, &thick::shim(), &conf)
+            .ok();
+        assert_eq!(
+            netns.link_names(),
+            vec!["eth0".to_string(), "net1".to_string()]
+        );
+        let status = self
+            .api
+            .pod_annotation("default", name, STATUS)
+            .expect("network-status written");
+        assert!(status.contains("net1"), "{status}");
+        self.call("DEL", name, uid, &netns)
+            .run(&self.node, &thick::shim(), &conf)
+            .assert_ok();
+        self.node.assert_pod_clean(&netns);
+    }
+}
+
+#[test]
+fn a_nad_created_after_start_is_used_from_the_cache_without_gets() {
+    let mut t = T::new();
+    t.start();
+    t.daemon.wait_cache(NADS, 0, SYNC);
+    // Created while the daemon runs: it reaches the caches through the watches.
+    t.nad("late", "tkl0", "10.86.1.0/24");
+    let uid = t.pod("web", NODE, "late");
+    t.daemon.wait_cache(NADS, 1, SYNC);
+    t.daemon.wait_cache("pods", 1, SYNC);
+    t.add_del("web", &uid);
+    assert_eq!(
+        t.gets("/api/v1/namespaces/default/pods/web"),
+        0,
+        "the pod came from the cache"
+    );
+    assert_eq!(
+        t.gets("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/late"),
+        0,
+        "the NAD came from the cache"
+    );
+    assert_eq!(
+        t.api
+            .request_count("PATCH", "/api/v1/namespaces/default/pods/web"),
+        1
+    );
+    let _ = &t.kubeconfig;
+}
+
+#[test]
+fn watches_survive_an_api_restart_and_relist_after_410() {
+    let mut t = T::new();
+    t.nad("first", "tkf0", "10.86.2.0/24");
+    t.start();
+    t.daemon.wait_cache(NADS, 1, SYNC);
+    t.api.begin_outage().expect("outage");
+    std::thread::sleep(Duration::from_millis(300));
+    // While the API is away: changes the watches must catch up with, and a compaction so that
+    // resuming from the old resourceVersion gets 410 Expired.
+    t.nad("second", "tks0", "10.86.3.0/24");
+    let uid = t.pod("after", NODE, "second");
+    t.api.compact_watch_history();
+    t.api.end_outage().expect("restore");
+    t.daemon.wait_cache(NADS, 2, SYNC);
+    t.daemon.wait_cache("pods", 1, SYNC);
+    let status = t.daemon.status();
+    assert!(
+        status.caches.iter().any(|c| c.errors > 0),
+        "the outage was seen by the watches: {status:?}"
+    );
+    t.add_del("after", &uid);
+    assert_eq!(t.gets("/api/v1/namespaces/default/pods/after"), 0);
+    assert_eq!(
+        t.gets("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/second"),
+        0
+    );
+}
+
+#[test]
+fn a_pod_the_cache_does_not_hold_costs_one_get() {
+    let mut t = T::new();
+    t.nad("other", "tko0", "10.86.4.0/24");
+    // Another node's pod is never in this node's cache (as a static pod is not, in the reference).
+    let uid = t.pod("elsewhere", "node-2", "other");
+    t.start();
+    t.daemon.wait_cache(NADS, 1, SYNC);
+    t.daemon.wait_cache("pods", 0, SYNC);
+    t.add_del("elsewhere", &uid);
+    assert_eq!(t.gets("/api/v1/namespaces/default/pods/elsewhere"), 1);
+    assert_eq!(
+        t.gets("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/other"),
+        0
+    );
+}
+
+#[test]
+fn the_daemon_starts_and_serves_config_only_networks_while_the_api_is_down() {
+    let mut t = T::new();
+    t.api.begin_outage().expect("outage");
+    let started = std::time::Instant::now();
+    t.start();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "ready without the API in {:?}",
+        started.elapsed()
+    );
+    let netns = Netns::new("tkp");
+    let conf = t.shim_conf();
+    let call = CniCall::new(&t.node, "ADD", "tk-noapi", Some(&netns), "eth0");
+    call.run(&t.node, &thick::shim(), &conf).ok();
+    assert_eq!(netns.link_names(), vec!["eth0".to_string()]);
+    let mut del = call.clone();
+    del.command = "DEL".into();
+    del.run(&t.node, &thick::shim(), &conf).assert_ok();
+    t.node.assert_pod_clean(&netns);
+    let status = t.daemon.status();
+    assert!(
+        status.kubernetes && status.caches.iter().all(|c| !c.synced),
+        "{status:?}"
+    );
+    t.api.end_outage().expect("restore");
+    t.daemon.wait_cache(NADS, 0, SYNC);
+}
+
+#[test]
+fn multusctl_daemon_reports_readiness_calls_and_cache_state() {
+    let mut t = T::new();
+    t.nad("shown", "tkm0", "10.86.5.0/24");
+    let uid = t.pod("shown", NODE, "shown");
+    t.start();
+    t.daemon.wait_cache(NADS, 1, SYNC);
+    t.daemon.wait_cache("pods", 1, SYNC);
+    t.add_del("shown", &uid);
+    let socket_dir = t.daemon.socket_dir();
+    let ctl = |extra: &[&str]| {
+        let out = std::process::Command::new(testkit::bins::product("multusctl"))
+            .arg("daemon")
+            .arg("--socket-dir")
+            .arg(&socket_dir)
+            .args(extra)
+            .output()
+            .expect("multusctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, table) = ctl(&[]);
+    println!("{table}");
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains(": ready"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("pods") && l.contains("yes") && l.contains(" 1 ")),
+        "{table}"
+    );
+    assert!(
+        table.contains("ADD code 0: 1") && table.contains("DEL code 0: 1"),
+        "{table}"
+    );
+    let (_, json) = ctl(&["-o", "json"]);
+    let doc: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(doc["status"]["ready"], true);
+    assert_eq!(doc["status"]["caches"].as_array().unwrap().len(), 2);
+    t.daemon.signal(libc::SIGTERM);
+    t.daemon.wait_exit(Duration::from_secs(10));
+    let (code, table) = ctl(&[]);
+    println!("{table}");
+    assert_eq!(code, Some(1));
+    assert!(table.contains("not running"), "{table}");
+}
