@@ -16,7 +16,7 @@ use super::{
     anchor,
     bpf::{self, PodMaps, BPF_TCX_EGRESS},
     carrier,
-    error::nl,
+    error::{nl, Drift, SbrError},
     pins::{remove_pin, unmount_anchor, PodDir},
     plan::{is_real_interface, main_default, plan_pod, CarrierRoute, PodFacts, PodPlan},
     programs::ProgKind,
@@ -25,7 +25,7 @@ use super::{
     },
     sysctl::{self, conf_path},
     timing::Phases,
-    Drift, SbrError, CARRIER_IFNAME,
+    types::{CARRIER_IFNAME, CARRIER_PEER_IFNAME},
 };
 use crate::netns::netlink::{self as nlh, route_pref_source, route_table, LinkDetail, Route};
 
@@ -177,7 +177,7 @@ impl Snapshot {
         self.carrier_routes.clear();
         self.filters.insert(link.link.index, None);
         self.links
-            .retain(|l| l.link.name != CARRIER_IFNAME && l.link.name != super::CARRIER_PEER_IFNAME);
+            .retain(|l| l.link.name != CARRIER_IFNAME && l.link.name != CARRIER_PEER_IFNAME);
         self.links.push(link.clone());
         self.carrier = Some(link);
         Ok(())
@@ -557,7 +557,7 @@ pub async fn apply(
                 ctx.phases.mark("device");
             }
             Fix::CarrierUp => {
-                for name in [super::CARRIER_PEER_IFNAME, CARRIER_IFNAME] {
+                for name in [CARRIER_PEER_IFNAME, CARRIER_IFNAME] {
                     if let Some(i) = snap.index_of(name) {
                         nlh::set_link_up(h, i)
                             .await
