@@ -9,7 +9,7 @@ use super::node::{netns_cookie, on_node};
 use super::pins::{validate_ifname, Lock, PodDir};
 use super::plan;
 use super::programs::Programs;
-use super::reconcile::{diff, plan_for, Ctx, Snapshot};
+use super::reconcile::{diff, plan_for, Ctx, Facts, Snapshot};
 use super::state::MANAGED;
 use super::timing::Phases;
 use super::types::{InterfaceSpec, SbrConfig};
@@ -96,7 +96,7 @@ fn check_here(
         let phases = Phases::new();
         let mut ctx = Ctx::new(&dir, &phases);
         drifts.extend(
-            diff(&plan, &snap, &maps, &mut ctx)?
+            diff(&plan, &snap, &Facts::read(&plan, &snap, &maps, &mut ctx)?)
                 .iter()
                 .map(|f| f.drift(&dir)),
         );
