@@ -45,7 +45,7 @@ pub struct AddReport {
 /// only what this call did is undone: an interface it added is rolled back, one that an earlier
 /// ADD manages gets that ADD's entries back. The node's first ADD loads and pins the programs;
 /// later ones only attach them and write map entries. Runs in the node's mount namespace
-/// ([`super::node::on_node`]), and fails before changing anything when that cannot be done.
+/// (`node::on_node`), and fails before changing anything when that cannot be done.
 pub fn add(
     cfg: &SbrConfig,
     container_id: &str,

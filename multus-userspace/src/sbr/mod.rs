@@ -18,9 +18,9 @@
 //! The programs are loaded once per node (by the first ADD) and shared by every pod. Routes
 //! installed by the delegates are never changed. A pod's state is pinned under
 //! [`SbrConfig::bpffs_dir`] in the node's mount namespace, where every operation works, also for a
-//! caller in a private one ([`crate::netns::mountns`]); [`del`] removes exactly one interface's
-//! share and the rest with the last interface; [`check`] reports drift; [`gc`] removes the pins of
-//! stale containers and the program versions no pod uses.
+//! caller in a private one ([`crate::netns::mountns`]); [`del()`] removes exactly one
+//! interface's share and the rest with the last interface; [`check()`] reports drift; [`gc()`]
+//! removes the pins of stale containers and the program versions no pod uses.
 
 mod add;
 mod anchor;

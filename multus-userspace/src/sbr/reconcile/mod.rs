@@ -1,5 +1,5 @@
 //! Brings a pod in line with its plan: read the pod ([`snapshot`]), plan it from its source entries
-//! ([`super::plan::plan_pod`]), list the differences as fixes ([`diff`], pure), apply them, and
+//! ([`super::plan::plan_pod`]), list the differences as fixes ([`mod@diff`], pure), apply them, and
 //! repeat until nothing is left to fix. CHECK runs the same comparison and reports the fixes as
 //! drift instead.
 
