@@ -11,11 +11,14 @@ use std::{collections::BTreeSet, io::Write};
 use clap::Args;
 use serde::Serialize;
 
-use crate::sbr::{self, Drift, SbrError};
+use crate::{
+    sbr::{self, Drift, SbrError},
+    sbrplugin::chain,
+};
 
 use super::{
     model::{link_attached, links_all_detached, Envelope, PodView},
-    node::{ebpf_sbr_plugin, interface_spec, Live, NetnsState, Record},
+    node::{Live, NetnsState, Record},
     show::resolve,
     table::{or_dash, short_id, Table},
     write_document, write_names, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
@@ -163,25 +166,13 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
                         }
                     }
                     // Interfaces routed by source: chained ebpf-sbr plugins, and what the pins manage.
-                    let mut sbr_ifaces: Vec<(String, Option<&crate::delegate::Attachment>)> = entry
-                        .attachments
-                        .iter()
-                        .filter(|a| ebpf_sbr_plugin(a).is_some())
-                        .map(|a| (a.ifname.clone(), Some(a)))
-                        .collect();
-                    for r in info
-                        .iter()
-                        .flat_map(|i| i.interfaces.iter())
-                        .filter(|r| r.managed)
-                    {
-                        if !sbr_ifaces.iter().any(|(n, _)| *n == r.ifname) {
-                            let a = entry.attachments.iter().find(|a| a.ifname == r.ifname);
-                            sbr_ifaces.push((r.ifname.clone(), a));
-                        }
-                    }
+                    let sbr_ifaces = chain::sbr_interfaces(&entry.attachments, info);
                     for (ifname, attachment) in sbr_ifaces {
                         let cfg = node.sbr_config_for(attachment);
-                        let spec = interface_spec(attachment, &ifname);
+                        let spec = chain::cached_interface_spec(
+                            attachment.and_then(|a| a.result.as_ref()),
+                            &ifname,
+                        );
                         verified.push(ifname.clone());
                         match sbr::check(&cfg, &rec.id, path, &spec) {
                             Ok(()) => {}

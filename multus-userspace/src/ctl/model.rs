@@ -13,11 +13,12 @@ use crate::{
     cni::CniVersion,
     delegate::cache::{Origin, PodRef},
     sbr::{AttachmentInfo, IfAddr, IfCounters, PodInfo, CARRIER_IFNAME},
+    sbrplugin::chain,
 };
 
 use super::{
     kube::ApiPod,
-    node::{ebpf_sbr_plugin, result_addresses, Live, NetnsState, Node, Record},
+    node::{Live, NetnsState, Node, Record},
 };
 
 /// The `apiVersion` of every document.
@@ -389,10 +390,11 @@ fn addr_string(a: &IfAddr) -> String {
 }
 
 fn sbr_view(node: &Node, rec: &Record, detail: bool, live: Option<&Live>) -> Option<SbrView> {
-    let chained = rec
-        .entry
-        .as_ref()
-        .is_some_and(|e| e.attachments.iter().any(|a| ebpf_sbr_plugin(a).is_some()));
+    let chained = rec.entry.as_ref().is_some_and(|e| {
+        e.attachments
+            .iter()
+            .any(|a| chain::chained_plugin(&a.network).is_some())
+    });
     let pin_dir = node.sbr.bpffs_dir.join(&rec.id).display().to_string();
     let empty = |state, error| SbrView {
         pin_dir: pin_dir.clone(),
@@ -536,7 +538,7 @@ pub fn container_view(
         .iter()
         .flat_map(|e| e.attachments.iter())
         .map(|a| {
-            let addrs = result_addresses(a.result.as_ref(), &a.ifname);
+            let addrs = chain::cached_addresses(a.result.as_ref(), &a.ifname);
             InterfaceView {
                 ifname: a.ifname.clone(),
                 network: Some(a.name.clone()),

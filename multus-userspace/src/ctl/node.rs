@@ -7,10 +7,9 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
-    cni::CniResult,
     config::{netconf::MULTUS_TYPE, MultusConf},
     delegate::{
         cache::{Cache, CacheEntry},
@@ -20,8 +19,8 @@ use crate::{
         netlink::{self, Address, Link},
         NetNs, NetnsError,
     },
-    sbr::{self, IfAddr, InterfaceSpec, PodInfo, SbrConfig, DEFAULT_BPFFS_DIR},
-    sbrplugin::config::{chained_plugin, chained_settings},
+    sbr::{self, PodInfo, SbrConfig, DEFAULT_BPFFS_DIR},
+    sbrplugin::chain::{chained_plugin, chained_settings},
 };
 
 use super::{CtlError, GlobalArgs};
@@ -318,7 +317,7 @@ impl Node {
     /// The SBR settings an attachment's `ebpf-sbr` plugin uses (its `bpffsDir` and `gateway`), or
     /// the node's for interfaces managed outside a chain.
     pub fn sbr_config_for(&self, attachment: Option<&Attachment>) -> SbrConfig {
-        let Some(plugin) = attachment.and_then(ebpf_sbr_plugin) else {
+        let Some(plugin) = attachment.and_then(|a| chained_plugin(&a.network)) else {
             return self.sbr.clone();
         };
         // The plugin's own parser decides what its keys mean; the node's directory is the default.
@@ -346,40 +345,6 @@ fn pinned_netns(info: &PodInfo) -> (Option<PathBuf>, NetnsState) {
         Err(e) => NetnsState::Error(e.to_string()),
     };
     (Some(path), state)
-}
-
-/// The `ebpf-sbr` plugin of an attachment's chain.
-pub fn ebpf_sbr_plugin(a: &Attachment) -> Option<&Map<String, Value>> {
-    chained_plugin(&a.network)
-}
-
-/// The addresses (with prefix and gateway) a cached result gives `ifname`: the IPs whose
-/// `interface` names it, or every IP when the result lists no interfaces (CNI < 0.3.0).
-pub fn result_addresses(result: Option<&Value>, ifname: &str) -> Vec<IfAddr> {
-    let Some(parsed) = result.and_then(|r| CniResult::parse(r).ok()) else {
-        return Vec::new();
-    };
-    let index = parsed.interface_index(ifname);
-    parsed
-        .ips
-        .iter()
-        .filter(|ip| parsed.interfaces.is_empty() || (index.is_some() && ip.interface == index))
-        .map(|ip| IfAddr {
-            address: ip.address.addr,
-            prefix_len: ip.address.prefix_len,
-            gateway: ip.gateway,
-        })
-        .collect()
-}
-
-/// The interface spec `ebpf-sbr` would have used for `ifname`: the addresses of its cached
-/// attachment's result, or the interface's own when nothing is cached for it.
-pub fn interface_spec(attachment: Option<&Attachment>, ifname: &str) -> InterfaceSpec {
-    let result = attachment.and_then(|a| a.result.as_ref());
-    InterfaceSpec {
-        ifname: ifname.to_string(),
-        addresses: result_addresses(result, ifname),
-    }
 }
 
 /// Reads a multus configuration file: a conf of type `multus`, or a conflist whose first `multus`

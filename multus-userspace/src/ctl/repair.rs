@@ -18,12 +18,13 @@ use serde::Serialize;
 use crate::{
     delegate::{lock::ContainerLock, Attachment},
     sbr::{self, IfAddr, InterfaceSpec, PodInfo},
+    sbrplugin::chain,
 };
 
 use super::{
     check::{check_record, Problem},
     model::{Envelope, PodView},
-    node::{ebpf_sbr_plugin, interface_spec, NetnsState, Record},
+    node::{NetnsState, Record},
     show::resolve,
     table::{or_dash, short_id, Table},
     write_document, write_names, CtlError, Format, Node, EXIT_OK, EXIT_PROBLEMS,
@@ -154,7 +155,7 @@ fn repair_locked(
         .map(|e| e.attachments.as_slice())
         .unwrap_or_default();
     let mut configs: Vec<sbr::SbrConfig> = Vec::new();
-    for (ifname, attachment) in sbr_interfaces(attachments, pins) {
+    for (ifname, attachment) in chain::sbr_interfaces(attachments, pins) {
         let cfg = node.sbr_config_for(attachment);
         let spec = spec_for(attachment, &ifname, pins);
         match sbr::add(&cfg, &rec.id, &netns, &spec) {
@@ -190,28 +191,6 @@ fn repair_locked(
 
 /// The interfaces routed by source, as `check` finds them: the chains with `ebpf-sbr`, then what
 /// the pins manage, each with its cached attachment when there is one.
-fn sbr_interfaces<'a>(
-    attachments: &'a [Attachment],
-    pins: Option<&PodInfo>,
-) -> Vec<(String, Option<&'a Attachment>)> {
-    let mut out: Vec<(String, Option<&Attachment>)> = attachments
-        .iter()
-        .filter(|a| ebpf_sbr_plugin(a).is_some())
-        .map(|a| (a.ifname.clone(), Some(a)))
-        .collect();
-    for r in pins
-        .iter()
-        .flat_map(|p| p.interfaces.iter())
-        .filter(|r| r.managed)
-    {
-        if !out.iter().any(|(n, _)| *n == r.ifname) {
-            let a = attachments.iter().find(|a| a.ifname == r.ifname);
-            out.push((r.ifname.clone(), a));
-        }
-    }
-    out
-}
-
 /// The addresses to route by source for `ifname`: the cached result's, else the entries the pins
 /// recorded for it (gateways included), else the interface's own.
 fn spec_for(
@@ -219,7 +198,7 @@ fn spec_for(
     ifname: &str,
     pins: Option<&PodInfo>,
 ) -> InterfaceSpec {
-    let spec = interface_spec(attachment, ifname);
+    let spec = chain::cached_interface_spec(attachment.and_then(|a| a.result.as_ref()), ifname);
     if !spec.addresses.is_empty() {
         return spec;
     }

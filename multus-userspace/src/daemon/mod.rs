@@ -73,7 +73,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     // ebpf-sbr steps (and sbr steps under ebpfSbr.replaceSbr, which the plan renames) run in this
     // process: no plugin process per step; the programs stay pinned node-wide between calls.
     crate::delegate::exec::set_in_process(vec![(
-        crate::metaplugin::plan::EBPF_SBR,
+        crate::sbrplugin::chain::EBPF_SBR,
         Box::new(crate::sbrplugin::SbrPlugin),
     )]);
     let socket = conf.socket_path();

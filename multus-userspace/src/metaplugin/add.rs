@@ -3,11 +3,7 @@
 //! network-status; roll back what this call did on any failure. Then, best-effort, the pod's
 //! events: `AddedInterface` per attachment, or a Warning.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{collections::HashMap, path::Path, time::Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -31,8 +27,7 @@ use crate::{
         PodIdentity,
     },
     netns::{netlink, NetNs},
-    sbr,
-    sbrplugin::config::{chained_plugin, chained_settings},
+    sbrplugin::chain,
 };
 
 use super::{
@@ -245,36 +240,17 @@ fn finish(
 }
 
 /// Brings the SBR state that this ADD's `ebpf-sbr` chains made up to date with the pod as all
-/// the delegates left it ([`sbr::cover`]): an interface that a later network added gets the
-/// egress program (else its traffic from a managed address would leave by it, and CHECK would
-/// name it as drift), and a default route that `default-route` changed is followed. Nothing is
-/// done when no network with an interface came after the last `ebpf-sbr` chain and no default
-/// route changed.
+/// the delegates left it ([`chain::cover_after_delegates`]).
 fn cover_sbr(entry: &CacheEntry, default_routes_changed: bool) -> Result<(), Error> {
     let Some(netns) = entry.netns.as_deref() else {
         return Ok(());
     };
-    // The plan gave every `ebpf-sbr` plugin `ebpfSbr.bpffsDir` when it is set; a plugin that
-    // names no directory uses the plugin's own default, as the plugin did.
-    let default_dir = Path::new(sbr::DEFAULT_BPFFS_DIR);
-    let mut covered: Vec<PathBuf> = Vec::new();
-    for (i, a) in entry.attachments.iter().enumerate() {
-        let Some(plugin) = chained_plugin(&a.network) else {
-            continue;
-        };
-        let later_interfaces = entry.attachments[i + 1..].iter().any(|b| !b.auxiliary);
-        if !later_interfaces && !default_routes_changed {
-            continue;
-        }
-        let cfg = chained_settings(plugin, default_dir)?;
-        if covered.contains(&cfg.bpffs_dir) {
-            continue;
-        }
-        let attached = sbr::cover(&cfg, &entry.container_id, netns)?;
-        tracing::debug!(network = %a.name, ?attached, "sbr: the pod's interfaces covered after the last delegate");
-        covered.push(cfg.bpffs_dir);
-    }
-    Ok(())
+    chain::cover_after_delegates(
+        &entry.attachments,
+        &entry.container_id,
+        netns,
+        default_routes_changed,
+    )
 }
 
 /// Makes each requested default route the pod's only one for its family, and returns the pod's

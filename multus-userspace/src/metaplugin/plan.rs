@@ -20,6 +20,7 @@ use crate::{
         resolve::{check_isolation, ResolvedNetwork, Resolver},
         PodIdentity,
     },
+    sbrplugin::chain,
 };
 
 use super::{aux_chain, Call};
@@ -330,49 +331,13 @@ fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Err
     Ok(a)
 }
 
-/// The `ebpfSbr` options: `sbr` plugins run as `ebpf-sbr`, and (opt-in) `ebpf-sbr` is chained
-/// after every secondary attachment.
-fn with_ebpf_sbr(call: &Call<'_>, mut network: NetworkConfig, master: bool) -> NetworkConfig {
-    let Some(opts) = &call.conf.ebpf_sbr else {
-        return network;
-    };
-    if opts.replace_sbr {
-        network.replace_plugin_type("sbr", EBPF_SBR);
+/// The `ebpfSbr` options applied to a delegate's network ([`chain::with_ebpf_sbr`]).
+fn with_ebpf_sbr(call: &Call<'_>, network: NetworkConfig, master: bool) -> NetworkConfig {
+    match &call.conf.ebpf_sbr {
+        Some(opts) => chain::with_ebpf_sbr(network, opts, master, call.version),
+        None => network,
     }
-    let has = network.plugin_types().contains(&EBPF_SBR);
-    if opts.all_secondary && !master && !has {
-        let chainable = network
-            .cni_version(call.version)
-            .map(|v| v >= crate::cni::CniVersion::V0_3_0)
-            .unwrap_or(false);
-        if chainable {
-            let mut plugin = opts.config.clone();
-            plugin.insert("type".into(), json!(EBPF_SBR));
-            network.append_plugin(plugin);
-        } else {
-            tracing::warn!(network = %network_label(&network), "ebpfSbr.allSecondary: CNI versions before 0.3.0 cannot chain plugins; not added");
-        }
-    }
-    if let Some(dir) = &opts.bpffs_dir {
-        if let Some(plugins) = network
-            .raw_mut()
-            .get_mut("plugins")
-            .and_then(Value::as_array_mut)
-        {
-            for p in plugins.iter_mut().filter_map(Value::as_object_mut) {
-                if p.get("type").and_then(Value::as_str) == Some(EBPF_SBR)
-                    && !p.contains_key("bpffsDir")
-                {
-                    p.insert("bpffsDir".into(), json!(dir));
-                }
-            }
-        }
-    }
-    network
 }
-
-/// The type of the eBPF source-based routing plugin.
-pub const EBPF_SBR: &str = "ebpf-sbr";
 
 /// `default-route` requests: at most one attachment per address family; the attachments that
 /// carry a default route are marked default (the master when nobody asks).

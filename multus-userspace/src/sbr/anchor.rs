@@ -13,7 +13,7 @@
 
 use std::{fs::File, os::fd::AsRawFd, path::Path};
 
-use super::{state::RecordMap, SbrError};
+use super::{error::SbrError, state::RecordMap};
 
 /// Pin name in the pod directory whose map is pinned again as the anchor's mount point.
 const RECORD_PIN: &str = "map-pod";

@@ -23,11 +23,11 @@ use multus_common::{
 };
 
 use super::error::describe;
+use super::error::SbrError;
 use super::{
     pins::{remove_pin, PodDir},
     programs::{id_hash, ProgKind, Programs},
     state::{IfaceState, PodRecord, RecordMap, StateMap, COUNTED},
-    SbrError,
 };
 use crate::netns::netlink::{self as nlh, FilterSlot};
 
@@ -195,7 +195,7 @@ pub async fn filter_prog(h: &rtnetlink::Handle, ifindex: u32) -> Result<Option<u
 
 /// What a pinned TCX link is attached to (read with `BPF_OBJ_GET_INFO_BY_FD`: aya 0.14 does not
 /// expose the TCX part of `bpf_link_info`). For a netlink filter (see
-/// [`super::AttachmentInfo::mode`]) `id` is 0 and `attach_type` is 0.
+/// [`super::inspect::AttachmentInfo::mode`]) `id` is 0 and `attach_type` is 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkTarget {
     /// Link id.

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::error::describe;
-use super::SbrError;
+use super::error::SbrError;
 
 /// The kernel's BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";

@@ -13,10 +13,10 @@ use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::{
-    error::nl,
+    error::{nl, SbrError},
     plan::CarrierRoute,
     sysctl::{self, conf_path},
-    SbrError, CARRIER_IFNAME, CARRIER_PEER_IFNAME,
+    types::{CARRIER_IFNAME, CARRIER_PEER_IFNAME},
 };
 use crate::netns::netlink::{
     self as nlh, route_pref_source, route_source_prefix, LinkDetail, Route,

@@ -14,14 +14,15 @@ use multus_common::{
     ROUTE_HAS_GATEWAY,
 };
 
-use super::error::describe;
+use super::error::{describe, SbrError};
 use super::{
     bpf::{self, LinkTarget, PodMaps},
+    node::on_node,
     pins::{self, PodDir},
     plan::words_addr,
     programs::ProgKind,
     state::{MANAGED, NL_FILTER, RELEASED, RP_FILTER_CHANGED},
-    AttachMode, SbrConfig, SbrError, CARRIER_IFNAME,
+    types::{AttachMode, SbrConfig, CARRIER_IFNAME},
 };
 use crate::netns::{mountns::IfUnknown, NetNs};
 
@@ -114,12 +115,12 @@ pub struct PodInfo {
 
 /// Container ids that have pins (program versions are not listed).
 pub fn pods(cfg: &SbrConfig) -> Result<Vec<String>, SbrError> {
-    super::on_node(IfUnknown::RunHere, || pins::pod_ids(&cfg.bpffs_dir))
+    on_node(IfUnknown::RunHere, || pins::pod_ids(&cfg.bpffs_dir))
 }
 
 /// Reads everything pinned for `container_id` (in the node's mount namespace, where the pins are).
 pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {
-    super::on_node(IfUnknown::RunHere, || inspect_here(cfg, container_id))
+    on_node(IfUnknown::RunHere, || inspect_here(cfg, container_id))
 }
 
 fn inspect_here(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {

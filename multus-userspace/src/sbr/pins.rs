@@ -24,7 +24,7 @@ use std::{
 };
 
 use super::error::describe;
-use super::SbrError;
+use super::error::SbrError;
 
 /// `BPF_FS_MAGIC` from linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

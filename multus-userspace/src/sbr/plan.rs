@@ -14,7 +14,7 @@ use multus_common::{
 };
 use netlink_packet_route::route::RouteType;
 
-use super::{IfAddr, CARRIER_IFNAME, CARRIER_PEER_IFNAME};
+use super::types::{IfAddr, CARRIER_IFNAME, CARRIER_PEER_IFNAME};
 use crate::netns::netlink::{route_source_prefix, LinkDetail, Route, ARPHRD_ETHER};
 
 /// Address family and network-order words of an address (IPv4 in word 0).

@@ -21,8 +21,8 @@ use crate::hash::fnv1a;
 use super::error::describe;
 use super::{
     btf,
+    error::SbrError,
     pins::{remove_empty_dir, remove_pin, subdirectories, validate_container_id},
-    SbrError,
 };
 
 /// aya-log level of the programs when debugging is on (`Level::Debug`); 0 turns logging off and

@@ -15,7 +15,7 @@ use std::path::Path;
 use aya::maps::{Array, HashMap, Map, MapData};
 
 use super::error::describe;
-use super::SbrError;
+use super::error::SbrError;
 
 /// [`IfaceState::flags`]: ADD manages the interface (its addresses are in the source map).
 pub const MANAGED: u32 = 1;

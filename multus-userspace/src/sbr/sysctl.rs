@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::SbrError;
+use super::error::SbrError;
 
 /// `/proc/sys/net/<family>/conf/<ifname>/<key>`.
 pub fn conf_path(family: &str, ifname: &str, key: &str) -> PathBuf {

@@ -14,40 +14,18 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     cni::CniVersion,
-    config::{netconf::ValidAttachment, ConfigError, NetworkConfig},
+    config::{netconf::ValidAttachment, ConfigError},
     explain::quote,
-    metaplugin::plan::EBPF_SBR,
     sbr::{SbrConfig, DEFAULT_BPFFS_DIR},
 };
-
-/// The `ebpf-sbr` plugin of a network's chain, if it has one.
-pub fn chained_plugin(network: &NetworkConfig) -> Option<&Map<String, Value>> {
-    network
-        .plugins()
-        .into_iter()
-        .find(|p| p.get("type").and_then(Value::as_str) == Some(EBPF_SBR))
-}
-
-/// The SBR settings of a chained `ebpf-sbr` plugin as the plugin itself reads them, with
-/// `default_dir` for the bpffs directory when the plugin names none.
-pub fn chained_settings(
-    plugin: &Map<String, Value>,
-    default_dir: &Path,
-) -> Result<SbrConfig, ConfigError> {
-    let mut conf = plugin.clone();
-    conf.entry("bpffsDir")
-        .or_insert_with(|| Value::from(default_dir.display().to_string()));
-    let bytes = serde_json::to_vec(&conf).unwrap_or_default();
-    SbrNetConf::parse(&bytes).map(|parsed| parsed.sbr)
-}
 
 /// `gateway`: one address or a list (at most one per family).
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@
 //! own share when it fails. Every command runs in the node's mount namespace, also when the caller
 //! runs in a private one (`ip netns exec`): see [`crate::netns::mountns`].
 
+pub mod chain;
 pub mod config;
 
 use std::{
@@ -30,9 +31,10 @@ use crate::{
     error::Error,
     logging,
     netns::mountns::{self, IfUnknown},
-    sbr::{self, IfAddr, InterfaceSpec, SbrConfig},
+    sbr::{self, InterfaceSpec, SbrConfig},
 };
 
+use chain::NoAddresses;
 pub use config::SbrNetConf;
 
 /// The `ebpf-sbr` plugin.
@@ -158,36 +160,28 @@ fn parse_prev(prev: &Value, version: CniVersion) -> Result<(Value, CniResult), E
     Ok((prev, model))
 }
 
-/// The interface and its addresses as prevResult gives them (the IPs whose `interface` index names
-/// `ifname`, like sbr), checked against the configured gateways.
+/// The interface and its addresses as prevResult gives them ([`chain::interface_addresses`]: the
+/// IPs whose `interface` index names `ifname`, like sbr, or every IP of a result that lists no
+/// interface), checked against the configured gateways.
 pub fn interface_spec(
     result: &CniResult,
     ifname: &str,
     cfg: &SbrConfig,
 ) -> Result<InterfaceSpec, Error> {
-    let index = result.interface_index(ifname).ok_or_else(|| {
-        let names: Vec<&str> = result.interfaces.iter().map(|i| i.name.as_str()).collect();
-        invalid(format!(
+    let addresses = chain::interface_addresses(result, ifname).map_err(|e| match e {
+        NoAddresses::NotListed(names) => invalid(format!(
             "prevResult has no interface {ifname} (it lists {names:?}); ebpf-sbr must follow the plugin that \
              creates CNI_IFNAME in the same conflist"
-        ))
-    })?;
-    let addresses: Vec<IfAddr> = result
-        .ips
-        .iter()
-        .filter(|ip| ip.interface == Some(index))
-        .map(|ip| IfAddr {
-            address: ip.address.addr,
-            prefix_len: ip.address.prefix_len,
-            gateway: ip.gateway,
-        })
-        .collect();
-    if addresses.is_empty() {
-        return Err(invalid(format!(
+        )),
+        NoAddresses::NoIp(Some(index)) => invalid(format!(
             "prevResult gives interface {ifname} no IP address (no ips[] entry with \"interface\": {index}); \
              the plugin before ebpf-sbr needs IPAM"
-        )));
-    }
+        )),
+        NoAddresses::NoIp(None) => invalid(format!(
+            "prevResult gives interface {ifname} no IP address (it has no ips[]); the plugin before \
+             ebpf-sbr needs IPAM"
+        )),
+    })?;
     for a in addresses.iter().filter(|a| a.gateway.is_none()) {
         let configured: Option<IpAddr> = match a.address {
             IpAddr::V4(_) => cfg.gateway_v4.map(IpAddr::V4),
@@ -408,6 +402,20 @@ mod tests {
         );
         let e = interface_spec(&r, "net1", &SbrConfig::default()).unwrap_err();
         assert_eq!(e.to_cni().code, ErrorCode::InvalidNetworkConfig);
+    }
+
+    /// The rule multusctl always used for cached results, now the plugin's too (one function:
+    /// `chain::interface_addresses`): a prevResult that lists no interface describes CNI_IFNAME.
+    #[test]
+    fn a_prev_result_without_interfaces_gives_every_ip_to_the_interface() {
+        let r = model(json!({"cniVersion": "1.0.0",
+            "ips": [{"address": "10.1.0.2/24", "gateway": "10.1.0.1"}, {"address": "fd01::2/64"}]}));
+        let s = interface_spec(&r, "net1", &SbrConfig::default()).unwrap();
+        assert_eq!(s.addresses.len(), 2);
+        assert_eq!(s.addresses[0].gateway, Some("10.1.0.1".parse().unwrap()));
+        let none = model(json!({"cniVersion": "1.0.0"}));
+        let e = interface_spec(&none, "net1", &SbrConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("no IP address"), "{e}");
     }
 
     #[test]
