@@ -8,8 +8,8 @@
 //!
 //! Every test runs on an [`EmulatedNode`] (a pid and mount namespace of its own, whose pid 1 the
 //! product takes for the node's): nothing is mounted in the machine's mount namespace, and each
-//! test asserts that the machine's `/sys/fs/bpf` is as before. (The node daemon does not exist
-//! yet: its part of the issue is not tested here.)
+//! test asserts that the machine's `/sys/fs/bpf` is as before. The node daemon's part (in a
+//! private mount namespace, restarted between ADD and DEL) is in tests/tests/thick.rs.
 
 use std::{
     path::{Path, PathBuf},

@@ -700,3 +700,75 @@ fn calls_beyond_the_slots_and_the_queue_are_refused_with_code_11() {
     }
     assert_eq!(leaks::cache_files(&node.cache_dir()), Vec::<String>::new());
 }
+
+/// The daemon in a container runs in a mount namespace of its own; here one as `ip netns exec`
+/// makes it (`/` rslave, a fresh sysfs on `/sys`, so no bpffs on `/sys/fs/bpf`). What its
+/// in-process `ebpf-sbr` step makes that outlives a call (pins, the carrier's anchor namespace)
+/// lives in the node's mount namespace, so it survives the daemon: killed (SIGKILL) and started
+/// again in another private namespace, the daemon's CHECK finds the pod intact and its DEL leaves
+/// nothing.
+#[test]
+fn sbr_state_made_by_a_daemon_in_a_private_mount_namespace_outlives_its_restart() {
+    let node = Node::new();
+    let bpffs = testkit::bpffs::Bpffs::new();
+    let mut daemon = Daemon::configure(
+        &node,
+        json!({"ebpfSbr": {"replaceSbr": true, "bpffsDir": bpffs.path()}}),
+    );
+    let in_private_mount_ns = |daemon: &Daemon| {
+        let mut cmd = node.ns.command("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            &format!(
+                "umount -l /sys && mount -t sysfs sysfs /sys && exec {}",
+                daemon.command_line()
+            ),
+        ]);
+        cmd
+    };
+    daemon.spawn_command(in_private_mount_ns(&daemon));
+    daemon.wait_ready(Duration::from_secs(10));
+    let pod = Netns::new("pod");
+    let net1 = json!({"cniVersion": "1.0.0", "name": "net-m", "plugins": [
+        {"type": "bridge", "bridge": "tkmb", "isGateway": true,
+         "ipam": {"type": "host-local", "subnet": "10.87.0.0/24", "dataDir": node.ipam_dir()}},
+        {"type": "sbr"}]});
+    let conf = daemon.shim_conf(
+        "1.0.0",
+        vec![bridge(&node, "cluster", "tkmc", "10.86.0.0/24"), net1],
+    );
+    let add = CniCall::new(&node, "ADD", "thick-mnt", Some(&pod), "eth0").args(&pod_args("mnt"));
+    add.run(&node, &thick::shim(), &conf).ok();
+    let has_carrier = |pod: &Netns| pod.link_names().iter().any(|l| l == "sbr-carrier");
+    assert!(has_carrier(&pod), "carrier after ADD: {:?}", pod.link_names());
+
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(5));
+    assert!(!daemon.running(), "the daemon is gone");
+    // Its mount namespace went with it; the dataplane did not.
+    assert!(
+        has_carrier(&pod),
+        "carrier after the daemon exited: {:?}",
+        pod.link_names()
+    );
+    assert!(
+        bpffs.entries().iter().any(|e| e == "thick-mnt"),
+        "pins after the daemon exited: {:?}",
+        bpffs.entries()
+    );
+
+    daemon.spawn_command(in_private_mount_ns(&daemon));
+    daemon.wait_ready(Duration::from_secs(10));
+    let mut check = add.clone();
+    check.command = "CHECK".into();
+    check.run(&node, &thick::shim(), &conf).assert_ok();
+    let mut del = add.clone();
+    del.command = "DEL".into();
+    del.run(&node, &thick::shim(), &conf).assert_ok();
+    node.assert_pod_clean(&pod);
+    assert_eq!(bpffs.entries(), Vec::<String>::new(), "no pin left");
+}
