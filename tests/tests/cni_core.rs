@@ -753,7 +753,8 @@ fn status_before_1_1_0_is_an_incompatible_version() {
     status.run(&env.node, &env.multus, &conf).assert_ok();
 }
 
-/// `type` must be `multus` (docs/configuration.md): another name is refused before anything is done.
+/// `type` must be `multus` (or `multus-shim`, thick mode; docs/configuration.md): another name is
+/// refused before anything is done.
 #[test]
 fn a_type_other_than_multus_is_refused() {
     let env = Env::new();
@@ -770,7 +771,7 @@ fn a_type_other_than_multus_is_refused() {
         .map(|j| j["msg"].to_string())
         .unwrap_or_default();
     assert!(
-        msg.contains("multus-cni") && msg.contains("install this plugin as multus"),
+        msg.contains("multus-cni") && msg.contains("install the plugin under that name"),
         "{msg}"
     );
     env.assert_clean(&pod);

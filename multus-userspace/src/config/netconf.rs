@@ -11,6 +11,9 @@ use crate::cni::CniVersion;
 
 /// The `type` of a multus configuration: the name the runtime runs this plugin by.
 pub const MULTUS_TYPE: &str = "multus";
+/// The type of the same configuration in thick mode: the runtime runs `multus-shim`, which hands
+/// the configuration to `multus-daemon`.
+pub const SHIM_TYPE: &str = "multus-shim";
 /// Default directory of on-disk network configurations referenced by name (`confDir`).
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 /// Default directory of the delegate cache.
@@ -338,11 +341,12 @@ impl MultusConf {
         if self.plugin_type.is_empty() {
             return Err(ConfigError::Invalid("\"type\" is missing".into()));
         }
-        if self.plugin_type != MULTUS_TYPE {
+        if self.plugin_type != MULTUS_TYPE && self.plugin_type != SHIM_TYPE {
             return Err(ConfigError::Invalid(format!(
-                "\"type\" is {:?}, not {MULTUS_TYPE:?}: install this plugin as {MULTUS_TYPE} and \
-                 write \"type\": {MULTUS_TYPE:?} (the name the runtime runs it by)",
-                self.plugin_type
+                "\"type\" is {}, not \"{MULTUS_TYPE}\" (thin mode) or \"{SHIM_TYPE}\" (thick mode): \
+                 install the plugin under that name and write it as \"type\" (the name the runtime \
+                 runs it by)",
+                crate::explain::quote(&self.plugin_type)
             )));
         }
         if self.delegates.is_empty() && self.cluster_network.as_deref().unwrap_or("").is_empty() {

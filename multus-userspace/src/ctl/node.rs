@@ -10,7 +10,10 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    config::{netconf::MULTUS_TYPE, MultusConf},
+    config::{
+        netconf::{MULTUS_TYPE, SHIM_TYPE},
+        MultusConf,
+    },
     delegate::{
         cache::{Cache, CacheEntry},
         Attachment,
@@ -371,7 +374,7 @@ fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let mut value: Value =
         crate::explain::from_bytes(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
-    let is_multus = |v: &Value| v.get("type").and_then(Value::as_str) == Some(MULTUS_TYPE);
+    let is_multus = |v: &Value| matches!(v.get("type").and_then(Value::as_str), Some(t) if t == MULTUS_TYPE || t == SHIM_TYPE);
     if let Some(plugins) = value.get("plugins").and_then(Value::as_array) {
         let Some(mut plugin) = plugins.iter().find(|p| is_multus(p)).cloned() else {
             return Ok(Parsed::Other(
