@@ -744,7 +744,11 @@ fn sbr_state_made_by_a_daemon_in_a_private_mount_namespace_outlives_its_restart(
     let add = CniCall::new(&node, "ADD", "thick-mnt", Some(&pod), "eth0").args(&pod_args("mnt"));
     add.run(&node, &thick::shim(), &conf).ok();
     let has_carrier = |pod: &Netns| pod.link_names().iter().any(|l| l == "sbr-carrier");
-    assert!(has_carrier(&pod), "carrier after ADD: {:?}", pod.link_names());
+    assert!(
+        has_carrier(&pod),
+        "carrier after ADD: {:?}",
+        pod.link_names()
+    );
 
     daemon.signal(libc::SIGKILL);
     daemon.wait_exit(Duration::from_secs(5));
