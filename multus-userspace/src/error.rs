@@ -121,9 +121,7 @@ fn netns_code(e: &NetnsError) -> ErrorCode {
 /// The CNI code of an SBR failure.
 fn sbr_code(e: &SbrError) -> ErrorCode {
     match e {
-        SbrError::InvalidContainerId(_)
-        | SbrError::InvalidIfName(_)
-        | SbrError::ReservedIfName(_) => ErrorCode::InvalidEnvironment,
+        SbrError::InvalidIfName(_) | SbrError::ReservedIfName(_) => ErrorCode::InvalidEnvironment,
         SbrError::Netns(e) => netns_code(e),
         SbrError::InterfaceNotFound(_) => ErrorCode::UnknownContainer,
         SbrError::Bpffs { .. } | SbrError::Pin { .. } | SbrError::Sysctl { .. } => {

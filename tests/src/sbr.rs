@@ -14,7 +14,7 @@ pub struct Harness {
     /// The configuration given to the library.
     pub cfg: SbrConfig,
     /// The container id.
-    pub container_id: String,
+    pub container_id: multus::cni::ContainerId,
 }
 
 impl Harness {
@@ -25,7 +25,7 @@ impl Harness {
         Self {
             bpffs,
             cfg,
-            container_id: crate::netns::unique_name("ctr"),
+            container_id: cid(&crate::netns::unique_name("ctr")),
         }
     }
 
@@ -187,4 +187,9 @@ pub fn tc_leftovers(pod: &Netns, ifname: &str) -> Vec<String> {
             .map(String::from),
     );
     out
+}
+
+/// A container id the test made (valid by construction).
+pub fn cid(id: &str) -> multus::cni::ContainerId {
+    multus::cni::ContainerId::parse(id).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -272,7 +272,7 @@ impl MultusPod {
         let rt = Runtime {
             host: t.r1.path().to_path_buf(),
             path: vec![bin, bins::REFERENCE_PLUGINS.into()],
-            container_id: h.container_id.clone(),
+            container_id: h.container_id.to_string(),
             netns: t.pod.path().to_path_buf(),
             ifname: "eth0".into(),
         };

@@ -23,6 +23,7 @@ use testkit::{
     kube_api::{KubeApiServer, PodSeed, ServerOptions},
     leaks,
     netns::unique_name,
+    sbr::cid,
     topo::MiniPod,
     CniCall, Netns, Node,
 };
@@ -122,7 +123,8 @@ impl Env {
             addresses: cached_addresses(&self.cache_entry(&id), "net1"),
         };
         assert_eq!(spec.addresses.len(), 1, "net1 has one cached address");
-        sbr::add(&self.sbr_cfg(), &id, ns.path(), &spec).unwrap_or_else(|e| panic!("sbr add: {e}"));
+        sbr::add(&self.sbr_cfg(), &cid(&id), ns.path(), &spec)
+            .unwrap_or_else(|e| panic!("sbr add: {e}"));
         Pod {
             ns,
             id,
@@ -256,7 +258,7 @@ fn now() -> u64 {
 fn wait_detached(cfg: &SbrConfig, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = sbr::inspect(cfg, id).expect("inspect");
+        let info = sbr::inspect(cfg, &cid(id)).expect("inspect");
         if info
             .attachments
             .iter()
@@ -380,7 +382,7 @@ fn list_and_show_json_field_by_field() {
     assert_eq!(without_counters(by_id), without_counters(doc.clone()));
     let c = item(&doc, &a.id);
     let entry = env.cache_entry(&a.id);
-    let info = sbr::inspect(&cfg, &a.id).expect("inspect");
+    let info = sbr::inspect(&cfg, &cid(&a.id)).expect("inspect");
     let (eth0_index, _) = link(&a.ns, "eth0");
     let (net1_index, net1_mtu) = link(&a.ns, "net1");
     let (carrier_index, _) = link(&a.ns, sbr::CARRIER_IFNAME);
@@ -582,7 +584,7 @@ fn stats_counts_and_rates() {
     ] {
         assert!(c[field].is_u64(), "{field} in {c}");
     }
-    let lib = sbr::inspect(&env.sbr_cfg(), &a.id).expect("inspect");
+    let lib = sbr::inspect(&env.sbr_cfg(), &cid(&a.id)).expect("inspect");
     let lib_net1 = lib
         .counters
         .iter()
@@ -678,7 +680,9 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
         .parse()
         .expect("ipv4");
     // SrcKey: {cookie u64, family u32, reserved u32, addr [u32; 4]} (multus-common), little endian.
-    let cookie = sbr::inspect(&env.sbr_cfg(), &a.id).expect("inspect").cookie;
+    let cookie = sbr::inspect(&env.sbr_cfg(), &cid(&a.id))
+        .expect("inspect")
+        .cookie;
     let mut key: Vec<String> = cookie
         .to_le_bytes()
         .iter()
@@ -763,7 +767,7 @@ fn check_passes_then_names_a_removed_entry_and_a_detached_program() {
         leases_before
     );
     assert_eq!(a.ns.links(), links_before, "no interface changed");
-    let info = sbr::inspect(&cfg, &b.id).expect("inspect");
+    let info = sbr::inspect(&cfg, &cid(&b.id)).expect("inspect");
     let link_id = info
         .attachments
         .iter()
@@ -886,12 +890,18 @@ fn gc_removes_exactly_the_stale_ones() {
     // Pins only (the plugin chained without multus): one whose namespace goes, one that stays.
     let orphan = MiniPod::new();
     let orphan_id = unique_name("pin");
-    sbr::add(&cfg, &orphan_id, orphan.pod.path(), &orphan.net1_spec()).expect("add orphan");
+    sbr::add(
+        &cfg,
+        &cid(&orphan_id),
+        orphan.pod.path(),
+        &orphan.net1_spec(),
+    )
+    .expect("add orphan");
     let standalone = MiniPod::new();
     let standalone_id = unique_name("pin");
     sbr::add(
         &cfg,
-        &standalone_id,
+        &cid(&standalone_id),
         standalone.pod.path(),
         &standalone.net1_spec(),
     )
@@ -1078,7 +1088,11 @@ fn gc_removes_exactly_the_stale_ones() {
         .cloned()
         .collect();
     assert_eq!(env.bpffs.entries(), pins, "only the stale pins went");
-    let mut remaining = sbr::pods(&cfg).expect("pods");
+    let mut remaining: Vec<String> = sbr::pods(&cfg)
+        .expect("pods")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     remaining.sort();
     let mut kept = vec![live.id.clone(), standalone_id.clone()];
     kept.sort();
@@ -1088,7 +1102,13 @@ fn gc_removes_exactly_the_stale_ones() {
     assert_eq!(out.code, 0, "what is left is healthy: {}", out.stdout);
     let out = env.ctl(&["gc"]);
     assert!(out.stdout.contains("nothing to remove"), "{}", out.stdout);
-    sbr::del(&cfg, &standalone_id, Some(standalone.pod.path()), "net1").expect("del standalone");
+    sbr::del(
+        &cfg,
+        &cid(&standalone_id),
+        Some(standalone.pod.path()),
+        "net1",
+    )
+    .expect("del standalone");
 }
 
 /// Deletes a pod's namespace (the runtime removed the sandbox without a CNI DEL).
@@ -1443,7 +1463,13 @@ fn show_reads_the_namespace_of_pins_without_a_cache_entry() {
     let env = Env::new();
     let mini = MiniPod::new();
     let id = unique_name("pin");
-    sbr::add(&env.sbr_cfg(), &id, mini.pod.path(), &mini.net1_spec()).expect("add");
+    sbr::add(
+        &env.sbr_cfg(),
+        &cid(&id),
+        mini.pod.path(),
+        &mini.net1_spec(),
+    )
+    .expect("add");
     let out = env.ctl(&["-o", "json", "show", &id]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let doc = out.json();
@@ -1495,7 +1521,7 @@ fn logs_show_the_debug_records_of_a_pod() {
         ifname: "net1".into(),
         addresses: cached_addresses(&env.cache_entry(&id), "net1"),
     };
-    sbr::add(&cfg, &id, ns.path(), &spec).unwrap_or_else(|e| panic!("sbr add: {e}"));
+    sbr::add(&cfg, &cid(&id), ns.path(), &spec).unwrap_or_else(|e| panic!("sbr add: {e}"));
     let net1 = spec.addresses[0].address.to_string();
     // From the node's br-a address: the replies' route is eth0's subnet, their source net1's
     // address, so the egress program redirects them to net1 (and logs it).
@@ -1516,7 +1542,7 @@ fn logs_show_the_debug_records_of_a_pod() {
         .args(&args)
         .run(&env.node, &env.multus, &env.conf)
         .assert_ok();
-    sbr::del(&cfg, &id, Some(ns.path()), "net1").ok();
+    sbr::del(&cfg, &cid(&id), Some(ns.path()), "net1").ok();
 }
 
 /// `multusctl man` lists the subcommands' pages (multusctl-<name>(1)); `man --dir` writes each

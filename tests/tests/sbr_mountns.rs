@@ -107,7 +107,7 @@ impl Setup {
         let cfg = SbrConfig::new(&self.view);
         let net1 = ifindex(&t.pod, "net1");
         let redirected_in = |cfg: &SbrConfig| {
-            sbr::inspect(cfg, container_id)
+            sbr::inspect(cfg, &testkit::sbr::cid(container_id))
                 .unwrap_or_else(|e| panic!("inspect: {e}"))
                 .counters
                 .iter()

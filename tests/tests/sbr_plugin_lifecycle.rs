@@ -31,7 +31,7 @@ fn runtime(h: &Harness, host: &Path, pod: &Path, ifname: &str) -> Runtime {
     Runtime {
         host: host.to_path_buf(),
         path: plugin_path(),
-        container_id: h.container_id.clone(),
+        container_id: h.container_id.to_string(),
         netns: pod.to_path_buf(),
         ifname: ifname.into(),
     }
@@ -76,7 +76,7 @@ fn hundred_add_del_cycles_leave_nothing() {
     h.assert_clean(&t.pod, &routes, &rules);
     assert_eq!(
         multus::sbr::pods(&h.cfg).expect("pods"),
-        Vec::<String>::new(),
+        Vec::<multus::cni::ContainerId>::new(),
         "no pod state left"
     );
 }
@@ -432,7 +432,11 @@ fn version_status_gc() {
     let mut gc = status.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": ids[0], "ifname": "net1"}]);
     ok(&rt(0).exec("GC", &gc), "GC");
-    let mut left = multus::sbr::pods(&h.cfg).expect("pods");
+    let mut left: Vec<String> = multus::sbr::pods(&h.cfg)
+        .expect("pods")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     left.sort();
     let mut expected = vec![ids[0].clone(), ids[2].clone()];
     expected.sort();
@@ -490,7 +494,7 @@ fn multus_replace_sbr_runs_it_on_ebpf() {
     ok(&p.rt.exec("ADD", &p.conf), "multus ADD with Debian's sbr");
     assert_eq!(
         multus::sbr::pods(&p.h.cfg).expect("pods"),
-        Vec::<String>::new()
+        Vec::<multus::cni::ContainerId>::new()
     );
     assert!(
         p.t.pod.rules().join("\n").contains("lookup 100"),

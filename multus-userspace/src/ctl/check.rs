@@ -229,7 +229,7 @@ pub fn check_record(node: &Node, rec: &Record) -> CheckItem {
     }
     let problems: Vec<Problem> = problems.into_iter().collect();
     CheckItem {
-        container_id: rec.id.clone(),
+        container_id: rec.id.to_string(),
         pod: rec
             .entry
             .as_ref()

@@ -106,7 +106,7 @@ fn plan(node: &Node, records: &[Record]) -> Vec<GcItem> {
             _ => continue,
         };
         items.push(GcItem {
-            container_id: rec.id.clone(),
+            container_id: rec.id.to_string(),
             pod: entry.and_then(|e| e.pod.as_ref()).map(PodView::from_ref),
             netns,
             reason,
@@ -193,7 +193,7 @@ fn remove(node: &Node, items: &mut [GcItem]) -> Result<(), CtlError> {
     let all = sbr::pods(&node.sbr)?;
     let keep: Vec<&str> = all
         .iter()
-        .map(String::as_str)
+        .map(|id| id.as_str())
         .filter(|id| !doomed.contains(id))
         .collect();
     match sbr::gc(&node.sbr, &keep) {

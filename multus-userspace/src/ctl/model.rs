@@ -606,7 +606,7 @@ pub fn container_view(
     }
     let entry = rec.entry.as_ref();
     ContainerView {
-        container_id: rec.id.clone(),
+        container_id: rec.id.to_string(),
         pod: entry.and_then(|e| e.pod.as_ref()).map(PodView::from_ref),
         netns: rec.netns_path.as_ref().map(|p| p.display().to_string()),
         netns_state: rec.netns.as_str(),

@@ -10,6 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
+    cni::ContainerId,
     config::{
         netconf::{MULTUS_TYPE, SHIM_TYPE},
         MultusConf,
@@ -92,7 +93,7 @@ impl NetnsState {
 #[derive(Debug)]
 pub struct Record {
     /// The container id.
-    pub id: String,
+    pub id: crate::cni::ContainerId,
     /// Its delegate cache entry.
     pub entry: Option<CacheEntry>,
     /// Why the cache entry could not be read.
@@ -144,7 +145,7 @@ impl Record {
     pub fn label(&self) -> String {
         match self.entry.as_ref().and_then(|e| e.pod.as_ref()) {
             Some(p) => format!("{}/{} ({})", p.namespace, p.name, self.id),
-            None => self.id.clone(),
+            None => self.id.to_string(),
         }
     }
 
@@ -275,14 +276,14 @@ impl Node {
     }
 
     /// Every container id the cache or the pins know, in order.
-    pub fn ids(&self) -> Result<BTreeSet<String>, CtlError> {
-        let mut ids: BTreeSet<String> = self.cache.list()?.into_iter().map(String::from).collect();
+    pub fn ids(&self) -> Result<BTreeSet<ContainerId>, CtlError> {
+        let mut ids: BTreeSet<ContainerId> = self.cache.list()?.into_iter().collect();
         ids.extend(self.pin_ids()?);
         Ok(ids)
     }
 
     /// Container ids that have pins.
-    pub fn pin_ids(&self) -> Result<Vec<String>, CtlError> {
+    pub fn pin_ids(&self) -> Result<Vec<ContainerId>, CtlError> {
         if !self.bpffs_present {
             return Ok(Vec::new());
         }
@@ -290,13 +291,10 @@ impl Node {
     }
 
     /// What is known of one container.
-    pub fn record(&self, id: &str) -> Record {
-        let read = crate::cni::ContainerId::parse(id)
-            .map_err(|e| e.to_string())
-            .and_then(|id| self.cache.read(&id).map_err(|e| e.to_string()));
-        let (entry, cache_error) = match read {
+    pub fn record(&self, id: &ContainerId) -> Record {
+        let (entry, cache_error) = match self.cache.read(id) {
             Ok(e) => (e, None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         let pins = (self.bpffs_present && self.sbr.bpffs_dir.join(id).is_dir())
             .then(|| sbr::inspect(&self.sbr, id).map_err(|e| e.to_string()));
@@ -308,7 +306,7 @@ impl Node {
             },
         };
         Record {
-            id: id.to_string(),
+            id: id.clone(),
             entry,
             cache_error,
             netns,

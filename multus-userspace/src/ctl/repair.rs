@@ -95,17 +95,14 @@ pub fn run(
 }
 
 /// Repairs one container under its lock, then checks it.
-fn repair(node: &Node, id: &str) -> RepairItem {
+fn repair(node: &Node, id: &crate::cni::ContainerId) -> RepairItem {
     let mut problems = Vec::new();
     let mut repaired = Vec::new();
-    let lock = node.cache.dir().is_dir().then(|| {
-        crate::cni::ContainerId::parse(id)
-            .map_err(|e| e.to_string())
-            .and_then(|id| {
-                ContainerLock::acquire(node.cache.dir(), &id, LOCK_TIMEOUT)
-                    .map_err(|e| e.to_string())
-            })
-    });
+    let lock = node
+        .cache
+        .dir()
+        .is_dir()
+        .then(|| ContainerLock::acquire(node.cache.dir(), id, LOCK_TIMEOUT));
     // Held until the check below is done.
     match &lock {
         Some(Err(e)) => problems.push(problem(

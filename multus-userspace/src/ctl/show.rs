@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use crate::cni::ContainerId;
+
 use clap::Args;
 
 use super::{
@@ -71,15 +73,13 @@ fn not_in_cache(node: &Node, pod: &str, known_uid: Option<&str>) -> CtlError {
 /// `None` when the cache has none.
 fn of_pod(
     node: &Node,
-    ids: &std::collections::BTreeSet<String>,
+    ids: &std::collections::BTreeSet<ContainerId>,
     namespace: &str,
     name: &str,
     api: Option<&mut Api>,
 ) -> Result<Option<Vec<Record>>, CtlError> {
-    let of_pod = |id: &String| {
-        let entry = crate::cni::ContainerId::parse(id)
-            .ok()
-            .and_then(|id| node.cache.read(&id).ok().flatten());
+    let of_pod = |id: &ContainerId| {
+        let entry = node.cache.read(id).ok().flatten();
         entry
             .and_then(|e| e.pod)
             .is_some_and(|p| p.namespace == namespace && p.name == name)
@@ -120,13 +120,13 @@ fn of_pod(
 /// The container whose id is `target` or starts with it.
 fn by_id(
     node: &Node,
-    ids: &std::collections::BTreeSet<String>,
+    ids: &std::collections::BTreeSet<ContainerId>,
     target: &str,
 ) -> Result<Record, CtlError> {
-    if ids.contains(target) {
-        return Ok(node.record(target));
+    if let Some(id) = ids.iter().find(|id| id.as_str() == target) {
+        return Ok(node.record(id));
     }
-    let matches: Vec<&String> = ids.iter().filter(|id| id.starts_with(target)).collect();
+    let matches: Vec<&ContainerId> = ids.iter().filter(|id| id.starts_with(target)).collect();
     match matches.as_slice() {
         [] => Err(CtlError::NotFound(format!(
             "no container {target:?}: neither the delegate cache {} nor the pins under {} know it",

@@ -114,7 +114,7 @@ fn sample(node: &Node, args: &StatsArgs) -> Result<Vec<StatsItem>, CtlError> {
             .map(PodView::from_ref);
         for (ifindex, c) in &info.counters {
             items.push(StatsItem {
-                container_id: rec.id.clone(),
+                container_id: rec.id.to_string(),
                 pod: pod.clone(),
                 ifindex: *ifindex,
                 ifname: names.get(ifindex).cloned(),

@@ -1,6 +1,7 @@
 //! ADD: routes packets sourced from an interface's addresses out of that interface ([`add`]), and
 //! undoes exactly what a failed ADD did.
 
+use crate::cni::ContainerId;
 use std::{net::IpAddr, path::Path};
 
 use super::bpf::PodMaps;
@@ -48,7 +49,7 @@ pub struct AddReport {
 /// (`node::on_node`), and fails before changing anything when that cannot be done.
 pub fn add(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: &Path,
     iface: &InterfaceSpec,
 ) -> Result<AddReport, SbrError> {
@@ -59,14 +60,14 @@ pub fn add(
 
 fn add_here(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: &Path,
     iface: &InterfaceSpec,
 ) -> Result<AddReport, SbrError> {
     let phases = Phases::new();
     validate_ifname(&iface.ifname)?;
     reject_reserved(&iface.ifname)?;
-    let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+    let dir = PodDir::new(&cfg.bpffs_dir, container_id);
     let ns = NetNs::open(netns)?;
     pins::ensure_bpffs(&cfg.bpffs_dir)?;
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
@@ -112,7 +113,7 @@ fn add_here(
 /// Returns whether the programs were loaded.
 fn open_or_create_pod(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns_path: &Path,
     dir: &PodDir,
     phases: &Phases,

@@ -5,6 +5,7 @@
 //! of its source entries (`map-src` in its directory), so that finding, checking and removing them
 //! never scans the node's maps.
 
+use crate::cni::ContainerId;
 use std::{
     os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
     path::Path,
@@ -420,7 +421,7 @@ impl PodMaps {
     /// user of `progs`.
     pub fn create(
         dir: &PodDir,
-        container_id: &str,
+        container_id: &ContainerId,
         progs: Programs,
         record: PodRecord,
     ) -> Result<Self, SbrError> {
@@ -500,7 +501,11 @@ impl PodMaps {
 
     /// Moves the pod to another program version (its own was removed): registers it there and
     /// copies its source entries; defaults, counters and attachments follow when the pod converges.
-    pub fn switch_to(&mut self, container_id: &str, progs: Programs) -> Result<(), SbrError> {
+    pub fn switch_to(
+        &mut self,
+        container_id: &ContainerId,
+        progs: Programs,
+    ) -> Result<(), SbrError> {
         let mut node = NodeMaps::open(&progs)?;
         node.users
             .insert(self.cookie(), id_hash(container_id), 0)

@@ -1,5 +1,6 @@
 //! CHECK: reports every way a pod's SBR state differs from what ADD set up ([`check`]).
 
+use crate::cni::ContainerId;
 use std::path::{Path, PathBuf};
 
 use super::add::interface_entries;
@@ -20,7 +21,7 @@ use crate::netns::{mountns::IfUnknown, NetNs};
 /// naming every difference.
 pub fn check(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: &Path,
     iface: &InterfaceSpec,
 ) -> Result<(), SbrError> {
@@ -31,12 +32,12 @@ pub fn check(
 
 fn check_here(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: &Path,
     iface: &InterfaceSpec,
 ) -> Result<(), SbrError> {
     validate_ifname(&iface.ifname)?;
-    let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+    let dir = PodDir::new(&cfg.bpffs_dir, container_id);
     if !dir.exists() {
         return Err(SbrError::Drift(vec![Drift::PodMissing]));
     }

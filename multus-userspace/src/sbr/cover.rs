@@ -1,5 +1,6 @@
 //! Cover: brings a pod SBR already manages up to date with the interfaces it has now ([`cover`]).
 
+use crate::cni::ContainerId;
 use std::path::Path;
 
 use super::bpf::PodMaps;
@@ -21,7 +22,7 @@ use crate::netns::{mountns::IfUnknown, NetNs};
 /// no SBR pod under this bpffs directory (nothing is done then).
 pub fn cover(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: &Path,
 ) -> Result<Option<Vec<String>>, SbrError> {
     on_node(IfUnknown::Refuse, || cover_here(cfg, container_id, netns))
@@ -29,10 +30,10 @@ pub fn cover(
 
 fn cover_here(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: &Path,
 ) -> Result<Option<Vec<String>>, SbrError> {
-    let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+    let dir = PodDir::new(&cfg.bpffs_dir, container_id);
     if !cfg.bpffs_dir.is_dir() || !dir.exists() {
         return Ok(None);
     }

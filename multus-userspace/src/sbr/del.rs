@@ -1,5 +1,6 @@
 //! DEL: undoes ADD for one interface ([`del`]), and everything of the pod with its last one.
 
+use crate::cni::ContainerId;
 use std::path::Path;
 
 use super::bpf::PodMaps;
@@ -18,7 +19,7 @@ use crate::netns::{mountns::IfUnknown, NetNs, NetnsError};
 /// them.
 pub fn del(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: Option<&Path>,
     ifname: &str,
 ) -> Result<(), SbrError> {
@@ -28,7 +29,7 @@ pub fn del(
 /// [`del`], returning where its time went.
 pub fn del_timed(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: Option<&Path>,
     ifname: &str,
 ) -> Result<Vec<Phase>, SbrError> {
@@ -39,13 +40,13 @@ pub fn del_timed(
 
 fn del_here(
     cfg: &SbrConfig,
-    container_id: &str,
+    container_id: &ContainerId,
     netns: Option<&Path>,
     ifname: &str,
 ) -> Result<Vec<Phase>, SbrError> {
     let phases = Phases::new();
     validate_ifname(ifname)?;
-    let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+    let dir = PodDir::new(&cfg.bpffs_dir, container_id);
     if !cfg.bpffs_dir.is_dir() {
         return Ok(phases.take());
     }

@@ -7,9 +7,6 @@ use crate::netns::NetnsError;
 /// Why an SBR operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SbrError {
-    /// The container id cannot name a pin directory.
-    #[error("invalid container id {0:?}: must match [A-Za-z0-9][A-Za-z0-9_.-]* and be at most 255 bytes")]
-    InvalidContainerId(String),
     /// The interface name is not a valid Linux interface name.
     #[error("invalid interface name {0:?}")]
     InvalidIfName(String),

@@ -52,7 +52,7 @@ fn gc_here(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sb
     let mut errors = Vec::new();
     let mut live_cookies = std::collections::BTreeSet::new();
     for id in pins::pod_ids(&cfg.bpffs_dir)? {
-        let dir = PodDir::new(&cfg.bpffs_dir, &id)?;
+        let dir = PodDir::new(&cfg.bpffs_dir, &id);
         let valid = valid_container_ids.contains(&id.as_str());
         let maps = PodMaps::open(&dir, &cfg.bpffs_dir);
         let orphan = match &maps {
@@ -95,8 +95,8 @@ fn gc_here(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sb
             Err(_) => dir.remove(),
         };
         match removed {
-            Ok(()) if orphan => report.orphaned.push(id),
-            Ok(()) => report.stale.push(id),
+            Ok(()) if orphan => report.orphaned.push(id.to_string()),
+            Ok(()) => report.stale.push(id.to_string()),
             Err(e) => errors.push(e),
         }
     }

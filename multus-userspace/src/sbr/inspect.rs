@@ -3,6 +3,7 @@
 //! (which have no pin) are read inside the pod's namespace, found by its recorded path and checked
 //! against its cookie.
 
+use crate::cni::ContainerId;
 use std::{
     net::IpAddr,
     path::PathBuf,
@@ -114,17 +115,17 @@ pub struct PodInfo {
 }
 
 /// Container ids that have pins (program versions are not listed).
-pub fn pods(cfg: &SbrConfig) -> Result<Vec<String>, SbrError> {
+pub fn pods(cfg: &SbrConfig) -> Result<Vec<ContainerId>, SbrError> {
     on_node(IfUnknown::RunHere, || pins::pod_ids(&cfg.bpffs_dir))
 }
 
 /// Reads everything pinned for `container_id` (in the node's mount namespace, where the pins are).
-pub fn inspect(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {
+pub fn inspect(cfg: &SbrConfig, container_id: &ContainerId) -> Result<PodInfo, SbrError> {
     on_node(IfUnknown::RunHere, || inspect_here(cfg, container_id))
 }
 
-fn inspect_here(cfg: &SbrConfig, container_id: &str) -> Result<PodInfo, SbrError> {
-    let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+fn inspect_here(cfg: &SbrConfig, container_id: &ContainerId) -> Result<PodInfo, SbrError> {
+    let dir = PodDir::new(&cfg.bpffs_dir, container_id);
     let maps = PodMaps::open(&dir, &cfg.bpffs_dir)?;
     let mut attachments: Vec<AttachmentInfo> = dir
         .if_links()?
@@ -276,8 +277,8 @@ impl log::Log for Collector {
 
 impl LogReader {
     /// Attaches to the log ring buffer of `container_id`'s programs.
-    pub fn open(cfg: &SbrConfig, container_id: &str) -> Result<Self, SbrError> {
-        let dir = PodDir::new(&cfg.bpffs_dir, container_id)?;
+    pub fn open(cfg: &SbrConfig, container_id: &ContainerId) -> Result<Self, SbrError> {
+        let dir = PodDir::new(&cfg.bpffs_dir, container_id);
         let maps = PodMaps::open(&dir, &cfg.bpffs_dir)?;
         let id = maps.progs.prog_id(ProgKind::Carrier)?;
         let lines = Arc::new(Mutex::new(Vec::new()));

@@ -22,7 +22,7 @@ use super::error::describe;
 use super::{
     btf,
     error::SbrError,
-    pins::{remove_empty_dir, remove_pin, subdirectories, validate_container_id},
+    pins::{remove_empty_dir, remove_pin, subdirectories},
 };
 
 /// aya-log level of the programs when debugging is on (`Level::Debug`); 0 turns logging off and
@@ -95,7 +95,7 @@ impl Programs {
     pub fn at(bpffs_dir: &Path, name: &str) -> Result<Self, SbrError> {
         let valid = name
             .strip_prefix(VERSION_PREFIX)
-            .is_some_and(|rest| validate_container_id(rest).is_ok());
+            .is_some_and(|rest| crate::cni::ContainerId::parse(rest).is_ok());
         if !valid || name.len() >= super::state::VERSION_LEN {
             return Err(SbrError::Pin {
                 path: bpffs_dir.join(name),

@@ -121,7 +121,7 @@ pub fn sbr_interfaces<'a>(
 /// bpffs directory is covered once. A plugin that names no directory uses the plugin's default.
 pub fn cover_after_delegates(
     attachments: &[Attachment],
-    container_id: &str,
+    container_id: &crate::cni::ContainerId,
     netns: &Path,
     default_routes_changed: bool,
 ) -> Result<(), Error> {

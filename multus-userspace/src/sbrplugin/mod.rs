@@ -331,7 +331,7 @@ fn gc(conf: &SbrNetConf) -> Result<(), Error> {
     }
     let mut keep: Vec<String> = valid.iter().map(|a| a.container_id.clone()).collect();
     for id in sbr::pods(&conf.sbr)? {
-        if keep.contains(&id) {
+        if keep.iter().any(|k| *k == id.as_str()) {
             continue;
         }
         let alive = sbr::inspect(&conf.sbr, &id)
@@ -343,7 +343,7 @@ fn gc(conf: &SbrNetConf) -> Result<(), Error> {
             .unwrap_or(false);
         if alive {
             tracing::info!(container = %id, "GC: not listed for this network but its interfaces still exist; kept");
-            keep.push(id);
+            keep.push(id.to_string());
         }
     }
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();

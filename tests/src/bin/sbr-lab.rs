@@ -8,6 +8,7 @@
 //! sbr-lab show  <bpffs-dir> [container-id]
 //! ```
 //! `add` and `del` print their wall time and then one `phase <name> <µs>` line per phase on stderr.
+use multus::cni::ContainerId;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -56,7 +57,12 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "add" => {
             let t = std::time::Instant::now();
-            let r = sbr::add(&cfg, &rest[0], Path::new(&rest[1]), &spec(&rest)?)?;
+            let r = sbr::add(
+                &cfg,
+                &ContainerId::parse(&rest[0])?,
+                Path::new(&rest[1]),
+                &spec(&rest)?,
+            )?;
             let took = t.elapsed();
             let loaded = if r.loaded {
                 "loaded the programs\n"
@@ -73,21 +79,26 @@ fn main() -> Result<()> {
         "del" => {
             let ns = (rest[1] != "-").then(|| Path::new(&rest[1]));
             let t = std::time::Instant::now();
-            let phases = sbr::del_timed(&cfg, &rest[0], ns, &rest[2])?;
+            let phases = sbr::del_timed(&cfg, &ContainerId::parse(&rest[0])?, ns, &rest[2])?;
             let took = t.elapsed();
             write_all(
                 std::io::stderr(),
                 format!("del took {took:?}\n{}", phases_text(&phases)),
             );
         }
-        "check" => sbr::check(&cfg, &rest[0], Path::new(&rest[1]), &spec(&rest)?)?,
+        "check" => sbr::check(
+            &cfg,
+            &ContainerId::parse(&rest[0])?,
+            Path::new(&rest[1]),
+            &spec(&rest)?,
+        )?,
         "gc" => {
             let valid: Vec<&str> = rest.iter().map(String::as_str).collect();
             println!("{:#?}", sbr::gc(&cfg, &valid)?);
         }
         "show" => {
             let ids = match rest.first() {
-                Some(id) => vec![id.clone()],
+                Some(id) => vec![ContainerId::parse(id)?],
                 None => sbr::pods(&cfg)?,
             };
             for id in ids {
