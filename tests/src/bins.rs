@@ -62,3 +62,22 @@ pub fn reference(name: &str) -> PathBuf {
     );
     p
 }
+
+/// A copy of the product binary `name` that any user can run: the tests that run a binary as
+/// another user (uid 65534) must not run it from the work tree, which may sit under a directory
+/// only root can enter (a root user's clone in /root). The copy lives in a temporary directory
+/// (mode 0755) that goes with the returned guard.
+pub fn world_executable(name: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("multus-bin-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the directory");
+    let copy = dir.path().join(name);
+    std::fs::copy(product(name), &copy).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the copy");
+    (dir, copy)
+}

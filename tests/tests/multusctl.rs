@@ -150,20 +150,34 @@ impl Env {
     /// Runs multusctl with `args`; with `uid`, as that user (in the test's own namespace: entering
     /// the node's needs root).
     fn ctl_raw(&self, args: &[String], uid: Option<u32>) -> Out {
+        // Another user runs a copy outside the work tree (bins::world_executable).
+        let mut copy = None;
         let mut cmd = match uid {
             None => self.node.ns.command(&self.ctl),
             Some(uid) => {
-                let mut c = std::process::Command::new(&self.ctl);
-                c.uid(uid).gid(uid);
+                let (dir, path) = bins::world_executable("multusctl");
+                let mut c = std::process::Command::new(&path);
+                c.uid(uid).gid(uid).current_dir("/");
+                copy = Some(dir);
                 c
             }
         };
         cmd.args(args)
             .stdin(Stdio::null())
             .env_remove("MULTUSCTL_CONF");
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("run multusctl: {e}"));
+        // A copy just written can be "text file busy" while a child forked meanwhile by another
+        // test thread still holds its descriptor: try again briefly.
+        let mut tries = 0;
+        let out = loop {
+            match cmd.output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap_or_else(|e| panic!("run multusctl: {e}")),
+            }
+        };
+        drop(copy);
         let o = Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
