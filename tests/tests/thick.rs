@@ -39,6 +39,29 @@ fn node_with_recorder() -> Node {
     node
 }
 
+/// The shim's configuration of a pod with a cluster network and a second network chained with
+/// Debian's `sbr` (which `ebpfSbr.replaceSbr` in the daemon configuration replaces): bridges
+/// `<prefix>c` and `<prefix>b`, subnets `10.<net>.0.0/24` and `10.<net + 1>.0.0/24`.
+fn sbr_conf(daemon: &Daemon, node: &Node, prefix: &str, net: u8) -> Value {
+    let net1 = json!({"cniVersion": "1.0.0", "name": "net-sbr", "plugins": [
+        {"type": "bridge", "bridge": format!("{prefix}b"), "isGateway": true,
+         "ipam": {"type": "host-local", "subnet": format!("10.{}.0.0/24", net + 1),
+                  "dataDir": node.ipam_dir()}},
+        {"type": "sbr"}]});
+    daemon.shim_conf(
+        "1.0.0",
+        vec![
+            bridge(
+                node,
+                "cluster",
+                &format!("{prefix}c"),
+                &format!("10.{net}.0.0/24"),
+            ),
+            net1,
+        ],
+    )
+}
+
 fn pod_args(name: &str) -> String {
     format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={name}")
 }
@@ -596,14 +619,7 @@ fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
     let pod = Netns::new("pod");
     // Neither ebpf-sbr nor sbr is on this node's path for the daemon to run as a process:
     // CNI_PATH is the node's empty bin dir and Debian's plugins, whose `sbr` the plan replaces.
-    let net1 = json!({"cniVersion": "1.0.0", "name": "net-s", "plugins": [
-        {"type": "bridge", "bridge": "tksb", "isGateway": true,
-         "ipam": {"type": "host-local", "subnet": "10.85.0.0/24", "dataDir": node.ipam_dir()}},
-        {"type": "sbr"}]});
-    let conf = daemon.shim_conf(
-        "1.0.0",
-        vec![bridge(&node, "cluster", "tksc", "10.84.0.0/24"), net1],
-    );
+    let conf = sbr_conf(&daemon, &node, "tks", 84);
     // ebpfSbr comes from the daemon configuration, node-wide (the overlay replaces the key whole).
     let add = CniCall::new(&node, "ADD", "thick-sbr", Some(&pod), "eth0").args(&pod_args("sbr"));
     add.run(&node, &thick::shim(), &conf).ok();
@@ -733,14 +749,7 @@ fn sbr_state_made_by_a_daemon_in_a_private_mount_namespace_outlives_its_restart(
     daemon.spawn_command(in_private_mount_ns(&daemon));
     daemon.wait_ready(Duration::from_secs(10));
     let pod = Netns::new("pod");
-    let net1 = json!({"cniVersion": "1.0.0", "name": "net-m", "plugins": [
-        {"type": "bridge", "bridge": "tkmb", "isGateway": true,
-         "ipam": {"type": "host-local", "subnet": "10.87.0.0/24", "dataDir": node.ipam_dir()}},
-        {"type": "sbr"}]});
-    let conf = daemon.shim_conf(
-        "1.0.0",
-        vec![bridge(&node, "cluster", "tkmc", "10.86.0.0/24"), net1],
-    );
+    let conf = sbr_conf(&daemon, &node, "tkm", 86);
     let add = CniCall::new(&node, "ADD", "thick-mnt", Some(&pod), "eth0").args(&pod_args("mnt"));
     add.run(&node, &thick::shim(), &conf).ok();
     let has_carrier = |pod: &Netns| pod.link_names().iter().any(|l| l == "sbr-carrier");
