@@ -19,6 +19,20 @@ pub fn run(args: &[String], optimised: bool) -> Result<()> {
     );
     eprintln!("xtask: building release binaries");
     let bins = crate::build::binaries(true)?;
+    // The benchmarks' no-op delegate (the recorder plugin) sits beside the harness.
+    let mut plugin = Command::new(env!("CARGO"));
+    plugin.current_dir(root()).args([
+        "build",
+        "--quiet",
+        "-p",
+        "multus-tests",
+        "--bin",
+        "cni-recorder",
+    ]);
+    if optimised {
+        plugin.arg("--release");
+    }
+    run_cmd(&mut plugin)?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
         .args(["run", "--quiet", "-p", "multus-tests", "--bin", "tasks"]);

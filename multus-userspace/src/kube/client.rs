@@ -1,10 +1,11 @@
 //! A small synchronous face over the `kube` client: pod and NAD reads and pod annotation patches,
 //! each retried on transient failures (connection refused or reset, 5xx, 429, and 409 for patches)
 //! until a deadline, so a CNI call is never held longer than configured. Pod events are sent once,
-//! without retries: they are best-effort.
+//! without retries: they are best-effort (a long-lived process sends them in the background).
 
 use std::{
     path::Path,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -62,6 +63,11 @@ pub struct KubeClient {
     client: Client,
     cache: Option<std::sync::Arc<dyn ObjectCache>>,
 }
+
+/// Bound on batches of pod events a long-lived process sends in the background at once.
+pub const BACKGROUND_EVENT_BATCHES: usize = 256;
+/// Batches of pod events being sent in the background.
+static EVENT_BATCHES: AtomicUsize = AtomicUsize::new(0);
 
 /// Where the client's futures run: its own runtime (the thin binary, one call per process), or
 /// a long-lived process's runtime (the daemon: connections outlive the call).
@@ -341,6 +347,49 @@ impl KubeClient {
             attempts: 1,
             last: failure,
         })
+    }
+
+    /// Sends `events` best-effort, in order, each before `deadline`; the first failure ends the
+    /// attempt (logged). A long-lived process (the daemon) sends them in the background, so the
+    /// CNI call does not wait for them; at most [`BACKGROUND_EVENT_BATCHES`] batches are in
+    /// flight, more are dropped with a log line. A one-call process sends them before it returns.
+    pub fn record_events(&self, pod: &str, events: Vec<Event>, deadline: Instant) {
+        if events.is_empty() {
+            return;
+        }
+        let Executor::Shared(handle) = &self.runtime else {
+            self.send_events(pod, &events, deadline);
+            return;
+        };
+        if EVENT_BATCHES.fetch_add(1, Ordering::SeqCst) >= BACKGROUND_EVENT_BATCHES {
+            EVENT_BATCHES.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                pod,
+                "too many pod events waiting for the API; these are dropped"
+            );
+            return;
+        }
+        let sender = KubeClient {
+            runtime: Executor::Shared(handle.clone()),
+            client: self.client.clone(),
+            cache: self.cache.clone(),
+        };
+        let pod = pod.to_string();
+        // The blocking send runs on a blocking thread of the runtime, off the call's path.
+        handle.spawn_blocking(move || {
+            sender.send_events(&pod, &events, deadline);
+            EVENT_BATCHES.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    fn send_events(&self, pod: &str, events: &[Event], deadline: Instant) {
+        for event in events {
+            if let Err(e) = self.create_event(event, deadline) {
+                let reason = event.reason.as_deref().unwrap_or_default();
+                tracing::warn!(pod, reason, "pod event not recorded: {e}");
+                return;
+            }
+        }
     }
 
     fn retry<T, F, Fut>(

@@ -191,16 +191,15 @@ fn failure_event(e: &Error) -> Option<PodEvent> {
     Some(PodEvent::add_failed(reason, &e.to_cni().msg))
 }
 
-/// Sends `events` about `pod`, best-effort: each is tried once before `deadline`, and the first
-/// failure ends the attempt (a log line says so; the ADD's outcome never changes).
+/// Sends `events` about `pod`, best-effort (the ADD's outcome never changes; see
+/// [`KubeClient::record_events`]).
 fn record_events(kube: &KubeClient, pod: &PodIdentity, events: &[PodEvent], deadline: Instant) {
-    for event in events {
-        let object = event.to_event(pod, Timestamp::now());
-        if let Err(e) = kube.create_event(&object, deadline) {
-            tracing::warn!(pod = %pod, reason = event.reason, "pod event not recorded: {e}");
-            return;
-        }
-    }
+    // Each its own time: the time names the event.
+    let objects = events
+        .iter()
+        .map(|e| e.to_event(pod, Timestamp::now()))
+        .collect();
+    kube.record_events(&pod.to_string(), objects, deadline);
 }
 
 /// After the delegates: the requested default routes, then network-status (when the pod exists).

@@ -3,7 +3,8 @@
 //! answer in the runtime's CNI version. Blocking std I/O only: no async runtime, no Kubernetes
 //! client on the way to the daemon.
 //!
-//! When the daemon is down, ADD, CHECK, STATUS and GC wait for `/readyz` up to
+//! A call goes straight to the daemon. When the daemon is down (or refuses the call unprocessed
+//! with 503 while it shuts down), ADD, CHECK, STATUS and GC wait for `/readyz` up to
 //! `daemonReadyTimeoutSeconds` (10 s) and then fail with code 11 naming the socket. DEL does not
 //! wait: it tears the container down from the cache itself, through the thin `multus` code path
 //! ([`crate::metaplugin::run_command`]), and fails if that could not remove everything.
@@ -33,6 +34,8 @@ use crate::{
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of the readiness polls.
 const POLL: Duration = Duration::from_millis(100);
+/// The daemon's status for a call it refused without running it (shutting down, queue full).
+const REFUSED_UNPROCESSED: u16 = 503;
 /// Bound of one readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -140,14 +143,24 @@ fn forward(command: Command, stdin: &[u8]) -> Result<Option<Value>, CniError> {
             }
         };
     }
-    wait_ready(&socket, shim.ready_timeout())?;
-    match http::request(&socket, "POST", api::CNI_PATH, &body, None) {
-        Ok(answer) => answer_of(command, answer, &shim),
-        Err(e) => Err(CniError::new(
+    // Straight to the daemon: a ready one costs one round trip. Only a daemon that is not there
+    // (nothing listens) or refused the call unprocessed (503: shutting down, queue full) is
+    // waited for, then asked once more.
+    let no_answer = |e: http::HttpError| {
+        CniError::new(
             ErrorCode::TryAgainLater,
             format!("multus-daemon did not answer the {command} call: {e}; try again later"),
-        )),
-    }
+        )
+    };
+    let answer = match http::request(&socket, "POST", api::CNI_PATH, &body, None) {
+        Ok(answer) if answer.status != REFUSED_UNPROCESSED => answer,
+        Err(e) if !e.is_connect() => return Err(no_answer(e)),
+        _ => {
+            wait_ready(&socket, shim.ready_timeout())?;
+            http::request(&socket, "POST", api::CNI_PATH, &body, None).map_err(no_answer)?
+        }
+    };
+    answer_of(command, answer, &shim)
 }
 
 /// Waits until the daemon's `/readyz` answers 200 (a daemon without `/readyz`, the reference's

@@ -7,6 +7,7 @@ pub mod report;
 mod sbr;
 pub mod stats;
 mod thick;
+mod thick_parts;
 
 use anyhow::Result;
 use clap::Subcommand;
