@@ -64,9 +64,7 @@ pub fn run(args: &DaemonArgs, format: Format, out: &mut dyn Write) -> Result<u8,
         ),
         Err(e) => (None, Some(e.to_string())),
     };
-    let healthy = status
-        .as_ref()
-        .is_some_and(|s| s.ready || args.live);
+    let healthy = status.as_ref().is_some_and(|s| s.ready || args.live);
     let report = Report {
         api_version: "multusctl/v1",
         socket: socket.display().to_string(),
