@@ -746,6 +746,22 @@ fn every_container_runs_the_workspace_version_image_and_the_contract_commands() 
         let name = Path::new(b).file_name().unwrap().to_str().unwrap();
         bins::product(name);
     }
+    // The daemon takes `-config` (its file is read, not refused as an unknown argument).
+    let missing = tempfile::tempdir()
+        .unwrap()
+        .path()
+        .join("daemon-config.json");
+    let out = std::process::Command::new(bins::product("multus-daemon"))
+        .arg("-config")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the daemon configuration"),
+        "{stderr}"
+    );
 }
 
 fn mib(q: &Quantity) -> f64 {
