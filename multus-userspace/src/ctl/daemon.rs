@@ -20,6 +20,10 @@ pub struct DaemonArgs {
     /// The daemon's socket directory (`socketDir` of its configuration).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_SOCKET_DIR)]
     pub socket_dir: PathBuf,
+    /// Exit 0 whenever the daemon answers, ready or not (starting, draining after SIGTERM): a
+    /// liveness probe, which must not restart a daemon that is only waiting.
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// The JSON document of `daemon -o json`.
@@ -35,7 +39,8 @@ struct Report {
     status: Option<DaemonStatus>,
 }
 
-/// Prints the daemon's state; exits 1 when it is not running or not ready.
+/// Prints the daemon's state; exits 1 when it is not running or not ready (with `--live`: only
+/// when it is not running).
 pub fn run(args: &DaemonArgs, format: Format, out: &mut dyn Write) -> Result<u8, CtlError> {
     let socket = args.socket_dir.join(api::SOCKET_NAME);
     let answer = http::request(
@@ -59,7 +64,7 @@ pub fn run(args: &DaemonArgs, format: Format, out: &mut dyn Write) -> Result<u8,
         ),
         Err(e) => (None, Some(e.to_string())),
     };
-    let ready = status.as_ref().is_some_and(|s| s.ready);
+    let healthy = status.as_ref().is_some_and(|s| s.ready || args.live);
     let report = Report {
         api_version: "multusctl/v1",
         socket: socket.display().to_string(),
@@ -70,7 +75,7 @@ pub fn run(args: &DaemonArgs, format: Format, out: &mut dyn Write) -> Result<u8,
     if !write_document(out, format, &report, false)? {
         render(&report, out)?;
     }
-    Ok(if ready { EXIT_OK } else { EXIT_PROBLEMS })
+    Ok(if healthy { EXIT_OK } else { EXIT_PROBLEMS })
 }
 
 fn render(r: &Report, out: &mut dyn Write) -> Result<(), CtlError> {

@@ -158,7 +158,7 @@ pub enum CtlCommand {
     /// ebpf-sbr `debug` option log each redirect); with --follow, until interrupted.
     Logs(logs::LogsArgs),
     /// The node's multus-daemon (thick mode): readiness, calls in flight, watch caches' sync
-    /// state, calls answered. Exits 1 when it is not running or not ready.
+    /// state, calls answered. Exits 1 when it is not running or not ready (with --live: not running).
     Daemon(daemon::DaemonArgs),
     /// Prints a shell completion script.
     Completions(completions::CompletionsArgs),

@@ -30,6 +30,7 @@
 mod faults;
 mod http;
 mod patch;
+pub mod rbac;
 mod resources;
 mod seed;
 mod selectors;
