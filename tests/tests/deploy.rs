@@ -1098,12 +1098,20 @@ fn thick_least_privilege_the_daemon_asks_for_exactly_what_its_cluster_role_grant
     del.command = "DEL".into();
     del.run(&node, &thick::shim(), &conf).assert_ok();
     node.assert_pod_clean(&netns);
-    let events = api.list_objects(testkit::kube_api::Resource::Events, Some("lp"));
-    let reasons: BTreeSet<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
-    assert!(
-        reasons.contains("AddedInterface") && reasons.contains("NoNetworkFound"),
-        "{reasons:?}"
-    );
+    // The daemon sends pod events in the background: wait for them (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = api.list_objects(testkit::kube_api::Resource::Events, Some("lp"));
+        let reasons: BTreeSet<String> = events
+            .iter()
+            .filter_map(|e| e["reason"].as_str().map(String::from))
+            .collect();
+        if reasons.contains("AddedInterface") && reasons.contains("NoNetworkFound") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reasons:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_least_privilege("thick", &rules, &api.requests());
 }
 
