@@ -1450,6 +1450,33 @@ fn finds_the_runtime_configuration_by_itself() {
         item(&doc, &a.id)["sbr"]["pinDir"],
         env.bpffs.path().join(&a.id).display().to_string()
     );
+    // Thick mode: the runtime's configuration is the shim's, which names neither the cache nor
+    // the pins; the daemon's configuration does, and multusctl reads it as the daemon does.
+    let thick = tempfile::tempdir().expect("tempdir");
+    let daemon_conf = thick.path().join("daemon-config.json");
+    let mut node_keys = env.conf.clone();
+    node_keys["socketDir"] = json!(thick.path().join("run"));
+    std::fs::write(&daemon_conf, serde_json::to_vec(&node_keys).expect("json")).expect("write");
+    std::fs::write(
+        thick.path().join("00-multus.conf"),
+        serde_json::to_vec(&json!({"cniVersion": "1.0.0", "name": "multus-cni-network",
+            "type": "multus-shim", "daemonConfigFile": daemon_conf}))
+        .expect("json"),
+    )
+    .expect("write");
+    let out = env.ctl_raw(
+        &[
+            "--conf-dir".into(),
+            thick.path().display().to_string(),
+            "-o".into(),
+            "json".into(),
+            "list".into(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(item(&doc, &a.id)["sbr"]["state"], "attached", "{doc}");
     // When the runtime's first configuration is another plugin's, multus is not the node's
     // network: the defaults are used, and multusctl says so.
     std::fs::write(dir.path().join("00-aaa.conf"), br#"{"type": "bridge"}"#).expect("write");

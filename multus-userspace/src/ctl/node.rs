@@ -393,6 +393,9 @@ fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
             value.get("type").unwrap_or(&Value::Null)
         )));
     }
+    if value.get("type").and_then(Value::as_str) == Some(SHIM_TYPE) {
+        value = as_the_daemon_sees_it(value)?;
+    }
     // multusctl tears down (gc) and repairs: like DEL, a typo in a key that does not change what
     // is torn down is reported and its default used (config::netconf::TEARDOWN_NEUTRAL_KEYS).
     let bytes = serde_json::to_vec(&value).map_err(|e| err(e.to_string()))?;
@@ -409,6 +412,40 @@ fn parse_conf(path: &Path) -> Result<Parsed, CtlError> {
         )));
     }
     Ok(Parsed::Multus(Box::new(conf)))
+}
+
+/// Thick mode: the shim's configuration with the daemon's configuration file overlaid, as the
+/// daemon overlays it onto each call (it names the node's cache, plugins and pins). Without the
+/// file (a node where the daemon never ran), the shim's configuration as it is.
+fn as_the_daemon_sees_it(shim: Value) -> Result<Value, CtlError> {
+    use crate::daemon::config::{overlay, DaemonConfig, DaemonConfigError, DEFAULT_CONFIG_FILE};
+    let path = shim
+        .get("daemonConfigFile")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_CONFIG_FILE.into());
+    let err = |why: String| CtlError::Conf(path.clone(), why);
+    let daemon = match DaemonConfig::load(&path) {
+        Ok(d) => d,
+        Err(DaemonConfigError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            tracing::info!(
+                "{} does not exist: the shim's configuration alone",
+                path.display()
+            );
+            return Ok(shim);
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    tracing::info!(
+        "thick mode: the daemon's configuration {} overlaid",
+        path.display()
+    );
+    let bytes = serde_json::to_vec(&shim).map_err(|e| err(e.to_string()))?;
+    let merged = overlay(&bytes, &daemon.raw).map_err(err)?;
+    serde_json::from_slice(&merged).map_err(|e| err(e.to_string()))
 }
 
 /// The configuration the runtime uses, found the way it finds it: the first `.conf`, `.conflist`
