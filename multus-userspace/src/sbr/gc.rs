@@ -103,6 +103,16 @@ fn gc_here(cfg: &SbrConfig, valid_container_ids: &[&str]) -> Result<GcReport, Sb
     for progs in programs::versions(&cfg.bpffs_dir)? {
         if let Ok(mut node) = bpf::NodeMaps::open(&progs) {
             for cookie in node.cookies() {
+                // A running daemon's hold is no pod's: it stays while its process runs.
+                if cookie == super::hold::HOLDER_COOKIE
+                    && progs
+                        .users()
+                        .ok()
+                        .and_then(|u| u.get(&cookie, 0).ok())
+                        .is_some_and(super::hold::holder_alive)
+                {
+                    continue;
+                }
                 if !live_cookies.contains(&cookie) {
                     if let Err(e) = node.sweep(cookie) {
                         errors.push(e);

@@ -15,7 +15,8 @@
 //! - rp_filter 2 (loose) on interfaces whose effective rp_filter was strict, when IPv4 routes go
 //!   through the carrier.
 //!
-//! The programs are loaded once per node (by the first ADD) and shared by every pod. Routes
+//! The programs are loaded once per node (by the first ADD, or the node daemon's [`hold()`]) and
+//! shared by every pod. Routes
 //! installed by the delegates are never changed. A pod's state is pinned under
 //! [`SbrConfig::bpffs_dir`] in the node's mount namespace, where every operation works, also for a
 //! caller in a private one ([`crate::netns::mountns`]); [`del()`] removes exactly one
@@ -32,6 +33,7 @@ mod cover;
 mod del;
 mod error;
 mod gc;
+mod hold;
 mod inspect;
 mod node;
 mod pins;
@@ -51,6 +53,7 @@ pub use cover::cover;
 pub use del::{del, del_timed};
 pub use error::{Drift, SbrError};
 pub use gc::{gc, GcReport};
+pub use hold::{hold, Hold, HOLDER_COOKIE};
 pub use inspect::{
     inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, PodInfo, SourceEntry,
 };
