@@ -15,13 +15,16 @@ pub struct Uninstalled {
     pub left: Vec<PathBuf>,
 }
 
+/// Tells whether a file's content is ours.
+type Recogniser = fn(&[u8]) -> bool;
+
 /// Removes our generated files from `dir`.
 pub fn uninstall(dir: &Path) -> Result<Uninstalled, AutoconfError> {
     if !dir.is_dir() {
         return Err(AutoconfError::NoDir(dir.to_path_buf()));
     }
     let mut done = Uninstalled::default();
-    let candidates: [(PathBuf, fn(&[u8]) -> bool); 3] = [
+    let candidates: [(PathBuf, Recogniser); 3] = [
         (dir.join(plan::CONF), plan::is_generated),
         (dir.join(plan::CONFLIST), plan::is_generated),
         (dir.join(plan::KUBECONFIG), kubeconfig::is_generated),
