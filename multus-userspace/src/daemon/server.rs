@@ -441,4 +441,32 @@ mod tests {
         assert!(!peer_allowed(Some(65534)));
         assert!(!peer_allowed(None));
     }
+
+    #[test]
+    fn readiness_waits_for_every_reason_and_degradations_do_not_block() {
+        let conf = DaemonConfig::parse(b"{}").unwrap();
+        let shared = Shared::new(&conf, Arc::default(), Services::default(), None);
+        assert!(!shared.is_ready());
+        assert_eq!(shared.not_ready_reasons(), vec!["starting".to_string()]);
+        shared.started.store(true, Ordering::SeqCst);
+        shared.set_not_ready("configuration", Some("no primary network".into()));
+        shared.set_degraded("netns", Some("/run/netns does not exist".into()));
+        assert!(!shared.is_ready());
+        assert_eq!(
+            shared.status().not_ready,
+            vec!["configuration: no primary network".to_string()]
+        );
+        shared.set_not_ready("configuration", None);
+        assert!(shared.is_ready());
+        assert_eq!(
+            shared.status().degraded,
+            vec!["netns: /run/netns does not exist".to_string()]
+        );
+        shared.draining.store(true, Ordering::SeqCst);
+        assert!(!shared.is_ready());
+        assert_eq!(
+            shared.not_ready_reasons(),
+            vec!["draining: SIGTERM received".to_string()]
+        );
+    }
 }
