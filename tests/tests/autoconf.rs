@@ -639,3 +639,30 @@ fn the_thick_daemon_uses_a_rotated_token_file_on_the_next_call() {
     node.assert_pod_clean(&pod1);
     node.assert_pod_clean(&pod2);
 }
+
+#[test]
+fn the_thin_agent_without_the_api_address_or_with_bad_flags_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bins::product("multus-daemon"))
+        .args(["thin", "--cni-conf-dir"])
+        .arg(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("KUBERNETES_SERVICE_HOST is not set"), "{err}");
+    let out = Command::new(bins::product("multus-daemon"))
+        .args(["thin", "--cni-conf-dir"])
+        .arg(dir.path())
+        .args(["--master-cni", "../../etc/passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a path"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
