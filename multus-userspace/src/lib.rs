@@ -4,6 +4,7 @@
     reason = "errors are the cold path of a short-lived process; keeping them unboxed keeps them simple"
 )]
 
+pub mod autoconf;
 pub mod cni;
 pub mod config;
 pub mod ctl;

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 use crate::{bins, node::Node};
 
+/// The primary network [`Daemon::configure`] puts in the daemon's `cniConfigDir`.
+pub const DEFAULT_PRIMARY: &str = "99-testkit-primary.conflist";
+
 /// A running daemon; killed (SIGKILL) on drop if still running.
 pub struct Daemon {
     child: Option<Child>,
@@ -44,6 +47,15 @@ impl Daemon {
             }
         }
         std::fs::create_dir_all(dir.path().join("net.d")).expect("mkdir net.d");
+        // A primary network, so that auto-configuration (and with it readiness) completes; a
+        // test of auto-configuration removes it or writes one that sorts first.
+        std::fs::write(
+            dir.path().join("net.d").join(DEFAULT_PRIMARY),
+            json!({"cniVersion": "1.0.0", "name": "testkit-primary",
+                "plugins": [{"type": "loopback"}]})
+            .to_string(),
+        )
+        .expect("write the default primary");
         std::fs::write(
             dir.path().join("daemon-config.json"),
             serde_json::to_vec_pretty(&conf).expect("json"),

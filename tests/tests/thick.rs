@@ -304,17 +304,18 @@ fn sigterm_fails_readyz_finishes_the_call_in_flight_and_keeps_the_config() {
     .unwrap();
     daemon.spawn(&node);
     daemon.wait_ready(Duration::from_secs(10));
-    let generated = daemon.cni_config_dir().join("00-multus.conf");
-    let started = Instant::now();
-    while !thick::exists(&generated) {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let conf: Value = serde_json::from_slice(&std::fs::read(&generated).unwrap()).unwrap();
+    // CNI 1.0.0: the list form, its one plugin run by the runtime with the list's name and
+    // version (as libcni does).
+    let generated = daemon.cni_config_dir().join("00-multus.conflist");
+    assert!(thick::exists(&generated), "{}", daemon.log());
+    assert!(!thick::exists(
+        &daemon.cni_config_dir().join("00-multus.conf")
+    ));
+    let list: Value = serde_json::from_slice(&std::fs::read(&generated).unwrap()).unwrap();
+    assert_eq!(list["cniVersion"], "1.0.0", "{list}");
+    let mut conf = list["plugins"][0].clone();
+    conf["name"] = list["name"].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
     assert_eq!(conf["type"], "multus-shim", "{conf}");
     assert_eq!(conf["clusterNetwork"], json!(primary), "{conf}");
     assert_eq!(

@@ -4,8 +4,18 @@ use std::{path::PathBuf, process::ExitCode};
 use multus::daemon::config::DEFAULT_CONFIG_FILE;
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match argv.first().map(String::as_str) {
+        // The thin-mode agent (auto-configuration and kubeconfig upkeep).
+        Some("thin") => return ExitCode::from(multus::autoconf::cli::thin_main(&argv[1..])),
+        // Removes the generated configuration so the node falls back to the primary network.
+        Some("uninstall") => {
+            return ExitCode::from(multus::autoconf::cli::uninstall_main(&argv[1..]))
+        }
+        _ => {}
+    }
     let mut config = PathBuf::from(DEFAULT_CONFIG_FILE);
-    let mut args = std::env::args().skip(1);
+    let mut args = argv.into_iter();
     while let Some(arg) = args.next() {
         // The reference's Go flags take one dash; two work as well.
         let flag = arg.trim_start_matches('-');

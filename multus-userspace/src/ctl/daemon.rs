@@ -91,9 +91,15 @@ fn render(r: &Report, out: &mut dyn Write) -> Result<(), CtlError> {
     let state = match (s.ready, s.draining) {
         (true, _) => "ready",
         (false, true) => "draining (SIGTERM received)",
-        (false, false) => "starting",
+        (false, false) => "not ready",
     };
     writeln!(out, "multus-daemon {} at {}: {state}", s.version, r.socket)?;
+    for reason in &s.not_ready {
+        writeln!(out, "not ready: {reason}")?;
+    }
+    for reason in &s.degraded {
+        writeln!(out, "degraded: {reason}")?;
+    }
     writeln!(
         out,
         "calls in flight: {} ({} waiting for a slot)",

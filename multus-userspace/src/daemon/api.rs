@@ -84,6 +84,12 @@ pub struct DaemonStatus {
     /// Calls answered, by command and code.
     #[serde(default)]
     pub calls: Vec<CallCount>,
+    /// Why `/readyz` fails (besides a drain): e.g. no primary network yet.
+    #[serde(rename = "notReady", default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ready: Vec<String>,
+    /// Missing node prerequisites that disable a feature without blocking readiness.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<String>,
 }
 
 /// One watch cache in [`DaemonStatus`].

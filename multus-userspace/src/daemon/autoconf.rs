@@ -1,203 +1,101 @@
-//! The runtime's configuration for thick mode, as the reference's daemon writes it
-//! (`multusConfigFile`): `"auto"` picks the primary network in `cniConfigDir` (or
-//! `multusAutoconfigDir`; `multusMasterCNI` pins it) and writes `00-multus.conf`, a
-//! `multus-shim` configuration whose `clusterNetwork` is the primary's file and whose
-//! capabilities are the union of the primary's (plus the daemon's log keys, `cniDir` and
-//! `binDir`, so that the shim's DEL without the daemon uses the same cache); a path is copied into
-//! `cniConfigDir` instead.
-//! Both are written atomically (0600) and left in place when the daemon stops.
+//! The daemon's side of auto-configuration ([`crate::autoconf`]): `multusConfigFile` `"auto"`
+//! runs a [`Generator`] on a thread of its own, once a second, for the daemon's lifetime, and
+//! reports its state as a `/readyz` reason (no primary network, an unusable one, a write that
+//! failed); a path is copied into `cniConfigDir` once. The generated file is a `multus-shim`
+//! configuration whose `clusterNetwork` is the primary's file, with the daemon's log keys,
+//! `cniDir` and `binDir` (so a DEL the shim does without the daemon uses the same cache) and
+//! `daemonSocketDir`. It is left in place when the daemon stops.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
+use std::{path::PathBuf, sync::Arc};
+
+use serde_json::{json, Map};
+
+use super::{
+    config::{DaemonConfig, DEFAULT_SOCKET_DIR},
+    server::Shared,
 };
+use crate::autoconf::{fsio, generator::POLL, Flavor, Generator};
 
-use serde_json::{json, Map, Value};
+/// The `/readyz` reason key of auto-configuration.
+pub const READY_KEY: &str = "configuration";
 
-use super::config::{DaemonConfig, DEFAULT_SOCKET_DIR};
-use crate::delegate::cache::write_atomic;
-
-/// The file written in `cniConfigDir`.
-pub const GENERATED: &str = "00-multus.conf";
-/// Polls for a primary network before giving up (the reference's 120 × 1 s).
-const PRIMARY_POLLS: u32 = 120;
-
-/// The primary network among `names` (files of the directory): `master` when given and
-/// present, else the first `.conf`/`.conflist` in name order that is not multus's own.
-pub fn pick_primary(names: &[String], master: Option<&str>) -> Option<String> {
-    if let Some(m) = master.filter(|m| !m.is_empty()) {
-        return names.iter().find(|n| n.as_str() == m).cloned();
-    }
-    let mut candidates: Vec<&String> = names
-        .iter()
-        .filter(|n| !n.starts_with("00-multus"))
-        .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist"))
-        .collect();
-    candidates.sort();
-    candidates.first().map(|n| (*n).clone())
-}
-
-/// The `00-multus.conf` for the primary at `path` (its JSON `primary`).
-pub fn generate(conf: &DaemonConfig, path: &Path, primary: &Value) -> Value {
-    let mut capabilities = Map::new();
-    let plugins: Vec<&Value> = match primary.get("plugins").and_then(Value::as_array) {
-        Some(list) => list.iter().collect(),
-        None => vec![primary],
-    };
-    for plugin in plugins {
-        if let Some(caps) = plugin.get("capabilities").and_then(Value::as_object) {
-            for (k, v) in caps {
-                if v.as_bool() == Some(true) {
-                    capabilities.insert(k.clone(), Value::Bool(true));
-                }
-            }
-        }
-    }
-    let version = conf
-        .cni_version
-        .clone()
-        .or_else(|| {
-            primary
-                .get("cniVersion")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "1.0.0".into());
-    let mut out = json!({
-        "cniVersion": version,
-        "name": "multus-cni-network",
-        "type": "multus-shim",
-        "clusterNetwork": path,
-    });
-    let o = out.as_object_mut().expect("an object");
-    // The log keys for the shim; cniDir and binDir so that a DEL the shim does without the
-    // daemon finds the same cache and plugins.
+/// What the generated `multus-shim` configuration carries for this daemon.
+pub fn thick_flavor(conf: &DaemonConfig) -> Flavor {
+    let mut extra = Map::new();
     for key in ["logLevel", "logFile", "logToStderr", "cniDir", "binDir"] {
         if let Some(v) = conf.raw.get(key) {
-            o.insert(key.into(), v.clone());
+            extra.insert(key.into(), v.clone());
         }
     }
-    if conf.socket_dir != Path::new(DEFAULT_SOCKET_DIR) {
-        o.insert("daemonSocketDir".into(), json!(conf.socket_dir));
+    if conf.socket_dir != std::path::Path::new(DEFAULT_SOCKET_DIR) {
+        extra.insert("daemonSocketDir".into(), json!(conf.socket_dir));
     }
-    if !capabilities.is_empty() {
-        o.insert("capabilities".into(), Value::Object(capabilities));
+    Flavor::Thick {
+        version: conf.cni_version.clone(),
+        extra,
     }
-    out
 }
 
-/// Writes the runtime's configuration as `multusConfigFile` says; blocks while it waits for a
-/// primary network (run it off the server's thread). Errors are logged.
-pub fn install(conf: &DaemonConfig) {
+/// Starts the runtime configuration's upkeep as `multusConfigFile` says; readiness waits for it.
+pub fn start(conf: &DaemonConfig, shared: Arc<Shared>) {
+    shared.set_not_ready(
+        READY_KEY,
+        Some("the CNI configuration is not written yet".into()),
+    );
     if conf.multus_config_file != "auto" {
-        let src = PathBuf::from(&conf.multus_config_file);
-        let Some(name) = src.file_name() else {
-            tracing::error!("multusConfigFile {:?} names no file", src);
-            return;
-        };
-        let dst = conf.cni_config_dir.join(name);
-        match std::fs::read(&src).and_then(|b| write_atomic(&dst, &b, 0o600)) {
-            Ok(()) => {
-                tracing::info!(from = %src.display(), to = %dst.display(), "configuration copied")
-            }
-            Err(e) => tracing::error!(
-                "cannot copy multusConfigFile {} to {}: {e}",
-                src.display(),
-                dst.display()
-            ),
-        }
+        let reason = copy(conf);
+        shared.set_not_ready(READY_KEY, reason);
         return;
     }
-    let dir = conf
+    let scan = conf
         .multus_autoconfig_dir
         .clone()
         .unwrap_or_else(|| conf.cni_config_dir.clone());
-    for attempt in 0..PRIMARY_POLLS {
-        let names: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(name) = pick_primary(&names, conf.multus_master_cni.as_deref()) {
-            let path = dir.join(&name);
-            match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
-            {
-                Ok(primary) => {
-                    let out = generate(conf, &path, &primary);
-                    let dst = conf.cni_config_dir.join(GENERATED);
-                    let bytes = serde_json::to_vec_pretty(&out).unwrap_or_default();
-                    match write_atomic(&dst, &bytes, 0o600) {
-                        Ok(()) => {
-                            tracing::info!(primary = %path.display(), file = %dst.display(), "configuration written")
-                        }
-                        Err(e) => tracing::error!("cannot write {}: {e}", dst.display()),
-                    }
-                    return;
-                }
-                Err(e) => tracing::warn!("primary network {} is unreadable: {e}", path.display()),
-            }
-        } else if attempt == 0 {
-            tracing::info!(dir = %dir.display(), "waiting for a primary network configuration");
-        }
-        std::thread::sleep(Duration::from_secs(1));
+    let mut generator = Generator::new(
+        scan,
+        conf.cni_config_dir.clone(),
+        conf.multus_master_cni.clone(),
+        thick_flavor(conf),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("autoconf".into())
+        .spawn(move || loop {
+            let status = generator.step();
+            shared.set_not_ready(READY_KEY, status.not_ready().map(String::from));
+            std::thread::sleep(POLL);
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start auto-configuration: {e}");
     }
-    tracing::error!(dir = %dir.display(), "no primary network configuration appeared; {GENERATED} not written");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn the_primary_is_the_first_foreign_conf_or_the_pinned_one() {
-        let n = names(&[
-            "99-z.conf",
-            "00-multus.conf",
-            "10-calico.conflist",
-            "README",
-            "05-x.json",
-        ]);
-        assert_eq!(
-            pick_primary(&n, None).as_deref(),
-            Some("10-calico.conflist")
-        );
-        assert_eq!(
-            pick_primary(&n, Some("99-z.conf")).as_deref(),
-            Some("99-z.conf")
-        );
-        assert_eq!(pick_primary(&n, Some("missing.conf")), None);
-        assert_eq!(pick_primary(&names(&["00-multus.conf"]), None), None);
-    }
-
-    #[test]
-    fn the_generated_file_is_a_shim_conf_with_the_primarys_capabilities() {
-        let conf = DaemonConfig::parse(
-            br#"{"socketDir":"/run/m","logLevel":"verbose","logToStderr":true,"cniDir":"/x"}"#,
-        )
-        .unwrap();
-        let primary = json!({"cniVersion": "0.3.1", "name": "k8s", "plugins": [
-            {"type": "calico"}, {"type": "portmap", "capabilities": {"portMappings": true}},
-            {"type": "bandwidth", "capabilities": {"bandwidth": true, "x": false}}]});
-        let out = generate(
-            &conf,
-            Path::new("/etc/cni/net.d/10-calico.conflist"),
-            &primary,
-        );
-        assert_eq!(
-            out,
-            json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus-shim",
-                "clusterNetwork": "/etc/cni/net.d/10-calico.conflist", "logLevel": "verbose",
-                "logToStderr": true, "cniDir": "/x", "daemonSocketDir": "/run/m",
-                "capabilities": {"portMappings": true, "bandwidth": true}})
-        );
+/// Copies the `multusConfigFile` path into `cniConfigDir`; the reason it failed, if it did.
+fn copy(conf: &DaemonConfig) -> Option<String> {
+    let src = PathBuf::from(&conf.multus_config_file);
+    let Some(name) = src.file_name() else {
+        let reason = format!("multusConfigFile {} names no file", src.display());
+        tracing::error!("{reason}");
+        return Some(reason);
+    };
+    let dst = conf.cni_config_dir.join(name);
+    match fsio::read_bounded(&src).and_then(|b| {
+        if b.iter().all(u8::is_ascii_whitespace) {
+            return Err(std::io::Error::other("it is empty"));
+        }
+        fsio::write_atomic(&dst, &b, 0o600)
+    }) {
+        Ok(()) => {
+            tracing::info!(from = %src.display(), to = %dst.display(), "configuration copied");
+            None
+        }
+        Err(e) => {
+            let reason = format!(
+                "cannot copy multusConfigFile {} to {}: {e}",
+                src.display(),
+                dst.display()
+            );
+            tracing::error!("{reason}");
+            Some(reason)
+        }
     }
 }

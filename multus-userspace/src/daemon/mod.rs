@@ -9,6 +9,7 @@ pub mod config;
 pub mod handler;
 pub mod kube;
 pub mod metrics;
+pub mod prereq;
 pub mod sbr_metrics;
 pub mod server;
 
@@ -126,12 +127,12 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
                 _ = int.recv() => {}
             }
         };
+        prereq::report(&prereq::check(&prereq::Paths::from_config(&conf)), &shared);
+        // The runtime's configuration, kept up to date on a detached thread (it may wait for
+        // the primary network, and must not hold up the exit); readiness waits for it.
+        autoconf::start(&conf, shared.clone());
         shared.started.store(true, Ordering::SeqCst);
-        // Once the socket serves, the runtime's configuration (a detached thread: it may wait
-        // for the primary network, and must not hold up the exit).
-        let for_autoconf = conf.clone();
-        std::thread::spawn(move || autoconf::install(&for_autoconf));
-        tracing::info!(socket = %socket.display(), "multus-daemon ready");
+        tracing::info!(socket = %socket.display(), "multus-daemon serving");
         let limit = conf.connection_limit.map(|n| n as usize);
         server::serve(listener, shared.clone(), limit, stop, drain).await;
         Ok::<_, DaemonError>(())

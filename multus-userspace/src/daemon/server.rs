@@ -3,10 +3,11 @@
 //! of calls waiting for a slot, and the drain after SIGTERM.
 
 use std::{
+    collections::BTreeMap,
     convert::Infallible,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -52,6 +53,11 @@ pub struct Shared {
     pub services: Services,
     /// The watch caches (also in `services`), for `/status` and metrics.
     pub caches: Option<Arc<Caches>>,
+    /// Why the daemon is not ready, by concern (auto-configuration, ...): `/readyz` fails while
+    /// any is set.
+    not_ready: Mutex<BTreeMap<&'static str, String>>,
+    /// Missing node prerequisites that disable a feature only, by prerequisite.
+    degraded: Mutex<BTreeMap<&'static str, String>>,
 }
 
 impl Shared {
@@ -73,7 +79,47 @@ impl Shared {
             metrics,
             services,
             caches,
+            not_ready: Mutex::default(),
+            degraded: Mutex::default(),
         }
+    }
+
+    /// Sets (or, with `None`, clears) the reason `key` keeps the daemon from being ready.
+    pub fn set_not_ready(&self, key: &'static str, reason: Option<String>) {
+        let mut map = self.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+        match reason {
+            Some(r) => map.insert(key, r),
+            None => map.remove(key),
+        };
+    }
+
+    /// Sets (or clears) a degradation: a feature that will not work, readiness unaffected.
+    pub fn set_degraded(&self, key: &'static str, reason: Option<String>) {
+        let mut map = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        match reason {
+            Some(r) => map.insert(key, r),
+            None => map.remove(key),
+        };
+    }
+
+    /// The reasons `/readyz` fails, a drain included.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons: Vec<String> = Vec::new();
+        if !self.started.load(Ordering::SeqCst) {
+            reasons.push("starting".into());
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            reasons.push("draining: SIGTERM received".into());
+        }
+        let map = self.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+        reasons.extend(map.iter().map(|(k, v)| format!("{k}: {v}")));
+        reasons
+    }
+
+    /// The degradations.
+    pub fn degraded_reasons(&self) -> Vec<String> {
+        let map = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| format!("{k}: {v}")).collect()
     }
 
     /// The caches' states.
@@ -101,12 +147,20 @@ impl Shared {
                     count,
                 })
                 .collect(),
+            not_ready: self.not_ready_reasons(),
+            degraded: self.degraded_reasons(),
         }
     }
 
-    /// Whether the daemon takes new calls.
+    /// Whether the daemon takes new calls (started, not draining, no reason set).
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+        self.started.load(Ordering::SeqCst)
+            && !self.draining.load(Ordering::SeqCst)
+            && self
+                .not_ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
     }
 }
 
@@ -225,10 +279,29 @@ async fn route(req: Request<Incoming>, shared: &Shared, peer_uid: Option<u32>) -
         api::CNI_PATH if method == Method::POST => cni(req, shared).await,
         api::HEALTH_PATH if probe => reply(StatusCode::OK, Bytes::new(), true),
         api::READY_PATH if probe => {
+            // The body says why (the kubelet shows a probe's body in its events).
+            let body = |key: &str, reasons: Vec<String>| {
+                if reasons.is_empty() {
+                    Bytes::new()
+                } else {
+                    Bytes::from(
+                        serde_json::to_vec(&serde_json::json!({ key: reasons }))
+                            .unwrap_or_default(),
+                    )
+                }
+            };
             if shared.is_ready() {
-                reply(StatusCode::OK, Bytes::new(), true)
+                reply(
+                    StatusCode::OK,
+                    body("degraded", shared.degraded_reasons()),
+                    true,
+                )
             } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, Bytes::new(), true)
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    body("notReady", shared.not_ready_reasons()),
+                    true,
+                )
             }
         }
         api::STATUS_PATH if method == Method::GET => reply(
@@ -367,5 +440,33 @@ mod tests {
         assert!(peer_allowed(Some(0)));
         assert!(!peer_allowed(Some(65534)));
         assert!(!peer_allowed(None));
+    }
+
+    #[test]
+    fn readiness_waits_for_every_reason_and_degradations_do_not_block() {
+        let conf = DaemonConfig::parse(b"{}").unwrap();
+        let shared = Shared::new(&conf, Arc::default(), Services::default(), None);
+        assert!(!shared.is_ready());
+        assert_eq!(shared.not_ready_reasons(), vec!["starting".to_string()]);
+        shared.started.store(true, Ordering::SeqCst);
+        shared.set_not_ready("configuration", Some("no primary network".into()));
+        shared.set_degraded("netns", Some("/run/netns does not exist".into()));
+        assert!(!shared.is_ready());
+        assert_eq!(
+            shared.status().not_ready,
+            vec!["configuration: no primary network".to_string()]
+        );
+        shared.set_not_ready("configuration", None);
+        assert!(shared.is_ready());
+        assert_eq!(
+            shared.status().degraded,
+            vec!["netns: /run/netns does not exist".to_string()]
+        );
+        shared.draining.store(true, Ordering::SeqCst);
+        assert!(!shared.is_ready());
+        assert_eq!(
+            shared.not_ready_reasons(),
+            vec!["draining: SIGTERM received".to_string()]
+        );
     }
 }

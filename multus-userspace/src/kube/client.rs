@@ -136,12 +136,92 @@ pub async fn config_for(kubeconfig: Option<&Path>) -> Result<Option<Config>, Kub
     Ok(Some(config))
 }
 
-/// A client for `config` (inside a runtime context).
-pub fn client_for(config: Config) -> Result<Client, KubeError> {
-    Client::try_from(config).map_err(|e| KubeError::Config {
+/// A client for `config` (inside a runtime context). A token file (the in-cluster
+/// configuration's, or a kubeconfig's `tokenFile`) is handled by [`TokenFile`] rather than by
+/// kube, which re-reads it only once a minute.
+pub fn client_for(mut config: Config) -> Result<Client, KubeError> {
+    let token_file = match config.auth_info.token_file.take() {
+        Some(path) if config.auth_info.token.is_none() => Some(TokenFile::new(path.into())),
+        _ => None,
+    };
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| KubeError::Config {
         source_name: "kubeconfig".into(),
         reason: e.to_string(),
+    })?;
+    Ok(match token_file {
+        Some(token) => builder
+            .with_layer(&tower::util::MapRequestLayer::new(
+                move |mut req: http::Request<kube::client::Body>| {
+                    if let Some(value) = token.header() {
+                        req.headers_mut().insert(http::header::AUTHORIZATION, value);
+                    }
+                    req
+                },
+            ))
+            .build(),
+        None => builder.build(),
     })
+}
+
+/// A bearer token read from a file, re-read whenever the file's identity (device, inode, size,
+/// modification time, following symlinks) changes: a projected service-account token rotates by
+/// a symlink swap or a rewrite, and the request right after it carries the new token. One
+/// `stat` per request; the token is never logged.
+#[derive(Clone)]
+pub struct TokenFile {
+    path: std::path::PathBuf,
+    cached: std::sync::Arc<std::sync::Mutex<Option<(FileIdentity, http::HeaderValue)>>>,
+}
+
+type FileIdentity = (u64, u64, u64, i64, i64);
+
+impl TokenFile {
+    /// A token read from `path`.
+    pub fn new(path: std::path::PathBuf) -> Self {
+        TokenFile {
+            path,
+            cached: Default::default(),
+        }
+    }
+
+    /// The `Authorization` header for the file's current token; the last good one when the file
+    /// cannot be read now (a rotation in progress), `None` when it never could.
+    pub fn header(&self) -> Option<http::HeaderValue> {
+        use std::os::unix::fs::MetadataExt;
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let identity = std::fs::metadata(&self.path)
+            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+            .ok();
+        if let (Some(id), Some((seen, value))) = (identity, cached.as_ref()) {
+            if *seen == id {
+                return Some(value.clone());
+            }
+        }
+        let fresh = identity.and_then(|id| {
+            let token = std::fs::read_to_string(&self.path).ok()?;
+            let token = token.trim();
+            if token.is_empty() {
+                return None;
+            }
+            let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).ok()?;
+            value.set_sensitive(true);
+            Some((id, value))
+        });
+        match fresh {
+            Some(entry) => {
+                if cached.is_some() {
+                    tracing::info!(file = %self.path.display(), "the API token file changed; using the new token");
+                }
+                let value = entry.1.clone();
+                *cached = Some(entry);
+                Some(value)
+            }
+            None => {
+                tracing::warn!(file = %self.path.display(), "cannot read the API token file; keeping the last token read");
+                cached.as_ref().map(|(_, v)| v.clone())
+            }
+        }
+    }
 }
 
 enum Attempt<T> {
@@ -489,5 +569,34 @@ fn classify<T>(operation: &str, e: kube::Error, retry_conflict: bool) -> Attempt
             reason: "ClientError".into(),
             message: other.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod token_file_tests {
+    use super::TokenFile;
+
+    #[test]
+    fn the_header_after_a_rotation_carries_the_new_token() {
+        let dir = tempfile::tempdir().unwrap();
+        // A projected token: `token` -> `..data/token`, rotated by swapping `..data`.
+        let data_a = dir.path().join("..2026_a");
+        let data_b = dir.path().join("..2026_b");
+        std::fs::create_dir(&data_a).unwrap();
+        std::fs::create_dir(&data_b).unwrap();
+        std::fs::write(data_a.join("token"), "first\n").unwrap();
+        std::fs::write(data_b.join("token"), "second").unwrap();
+        std::os::unix::fs::symlink("..2026_a", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/token", dir.path().join("token")).unwrap();
+        let t = TokenFile::new(dir.path().join("token"));
+        assert_eq!(t.header().unwrap(), "Bearer first");
+        assert!(t.header().unwrap().is_sensitive());
+        let tmp = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink("..2026_b", &tmp).unwrap();
+        std::fs::rename(&tmp, dir.path().join("..data")).unwrap();
+        assert_eq!(t.header().unwrap(), "Bearer second");
+        // Gone for a moment: the last token is kept.
+        std::fs::remove_file(dir.path().join("token")).unwrap();
+        assert_eq!(t.header().unwrap(), "Bearer second");
     }
 }

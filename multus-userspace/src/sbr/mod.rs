@@ -58,7 +58,7 @@ pub use inspect::{
     inspect, pods, AttachmentInfo, InterfaceRecord, LogReader, PodInfo, SourceEntry,
 };
 pub use multus_common::IfCounters;
-pub use pins::{is_bpffs, validate_ifname};
+pub use pins::{ensure_bpffs, is_bpffs, validate_ifname, SYS_FS_BPF};
 pub use plan::CarrierRoute;
 pub use programs::tc_programs_supported;
 pub use timing::Phase;

@@ -277,7 +277,7 @@ fn authorized(shared: &Shared, client_cert: bool, req: &Request<Incoming>) -> bo
     let Some((scheme, token)) = value.split_once(' ') else {
         return false;
     };
-    scheme.eq_ignore_ascii_case("bearer") && token.trim() == shared.token
+    scheme.eq_ignore_ascii_case("bearer") && super::KubeApiServer::accepts(shared, token.trim())
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {

@@ -192,6 +192,9 @@ pub(crate) struct Shared {
     store: Arc<Mutex<Store>>,
     control: Mutex<Control>,
     pub(crate) token: String,
+    /// The token that replaced `token` ([`KubeApiServer::rotate_token`]): then only it is
+    /// accepted, as a cluster that rotated a service account's token accepts only the new one.
+    pub(crate) rotated: Mutex<Option<String>>,
     pub(crate) require_auth: bool,
     pub(crate) addr: SocketAddr,
     log_requests: bool,
@@ -361,6 +364,7 @@ impl KubeApiServer {
                 ..Control::default()
             }),
             token,
+            rotated: Mutex::new(None),
             require_auth: options.require_auth,
             addr,
             log_requests: options.log_requests,
@@ -405,6 +409,19 @@ impl KubeApiServer {
     /// The bearer token clients must send.
     pub fn token(&self) -> &str {
         &self.shared.token
+    }
+
+    /// From now on accept only `token` (the one [`Self::token`] returned is refused).
+    pub fn rotate_token(&self, token: &str) {
+        *lock(&self.shared.rotated) = Some(token.to_string());
+    }
+
+    /// Whether `token` is the one accepted now.
+    pub(crate) fn accepts(shared: &Shared, token: &str) -> bool {
+        match lock(&shared.rotated).as_deref() {
+            Some(current) => token == current,
+            None => token == shared.token,
+        }
     }
 
     /// The CA certificate (PEM) that signed the server certificate.
