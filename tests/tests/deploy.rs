@@ -929,6 +929,8 @@ fn the_probes_tell_a_ready_daemon_from_one_that_is_only_alive() {
         kubernetes: true,
         caches: Vec::new(),
         calls: Vec::new(),
+        not_ready: Vec::new(),
+        degraded: Vec::new(),
     };
     for (ready, draining, want_ready, want_live) in [
         (true, false, 0, 0),

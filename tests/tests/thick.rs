@@ -613,9 +613,25 @@ fn delegates_run_chrooted_into_chroot_dir() {
 fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
     let node = Node::new();
     let bpffs = testkit::bpffs::Bpffs::new();
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         &node,
         json!({"metricsPort": 9109, "ebpfSbr": {"replaceSbr": true, "bpffsDir": bpffs.path()}}),
+    );
+    // The programs are loaded when the daemon starts, before any pod, and held.
+    let held = |entries: &[String]| {
+        entries
+            .iter()
+            .any(|e| e.starts_with("_sbr-") && !e.contains('/'))
+    };
+    assert!(
+        held(&bpffs.entries()),
+        "programs held at start: {:?}",
+        bpffs.entries()
+    );
+    assert!(
+        daemon.log().contains("ebpf-sbr programs held"),
+        "{}",
+        daemon.log()
     );
     let pod = Netns::new("pod");
     // Neither ebpf-sbr nor sbr is on this node's path for the daemon to run as a process:
@@ -663,6 +679,16 @@ fn sbr_steps_run_in_the_daemon_without_a_plugin_process() {
     del.command = "DEL".into();
     del.run(&node, &thick::shim(), &conf).assert_ok();
     node.assert_pod_clean(&pod);
+    // The pod's pins are gone; the programs stay held while the daemon runs, with no pod.
+    assert!(
+        bpffs.entries().iter().all(|e| e.starts_with("_sbr-")),
+        "only the held programs are left: {:?}",
+        bpffs.entries()
+    );
+    assert!(held(&bpffs.entries()), "{:?}", bpffs.entries());
+    // The daemon releases them when it stops.
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
     assert_eq!(bpffs.entries(), Vec::<String>::new(), "no pin left");
 }
 
@@ -784,5 +810,22 @@ fn sbr_state_made_by_a_daemon_in_a_private_mount_namespace_outlives_its_restart(
     del.command = "DEL".into();
     del.run(&node, &thick::shim(), &conf).assert_ok();
     node.assert_pod_clean(&pod);
+    // The pod's pins are gone; the programs stay held while the daemon runs, with no pod.
+    assert!(
+        bpffs.entries().iter().all(|e| e.starts_with("_sbr-")),
+        "only the held programs are left: {:?}",
+        bpffs.entries()
+    );
+    assert!(
+        bpffs
+            .entries()
+            .iter()
+            .any(|e| e.starts_with("_sbr-") && !e.contains('/')),
+        "{:?}",
+        bpffs.entries()
+    );
+    // The daemon releases them when it stops.
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
     assert_eq!(bpffs.entries(), Vec::<String>::new(), "no pin left");
 }

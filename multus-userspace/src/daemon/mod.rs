@@ -72,7 +72,8 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         tracing::info!(root = %root.display(), "delegates run chrooted");
     }
     // ebpf-sbr steps (and sbr steps under ebpfSbr.replaceSbr, which the plan renames) run in this
-    // process: no plugin process per step; the programs stay pinned node-wide between calls.
+    // process: no plugin process per step; the programs are loaded at start and held while the
+    // daemon runs (hold_sbr_programs).
     crate::delegate::exec::set_in_process(vec![(
         crate::sbrplugin::chain::EBPF_SBR,
         Box::new(crate::sbrplugin::SbrPlugin),
@@ -128,6 +129,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
             }
         };
         prereq::report(&prereq::check(&prereq::Paths::from_config(&conf)), &shared);
+        let sbr_hold = hold_sbr_programs(&conf, &shared);
         // The runtime's configuration, kept up to date on a detached thread (it may wait for
         // the primary network, and must not hold up the exit); readiness waits for it.
         autoconf::start(&conf, shared.clone());
@@ -135,6 +137,11 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         tracing::info!(socket = %socket.display(), "multus-daemon serving");
         let limit = conf.connection_limit.map(|n| n as usize);
         server::serve(listener, shared.clone(), limit, stop, drain).await;
+        if let Some(hold) = sbr_hold {
+            if let Err(e) = hold.release() {
+                tracing::warn!("ebpf-sbr: releasing the programs' hold failed: {e}");
+            }
+        }
         Ok::<_, DaemonError>(())
     })?;
     // The socket goes so that shims see "down" at once; 00-multus.conf stays (pods created during
@@ -143,6 +150,38 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     tracing::info!("multus-daemon stopped");
     Ok(())
 }
+
+/// When the configuration has an `ebpfSbr` section: loads the ebpf-sbr programs (in its bpffs
+/// directory) and holds them while the daemon runs, so that an in-process SBR step only attaches. A node that cannot
+/// load them is degraded, not down: the steps then fail on their own, with the reason.
+fn hold_sbr_programs(conf: &DaemonConfig, shared: &Shared) -> Option<crate::sbr::Hold> {
+    // Only a node configured for it (the section names the bpffs directory, `replaceSbr`, ...):
+    // elsewhere SBR is never loaded on the daemon's account.
+    conf.raw.get("ebpfSbr")?;
+    let cfg = sbr_metrics::SbrSource::from_overlay(&conf.raw).cfg;
+    match crate::sbr::hold(&cfg) {
+        Ok(hold) => {
+            tracing::info!(
+                version = hold.version(),
+                loaded = hold.loaded,
+                bpffs = %cfg.bpffs_dir.display(),
+                "ebpf-sbr programs held for in-process steps"
+            );
+            shared.set_degraded(SBR_HOLD, None);
+            Some(hold)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "ebpf-sbr programs not loaded at start ({e}); SBR steps will try at each pod"
+            );
+            shared.set_degraded(SBR_HOLD, Some(format!("ebpf-sbr programs not loaded: {e}")));
+            None
+        }
+    }
+}
+
+/// The degraded reason of programs that could not be held.
+const SBR_HOLD: &str = "ebpf-sbr";
 
 /// The API client and watch caches, when the configuration (`kubeconfig`) or the in-cluster
 /// environment gives API access. A failure here is logged, not fatal: the daemon serves
