@@ -426,7 +426,7 @@ pub fn run(bins_dir: &Path, cycles: usize, pods: usize, nads: usize, write: bool
          | daemon | value |\n|---|---|\n| start to ready (`/readyz` 200), API reachable | {} |\n\
          | RSS with {pods} pods on the node and {nads} NADs in the caches | {:.1} MiB |\n\
          | start to caches synced with them | {} |\n\
-         | RSS idle (no API) | {:.1} MiB |\n\
+         | RSS idle (no API, after one call) | {:.1} MiB |\n\
          | highest RSS during {BURST} concurrent ADDs, then {BURST} DELs, each holding its slot {BURST_HOLD_MS} ms | {:.1} MiB ({:.2}× idle; {threads} threads at most) |\n\n\
          Goals: ADD overhead of shim + daemon over the direct delegates ≤ 1.0 ms p50 with the API, ≤ 0.8 ms without; \
          DEL overhead ≤ 0.5 ms; SBR step in the daemon ≤ 0.3× Debian sbr (ADD+DEL); daemon RSS ≤ 30 MiB, under \
