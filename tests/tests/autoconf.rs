@@ -22,6 +22,7 @@ use testkit::{
     chain::Runtime,
     cni, confs,
     kube_api::{KubeApiServer, KubeconfigOptions, PodSeed, ServerOptions},
+    leaks,
     thick::{self, Daemon},
     CniCall, Netns, Node,
 };
@@ -296,6 +297,25 @@ fn the_daemon_started_before_the_primary_waits_then_follows_it_and_the_file_is_n
         "{body}"
     );
     assert!(dir.join(CONFLIST).exists());
+    // An ADD through the kept file is refused unprocessed (503) and the shim waits for readiness
+    // (here 1 s), then fails with code 11: no delegate ran, nothing was cached.
+    let mut waiting = single_plugin(&read_json(&dir.join(CONFLIST)).unwrap());
+    waiting["daemonReadyTimeoutSeconds"] = json!(1);
+    let pod = Netns::new("acw");
+    let out = CniCall::new(&node, "ADD", "ac-wait", Some(&pod), "eth0").run(
+        &node,
+        &thick::shim(),
+        &waiting,
+    );
+    assert_eq!(out.err_code(), 11, "{}", out.stdout);
+    assert!(out.err_msg().contains("not ready"), "{}", out.stdout);
+    assert!(
+        out.elapsed >= std::time::Duration::from_millis(900),
+        "{:?}",
+        out.elapsed
+    );
+    assert_eq!(leaks::cache_files(&node.cache_dir()), Vec::<String>::new());
+    node.assert_pod_clean(&pod);
 
     let (reads, violations) = reader.finish();
     assert!(violations.is_empty(), "{violations:#?}");

@@ -361,15 +361,21 @@ async fn cni(req: Request<Incoming>, shared: &Shared) -> Reply {
     };
     let command = handler::command_of(&request);
     let label = command.map_or("unknown", Command::as_str);
-    if shared.draining.load(Ordering::SeqCst) && command != Some(Command::Del) {
+    // Not ready (draining after SIGTERM, or a /readyz reason such as no usable primary network):
+    // calls other than DEL are refused unprocessed; the shim then waits for /readyz.
+    if !shared.is_ready() && command != Some(Command::Del) {
         shared.metrics.call(label, 11, started.elapsed());
+        let msg = if shared.draining.load(Ordering::SeqCst) {
+            "multus-daemon is shutting down; try again when its successor is ready".to_string()
+        } else {
+            format!(
+                "multus-daemon is not ready ({}); try again later",
+                shared.not_ready_reasons().join("; ")
+            )
+        };
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
-            handler::refusal(
-                ErrorCode::TryAgainLater,
-                "multus-daemon is shutting down; try again when its successor is ready",
-                &request.config,
-            ),
+            handler::refusal(ErrorCode::TryAgainLater, msg, &request.config),
             true,
         );
     }
