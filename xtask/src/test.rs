@@ -1,6 +1,6 @@
 //! `cargo xtask test`: setup, the workspace lints (clippy, Cargo.toml `[workspace.lints]`), build,
-//! then every test of the workspace (unit and privileged integration tests, which need root and
-//! never skip).
+//! the release image (`cargo xtask image`), then every test of the workspace (unit and privileged
+//! integration tests, which need root and never skip).
 
 use std::process::Command;
 
@@ -19,6 +19,9 @@ pub fn run(extra: &[String]) -> Result<()> {
         .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
     run_cmd(&mut clippy).map_err(|e| anyhow::anyhow!("the workspace lints failed: {e}"))?;
     let bins = crate::build::binaries(false)?;
+    // The image tests (tests/tests/image.rs) and the deployment tests run the release image:
+    // built here, up front, so that the tests find it current.
+    crate::image::run(None)?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
         .args(["test", "--no-fail-fast"])
