@@ -33,14 +33,14 @@ pub fn reference() -> String {
 pub struct Built {
     /// The saved image (docker-archive), for `podman load`.
     pub archive: PathBuf,
-    /// The release directory its binaries came from.
-    pub release_dir: PathBuf,
+    /// The directory its binaries came from (`target/<host tuple>/image`, the `image` profile).
+    pub binaries_dir: PathBuf,
     /// What xtask printed.
     pub stdout: String,
 }
 
-/// Runs `cargo xtask image` once per test process (it builds the release binaries when they are
-/// stale, reuses podman's layer cache when they are not) into `storage_env`'s podman storage.
+/// Runs `cargo xtask image` once per test process (it builds the binaries when they are stale and
+/// reuses podman's layer cache when they are not) into `storage_env`'s podman storage.
 pub fn build(storage_env: &[(String, PathBuf)]) -> Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT
@@ -58,7 +58,7 @@ pub fn build(storage_env: &[(String, PathBuf)]) -> Built {
                 "cargo xtask image failed:\n{stdout}\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let release_dir = root
+            let binaries_dir = root
                 .join("target")
                 .join(
                     bins::own_profile_dir()
@@ -66,13 +66,13 @@ pub fn build(storage_env: &[(String, PathBuf)]) -> Built {
                         .and_then(|p| p.file_name())
                         .expect("target/<host tuple>"),
                 )
-                .join("release");
+                .join("image");
             Built {
                 archive: root
                     .join("target")
                     .join("image")
                     .join(format!("multus-rs-{}.tar", version())),
-                release_dir,
+                binaries_dir,
                 stdout,
             }
         })

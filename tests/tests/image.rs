@@ -317,7 +317,7 @@ fn run_in_image(podman: &Podman, binary: &str, args: &str) -> (bool, String) {
 }
 
 #[test]
-fn the_image_holds_the_release_binaries_under_their_names_within_25_mb() {
+fn the_image_holds_the_built_binaries_under_their_names_within_25_mb() {
     let node = Node::new();
     let podman = Podman::new(&node);
     let built = image::build(&podman.conf_env());
@@ -384,15 +384,15 @@ fn the_image_holds_the_release_binaries_under_their_names_within_25_mb() {
             "{name}: {text}"
         );
     }
-    // The image's content is the current release build.
+    // The image's content is the current build.
     let out = podman.script(&format!(
         "m=$(podman image mount {reference})\ncmp $m/usr/bin/multus-daemon {node}\ncmp $m/usr/bin/multus-shim {shim}\npodman image unmount {reference} >/dev/null",
-        node = built.release_dir.join("multus-node").display(),
-        shim = built.release_dir.join("multus-shim").display(),
+        node = built.binaries_dir.join("multus-node").display(),
+        shim = built.binaries_dir.join("multus-shim").display(),
     ));
     assert!(
         out.status.success(),
-        "the image holds the release binaries: {}{}",
+        "the image holds the binaries of the image profile: {}{}",
         String::from_utf8_lossy(&out.stdout),
         stderr(&out)
     );

@@ -1,13 +1,14 @@
 //! `cargo xtask image [--tag VERSION]`: the container image `localhost/multus-rs:<version>`, built
 //! offline with podman from deploy/image/Containerfile (`FROM scratch`, nothing pulled).
 //!
-//! Builds the two release binaries the image holds (the multi-call `multus-node` and
-//! `multus-shim`), stages a build context under `target/image/context/` (`usr/bin/multus-daemon`
-//! and its hard links `multus`, `multusctl`, `ebpf-sbr`, plus `usr/bin/multus-shim`), runs
-//! `podman build`, prints the image's size and fails when it exceeds [`MAX_IMAGE_BYTES`], and
-//! saves the image as `target/image/multus-rs-<version>.tar` (docker-archive, for `podman load`
-//! into another storage, as the deployment tests do). Unchanged binaries reuse podman's layer
-//! cache. podman's own environment (`CONTAINERS_CONF`, `CONTAINERS_STORAGE_CONF`) is honoured.
+//! Builds the two binaries the image holds (the multi-call `multus-node` and `multus-shim`) with
+//! the `image` profile (Cargo.toml: release, stripped, fat LTO), stages a build context under
+//! `target/image/context/` (`usr/bin/multus-daemon` and its hard links `multus`, `multusctl`,
+//! `ebpf-sbr`, plus `usr/bin/multus-shim`), runs `podman build`, prints the image's size and fails
+//! when it exceeds [`MAX_IMAGE_BYTES`], and saves the image as `target/image/multus-rs-<version>.tar`
+//! (docker-archive, for `podman load` into another storage, as the deployment tests do). Unchanged
+//! binaries reuse podman's layer cache. podman's own environment (`CONTAINERS_CONF`,
+//! `CONTAINERS_STORAGE_CONF`) is honoured.
 
 use std::{
     fs,
@@ -44,9 +45,9 @@ pub fn run(tag: Option<String>) -> Result<()> {
         .with_context(|| format!("cannot create {}", image_dir.display()))?;
     // One image build at a time (test binaries run in parallel may each ask for the image).
     let _lock = lock(&image_dir.join("lock"))?;
-    let release = build_release()?;
+    let built = build_binaries()?;
     let context = image_dir.join("context");
-    stage(&release, &context)?;
+    stage(&built, &context)?;
     let reference = format!("{REPOSITORY}:{version}");
     run_cmd(
         Command::new("podman")
@@ -77,21 +78,24 @@ pub fn run(tag: Option<String>) -> Result<()> {
     Ok(())
 }
 
-/// Builds the image's two binaries with the release profile; returns their directory.
-fn build_release() -> Result<PathBuf> {
+/// The Cargo profile of the image's binaries (Cargo.toml: release, stripped, fat LTO).
+pub const PROFILE: &str = "image";
+
+/// Builds the image's two binaries with the [`PROFILE`] profile; returns their directory.
+fn build_binaries() -> Result<PathBuf> {
     warn_if_low_disk(&root());
     run_cmd(
         Command::new(env!("CARGO"))
             .current_dir(root())
-            .args(["build", "--release", "-p", "multus-userspace"])
+            .args(["build", "--profile", PROFILE, "-p", "multus-userspace"])
             .args(["--bin", "multus-node", "--bin", "multus-shim"]),
     )?;
-    Ok(crate::build::host_target_dir()?.join("release"))
+    Ok(crate::build::host_target_dir()?.join(PROFILE))
 }
 
 /// Stages the build context: the Containerfile, the multi-call binary under its names (hard
 /// links) and the shim, all mode 0755.
-fn stage(release: &Path, context: &Path) -> Result<()> {
+fn stage(built: &Path, context: &Path) -> Result<()> {
     if context.exists() {
         fs::remove_dir_all(context)
             .with_context(|| format!("cannot empty {}", context.display()))?;
@@ -110,12 +114,12 @@ fn stage(release: &Path, context: &Path) -> Result<()> {
             .with_context(|| format!("cannot chmod {}", to.display()))
     };
     let first = bin.join(MULTI_CALL_NAMES[0]);
-    copy(&release.join("multus-node"), &first)?;
+    copy(&built.join("multus-node"), &first)?;
     for name in &MULTI_CALL_NAMES[1..] {
         fs::hard_link(&first, bin.join(name))
             .with_context(|| format!("cannot link {name} to {}", first.display()))?;
     }
-    copy(&release.join("multus-shim"), &bin.join("multus-shim"))
+    copy(&built.join("multus-shim"), &bin.join("multus-shim"))
 }
 
 /// An exclusive `flock` on `path`, released when the file is dropped.
