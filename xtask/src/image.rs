@@ -82,7 +82,7 @@ pub fn run(tag: Option<String>) -> Result<()> {
 pub const PROFILE: &str = "image";
 
 /// Builds the image's two binaries with the [`PROFILE`] profile; returns their directory.
-fn build_binaries() -> Result<PathBuf> {
+pub fn build_binaries() -> Result<PathBuf> {
     warn_if_low_disk(&root());
     run_cmd(
         Command::new(env!("CARGO"))
