@@ -408,3 +408,41 @@ fn the_image_holds_the_built_binaries_under_their_names_within_25_mb() {
     ));
     assert!(!out.status.success(), "the image has no shell");
 }
+
+#[test]
+fn the_shim_tears_down_without_the_daemon_through_the_thin_binary_on_cni_path_or_fails() {
+    let node = Node::new();
+    let daemon = Daemon::configure(&node, json!({})); // configured, never started
+    let pod = testkit::Netns::new("pod");
+    let conf = daemon.shim_conf(
+        "1.0.0",
+        vec![testkit::confs::bridge(
+            "n",
+            "imgbr1",
+            "10.98.0.0/24",
+            "1.0.0",
+            &node.ipam_dir(),
+        )],
+    );
+    // The shim alone in its directory: the thin binary is neither beside it nor on CNI_PATH.
+    let alone = tempfile::tempdir().unwrap();
+    let shim = alone.path().join("multus-shim");
+    std::fs::copy(bins::product("multus-shim"), &shim).unwrap();
+    let del = testkit::CniCall::new(&node, "DEL", "shim-alone", Some(&pod), "eth0")
+        .args("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=alone");
+    let out = del.run(&node, &shim, &conf);
+    assert_eq!(
+        out.err_code(),
+        5,
+        "never success without a teardown: {}",
+        out.stdout
+    );
+    assert!(
+        out.err_msg().contains("\"multus\"") && out.err_msg().contains("CNI_PATH"),
+        "{}",
+        out.err_msg()
+    );
+    // The node's CNI bin dir (on CNI_PATH) holds it: the teardown runs.
+    node.install("multus", &bins::product("multus"));
+    del.run(&node, &shim, &conf).assert_ok();
+}
