@@ -1,5 +1,5 @@
 //! The container image `cargo xtask image` builds (`localhost/multus-rs:<version>`, saved as
-//! `target/image/multus-rs-<version>.tar`), for the tests that check or run it.
+//! `target/multus-rs/multus-rs-<version>.tar`), for the tests that check or run it.
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
 
@@ -58,19 +58,12 @@ pub fn build(storage_env: &[(String, PathBuf)]) -> Built {
                 "cargo xtask image failed:\n{stdout}\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let binaries_dir = root
-                .join("target")
-                .join(
-                    bins::own_profile_dir()
-                        .parent()
-                        .and_then(|p| p.file_name())
-                        .expect("target/<host tuple>"),
-                )
-                .join("image");
+            let host_dir = bins::own_profile_dir();
+            let binaries_dir = host_dir.parent().unwrap_or(&host_dir).join("image");
             Built {
                 archive: root
                     .join("target")
-                    .join("image")
+                    .join("multus-rs")
                     .join(format!("multus-rs-{}.tar", version())),
                 binaries_dir,
                 stdout,

@@ -3,12 +3,12 @@
 //!
 //! Builds the two binaries the image holds (the multi-call `multus-node` and `multus-shim`) with
 //! the `image` profile (Cargo.toml: release, stripped, fat LTO), stages a build context under
-//! `target/image/context/` (`usr/bin/multus-daemon` and its hard links `multus`, `multusctl`,
+//! `target/multus-rs/context/` (`usr/bin/multus-daemon` and its hard links `multus`, `multusctl`,
 //! `ebpf-sbr`, plus `usr/bin/multus-shim`), runs `podman build`, prints the image's size and fails
-//! when it exceeds [`MAX_IMAGE_BYTES`], and saves the image as `target/image/multus-rs-<version>.tar`
-//! (docker-archive, for `podman load` into another storage, as the deployment tests do). Unchanged
-//! binaries reuse podman's layer cache. podman's own environment (`CONTAINERS_CONF`,
-//! `CONTAINERS_STORAGE_CONF`) is honoured.
+//! when it exceeds [`MAX_IMAGE_BYTES`], and saves the image as
+//! `target/multus-rs/multus-rs-<version>.tar` (docker-archive, for `podman load` into another
+//! storage, as the deployment tests may do). The same sources and version give the same image ID.
+//! podman's own environment (`CONTAINERS_CONF`, `CONTAINERS_STORAGE_CONF`) is honoured.
 
 use std::{
     fs,
@@ -40,7 +40,8 @@ pub fn run(tag: Option<String>) -> Result<()> {
     }
     crate::setup::which("podman")
         .context("podman is not installed: run `cargo xtask setup` (installs podman)")?;
-    let image_dir = root().join("target").join("image");
+    // Not target/image/: cargo puts the `image` profile's host artifacts there.
+    let image_dir = root().join("target").join("multus-rs");
     fs::create_dir_all(&image_dir)
         .with_context(|| format!("cannot create {}", image_dir.display()))?;
     // One image build at a time (test binaries run in parallel may each ask for the image).
@@ -51,7 +52,18 @@ pub fn run(tag: Option<String>) -> Result<()> {
     let reference = format!("{REPOSITORY}:{version}");
     run_cmd(
         Command::new("podman")
-            .args(["build", "--pull=never", "--quiet", "--build-arg"])
+            // No layer cache (podman 4.3's keys a LABEL before `${VERSION}` is expanded, so another
+            // --tag would get the first one's label); the time stamp of the last commit instead of
+            // now: the same sources and version give the same image ID, and no dangling images.
+            .args([
+                "build",
+                "--pull=never",
+                "--quiet",
+                "--layers=false",
+                "--timestamp",
+            ])
+            .arg(source_date_epoch().to_string())
+            .arg("--build-arg")
             .arg(format!("VERSION={version}"))
             .args(["--tag", &reference, "--file"])
             .arg(context.join("Containerfile"))
@@ -120,6 +132,17 @@ fn stage(built: &Path, context: &Path) -> Result<()> {
             .with_context(|| format!("cannot link {name} to {}", first.display()))?;
     }
     copy(&built.join("multus-shim"), &bin.join("multus-shim"))
+}
+
+/// The time of the last commit (seconds since the epoch), or 0 outside a git work tree.
+fn source_date_epoch() -> u64 {
+    crate::util::output(
+        Command::new("git")
+            .current_dir(root())
+            .args(["log", "-1", "--format=%ct"]),
+    )
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 /// An exclusive `flock` on `path`, released when the file is dropped.

@@ -38,7 +38,7 @@ enum Cmd {
         release: bool,
     },
     /// The container image localhost/multus-rs:<version> (podman, offline, FROM scratch); fails
-    /// above 25 MB. Also saved as target/image/multus-rs-<version>.tar.
+    /// above 25 MB. Also saved as target/multus-rs/multus-rs-<version>.tar.
     Image {
         /// Another version label and tag than the workspace version (e.g. for upgrade tests).
         #[arg(long)]
