@@ -144,12 +144,13 @@ fn install_replaces_a_planted_symlink_without_writing_through_it() {
 
 #[test]
 fn install_failure_leaves_no_temporary_file() {
-    // A CNI bin dir too small for the binary (ENOSPC mid-write), in a private mount namespace.
+    // A CNI bin dir (1 MiB) too small for a binary (3 MiB): ENOSPC mid-write, in a private mount
+    // namespace.
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("src");
     std::fs::create_dir(&big).unwrap();
     for (name, _) in TRUE_EVERYWHERE {
-        std::fs::copy(bins::product("multus"), big.join(name)).unwrap();
+        std::fs::write(big.join(name), vec![0x7f; 3 << 20]).unwrap();
     }
     let bin_dir = dir.path().join("bin");
     std::fs::create_dir(&bin_dir).unwrap();
