@@ -364,3 +364,204 @@ fn hostile_names_from_the_cluster_are_refused() {
         b.node.assert_pod_clean(&pod);
     }
 }
+
+/// A file planted outside the product's directories, with the content it must keep.
+struct Victim {
+    path: PathBuf,
+    content: &'static str,
+}
+
+impl Victim {
+    fn new(dir: &Path, name: &str, content: &'static str) -> Victim {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Victim { path, content }
+    }
+
+    /// The file is still there, unchanged, mode 0644.
+    fn assert_untouched(&self, case: &str) {
+        let meta = std::fs::symlink_metadata(&self.path)
+            .unwrap_or_else(|e| panic!("{case}: {} is gone: {e}", self.path.display()));
+        assert!(meta.is_file(), "{case}: still a file");
+        assert_eq!(
+            std::fs::read_to_string(&self.path).unwrap(),
+            self.content,
+            "{case}: {} was written through a symlink",
+            self.path.display()
+        );
+        assert_eq!(meta.mode() & 0o777, 0o644, "{case}: mode changed");
+    }
+}
+
+/// `path` is not a symlink (it was replaced by a file, or removed).
+fn assert_not_symlink(case: &str, path: &Path) {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        assert!(
+            !meta.file_type().is_symlink() || std::fs::read_link(path).is_ok(),
+            "{case}"
+        );
+    }
+}
+
+/// Symlinks planted where a thin ADD writes: the cache entry, the node-wide lock, the device
+/// plugin's device-info file and the attachment's device-info file. The product never writes
+/// (nor reads) through them: it replaces the link atomically or refuses the call, and the file
+/// the link points at is unchanged.
+#[test]
+fn planted_symlinks_in_the_cache_lock_and_device_info_are_not_followed() {
+    let b = Bench::new();
+    let victims = b.node.root().join("victims");
+    std::fs::create_dir_all(&victims).unwrap();
+    let kubelet_dir = b.node.root().join("kubelet");
+    std::fs::create_dir_all(&kubelet_dir).unwrap();
+    let kubelet = PodResourcesServer::start(&kubelet_dir.join("kubelet.sock"));
+    let devinfo = b.node.root().join("devinfo");
+    std::fs::create_dir_all(devinfo.join("dp")).unwrap();
+    std::fs::create_dir_all(devinfo.join("cni")).unwrap();
+    let vf = json!({"cniVersion": "1.0.0", "name": "vf-net", "type": "cni-recorder",
+        "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}});
+    b.api
+        .create_nad(NadSeed::new("ns1", "vf-net", vf.to_string()).resource_name("example.com/vf"))
+        .unwrap();
+    let mut conf = b.conf();
+    conf["podResourcesSocket"] = json!(kubelet.socket());
+    conf["deviceCheckpointFile"] = json!(b.node.root().join("no-checkpoint"));
+    conf["deviceInfoDir"] = json!(devinfo);
+    let cache = b.node.cache_dir();
+
+    // 1. The cache entry: replaced by a regular file; DEL removes the entry, not the target.
+    let v = Victim::new(&victims, "cache-target", "precious cache target\n");
+    std::os::unix::fs::symlink(&v.path, cache.join("sl-cache")).unwrap();
+    let (pod, uid) = b.pod("ns1", "sl-cache", &[]);
+    let out = b
+        .call("ADD", "sl-cache", &pod, "ns1", "sl-cache", &uid)
+        .run(&b.node, &b.multus, &conf);
+    v.assert_untouched("cache entry");
+    if out.status.success() {
+        let meta = std::fs::symlink_metadata(cache.join("sl-cache")).unwrap();
+        assert!(meta.is_file(), "the planted link is replaced by the entry");
+        b.call("DEL", "sl-cache", &pod, "ns1", "sl-cache", &uid)
+            .run(&b.node, &b.multus, &conf)
+            .assert_ok();
+    }
+    v.assert_untouched("cache entry after DEL");
+    let _ = std::fs::remove_file(cache.join("sl-cache"));
+    b.node.assert_pod_clean(&pod);
+
+    // 2. The lock: a link to an existing file and a dangling link; never opened through.
+    for dangling in [false, true] {
+        let case = if dangling { "dangling lock" } else { "lock" };
+        let target = victims.join(format!("lock-target-{dangling}"));
+        let v = (!dangling).then(|| {
+            Victim::new(
+                &victims,
+                &format!("lock-target-{dangling}"),
+                "lock target\n",
+            )
+        });
+        let lock = cache.join(".lock");
+        let _ = std::fs::remove_file(&lock);
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let (pod, uid) = b.pod("ns1", &format!("sl-lock{}", dangling as u8), &[]);
+        let name = format!("sl-lock{}", dangling as u8);
+        let out = b
+            .call("ADD", &name, &pod, "ns1", &name, &uid)
+            .run(&b.node, &b.multus, &conf);
+        refused(case, &out, 5, &[".lock", "symlink"]);
+        if let Some(v) = &v {
+            v.assert_untouched(case);
+        } else {
+            assert!(!target.exists(), "{case}: the link's target was created");
+        }
+        let del = b
+            .call("DEL", &name, &pod, "ns1", &name, &uid)
+            .run(&b.node, &b.multus, &conf);
+        refused(&format!("{case} DEL"), &del, 5, &[".lock", "symlink"]);
+        b.node.assert_pod_clean(&pod);
+        std::fs::remove_file(&lock).unwrap();
+    }
+
+    // 3. The device plugin's file is a link to a JSON file it may not show: not read.
+    let secret = Victim::new(
+        &victims,
+        "secret.json",
+        "{\"type\": \"pci\", \"secret\": \"NOT-FOR-THE-POD\"}",
+    );
+    kubelet.set_pods(vec![FakePod::with_devices(
+        "ns1",
+        "sl-dp",
+        &[("example.com/vf", &["0000:03:02.1"])],
+    )]);
+    let dp_file = devinfo.join("dp/example.com-vf-0000:03:02.1-device.json");
+    std::os::unix::fs::symlink(&secret.path, &dp_file).unwrap();
+    let (pod, uid) = b.pod("ns1", "sl-dp", &[(NETWORKS, "vf-net")]);
+    let out = b
+        .call("ADD", "sl-dp", &pod, "ns1", "sl-dp", &uid)
+        .run(&b.node, &b.multus, &conf);
+    refused("device plugin file", &out, 5, &["device-info", "symlink"]);
+    secret.assert_untouched("device plugin file");
+    let status = b
+        .api
+        .pod_annotation("ns1", "sl-dp", STATUS)
+        .unwrap_or_default();
+    assert!(!status.contains("NOT-FOR-THE-POD"), "{status}");
+    b.node.assert_pod_clean(&pod);
+    std::fs::remove_file(&dp_file).unwrap();
+
+    // 4. The attachment's device-info file, with and without a device plugin's file to copy:
+    //    replaced or refused, never written or read through.
+    for with_dp in [true, false] {
+        let case = format!("attachment device-info file (device plugin file: {with_dp})");
+        let name = format!("sl-cni{}", with_dp as u8);
+        kubelet.set_pods(vec![FakePod::with_devices(
+            "ns1",
+            &name,
+            &[("example.com/vf", &["0000:03:02.2"])],
+        )]);
+        let dp = devinfo.join("dp/example.com-vf-0000:03:02.2-device.json");
+        if with_dp {
+            std::fs::write(
+                &dp,
+                r#"{"type": "pci", "pci": {"pci-address": "0000:03:02.2"}}"#,
+            )
+            .unwrap();
+        }
+        let v = Victim::new(
+            &victims,
+            &format!("cni-target-{with_dp}"),
+            "{\"type\": \"pci\", \"secret\": \"NOT-FOR-THE-POD\"}",
+        );
+        let cni_file = devinfo.join(format!("cni/ns1-vf-net-{name}_net1"));
+        std::os::unix::fs::symlink(&v.path, &cni_file).unwrap();
+        let (pod, uid) = b.pod("ns1", &name, &[(NETWORKS, "vf-net")]);
+        let out = b
+            .call("ADD", &name, &pod, "ns1", &name, &uid)
+            .run(&b.node, &b.multus, &conf);
+        v.assert_untouched(&case);
+        let status = b
+            .api
+            .pod_annotation("ns1", &name, STATUS)
+            .unwrap_or_default();
+        assert!(!status.contains("NOT-FOR-THE-POD"), "{case}: {status}");
+        // Copying the device plugin's file replaces the link; without one, the link is left
+        // unread (no device-info in the status) and DEL removes the link itself.
+        out.assert_ok();
+        assert_eq!(
+            std::fs::symlink_metadata(&cni_file).unwrap().is_file(),
+            with_dp,
+            "{case}: replaced by the copy"
+        );
+        b.call("DEL", &name, &pod, "ns1", &name, &uid)
+            .run(&b.node, &b.multus, &conf)
+            .assert_ok();
+        assert!(
+            std::fs::symlink_metadata(&cni_file).is_err(),
+            "{case}: DEL removes it"
+        );
+        v.assert_untouched(&case);
+        b.node.assert_pod_clean(&pod);
+        let _ = std::fs::remove_file(&cni_file);
+        let _ = std::fs::remove_file(&dp);
+    }
+}
