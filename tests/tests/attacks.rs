@@ -565,3 +565,145 @@ fn planted_symlinks_in_the_cache_lock_and_device_info_are_not_followed() {
         let _ = std::fs::remove_file(&dp);
     }
 }
+
+/// Oversized and deeply nested inputs: a 10 MB configuration on stdin, 100 000 nested `[` on
+/// stdin, in the pod's annotation and in a NAD's config, and a 10 MB annotation. Each is refused
+/// with a clear message in bounded time; nothing is made, and the API is not flooded.
+#[test]
+fn oversized_and_deeply_nested_inputs_are_refused_in_bounded_time() {
+    let b = Bench::new();
+    let conf = b.conf();
+    let nested = "[".repeat(100_000);
+    let mut big = conf.clone();
+    big["padding"] = json!("x".repeat(10 << 20));
+    let big = serde_json::to_vec(&big).unwrap();
+    let stdin_cases: Vec<(&str, Vec<u8>, u64, Vec<&str>)> = vec![
+        ("10 MB stdin", big, 6, vec!["stdin", "larger than"]),
+        (
+            "100k nested [ on stdin",
+            nested.clone().into_bytes(),
+            6,
+            vec!["found a list, expected an object"],
+        ),
+        (
+            "100k nested { in a delegate",
+            format!(
+                r#"{{"cniVersion":"1.0.0","type":"multus","delegates":[{}"#,
+                "{\"a\":".repeat(100_000)
+            )
+            .into_bytes(),
+            6,
+            vec!["nested too deeply"],
+        ),
+    ];
+    for (case, stdin, code, needles) in stdin_cases {
+        let pod = Netns::new("at");
+        let started = Instant::now();
+        let out = CniCall::new(&b.node, "ADD", "big0", Some(&pod), "eth0")
+            .args(&cni::k8s_args("ns1", "big0", None, None))
+            .run_bytes(&b.node, &b.multus, &stdin);
+        let took = started.elapsed();
+        refused(case, &out, code, &needles);
+        assert!(took < Duration::from_secs(5), "{case}: took {took:?}");
+        b.node.assert_pod_clean(&pod);
+    }
+    b.api
+        .create_nad(NadSeed::new("ns1", "deep", nested.clone()))
+        .unwrap();
+    let annotation_cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "100k nested [ in the annotation",
+            nested.clone(),
+            vec![NETWORKS, "nested too deeply"],
+        ),
+        (
+            "a NAD config of 100k nested [",
+            "deep".into(),
+            vec!["ns1/deep", "nested too deeply"],
+        ),
+        (
+            "a 250 KiB network name (the most the API allows)",
+            format!(r#"[{{"name":"{}"}}]"#, "n".repeat(250 << 10)),
+            vec![NETWORKS, "nnnn"],
+        ),
+        (
+            "a 250 KiB interface name",
+            format!("good@{}", "i".repeat(250 << 10)),
+            vec![NETWORKS, "15 bytes"],
+        ),
+    ];
+    // A 10 MB annotation never reaches the product: the API server refuses any object whose
+    // annotations exceed 256 KiB (the stand-in as a real one); the product's own bound for a
+    // larger value is kube::annotations::MAX_ANNOTATION (its unit test).
+    let seeded = b
+        .api
+        .create_pod(PodSeed::new("ns1", "big-10mb").annotation(NETWORKS, &"good,".repeat(2 << 20)));
+    let err = seeded
+        .expect_err("a 10 MB annotation is refused by the API")
+        .to_string();
+    assert!(err.contains("Too long"), "{err}");
+    for (i, (case, annotation, needles)) in annotation_cases.iter().enumerate() {
+        let name = format!("big{i}");
+        let (pod, uid) = b.pod("ns1", &name, &[(NETWORKS, annotation)]);
+        b.api.reset_requests();
+        let started = Instant::now();
+        let out = b
+            .call("ADD", &name, &pod, "ns1", &name, &uid)
+            .run(&b.node, &b.multus, &conf);
+        let took = started.elapsed();
+        refused(case, &out, 7, needles);
+        assert!(took < Duration::from_secs(10), "{case}: took {took:?}");
+        let requests = b.api.requests().len();
+        assert!(requests < 10, "{case}: {requests} API requests");
+        b.node.assert_pod_clean(&pod);
+    }
+}
+
+/// A delegate `type` is a plugin name looked up in binDir/CNI_PATH, never a path: in the
+/// configuration's delegates, in a NAD (single plugin and list) and in a chained plugin.
+#[test]
+fn delegate_types_that_are_paths_are_refused() {
+    let b = Bench::new();
+    for (i, t) in ["/bin/sh", "../../bin/sh", "sub/dir", ".", ".."]
+        .iter()
+        .enumerate()
+    {
+        let mut conf = b.conf();
+        conf["delegates"] = json!([{"cniVersion": "1.0.0", "name": "x", "type": t}]);
+        let pod = Netns::new("at");
+        let out = CniCall::new(&b.node, "ADD", &format!("dt{i}"), Some(&pod), "eth0")
+            .run(&b.node, &b.multus, &conf);
+        refused(&format!("delegate type {t}"), &out, 7, &["delegates[0]", t]);
+        b.node.assert_pod_clean(&pod);
+        let nad = format!("path{i}");
+        b.api
+            .create_nad(NadSeed::new(
+                "ns1",
+                &nad,
+                json!({"cniVersion": "1.0.0", "type": t}).to_string(),
+            ))
+            .unwrap();
+        let list = format!("list{i}");
+        b.api
+            .create_nad(NadSeed::new(
+                "ns1",
+                &list,
+                json!({"cniVersion": "1.0.0", "name": "l", "plugins": [{"type": "cni-recorder"}, {"type": t}]}).to_string(),
+            ))
+            .unwrap();
+        for network in [&nad, &list] {
+            let name = format!("dt{i}-{network}");
+            let (pod, uid) = b.pod("ns1", &name, &[(NETWORKS, network)]);
+            let out =
+                b.call("ADD", &name, &pod, "ns1", &name, &uid)
+                    .run(&b.node, &b.multus, &b.conf());
+            refused(
+                &format!("NAD {network} type {t}"),
+                &out,
+                7,
+                &[&format!("ns1/{network}"), t],
+            );
+            b.node.assert_pod_clean(&pod);
+        }
+    }
+}
