@@ -707,3 +707,219 @@ fn delegate_types_that_are_paths_are_refused() {
         }
     }
 }
+
+/// The secrets the credential test plants, and every place they must not appear.
+struct Secrets {
+    needles: Vec<String>,
+}
+
+impl Secrets {
+    /// The bearer token, the client key (a line of its PEM and the base64 the kubeconfig
+    /// carries) and a NAD's `password`.
+    fn of(api: &KubeApiServer) -> Secrets {
+        let key = api.client_key_pem();
+        let key_line = key
+            .lines()
+            .find(|l| !l.starts_with("-----") && l.len() > 32)
+            .expect("a PEM body line")
+            .to_string();
+        let key_b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+        };
+        Secrets {
+            needles: vec![
+                api.token().to_string(),
+                key_line,
+                key_b64[40..100].to_string(),
+                NAD_PASSWORD.to_string(),
+            ],
+        }
+    }
+
+    fn assert_absent(&self, place: &str, text: &str) {
+        for n in &self.needles {
+            assert!(
+                !text.contains(n.as_str()),
+                "a credential ({n:.12}…) in {place}"
+            );
+        }
+    }
+}
+
+const TOKEN: &str = "sEcReT-bearer-token-0f9e8d7c6b5a";
+const NAD_PASSWORD: &str = "sEcReT-nad-password-1a2b3c";
+
+/// Everything readable under `dir`, as text, with the file names (the log files, rotated ones).
+fn texts_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(p);
+            } else if t.is_file() {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Credentials never reach a log, a result, the pod's annotations or an event, in thin mode and
+/// in thick mode (its log and /metrics too), on success and on failure paths (an API that
+/// answers 500, then 401; a delegate that fails), at the most verbose log level.
+#[test]
+fn credentials_never_reach_logs_results_metrics_or_events() {
+    let b = Bench::with_api(
+        ServerOptions {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        KubeconfigOptions {
+            auth: KubeconfigAuth::TokenAndClientCert,
+            ..Default::default()
+        },
+    );
+    let secrets = Secrets::of(&b.api);
+    let nad = json!({"cniVersion": "1.0.0", "name": "secret-net", "type": "cni-recorder",
+        "password": NAD_PASSWORD, "credentials": {"token": NAD_PASSWORD}});
+    b.api
+        .create_nad(NadSeed::new("ns1", "secret-net", nad.to_string()))
+        .unwrap();
+    let failing = json!({"cniVersion": "1.0.0", "name": "failing", "type": "cni-recorder",
+        "password": NAD_PASSWORD, "failOn": "ADD"});
+    b.api
+        .create_nad(NadSeed::new("ns1", "failing", failing.to_string()))
+        .unwrap();
+    let logs = b.node.root().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut conf = b.conf();
+    conf["logFile"] = json!(logs.join("multus.log"));
+    conf["logLevel"] = json!("debug");
+    let mut outputs = Vec::new();
+    let mut run = |command: &str, name: &str, pod: &Netns, uid: &str| {
+        let out = b
+            .call(command, name, pod, "ns1", name, uid)
+            .run(&b.node, &b.multus, &conf);
+        outputs.push((format!("{command} {name} stdout"), out.stdout.clone()));
+        outputs.push((format!("{command} {name} stderr"), out.stderr.clone()));
+        out
+    };
+    // Success, then DEL.
+    let (pod, uid) = b.pod("ns1", "cred-ok", &[(NETWORKS, "secret-net")]);
+    run("ADD", "cred-ok", &pod, &uid).ok();
+    run("CHECK", "cred-ok", &pod, &uid);
+    run("DEL", "cred-ok", &pod, &uid).assert_ok();
+    // A delegate that fails: rolled back.
+    let (pod2, uid2) = b.pod("ns1", "cred-fail", &[(NETWORKS, "failing")]);
+    assert!(!run("ADD", "cred-fail", &pod2, &uid2).status.success());
+    // The API answers 500, then refuses the credentials.
+    b.api.inject(
+        testkit::kube_api::Fault::status(500)
+            .path("/api/v1/namespaces/ns1/pods/*")
+            .always(),
+    );
+    let (pod3, uid3) = b.pod("ns1", "cred-500", &[(NETWORKS, "secret-net")]);
+    assert!(!run("ADD", "cred-500", &pod3, &uid3).status.success());
+    b.api.clear_faults();
+    // The token is refused (the client certificate may still be accepted), then DEL.
+    b.api.rotate_token("another-token");
+    run("ADD", "cred-500", &pod3, &uid3);
+    run("DEL", "cred-500", &pod3, &uid3).assert_ok();
+    for (place, text) in &outputs {
+        secrets.assert_absent(place, text);
+    }
+    let logged = texts_under(&logs);
+    assert!(
+        logged.iter().any(|(_, t)| t.contains("secret-net")),
+        "the debug log was written and names the network"
+    );
+    for (path, text) in logged {
+        secrets.assert_absent(&path.display().to_string(), &text);
+    }
+    for name in ["cred-ok", "cred-fail", "cred-500"] {
+        let annotations = b.api.pod_annotations("ns1", name).unwrap_or_default();
+        secrets.assert_absent(
+            &format!("{name}'s annotations"),
+            &format!("{annotations:?}"),
+        );
+    }
+    let events = b
+        .api
+        .list_objects(testkit::kube_api::Resource::Events, None);
+    assert!(!events.is_empty(), "events were recorded");
+    secrets.assert_absent("events", &serde_json::to_string(&events).unwrap());
+    for p in [&pod, &pod2, &pod3] {
+        b.node.assert_pod_clean(p);
+    }
+}
+
+/// Thick mode: the daemon with the same kubeconfig; its log, /metrics and the shim's output
+/// carry no credential.
+#[test]
+fn credentials_never_reach_the_daemon_log_or_metrics() {
+    let b = Bench::with_api(
+        ServerOptions {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        KubeconfigOptions {
+            auth: KubeconfigAuth::TokenAndClientCert,
+            ..Default::default()
+        },
+    );
+    let secrets = Secrets::of(&b.api);
+    let nad = json!({"cniVersion": "1.0.0", "name": "secret-net", "type": "cni-recorder",
+        "password": NAD_PASSWORD});
+    b.api
+        .create_nad(NadSeed::new("ns1", "secret-net", nad.to_string()))
+        .unwrap();
+    let daemon = testkit::thick::Daemon::start(
+        &b.node,
+        json!({"kubeconfig": b.kubeconfig, "apiDeadlineSeconds": 3, "metricsPort": 9109}),
+    );
+    let conf = daemon.shim_conf("1.0.0", vec![recorder()]);
+    let shim = testkit::thick::shim();
+    let mut outputs = Vec::new();
+    let (pod, uid) = b.pod("ns1", "cred-thick", &[(NETWORKS, "secret-net")]);
+    for command in ["ADD", "CHECK", "DEL"] {
+        let out = b
+            .call(command, "cred-thick", &pod, "ns1", "cred-thick", &uid)
+            .run(&b.node, &shim, &conf);
+        if command != "CHECK" {
+            out.assert_ok();
+        }
+        outputs.push((
+            format!("shim {command}"),
+            format!("{}{}", out.stdout, out.stderr),
+        ));
+    }
+    let scrape = b
+        .node
+        .ns
+        .command("curl")
+        .args(["-s", "http://127.0.0.1:9109/metrics"])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&scrape.stdout).to_string();
+    assert!(metrics.contains("multus"), "metrics scraped: {metrics}");
+    outputs.push(("/metrics".into(), metrics));
+    for path in ["/healthz", "/readyz", "/status"] {
+        outputs.push((path.into(), daemon.get(path).1));
+    }
+    let log = daemon.log();
+    assert!(log.contains("cred-thick"), "the daemon logged the call");
+    outputs.push(("the daemon's log".into(), log));
+    for (place, text) in &outputs {
+        secrets.assert_absent(place, text);
+    }
+    let events = b
+        .api
+        .list_objects(testkit::kube_api::Resource::Events, None);
+    secrets.assert_absent("events", &serde_json::to_string(&events).unwrap());
+    b.node.assert_pod_clean(&pod);
+}
