@@ -923,3 +923,204 @@ fn credentials_never_reach_the_daemon_log_or_metrics() {
     secrets.assert_absent("events", &serde_json::to_string(&events).unwrap());
     b.node.assert_pod_clean(&pod);
 }
+
+/// One entry of the file-mode audit.
+#[derive(Debug)]
+struct Entry {
+    path: PathBuf,
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// Every file, directory, socket and symlink under `root`, with its owner and mode.
+fn walk(root: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let t = meta.file_type();
+        let kind = if t.is_dir() {
+            "dir"
+        } else if t.is_symlink() {
+            "symlink"
+        } else if t.is_file() {
+            "file"
+        } else {
+            "other"
+        };
+        if t.is_dir() {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                stack.push(e.path());
+            }
+        }
+        out.push(Entry {
+            path: p,
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        });
+    }
+    out
+}
+
+/// Asserts every entry under `root` is root's, never world-writable, and has the mode `want`
+/// gives for it (`None`: only the general rules). Returns how many entries were audited.
+fn audit(root: &Path, want: impl Fn(&Entry) -> Option<u32>) -> usize {
+    audit_entries(walk(root), want)
+}
+
+fn audit_entries(entries: Vec<Entry>, want: impl Fn(&Entry) -> Option<u32>) -> usize {
+    for e in &entries {
+        assert_eq!((e.uid, e.gid), (0, 0), "owner of {e:?}");
+        assert_eq!(e.mode & 0o002, 0, "world-writable: {e:?}");
+        assert_eq!(e.mode & 0o7000, 0, "setuid/setgid/sticky: {e:?}");
+        if let Some(mode) = want(e) {
+            assert_eq!(e.mode, mode, "mode of {e:?} (want {mode:o})");
+        }
+    }
+    entries.len()
+}
+
+/// The owner and mode of every file and directory a full thin ADD (two networks, one with SBR,
+/// one with a device and its device-info file, a log file) makes, as docs/configuration.md,
+/// docs/sbr-design.md and devices/devinfo.rs document them: cache directory 0700, its entries
+/// and lock 0600, log 0600, SBR directories 0700 and pins 0600, device-info 0755/0644 (the NPWG
+/// spec's readers are other plugins). Then DEL, and the same again.
+#[test]
+fn every_file_a_thin_add_writes_is_root_owned_with_the_documented_mode() {
+    let b = Bench::new();
+    b.node.install("ebpf-sbr", &bins::product("ebpf-sbr"));
+    let bpffs = Bpffs::new();
+    let kubelet_dir = b.node.root().join("kubelet");
+    std::fs::create_dir_all(&kubelet_dir).unwrap();
+    let kubelet = PodResourcesServer::start(&kubelet_dir.join("kubelet.sock"));
+    // The product's roots, none of which exists before the call (the device plugin's dp/
+    // directory and the log's directory are the operator's).
+    let cache = b.node.root().join("p-cache");
+    let devinfo = b.node.root().join("p-devinfo");
+    let logs = b.node.root().join("p-logs");
+    std::fs::create_dir_all(devinfo.join("dp")).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        devinfo.join("dp/example.com-vf-0000:03:02.1-device.json"),
+        r#"{"type": "pci", "pci": {"pci-address": "0000:03:02.1"}}"#,
+    )
+    .unwrap();
+    let vf = json!({"cniVersion": "1.0.0", "name": "vf-net", "type": "cni-recorder",
+        "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}});
+    b.api
+        .create_nad(NadSeed::new("ns1", "vf-net", vf.to_string()).resource_name("example.com/vf"))
+        .unwrap();
+    kubelet.set_pods(vec![FakePod::with_devices(
+        "ns1",
+        "audit",
+        &[("example.com/vf", &["0000:03:02.1"])],
+    )]);
+    let ipam = b.node.ipam_dir();
+    let cluster = confs::bridge("cluster", "aub0", "10.141.0.0/24", "1.0.0", &ipam);
+    let sbr_net = json!({"cniVersion": "1.0.0", "name": "net-sbr", "plugins": [
+        {"type": "bridge", "bridge": "aub1", "isGateway": true,
+         "ipam": {"type": "host-local", "subnet": "10.142.0.0/24", "dataDir": ipam}},
+        {"type": "sbr"}]});
+    let mut conf = b.conf();
+    conf["delegates"] = json!([cluster, sbr_net]);
+    conf["cniDir"] = json!(cache);
+    conf["binDir"] = json!(format!(
+        "{}:{}",
+        b.node.bin_dir().display(),
+        bins::REFERENCE_PLUGINS
+    ));
+    conf["logFile"] = json!(logs.join("multus.log"));
+    conf["ebpfSbr"] = json!({"replaceSbr": true, "bpffsDir": bpffs.path()});
+    conf["podResourcesSocket"] = json!(kubelet.socket());
+    conf["deviceCheckpointFile"] = json!(b.node.root().join("no-checkpoint"));
+    conf["deviceInfoDir"] = json!(devinfo);
+    let (pod, uid) = b.pod("ns1", "audit", &[(NETWORKS, "vf-net")]);
+    b.call("ADD", "audit", &pod, "ns1", "audit", &uid)
+        .run(&b.node, &b.multus, &conf)
+        .ok();
+    let in_dir = |e: &Entry, dir: &Path| e.path.parent() == Some(dir);
+    let n = audit(&cache, |e| match e.kind {
+        "dir" => Some(0o700),
+        "file" => Some(0o600),
+        _ => panic!("unexpected in the cache: {e:?}"),
+    });
+    assert!(n >= 3, "the cache, its entry and the lock: {n}");
+    assert!(cache.join(".lock").exists() && cache.join("audit").exists());
+    audit(&logs, |e| (e.kind == "file").then_some(0o600));
+    let cni_dir = devinfo.join("cni");
+    let n = audit(&cni_dir, |e| match e.kind {
+        "dir" => Some(0o755),
+        "file" if in_dir(e, &cni_dir) => Some(0o644),
+        _ => panic!("unexpected in device-info: {e:?}"),
+    });
+    assert_eq!(n, 2, "the directory and the attachment's file");
+    let pins = bpffs.pod_dir("audit");
+    assert!(pins.exists(), "the pod's SBR pins: {:?}", bpffs.entries());
+    // The mount point is the test's (a bpffs root is 1777) and `maps.debug`/`progs.debug` the
+    // kernel's (bpf_preload, 0400); everything else below it is the product's.
+    let kernel = [
+        bpffs.path().to_path_buf(),
+        bpffs.path().join("maps.debug"),
+        bpffs.path().join("progs.debug"),
+    ];
+    let below: Vec<Entry> = walk(bpffs.path())
+        .into_iter()
+        .filter(|e| !kernel.contains(&e.path))
+        .collect();
+    let n = audit_entries(below, |e| match e.kind {
+        "dir" => Some(0o700),
+        // the anchor namespace's bind mount shows the kernel's namespace file (nsfs, 0444)
+        "file" if e.path.ends_with("anchor") => Some(0o444),
+        "file" => Some(0o600),
+        _ => panic!("unexpected on the bpffs: {e:?}"),
+    });
+    assert!(n > 3, "pins audited: {n}");
+    b.call("DEL", "audit", &pod, "ns1", "audit", &uid)
+        .run(&b.node, &b.multus, &conf)
+        .assert_ok();
+    assert!(!pins.exists() && !cache.join("audit").exists());
+    audit(&cache, |e| {
+        Some(if e.kind == "dir" { 0o700 } else { 0o600 })
+    });
+    b.node.assert_pod_clean(&pod);
+}
+
+/// Thick mode: the socket directory 0700, the socket 0600, the generated configuration and the
+/// daemon's own files 0600, all root's (docs/daemon-api.md, docs/configuration.md).
+#[test]
+fn every_file_the_daemon_writes_is_root_owned_with_the_documented_mode() {
+    let b = Bench::new();
+    let daemon = testkit::thick::Daemon::start(&b.node, json!({"kubeconfig": b.kubeconfig}));
+    let run = daemon.socket_dir();
+    let n = audit(&run, |e| match e.kind {
+        "dir" => Some(0o700),
+        "other" => Some(0o600),
+        _ => None,
+    });
+    assert!(n >= 2, "the directory and the socket");
+    let net_d = daemon.cni_config_dir();
+    let generated: Vec<Entry> = walk(&net_d)
+        .into_iter()
+        .filter(|e| e.kind != "dir" && !e.path.ends_with(testkit::thick::DEFAULT_PRIMARY))
+        .collect();
+    assert!(
+        !generated.is_empty(),
+        "the generated configuration in {}",
+        net_d.display()
+    );
+    for e in &generated {
+        assert_eq!((e.uid, e.gid, e.mode), (0, 0, 0o600), "{e:?}");
+    }
+    for e in walk(&net_d)
+        .iter()
+        .filter(|e| e.kind == "dir" && e.path != net_d)
+    {
+        assert_eq!((e.uid, e.mode), (0, 0o700), "{e:?}");
+    }
+}
