@@ -1124,3 +1124,68 @@ fn every_file_the_daemon_writes_is_root_owned_with_the_documented_mode() {
         assert_eq!((e.uid, e.mode), (0, 0o700), "{e:?}");
     }
 }
+
+/// A symlink planted where a pod's SBR pin directory goes (on the bpffs, to another directory
+/// of the bpffs, and to one outside it): nothing is pinned, mounted, created or removed through
+/// it. The ADD replaces the link by the pod's own directory (it takes it for a half-made pod's
+/// and removes the link itself); DEL leaves the link's target alone.
+#[test]
+fn a_symlink_in_place_of_the_sbr_pin_directory_is_not_followed() {
+    let b = Bench::new();
+    b.node.install("ebpf-sbr", &bins::product("ebpf-sbr"));
+    let bpffs = Bpffs::new();
+    let ipam = b.node.ipam_dir();
+    let outside = b.node.root().join("outside");
+    std::fs::create_dir_all(outside.join("keep")).unwrap();
+    let inside = bpffs.path().join("victim");
+    std::fs::create_dir_all(inside.join("keep")).unwrap();
+    let listing = |d: &Path| testkit::bpffs::entries(d);
+    for (i, target) in [&inside, &outside].iter().enumerate() {
+        let before = listing(target);
+        let id = format!("slpin{i}");
+        let cluster = confs::bridge(
+            "cluster",
+            &format!("spc{i}"),
+            &format!("10.15{i}.0.0/24"),
+            "1.0.0",
+            &ipam,
+        );
+        let sbr_net = json!({"cniVersion": "1.0.0", "name": "net-sbr", "plugins": [
+            {"type": "bridge", "bridge": format!("sps{i}"), "isGateway": true,
+             "ipam": {"type": "host-local", "subnet": format!("10.16{i}.0.0/24"), "dataDir": ipam}},
+            {"type": "sbr"}]});
+        let mut conf = b.conf();
+        conf["delegates"] = json!([cluster, sbr_net]);
+        conf["binDir"] = json!(format!(
+            "{}:{}",
+            b.node.bin_dir().display(),
+            bins::REFERENCE_PLUGINS
+        ));
+        conf["ebpfSbr"] = json!({"replaceSbr": true, "bpffsDir": bpffs.path()});
+        let link = bpffs.pod_dir(&id);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let pod = Netns::new("at");
+        let call = CniCall::new(&b.node, "ADD", &id, Some(&pod), "eth0");
+        let case = format!("pin directory linked to {}", target.display());
+        call.run(&b.node, &b.multus, &conf).ok();
+        assert_eq!(
+            listing(target),
+            before,
+            "{case}: nothing made or removed through the link"
+        );
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(
+            meta.is_dir(),
+            "{case}: the pod's own directory replaced the link"
+        );
+        let del = CniCall {
+            command: "DEL".into(),
+            ..call.clone()
+        }
+        .run(&b.node, &b.multus, &conf);
+        del.assert_ok();
+        assert_eq!(listing(target), before, "{case}: after DEL");
+        assert!(!link.exists(), "{case}: DEL removed the pod's directory");
+        b.node.assert_pod_clean(&pod);
+    }
+}
