@@ -1189,3 +1189,101 @@ fn a_symlink_in_place_of_the_sbr_pin_directory_is_not_followed() {
         b.node.assert_pod_clean(&pod);
     }
 }
+
+/// The thin agent (`multus-daemon thin`) with symlinks planted where it writes: the generated
+/// `00-multus.conflist` and `multus.d/multus.kubeconfig` (each replaced atomically by a regular
+/// 0600 file; the targets unchanged), then `multus.d` itself (refused, nothing written into it).
+#[test]
+fn the_thin_agent_never_writes_through_planted_symlinks() {
+    let node = Node::new();
+    let api = KubeApiServer::start_with(ServerOptions {
+        netns: Some(node.ns.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let victims = node.root().join("victims");
+    std::fs::create_dir_all(victims.join("dir")).unwrap();
+    let sa = api.write_service_account(&node.root().join("sa")).unwrap();
+    let primary =
+        json!({"cniVersion": "1.0.0", "name": "primary", "plugins": [{"type": "loopback"}]});
+    let start = |conf_dir: &Path, log: &Path| {
+        std::process::Command::new(bins::product("multus-daemon"))
+            .args(["thin", "--cni-conf-dir"])
+            .arg(conf_dir)
+            .arg("--node-cni-conf-dir")
+            .arg(conf_dir)
+            .arg("--service-account-dir")
+            .arg(&sa)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", api.addr().port().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("multus-daemon thin")
+    };
+    let wait = |what: &str, log: &Path, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // 1. The two files.
+    let conf_dir = node.root().join("net.d");
+    std::fs::create_dir_all(conf_dir.join("multus.d")).unwrap();
+    std::fs::write(conf_dir.join("10-primary.conflist"), primary.to_string()).unwrap();
+    let conf_victim = Victim::new(&victims, "conf", "conf target\n");
+    let kc_victim = Victim::new(&victims, "kubeconfig", "kubeconfig target\n");
+    let conflist = conf_dir.join("00-multus.conflist");
+    let kubeconfig = conf_dir.join("multus.d/multus.kubeconfig");
+    std::os::unix::fs::symlink(&conf_victim.path, &conflist).unwrap();
+    std::os::unix::fs::symlink(&kc_victim.path, &kubeconfig).unwrap();
+    let log = node.root().join("agent1.log");
+    let mut agent = start(&conf_dir, &log);
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    wait("both files replaced", &log, &|| {
+        regular(&conflist) && regular(&kubeconfig)
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    conf_victim.assert_untouched("00-multus.conflist");
+    kc_victim.assert_untouched("multus.kubeconfig");
+    for p in [&conflist, &kubeconfig] {
+        let meta = std::fs::symlink_metadata(p).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (0, 0o600),
+            "{}",
+            p.display()
+        );
+    }
+    let text = std::fs::read_to_string(&conflist).unwrap();
+    assert!(text.contains("\"multus\""), "{text}");
+
+    // 2. multus.d is a symlink to another directory: refused, nothing written there.
+    let conf_dir = node.root().join("net2.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(conf_dir.join("10-primary.conflist"), primary.to_string()).unwrap();
+    std::os::unix::fs::symlink(victims.join("dir"), conf_dir.join("multus.d")).unwrap();
+    let log = node.root().join("agent2.log");
+    let mut agent = start(&conf_dir, &log);
+    wait("the refusal is logged", &log, &|| {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("symlink"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(
+        std::fs::read_dir(victims.join("dir")).unwrap().count(),
+        0,
+        "nothing written through the multus.d link"
+    );
+}
