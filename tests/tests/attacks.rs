@@ -394,16 +394,6 @@ impl Victim {
     }
 }
 
-/// `path` is not a symlink (it was replaced by a file, or removed).
-fn assert_not_symlink(case: &str, path: &Path) {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        assert!(
-            !meta.file_type().is_symlink() || std::fs::read_link(path).is_ok(),
-            "{case}"
-        );
-    }
-}
-
 /// Symlinks planted where a thin ADD writes: the cache entry, the node-wide lock, the device
 /// plugin's device-info file and the attachment's device-info file. The product never writes
 /// (nor reads) through them: it replaces the link atomically or refuses the call, and the file
@@ -1286,4 +1276,89 @@ fn the_thin_agent_never_writes_through_planted_symlinks() {
         0,
         "nothing written through the multus.d link"
     );
+}
+
+/// Device IDs from the kubelet and a NAD's `resourceName` become the name of the device
+/// plugin's device-info file (`dp/<resourceName>-<deviceID>-device.json`): a control character
+/// is refused (code 7, naming the device ID or resource), `/` and `..` stay inside `dp/` (every
+/// `/` becomes `-`, as in the reference), so nothing outside the device-info directory is read.
+#[test]
+fn hostile_device_ids_and_resource_names_stay_inside_the_device_info_directory() {
+    let b = Bench::new();
+    let kubelet_dir = b.node.root().join("kubelet");
+    std::fs::create_dir_all(&kubelet_dir).unwrap();
+    let kubelet = PodResourcesServer::start(&kubelet_dir.join("kubelet.sock"));
+    let devinfo = b.node.root().join("devinfo");
+    std::fs::create_dir_all(devinfo.join("dp")).unwrap();
+    // What a traversal would reach: <devinfo>/<x>-device.json next to dp/, and the root's.
+    let escaped = [
+        devinfo.join("x-device.json"),
+        b.node.root().join("x-device.json"),
+    ];
+    for p in &escaped {
+        std::fs::write(p, r#"{"type": "pci", "secret": "NOT-FOR-THE-POD"}"#).unwrap();
+    }
+    let mut conf = b.conf();
+    conf["podResourcesSocket"] = json!(kubelet.socket());
+    conf["deviceCheckpointFile"] = json!(b.node.root().join("no-checkpoint"));
+    conf["deviceInfoDir"] = json!(devinfo);
+    let cases: Vec<(&str, &str, &str, Option<Vec<&str>>)> = vec![
+        ("device ID ../../x", "example.com/vf", "../../x", None),
+        ("device ID ../x", "example.com/vf", "../x", None),
+        (
+            "device ID with a newline",
+            "example.com/vf",
+            "0000:03\n",
+            Some(vec!["device ID"]),
+        ),
+        (
+            "device ID with NUL",
+            "example.com/vf",
+            "0000:03\0",
+            Some(vec!["device ID"]),
+        ),
+        ("resourceName ../..", "../../x", "0000:03:02.1", None),
+        (
+            "resourceName with a newline",
+            "example.com/v\nf",
+            "0000:03:02.1",
+            Some(vec!["resource"]),
+        ),
+    ];
+    for (i, (case, resource, device, refusal)) in cases.into_iter().enumerate() {
+        let nad = format!("dev{i}");
+        let conf_json = json!({"cniVersion": "1.0.0", "name": nad, "type": "cni-recorder",
+            "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}});
+        b.api
+            .create_nad(NadSeed::new("ns1", &nad, conf_json.to_string()).resource_name(&resource))
+            .unwrap();
+        let name = format!("hd{i}");
+        kubelet.set_pods(vec![FakePod::with_devices(
+            "ns1",
+            &name,
+            &[(&resource, &[&device])],
+        )]);
+        let (pod, uid) = b.pod("ns1", &name, &[(NETWORKS, &nad)]);
+        let out = b
+            .call("ADD", &name, &pod, "ns1", &name, &uid)
+            .run(&b.node, &b.multus, &conf);
+        let status = b
+            .api
+            .pod_annotation("ns1", &name, STATUS)
+            .unwrap_or_default();
+        assert!(
+            !status.contains("NOT-FOR-THE-POD"),
+            "{case}: read outside dp/: {status}"
+        );
+        match refusal {
+            Some(needles) => refused(case, &out, 7, &needles),
+            None => {
+                out.ok();
+                b.call("DEL", &name, &pod, "ns1", &name, &uid)
+                    .run(&b.node, &b.multus, &conf)
+                    .assert_ok();
+            }
+        }
+        b.node.assert_pod_clean(&pod);
+    }
 }
