@@ -1330,13 +1330,13 @@ fn hostile_device_ids_and_resource_names_stay_inside_the_device_info_directory()
         let conf_json = json!({"cniVersion": "1.0.0", "name": nad, "type": "cni-recorder",
             "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}});
         b.api
-            .create_nad(NadSeed::new("ns1", &nad, conf_json.to_string()).resource_name(&resource))
+            .create_nad(NadSeed::new("ns1", &nad, conf_json.to_string()).resource_name(resource))
             .unwrap();
         let name = format!("hd{i}");
         kubelet.set_pods(vec![FakePod::with_devices(
             "ns1",
             &name,
-            &[(&resource, &[&device])],
+            &[(resource, &[device])],
         )]);
         let (pod, uid) = b.pod("ns1", &name, &[(NETWORKS, &nad)]);
         let out = b
