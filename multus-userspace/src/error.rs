@@ -198,7 +198,9 @@ impl Error {
             Error::Netlink(_) => ErrorCode::NETLINK,
             Error::Device(DeviceError::Unavailable(_)) => ErrorCode::TryAgainLater,
             Error::Device(_) => ErrorCode::InvalidNetworkConfig,
-            Error::DevInfo(DevInfoError::Io { .. }) => ErrorCode::IoFailure,
+            Error::DevInfo(DevInfoError::Io { .. } | DevInfoError::Symlink { .. }) => {
+                ErrorCode::IoFailure
+            }
             Error::DevInfo(_) => ErrorCode::InvalidNetworkConfig,
             Error::Sbr(e) => sbr_code(e),
             Error::Cni(e) => return e.clone(),

@@ -215,6 +215,8 @@ impl Request {
         }
         if let Some(args) = get("CNI_ARGS") {
             req.args = CniArgs::parse(&args)?;
+            super::PodIdentity::check_args(&req.args)
+                .map_err(|(key, why)| EnvError::Invalid("CNI_ARGS", format!("{key} {why}")))?;
         }
         let path = nonempty("CNI_PATH").ok_or(EnvError::Missing("CNI_PATH"))?;
         req.path = std::env::split_paths(&path)

@@ -158,7 +158,44 @@ impl fmt::Display for PodIdentity {
     }
 }
 
+/// The CNI_ARGS keys of the pod's identity with the longest value each may have: a namespace is
+/// a DNS-1123 label (63), a pod name a DNS-1123 subdomain (253), a uid a UUID (kept generous).
+const POD_ARGS: [(&str, usize); 3] = [
+    ("K8S_POD_NAMESPACE", 63),
+    ("K8S_POD_NAME", 253),
+    ("K8S_POD_UID", 128),
+];
+
 impl PodIdentity {
+    /// Checks the pod's identity in CNI_ARGS before it becomes part of an API path, a file name
+    /// or a log line: each of `K8S_POD_NAMESPACE`, `K8S_POD_NAME` and `K8S_POD_UID` that is set
+    /// must start with a letter or digit and hold only letters, digits, `-`, `.` and `_` (what
+    /// Kubernetes names, UUIDs and podman's container names use), so `..`, `/`, `%`, `?`, control
+    /// characters and over-long values are refused. Returns the key and why.
+    pub fn check_args(args: &super::CniArgs) -> Result<(), (&'static str, String)> {
+        for (key, max) in POD_ARGS {
+            let Some(value) = args.get(key).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let mut chars = value.chars();
+            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+            let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if value.len() > max {
+                return Err((key, format!("{} is longer than {max} bytes", quote(value))));
+            }
+            if !(first_ok && rest_ok) {
+                return Err((
+                    key,
+                    format!(
+                        "{} must start with a letter or digit and contain only letters, digits, '-', '.' and '_'",
+                        quote(value)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The identity, when the runtime passed namespace and name.
     pub fn from_args(args: &super::CniArgs) -> Option<PodIdentity> {
         let namespace = args.get("K8S_POD_NAMESPACE").filter(|s| !s.is_empty())?;
@@ -222,6 +259,40 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"abc\"");
         assert!(serde_json::from_str::<ContainerId>("\"../x\"").is_err());
         assert!(serde_json::from_str::<IfName>("\"a/b\"").is_err());
+    }
+
+    #[test]
+    fn pod_identity_args_that_would_become_paths_are_refused() {
+        let check =
+            |args: &str| PodIdentity::check_args(&super::super::CniArgs::parse(args).unwrap());
+        for ok in [
+            "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=coredns-5d78c9869d-abcde;K8S_POD_UID=0f6e-11",
+            "K8S_POD_NAME=my_container.1;K8S_POD_NAMESPACE=My_Container",
+            "K8S_POD_NAME=;K8S_POD_NAMESPACE=",
+            "IgnoreUnknown=1;OTHER=../x",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+        let long_ns = format!("K8S_POD_NAMESPACE={}", "n".repeat(64));
+        let long_name = format!("K8S_POD_NAME={}", "p".repeat(254));
+        for (bad, key) in [
+            ("K8S_POD_NAME=../../secrets/x", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=..", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=.", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=a/b", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=p?watch=1", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=p#x", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=p\nq", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=p\u{0}", "K8S_POD_NAME"),
+            ("K8S_POD_NAME=p q", "K8S_POD_NAME"),
+            ("K8S_POD_NAMESPACE=a%2Fb", "K8S_POD_NAMESPACE"),
+            ("K8S_POD_NAMESPACE=-a", "K8S_POD_NAMESPACE"),
+            ("K8S_POD_UID=../u", "K8S_POD_UID"),
+            (long_ns.as_str(), "K8S_POD_NAMESPACE"),
+            (long_name.as_str(), "K8S_POD_NAME"),
+        ] {
+            assert_eq!(check(bad).map_err(|(k, _)| k), Err(key), "{bad:?}");
+        }
     }
 
     #[test]

@@ -69,6 +69,35 @@ pub fn version_line(name: &str) -> String {
     )
 }
 
+/// The largest stdin read: a network configuration is a few kilobytes, a result-carrying one a
+/// few more; the daemon's request body has the same bound ([`crate::daemon::api::MAX_BODY`]).
+pub const MAX_STDIN: usize = 4 << 20;
+
+/// Reads stdin up to [`MAX_STDIN`] bytes; more is refused (code 6) without reading it all, so a
+/// runtime (or an attacker) cannot make the plugin hold an unbounded configuration in memory.
+pub fn read_stdin(input: impl Read) -> Result<Vec<u8>, CniError> {
+    let mut stdin = Vec::new();
+    input
+        .take(MAX_STDIN as u64 + 1)
+        .read_to_end(&mut stdin)
+        .map_err(|e| {
+            CniError::new(
+                ErrorCode::IoFailure,
+                format!("cannot read the configuration from stdin: {e}"),
+            )
+        })?;
+    if stdin.len() > MAX_STDIN {
+        return Err(CniError::new(
+            ErrorCode::DecodingFailure,
+            format!(
+                "the configuration on stdin is larger than {} MiB; a network configuration is a few kilobytes",
+                MAX_STDIN >> 20
+            ),
+        ));
+    }
+    Ok(stdin)
+}
+
 /// Runs `plugin` for this process and returns the exit code.
 pub fn run<P: Plugin>(plugin: &P) -> ExitCode {
     if asks_version(std::env::args_os().skip(1)) {
@@ -78,13 +107,14 @@ pub fn run<P: Plugin>(plugin: &P) -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    let mut stdin = Vec::new();
-    let read = std::io::stdin().read_to_end(&mut stdin);
+    let read = read_stdin(std::io::stdin().lock());
+    let stdin = read
+        .as_ref()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .to_vec();
     let outcome = match (read, Request::from_env()) {
-        (Err(e), _) => Err(CniError::new(
-            ErrorCode::IoFailure,
-            format!("cannot read the configuration from stdin: {e}"),
-        )),
+        (Err(e), _) => Err(e),
         (_, Err(e)) => Err(e.into()),
         (Ok(_), Ok(req)) if req.command == super::Command::Version => {
             Ok(Some(version_info(&stdin)))
@@ -118,6 +148,18 @@ pub fn run<P: Plugin>(plugin: &P) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stdin_is_read_up_to_its_bound() {
+        assert_eq!(read_stdin(&b"{}"[..]).unwrap(), b"{}");
+        assert_eq!(
+            read_stdin(&vec![b' '; MAX_STDIN][..]).unwrap().len(),
+            MAX_STDIN
+        );
+        let e = read_stdin(std::io::repeat(b' ')).unwrap_err();
+        assert_eq!(e.code, ErrorCode::DecodingFailure);
+        assert!(e.msg.contains("larger than 4 MiB"), "{}", e.msg);
+    }
 
     #[test]
     fn version_flag_and_line() {

@@ -28,6 +28,9 @@ pub enum LockError {
     /// The lock file could not be created or locked.
     #[error("cannot lock {0}: {1}")]
     Io(PathBuf, std::io::Error),
+    /// A symbolic link is where the lock file must be: it is not followed.
+    #[error("cannot lock {0}: it is a symlink, which is never followed; remove it (the lock file is recreated)")]
+    Symlink(PathBuf),
     /// Another call held the lock for too long.
     #[error("another CNI call for this container held its lock in {0} for more than {1:?}")]
     Timeout(PathBuf, Duration),
@@ -60,7 +63,13 @@ impl ContainerLock {
                     .mode(0o700)
                     .create(cni_dir)
                     .map_err(|e| LockError::Io(cni_dir.to_path_buf(), e))?;
-                open(&path).map_err(|e| LockError::Io(path.clone(), e))?
+                open(&path).map_err(|e| match e.raw_os_error() {
+                    Some(libc::ELOOP) => LockError::Symlink(path.clone()),
+                    _ => LockError::Io(path.clone(), e),
+                })?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(LockError::Symlink(path))
             }
             Err(e) => return Err(LockError::Io(path, e)),
         };
@@ -91,6 +100,7 @@ impl ContainerLock {
     }
 }
 
+/// Opens (creating) the lock file; a symlink in its place fails with ELOOP, never followed.
 fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -98,6 +108,7 @@ fn open(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -112,6 +123,29 @@ mod tests {
 
     fn cid(id: &str) -> ContainerId {
         ContainerId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_opened_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let lock = dir.path().join(LOCK_FILE);
+        for existing in [true, false] {
+            let _ = fs::remove_file(&target);
+            if existing {
+                fs::write(&target, "x").unwrap();
+            }
+            std::os::unix::fs::symlink(&target, &lock).unwrap();
+            let err =
+                ContainerLock::acquire(dir.path(), &cid("a"), Duration::from_secs(1)).unwrap_err();
+            assert!(
+                matches!(err, LockError::Symlink(ref p) if *p == lock),
+                "{err}"
+            );
+            assert!(err.to_string().contains("symlink"), "{err}");
+            assert_eq!(target.exists(), existing, "the target is not created");
+            fs::remove_file(&lock).unwrap();
+        }
     }
 
     #[test]

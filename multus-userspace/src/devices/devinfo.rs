@@ -18,7 +18,7 @@
 use std::{
     fs,
     io::{self, Read},
-    os::unix::fs::DirBuilderExt,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -63,6 +63,13 @@ pub enum DevInfoError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A symbolic link is where a device-info file is read: never followed (a device plugin
+    /// could otherwise make the product copy any file of the node into the pod's status).
+    #[error("device-info file {} is a symlink, which is never followed; remove it", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
     },
     /// A file-system operation failed.
     #[error("device-info file {}: {source}", path.display())]
@@ -176,7 +183,7 @@ impl DevInfoDir {
 }
 
 /// Loads a device-info file: `Ok(None)` when it does not exist, an error when it exists and is
-/// not a JSON object with a string `type`.
+/// not a JSON object with a string `type`, or is a symlink (not followed).
 pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
     let io_err = |source| DevInfoError::Io {
         path: path.to_path_buf(),
@@ -186,9 +193,18 @@ pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = match fs::File::open(path) {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(DevInfoError::Symlink {
+                path: path.to_path_buf(),
+            })
+        }
         Err(e) => return Err(io_err(e)),
     };
     let mut bytes = Vec::new();
@@ -445,6 +461,14 @@ mod tests {
         assert!(load(&path).unwrap_err().to_string().contains("larger"));
         // a directory where the file should be
         assert!(matches!(load(dir.path()), Err(DevInfoError::Io { .. })));
+        // a symlink to a valid file, or a dangling one: never followed
+        let target = dir.path().join("target");
+        fs::write(&target, r#"{"type":"pci"}"#).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(load(&link), Err(DevInfoError::Symlink { .. })));
+        fs::remove_file(&target).unwrap();
+        assert!(matches!(load(&link), Err(DevInfoError::Symlink { .. })));
     }
 
     #[test]

@@ -82,10 +82,25 @@ pub fn parse_default_network(value: &str) -> Result<NetworkSelection, Annotation
     }
 }
 
+/// The largest annotation value parsed: Kubernetes refuses an object whose annotations together
+/// exceed 256 KiB (apimachinery's `TotalAnnotationSizeLimitB`), so a larger one did not come
+/// through a real API server.
+pub const MAX_ANNOTATION: usize = 256 * 1024;
+
 fn parse_selection_list(
     annotation: &'static str,
     value: &str,
 ) -> Result<Vec<NetworkSelection>, AnnotationError> {
+    if value.len() > MAX_ANNOTATION {
+        return Err(err(
+            annotation,
+            format!(
+                "is {} bytes, larger than {} KiB (the most Kubernetes allows for all of a pod's annotations)",
+                value.len(),
+                MAX_ANNOTATION >> 10
+            ),
+        ));
+    }
     let value = value.trim();
     if value.is_empty() {
         return Ok(Vec::new());
@@ -456,6 +471,19 @@ mod tests {
         for (input, needle) in cases {
             let e = parse_networks(input).unwrap_err().to_string();
             assert!(e.contains(needle), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_annotation_larger_than_kubernetes_allows_is_refused_unparsed() {
+        let at_limit = format!("a{}", " ".repeat(MAX_ANNOTATION - 1));
+        assert_eq!(parse_networks(&at_limit).unwrap().len(), 1);
+        for value in ["a,".repeat(MAX_ANNOTATION), "[".repeat(MAX_ANNOTATION + 1)] {
+            let e = parse_networks(&value).unwrap_err().to_string();
+            assert!(
+                e.contains(NETWORKS) && e.contains("larger than 256 KiB"),
+                "{e}"
+            );
         }
     }
 

@@ -168,13 +168,29 @@ impl PodDir {
         &self.dir
     }
 
-    /// Whether the directory exists.
+    /// Whether the directory exists (a symlink in its place is not it: never followed).
     pub fn exists(&self) -> bool {
-        self.dir.is_dir()
+        std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.is_dir())
     }
 
-    /// Creates the directory (mode 0700) if needed.
+    /// Creates the directory (mode 0700) if needed; a symlink (or anything but a directory) in
+    /// its place is refused, never followed, so no pin or mount is made through it.
     pub fn create(&self) -> Result<(), SbrError> {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.dir) {
+            if !meta.is_dir() {
+                let what = if meta.file_type().is_symlink() {
+                    "a symlink, which is never followed"
+                } else {
+                    "not a directory"
+                };
+                return Err(SbrError::Bpffs {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(format!(
+                        "the pod's pin directory is {what}; remove it"
+                    )),
+                });
+            }
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -249,7 +265,19 @@ impl PodDir {
     /// Removes every pin and the directory (a missing directory is fine). The anchor namespace is
     /// unmounted first, so the kernel deletes the carrier pair in the background; removing a link
     /// pin detaches its program (also in the background); maps go with their last pin.
+    /// A symlink in the directory's place is removed itself, never followed (following it
+    /// would unmount and unpin whatever directory it points at).
     pub fn remove(&self) -> Result<(), SbrError> {
+        if std::fs::symlink_metadata(&self.dir).is_ok_and(|m| !m.is_dir()) {
+            tracing::warn!(
+                "sbr: {} is not a directory (a planted symlink?); removing it without following it",
+                self.dir.display()
+            );
+            return std::fs::remove_file(&self.dir).map_err(|source| SbrError::Bpffs {
+                path: self.dir.clone(),
+                source,
+            });
+        }
         unmount_anchor(&self.anchor())?;
         let mut links = Vec::new();
         for p in self.entries()? {
@@ -377,6 +405,25 @@ mod tests {
         ] {
             assert_eq!(bpffs_mount_point(Path::new(dir)), Path::new(point), "{dir}");
         }
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_pod_directory_is_refused_and_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        let d = PodDir::new(root.path(), &ContainerId::parse("c1").unwrap());
+        std::os::unix::fs::symlink(&target, d.path()).unwrap();
+        std::fs::create_dir(target.join("keep")).unwrap();
+        assert!(!d.exists(), "a link is not the pod's directory");
+        let e = d.create().unwrap_err().to_string();
+        assert!(e.contains("symlink") && e.contains("c1"), "{e}");
+        // removing the pod removes the link, not what it points at
+        d.remove().unwrap();
+        assert!(std::fs::symlink_metadata(d.path()).is_err());
+        assert!(target.join("keep").is_dir());
+        d.create().unwrap();
+        assert!(d.exists());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod http;
 
 use std::{
     ffi::OsStr,
-    io::{Read, Write},
+    io::Write,
     path::{Path, PathBuf},
     process::{ExitCode, Stdio},
     time::{Duration, Instant},
@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::{
     cni::{
-        runner::{version_hint, version_info},
+        runner::{self, version_hint, version_info},
         CniError, CniVersion, Command, ErrorCode, Request,
     },
     daemon::{api, config as daemon_config},
@@ -93,13 +93,10 @@ impl ShimConf {
 
 /// Runs the shim for this process and returns the exit code.
 pub fn run() -> ExitCode {
-    let mut stdin = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
-        return print_error(
-            &CniError::new(ErrorCode::IoFailure, format!("cannot read stdin: {e}")),
-            &stdin,
-        );
-    }
+    let stdin = match runner::read_stdin(std::io::stdin().lock()) {
+        Ok(stdin) => stdin,
+        Err(e) => return print_error(&e, &[]),
+    };
     let command = match std::env::var("CNI_COMMAND") {
         Ok(c) => Command::parse(&c),
         Err(_) => None,
