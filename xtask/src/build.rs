@@ -32,10 +32,19 @@ pub fn binaries(release: bool) -> Result<PathBuf> {
 /// `target/<host tuple>`: the workspace builds for the host named explicitly
 /// (`build.target = "host-tuple"` in .cargo/config.toml), and xtask itself is one of its
 /// debug binaries, `target/<host tuple>/debug/xtask`.
-fn host_target_dir() -> Result<PathBuf> {
+pub fn host_target_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("xtask's own path")?;
     exe.parent()
         .and_then(|profile| profile.parent())
         .map(PathBuf::from)
         .with_context(|| format!("{} is not inside a target directory", exe.display()))
+}
+
+/// The host tuple the workspace builds for (the name of [`host_target_dir`]).
+pub fn host_tuple() -> Result<String> {
+    let dir = host_target_dir()?;
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from)
+        .with_context(|| format!("no host tuple in {}", dir.display()))
 }

@@ -7,6 +7,7 @@
 //! the benchmarks live in the test kit's `tasks` binary, built and run after `setup`.
 
 mod build;
+mod fuzz;
 mod setup;
 mod tasks;
 mod test;
@@ -26,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing: Debian packages, nightly rust-src, bpf-linker 0.10.3.
+    /// Install what is missing: Debian packages, nightly rust-src, bpf-linker 0.10.3, cargo-fuzz.
     Setup,
     /// Build the BPF objects into target/ebpf-objects.
     BuildEbpf,
@@ -41,6 +42,19 @@ enum Cmd {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
+    },
+    /// Fuzz every parser of outside input (fuzz/, cargo-fuzz, nightly): each target to ten
+    /// million executions unless told otherwise.
+    Fuzz {
+        /// Only this target (a file name of fuzz/fuzz_targets without `.rs`).
+        #[arg(long)]
+        target: Option<String>,
+        /// Executions per target (default 10000000).
+        #[arg(long, conflicts_with = "seconds")]
+        runs: Option<u64>,
+        /// Seconds per target instead of a number of executions.
+        #[arg(long)]
+        seconds: Option<u64>,
     },
     /// A local node made of network namespaces: add a pod with two networks, ping, delete.
     Demo,
@@ -58,6 +72,19 @@ fn main() -> anyhow::Result<()> {
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Build { release } => build::binaries(release).map(|_| ()),
         Cmd::Test { args } => test::run(&args),
+        Cmd::Fuzz {
+            target,
+            runs,
+            seconds,
+        } => {
+            crate::setup::run()?;
+            let budget = match (runs, seconds) {
+                (_, Some(s)) => fuzz::Budget::Seconds(s),
+                (Some(n), None) => fuzz::Budget::Runs(n),
+                (None, None) => fuzz::Budget::Runs(fuzz::LONG_RUNS),
+            };
+            fuzz::run(target.as_deref(), budget)
+        }
         Cmd::Demo => tasks::run(&["demo".to_string()], false),
         Cmd::Bench { args } => {
             let mut all = vec!["bench".to_string()];
