@@ -46,7 +46,9 @@ pub fn run(only: Option<&str>, budget: Budget) -> Result<()> {
         Some(name) => bail!("no fuzz target {name:?}; the targets are {targets:?}"),
         None => targets,
     };
+    let started = Instant::now();
     build()?;
+    let built = started.elapsed().as_secs_f64();
     let mut outcomes = Vec::new();
     for target in &chosen {
         outcomes.push(run_one(target, budget)?);
@@ -58,6 +60,11 @@ pub fn run(only: Option<&str>, budget: Budget) -> Result<()> {
             o.target, o.executions, o.exec_per_sec, o.seconds
         );
     }
+    eprintln!(
+        "fuzz: {} targets in {:.0} s (of which the build {built:.0} s)",
+        outcomes.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
