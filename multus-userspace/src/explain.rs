@@ -30,7 +30,14 @@ impl fmt::Display for Explained {
 }
 
 /// Decodes `T` from JSON bytes; a failure is explained.
+///
+/// Invalid UTF-8 is read as Go's encoding/json reads it (the reference Multus, the runtimes):
+/// each invalid sequence becomes U+FFFD. serde_json alone would refuse it inside a value that is
+/// decoded but skip it unchecked inside one that is ignored, so a decode into a typed struct (ADD)
+/// and one through a `Value` (DEL's tolerant decode) would disagree on the same bytes.
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Explained> {
+    let text = String::from_utf8_lossy(bytes);
+    let bytes = text.as_bytes();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let decoded = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         if bytes.iter().all(u8::is_ascii_whitespace) {

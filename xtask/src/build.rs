@@ -39,3 +39,12 @@ pub fn host_target_dir() -> Result<PathBuf> {
         .map(PathBuf::from)
         .with_context(|| format!("{} is not inside a target directory", exe.display()))
 }
+
+/// The host tuple the workspace builds for (the name of [`host_target_dir`]).
+pub fn host_tuple() -> Result<String> {
+    let dir = host_target_dir()?;
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from)
+        .with_context(|| format!("no host tuple in {}", dir.display()))
+}

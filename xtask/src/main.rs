@@ -8,6 +8,7 @@
 
 mod build;
 mod image;
+mod fuzz;
 mod setup;
 mod tasks;
 mod test;
@@ -27,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing: Debian packages, nightly rust-src, bpf-linker 0.10.3.
+    /// Install what is missing: Debian packages, nightly rust-src, bpf-linker 0.10.3, cargo-fuzz.
     Setup,
     /// Build the BPF objects into target/ebpf-objects.
     BuildEbpf,
@@ -50,6 +51,19 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Fuzz every parser of outside input (fuzz/, cargo-fuzz, nightly): each target to ten
+    /// million executions unless told otherwise.
+    Fuzz {
+        /// Only this target (a file name of fuzz/fuzz_targets without `.rs`).
+        #[arg(long)]
+        target: Option<String>,
+        /// Executions per target (default 10000000).
+        #[arg(long, conflicts_with = "seconds")]
+        runs: Option<u64>,
+        /// Seconds per target instead of a number of executions.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// A local node made of network namespaces: add a pod with two networks, ping, delete.
     Demo,
     /// Benchmarks, side by side with the reference, written to docs/benchmarks.md.
@@ -67,6 +81,19 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build { release } => build::binaries(release).map(|_| ()),
         Cmd::Image { tag } => image::run(tag),
         Cmd::Test { args } => test::run(&args),
+        Cmd::Fuzz {
+            target,
+            runs,
+            seconds,
+        } => {
+            crate::setup::run()?;
+            let budget = match (runs, seconds) {
+                (_, Some(s)) => fuzz::Budget::Seconds(s),
+                (Some(n), None) => fuzz::Budget::Runs(n),
+                (None, None) => fuzz::Budget::Runs(fuzz::LONG_RUNS),
+            };
+            fuzz::run(target.as_deref(), budget)
+        }
         Cmd::Demo => tasks::run(&["demo".to_string()], false),
         Cmd::Bench { args } => {
             let mut all = vec!["bench".to_string()];

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: setup, the workspace lints (clippy, Cargo.toml `[workspace.lints]`), build
 //! (the debug binaries, and the image's binaries `cargo xtask image` uses), then every test of the
-//! workspace (unit and privileged integration tests, which need root and never skip).
+//! workspace (unit and privileged integration tests, which need root and never skip), then a short
+//! run of every fuzz target (`crate::fuzz::SHORT`; a crash fails).
 
 use std::process::Command;
 
@@ -31,6 +32,15 @@ pub fn run(extra: &[String]) -> Result<()> {
     }
     if !extra.is_empty() {
         cmd.arg("--").args(extra);
+        // a filtered run is someone after one test: the fuzz targets are not what they asked for
+        return run_cmd(&mut cmd);
     }
-    run_cmd(&mut cmd)
+    let tests = run_cmd(&mut cmd);
+    // the short fuzz run of every target, even when a test failed (both are reported)
+    let fuzzed = crate::fuzz::run(None, crate::fuzz::SHORT);
+    match (tests, fuzzed) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(t), Err(f)) => Err(anyhow::anyhow!("{t}\n{f}")),
+    }
 }

@@ -447,6 +447,21 @@ fn seconds(v: Option<f64>, default: f64) -> std::time::Duration {
 mod tests {
     use super::*;
 
+    /// The multus configuration's twin of the `sbr_conf` fuzz finding: invalid UTF-8 in a key
+    /// multus ignores must not make DEL refuse what ADD accepted.
+    #[test]
+    fn teardown_accepts_what_add_accepts_even_with_invalid_utf8() {
+        let input =
+            b"{\"type\":\"multus\",\"delegates\":[{\"type\":\"bridge\"}],\"vendor\":\"\xc3\x28\"}";
+        let add = MultusConf::parse(input);
+        let del = MultusConf::parse_for_teardown(input);
+        assert_eq!(add.is_ok(), del.is_ok(), "ADD: {add:?}, DEL: {del:?}");
+        assert!(
+            add.is_ok(),
+            "invalid UTF-8 is read as Go reads it (U+FFFD): {add:?}"
+        );
+    }
+
     #[test]
     fn log_options_are_typed() {
         let c = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":10,"compress":false}}"#).unwrap();

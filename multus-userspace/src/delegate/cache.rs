@@ -182,45 +182,15 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io(path, e)),
         };
-        let entry: CacheEntry = match crate::explain::from_bytes(&bytes) {
-            Ok(entry) => entry,
-            Err(ours) if bytes.trim_ascii_start().starts_with(b"[") => {
-                let delegates = reference::parse(&bytes).map_err(|theirs| {
-                    CacheError::Corrupt(
-                        path.clone(),
-                        format!("neither this implementation's format ({ours}) nor the reference Multus's ({theirs})"),
-                    )
-                })?;
-                let created_at = fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs());
-                let records = self.libcni_records(container_id);
-                return reference::to_entry(
-                    container_id,
-                    &delegates,
-                    &records,
-                    request,
-                    created_at,
-                )
-                .map(Some)
-                .map_err(|e| {
-                    CacheError::Corrupt(path, format!("a reference Multus cache file, but {e}"))
-                });
-            }
-            Err(ours) => return Err(CacheError::Corrupt(path.clone(), ours.to_string())),
-        };
-        if entry.format != CACHE_FORMAT || entry.container_id != *container_id {
-            return Err(CacheError::Corrupt(
-                path,
-                format!(
-                    "format {} for container {:?}",
-                    entry.format, entry.container_id
-                ),
-            ));
-        }
-        Ok(Some(entry))
+        decode(&bytes, &path, container_id, request, || {
+            let created_at = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            (self.libcni_records(container_id), created_at)
+        })
+        .map(Some)
     }
 
     /// libcni's result-cache records of a container (`<dir>/results/<network>-<id>-<ifname>`,
@@ -289,6 +259,48 @@ fn remove_if_present(path: &Path) -> Result<(), CacheError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Io(path.into(), e)),
         _ => Ok(()),
     }
+}
+
+/// Decodes the content of the cache file at `path` for `container_id`: this format, or a file of
+/// the reference Multus converted with `reference_state` (libcni's records of the container and
+/// the file's modification time, asked for only then). Pure but for what `reference_state` reads.
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    container_id: &ContainerId,
+    request: Option<&RequestView<'_>>,
+    reference_state: impl FnOnce() -> (Vec<LibcniRecord>, u64),
+) -> Result<CacheEntry, CacheError> {
+    let entry: CacheEntry = match crate::explain::from_bytes(bytes) {
+        Ok(entry) => entry,
+        Err(ours) if bytes.trim_ascii_start().starts_with(b"[") => {
+            let delegates = reference::parse(bytes).map_err(|theirs| {
+                CacheError::Corrupt(
+                    path.to_path_buf(),
+                    format!("neither this implementation's format ({ours}) nor the reference Multus's ({theirs})"),
+                )
+            })?;
+            let (records, created_at) = reference_state();
+            return reference::to_entry(container_id, &delegates, &records, request, created_at)
+                .map_err(|e| {
+                    CacheError::Corrupt(
+                        path.to_path_buf(),
+                        format!("a reference Multus cache file, but {e}"),
+                    )
+                });
+        }
+        Err(ours) => return Err(CacheError::Corrupt(path.to_path_buf(), ours.to_string())),
+    };
+    if entry.format != CACHE_FORMAT || entry.container_id != *container_id {
+        return Err(CacheError::Corrupt(
+            path.to_path_buf(),
+            format!(
+                "format {} for container {:?}",
+                entry.format, entry.container_id
+            ),
+        ));
+    }
+    Ok(entry)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory (created with `mode`),

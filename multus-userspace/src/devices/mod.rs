@@ -131,7 +131,8 @@ impl PodDevices {
         }
     }
 
-    fn new(source: Source) -> PodDevices {
+    /// No devices yet, from `source`.
+    pub fn new(source: Source) -> PodDevices {
         PodDevices {
             source,
             resources: BTreeMap::new(),

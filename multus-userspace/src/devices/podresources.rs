@@ -114,7 +114,8 @@ pub async fn query(
     Ok(devices)
 }
 
-fn collect(devices: &mut PodDevices, pod: &proto::PodResources) {
+/// Adds the devices of every container of `pod` to `devices`.
+pub fn collect(devices: &mut PodDevices, pod: &proto::PodResources) {
     for container in &pod.containers {
         for d in &container.devices {
             devices.add(&d.resource_name, d.device_ids.iter().cloned());
@@ -271,7 +272,8 @@ fn grpc_status(
     Ok(Some((code, message)))
 }
 
-fn percent_decode(raw: &[u8]) -> String {
+/// Decodes a `grpc-message` trailer (percent-encoded; invalid escapes are kept as they are).
+pub fn percent_decode(raw: &[u8]) -> String {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

@@ -120,8 +120,8 @@ impl<'a> Resolver<'a> {
         self.network_of_nad(namespace, name, &nad)
     }
 
-    /// The network of a NAD already read from the API.
-    fn network_of_nad(
+    /// The network of a NAD already read from the API (or a watch cache).
+    pub fn network_of_nad(
         &self,
         namespace: &str,
         name: &str,

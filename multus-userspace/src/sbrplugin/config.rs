@@ -194,6 +194,21 @@ mod tests {
         SbrNetConf::parse(&serde_json::to_vec(&v).unwrap())
     }
 
+    /// Found by the `sbr_conf` fuzz target: invalid UTF-8 in a string the plugin ignores was
+    /// accepted by ADD (serde skips an ignored string unchecked) and refused by DEL (which reads
+    /// the whole document first), so DEL failed where ADD had succeeded.
+    #[test]
+    fn del_accepts_what_add_accepts_even_with_invalid_utf8() {
+        let input = b"{\"type\": \"\xff\xff\xffsbr\"}";
+        let add = SbrNetConf::parse(input);
+        let del = SbrNetConf::parse_for_teardown(input);
+        assert_eq!(add.is_ok(), del.is_ok(), "ADD: {add:?}, DEL: {del:?}");
+        assert!(
+            add.is_ok(),
+            "invalid UTF-8 is read as Go reads it (U+FFFD): {add:?}"
+        );
+    }
+
     #[test]
     fn accepts_sbr_config_unchanged() {
         let c = parse(serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "sbr", "table": 5000,
