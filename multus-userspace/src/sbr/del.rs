@@ -1,6 +1,6 @@
 //! DEL: undoes ADD for one interface ([`del`]), and everything of the pod with its last one.
 
-use crate::cni::ContainerId;
+use crate::{cni::ContainerId, fault};
 use std::path::Path;
 
 use super::bpf::PodMaps;
@@ -105,7 +105,9 @@ fn del_here(
         // deletes the retired carrier and detaches the TCX links in the background).
         maps.purge()?;
         phases.mark("maps");
+        fault::point("del.sbr.maps-purged");
         dir.remove()?;
+        fault::point("del.sbr.pins-removed");
         drop_unused_version(&cfg.bpffs_dir, &maps.progs)?;
         phases.mark("pins");
     }
