@@ -332,7 +332,7 @@ fn run_case(case: &Case) -> (Vec<String>, bool) {
                 out.stdout,
                 out.stderr
                     .lines()
-                    .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("DEBUG"))
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
                     .collect::<Vec<_>>()
                     .join(" | ")
             ));
