@@ -196,7 +196,10 @@ mod tests {
             .filter_map(|s| s.split('"').next())
             .collect();
         for name in &literal {
-            assert!(STEPS.contains(name), "fault::point({name:?}) is not in STEPS");
+            assert!(
+                STEPS.contains(name),
+                "fault::point({name:?}) is not in STEPS"
+            );
         }
         use crate::cni::Command::*;
         let per_command: Vec<&str> = [Add, Del, Check, Gc]

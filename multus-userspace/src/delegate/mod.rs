@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    fault,
     cni::{result::CniResult, CniError, CniVersion, Command},
     config::{netconf::ValidAttachment, NetworkConfig},
+    fault,
 };
 pub use exec::ExecError;
 
