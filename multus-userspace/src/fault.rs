@@ -5,9 +5,10 @@
 //! kills itself there with SIGKILL: nothing unwinds, no rollback runs. Without the feature (the
 //! default, every product binary) [`point`] is empty and the environment is never read.
 //!
-//! A call crashes as a whole: the `multus` process that finds [`ENV`] set makes itself the leader
-//! of a process group ([`lead_group`]) and records it in [`GROUP_ENV`]; a delegate (an `ebpf-sbr`
-//! child) reaching the step kills that group, so the meta-plugin dies with it, as in a node crash.
+//! A call crashes as a whole: the `multus` (or `multus-daemon`) process that finds [`ENV`] set
+//! makes itself the leader of a process group ([`lead_group`]) and records it in [`GROUP_ENV`]; a
+//! delegate (an `ebpf-sbr` child) reaching the step kills that group, so the meta-plugin (or the
+//! daemon) dies with it, as in a node crash.
 
 /// Every step name, in the order a call reaches them. `add.*` steps are reached by an ADD, `del.*`
 /// by a DEL, `check.*` by a CHECK, `gc.*` by a GC; `*.sbr.*` ones in the SBR library (the

@@ -24,7 +24,9 @@ use testkit::{
     bpffs::Bpffs,
     cni,
     kube_api::{KubeApiServer, PodSeed, ServerOptions},
-    leaks, netns, CniCall, CniOutput, Netns, Node,
+    leaks, netns,
+    thick::Daemon,
+    CniCall, CniOutput, Netns, Node,
 };
 
 /// What a case does: the call that crashes, then the cleanup call.
@@ -132,6 +134,7 @@ impl Pod {
         for (name, path) in [
             ("multus", bins::fault_injection("multus")),
             ("ebpf-sbr", bins::fault_injection("ebpf-sbr")),
+            ("multus-daemon", bins::fault_injection("multus-daemon")),
             (
                 "cni-recorder",
                 PathBuf::from(env!("CARGO_BIN_EXE_cni-recorder")),
@@ -483,4 +486,137 @@ fn product_binaries_have_no_fault_injection() {
         "the fault-injection build has no {}",
         multus::fault::ENV
     );
+}
+
+/// Thick mode: the daemon killed at each `add.*` step while the shim waits for its answer; the
+/// shim must answer with an error, then a restarted (product) daemon's DEL leaves nothing.
+#[test]
+fn daemon_crashed_at_every_add_step_then_del_through_the_shim_leaves_nothing() {
+    let only = std::env::var("CRASH_STEPS_ONLY").unwrap_or_default();
+    let steps: Vec<String> = STEPS
+        .iter()
+        .filter(|s| s.starts_with("add."))
+        .flat_map(|s| (1..=hits(s)).map(move |n| format!("{s}:{n}")))
+        .filter(|s| s.contains(&only))
+        .collect();
+    bins::fault_injection("multus-daemon");
+    let threads: usize = std::env::var("CRASH_STEPS_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(4);
+    let queue = Mutex::new(steps.iter().collect::<Vec<_>>());
+    let failures = Mutex::new(Vec::new());
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let Some(step) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let wrong = run_daemon_case(step);
+                if !wrong.is_empty() {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("daemon at {step}:\n  {}", wrong.join("\n  ")));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    eprintln!(
+        "crash_steps (daemon): {} cases, {} failed, {:.1} s",
+        steps.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A daemon (the fault-injection build crashing at `fault`, or the product's) for `p`'s node.
+fn daemon(p: &Pod, fault: Option<&str>) -> Daemon {
+    let bin_dir = match fault {
+        Some(_) => p.node.root().join("fault-bin"),
+        None => p.node.bin_dir(),
+    };
+    let mut d = Daemon::configure(
+        &p.node,
+        json!({"kubeconfig": p.kubeconfig, "apiDeadlineSeconds": 3, "binDir": bin_dir,
+            "deviceInfoDir": p.node.root().join("devinfo")}),
+    );
+    let binary = match fault {
+        Some(_) => bins::fault_injection("multus-daemon"),
+        None => bins::product("multus-daemon"),
+    };
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(d.log_path())
+        .expect("daemon log");
+    let mut cmd = p.node.ns.command(binary);
+    cmd.arg("-config")
+        .arg(d.config_path())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("MULTUS_NODE_NAME", "crash-node")
+        .stderr(log);
+    if let Some(f) = fault {
+        cmd.env(multus::fault::ENV, f);
+    }
+    d.spawn_command(cmd);
+    d.wait_ready(std::time::Duration::from_secs(20));
+    d
+}
+
+fn run_daemon_case(step: &str) -> Vec<String> {
+    let p = Pod::new();
+    let mut wrong = Vec::new();
+    let delegates = |d: &Daemon| {
+        let full = p.conf(false, &p.node.bin_dir());
+        d.shim_conf(
+            "1.1.0",
+            full["delegates"].as_array().cloned().unwrap_or_default(),
+        )
+    };
+    let call = || CniCall::new(&p.node, "ADD", &p.id, Some(&p.pod), "eth0").args(&p.args);
+    {
+        let mut d = daemon(&p, Some(step));
+        let mut add = call();
+        add.path = format!(
+            "{}:{}",
+            p.node.root().join("fault-bin").display(),
+            bins::REFERENCE_PLUGINS
+        );
+        let mut conf = delegates(&d);
+        // The shim waits this long for a daemon that is gone.
+        conf["daemonReadyTimeoutSeconds"] = json!(2);
+        let out = add.run(&p.node, &testkit::thick::shim(), &conf);
+        if out.status.success() {
+            wrong.push(format!("the shim reported success: {}", out.stdout));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while d.running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if d.running() {
+            wrong.push("the daemon did not die at the step".into());
+        }
+    }
+    let d = daemon(&p, None);
+    let mut del = call();
+    del.command = "DEL".into();
+    let out = del.run(&p.node, &testkit::thick::shim(), &delegates(&d));
+    if !out.status.success() {
+        wrong.push(format!(
+            "DEL failed: {} {}",
+            out.stdout,
+            out.stderr
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    wrong.extend(p.leftovers(true).into_iter().map(|l| format!("left: {l}")));
+    wrong
 }

@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 use multus::daemon::config::DEFAULT_CONFIG_FILE;
 
 fn main() -> ExitCode {
+    multus::fault::lead_group();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match argv.first().map(String::as_str) {
         // The thin-mode agent (auto-configuration and kubeconfig upkeep).
