@@ -100,8 +100,8 @@ pub fn fault_injection(name: &str) -> PathBuf {
     p
 }
 
-/// `cargo build -p multus-userspace --bins --features fault-injection --target-dir target/fault`,
-/// returning the directory of its binaries.
+/// `cargo build -p multus-userspace --bin multus --bin ebpf-sbr --bin multus-daemon --features
+/// fault-injection --target-dir target/fault`, returning the directory of its binaries.
 fn build_fault_injection() -> Result<PathBuf, String> {
     let profile_dir = own_profile_dir();
     let (Some(host_dir), Some(profile)) = (profile_dir.parent(), profile_dir.file_name()) else {
@@ -121,16 +121,24 @@ fn build_fault_injection() -> Result<PathBuf, String> {
         seed(target, &fault, host, profile)?;
     }
     let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--quiet",
-        "-p",
-        "multus-userspace",
-        "--bins",
-        "--features",
-        "fault-injection",
-        "--target-dir",
-    ]);
+    // Only the binaries the crash tests run, without incremental data: the build stays small.
+    cmd.current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "multus-userspace",
+            "--bin",
+            "multus",
+            "--bin",
+            "ebpf-sbr",
+            "--bin",
+            "multus-daemon",
+            "--features",
+            "fault-injection",
+            "--target-dir",
+        ])
+        .env("CARGO_INCREMENTAL", "0");
     cmd.arg(&fault);
     // What cargo set for this test crate must not reach the build: a build script that tracks
     // one of them (ring's tracks CARGO_MANIFEST_DIR) would rebuild everything above it.
