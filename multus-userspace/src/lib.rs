@@ -13,6 +13,7 @@ pub mod delegate;
 pub mod devices;
 pub mod error;
 pub mod explain;
+pub mod fault;
 pub mod hash;
 pub mod install;
 pub mod kube;

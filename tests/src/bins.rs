@@ -81,3 +81,134 @@ pub fn world_executable(name: &str) -> (tempfile::TempDir, PathBuf) {
         .expect("chmod the copy");
     (dir, copy)
 }
+
+/// The product binary `name` built with the cargo feature `fault-injection` (`multus::fault`: the
+/// crash tests), from `$MULTUS_FAULT_BIN_DIR`, else built once per test process into its own
+/// target directory, `target/fault`, so the product binaries stay without it. A missing
+/// `target/fault` is first seeded from the normal build by hard links (no disk, no time), so only
+/// multus-userspace compiles.
+pub fn fault_injection(name: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("MULTUS_FAULT_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        build_fault_injection().unwrap_or_else(|e| panic!("{e}"))
+    });
+    let p = dir.join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+/// `cargo build -p multus-userspace --bin multus --bin ebpf-sbr --bin multus-daemon --features
+/// fault-injection --target-dir target/fault`, returning the directory of its binaries.
+fn build_fault_injection() -> Result<PathBuf, String> {
+    let profile_dir = own_profile_dir();
+    let (Some(host_dir), Some(profile)) = (profile_dir.parent(), profile_dir.file_name()) else {
+        return Err(format!(
+            "{} is not in a target directory",
+            profile_dir.display()
+        ));
+    };
+    let (Some(target), Some(host)) = (host_dir.parent(), host_dir.file_name()) else {
+        return Err(format!(
+            "{} is not in a target directory",
+            host_dir.display()
+        ));
+    };
+    let fault = target.join("fault");
+    if !fault.exists() {
+        seed(target, &fault, host, profile)?;
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    // Only the binaries the crash tests run, without incremental data: the build stays small.
+    cmd.current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "multus-userspace",
+            "--bin",
+            "multus",
+            "--bin",
+            "ebpf-sbr",
+            "--bin",
+            "multus-daemon",
+            "--features",
+            "fault-injection",
+            "--target-dir",
+        ])
+        .env("CARGO_INCREMENTAL", "0");
+    cmd.arg(&fault);
+    // What cargo set for this test crate must not reach the build: a build script that tracks
+    // one of them (ring's tracks CARGO_MANIFEST_DIR) would rebuild everything above it.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the fault-injection binaries failed: {status}"
+        ));
+    }
+    Ok(fault.join(host).join(profile))
+}
+
+/// Hard-links the normal build's dependencies into a new target directory `fault` (a copy made
+/// in a temporary sibling, renamed into place, so a concurrent test process never sees half).
+fn seed(
+    target: &Path,
+    fault: &Path,
+    host: &std::ffi::OsStr,
+    profile: &std::ffi::OsStr,
+) -> Result<(), String> {
+    let tmp = target.join(format!("fault.seed-{}", std::process::id()));
+    let copy = |from: PathBuf, to: PathBuf| -> Result<(), String> {
+        if !from.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&to).map_err(|e| format!("mkdir {}: {e}", to.display()))?;
+        for sub in ["deps", "build", ".fingerprint"] {
+            if !from.join(sub).exists() {
+                continue;
+            }
+            let out = std::process::Command::new("cp")
+                .arg("-al")
+                .arg(from.join(sub))
+                .arg(&to)
+                .status()
+                .map_err(|e| format!("cp: {e}"))?;
+            if !out.success() {
+                return Err(format!("cp -al {} failed", from.join(sub).display()));
+            }
+        }
+        Ok(())
+    };
+    // Build scripts and proc-macros (built for the host without a target), then the product's.
+    copy(target.join(profile), tmp.join(profile))?;
+    copy(
+        target.join(host).join(profile),
+        tmp.join(host).join(profile),
+    )?;
+    if std::fs::rename(&tmp, fault).is_err() {
+        // Another process seeded it first.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}

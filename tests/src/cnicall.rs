@@ -141,8 +141,20 @@ impl CniCall {
 
     /// Runs `binary` inside the node's namespace with `stdin`.
     pub fn run_bytes(&self, node: &Node, binary: &Path, stdin: &[u8]) -> CniOutput {
+        self.run_bytes_with_env(node, binary, stdin, &[])
+    }
+
+    /// [`CniCall::run_bytes`] with more variables in the plugin's environment (`MULTUS_FAULT`).
+    pub fn run_bytes_with_env(
+        &self,
+        node: &Node,
+        binary: &Path,
+        stdin: &[u8],
+        extra: &[(&str, &str)],
+    ) -> CniOutput {
         let mut cmd = node.ns.command(binary);
         cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd.envs(extra.iter().copied());
         let vars = [
             ("CNI_COMMAND", self.command.clone()),
             ("CNI_CONTAINERID", self.container_id.clone()),

@@ -680,6 +680,42 @@ fn gc_removes_exactly_the_stale_containers_and_forwards_valid_attachments() {
     env.assert_clean(&pods[0]);
 }
 
+/// A GC that keeps no container still forwards GC, with no valid attachment, to every configured
+/// network (the cluster network too: GC names no interface), so a plugin can release what a
+/// crashed ADD left before multus cached anything. It once forwarded nothing then.
+#[test]
+fn gc_keeping_nothing_is_forwarded_to_every_configured_network() {
+    let env = Env::new();
+    // Each its own record directory (a GC's record is named by command alone).
+    let dir = |name: &str| {
+        let d = env.node.records_dir().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let mut conf = env.conf(
+        "1.1.0",
+        vec![
+            env.recorder(json!({"cniVersion": "1.1.0", "name": "rec-a", "recordDir": dir("a")})),
+            env.recorder(json!({"cniVersion": "1.1.0", "name": "rec-b", "recordDir": dir("b")})),
+        ],
+    );
+    conf["cni.dev/valid-attachments"] = json!([]);
+    let mut gc = CniCall::new(&env.node, "GC", "", None, "");
+    gc.unset = vec![
+        "CNI_CONTAINERID".into(),
+        "CNI_IFNAME".into(),
+        "CNI_NETNS".into(),
+    ];
+    gc.run(&env.node, &env.multus, &conf).assert_ok();
+    for (name, sub) in [("rec-a", "a"), ("rec-b", "b")] {
+        let record = std::fs::read_to_string(env.node.records_dir().join(sub).join("GC--.json"))
+            .unwrap_or_else(|e| panic!("{name} got no GC: {e}"));
+        let forwarded: Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(forwarded["stdin"]["name"], name);
+        assert_eq!(forwarded["stdin"]["cni.dev/valid-attachments"], json!([]));
+    }
+}
+
 #[test]
 fn status_and_add_follow_the_readiness_indicator() {
     let env = Env::new();

@@ -19,6 +19,22 @@ pub fn run(extra: &[String]) -> Result<()> {
         .current_dir(root())
         .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
     run_cmd(&mut clippy).map_err(|e| anyhow::anyhow!("the workspace lints failed: {e}"))?;
+    // The fault-injection hook (multus::fault, the crash tests) is built only under its feature:
+    // lint it too (the tests build its binaries into target/fault themselves).
+    let mut faults = Command::new(env!("CARGO"));
+    faults.current_dir(root()).args([
+        "clippy",
+        "--quiet",
+        "-p",
+        "multus-userspace",
+        "--features",
+        "fault-injection",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_cmd(&mut faults).map_err(|e| anyhow::anyhow!("the fault-injection lints failed: {e}"))?;
     let bins = crate::build::binaries(false)?;
     // The image's binaries (a long fat-LTO build), up front: the tests that need the image run
     // `cargo xtask image` into their own podman storage and find them current.

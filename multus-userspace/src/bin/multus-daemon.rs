@@ -10,6 +10,7 @@ use multus::daemon::config::DEFAULT_CONFIG_FILE;
 const USAGE: &str = "usage: multus-daemon [-config PATH] [-install-cni-bin-dir DIR -install-mode thick|thin] [-version]\n       multus-daemon install --mode thick|thin --cni-bin-dir DIR [--from DIR]\n       multus-daemon thin --cni-conf-dir DIR [--node-cni-conf-dir DIR] [--master-cni NAME] [--service-account-dir DIR]\n       multus-daemon uninstall --cni-conf-dir DIR";
 
 pub(crate) fn main() -> ExitCode {
+    multus::fault::lead_group();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("install") => install_command(&args[1..]),

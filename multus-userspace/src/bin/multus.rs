@@ -4,6 +4,7 @@ use std::{ffi::OsString, path::Path, process::ExitCode};
 use multus::logging::rotate;
 
 pub(crate) fn main() -> ExitCode {
+    multus::fault::lead_group();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     // Internal: the detached compressor of rotated log backups (see multus::logging::rotate).
     if let [flag, path] = args.as_slice() {

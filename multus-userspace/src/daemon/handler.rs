@@ -15,6 +15,7 @@ use crate::{
         CniError, CniVersion, Command, ErrorCode, Request,
     },
     error::Error,
+    fault,
     metaplugin::{self, Services},
 };
 
@@ -56,6 +57,10 @@ fn run(
     let stdin = config::overlay(&req.config, daemon)
         .map_err(|e| CniError::new(ErrorCode::DecodingFailure, e))?;
     let (conf, ignored) = metaplugin::parse_conf(request.command, &stdin)?;
+    fault::point(fault::command_step(
+        request.command,
+        fault::Step::ConfigRead,
+    ));
     crate::logging::report_ignored("multus-daemon", request.command.as_str(), &ignored);
     let requested = conf.version().map_err(Error::from)?;
     let result = metaplugin::run_command_with(&request, &conf, services)?;

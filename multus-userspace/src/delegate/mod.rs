@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::{
     cni::{result::CniResult, CniError, CniVersion, Command},
     config::{netconf::ValidAttachment, NetworkConfig},
+    fault,
 };
 pub use exec::ExecError;
 
@@ -227,7 +228,22 @@ fn plugin_config(
     Value::Object(conf)
 }
 
+/// Runs one plugin of an attachment, between its crash-test steps ([`fault::command_step`]).
 fn invoke(
+    att: &Attachment,
+    ctx: &Context<'_>,
+    command: Command,
+    plugin: &Map<String, Value>,
+    version: CniVersion,
+    conf: &Value,
+) -> Result<Vec<u8>, DelegateError> {
+    fault::point(fault::command_step(command, fault::Step::DelegateStart));
+    let out = invoke_plugin(att, ctx, command, plugin, version, conf);
+    fault::point(fault::command_step(command, fault::Step::DelegateEnd));
+    out
+}
+
+fn invoke_plugin(
     att: &Attachment,
     ctx: &Context<'_>,
     command: Command,

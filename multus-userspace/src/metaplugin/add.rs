@@ -18,6 +18,7 @@ use crate::{
     },
     devices::inject,
     error::Error,
+    fault,
     kube::{
         annotations::NETWORK_STATUS,
         client::KubeClient,
@@ -85,6 +86,7 @@ fn add(
         delegate::resolve_binaries(a, &call.path)?;
     }
     inject::plan_info_files(call.conf, id, &mut plan.attachments)?;
+    fault::point("add.planned");
     let lock = call.lock(id)?;
     let mut entry = CacheEntry {
         format: CACHE_FORMAT,
@@ -116,6 +118,7 @@ fn add(
     }
     inject::prefill_info_files(call.conf, id, &entry.attachments)?;
     call.cache.write(&entry)?;
+    fault::point("add.cache-written");
     let ctx = call.context(Some(id), Some(netns_path));
     for i in 0..entry.attachments.len() {
         match delegate::add(&entry.attachments[i], &ctx) {
@@ -137,6 +140,7 @@ fn add(
     if let Err(e) = finished {
         return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
+    fault::point("add.cache-completed");
     master_result(call, &entry).map(|result| (result, entry))
 }
 
@@ -219,8 +223,10 @@ fn finish(
     } else {
         Some(default_routes_and_links(netns, &routes)?)
     };
+    fault::point("add.default-routes-set");
     // After the default routes: SBR follows the default route they leave.
     cover_sbr(entry, !routes.is_empty())?;
+    fault::point("add.sbr-covered");
     let (Some(facts), Some(kube), Some(pod)) = (facts, kube, entry.pod.as_ref()) else {
         return Ok(());
     };
@@ -235,6 +241,7 @@ fn finish(
     )? {
         tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
     }
+    fault::point("add.network-status-written");
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use crate::{
     },
     devices::inject,
     error::Error,
+    fault,
 };
 
 use super::{plan, usable_netns, Call, Released};
@@ -37,6 +38,7 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
             None
         }
     };
+    fault::point("del.cache-read");
     let from_cache = cached.is_some();
     let origin = cached
         .as_ref()
@@ -94,6 +96,7 @@ pub(super) fn teardown(
         }
     }
     inject::remove_info_files(call.conf, container_id, attachments);
+    fault::point("del.info-files-removed");
     if !from_cache && !errors.is_empty() {
         // Nothing was recorded for this container: the DEL was a best-effort cleanup.
         for e in &errors {
@@ -108,6 +111,7 @@ pub(super) fn teardown(
         {
             tracing::warn!("{e}");
         }
+        fault::point("del.cache-removed");
     }
     if errors.is_empty() {
         Ok(())

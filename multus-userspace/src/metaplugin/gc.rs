@@ -31,7 +31,11 @@ pub(super) fn run(call: &Call<'_>) -> Result<(), Error> {
     let mut errors = Vec::new();
     // Networks still in use, with their valid attachments, for forwarding GC.
     let mut networks: BTreeMap<String, (Attachment, Vec<ValidAttachment>)> = BTreeMap::new();
-    for a in plan::from_config(call).unwrap_or_default() {
+    let configured = plan::from_config(call).unwrap_or_else(|e| {
+        tracing::warn!("GC: the configured networks are not forwarded GC: {e}");
+        Vec::new()
+    });
+    for a in configured {
         networks.entry(a.name.clone()).or_insert((a, Vec::new()));
     }
     for id in call.cache.list()? {

@@ -25,6 +25,7 @@ use crate::{
         Context,
     },
     error::Error,
+    fault::{self, Step},
     logging,
     netns::NetNs,
 };
@@ -43,6 +44,7 @@ impl Plugin for MultusPlugin {
 
     fn handle(&self, request: &Request, stdin: &[u8]) -> Result<Option<Value>, CniError> {
         let (conf, ignored) = parse_conf(request.command, stdin)?;
+        fault::point(fault::command_step(request.command, Step::ConfigRead));
         let level = conf.log_level().map_err(Error::from)?;
         let rotation = logging::Rotation::from_options(conf.log_options.as_ref());
         let log_file = conf.log_file.as_deref().map(|path| logging::LogFile {

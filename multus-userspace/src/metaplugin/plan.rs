@@ -264,10 +264,20 @@ fn cluster_networks(
     Ok(inline)
 }
 
+/// The cluster network's interface name in a GC or STATUS, which name none (the plugins get none
+/// either; it only tells the attachments apart).
+const DEFAULT_IFNAME: &str = "eth0";
+
 fn attachment(call: &Call<'_>, index: usize, e: Entry) -> Result<Attachment, Error> {
     e.network.network.cni_version(call.version)?;
     let ifname = if e.master {
-        call.req.ifname()?.to_string()
+        match call.req.ifname() {
+            Ok(ifname) => ifname.to_string(),
+            // GC and STATUS name no container and no interface, and pass none to the plugins:
+            // the configured networks are still theirs to forward to.
+            Err(_) if !call.req.command.is_per_container() => DEFAULT_IFNAME.to_string(),
+            Err(e) => return Err(e.into()),
+        }
     } else {
         e.selection
             .as_ref()

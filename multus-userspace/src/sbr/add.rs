@@ -1,7 +1,7 @@
 //! ADD: routes packets sourced from an interface's addresses out of that interface ([`add`]), and
 //! undoes exactly what a failed ADD did.
 
-use crate::cni::ContainerId;
+use crate::{cni::ContainerId, fault};
 use std::{net::IpAddr, path::Path};
 
 use super::bpf::PodMaps;
@@ -140,6 +140,7 @@ fn open_or_create_pod(
     let progs = Programs::at(&cfg.bpffs_dir, &Programs::current_name(cfg.debug))?;
     let loaded = progs.ensure_loaded(cfg.debug)?;
     phases.mark("load");
+    fault::point("add.sbr.programs-loaded");
     let cookie = netns_cookie()?;
     // One pod per namespace: the namespace's entries are keyed by its cookie alone.
     for version in programs::versions(&cfg.bpffs_dir)? {
@@ -163,6 +164,7 @@ fn open_or_create_pod(
         let _ = dir.remove();
     }
     phases.mark("pod");
+    fault::point("add.sbr.pod-pinned");
     Ok((maps?, loaded))
 }
 
@@ -280,6 +282,7 @@ async fn add_in_ns(
         },
     )?;
     ctx.phases.mark("maps");
+    fault::point("add.sbr.maps-written");
     let plan = reconcile::converge_from(h, maps, ctx, snap).await?;
     Ok(AddReport {
         entries: entries

@@ -1,11 +1,11 @@
 //! DEL: undoes ADD for one interface ([`del`]), and everything of the pod with its last one.
 
-use crate::cni::ContainerId;
+use crate::{cni::ContainerId, fault};
 use std::path::Path;
 
 use super::bpf::PodMaps;
 use super::error::SbrError;
-use super::node::{drop_unused_version, on_node};
+use super::node::{drop_unused_version, drop_unused_versions, on_node};
 use super::pins::{remove_pin, validate_ifname, Lock, PodDir};
 use super::reconcile::{self, Ctx, Snapshot};
 use super::state::{self, IfaceState, MANAGED, RELEASED, RP_FILTER_CHANGED};
@@ -53,7 +53,8 @@ fn del_here(
     let _lock = Lock::acquire(&cfg.bpffs_dir)?;
     phases.mark("lock");
     if !dir.exists() {
-        return Ok(phases.take());
+        // Nothing of the pod, but maybe the programs its ADD loaded before dying.
+        return drop_unused_versions(&cfg.bpffs_dir).map(|()| phases.take());
     }
     let mut maps = match PodMaps::open(&dir, &cfg.bpffs_dir) {
         Ok(m) => m,
@@ -61,7 +62,8 @@ fn del_here(
             // Half-made pod (ADD died before its maps were pinned), or its programs were removed
             // by hand: nothing else can be undone; GC sweeps the node maps.
             tracing::warn!("sbr: {e}; removing {}", dir.path().display());
-            return dir.remove().map(|()| phases.take());
+            dir.remove()?;
+            return drop_unused_versions(&cfg.bpffs_dir).map(|()| phases.take());
         }
     };
     phases.mark("pod");
@@ -105,7 +107,9 @@ fn del_here(
         // deletes the retired carrier and detaches the TCX links in the background).
         maps.purge()?;
         phases.mark("maps");
+        fault::point("del.sbr.maps-purged");
         dir.remove()?;
+        fault::point("del.sbr.pins-removed");
         drop_unused_version(&cfg.bpffs_dir, &maps.progs)?;
         phases.mark("pins");
     }

@@ -37,6 +37,16 @@ pub(super) fn drop_pod(bpffs_dir: &Path, maps: &mut PodMaps, dir: &PodDir) -> Re
     drop_unused_version(bpffs_dir, &maps.progs)
 }
 
+/// Removes every program version no pod uses: those of an ADD that died after loading them and
+/// before its pod was pinned (its DEL finds no pod). The caller holds the node's SBR lock, so no
+/// ADD is between loading and pinning.
+pub(super) fn drop_unused_versions(bpffs_dir: &Path) -> Result<(), SbrError> {
+    for progs in super::programs::versions(bpffs_dir)? {
+        drop_unused_version(bpffs_dir, &progs)?;
+    }
+    Ok(())
+}
+
 pub(super) fn drop_unused_version(bpffs_dir: &Path, progs: &Programs) -> Result<(), SbrError> {
     if progs.unused() && progs.dir().starts_with(bpffs_dir) {
         progs.remove()?;

@@ -27,7 +27,10 @@ use super::{
     timing::Phases,
     types::{CARRIER_IFNAME, CARRIER_PEER_IFNAME},
 };
-use crate::netns::netlink::{self as nlh, LinkDetail};
+use crate::{
+    fault,
+    netns::netlink::{self as nlh, LinkDetail},
+};
 
 /// What an operation carries through the reconciliation: the pod's directory, the phase log, and
 /// the programs opened from their pins with their ids (once per operation, whether to compare
@@ -166,6 +169,7 @@ pub async fn apply(
                 ))
                 .await?;
                 ctx.phases.mark("routes");
+                fault::point("add.sbr.routes-added");
             }
             Fix::DelRoute { route, message } => {
                 nlh::delete_route(h, message)
@@ -195,6 +199,7 @@ pub async fn apply(
                     )?;
                 }
                 ctx.phases.mark("attach");
+                fault::point("add.sbr.attached");
                 maps.ensure_counters(&ifname, i)?;
                 ctx.phases.mark("maps");
             }
@@ -232,6 +237,7 @@ pub async fn apply(
                 }
                 sysctl::write(&conf_path("ipv4", &ifname, "rp_filter"), 2)?;
                 ctx.phases.mark("config");
+                fault::point("add.sbr.rp-filter-loosened");
             }
             Fix::RestoreRpFilter { ifname, orig } => {
                 restore_rp_filter(&ifname, orig, snap)?;
@@ -289,6 +295,9 @@ async fn create_carrier(
     ctx.phases.mark("anchor");
     let created = carrier::create(h, mtu, anchor.as_ref()).await;
     ctx.phases.mark("device");
+    if created.is_ok() {
+        fault::point("add.sbr.carrier-created");
+    }
     if created.is_err() && anchor.is_some() {
         unmount_anchor(&ctx.dir.anchor())?;
         record.flags &= !POD_ANCHORED;
@@ -442,6 +451,7 @@ pub async fn teardown(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Resu
         _ => remove_carrier(h, 0, maps, ctx.dir, false).await?,
     }
     ctx.phases.mark("device");
+    fault::point("del.sbr.carrier-removed");
     for n in &neighbours {
         nlh::delete_neighbour(h, n.ifindex, n.addr)
             .await
@@ -453,11 +463,13 @@ pub async fn teardown(h: &Handle, maps: &mut PodMaps, ctx: &mut Ctx<'_>) -> Resu
         }
     }
     ctx.phases.mark("config");
+    fault::point("del.sbr.config-restored");
     for (ifname, st) in maps.state.all() {
         if st.flags & NL_FILTER != 0 && index_of(&ifname) == Some(st.ifindex) {
             bpf::detach_filter(h, &ifname, st.ifindex, st.flags & NL_QDISC_ADDED != 0).await?;
         }
     }
     ctx.phases.mark("detach");
+    fault::point("del.sbr.detached");
     Ok(())
 }
