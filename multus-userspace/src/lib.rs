@@ -14,6 +14,7 @@ pub mod devices;
 pub mod error;
 pub mod explain;
 pub mod hash;
+pub mod install;
 pub mod kube;
 pub mod logging;
 pub mod metaplugin;

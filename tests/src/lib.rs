@@ -11,6 +11,7 @@ pub mod chain;
 pub mod cni;
 pub mod cnicall;
 pub mod confs;
+pub mod image;
 pub mod kube_api;
 pub mod kubelet_podresources;
 pub mod leaks;

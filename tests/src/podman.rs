@@ -101,6 +101,16 @@ impl Podman {
         .expect("write conflist");
     }
 
+    /// `CONTAINERS_CONF` and `CONTAINERS_STORAGE_CONF` of this installation, for a podman (or
+    /// `cargo xtask image`) started outside [`Podman::script`].
+    pub fn conf_env(&self) -> Vec<(String, PathBuf)> {
+        let p = self.dir.path();
+        vec![
+            ("CONTAINERS_CONF".into(), p.join("containers.conf")),
+            ("CONTAINERS_STORAGE_CONF".into(), p.join("storage.conf")),
+        ]
+    }
+
     /// Runs a shell script with podman configured, inside the node's network namespace and a
     /// private mount namespace. Returns its output (not asserted).
     pub fn script(&self, script: &str) -> Output {

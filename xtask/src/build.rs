@@ -32,7 +32,7 @@ pub fn binaries(release: bool) -> Result<PathBuf> {
 /// `target/<host tuple>`: the workspace builds for the host named explicitly
 /// (`build.target = "host-tuple"` in .cargo/config.toml), and xtask itself is one of its
 /// debug binaries, `target/<host tuple>/debug/xtask`.
-fn host_target_dir() -> Result<PathBuf> {
+pub fn host_target_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("xtask's own path")?;
     exe.parent()
         .and_then(|profile| profile.parent())

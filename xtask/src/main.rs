@@ -7,6 +7,7 @@
 //! the benchmarks live in the test kit's `tasks` binary, built and run after `setup`.
 
 mod build;
+mod image;
 mod setup;
 mod tasks;
 mod test;
@@ -36,6 +37,13 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
+    /// The container image localhost/multus-rs:<version> (podman, offline, FROM scratch); fails
+    /// above 25 MB. Also saved as target/image/multus-rs-<version>.tar.
+    Image {
+        /// Another version label and tag than the workspace version (e.g. for upgrade tests).
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Run every test (unit and privileged integration tests); needs root.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
@@ -57,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::run(),
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Build { release } => build::binaries(release).map(|_| ()),
+        Cmd::Image { tag } => image::run(tag),
         Cmd::Test { args } => test::run(&args),
         Cmd::Demo => tasks::run(&["demo".to_string()], false),
         Cmd::Bench { args } => {

@@ -16,6 +16,8 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "podman",
     "runc",
+    // the infra container of a pod `podman kube play` runs (the deployment tests)
+    "catatonit",
     "busybox-static",
     "ethtool",
     "procps",

@@ -1,6 +1,6 @@
-//! `cargo xtask test`: setup, the workspace lints (clippy, Cargo.toml `[workspace.lints]`), build,
-//! then every test of the workspace (unit and privileged integration tests, which need root and
-//! never skip).
+//! `cargo xtask test`: setup, the workspace lints (clippy, Cargo.toml `[workspace.lints]`), build
+//! (the debug binaries, and the image's binaries `cargo xtask image` uses), then every test of the
+//! workspace (unit and privileged integration tests, which need root and never skip).
 
 use std::process::Command;
 
@@ -19,6 +19,9 @@ pub fn run(extra: &[String]) -> Result<()> {
         .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
     run_cmd(&mut clippy).map_err(|e| anyhow::anyhow!("the workspace lints failed: {e}"))?;
     let bins = crate::build::binaries(false)?;
+    // The image's binaries (a long fat-LTO build), up front: the tests that need the image run
+    // `cargo xtask image` into their own podman storage and find them current.
+    crate::image::build_binaries()?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
         .args(["test", "--no-fail-fast"])

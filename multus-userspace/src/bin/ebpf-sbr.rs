@@ -2,6 +2,6 @@
 //! (logic in `multus::sbrplugin`).
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     multus::cni::runner::run(&multus::sbrplugin::SbrPlugin)
 }

@@ -3,7 +3,7 @@ use std::{ffi::OsString, path::Path, process::ExitCode};
 
 use multus::logging::rotate;
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     // Internal: the detached compressor of rotated log backups (see multus::logging::rotate).
     if let [flag, path] = args.as_slice() {

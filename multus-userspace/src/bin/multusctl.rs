@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = multus::ctl::Cli::parse();
     match multus::ctl::run(cli).map_err(anyhow::Error::from) {
         Ok(code) => ExitCode::from(code),

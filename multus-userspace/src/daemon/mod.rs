@@ -229,7 +229,9 @@ async fn connect_kubernetes(
     (services, Some(caches))
 }
 
-fn init_logging(conf: &DaemonConfig) {
+/// Sets up logging as the configuration says (also used before serving, by the installation at
+/// start).
+pub fn init_logging(conf: &DaemonConfig) {
     let level = config::log_level(conf.log_level.as_deref());
     let rotation = logging::Rotation::from_options(None);
     let file = conf.log_file.as_deref().map(|path| logging::LogFile {

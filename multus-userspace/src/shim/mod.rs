@@ -6,15 +6,19 @@
 //! A call goes straight to the daemon. When the daemon is down (or refuses the call unprocessed
 //! with 503 while it shuts down), ADD, CHECK, STATUS and GC wait for `/readyz` up to
 //! `daemonReadyTimeoutSeconds` (10 s) and then fail with code 11 naming the socket. DEL does not
-//! wait: it tears the container down from the cache itself, through the thin `multus` code path
-//! ([`crate::metaplugin::run_command`]), and fails if that could not remove everything.
+//! wait: it tears the container down from the cache by running the thin `multus` binary (next to
+//! the shim, else on `CNI_PATH`) with the daemon's configuration overlaid on stdin, and passes its
+//! CNI error through: DEL fails if that could not remove everything. Running the binary instead of
+//! calling [`crate::metaplugin`] keeps the shim small (no Kubernetes client, no BPF loader, no async
+//! runtime linked in: see docs/building.md).
 
 pub mod http;
 
 use std::{
+    ffi::OsStr,
     io::{Read, Write},
     path::{Path, PathBuf},
-    process::ExitCode,
+    process::{ExitCode, Stdio},
     time::{Duration, Instant},
 };
 
@@ -27,8 +31,11 @@ use crate::{
         CniError, CniVersion, Command, ErrorCode, Request,
     },
     daemon::{api, config as daemon_config},
-    logging, metaplugin,
+    logging,
 };
+
+/// The thin binary that tears a container down when the daemon is down.
+pub const THIN_BINARY: &str = "multus";
 
 /// How long ADD, CHECK, STATUS and GC wait for the daemon by default.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -254,10 +261,76 @@ fn del_without_daemon(shim: &ShimConf, stdin: &[u8]) -> Result<(), CniError> {
     };
     let stdin = daemon_config::overlay(stdin, &overlay)
         .map_err(|e| CniError::new(ErrorCode::DecodingFailure, e))?;
-    let request = Request::from_env()?;
-    let (conf, ignored) = metaplugin::parse_conf(request.command, &stdin)?;
-    logging::report_ignored("multus-shim", request.command.as_str(), &ignored);
-    metaplugin::run_command(&request, &conf).map(|_| ())
+    let own = std::env::current_exe().ok();
+    let cni_path = std::env::var_os("CNI_PATH").unwrap_or_default();
+    let thin = find_thin_binary(own.as_deref(), &cni_path, |p| p.is_file()).ok_or_else(|| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!(
+                "multus-daemon is down and the thin {THIN_BINARY:?} binary that tears down without it is neither next to multus-shim nor on CNI_PATH {:?}; install it (multus-daemon install --mode thick)",
+                cni_path
+            ),
+        )
+    })?;
+    run_thin(&thin, &stdin)
+}
+
+/// Where the thin binary is: next to the shim's own executable first (the installer puts them
+/// side by side), else the first directory of `cni_path` that holds it.
+fn find_thin_binary(
+    own_exe: Option<&Path>,
+    cni_path: &OsStr,
+    exists: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    own_exe
+        .and_then(Path::parent)
+        .into_iter()
+        .map(Path::to_path_buf)
+        .chain(std::env::split_paths(cni_path).filter(|d| !d.as_os_str().is_empty()))
+        .map(|dir| dir.join(THIN_BINARY))
+        .find(|candidate| exists(candidate))
+}
+
+/// Runs the thin binary with this process's environment (`CNI_COMMAND=DEL`, ...) and `stdin`;
+/// its CNI error, if any, becomes ours.
+fn run_thin(thin: &Path, stdin: &[u8]) -> Result<(), CniError> {
+    let failed = |why: String| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!(
+                "multus-daemon is down and the teardown by {} {why}",
+                thin.display()
+            ),
+        )
+    };
+    let mut child = std::process::Command::new(thin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| failed(format!("could not start: {e}")))?;
+    if let Some(mut input) = child.stdin.take() {
+        // A child that exits without reading everything reports why through its exit status.
+        let _ = input.write_all(stdin);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(format!("was lost: {e}")))?;
+    thin_outcome(out.status.success(), out.status.code(), &out.stdout)
+        .map_err(|why| CniError::parse(&out.stdout).unwrap_or_else(|| failed(why)))
+}
+
+/// The thin binary's verdict: success only when it exited 0; otherwise a description (its CNI
+/// error on stdout, when it printed one, is taken by the caller).
+fn thin_outcome(success: bool, code: Option<i32>, stdout: &[u8]) -> Result<(), String> {
+    if success {
+        return Ok(());
+    }
+    let printed = String::from_utf8_lossy(stdout);
+    Err(match code {
+        Some(c) => format!("failed with exit status {c}: {}", printed.trim()),
+        None => "was killed by a signal".to_string(),
+    })
 }
 
 fn init_logging(shim: &ShimConf) {
@@ -284,6 +357,40 @@ mod tests {
                 .unwrap();
         assert_eq!(s.socket(), Path::new("/tmp/x/multus.sock"));
         assert_eq!(s.ready_timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_thin_binary_is_looked_up_next_to_the_shim_then_on_cni_path() {
+        let here = Path::new("/opt/cni/bin/multus-shim");
+        let path = OsStr::new("/a:/b");
+        let found = |only: &'static str| move |p: &Path| p == Path::new(only);
+        assert_eq!(
+            find_thin_binary(Some(here), path, found("/opt/cni/bin/multus")),
+            Some(PathBuf::from("/opt/cni/bin/multus"))
+        );
+        assert_eq!(
+            find_thin_binary(Some(here), path, found("/b/multus")),
+            Some(PathBuf::from("/b/multus"))
+        );
+        assert_eq!(
+            find_thin_binary(None, path, found("/a/multus")),
+            Some(PathBuf::from("/a/multus"))
+        );
+        assert_eq!(
+            find_thin_binary(Some(here), OsStr::new(""), found("/a/multus")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_thin_binary_succeeds_only_with_exit_status_zero() {
+        assert_eq!(thin_outcome(true, Some(0), b""), Ok(()));
+        assert!(thin_outcome(false, Some(1), b"boom")
+            .unwrap_err()
+            .contains("boom"));
+        assert!(thin_outcome(false, None, b"")
+            .unwrap_err()
+            .contains("signal"));
     }
 
     #[test]

@@ -1,0 +1,95 @@
+//! The I/O of an installation: observe each target with `lstat` and compare contents, then write
+//! a temporary file (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0755, fsync) and rename it over the target.
+//! A file a runtime is executing is never opened for writing (no `ETXTBSY`, no half-written binary
+//! ever executed); a temporary file is removed when anything fails.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Read, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use super::plan::{temp_name, Target};
+
+/// Reads what `target` is now, never following a symlink.
+pub fn observe(target: &Path, source: &[u8]) -> io::Result<Target> {
+    let meta = match fs::symlink_metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Target::Missing),
+        Err(e) => return Err(e),
+    };
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Ok(Target::Symlink);
+    }
+    if !kind.is_file() {
+        return Ok(Target::Other);
+    }
+    let mode_0755 = meta.permissions().mode() & 0o7777 == 0o755;
+    let same_content = meta.len() == source.len() as u64 && {
+        // O_NOFOLLOW: a symlink swapped in since the lstat fails here instead of being followed.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(target)?;
+        let mut content = Vec::with_capacity(source.len());
+        file.read_to_end(&mut content)?;
+        content == source
+    };
+    Ok(Target::File {
+        same_content,
+        mode_0755,
+    })
+}
+
+/// Removes the temporary file unless the rename consumed it.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes `content` to `dir/name` through `dir/.<name>.tmp-<pid>` and a rename.
+pub fn replace(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
+    let temp = dir.join(temp_name(name, std::process::id()));
+    let file = create_exclusive(&temp)?;
+    let mut guard = TempGuard(Some(temp.clone()));
+    write_synced(file, content)?;
+    fs::rename(&temp, dir.join(name))?;
+    guard.0 = None;
+    // The rename itself is durable once the directory is.
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Creates `temp` as a new 0755 file. A leftover of an earlier run killed mid-way (or anything
+/// planted there, a symlink included) is unlinked, never followed, and the creation retried once.
+fn create_exclusive(temp: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(temp)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tracing::warn!(path = %temp.display(), "removing a leftover temporary file");
+            fs::remove_file(temp)?;
+            open()
+        }
+        other => other,
+    }
+}
+
+fn write_synced(mut file: File, content: &[u8]) -> io::Result<()> {
+    // The umask may have narrowed the creation mode.
+    file.set_permissions(fs::Permissions::from_mode(0o755))?;
+    file.write_all(content)?;
+    file.sync_all()
+}
