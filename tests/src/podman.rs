@@ -27,10 +27,10 @@ impl Podman {
         Podman::with_cni_dirs(node, None, &[&node.bin_dir(), Path::new("/usr/lib/cni")])
     }
 
-    /// As [`Podman::new`], with plugin directories `plugin_dirs` and, for
-    /// [`Podman::node_conf_env`], the network configuration directory `conf_dir` (None: the
-    /// private one), as paths seen where podman runs: a node's `/etc/cni/net.d` and
-    /// `/opt/cni/bin` for a podman that plays a node's runtime in a private node root.
+    /// As [`Podman::new`], with, for [`Podman::node_conf_env`] only, the network configuration
+    /// directory `conf_dir` (None: the private one) and plugin directories `plugin_dirs`, as
+    /// paths seen where podman runs: a node's `/etc/cni/net.d` and `/opt/cni/bin` for a podman
+    /// that plays a node's runtime in a private node root.
     pub fn with_cni_dirs(node: &Node, conf_dir: Option<&Path>, plugin_dirs: &[&Path]) -> Podman {
         let dir = tempfile::Builder::new()
             .prefix("multus-podman-")
@@ -49,7 +49,7 @@ impl Podman {
         for applet in ["sh", "ip", "ls", "cat", "sleep", "true", "ping"] {
             symlink("busybox", p.join("rootfs/bin").join(applet)).expect("applet");
         }
-        let containers_conf = |conf_dir: &Path| {
+        let containers_conf = |conf_dir: &Path, plugin_dirs: &[&Path]| {
             format!(
                 "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
                  [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = {}\nnetwork_config_dir = \"{}\"\n\
@@ -62,13 +62,20 @@ impl Podman {
                 p.join("tmp").display()
             )
         };
-        // podman writes its default network into its configuration directory: outside a node
-        // root, always the private one.
-        std::fs::write(p.join("containers.conf"), containers_conf(&p.join("conf")))
-            .expect("containers.conf");
+        // podman (kube play) writes its default network into its configuration directory:
+        // outside a node root, always the private one, and the node's and Debian's plugins.
+        // (podman refuses plugin directories that do not exist where it runs.)
+        std::fs::write(
+            p.join("containers.conf"),
+            containers_conf(
+                &p.join("conf"),
+                &[&node.bin_dir(), Path::new("/usr/lib/cni")],
+            ),
+        )
+        .expect("containers.conf");
         std::fs::write(
             p.join("node-containers.conf"),
-            containers_conf(conf_dir.unwrap_or(&p.join("conf"))),
+            containers_conf(conf_dir.unwrap_or(&p.join("conf")), plugin_dirs),
         )
         .expect("node-containers.conf");
         std::fs::write(

@@ -16,9 +16,12 @@
 //!
 //! What podman 4.3's kube play does with the manifest (checked here): the init container
 //! annotation `io.podman.annotations.init.container.type: always` is needed (with the default
-//! "once" podman fails removing the finished init container); serviceAccountName,
+//! "once" podman fails removing the finished init container); the Downward API's `spec.nodeName`
+//! is refused, so the test writes the node's name as a plain value; serviceAccountName,
 //! priorityClassName, tolerations and the probes are not acted on (podman runs no probes: the
-//! test runs the probes' commands itself). Nothing else in the template is changed.
+//! test runs the probes' commands itself). Nothing else in the template is changed. kube play
+//! writes its default network (podman-default-kube-network.conflist) into the node's CNI
+//! configuration directory even for a hostNetwork pod; it sorts after the primary here.
 
 use std::{
     io::{BufRead, BufReader},
@@ -33,6 +36,8 @@ use testkit::{bins, image, podman::Podman, Node};
 
 /// The pod's name; its containers are `<pod>-<container>`.
 const POD: &str = "multus-e2e";
+/// The node's name (`spec.nodeName`).
+const NODE_NAME: &str = "e2e-node";
 /// The daemon container's name in the manifest.
 const DAEMON_CONTAINER: &str = "kube-multus";
 /// The primary network the test writes into the node's /etc/cni/net.d.
@@ -72,6 +77,13 @@ fn daemon_pod(image: &str) -> Value {
                 "the manifest runs the image the build produces"
             );
             container["image"] = json!(image);
+            // podman 4.3 refuses the Downward API's spec.nodeName ("fieldPath spec.nodeName is
+            // either not valid or not supported"): the value the kubelet would put there.
+            for var in container["env"].as_array_mut().into_iter().flatten() {
+                if var["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName" {
+                    *var = json!({"name": var["name"], "value": NODE_NAME});
+                }
+            }
         }
     }
     json!({
@@ -342,13 +354,16 @@ fn podman_as_the_node_runs_the_daemonset_and_containers_through_it() {
     assert_eq!(generated["cniVersion"], "1.0.0", "{generated:#}");
     let shim = &generated["plugins"][0];
     assert_eq!(shim["type"], "multus-shim", "{generated:#}");
+    // The node's socket directory (absent: the default, /run/multus), not the container's.
     assert_eq!(
         shim["daemonSocketDir"]
             .as_str()
-            .map(|s| s.trim_end_matches('/')),
-        Some("/run/multus"),
-        "the node's socket directory, not the container's: {generated:#}"
+            .unwrap_or("/run/multus")
+            .trim_end_matches('/'),
+        "/run/multus",
+        "{generated:#}"
     );
+    assert_eq!(shim["cniDir"], "/var/lib/cni/multus", "{generated:#}");
 
     // podman, the node's runtime, runs a container through the installed shim and the daemon.
     let out = pn.ok(&format!(
