@@ -49,9 +49,9 @@ impl Podman {
         for applet in ["sh", "ip", "ls", "cat", "sleep", "true", "ping"] {
             symlink("busybox", p.join("rootfs/bin").join(applet)).expect("applet");
         }
-        let containers_conf = |conf_dir: &Path, plugin_dirs: &[&Path]| {
+        let containers_conf = |conf_dir: &Path, plugin_dirs: &[&Path], pidns: &str| {
             format!(
-                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                "[containers]\npidns = \"{pidns}\"\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
                  [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = {}\nnetwork_config_dir = \"{}\"\n\
                  [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\ntmp_dir = \"{}\"\n",
                 serde_json::json!(plugin_dirs
@@ -75,7 +75,9 @@ impl Podman {
         .expect("containers.conf");
         std::fs::write(
             p.join("node-containers.conf"),
-            containers_conf(conf_dir.unwrap_or(&p.join("conf")), plugin_dirs),
+            // podman 4.3's kube play ignores a pod's hostPID (supported from 4.5): the node's
+            // containers get the host's pid namespace by default instead.
+            containers_conf(conf_dir.unwrap_or(&p.join("conf")), plugin_dirs, "host"),
         )
         .expect("node-containers.conf");
         std::fs::write(
@@ -138,8 +140,9 @@ impl Podman {
         ]
     }
 
-    /// As [`Podman::conf_env`], with the network configuration directory given to
-    /// [`Podman::with_cni_dirs`]: only for a podman run where that path is a private node root's.
+    /// As [`Podman::conf_env`], with the directories given to [`Podman::with_cni_dirs`] and the
+    /// host's pid namespace for containers (podman 4.3's kube play ignores hostPID): only for a
+    /// podman run in a private node root.
     pub fn node_conf_env(&self) -> Vec<(String, PathBuf)> {
         let p = self.dir.path();
         vec![

@@ -7,19 +7,22 @@
 //!
 //! Isolation without rewriting the manifest's host paths: everything runs in the test node's
 //! network namespace (hostNetwork is the node's) and in one private mount namespace
-//! ([`PodmanNode`]) where /etc/cni, /opt, /run, /var/lib and /sys/fs/bpf are fresh tmpfs (a private
-//! bpffs), so the manifest's hostPaths (`/` for /hostroot included) resolve to private, empty
+//! ([`PodmanNode`]) where /etc/cni, /run, /var/lib and /sys/fs/bpf are fresh tmpfs (a private
+//! bpffs) and /opt an empty directory of the test's, so the manifest's hostPaths (`/` for /hostroot included) resolve to private, empty
 //! directories and the host's own CNI directories are never touched. `/` is made shared in that
 //! namespace (new peer groups, which never reach the host) and /run/netns a shared bind mount,
 //! so the network namespaces podman creates later reach the daemon's container
 //! (HostToContainer).
 //!
-//! What podman 4.3's kube play does with the manifest (checked here): the init container
+//! What podman 4.3's kube play does with the manifest (checked here): it ignores hostPID (the
+//! node's podman gives containers the host's pid namespace by default instead, see
+//! tests/src/podman.rs: delegates chrooted into /hostroot read /proc there); the init container
 //! annotation `io.podman.annotations.init.container.type: always` is needed (with the default
 //! "once" podman fails removing the finished init container); the Downward API's `spec.nodeName`
 //! is refused, so the test writes the node's name as a plain value; serviceAccountName,
-//! priorityClassName, tolerations and the probes are not acted on (podman runs no probes: the
-//! test runs the probes' commands itself). Nothing else in the template is changed. kube play
+//! priorityClassName and tolerations are not acted on; the liveness probe becomes a podman
+//! healthcheck that needs systemd timers (absent here: logged, not run), so the test runs the
+//! probes' commands itself. Nothing else in the template is changed. kube play
 //! writes its default network (podman-default-kube-network.conflist) into the node's CNI
 //! configuration directory even for a hostNetwork pod; it sorts after the primary here.
 
@@ -43,8 +46,11 @@ const DAEMON_CONTAINER: &str = "kube-multus";
 /// The primary network the test writes into the node's /etc/cni/net.d.
 const PRIMARY: &str = "e2e-primary";
 const PRIMARY_SUBNET_PREFIX: &str = "10.89.7.";
-/// What the daemon generates for a 1.0.0 primary, and the network's name in it.
-const GENERATED: &str = "/etc/cni/net.d/00-multus.conflist";
+/// What the daemon generates (deploy/daemon-config.yaml sets cniVersion 0.3.1, as the
+/// reference's does: a single-plugin .conf), and the network's name in it.
+const GENERATED: &str = "/etc/cni/net.d/00-multus.conf";
+/// podman's own network configuration directory on the node (see [`present_to_podman`]).
+const PODMAN_NETWORKS: &str = "/etc/cni/podman.d";
 const GENERATED_NETWORK: &str = "multus-cni-network";
 /// What the thick installer puts into the node's /opt/cni/bin.
 const INSTALLED: [&str; 4] = ["ebpf-sbr", "multus", "multus-shim", "multusctl"];
@@ -118,6 +124,30 @@ fn primary_conflist() -> Value {
     })
 }
 
+/// The generated configuration as podman, the node's runtime here, is given it: podman 4.3
+/// reads only `.conflist` files, so the `.conf` becomes the single plugin of a list of the same
+/// name and version, in podman's own directory (a file in /etc/cni/net.d that sorts first would
+/// become the daemon's primary). Kubernetes runtimes read the `.conf` as it is.
+fn present_to_podman(pn: &PodmanNode) -> Value {
+    let generated: Value =
+        serde_json::from_slice(&std::fs::read(pn.root(GENERATED)).expect("00-multus.conf"))
+            .unwrap();
+    let mut plugin = generated.clone();
+    plugin.as_object_mut().unwrap().remove("name");
+    plugin.as_object_mut().unwrap().remove("cniVersion");
+    std::fs::write(
+        pn.root(PODMAN_NETWORKS).join("multus.conflist"),
+        serde_json::to_vec(&json!({
+            "cniVersion": generated["cniVersion"],
+            "name": generated["name"],
+            "plugins": [plugin],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    generated
+}
+
 /// A test node whose runtime is podman, in a private mount namespace held by a sleeping process
 /// (see the module documentation); `sh` runs scripts in it.
 struct PodmanNode {
@@ -135,7 +165,7 @@ impl PodmanNode {
         let node = Node::new();
         let podman = Podman::with_cni_dirs(
             &node,
-            Some(Path::new("/etc/cni/net.d")),
+            Some(Path::new(PODMAN_NETWORKS)),
             &[Path::new("/opt/cni/bin")],
         );
         let built = image::build(&podman.conf_env());
@@ -143,17 +173,24 @@ impl PodmanNode {
             .prefix("multus-e2e-")
             .tempdir()
             .unwrap();
+        // The node's /opt on disk, as a node's is: the installer's writes are page cache its
+        // container's memory cgroup can reclaim (on a tmpfs they would be charged for good).
+        let opt = work.path().join("opt");
+        std::fs::create_dir(&opt).unwrap();
         let setup = format!(
             "set -e\n\
-             for d in /etc/cni /opt /run /var/lib; do mount -t tmpfs -o mode=755 tmpfs $d; done\n\
+             for d in /etc/cni /run /var/lib; do mount -t tmpfs -o mode=755 tmpfs $d; done\n\
+             mount --bind {opt} /opt\n\
              mount -t bpf bpf /sys/fs/bpf\n\
-             mkdir -p /etc/cni/net.d /opt/cni/bin /run/netns /var/lib/cni\n\
+             mkdir -p /etc/cni/net.d {podman_networks} /opt/cni/bin /run/netns /var/lib/cni\n\
              mount --bind /run/netns /run/netns\n\
              cp {plugins}/bridge {plugins}/host-local {plugins}/loopback /opt/cni/bin/\n\
              mount --make-rshared /\n\
              echo ready\n\
              exec sleep infinity",
-            plugins = bins::REFERENCE_PLUGINS
+            plugins = bins::REFERENCE_PLUGINS,
+            opt = opt.display(),
+            podman_networks = PODMAN_NETWORKS,
         );
         let mut holder = Command::new("nsenter")
             .arg(format!("--net={}", node.ns.path().display()))
@@ -347,12 +384,10 @@ fn podman_as_the_node_runs_the_daemonset_and_containers_through_it() {
     }
 
     // The generated configuration: the primary as the delegate, the node's paths.
-    let generated: Value =
-        serde_json::from_slice(&std::fs::read(pn.root(GENERATED)).expect("00-multus.conflist"))
-            .unwrap();
+    let generated = present_to_podman(&pn);
     assert_eq!(generated["name"], GENERATED_NETWORK, "{generated:#}");
-    assert_eq!(generated["cniVersion"], "1.0.0", "{generated:#}");
-    let shim = &generated["plugins"][0];
+    assert_eq!(generated["cniVersion"], "0.3.1", "{generated:#}");
+    let shim = &generated;
     assert_eq!(shim["type"], "multus-shim", "{generated:#}");
     // The node's socket directory (absent: the default, /run/multus), not the container's.
     assert_eq!(
@@ -498,12 +533,9 @@ fn upgrade_under_load_fails_no_call_and_executes_no_partial_binary() {
         })
         .collect();
 
-    // The shim's network configuration, from the generated list, as a runtime passes it.
-    let generated: Value =
+    // The shim's network configuration: the generated one, as a runtime passes it.
+    let shim_conf: Value =
         serde_json::from_slice(&std::fs::read(pn.root(GENERATED)).unwrap()).unwrap();
-    let mut shim_conf = generated["plugins"][0].clone();
-    shim_conf["name"] = generated["name"].clone();
-    shim_conf["cniVersion"] = generated["cniVersion"].clone();
     let conf = pn.work.path().join("shim.json");
     std::fs::write(&conf, serde_json::to_vec(&shim_conf).unwrap()).unwrap();
 
