@@ -70,6 +70,7 @@ impl Podman {
             containers_conf(
                 &p.join("conf"),
                 &[&node.bin_dir(), Path::new("/usr/lib/cni")],
+                "private",
             ),
         )
         .expect("containers.conf");
