@@ -78,7 +78,11 @@ pub fn node_path(chroot: Option<&Path>, path: &Path) -> Option<PathBuf> {
     if let Ok(rest) = path.strip_prefix("/host") {
         candidates.insert(0, Path::new("/").join(rest));
     }
-    let relative = |p: &Path| p.strip_prefix("/").map(Path::to_path_buf).unwrap_or_default();
+    let relative = |p: &Path| {
+        p.strip_prefix("/")
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
     candidates
         .into_iter()
         .find(|c| same_file(path, &root.join(relative(c))))
@@ -92,12 +96,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
     loop {
         match (std::fs::metadata(a), std::fs::metadata(b)) {
             (Ok(x), Ok(y)) => return x.dev() == y.dev() && x.ino() == y.ino(),
-            (Err(_), Err(_)) if a.file_name() == b.file_name() => {
-                match (a.parent(), b.parent()) {
-                    (Some(pa), Some(pb)) => (a, b) = (pa, pb),
-                    _ => return false,
-                }
-            }
+            (Err(_), Err(_)) if a.file_name() == b.file_name() => match (a.parent(), b.parent()) {
+                (Some(pa), Some(pb)) => (a, b) = (pa, pb),
+                _ => return false,
+            },
             _ => return false,
         }
     }
