@@ -52,7 +52,7 @@ fn same_stream(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
     let (mut x, mut y) = (vec![0; CHUNK], vec![0; CHUNK]);
     loop {
         let n = read_full(&mut a, &mut x)?;
-        if read_full(&mut b, &mut y[..n.max(1).min(CHUNK)])? != n || x[..n] != y[..n] {
+        if read_full(&mut b, &mut y[..n.clamp(1, CHUNK)])? != n || x[..n] != y[..n] {
             return Ok(false);
         }
         if n == 0 {
