@@ -21,8 +21,17 @@ pub struct Podman {
 }
 
 impl Podman {
-    /// Writes the configuration and imports a busybox image (`localhost/bb`).
+    /// Writes the configuration and imports a busybox image (`localhost/bb`). Networks are the
+    /// private directory's ([`Podman::network`]), plugins the node's and the Debian ones.
     pub fn new(node: &Node) -> Podman {
+        Podman::with_cni_dirs(node, None, &[&node.bin_dir(), Path::new("/usr/lib/cni")])
+    }
+
+    /// As [`Podman::new`], with, for [`Podman::node_conf_env`] only, the network configuration
+    /// directory `conf_dir` (None: the private one) and plugin directories `plugin_dirs`, as
+    /// paths seen where podman runs: a node's `/etc/cni/net.d` and `/opt/cni/bin` for a podman
+    /// that plays a node's runtime in a private node root.
+    pub fn with_cni_dirs(node: &Node, conf_dir: Option<&Path>, plugin_dirs: &[&Path]) -> Podman {
         let dir = tempfile::Builder::new()
             .prefix("multus-podman-")
             .tempdir()
@@ -40,18 +49,38 @@ impl Podman {
         for applet in ["sh", "ip", "ls", "cat", "sleep", "true", "ping"] {
             symlink("busybox", p.join("rootfs/bin").join(applet)).expect("applet");
         }
+        let containers_conf = |conf_dir: &Path, plugin_dirs: &[&Path], pidns: &str| {
+            format!(
+                "[containers]\npidns = \"{pidns}\"\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = {}\nnetwork_config_dir = \"{}\"\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\ntmp_dir = \"{}\"\n",
+                serde_json::json!(plugin_dirs
+                    .iter()
+                    .map(|d| d.to_string_lossy())
+                    .collect::<Vec<_>>()),
+                conf_dir.display(),
+                p.join("tmp").display()
+            )
+        };
+        // podman (kube play) writes its default network into its configuration directory:
+        // outside a node root, always the private one, and the node's and Debian's plugins.
+        // (podman refuses plugin directories that do not exist where it runs.)
         std::fs::write(
             p.join("containers.conf"),
-            format!(
-                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-                 [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\n\
-                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\ntmp_dir = \"{}\"\n",
-                node.bin_dir().display(),
-                p.join("conf").display(),
-                p.join("tmp").display()
+            containers_conf(
+                &p.join("conf"),
+                &[&node.bin_dir(), Path::new("/usr/lib/cni")],
+                "private",
             ),
         )
         .expect("containers.conf");
+        std::fs::write(
+            p.join("node-containers.conf"),
+            // podman 4.3's kube play ignores a pod's hostPID (supported from 4.5): the node's
+            // containers get the host's pid namespace by default instead.
+            containers_conf(conf_dir.unwrap_or(&p.join("conf")), plugin_dirs, "host"),
+        )
+        .expect("node-containers.conf");
         std::fs::write(
             p.join("storage.conf"),
             format!(
@@ -102,11 +131,23 @@ impl Podman {
     }
 
     /// `CONTAINERS_CONF` and `CONTAINERS_STORAGE_CONF` of this installation, for a podman (or
-    /// `cargo xtask image`) started outside [`Podman::script`].
+    /// `cargo xtask image`) started outside [`Podman::script`]. Its network configuration
+    /// directory is the private one, whatever [`Podman::with_cni_dirs`] was given.
     pub fn conf_env(&self) -> Vec<(String, PathBuf)> {
         let p = self.dir.path();
         vec![
             ("CONTAINERS_CONF".into(), p.join("containers.conf")),
+            ("CONTAINERS_STORAGE_CONF".into(), p.join("storage.conf")),
+        ]
+    }
+
+    /// As [`Podman::conf_env`], with the directories given to [`Podman::with_cni_dirs`] and the
+    /// host's pid namespace for containers (podman 4.3's kube play ignores hostPID): only for a
+    /// podman run in a private node root.
+    pub fn node_conf_env(&self) -> Vec<(String, PathBuf)> {
+        let p = self.dir.path();
+        vec![
+            ("CONTAINERS_CONF".into(), p.join("node-containers.conf")),
             ("CONTAINERS_STORAGE_CONF".into(), p.join("storage.conf")),
         ]
     }

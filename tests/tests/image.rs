@@ -446,4 +446,76 @@ fn the_shim_tears_down_without_the_daemon_through_the_thin_binary_on_cni_path_or
     // The node's CNI bin dir (on CNI_PATH) holds it: the teardown runs.
     node.install("multus", &bins::product("multus"));
     del.run(&node, &shim, &conf).assert_ok();
+
+/// The init container's memory limit in deploy/daemonset.yaml, in bytes.
+fn init_container_memory_limit() -> u64 {
+    let manifest = std::fs::read_to_string(bins::workspace_root().join("deploy/daemonset.yaml"))
+        .expect("deploy/daemonset.yaml");
+    let ds: serde_json::Value = serde_norway::from_str(&manifest).unwrap();
+    let limit = ds["spec"]["template"]["spec"]["initContainers"][0]["resources"]["limits"]
+        ["memory"]
+        .as_str()
+        .expect("the init container has a memory limit");
+    let mib: u64 = limit.strip_suffix("Mi").expect("in Mi").parse().unwrap();
+    mib << 20
+}
+
+#[test]
+fn install_memory_does_not_grow_with_the_binaries_within_the_init_containers_limit() {
+    // Binaries larger than the init container's memory limit (deploy/daemonset.yaml), installed
+    // over different ones of the same size (so each is compared, then copied) by an installer
+    // whose data (heap and anonymous mappings) is capped at that limit: an installer that holds a
+    // whole binary in memory is OOM-killed in the init container (podman showed exit 137).
+    let limit = init_container_memory_limit();
+    let size = (limit + (8 << 20)) as usize;
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let multus = std::fs::read(bins::product("multus")).unwrap();
+    for name in ["multus", "ebpf-sbr", "multusctl"] {
+        let mut big = multus.clone();
+        big.resize(size, 0);
+        std::fs::write(src.path().join(name), &big).unwrap();
+        big[size - 1] = 1;
+        std::fs::write(dir.path().join(name), &big).unwrap();
+        std::fs::set_permissions(dir.path().join(name), PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = Command::new(bins::product("multus-daemon"));
+    cmd.args(["install", "--mode", "thin", "--cni-bin-dir"])
+        .arg(dir.path())
+        .arg("--from")
+        .arg(src.path());
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let cap = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    for name in ["multus", "ebpf-sbr", "multusctl"] {
+        assert!(
+            same_content(&dir.path().join(name), &src.path().join(name)),
+            "{name}"
+        );
+    }
+    assert_eq!(entries(dir.path()), ["ebpf-sbr", "multus", "multusctl"]);
+    // And skipped, compared within the cap, when already there.
+    let again = cmd.output().unwrap();
+    assert!(
+        again.status.success(),
+        "{:?}: {}",
+        again.status,
+        stderr(&again)
+    );
+    assert_eq!(
+        stderr(&again).matches("already installed, skipped").count(),
+        3
+    );
 }

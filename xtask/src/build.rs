@@ -19,7 +19,7 @@ pub fn ebpf() -> Result<()> {
 /// Builds the product binaries; returns the directory holding them.
 pub fn binaries(release: bool) -> Result<PathBuf> {
     warn_if_low_disk(&root());
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::util::cargo();
     cmd.current_dir(root())
         .args(["build", "-p", "multus-userspace", "--bins"]);
     if release {

@@ -97,7 +97,7 @@ pub const PROFILE: &str = "image";
 pub fn build_binaries() -> Result<PathBuf> {
     warn_if_low_disk(&root());
     run_cmd(
-        Command::new(env!("CARGO"))
+        crate::util::cargo()
             .current_dir(root())
             .args(["build", "--profile", PROFILE, "-p", "multus-userspace"])
             .args(["--bin", "multus-node", "--bin", "multus-shim"]),

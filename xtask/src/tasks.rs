@@ -20,7 +20,7 @@ pub fn run(args: &[String], optimised: bool) -> Result<()> {
     eprintln!("xtask: building release binaries");
     let bins = crate::build::binaries(true)?;
     // The benchmarks' no-op delegate (the recorder plugin) sits beside the harness.
-    let mut plugin = Command::new(env!("CARGO"));
+    let mut plugin = crate::util::cargo();
     plugin.current_dir(root()).args([
         "build",
         "--quiet",
@@ -33,7 +33,7 @@ pub fn run(args: &[String], optimised: bool) -> Result<()> {
         plugin.arg("--release");
     }
     run_cmd(&mut plugin)?;
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::util::cargo();
     cmd.current_dir(root())
         .args(["run", "--quiet", "-p", "multus-tests", "--bin", "tasks"]);
     if optimised {

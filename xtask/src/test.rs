@@ -14,7 +14,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the integration tests create network namespaces and load BPF programs: run `cargo xtask test` as root");
     }
-    let mut clippy = Command::new(env!("CARGO"));
+    let mut clippy = crate::util::cargo();
     clippy
         .current_dir(root())
         .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
@@ -39,7 +39,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     // The image's binaries (a long fat-LTO build), up front: the tests that need the image run
     // `cargo xtask image` into their own podman storage and find them current.
     crate::image::build_binaries()?;
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::util::cargo();
     cmd.current_dir(root())
         .args(["test", "--no-fail-fast"])
         .env("MULTUS_BIN_DIR", &bins);

@@ -48,6 +48,31 @@ pub fn warn_if_low_disk(path: &std::path::Path) {
     }
 }
 
+/// The variables `cargo run` sets for the crate it runs (xtask) and a plain `cargo build` from a
+/// shell does not. Passed on to the builds xtask starts, they change those builds' inputs: ring's
+/// build script reruns when `CARGO_MANIFEST_DIR` changes, so alternating `cargo xtask ...` and
+/// `cargo build` rebuilt ring and everything above it (for the image: a full LTO build).
+const RUN_ONLY_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
+/// A `cargo` command with the environment a shell's `cargo` would have (see [`RUN_ONLY_VARS`];
+/// the `CARGO_PKG_*` variables too).
+pub fn cargo() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if RUN_ONLY_VARS.contains(&key.as_ref()) || key.starts_with("CARGO_PKG_") {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
 /// True when running as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -58,4 +83,28 @@ pub fn is_root() -> bool {
 pub fn root() -> std::path::PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cargo_drops_the_variables_cargo_run_set_for_xtask() {
+        // This test runs under cargo, which sets them as `cargo run` does.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let cmd = super::cargo();
+        let removed: Vec<String> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.contains(&"CARGO_MANIFEST_DIR".to_string()),
+            "{removed:?}"
+        );
+        assert!(
+            removed.contains(&"CARGO_PKG_NAME".to_string()),
+            "{removed:?}"
+        );
+        assert!(!removed.iter().any(|k| k == "CARGO_HOME" || k == "PATH"));
+    }
 }

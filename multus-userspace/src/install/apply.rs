@@ -1,5 +1,7 @@
 //! The I/O of an installation: observe each target with `lstat` and compare contents, then write
 //! a temporary file (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0755, fsync) and rename it over the target.
+//! Contents are streamed, never held whole: the init container's memory limit
+//! (deploy/daemonset.yaml) is smaller than the binaries.
 //! A file a runtime is executing is never opened for writing (no `ETXTBSY`, no half-written binary
 //! ever executed); a temporary file is removed when anything fails.
 
@@ -12,8 +14,12 @@ use std::{
 
 use super::plan::{temp_name, Target};
 
-/// Reads what `target` is now, never following a symlink.
-pub fn observe(target: &Path, source: &[u8]) -> io::Result<Target> {
+/// Buffer size of the streamed comparison.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads what `target` is now, never following a symlink; its content is compared with
+/// `source`'s (`source_len` bytes).
+pub fn observe(target: &Path, source: &Path, source_len: u64) -> io::Result<Target> {
     let meta = match fs::symlink_metadata(target) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Target::Missing),
@@ -27,20 +33,46 @@ pub fn observe(target: &Path, source: &[u8]) -> io::Result<Target> {
         return Ok(Target::Other);
     }
     let mode_0755 = meta.permissions().mode() & 0o7777 == 0o755;
-    let same_content = meta.len() == source.len() as u64 && {
+    let same_content = meta.len() == source_len && {
         // O_NOFOLLOW: a symlink swapped in since the lstat fails here instead of being followed.
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(target)?;
-        let mut content = Vec::with_capacity(source.len());
-        file.read_to_end(&mut content)?;
-        content == source
+        same_stream(file, File::open(source)?)?
     };
     Ok(Target::File {
         same_content,
         mode_0755,
     })
+}
+
+/// Whether `a` and `b` read the same bytes, [`CHUNK`] at a time.
+fn same_stream(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
+    let (mut x, mut y) = (vec![0; CHUNK], vec![0; CHUNK]);
+    loop {
+        let n = read_full(&mut a, &mut x)?;
+        if read_full(&mut b, &mut y[..n.clamp(1, CHUNK)])? != n || x[..n] != y[..n] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the end; returns how much was read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Removes the temporary file unless the rename consumed it.
@@ -54,12 +86,12 @@ impl Drop for TempGuard {
     }
 }
 
-/// Writes `content` to `dir/name` through `dir/.<name>.tmp-<pid>` and a rename.
-pub fn replace(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
+/// Writes `source`'s content to `dir/name` through `dir/.<name>.tmp-<pid>` and a rename.
+pub fn replace(dir: &Path, name: &str, source: &Path) -> io::Result<()> {
     let temp = dir.join(temp_name(name, std::process::id()));
     let file = create_exclusive(&temp)?;
     let mut guard = TempGuard(Some(temp.clone()));
-    write_synced(file, content)?;
+    write_synced(file, &mut File::open(source)?)?;
     fs::rename(&temp, dir.join(name))?;
     guard.0 = None;
     // The rename itself is durable once the directory is.
@@ -87,9 +119,11 @@ fn create_exclusive(temp: &Path) -> io::Result<File> {
     }
 }
 
-fn write_synced(mut file: File, content: &[u8]) -> io::Result<()> {
+fn write_synced(mut file: File, source: &mut File) -> io::Result<()> {
     // The umask may have narrowed the creation mode.
     file.set_permissions(fs::Permissions::from_mode(0o755))?;
-    file.write_all(content)?;
+    // copy_file_range where the kernel offers it: no copy through this process's memory.
+    io::copy(source, &mut file)?;
+    file.flush()?;
     file.sync_all()
 }

@@ -108,23 +108,31 @@ pub fn run(options: &Options) -> Result<Report, InstallError> {
     let mut report = Report::default();
     for name in options.mode.binaries() {
         let source_path = options.from.join(name);
-        let content = std::fs::read(&source_path).map_err(|source| InstallError::Source {
-            path: source_path.display().to_string(),
-            source,
-        })?;
+        let source_len = std::fs::metadata(&source_path)
+            .and_then(|m| {
+                if m.is_file() {
+                    Ok(m.len())
+                } else {
+                    Err(std::io::Error::other("not a file"))
+                }
+            })
+            .map_err(|source| InstallError::Source {
+                path: source_path.display().to_string(),
+                source,
+            })?;
         let target = dir.join(name);
         let target_error = |source| InstallError::Target {
             path: target.display().to_string(),
             source,
         };
-        let state = apply::observe(&target, &content).map_err(target_error)?;
+        let state = apply::observe(&target, &source_path, source_len).map_err(target_error)?;
         match decide(state) {
             Action::Skip => {
                 tracing::info!(binary = %target.display(), "already installed, skipped");
                 report.skipped.push(name.to_string());
             }
             Action::Replace => {
-                apply::replace(dir, name, &content).map_err(target_error)?;
+                apply::replace(dir, name, &source_path).map_err(target_error)?;
                 tracing::info!(binary = %target.display(), from = %source_path.display(), was = ?state, "installed");
                 report.copied.push(name.to_string());
             }
