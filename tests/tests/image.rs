@@ -446,6 +446,7 @@ fn the_shim_tears_down_without_the_daemon_through_the_thin_binary_on_cni_path_or
     // The node's CNI bin dir (on CNI_PATH) holds it: the teardown runs.
     node.install("multus", &bins::product("multus"));
     del.run(&node, &shim, &conf).assert_ok();
+}
 
 /// The init container's memory limit in deploy/daemonset.yaml, in bytes.
 fn init_container_memory_limit() -> u64 {
