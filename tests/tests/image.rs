@@ -215,7 +215,7 @@ fn the_daemon_installs_at_start_before_serving() {
     let installed = log
         .find("CNI binaries installed")
         .expect("installation logged");
-    let serving = log.find("multus-daemon ready").expect("ready logged");
+    let serving = log.find("multus-daemon serving").expect("serving logged");
     assert!(installed < serving, "installed before serving:\n{log}");
 }
 
