@@ -1,6 +1,6 @@
 //! `cargo xtask build-ebpf` and `cargo xtask build`.
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 

@@ -7,8 +7,8 @@
 //! the benchmarks live in the test kit's `tasks` binary, built and run after `setup`.
 
 mod build;
-mod image;
 mod fuzz;
+mod image;
 mod setup;
 mod tasks;
 mod test;

@@ -1,8 +1,6 @@
 //! `cargo xtask demo` and `cargo xtask bench`: setup, the release binaries, then the test kit's
 //! `tasks` binary (built only now, after `setup` installed what its BPF build needs).
 
-use std::process::Command;
-
 use anyhow::{ensure, Result};
 
 use crate::util::{is_root, root, run_cmd};
