@@ -102,36 +102,8 @@ pub fn run(bins_dir: &Path, cycles: usize, pods: usize, nads: usize, write: bool
     // The pods of the API paths exist before the loop, so that the daemon's cache holds them
     // (as kubelet creates the sandbox of a pod the API server has had for a while).
     let total = cycles + 3;
-    let mut uids = Vec::new();
-    for i in 0..total {
-        let pod = |name: String| -> Result<String> {
-            let obj = api.create_pod(
-                PodSeed::new("bench", &name)
-                    .node_name(NODE)
-                    .annotation(NETWORKS, "blue"),
-            )?;
-            Ok(obj["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string())
-        };
-        uids.push((pod(format!("thin{i}"))?, pod(format!("thick{i}"))?));
-    }
-    let mut noop_uids = Vec::new();
-    for i in 0..total {
-        let pod = |name: String| -> Result<String> {
-            let obj = api.create_pod(
-                PodSeed::new("bench", &name)
-                    .node_name(NODE)
-                    .annotation(NETWORKS, "noopnet"),
-            )?;
-            Ok(obj["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string())
-        };
-        noop_uids.push((pod(format!("nthin{i}"))?, pod(format!("nthick{i}"))?));
-    }
+    let uids = pod_pairs(&api, total, "", "blue")?;
+    let noop_uids = pod_pairs(&api, total, "n", "noopnet")?;
     api_daemon.wait_cache("pods", 4 * total, Duration::from_secs(60));
     api_daemon.wait_cache("network-attachment-definitions", 2, Duration::from_secs(60));
     let bridge = bins::reference("bridge");
@@ -447,6 +419,35 @@ pub fn run(bins_dir: &Path, cycles: usize, pods: usize, nads: usize, write: bool
         report::write_section("thick", &body)?;
     }
     Ok(())
+}
+
+/// `total` pairs of pods on this node (`<prefix>thin<i>`, `<prefix>thick<i>`) asking for the
+/// network `annotation`; their UIDs.
+fn pod_pairs(
+    api: &KubeApiServer,
+    total: usize,
+    prefix: &str,
+    annotation: &str,
+) -> Result<Vec<(String, String)>> {
+    let pod = |name: String| -> Result<String> {
+        let obj = api.create_pod(
+            PodSeed::new("bench", &name)
+                .node_name(NODE)
+                .annotation(NETWORKS, annotation),
+        )?;
+        Ok(obj["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    (0..total)
+        .map(|i| {
+            Ok((
+                pod(format!("{prefix}thin{i}"))?,
+                pod(format!("{prefix}thick{i}"))?,
+            ))
+        })
+        .collect()
 }
 
 /// Starts a daemon whose caches hold `pods` pods of this node and `nads` NADs; its RSS (KiB) once
