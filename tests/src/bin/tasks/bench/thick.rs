@@ -491,11 +491,6 @@ fn rss_with(
     let synced = started.elapsed();
     // Let the allocator settle after the initial lists.
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid()))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
+    let rss = parts::proc_status(d.pid(), "VmRSS:")?;
     Ok((rss, synced))
 }

@@ -237,7 +237,7 @@ pub fn rss_burst(node: &Node, concurrency: usize, hold_ms: u64) -> Result<(u64, 
 }
 
 /// A numeric field of /proc/<pid>/status (KiB for memory fields).
-fn proc_status(pid: i32, field: &str) -> Result<u64> {
+pub fn proc_status(pid: i32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
