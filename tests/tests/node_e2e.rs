@@ -560,8 +560,18 @@ fn upgrade_under_load_fails_no_call_and_executes_no_partial_binary() {
              ip netns del up$i\n\
            done\n\
          }}\n\
+         watch() {{\n\
+           prev=\n\
+           while [ ! -e {w}/stop ]; do\n\
+             if /opt/cni/bin/multusctl daemon --socket-dir /run/multus/ >/dev/null 2>&1; then s=ready; else s=unready; fi\n\
+             if [ \"$s\" != \"$prev\" ]; then echo \"daemon $s $(date +%s.%N)\"; prev=$s; fi\n\
+             sleep 0.05\n\
+           done\n\
+         }}\n\
          loop >{w}/calls.log 2>&1 &\n\
          LOOP=$!\n\
+         watch >{w}/watch.log 2>&1 &\n\
+         WATCH=$!\n\
          sleep 2\n\
          echo \"replace $(date +%s.%N)\"\n\
          podman kube play --replace --configmap {cm} {pod_b} >{w}/play.log 2>&1\n\
@@ -570,12 +580,20 @@ fn upgrade_under_load_fails_no_call_and_executes_no_partial_binary() {
          echo \"ready $(date +%s.%N)\"\n\
          sleep 2\n\
          touch {w}/stop\n\
-         wait $LOOP\n",
+         wait $LOOP $WATCH\n\
+         podman events --stream=false --since {since} --format '{{{{.Time}}}} {{{{.Status}}}} {{{{.Name}}}}' >{w}/events.log 2>&1 || true\n",
+        since = "$(date -d @$(( $(date +%s) - 120 )) +%Y-%m-%dT%H:%M:%S)",
         cm = pn.configmap().display(),
         pod_b = pod_b.display(),
     );
     let out = pn.sh(&script);
     let log = std::fs::read_to_string(pn.work.path().join("calls.log")).unwrap_or_default();
+    for phases in ["watch.log", "events.log"] {
+        eprintln!(
+            "{phases}:\n{}",
+            std::fs::read_to_string(pn.work.path().join(phases)).unwrap_or_default()
+        );
+    }
     let play_log = std::fs::read_to_string(pn.work.path().join("play.log")).unwrap_or_default();
     assert!(
         out.status.success(),
@@ -584,6 +602,7 @@ fn upgrade_under_load_fails_no_call_and_executes_no_partial_binary() {
         pn.daemon_log()
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
     let time_of = |what: &str| -> f64 {
         stdout
             .lines()

@@ -105,7 +105,7 @@ pub fn uses_conflist(version: &str) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Flavor {
     /// Thick mode: `multus-shim`, the primary by path (`clusterNetwork`), `extra` keys (log
-    /// keys, `cniDir`, `binDir`, `daemonSocketDir`) copied in; `version` overrides the primary's.
+    /// keys, `cniDir`, `binDir`, `daemonReadyTimeoutSeconds`, `daemonSocketDir`) copied in; `version` overrides the primary's.
     Thick {
         /// The daemon configuration's `cniVersion`.
         version: Option<String>,

@@ -3,8 +3,8 @@
 //! reports its state as a `/readyz` reason (no primary network, an unusable one, a write that
 //! failed); a path is copied into `cniConfigDir` once. The generated file is a `multus-shim`
 //! configuration whose `clusterNetwork` is the primary's file, with the daemon's log keys,
-//! `cniDir` and `binDir` (so a DEL the shim does without the daemon uses the same cache) and
-//! `daemonSocketDir`, as the node sees them ([`node_path`]: the daemon may run in a container).
+//! `cniDir` and `binDir` (so a DEL the shim does without the daemon uses the same cache),
+//! `daemonReadyTimeoutSeconds` and `daemonSocketDir`, as the node sees them ([`node_path`]: the daemon may run in a container).
 //! It is left in place when the daemon stops.
 
 use std::{
@@ -29,7 +29,7 @@ pub const READY_KEY: &str = "configuration";
 pub fn thick_flavor(conf: &DaemonConfig) -> Flavor {
     let chroot = conf.chroot_dir.as_deref();
     let mut extra = Map::new();
-    for key in ["logLevel", "logToStderr"] {
+    for key in ["logLevel", "logToStderr", "daemonReadyTimeoutSeconds"] {
         if let Some(v) = conf.raw.get(key) {
             extra.insert(key.into(), v.clone());
         }
@@ -201,5 +201,19 @@ mod tests {
             &host.join("run/multus/multus.sock")
         ));
         assert!(!same_file(&via, &host.join("var/lib/cni/multus")));
+    }
+
+    #[test]
+    fn the_shims_wait_is_carried_into_the_generated_configuration() {
+        let conf =
+            DaemonConfig::parse(br#"{"daemonReadyTimeoutSeconds":60,"logLevel":"debug"}"#).unwrap();
+        let Flavor::Thick { extra, .. } = thick_flavor(&conf) else {
+            panic!("thick")
+        };
+        assert_eq!(extra["daemonReadyTimeoutSeconds"], json!(60));
+        let Flavor::Thick { extra, .. } = thick_flavor(&DaemonConfig::parse(b"{}").unwrap()) else {
+            panic!("thick")
+        };
+        assert!(!extra.contains_key("daemonReadyTimeoutSeconds"));
     }
 }

@@ -92,6 +92,12 @@ pub struct DaemonConfig {
     /// Calls waiting for a slot before new ones are refused with code 11 (own key).
     #[serde(rename = "requestQueueLimit", default = "default_queue_limit")]
     pub queue_limit: usize,
+    /// How long the shims wait for this daemon to become ready before an ADD fails with "try
+    /// again later" (own key, written into the generated configuration; the shim's default,
+    /// 10 s, when absent). A DaemonSet upgrade replaces the daemon: the deployment sets it to
+    /// cover that window (deploy/daemon-config.yaml).
+    #[serde(rename = "daemonReadyTimeoutSeconds", default)]
+    pub shim_ready_timeout_seconds: Option<f64>,
     /// The whole file, for the overlay.
     #[serde(skip)]
     pub raw: Map<String, Value>,
@@ -130,6 +136,7 @@ const DAEMON_ONLY: &[&str] = &[
     "multusMasterCNI",
     "maxConcurrentCalls",
     "requestQueueLimit",
+    "daemonReadyTimeoutSeconds",
     "forceCNIVersion",
     "overrideNetworkName",
 ];
@@ -158,6 +165,13 @@ impl DaemonConfig {
             if limit <= 0 {
                 return Err(format!(
                     "\"connectionLimit\" must be greater than 0, got {limit}"
+                ));
+            }
+        }
+        if let Some(wait) = conf.shim_ready_timeout_seconds {
+            if !(wait.is_finite() && wait > 0.0 && wait <= 600.0) {
+                return Err(format!(
+                    "\"daemonReadyTimeoutSeconds\" must be a number of seconds in (0, 600], got {wait}"
                 ));
             }
         }
@@ -250,6 +264,11 @@ mod tests {
                 "perNodeCertificate",
             ),
             (r#"{"metricsPort":"x"}"#, "invalid type"),
+            (
+                r#"{"daemonReadyTimeoutSeconds":0}"#,
+                "daemonReadyTimeoutSeconds",
+            ),
+            (r#"{"daemonReadyTimeoutSeconds":"60"}"#, "invalid type"),
             ("[]", "JSON object"),
         ] {
             let e = DaemonConfig::parse(conf.as_bytes()).unwrap_err();
@@ -260,7 +279,7 @@ mod tests {
     #[test]
     fn overlay_replaces_call_keys_and_keeps_daemon_keys_out() {
         let daemon = DaemonConfig::parse(
-            br#"{"cniVersion":"0.3.1","socketDir":"/run/m","cniDir":"/var/lib/x","namespaceIsolation":true}"#,
+            br#"{"cniVersion":"0.3.1","socketDir":"/run/m","cniDir":"/var/lib/x","namespaceIsolation":true,"daemonReadyTimeoutSeconds":60}"#,
         )
         .unwrap();
         let stdin = br#"{"cniVersion":"1.0.0","type":"multus-shim","cniDir":"/old","name":"n"}"#;

@@ -47,6 +47,20 @@ pub fn observe(target: &Path, source: &Path, source_len: u64) -> io::Result<Targ
     })
 }
 
+/// Whether `target` (never followed if a symlink) is the same file as `sibling` and a 0755
+/// regular file: a hard link installed earlier from the same source.
+pub fn same_inode(target: &Path, sibling: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (t, s) = match (fs::symlink_metadata(target), fs::symlink_metadata(sibling)) {
+        (Ok(t), Ok(s)) => (t, s),
+        (Err(e), _) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    Ok(t.file_type().is_file()
+        && t.permissions().mode() & 0o7777 == 0o755
+        && (t.dev(), t.ino()) == (s.dev(), s.ino()))
+}
+
 /// Whether `a` and `b` read the same bytes, [`CHUNK`] at a time.
 fn same_stream(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
     let (mut x, mut y) = (vec![0; CHUNK], vec![0; CHUNK]);
@@ -95,6 +109,26 @@ pub fn replace(dir: &Path, name: &str, source: &Path) -> io::Result<()> {
     fs::rename(&temp, dir.join(name))?;
     guard.0 = None;
     // The rename itself is durable once the directory is.
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Puts `existing` (a file of this directory installed from the same source in this run) at
+/// `dir/name` as a hard link, through `dir/.<name>.tmp-<pid>` and a rename: a multi-call binary
+/// installed under several names is written once.
+pub fn replace_by_link(dir: &Path, name: &str, existing: &Path) -> io::Result<()> {
+    let temp = dir.join(temp_name(name, std::process::id()));
+    // link(2) never follows a symlink at the new name: anything there is EEXIST.
+    match fs::hard_link(existing, &temp) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tracing::warn!(path = %temp.display(), "removing a leftover temporary file");
+            fs::remove_file(&temp)?;
+            fs::hard_link(existing, &temp)?;
+        }
+        other => other?,
+    }
+    let mut guard = TempGuard(Some(temp.clone()));
+    fs::rename(&temp, dir.join(name))?;
+    guard.0 = None;
     File::open(dir).and_then(|d| d.sync_all())
 }
 

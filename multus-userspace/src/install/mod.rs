@@ -8,10 +8,13 @@
 pub mod apply;
 pub mod plan;
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 pub use plan::Mode;
-use plan::{decide, Action};
+use plan::{decide, Action, Target};
 
 /// One installation.
 #[derive(Clone, Debug)]
@@ -106,12 +109,16 @@ pub fn run(options: &Options) -> Result<Report, InstallError> {
         }
     }
     let mut report = Report::default();
+    // The targets in place from each source file (device, inode) so far: one multi-call binary
+    // (the image's names are hard links of one file) is written once and linked under its other
+    // names, not copied three times into the node's bin directory.
+    let mut in_place: Vec<((u64, u64), PathBuf)> = Vec::new();
     for name in options.mode.binaries() {
         let source_path = options.from.join(name);
-        let source_len = std::fs::metadata(&source_path)
+        let source_meta = std::fs::metadata(&source_path)
             .and_then(|m| {
                 if m.is_file() {
-                    Ok(m.len())
+                    Ok(m)
                 } else {
                     Err(std::io::Error::other("not a file"))
                 }
@@ -120,20 +127,37 @@ pub fn run(options: &Options) -> Result<Report, InstallError> {
                 path: source_path.display().to_string(),
                 source,
             })?;
+        let source_id = (source_meta.dev(), source_meta.ino());
         let target = dir.join(name);
         let target_error = |source| InstallError::Target {
             path: target.display().to_string(),
             source,
         };
-        let state = apply::observe(&target, &source_path, source_len).map_err(target_error)?;
+        let sibling = in_place
+            .iter()
+            .find(|(id, _)| *id == source_id)
+            .map(|(_, path)| path.clone());
+        let state = match &sibling {
+            Some(sibling) if apply::same_inode(&target, sibling).map_err(target_error)? => {
+                Target::File {
+                    same_content: true,
+                    mode_0755: true,
+                }
+            }
+            _ => apply::observe(&target, &source_path, source_meta.len()).map_err(target_error)?,
+        };
         match decide(state) {
             Action::Skip => {
                 tracing::info!(binary = %target.display(), "already installed, skipped");
                 report.skipped.push(name.to_string());
             }
             Action::Replace => {
-                apply::replace(dir, name, &source_path).map_err(target_error)?;
-                tracing::info!(binary = %target.display(), from = %source_path.display(), was = ?state, "installed");
+                match &sibling {
+                    Some(sibling) => apply::replace_by_link(dir, name, sibling),
+                    None => apply::replace(dir, name, &source_path),
+                }
+                .map_err(target_error)?;
+                tracing::info!(binary = %target.display(), from = %source_path.display(), was = ?state, linked_to = ?sibling, "installed");
                 report.copied.push(name.to_string());
             }
             Action::Refuse(reason) => {
@@ -143,6 +167,9 @@ pub fn run(options: &Options) -> Result<Report, InstallError> {
                 })
             }
         }
+        if sibling.is_none() {
+            in_place.push((source_id, target));
+        }
     }
     tracing::info!(mode = %options.mode, dir = %dir.display(), copied = ?report.copied, skipped = ?report.skipped, "CNI binaries installed");
     Ok(report)
@@ -150,7 +177,7 @@ pub fn run(options: &Options) -> Result<Report, InstallError> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
     use super::*;
 
@@ -194,6 +221,35 @@ mod tests {
         let again = run(&o).unwrap();
         assert!(again.copied.is_empty(), "{again:?}");
         assert_eq!(again.skipped.len(), 3);
+    }
+
+    #[test]
+    fn names_of_one_source_file_are_written_once_and_linked() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(from.path().join("multus"), "#!multi-call\n").unwrap();
+        for name in ["ebpf-sbr", "multusctl"] {
+            std::fs::hard_link(from.path().join("multus"), from.path().join(name)).unwrap();
+        }
+        std::fs::write(from.path().join("multus-shim"), "#!shim\n").unwrap();
+        // an old installation's separate copy of another content
+        std::fs::write(to.path().join("multusctl"), "old").unwrap();
+        let o = options(from.path(), to.path(), Mode::Thick);
+        let first = run(&o).unwrap();
+        assert_eq!(first.copied.len(), 4, "{first:?}");
+        let ino = |n: &str| std::fs::metadata(to.path().join(n)).unwrap().ino();
+        assert_eq!(ino("multus"), ino("ebpf-sbr"));
+        assert_eq!(ino("multus"), ino("multusctl"));
+        assert_ne!(ino("multus"), ino("multus-shim"));
+        assert_eq!(
+            std::fs::read_to_string(to.path().join("multusctl")).unwrap(),
+            "#!multi-call\n"
+        );
+        let again = run(&o).unwrap();
+        assert!(again.copied.is_empty(), "{again:?}");
+        assert_eq!(
+            entries(to.path()),
+            ["ebpf-sbr", "multus", "multus-shim", "multusctl"]
+        );
     }
 
     #[test]
