@@ -186,6 +186,39 @@ fn watches_survive_an_api_restart_and_relist_after_410() {
 }
 
 #[test]
+fn the_daemon_speaks_http2_to_the_api_over_one_connection() {
+    let mut t = T::new();
+    t.nad("multi", "tkm0", "10.86.5.0/24");
+    // One pod from the cache, one another node's (a GET): the list, the two watches, the GET,
+    // the status PATCHes and the events all go as streams of one connection.
+    let cached = t.pod("cached", NODE, "multi");
+    let elsewhere = t.pod("elsewhere", "node-2", "multi");
+    t.start();
+    t.daemon.wait_cache(NADS, 1, SYNC);
+    t.daemon.wait_cache("pods", 1, SYNC);
+    t.add_del("cached", &cached);
+    t.add_del("elsewhere", &elsewhere);
+    let requests = t.api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/pods/elsewhere"))
+            && requests.iter().any(|r| r.query.contains("watch"))
+            && requests.iter().filter(|r| r.method == "PATCH").count() >= 2,
+        "{requests:#?}"
+    );
+    let not_h2: Vec<_> = requests
+        .iter()
+        .filter(|r| r.version != "HTTP/2.0")
+        .collect();
+    assert!(not_h2.is_empty(), "requests not in HTTP/2: {not_h2:#?}");
+    let mut connections: Vec<u64> = requests.iter().map(|r| r.connection).collect();
+    connections.sort_unstable();
+    connections.dedup();
+    assert_eq!(connections.len(), 1, "one connection: {requests:#?}");
+}
+
+#[test]
 fn a_pod_the_cache_does_not_hold_costs_one_get() {
     let mut t = T::new();
     t.nad("other", "tko0", "10.86.4.0/24");

@@ -144,23 +144,109 @@ pub fn client_for(mut config: Config) -> Result<Client, KubeError> {
         Some(path) if config.auth_info.token.is_none() => Some(TokenFile::new(path.into())),
         _ => None,
     };
-    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| KubeError::Config {
+    let token_layer = tower::util::option_layer(token_file.map(|token| {
+        tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
+            if let Some(value) = token.header() {
+                req.headers_mut().insert(http::header::AUTHORIZATION, value);
+            }
+            req
+        })
+    }));
+    if config.proxy_url.is_some() {
+        // Through a proxy: kube's own stack (HTTP/1.1), which knows the proxy protocols.
+        let builder =
+            kube::client::ClientBuilder::try_from(config).map_err(|e| KubeError::Config {
+                source_name: "kubeconfig".into(),
+                reason: e.to_string(),
+            })?;
+        return Ok(builder.with_layer(&token_layer).build());
+    }
+    http2_client(config, token_layer)
+}
+
+/// How often an idle HTTP/2 connection to the API is pinged, and how long a ping may go
+/// unanswered before the connection is dropped (the next request opens a new one): a dead API
+/// server or a silent network path is noticed within this bound instead of at the next request's
+/// deadline.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// kube's client stack (base URI, authentication, extra headers) over a connector that offers
+/// HTTP/2 by ALPN, as kubectl and the kubelet do: a long-lived process (the daemon) sends its
+/// GETs, PATCHes, events and watches as streams of one connection instead of a pool of HTTP/1.1
+/// connections (one per watch, one per concurrent call). A server that answers only HTTP/1.1 is
+/// still spoken to in HTTP/1.1.
+fn http2_client<L>(config: Config, token_layer: L) -> Result<Client, KubeError>
+where
+    L: tower::Layer<
+        tower::util::BoxCloneSyncService<
+            http::Request<kube::client::Body>,
+            http::Response<hyper::body::Incoming>,
+            tower::BoxError,
+        >,
+    >,
+    L::Service: tower::Service<
+            http::Request<kube::client::Body>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = tower::BoxError,
+        > + Send
+        + 'static,
+    <L::Service as tower::Service<http::Request<kube::client::Body>>>::Future: Send + 'static,
+{
+    use hyper_util::{
+        client::legacy::{connect::HttpConnector, Client as HyperClient},
+        rt::{TokioExecutor, TokioTimer},
+    };
+    use kube::client::ConfigExt;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let config_error = |reason: String| KubeError::Config {
         source_name: "kubeconfig".into(),
-        reason: e.to_string(),
-    })?;
-    Ok(match token_file {
-        Some(token) => builder
-            .with_layer(&tower::util::MapRequestLayer::new(
-                move |mut req: http::Request<kube::client::Body>| {
-                    if let Some(value) = token.header() {
-                        req.headers_mut().insert(http::header::AUTHORIZATION, value);
-                    }
-                    req
-                },
-            ))
-            .build(),
-        None => builder.build(),
-    })
+        reason,
+    };
+    let tls = config
+        .rustls_client_config()
+        .map_err(|e| config_error(e.to_string()))?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let https = match &config.tls_server_name {
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| config_error(format!("tls-server-name {name:?}: {e}")))?;
+            https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => https,
+    };
+    let connector = https.enable_http1().enable_http2().wrap_connector(http);
+    let hyper: HyperClient<_, kube::client::Body> = HyperClient::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .http2_keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
+        .build(connector);
+    let auth = config
+        .auth_layer()
+        .map_err(|e| config_error(e.to_string()))?;
+    let headers = config
+        .extra_headers_layer()
+        .map_err(|e| config_error(e.to_string()))?;
+    let inner = tower::util::BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(config.base_uri_layer())
+            .option_layer(auth)
+            .layer(headers)
+            .service(hyper.map_err(tower::BoxError::from))
+            .map_err(tower::BoxError::from),
+    );
+    Ok(Client::new(
+        token_layer.layer(inner),
+        config.default_namespace.clone(),
+    ))
 }
 
 /// A bearer token read from a file, re-read whenever the file's identity (device, inode, size,

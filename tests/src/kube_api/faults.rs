@@ -140,6 +140,10 @@ pub struct RecordedRequest {
     pub query: String,
     /// HTTP status answered; 0 if the connection was dropped or the answer is not sent yet.
     pub status: u16,
+    /// The protocol it came in: `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// The connection it came on (numbered from 1 in the order they were accepted).
+    pub connection: u64,
 }
 
 /// `*` matches any run of characters except '/', `**` any run; everything else is literal.

@@ -199,12 +199,13 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     client_cert: bool,
+    connection: u64,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, DropConnection> {
     let method = req.method().as_str().to_ascii_uppercase();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let index = shared.record_request(&method, &path, &query);
+    let index = shared.record_request(&method, &path, &query, req.version(), connection);
 
     let decision = shared.take_faults(&method, &path);
     if !decision.delay.is_zero() {

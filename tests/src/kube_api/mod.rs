@@ -198,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) require_auth: bool,
     pub(crate) addr: SocketAddr,
     log_requests: bool,
+    /// TLS connections accepted so far.
+    pub(crate) connections_accepted: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,7 +221,14 @@ impl Shared {
     }
 
     /// Counts a request and appends it to the log, returning its sequence number.
-    pub(crate) fn record_request(&self, method: &str, path: &str, query: &str) -> u64 {
+    pub(crate) fn record_request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        version: hyper::Version,
+        connection: u64,
+    ) -> u64 {
         let mut c = self.control();
         *c.counts
             .entry((method.to_string(), path.to_string()))
@@ -238,6 +247,8 @@ impl Shared {
             path: path.to_string(),
             query: query.to_string(),
             status: 0,
+            version: format!("{version:?}"),
+            connection,
         });
         seq
     }
@@ -368,6 +379,7 @@ impl KubeApiServer {
             require_auth: options.require_auth,
             addr,
             log_requests: options.log_requests,
+            connections_accepted: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -876,8 +888,13 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Sha
         .1
         .peer_certificates()
         .is_some_and(|c| !c.is_empty());
-    let service =
-        hyper::service::service_fn(move |req| http::handle(shared.clone(), client_cert, req));
+    let connection = shared
+        .connections_accepted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let service = hyper::service::service_fn(move |req| {
+        http::handle(shared.clone(), client_cert, connection, req)
+    });
     let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service)
         .await;
