@@ -431,6 +431,28 @@ struct Agent {
     log: PathBuf,
 }
 
+/// The thin agent's memory (MiB) and CPU (millicores) requests in deploy/thin/daemonset.yaml.
+fn thin_agent_requests() -> (f64, f64) {
+    let manifest: Value = serde_norway::from_str(
+        &std::fs::read_to_string(bins::workspace_root().join("deploy/thin/daemonset.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let agent = manifest["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kube-multus")
+        .expect("the agent's container");
+    let requests = &agent["resources"]["requests"];
+    let memory = requests["memory"].as_str().unwrap();
+    let cpu = requests["cpu"].as_str().unwrap();
+    (
+        memory.strip_suffix("Mi").unwrap().parse().unwrap(),
+        cpu.strip_suffix('m').unwrap().parse().unwrap(),
+    )
+}
+
 impl Agent {
     fn start(conf_dir: &Path, sa_dir: &Path, api: &KubeApiServer, log: PathBuf) -> Agent {
         let child = Command::new(bins::product("multus-daemon"))
@@ -450,6 +472,36 @@ impl Agent {
             .spawn()
             .expect("multus-daemon thin");
         Agent { child, log }
+    }
+
+    /// Peak RSS (MiB), and the CPU used during `idle` from now, per second (millicores; all
+    /// threads' time on CPU from /proc/<pid>/schedstat, in ns).
+    fn usage(&self, idle: Duration) -> (f64, f64) {
+        let pid = self.child.id();
+        let on_cpu_ns = || -> f64 {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .map(|t| {
+                    let stat =
+                        std::fs::read_to_string(t.unwrap().path().join("schedstat")).unwrap();
+                    stat.split_whitespace()
+                        .next()
+                        .unwrap()
+                        .parse::<f64>()
+                        .unwrap()
+                })
+                .sum()
+        };
+        let before = on_cpu_ns();
+        std::thread::sleep(idle);
+        let millicores = (on_cpu_ns() - before) / idle.as_secs_f64() / 1e6;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let peak_kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmHWM");
+        (peak_kib / 1024.0, millicores)
     }
 
     fn log(&self) -> String {
@@ -558,6 +610,22 @@ fn the_thin_agent_writes_conf_and_kubeconfig_an_add_works_and_a_rotated_token_is
     assert!(
         !log.contains(&old) && !log.contains("rotated-token-2"),
         "the token is never logged:\n{log}"
+    );
+
+    // What the agent costs, against what the thin manifest gives it: its peak RSS within half the
+    // memory request (2x headroom), its CPU while idle (3 s of polling) within the CPU request.
+    let (peak_mib, cpu_millicores) = agent.usage(Duration::from_secs(3));
+    let (memory_request_mib, cpu_request_millicores) = thin_agent_requests();
+    eprintln!(
+        "thin agent: peak RSS {peak_mib:.1} MiB (request {memory_request_mib} MiB), CPU {cpu_millicores:.2}m (request {cpu_request_millicores}m)"
+    );
+    assert!(
+        peak_mib * 2.0 <= memory_request_mib,
+        "peak RSS {peak_mib:.1} MiB"
+    );
+    assert!(
+        cpu_millicores <= cpu_request_millicores,
+        "{cpu_millicores:.2} millicores"
     );
 
     // SIGTERM: exits, files stay.
