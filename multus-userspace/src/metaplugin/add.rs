@@ -135,12 +135,9 @@ fn add(
         }
     }
     entry.add_state = Some(AddState::Added);
-    let finished = finish(call, netns, &entry, kube.filter(|_| plan.pod_found))
-        .and_then(|_| call.cache.write(&entry).map_err(Error::from));
-    if let Err(e) = finished {
+    if let Err(e) = finish(call, netns, &entry, kube.filter(|_| plan.pod_found)) {
         return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
-    fault::point("add.cache-completed");
     master_result(call, &entry).map(|result| (result, entry))
 }
 
@@ -206,7 +203,8 @@ fn record_events(kube: &KubeClient, pod: &PodIdentity, events: &[PodEvent], dead
     kube.record_events(&pod.to_string(), objects, deadline);
 }
 
-/// After the delegates: the requested default routes, then network-status (when the pod exists).
+/// After the delegates: the requested default routes, SBR's cover, the completed cache entry,
+/// then network-status (when the pod exists).
 fn finish(
     call: &Call<'_>,
     netns: &NetNs,
@@ -227,6 +225,10 @@ fn finish(
     // After the default routes: SBR follows the default route they leave.
     cover_sbr(entry, !routes.is_empty())?;
     fault::point("add.sbr-covered");
+    // The entry is complete on disk before network-status tells the cluster: a failure to
+    // write it (a full disk) is rolled back before anything was published.
+    call.cache.write(entry)?;
+    fault::point("add.cache-completed");
     let (Some(facts), Some(kube), Some(pod)) = (facts, kube, entry.pod.as_ref()) else {
         return Ok(());
     };
