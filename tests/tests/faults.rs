@@ -331,6 +331,7 @@ fn api_faults_fail_the_add_in_bounded_time_and_leave_nothing() {
                 API_BOUND,
             );
             assert_nothing_left(&case, f.leftovers(&pod));
+            assert_eq!(f.status(&pod), None, "{case}: network-status left");
             // The runtime's DEL after the failed ADD: success, still nothing.
             f.call("DEL", &pod)
                 .run(&f.node, &bins::product("multus"), &conf)
@@ -596,6 +597,7 @@ fn thick_api_faults_fail_the_add_in_bounded_time_and_leave_nothing() {
                 API_BOUND,
             );
             assert_nothing_left(&case, f.leftovers(&pod));
+            assert_eq!(f.status(&pod), None, "{case}: network-status left");
             f.call("DEL", &pod)
                 .run(&f.node, &thick::shim(), &conf)
                 .assert_ok();

@@ -203,6 +203,9 @@ fn record_events(kube: &KubeClient, pod: &PodIdentity, events: &[PodEvent], dead
     kube.record_events(&pod.to_string(), objects, deadline);
 }
 
+/// How long a failed ADD tries to retract a network-status write whose answer it did not get.
+const STATUS_RETRACT_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// After the delegates: the requested default routes, SBR's cover, the completed cache entry,
 /// then network-status (when the pod exists).
 fn finish(
@@ -235,13 +238,31 @@ fn finish(
     let statuses = network_status(call, entry, &facts);
     let value = serde_json::to_string(&statuses).unwrap_or_default();
     let deadline = Instant::now() + call.conf.api_deadline();
-    if !kube.patch_pod_annotations(
+    match kube.patch_pod_annotations(
         &pod.namespace,
         &pod.name,
         &[(NETWORK_STATUS, Some(value))],
         deadline,
-    )? {
-        tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
+    ) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
+        }
+        Err(e) => {
+            // The write may have landed with its answer lost (a connection reset mid-answer):
+            // remove it, best effort and briefly, so that the cluster is not told of the
+            // interfaces the rollback is about to remove.
+            let retract = Instant::now() + call.conf.api_deadline().min(STATUS_RETRACT_BOUND);
+            if let Err(why) = kube.patch_pod_annotations(
+                &pod.namespace,
+                &pod.name,
+                &[(NETWORK_STATUS, None)],
+                retract,
+            ) {
+                tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "network-status may be left from this failed ADD: {why}");
+            }
+            return Err(e.into());
+        }
     }
     fault::point("add.network-status-written");
     Ok(())
