@@ -246,6 +246,10 @@ fn assert_fails(case: &str, out: &CniOutput, code: u64, says: &[&str], bound: Du
         out.stdout,
         out.stderr
     );
+    assert!(
+        !msg.trim_end().ends_with(':'),
+        "{case}: the message ends with nothing after its colon: {msg}"
+    );
     for s in says {
         assert!(
             msg.to_lowercase().contains(&s.to_lowercase()),

@@ -32,7 +32,7 @@ pub enum ExecError {
     #[error("{0}")]
     Plugin(CniError),
     /// The plugin failed without a CNI error on stdout.
-    #[error("plugin {binary} exited with {status}: {stderr}")]
+    #[error("plugin {} exited with {status}{}", .binary.display(), stderr_suffix(.stderr))]
     Failed {
         /// The binary.
         binary: PathBuf,
@@ -47,6 +47,15 @@ pub enum ExecError {
     /// The plugin succeeded but printed something that is not a result of its version.
     #[error("plugin {0} printed an invalid result: {1}")]
     BadOutput(PathBuf, String),
+}
+
+/// ": <stderr>", or nothing when the plugin printed nothing there.
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
 }
 
 fn display_path(p: &[PathBuf]) -> String {
