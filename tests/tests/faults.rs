@@ -94,14 +94,28 @@ impl F {
             ("segfault", "kill -SEGV $$".to_string()),
         ];
         for (name, add) in scripts {
-            let path = self.node.bin_dir().join(format!("fault-{name}"));
-            std::fs::write(
-                &path,
-                format!("#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\n{add}\n"),
-            )
-            .expect("write plugin");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            self.install_script(&format!("fault-{name}"), "ADD", &add);
         }
+        self.install_script(
+            "fault-hang-del",
+            "DEL",
+            &format!("sleep {} & wait", self.marker),
+        );
+    }
+
+    /// A shell plugin `name` that runs `action` on `command` and answers every other command
+    /// with success (ADD with an empty result).
+    fn install_script(&self, name: &str, command: &str, action: &str) {
+        let path = self.node.bin_dir().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = {command} ]; then\n{action}\nexit 0\nfi\n\
+                 [ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"1.0.0\"}}'\nexit 0\n"
+            ),
+        )
+        .expect("write plugin");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 
     /// The cluster network (eth0): bridge + host-local, which the rollback must remove.
@@ -560,6 +574,69 @@ fn a_delegate_that_hangs_prints_garbage_or_dies_fails_cleanly() {
             .assert_ok();
         assert_nothing_left(&case, f.leftovers(&pod));
     }
+}
+
+/// A delegate that hangs on DEL, through `binary` (the thin plugin or the shim) with `conf`:
+/// DEL is bounded by `delegateTimeoutSeconds` too and fails with code 100 naming the plugin (the
+/// runtime retries), the plugin and its child killed; the other delegate's DEL still ran; with
+/// `retryDeleteOnError` the cache entry stays for the retry (without it, it is removed: see
+/// docs/configuration.md). Once the plugin answers, DEL succeeds and nothing is left.
+fn del_hang_case(f: &F, case: &str, binary: &Path, conf: &Value) {
+    let mut conf = conf.clone();
+    conf["retryDeleteOnError"] = json!(true);
+    let conf = &conf;
+    let pod = f.pod();
+    f.call("ADD", &pod).run(&f.node, binary, conf).ok();
+    let out = f.call("DEL", &pod).run(&f.node, binary, conf);
+    assert_fails(
+        case,
+        &out,
+        100,
+        &["fault-hang-del", "did not finish within 2s", "killed"],
+        Duration::from_secs(DELEGATE_TIMEOUT + 5),
+    );
+    assert_eq!(
+        f.processes(),
+        Vec::<String>::new(),
+        "{case}: processes left"
+    );
+    testkit::sbr::carriers_gone(&pod.netns);
+    assert_eq!(
+        pod.netns.link_names(),
+        Vec::<String>::new(),
+        "{case}: the cluster network's DEL did not run"
+    );
+    assert_eq!(
+        leaks::cache_files(&f.node.cache_dir()).len(),
+        1,
+        "{case}: the cache entry is kept for the retry"
+    );
+    // The plugin answers again: the runtime's retry finishes the job.
+    f.install_script("fault-hang-del", "NONE", "");
+    f.call("DEL", &pod).run(&f.node, binary, conf).assert_ok();
+    assert_nothing_left(case, f.leftovers(&pod));
+}
+
+/// Thin mode: a delegate that hangs on DEL ([`del_hang_case`]).
+#[test]
+fn a_delegate_that_hangs_on_del_is_bounded_and_del_can_be_retried() {
+    let f = F::new();
+    let conf = with_fault_delegate(&f, f.conf(), "hang-del");
+    del_hang_case(
+        &f,
+        "thin, delegate hangs on DEL",
+        &bins::product("multus"),
+        &conf,
+    );
+}
+
+/// Thick mode: a delegate that hangs on DEL ([`del_hang_case`]), through the shim and the daemon.
+#[test]
+fn thick_a_delegate_that_hangs_on_del_is_bounded_and_del_can_be_retried() {
+    let f = F::new();
+    let d = daemon(&f, &f.kubeconfig);
+    let conf = with_fault_delegate(&f, d.shim_conf("1.0.0", vec![f.cluster()]), "hang-del");
+    del_hang_case(&f, "thick, delegate hangs on DEL", &thick::shim(), &conf);
 }
 
 /// A daemon for `f`'s node: the node's name, the API with a 1 s deadline, `kubeconfig`.
