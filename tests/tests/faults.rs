@@ -458,67 +458,102 @@ impl Drop for SmallFs {
     }
 }
 
-/// Thin mode: the cache directory (`cniDir`) on a full 64 KiB tmpfs. With no room at all the
-/// first cache write (before any delegate) fails; with one page free the first write fits and
-/// the completed entry (after the delegates) does not: the ADD fails with code 5 naming the
-/// disk, the rollback removes what the delegates made, and nothing is left.
+/// The cache directory (`cniDir`) on a full 64 KiB tmpfs, through `binary` with `conf`. With no
+/// room at all the first cache write (before any delegate) fails; with one page free the first
+/// write fits and the completed entry (after the delegates) does not: the ADD fails with code 5
+/// naming the disk, the rollback removes what the delegates made, no network-status is
+/// published, and nothing is left.
+fn full_disk_cases(f: &F, mode: &str, fs: &SmallFs, binary: &Path, conf: &Value) {
+    for (what, free) in [("no room", 0u64), ("one page free", 4096)] {
+        let case = format!("{mode}, full disk, {what}");
+        fs.fill_leaving(free);
+        let pod = f.pod();
+        let out = f.call("ADD", &pod).run(&f.node, binary, conf);
+        assert_fails(&case, &out, 5, &["no space left"], API_BOUND);
+        assert_nothing_left(&case, f.leftovers_in(&pod, fs.path()));
+        assert!(f.status(&pod).is_none(), "{case}: network-status written");
+        f.call("DEL", &pod).run(&f.node, binary, conf).assert_ok();
+        assert_nothing_left(&case, f.leftovers_in(&pod, fs.path()));
+    }
+}
+
+/// Thin mode: [`full_disk_cases`].
 #[test]
 fn a_full_disk_under_the_cache_fails_the_add_and_rolls_back() {
     let f = F::new();
     let fs = SmallFs::new("64k");
     let mut conf = f.conf();
     conf["cniDir"] = json!(fs.path());
-    for (what, free) in [("no room", 0u64), ("one page free", 4096)] {
-        let case = format!("thin, full disk, {what}");
-        fs.fill_leaving(free);
-        let pod = f.pod();
-        let out = f
-            .call("ADD", &pod)
-            .run(&f.node, &bins::product("multus"), &conf);
-        assert_fails(&case, &out, 5, &["no space left"], API_BOUND);
-        assert_nothing_left(&case, f.leftovers_in(&pod, fs.path()));
-        assert!(f.status(&pod).is_none(), "{case}: network-status written");
-        f.call("DEL", &pod)
-            .run(&f.node, &bins::product("multus"), &conf)
-            .assert_ok();
-        assert_nothing_left(&case, f.leftovers_in(&pod, fs.path()));
-    }
+    full_disk_cases(&f, "thin", &fs, &bins::product("multus"), &conf);
 }
 
-/// Thin mode: `ebpf-sbr` chained on the cluster network with its bpffs read-only: the ADD fails
-/// with code 5 naming the bpffs directory, and nothing is left (no pin, no interface, no lease).
+/// Thick mode: [`full_disk_cases`], the daemon's `cniDir` on the small tmpfs.
 #[test]
-fn a_read_only_bpffs_fails_the_sbr_add_and_leaves_nothing() {
+fn thick_a_full_disk_under_the_cache_fails_the_add_and_rolls_back() {
     let f = F::new();
-    let bpffs = Bpffs::new();
+    let fs = SmallFs::new("64k");
+    let d = daemon_with(&f, json!({"cniDir": fs.path()}));
+    let conf = d.shim_conf("1.0.0", vec![f.cluster()]);
+    full_disk_cases(&f, "thick", &fs, &thick::shim(), &conf);
+}
+
+/// `ebpf-sbr` chained on the cluster network with its bpffs read-only, through `binary` with
+/// `conf` (from `delegates`): the ADD fails with code 5 naming the bpffs directory, and nothing
+/// is left (no pin, no interface, no lease).
+fn read_only_bpffs_case(f: &F, case: &str, bpffs: &Bpffs, binary: &Path, conf: &Value) {
     netns::run(
         "mount",
         &["-o", "remount,ro", &bpffs.path().to_string_lossy()],
     );
-    let mut conf = f.conf();
-    conf["delegates"] = json!([{"cniVersion": "1.0.0", "name": "cluster", "plugins": [
-        f.cluster(), {"type": "ebpf-sbr", "bpffsDir": bpffs.path()}]}]);
     let pod = f.pod();
-    let out = f
-        .call("ADD", &pod)
-        .run(&f.node, &bins::product("multus"), &conf);
+    let out = f.call("ADD", &pod).run(&f.node, binary, conf);
     assert_fails(
-        "thin, read-only bpffs",
+        case,
         &out,
         5,
         &["read-only", &bpffs.path().to_string_lossy()],
         API_BOUND,
     );
-    assert_nothing_left("thin, read-only bpffs", f.leftovers(&pod));
-    assert_eq!(bpffs.entries(), Vec::<String>::new(), "pins left");
-    f.call("DEL", &pod)
-        .run(&f.node, &bins::product("multus"), &conf)
-        .assert_ok();
-    assert_nothing_left("thin, read-only bpffs", f.leftovers(&pod));
+    assert_nothing_left(case, f.leftovers(&pod));
+    assert_eq!(bpffs.entries(), Vec::<String>::new(), "{case}: pins left");
+    f.call("DEL", &pod).run(&f.node, binary, conf).assert_ok();
+    assert_nothing_left(case, f.leftovers(&pod));
     netns::run(
         "mount",
         &["-o", "remount,rw", &bpffs.path().to_string_lossy()],
     );
+}
+
+/// The cluster network chained with `ebpf-sbr` pinning in `bpffs`.
+fn cluster_with_sbr(f: &F, bpffs: &Bpffs) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "cluster", "plugins": [
+        f.cluster(), {"type": "ebpf-sbr", "bpffsDir": bpffs.path()}]})
+}
+
+/// Thin mode: [`read_only_bpffs_case`].
+#[test]
+fn a_read_only_bpffs_fails_the_sbr_add_and_leaves_nothing() {
+    let f = F::new();
+    let bpffs = Bpffs::new();
+    let mut conf = f.conf();
+    conf["delegates"] = json!([cluster_with_sbr(&f, &bpffs)]);
+    read_only_bpffs_case(
+        &f,
+        "thin, read-only bpffs",
+        &bpffs,
+        &bins::product("multus"),
+        &conf,
+    );
+}
+
+/// Thick mode: [`read_only_bpffs_case`], `ebpf-sbr` running inside the daemon.
+#[test]
+fn thick_a_read_only_bpffs_fails_the_sbr_add_and_leaves_nothing() {
+    let f = F::new();
+    let bpffs = Bpffs::new();
+    let d = daemon(&f, &f.kubeconfig);
+    let conf = d.shim_conf("1.0.0", vec![cluster_with_sbr(&f, &bpffs)]);
+    read_only_bpffs_case(&f, "thick, read-only bpffs", &bpffs, &thick::shim(), &conf);
 }
 
 /// The multus configuration with the cluster network, then the fault plugin `plugin` (net1).
@@ -641,10 +676,16 @@ fn thick_a_delegate_that_hangs_on_del_is_bounded_and_del_can_be_retried() {
 
 /// A daemon for `f`'s node: the node's name, the API with a 1 s deadline, `kubeconfig`.
 fn daemon(f: &F, kubeconfig: &Path) -> Daemon {
-    let mut d = Daemon::configure(
-        &f.node,
-        json!({"kubeconfig": kubeconfig, "apiDeadlineSeconds": API_DEADLINE}),
-    );
+    daemon_with(f, json!({"kubeconfig": kubeconfig}))
+}
+
+/// A daemon for `f`'s node, its configuration's keys `extra` (the API of `f` unless named).
+fn daemon_with(f: &F, extra: Value) -> Daemon {
+    let mut config = json!({"kubeconfig": f.kubeconfig, "apiDeadlineSeconds": API_DEADLINE});
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let mut d = Daemon::configure(&f.node, config);
     d.env.push(("MULTUS_NODE_NAME".into(), NODE.into()));
     d.spawn(&f.node);
     d.wait_ready(Duration::from_secs(20));
