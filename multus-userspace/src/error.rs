@@ -104,7 +104,7 @@ fn delegate_code(e: &DelegateError) -> ErrorCode {
 fn kube_code(e: &KubeError) -> ErrorCode {
     match e {
         KubeError::Deadline { .. } => ErrorCode::TryAgainLater,
-        KubeError::Config { .. } => ErrorCode::InvalidNetworkConfig,
+        KubeError::Config { .. } | KubeError::Certificate { .. } => ErrorCode::InvalidNetworkConfig,
         _ => ErrorCode::KUBERNETES,
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! A call crashes as a whole: the `multus` (or `multus-daemon`) process that finds [`ENV`] set
 //! makes itself the leader of a process group ([`lead_group`]) and records it in [`GROUP_ENV`]; a
-//! delegate (an `ebpf-sbr` child) reaching the step kills that group, so the meta-plugin (or the
-//! daemon) dies with it, as in a node crash.
+//! delegate (an `ebpf-sbr` child, which leads a group of its own) reaching the step kills that
+//! group and itself, so the meta-plugin (or the daemon) dies with it, as in a node crash.
 
 /// Every step name, in the order a call reaches them. `add.*` steps are reached by an ADD, `del.*`
 /// by a DEL, `check.*` by a CHECK, `gc.*` by a GC; `*.sbr.*` ones in the SBR library (the
@@ -28,8 +28,8 @@ pub const STEPS: &[&str] = &[
     "add.delegate-end",
     "add.default-routes-set",
     "add.sbr-covered",
-    "add.network-status-written",
     "add.cache-completed",
+    "add.network-status-written",
     "del.config-read",
     "del.cache-read",
     "del.delegate-start",
@@ -66,7 +66,7 @@ pub fn point(step: &'static str) {
 pub fn point(_step: &'static str) {}
 
 /// Called first by the `multus` binary: with [`ENV`] set, makes this process the leader of a group
-/// that the crash kills as a whole (the delegates it runs inherit the group and [`GROUP_ENV`]).
+/// that the crash kills as a whole (the delegates it runs inherit [`GROUP_ENV`]).
 #[cfg(feature = "fault-injection")]
 pub fn lead_group() {
     imp::lead_group()
@@ -148,8 +148,12 @@ mod imp {
             let group = std::env::var(GROUP_ENV)
                 .ok()
                 .and_then(|g| g.parse::<libc::pid_t>().ok());
-            // Only the group a multus process made for this call: never a caller's own group.
-            if let Some(group) = group.filter(|g| *g > 1 && *g == libc::getpgrp()) {
+            // Only the group a multus process made for this call, which this process is in
+            // or whose leader started it (a delegate leads a group of its own): never a
+            // caller's own group.
+            if let Some(group) =
+                group.filter(|g| *g > 1 && (*g == libc::getpgrp() || *g == libc::getppid()))
+            {
                 libc::kill(-group, libc::SIGKILL);
             }
             libc::kill(libc::getpid(), libc::SIGKILL);

@@ -265,15 +265,25 @@ impl Pod {
                 }
             }
         }
-        // The bridges stay (the bridge plugin never deletes them); veths must not.
-        left.extend(
+        // The bridges stay (the bridge plugin never deletes them); veths must not. A deleted
+        // pod namespace (the reboots) takes its veths' peers along in the kernel's background
+        // cleanup, which is slow under load: wait for it up to 10 s.
+        let node_links = || -> Vec<String> {
             self.node
                 .ns
                 .link_names()
                 .into_iter()
                 .filter(|l| l != "br-a" && l != "br-b")
-                .map(|l| format!("node link {l}")),
-        );
+                .collect()
+        };
+        let waited = std::time::Instant::now();
+        while !pod_exists
+            && !node_links().is_empty()
+            && waited.elapsed() < std::time::Duration::from_secs(10)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        left.extend(node_links().into_iter().map(|l| format!("node link {l}")));
         left.extend(
             leaks::host_local_leases(&self.node.ipam_dir())
                 .into_iter()
@@ -397,17 +407,19 @@ fn run_case(case: &Case) -> (Vec<String>, bool) {
     (wrong, killed)
 }
 
-/// Every case; parallel threads (`CRASH_STEPS_THREADS`, 4 by default), one node each.
-#[test]
-fn every_step_crashed_then_del_or_gc_leaves_nothing() {
-    // CRASH_STEPS_ONLY=<text>: only the cases whose step or scenario contains it (debugging).
+/// The cases whose scenario or step contains `CRASH_STEPS_ONLY` (all when unset; debugging).
+fn selected(cases: Vec<Case>) -> Vec<Case> {
     let only = std::env::var("CRASH_STEPS_ONLY").unwrap_or_default();
-    let all: Vec<Case> = cases()
+    cases
         .into_iter()
         .filter(|c| format!("{:?} {:?}", c.scenario, c.fault).contains(&only))
-        .collect();
-    // Built before the threads start (once per run).
-    bins::fault_injection("multus");
+        .collect()
+}
+
+/// Runs `run` (what a case found wrong, and whether its call was killed at the step) on every
+/// case in parallel threads (`CRASH_STEPS_THREADS`, 4 by default), one node each; prints the
+/// summary under `title` and fails with every wrong case.
+fn run_all(title: &str, all: &[Case], run: impl Fn(&Case) -> (Vec<String>, bool) + Sync) {
     let threads: usize = std::env::var("CRASH_STEPS_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -422,7 +434,7 @@ fn every_step_crashed_then_del_or_gc_leaves_nothing() {
                 let Some(case) = queue.lock().unwrap().pop() else {
                     return;
                 };
-                let (wrong, killed) = run_case(case);
+                let (wrong, killed) = run(case);
                 if killed {
                     *kills.lock().unwrap() += 1;
                 }
@@ -439,7 +451,7 @@ fn every_step_crashed_then_del_or_gc_leaves_nothing() {
     });
     let failures = failures.into_inner().unwrap();
     eprintln!(
-        "crash_steps: {} steps, {} cases, {} calls killed, {} failed, {:.1} s",
+        "{title}: {} steps, {} cases, {} calls killed, {} failed, {:.1} s",
         STEPS.len(),
         all.len(),
         kills.into_inner().unwrap(),
@@ -447,6 +459,15 @@ fn every_step_crashed_then_del_or_gc_leaves_nothing() {
         started.elapsed().as_secs_f64()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every case, each on a node of its own.
+#[test]
+fn every_step_crashed_then_del_or_gc_leaves_nothing() {
+    let all = selected(cases());
+    // Built before the threads start (once per run).
+    bins::fault_injection("multus");
+    run_all("crash_steps", &all, run_case);
 }
 
 /// The product binaries have no fault injection: the feature is not a default one, and the
@@ -488,49 +509,15 @@ fn product_binaries_have_no_fault_injection() {
     );
 }
 
-/// Thick mode: the daemon killed at each `add.*` step while the shim waits for its answer; the
-/// shim must answer with an error, then a restarted (product) daemon's DEL leaves nothing.
+/// Thick mode: the daemon killed at each step of ADD, DEL, CHECK and GC (each hit) while the
+/// shim waits for its answer, in the thin cases' scenarios (the reboots aside); the shim must
+/// not report the crashed call a success it was not, the daemon must be dead, then a restarted
+/// (product) daemon's DEL or GC through the shim must leave nothing.
 #[test]
-fn daemon_crashed_at_every_add_step_then_del_through_the_shim_leaves_nothing() {
-    let only = std::env::var("CRASH_STEPS_ONLY").unwrap_or_default();
-    let steps: Vec<String> = STEPS
-        .iter()
-        .filter(|s| s.starts_with("add."))
-        .flat_map(|s| (1..=hits(s)).map(move |n| format!("{s}:{n}")))
-        .filter(|s| s.contains(&only))
-        .collect();
+fn daemon_crashed_at_every_step_then_del_or_gc_through_the_shim_leaves_nothing() {
+    let all = selected(cases().into_iter().filter(|c| c.fault.is_some()).collect());
     bins::fault_injection("multus-daemon");
-    let threads: usize = std::env::var("CRASH_STEPS_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(4);
-    let queue = Mutex::new(steps.iter().collect::<Vec<_>>());
-    let failures = Mutex::new(Vec::new());
-    let started = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let Some(step) = queue.lock().unwrap().pop() else {
-                    return;
-                };
-                let wrong = run_daemon_case(step);
-                if !wrong.is_empty() {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("daemon at {step}:\n  {}", wrong.join("\n  ")));
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    eprintln!(
-        "crash_steps (daemon): {} cases, {} failed, {:.1} s",
-        steps.len(),
-        failures.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    run_all("crash_steps (daemon)", &all, run_daemon_case);
 }
 
 /// A daemon (the fault-injection build crashing at `fault`, or the product's) for `p`'s node.
@@ -568,55 +555,88 @@ fn daemon(p: &Pod, fault: Option<&str>) -> Daemon {
     d
 }
 
-fn run_daemon_case(step: &str) -> Vec<String> {
+/// A daemon case: the crashing call through the shim to the fault-injection daemon, then the
+/// cleanup call through the shim to a restarted product daemon.
+fn run_daemon_case(case: &Case) -> (Vec<String>, bool) {
     let p = Pod::new();
     let mut wrong = Vec::new();
-    let delegates = |d: &Daemon| {
-        let full = p.conf(false, &p.node.bin_dir());
-        d.shim_conf(
+    let conf_for = |d: &Daemon, command: &str| {
+        let gc = command == "GC";
+        let full = p.conf(gc, &p.node.bin_dir());
+        let mut conf = d.shim_conf(
             "1.1.0",
             full["delegates"].as_array().cloned().unwrap_or_default(),
-        )
-    };
-    let call = || CniCall::new(&p.node, "ADD", &p.id, Some(&p.pod), "eth0").args(&p.args);
-    {
-        let mut d = daemon(&p, Some(step));
-        let mut add = call();
-        add.path = format!(
-            "{}:{}",
-            p.node.root().join("fault-bin").display(),
-            bins::REFERENCE_PLUGINS
         );
-        let mut conf = delegates(&d);
+        if gc {
+            conf["cni.dev/valid-attachments"] = json!([]);
+        }
+        conf
+    };
+    let through_shim = |d: &Daemon, command: &str, fault_path: bool| {
+        let mut call = CniCall::new(&p.node, command, &p.id, Some(&p.pod), "eth0").args(&p.args);
+        if fault_path {
+            call.path = format!(
+                "{}:{}",
+                p.node.root().join("fault-bin").display(),
+                bins::REFERENCE_PLUGINS
+            );
+        }
+        let mut conf = conf_for(d, command);
         // The shim waits this long for a daemon that is gone.
         conf["daemonReadyTimeoutSeconds"] = json!(2);
-        let out = add.run(&p.node, &testkit::thick::shim(), &conf);
-        if out.status.success() {
-            wrong.push(format!("the shim reported success: {}", out.stdout));
+        call.run(&p.node, &testkit::thick::shim(), &conf)
+    };
+    let must_pass = |out: CniOutput, command: &str, wrong: &mut Vec<String>| {
+        if !out.status.success() {
+            wrong.push(format!(
+                "{command} failed: {} {}",
+                out.stdout,
+                out.stderr
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
         }
+    };
+    let (before, first, then) = match case.scenario {
+        Scenario::AddThenDel => (None, "ADD", "DEL"),
+        Scenario::AddThenGc => (None, "ADD", "GC"),
+        Scenario::DelThenDel => (Some("ADD"), "DEL", "DEL"),
+        Scenario::GcThenGc => (Some("ADD"), "GC", "GC"),
+        Scenario::CheckThenDel => (Some("ADD"), "CHECK", "DEL"),
+        Scenario::RebootThenDel | Scenario::RebootThenGc => {
+            panic!("the reboots are thin cases only")
+        }
+    };
+    if let Some(command) = before {
+        let d = daemon(&p, None);
+        must_pass(through_shim(&d, command, false), command, &mut wrong);
+    }
+    let killed;
+    {
+        let mut d = daemon(&p, case.fault.as_deref());
+        let out = through_shim(&d, first, true);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while d.running() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        if d.running() {
-            wrong.push("the daemon did not die at the step".into());
+        killed = !d.running();
+        if case.must_crash && !killed {
+            wrong.push(format!("the daemon did not die at the step:\n{}", d.log()));
+        }
+        // A call the daemon died in: ADD, CHECK and GC wait for it and fail; DEL without a
+        // daemon tears down from the cache itself (the shim's fallback), so its success is
+        // checked by what is left.
+        if killed && first != "DEL" && out.status.success() {
+            wrong.push(format!(
+                "the shim reported {first} a success: {}",
+                out.stdout
+            ));
         }
     }
     let d = daemon(&p, None);
-    let mut del = call();
-    del.command = "DEL".into();
-    let out = del.run(&p.node, &testkit::thick::shim(), &delegates(&d));
-    if !out.status.success() {
-        wrong.push(format!(
-            "DEL failed: {} {}",
-            out.stdout,
-            out.stderr
-                .lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        ));
-    }
+    must_pass(through_shim(&d, then, false), then, &mut wrong);
     wrong.extend(p.leftovers(true).into_iter().map(|l| format!("left: {l}")));
-    wrong
+    (wrong, killed)
 }

@@ -888,6 +888,23 @@ fn default_route_to_an_ebpf_sbr_network_keeps_check_passing() {
     assert_eq!(bpffs.entries(), Vec::<String>::new(), "pins left behind");
 }
 
+/// A pod named like a system namespace, in an ordinary namespace, is an ordinary pod: it gets
+/// its networks and its network-status (the reference checks the pod's name, not its namespace,
+/// against `systemNamespaces` when it writes network-status).
+#[test]
+fn a_pod_named_like_a_system_namespace_gets_its_network_status() {
+    let k = K::new();
+    k.bridge_nad("ns1", "blue", "br-b", "10.101.0.0/24");
+    let conf = k.conf("1.0.0");
+    let (pod, uid) = k.pod("ns1", "kube-system", &[(NETWORKS, "blue")]);
+    k.add("kss", &pod, "ns1", "kube-system", &uid, &conf).ok();
+    assert_eq!(pod.link_names().len(), 2);
+    assert_eq!(k.status("ns1", "kube-system").len(), 2);
+    k.del("kss", &pod, "ns1", "kube-system", &uid, &conf)
+        .assert_ok();
+    k.assert_clean(&pod);
+}
+
 #[test]
 fn api_faults_are_retried_within_the_deadline() {
     let k = K::new();

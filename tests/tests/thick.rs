@@ -117,6 +117,31 @@ fn add_check_del_through_the_shim_and_the_daemon() {
     assert!(log.contains("ADD") && log.contains("DEL"), "{log}");
 }
 
+/// CNI_ARGS values that hold `=` (the reference's thick mode refuses them) reach the delegate
+/// through the shim and the daemon unchanged, and DEL works with them too.
+#[test]
+fn cni_args_values_with_equals_signs_pass_through_the_shim() {
+    let node = node_with_recorder();
+    let daemon = Daemon::start(&node, json!({}));
+    let pod = Netns::new("pod");
+    let conf = daemon.shim_conf("1.0.0", vec![recorder(&node, json!({"name": "args"}))]);
+    let args = format!("{};LABELS=a=b==c", pod_args("eq"));
+    let add = CniCall::new(&node, "ADD", "thick-eq", Some(&pod), "eth0").args(&args);
+    add.run(&node, &thick::shim(), &conf).ok();
+    let record = |command: &str| -> Value {
+        let path = node
+            .records_dir()
+            .join(format!("{command}-thick-eq-eth0.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("record")).expect("json")
+    };
+    assert_eq!(record("ADD")["env"]["CNI_ARGS"], args);
+    let mut del = add.clone();
+    del.command = "DEL".into();
+    del.run(&node, &thick::shim(), &conf).assert_ok();
+    assert_eq!(record("DEL")["env"]["CNI_ARGS"], args);
+    node.assert_pod_clean(&pod);
+}
+
 #[test]
 fn errors_come_back_as_cni_errors_in_the_runtimes_version() {
     let node = Node::new();

@@ -32,7 +32,7 @@ pub enum ExecError {
     #[error("{0}")]
     Plugin(CniError),
     /// The plugin failed without a CNI error on stdout.
-    #[error("plugin {binary} exited with {status}: {stderr}")]
+    #[error("plugin {} exited with {status}{}", .binary.display(), stderr_suffix(.stderr))]
     Failed {
         /// The binary.
         binary: PathBuf,
@@ -47,6 +47,15 @@ pub enum ExecError {
     /// The plugin succeeded but printed something that is not a result of its version.
     #[error("plugin {0} printed an invalid result: {1}")]
     BadOutput(PathBuf, String),
+}
+
+/// ": <stderr>", or nothing when the plugin printed nothing there.
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
 }
 
 fn display_path(p: &[PathBuf]) -> String {
@@ -174,6 +183,9 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // A group of its own: a plugin killed at its deadline takes the processes it started along
+    // (a shell plugin's `sleep`, a helper), which would otherwise live on, holding the pipes.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     if let Some(root) = PLUGIN_ROOT.get() {
         let root = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
             .map_err(|e| ExecError::Spawn(binary.to_path_buf(), std::io::Error::other(e)))?;
@@ -197,14 +209,12 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
     let (stdout, stderr, exited) = match outcome {
         Ok(v) => v,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             return Err(e);
         }
     };
     if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_group(&mut child);
         return Err(ExecError::Timeout(binary.to_path_buf(), inv.timeout));
     }
     let status = child.wait().map_err(io)?;
@@ -226,6 +236,16 @@ pub fn exec(binary: &Path, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>
         status: status.to_string(),
         stderr: stderr_text,
     })
+}
+
+/// Kills the plugin and every process of its group (it leads one), then reaps it.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) on the group our own unreaped child leads (its pid is still ours).
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Writes stdin, drains stdout and stderr, and waits for exit, all before `deadline`.

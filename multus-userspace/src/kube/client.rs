@@ -52,6 +52,15 @@ pub enum KubeError {
         /// The last error seen.
         last: String,
     },
+    /// The server's TLS certificate is not trusted by the configured CA (a kubeconfig of
+    /// another cluster, a CA rotated on one side only): retrying cannot help.
+    #[error("Kubernetes API {operation}: the server's TLS certificate cannot be verified with the kubeconfig's certificate authority ({reason}); check certificate-authority(-data) in the kubeconfig")]
+    Certificate {
+        /// What was attempted.
+        operation: String,
+        /// The TLS library's reason.
+        reason: String,
+    },
     /// The tokio runtime could not start.
     #[error("cannot start the Kubernetes client runtime: {0}")]
     Runtime(std::io::Error),
@@ -646,15 +655,97 @@ fn classify<T>(operation: &str, e: kube::Error, retry_conflict: bool) -> Attempt
                 })
             }
         }
-        kube::Error::HyperError(e) => Attempt::Retry(e.to_string()),
-        kube::Error::Service(e) => Attempt::Retry(e.to_string()),
-        kube::Error::ReadEvents(e) => Attempt::Retry(e.to_string()),
+        kube::Error::HyperError(e) => transport(operation, &e),
+        kube::Error::Service(e) => transport(operation, e.as_ref()),
+        kube::Error::ReadEvents(e) => transport(operation, &e),
         other => Attempt::Fail(KubeError::Api {
             operation: operation.to_string(),
             status: 0,
             reason: "ClientError".into(),
             message: other.to_string(),
         }),
+    }
+}
+
+/// A failure below HTTP (connect, TLS, a connection closed mid-answer): retried, with its
+/// whole chain of causes in the message (hyper's own text alone, "client error (Connect)",
+/// names none), except an untrusted server certificate, which no retry cures.
+fn transport<T>(operation: &str, e: &(dyn std::error::Error + 'static)) -> Attempt<T> {
+    let chain = error_chain(e);
+    match certificate_failure(&chain) {
+        Some(reason) => Attempt::Fail(KubeError::Certificate {
+            operation: operation.to_string(),
+            reason: reason.to_string(),
+        }),
+        None => Attempt::Retry(chain),
+    }
+}
+
+/// `e` and its sources, each once, joined by ": ".
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        // Wrappers often repeat their source's text.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// The part of a transport failure's chain that says the server's certificate is not trusted
+/// (rustls: "invalid peer certificate: UnknownIssuer", "... BadSignature", ...).
+fn certificate_failure(chain: &str) -> Option<&str> {
+    chain
+        .find("invalid peer certificate")
+        .map(|at| &chain[at..])
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn an_untrusted_certificate_is_named_and_not_retried() {
+        let chain = "client error (Connect): invalid peer certificate: UnknownIssuer";
+        assert_eq!(
+            certificate_failure(chain),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        assert_eq!(
+            certificate_failure("client error (Connect): Connection refused (os error 111)"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_chain_names_every_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (SendRequest)")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other(
+            "connection closed before message completed",
+        ));
+        assert_eq!(
+            error_chain(&e),
+            "client error (SendRequest): connection closed before message completed"
+        );
+        match transport::<()>("GET pod a/b", &e) {
+            Attempt::Retry(why) => assert!(why.contains("connection closed"), "{why}"),
+            _ => panic!("a closed connection is retried"),
+        }
     }
 }
 

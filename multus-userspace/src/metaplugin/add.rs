@@ -135,12 +135,9 @@ fn add(
         }
     }
     entry.add_state = Some(AddState::Added);
-    let finished = finish(call, netns, &entry, kube.filter(|_| plan.pod_found))
-        .and_then(|_| call.cache.write(&entry).map_err(Error::from));
-    if let Err(e) = finished {
+    if let Err(e) = finish(call, netns, &entry, kube.filter(|_| plan.pod_found)) {
         return Err(rollback(call, &ctx, &entry.attachments, &lock, e));
     }
-    fault::point("add.cache-completed");
     master_result(call, &entry).map(|result| (result, entry))
 }
 
@@ -206,7 +203,11 @@ fn record_events(kube: &KubeClient, pod: &PodIdentity, events: &[PodEvent], dead
     kube.record_events(&pod.to_string(), objects, deadline);
 }
 
-/// After the delegates: the requested default routes, then network-status (when the pod exists).
+/// How long a failed ADD tries to retract a network-status write whose answer it did not get.
+const STATUS_RETRACT_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After the delegates: the requested default routes, SBR's cover, the completed cache entry,
+/// then network-status (when the pod exists).
 fn finish(
     call: &Call<'_>,
     netns: &NetNs,
@@ -227,19 +228,41 @@ fn finish(
     // After the default routes: SBR follows the default route they leave.
     cover_sbr(entry, !routes.is_empty())?;
     fault::point("add.sbr-covered");
+    // The entry is complete on disk before network-status tells the cluster: a failure to
+    // write it (a full disk) is rolled back before anything was published.
+    call.cache.write(entry)?;
+    fault::point("add.cache-completed");
     let (Some(facts), Some(kube), Some(pod)) = (facts, kube, entry.pod.as_ref()) else {
         return Ok(());
     };
     let statuses = network_status(call, entry, &facts);
     let value = serde_json::to_string(&statuses).unwrap_or_default();
     let deadline = Instant::now() + call.conf.api_deadline();
-    if !kube.patch_pod_annotations(
+    match kube.patch_pod_annotations(
         &pod.namespace,
         &pod.name,
         &[(NETWORK_STATUS, Some(value))],
         deadline,
-    )? {
-        tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
+    ) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "pod deleted meanwhile; network-status not written");
+        }
+        Err(e) => {
+            // The write may have landed with its answer lost (a connection reset mid-answer):
+            // remove it, best effort and briefly, so that the cluster is not told of the
+            // interfaces the rollback is about to remove.
+            let retract = Instant::now() + call.conf.api_deadline().min(STATUS_RETRACT_BOUND);
+            if let Err(why) = kube.patch_pod_annotations(
+                &pod.namespace,
+                &pod.name,
+                &[(NETWORK_STATUS, None)],
+                retract,
+            ) {
+                tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "network-status may be left from this failed ADD: {why}");
+            }
+            return Err(e.into());
+        }
     }
     fault::point("add.network-status-written");
     Ok(())

@@ -18,6 +18,12 @@ pub enum FaultAction {
     Delay(Duration),
     /// Close the connection without answering (the client sees a reset/closed connection).
     DropConnection,
+    /// Answer as usual, but send only the headers (whose Content-Length announces the whole
+    /// body) and the first half of the body, then close the connection: a reset mid-body.
+    TruncateBody,
+    /// Answer a watch (`?watch=true`) with its headers and then nothing, never ending it while
+    /// the server runs: a stalled watch. A request that is not a watch is handled as usual.
+    StallWatch,
     /// Delete the object the request addresses (as if it went away meanwhile), then go on:
     /// the request itself then meets a genuine 404.
     DeleteTarget,
@@ -63,6 +69,16 @@ impl Fault {
     /// Drop the connection without a response.
     pub fn drop_connection() -> Self {
         Self::new(FaultAction::DropConnection)
+    }
+
+    /// Send the headers and half of the body, then close the connection.
+    pub fn truncate_body() -> Self {
+        Self::new(FaultAction::TruncateBody)
+    }
+
+    /// Stall watches: headers, then silence.
+    pub fn stall_watch() -> Self {
+        Self::new(FaultAction::StallWatch)
     }
 
     /// Delete the addressed object just before handling the request.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -242,26 +242,76 @@ pub(crate) async fn handle(
         Some(FaultAction::TooManyRequests { retry_after_secs }) => {
             error_response(&ApiError::too_many_requests(retry_after_secs))
         }
-        Some(
-            FaultAction::Delay(_) | FaultAction::DeleteTarget | FaultAction::BumpResourceVersion,
-        )
-        | None => {
-            let outcome =
-                std::panic::AssertUnwindSafe(dispatch(&shared, client_cert, req, &path, &query))
-                    .catch_unwind()
-                    .await;
-            match outcome {
-                Ok(resp) => resp,
-                Err(_) => error_response(&ApiError::internal(
-                    "the stand-in panicked while handling the request",
-                )),
-            }
+        Some(FaultAction::StallWatch) if is_watch(&query) => stalled_watch(),
+        Some(FaultAction::TruncateBody) => {
+            truncated(guarded_dispatch(&shared, client_cert, req, &path, &query).await).await
         }
+        Some(
+            FaultAction::Delay(_)
+            | FaultAction::DeleteTarget
+            | FaultAction::BumpResourceVersion
+            | FaultAction::StallWatch,
+        )
+        | None => guarded_dispatch(&shared, client_cert, req, &path, &query).await,
     };
     let status = response.status().as_u16();
     shared.set_request_status(index, status);
     shared.log(&method, &path, &query, status);
     Ok(response)
+}
+
+/// [`dispatch`], a panic answered with a 500.
+async fn guarded_dispatch(
+    shared: &Shared,
+    client_cert: bool,
+    req: Request<Incoming>,
+    path: &str,
+    query: &str,
+) -> Response<Body> {
+    let outcome = std::panic::AssertUnwindSafe(dispatch(shared, client_cert, req, path, query))
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(resp) => resp,
+        Err(_) => error_response(&ApiError::internal(
+            "the stand-in panicked while handling the request",
+        )),
+    }
+}
+
+/// Whether the query asks for a watch.
+fn is_watch(query: &str) -> bool {
+    Query::parse(query)
+        .get("watch")
+        .is_some_and(|w| w == "true" || w == "1")
+}
+
+/// A watch's headers, then a body that never sends anything and never ends.
+fn stalled_watch() -> Response<Body> {
+    let stream =
+        futures::stream::pending::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>()
+            .boxed();
+    let mut resp = Response::new(Body::Right(http_body_util::StreamBody::new(stream)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// `resp` with its Content-Length announcing the whole body and only the first half of it
+/// sent: hyper then closes the connection, which the client sees as a reset mid-body.
+async fn truncated(resp: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let whole = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return error_response(&ApiError::internal(format!("the body: {e}"))),
+    };
+    parts.headers.insert(
+        hyper::header::CONTENT_LENGTH,
+        HeaderValue::from(whole.len().max(2)),
+    );
+    let half = whole.slice(..whole.len() / 2);
+    let stream = futures::stream::iter([Ok(hyper::body::Frame::data(half))]).boxed();
+    Response::from_parts(parts, Body::Right(http_body_util::StreamBody::new(stream)))
 }
 
 fn authorized(shared: &Shared, client_cert: bool, req: &Request<Incoming>) -> bool {
