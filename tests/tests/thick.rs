@@ -310,6 +310,37 @@ fn sigkill_during_add_then_the_runtimes_del_leaves_nothing() {
     node.assert_pod_clean(&pod);
 }
 
+/// A shim that connected just before SIGTERM, its call not read yet (not in flight): the daemon
+/// must answer it before exiting (a refusal the shim retries on the next daemon), never close it
+/// unanswered — the shim could not tell whether its ADD ran. (Found by the upgrade test: an ADD
+/// sent as the old daemon got SIGTERM failed with "the connection closed before the answer".)
+#[test]
+fn sigterm_answers_a_connection_accepted_but_not_yet_read() {
+    use std::io::{Read, Write};
+    let node = Node::new();
+    let mut daemon = Daemon::start(&node, json!({}));
+    let mut early = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+    // Accepted by the daemon (a request on another connection is answered after it), nothing
+    // sent on it yet.
+    assert_eq!(daemon.get("/healthz").0, 200);
+    daemon.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let body = json!({"env": {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "late", "CNI_NETNS": "/run/netns/none", "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}, "config": ""}).to_string();
+    let sent = write!(
+        early,
+        "POST /cni HTTP/1.1\r\nHost: multus\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    let read = early.read_to_string(&mut answer);
+    assert!(
+        sent.is_ok() && read.is_ok() && answer.starts_with("HTTP/1.1 503"),
+        "an answer (503, not processed), not a closed connection: {sent:?} {read:?} {answer:?}\n{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
 #[test]
 fn sigterm_fails_readyz_finishes_the_call_in_flight_and_keeps_the_config() {
     let node = node_with_recorder();

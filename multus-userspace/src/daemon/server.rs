@@ -13,6 +13,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -179,7 +180,11 @@ fn reply(status: StatusCode, body: impl Into<Bytes>, json: bool) -> Reply {
 }
 
 /// Accepts connections until `stop` resolves, then drains: keeps answering (so shims see
-/// `/readyz` fail and DELs still run) until no call is in flight or `drain` has passed.
+/// `/readyz` fail, calls other than DEL are refused unprocessed, and DELs still run) until no call
+/// is in flight and no accepted connection is open, or `drain` has passed. A connection accepted
+/// but not yet read is open, not in flight: exiting then would close it unanswered, and its shim
+/// could not tell whether the call ran. Before exiting, the connections already waiting in the
+/// listen backlog are accepted and answered too.
 pub async fn serve(
     listener: UnixListener,
     shared: Arc<Shared>,
@@ -191,6 +196,7 @@ pub async fn serve(
         connection_limit.unwrap_or(Semaphore::MAX_PERMITS),
     ));
     tokio::pin!(stop);
+    let open = Arc::new(AtomicUsize::new(0));
     let mut deadline: Option<Instant> = None;
     loop {
         let (permit, accepted) = tokio::select! {
@@ -203,8 +209,17 @@ pub async fn serve(
             }
             _ = tokio::time::sleep(Duration::from_millis(20)), if deadline.is_some() => {
                 let in_flight = shared.in_flight.load(Ordering::SeqCst);
-                if in_flight == 0 {
-                    return;
+                if in_flight == 0 && open.load(Ordering::SeqCst) == 0 {
+                    // The backlog's last connections, which no accept took yet.
+                    let mut waiting = 0;
+                    while let Some(Ok((stream, _))) = listener.accept().now_or_never() {
+                        spawn_connection(stream, None, shared.clone(), open.clone());
+                        waiting += 1;
+                    }
+                    if waiting == 0 {
+                        return;
+                    }
+                    continue;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::warn!(in_flight, "drain deadline passed; exiting with calls in flight (their cache entries let the runtime's DEL clean up)");
@@ -222,24 +237,45 @@ pub async fn serve(
                 continue;
             }
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let peer_uid = stream.peer_cred().map(|c| c.uid()).ok();
-            let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(req, &shared, peer_uid).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!("connection ended with an error: {e}");
-            }
-        });
+        spawn_connection(stream, permit, shared.clone(), open.clone());
     }
+}
+
+/// Counts an open connection until its task ends (however it ends).
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves one accepted connection (one request: keep-alive is off) on a task of its own.
+fn spawn_connection(
+    stream: tokio::net::UnixStream,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    shared: Arc<Shared>,
+    open: Arc<AtomicUsize>,
+) {
+    open.fetch_add(1, Ordering::SeqCst);
+    let counted = OpenConnection(open);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _counted = counted;
+        let peer_uid = stream.peer_cred().map(|c| c.uid()).ok();
+        let svc = hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(route(req, &shared, peer_uid).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), svc);
+        if let Err(e) = conn.await {
+            tracing::debug!("connection ended with an error: {e}");
+        }
+    });
 }
 
 /// Waits for a free connection slot, then for a connection (both cancel-safe).
