@@ -316,7 +316,9 @@ fn api_faults() -> Vec<(&'static str, Fault, &'static str)> {
         (
             "reset mid-body",
             Fault::truncate_body(),
-            "closed connection",
+            // HTTP/2 (what the client negotiates): "... stream error detected"; HTTP/1.1: "...
+            // peer closed connection without sending TLS close_notify"
+            "error reading a body",
         ),
     ]
 }
