@@ -297,21 +297,20 @@ async fn node_certificate_client(
             "the node name is needed for the certificate's subject: set MULTUS_NODE_NAME".into(),
         )
     })?;
-    let bootstrap = match crate::kube::client::config_for(Some(&settings.bootstrap_kubeconfig))
-        .await
-    {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            return Err(DaemonError::NodeCertificate(
-                "\"bootstrapKubeconfig\" is empty".into(),
-            ))
-        }
-        Err(e) => {
-            return Err(DaemonError::NodeCertificate(format!(
-                "\"bootstrapKubeconfig\": {e}"
-            )))
-        }
-    };
+    let bootstrap =
+        match crate::kube::client::config_for(Some(&settings.bootstrap_kubeconfig)).await {
+            Ok(Some(config)) => config,
+            Ok(None) => {
+                return Err(DaemonError::NodeCertificate(
+                    "\"bootstrapKubeconfig\" is empty".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(DaemonError::NodeCertificate(format!(
+                    "\"bootstrapKubeconfig\": {e}"
+                )))
+            }
+        };
     let slot = node_cert::IdentitySlot::default();
     let (stored, pair) = node_cert::read_stored(&settings.cert_dir);
     let reusable = matches!(

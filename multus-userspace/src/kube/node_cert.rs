@@ -171,11 +171,7 @@ pub fn read_stored(dir: &Path) -> (Stored, Option<Pair>) {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path);
-    let read = opened.and_then(|f| {
-        f.take(fsio::MAX_FILE)
-            .read_to_string(&mut text)
-            .map(|_| ())
-    });
+    let read = opened.and_then(|f| f.take(fsio::MAX_FILE).read_to_string(&mut text).map(|_| ()));
     match read {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Stored::Missing, None),
         Err(e) => (Stored::Unusable(format!("{}: {e}", path.display())), None),
@@ -323,9 +319,12 @@ pub async fn obtain(
             .await
             .map_err(|e| NodeCertError::Api(format!("reading CSR {name}: {e}")))?;
         let status = csr.status.unwrap_or_default();
-        if let Some(c) = status.conditions.iter().flatten().find(|c| {
-            (c.type_ == "Denied" || c.type_ == "Failed") && c.status != "False"
-        }) {
+        if let Some(c) = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status != "False")
+        {
             return Err(NodeCertError::Refused {
                 name,
                 how: c.type_.to_ascii_lowercase(),
@@ -333,10 +332,11 @@ pub async fn obtain(
             });
         }
         if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-            let cert_pem = String::from_utf8(cert.0).map_err(|_| NodeCertError::BadCertificate {
-                name: name.clone(),
-                reason: "not PEM text".into(),
-            })?;
+            let cert_pem =
+                String::from_utf8(cert.0).map_err(|_| NodeCertError::BadCertificate {
+                    name: name.clone(),
+                    reason: "not PEM text".into(),
+                })?;
             return certificate_for(&key_pem, &cert_pem)
                 .map_err(|reason| NodeCertError::BadCertificate { name, reason });
         }
@@ -444,7 +444,9 @@ pub async fn run(
             }
             Decision::Request => {
                 if current.take().is_some() {
-                    report(Some("the per-node certificate expired before renewal".into()));
+                    report(Some(
+                        "the per-node certificate expired before renewal".into(),
+                    ));
                 }
             }
         }
