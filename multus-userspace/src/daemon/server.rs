@@ -496,6 +496,15 @@ mod tests {
         );
         shared.set_not_ready("configuration", None);
         assert!(shared.is_ready());
+        // A reason that fails /readyz but still lets calls in (a pending per-node certificate).
+        shared.set_not_ready_serving("per-node certificate", Some("waiting for CSR c1".into()));
+        assert!(!shared.is_ready() && shared.takes_calls());
+        assert_eq!(
+            shared.not_ready_reasons(),
+            vec!["per-node certificate: waiting for CSR c1".to_string()]
+        );
+        shared.set_not_ready_serving("per-node certificate", None);
+        assert!(shared.is_ready());
         assert_eq!(
             shared.status().degraded,
             vec!["netns: /run/netns does not exist".to_string()]

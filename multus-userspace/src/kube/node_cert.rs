@@ -314,10 +314,19 @@ pub async fn obtain(
     tracing::info!(csr = %name, node, "per-node certificate requested");
     created(&name);
     loop {
-        let csr = api
-            .get(&name)
-            .await
-            .map_err(|e| NodeCertError::Api(format!("reading CSR {name}: {e}")))?;
+        // A transient failure (the API restarting) keeps waiting for the same CSR; one that is
+        // gone (deleted, or garbage-collected while pending) or unreadable ends the wait.
+        let csr = match api.get(&name).await {
+            Ok(csr) => csr,
+            Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
+                return Err(NodeCertError::Api(format!("reading CSR {name}: {s}")));
+            }
+            Err(e) => {
+                tracing::debug!(csr = %name, "reading the CSR failed ({e}); retrying");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
         let status = csr.status.unwrap_or_default();
         if let Some(c) = status
             .conditions
