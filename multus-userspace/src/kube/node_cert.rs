@@ -188,14 +188,17 @@ pub fn read_stored(dir: &Path) -> (Stored, Option<Pair>) {
     }
 }
 
-/// Writes the pair into `dir` (created 0700 when missing; a symlink in its place is refused) as
-/// one 0600 file, atomically.
+/// Writes the pair into `dir` (created 0700 when missing, with its parents; a symlink in its
+/// place is refused) as one 0600 file, atomically.
 pub fn write_stored(dir: &Path, pair: &Pair) -> Result<PathBuf, NodeCertError> {
     let path = dir.join(CERT_FILE);
     let write = |source| NodeCertError::Write {
         path: path.clone(),
         source,
     };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(write)?;
+    }
     fsio::ensure_private_dir(dir).map_err(write)?;
     let text = format!("{}{}", pair.key_pem, pair.cert_pem);
     fsio::write_atomic(&path, text.as_bytes(), 0o600).map_err(write)?;
