@@ -344,3 +344,38 @@ fn a_bad_cert_duration_stops_the_start_naming_the_key() {
     let log = t.daemon.log();
     assert!(log.contains("perNodeCertificate.certDuration"), "{log}");
 }
+
+#[test]
+fn a_renewal_nobody_signs_makes_the_daemon_unready_at_expiry_naming_the_csr_until_it_is_signed() {
+    let mut t = T::new(None);
+    // 5 s certificates: renewal after 4 s.
+    t.api.set_csr_signing_duration(Some(Duration::from_secs(5)));
+    t.start();
+    t.api.set_csr_auto_approve(false);
+    t.wait_for("a renewal CSR", Duration::from_secs(15), || {
+        t.api.csrs().len() >= 2
+    });
+    let pending = t
+        .api
+        .csrs()
+        .into_iter()
+        .find(|c| c["status"]["certificate"].is_null())
+        .expect("the pending renewal");
+    let name = pending["metadata"]["name"].as_str().unwrap().to_string();
+    t.wait_for(
+        "/readyz naming the expiry and the CSR",
+        Duration::from_secs(15),
+        || {
+            let (code, body) = t.daemon.get("/readyz");
+            code == 503 && body.contains("expired") && body.contains(&name)
+        },
+    );
+    t.api.approve_csr(&name).expect("approve");
+    t.daemon.wait_ready(Duration::from_secs(10));
+    let uid = t.pod("after", "tna0", "10.87.4.0/24");
+    t.add_del("after", &uid);
+    assert!(t
+        .patchers("after")
+        .iter()
+        .all(|(u, _, via)| u == "system:multus:node-1" && *via == "client-certificate"));
+}

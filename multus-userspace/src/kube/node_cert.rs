@@ -300,15 +300,18 @@ fn csr_object(csr_pem: &str, duration: Duration) -> CertificateSigningRequest {
 }
 
 /// Creates a CSR for `node` through `client` and waits until it is signed; `created` is told
-/// the CSR's name as soon as it exists (the daemon's readiness reason names it).
+/// the CSR's name as soon as it exists (the daemon's readiness reason names it). When `client`
+/// stops being accepted while the CSR waits (a renewal made with a certificate that then
+/// expired), the CSR is read with `fallback` (the bootstrap credentials) instead.
 pub async fn obtain(
     client: Client,
+    mut fallback: Option<Client>,
     node: &str,
     duration: Duration,
     created: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Pair, NodeCertError> {
     let (key_pem, csr_pem) = new_request(node)?;
-    let api: Api<CertificateSigningRequest> = Api::all(client);
+    let mut api: Api<CertificateSigningRequest> = Api::all(client);
     let made = api
         .create(&PostParams::default(), &csr_object(&csr_pem, duration))
         .await
@@ -321,6 +324,11 @@ pub async fn obtain(
         // gone (deleted, or garbage-collected while pending) or unreadable ends the wait.
         let csr = match api.get(&name).await {
             Ok(csr) => csr,
+            Err(kube::Error::Api(s)) if s.code == 401 && fallback.is_some() => {
+                tracing::info!(csr = %name, "the current certificate is no longer accepted; reading the CSR with the bootstrap credentials");
+                api = Api::all(fallback.take().unwrap_or_else(|| api.clone().into_client()));
+                continue;
+            }
             Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
                 return Err(NodeCertError::Api(format!("reading CSR {name}: {s}")));
             }
@@ -466,7 +474,7 @@ pub async fn run(
         let use_current = current
             .as_ref()
             .is_some_and(|p| SystemTime::now() < p.not_after);
-        let attempt = |config: Config| {
+        let attempt = |config: Config, fallback: Option<Config>| {
             let slot = slot.clone();
             let report = &report;
             let node = node.clone();
@@ -475,6 +483,10 @@ pub async fn run(
             async move {
                 let client = crate::kube::client::client_for(config)
                     .map_err(|e| NodeCertError::Api(e.to_string()))?;
+                let fallback = fallback
+                    .map(crate::kube::client::client_for)
+                    .transpose()
+                    .map_err(|e| NodeCertError::Api(e.to_string()))?;
                 let created = move |name: &str| {
                     let why = format!("waiting for CSR {name} to be approved and signed");
                     slot.set_waiting(why.clone());
@@ -482,21 +494,21 @@ pub async fn run(
                         report(Some(why));
                     }
                 };
-                obtain(client, &node, duration, &created).await
+                obtain(client, fallback, &node, duration, &created).await
             }
         };
-        let mut outcome = if use_current {
-            let pair = current.as_ref().map(|p| config_with(&bootstrap, p));
-            match pair {
-                Some(config) => attempt(config).await,
-                None => Err(NodeCertError::Api("no current pair".into())),
+        let expires = current.as_ref().map(|p| p.not_after);
+        let mut outcome = match current.as_ref().filter(|_| use_current) {
+            Some(p) => {
+                let renewal = attempt(config_with(&bootstrap, p), Some(bootstrap.clone()));
+                noting_expiry(renewal, expires, &slot, &report).await
             }
-        } else {
-            attempt(bootstrap.clone()).await
+            None => attempt(bootstrap.clone(), None).await,
         };
         if let (true, Err(e)) = (use_current, &outcome) {
             tracing::warn!("renewing the per-node certificate as itself failed ({e}); with the bootstrap credentials");
-            outcome = attempt(bootstrap.clone()).await;
+            let renewal = attempt(bootstrap.clone(), None);
+            outcome = noting_expiry(renewal, expires, &slot, &report).await;
         }
         let pair = match outcome.and_then(|pair| {
             write_stored(&settings.cert_dir, &pair)?;
@@ -531,6 +543,32 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Awaits a renewal; if the certificate in use expires first (its CSR not signed in time), the
+/// daemon is reported not ready while the wait goes on.
+async fn noting_expiry<F: std::future::Future>(
+    renewal: F,
+    expires: Option<SystemTime>,
+    slot: &IdentitySlot,
+    report: &Report,
+) -> F::Output {
+    let renewal = std::pin::pin!(renewal);
+    let Some(at) = expires else {
+        return renewal.await;
+    };
+    let left = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let mut renewal = renewal;
+    tokio::select! {
+        out = &mut renewal => return out,
+        _ = tokio::time::sleep(left) => {
+            let waiting = slot.0.read().unwrap_or_else(|e| e.into_inner()).waiting.clone();
+            report(Some(format!("the per-node certificate expired before its renewal was signed ({waiting})")));
+        }
+    }
+    renewal.await
 }
 
 #[cfg(test)]
