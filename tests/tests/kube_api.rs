@@ -1439,3 +1439,111 @@ async fn kube_watches_pods_with_kubernetes_semantics_and_410_after_compaction() 
         "the stream ends after the error"
     );
 }
+
+/// A kube client that authenticates with `cert_pem`/`key_pem` alone, to `fx`'s server.
+async fn client_with_cert(fx: &Fixture, cert_pem: &str, key_pem: &str) -> Client {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut config = config_for(&fx.kubeconfig).await;
+    config.auth_info = kube::config::AuthInfo {
+        client_certificate_data: Some(b64(cert_pem)),
+        client_key_data: Some(b64(key_pem).into()),
+        ..Default::default()
+    };
+    config.default_retry = false;
+    Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn certificate_signing_requests_are_watched_approved_signed_and_their_certificates_authenticate(
+) {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::certificates::v1::{
+        CertificateSigningRequest, CertificateSigningRequestSpec,
+    };
+    use kube::api::{WatchEvent, WatchParams};
+    let fx = fixture();
+    fx.server.set_csr_auto_approve(false);
+    fx.server
+        .set_csr_signing_duration(Some(Duration::from_secs(2)));
+    let client = client_for(&fx.kubeconfig).await;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:multus:n1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:multus");
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    let csr = CertificateSigningRequest {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some("csr-".into()),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: k8s_openapi::ByteString(request.into_bytes()),
+            signer_name: "kubernetes.io/kube-apiserver-client".into(),
+            usages: Some(vec!["digital signature".into(), "client auth".into()]),
+            expiration_seconds: Some(600),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let made = csrs.create(&PostParams::default(), &csr).await.unwrap();
+    let name = made.metadata.name.clone().unwrap();
+    assert!(name.starts_with("csr-"), "{name}");
+    assert_eq!(
+        made.spec.username.as_deref(),
+        Some("system:serviceaccount:standin:token")
+    );
+    let rv = made.metadata.resource_version.clone().unwrap();
+    let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+    let mut events = csrs.watch(&params, &rv).await.unwrap().boxed();
+    fx.server.approve_csr(&name).unwrap();
+    let signed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Modified(c) = event {
+                if let Some(cert) = c.status.and_then(|s| s.certificate) {
+                    return String::from_utf8(cert.0).unwrap();
+                }
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("a MODIFIED event with the certificate");
+    assert!(signed.starts_with("-----BEGIN CERTIFICATE-----"));
+    // The certificate authenticates as its CN with its O as groups, until it expires (2 s, the
+    // cap), also on a connection opened while it was valid.
+    let by_cert = client_with_cert(&fx, &signed, &key.serialize_pem()).await;
+    let pods: Api<Pod> = Api::namespaced(by_cert, "default");
+    pods.list(&ListParams::default())
+        .await
+        .expect("authenticated");
+    let who = fx.server.authentications().pop().unwrap().who;
+    assert_eq!(
+        (who.user.as_str(), who.groups, who.via),
+        (
+            "system:multus:n1",
+            vec!["system:multus".to_string()],
+            "client-certificate"
+        )
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // On the pooled connection the request is refused (401); a new connection would fail its
+    // handshake instead, as kube-apiserver's would.
+    match pods.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 401),
+        Err(_) => {}
+        Ok(_) => panic!("an expired client certificate was accepted"),
+    }
+    // Denied: the condition, and no certificate.
+    let other = csrs.create(&PostParams::default(), &csr).await.unwrap();
+    let other_name = other.metadata.name.unwrap();
+    fx.server.deny_csr(&other_name, "not this one").unwrap();
+    let denied = csrs.get(&other_name).await.unwrap().status.unwrap();
+    assert!(denied.certificate.is_none());
+    assert_eq!(denied.conditions.unwrap()[0].type_, "Denied");
+}

@@ -68,9 +68,12 @@ pub struct DaemonConfig {
     /// Also log to stderr.
     #[serde(rename = "logToStderr", default)]
     pub log_to_stderr: bool,
-    /// Per-node client certificates (the reference's CSR bootstrap); not supported.
+    /// Per-node client certificates (the reference's CSR bootstrap), as written.
     #[serde(rename = "perNodeCertificate", default)]
-    pub per_node_certificate: Option<Value>,
+    pub per_node_certificate: Option<PerNodeCertificateKey>,
+    /// `perNodeCertificate` validated, when enabled.
+    #[serde(skip)]
+    pub node_certificate: Option<crate::kube::node_cert::Settings>,
     /// Version of the generated configuration.
     #[serde(rename = "cniVersion", default)]
     pub cni_version: Option<String>,
@@ -101,6 +104,95 @@ pub struct DaemonConfig {
     /// The whole file, for the overlay.
     #[serde(skip)]
     pub raw: Map<String, Value>,
+}
+
+/// The `perNodeCertificate` key as the reference reads it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PerNodeCertificateKey {
+    /// Off unless true.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The kubeconfig whose credentials create the CSRs.
+    #[serde(rename = "bootstrapKubeconfig", default)]
+    pub bootstrap_kubeconfig: String,
+    /// Where key and certificate are kept.
+    #[serde(rename = "certDir", default)]
+    pub cert_dir: String,
+    /// The certificate lifetime asked for, a Go duration ("10m", "1h30m"); 10m when empty.
+    #[serde(rename = "certDuration", default)]
+    pub cert_duration: String,
+}
+
+impl PerNodeCertificateKey {
+    /// The settings when enabled, or why they are invalid.
+    fn settings(&self) -> Result<Option<crate::kube::node_cert::Settings>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if self.bootstrap_kubeconfig.is_empty() || self.cert_dir.is_empty() {
+            return Err(format!(
+                "\"perNodeCertificate\" is enabled but needs \"bootstrapKubeconfig\" and \"certDir\" (got {:?} and {:?})",
+                self.bootstrap_kubeconfig, self.cert_dir
+            ));
+        }
+        let duration = if self.cert_duration.is_empty() {
+            crate::kube::node_cert::DEFAULT_DURATION
+        } else {
+            parse_go_duration(&self.cert_duration)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!(
+                        "\"perNodeCertificate.certDuration\" must be a positive Go duration such as \"10m\" or \"1h30m\", not {:?}",
+                        self.cert_duration
+                    )
+                })?
+        };
+        Ok(Some(crate::kube::node_cert::Settings {
+            bootstrap_kubeconfig: self.bootstrap_kubeconfig.clone().into(),
+            cert_dir: self.cert_dir.clone().into(),
+            duration,
+        }))
+    }
+}
+
+/// A duration as Go's `time.ParseDuration` reads it ("300ms", "1.5h", "2h45m"; units ns, us, µs,
+/// ms, s, m, h); `None` when it is not one, or negative.
+pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if rest.is_empty() || rest.starts_with('-') {
+        return None;
+    }
+    let mut nanos = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(number_end);
+        if number.is_empty() || number == "." {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1e0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += value * scale;
+        rest = tail;
+    }
+    (nanos.is_finite() && nanos < u64::MAX as f64)
+        .then(|| std::time::Duration::from_nanos(nanos as u64))
 }
 
 fn default_socket_dir() -> PathBuf {
@@ -184,14 +276,8 @@ impl DaemonConfig {
                 conf.socket_dir
             ));
         }
-        if conf
-            .per_node_certificate
-            .as_ref()
-            .and_then(|p| p.get("enabled"))
-            .and_then(Value::as_bool)
-            == Some(true)
-        {
-            return Err("\"perNodeCertificate\" is not supported: the daemon uses its service account (or the \"kubeconfig\" key)".into());
+        if let Some(key) = &conf.per_node_certificate {
+            conf.node_certificate = key.settings()?;
         }
         if let Some(dir) = &conf.chroot_dir {
             if !dir.is_absolute() {
@@ -263,6 +349,18 @@ mod tests {
                 r#"{"perNodeCertificate":{"enabled":true}}"#,
                 "perNodeCertificate",
             ),
+            (
+                r#"{"perNodeCertificate":{"enabled":true,"bootstrapKubeconfig":"/b","certDir":"/c","certDuration":"10"}}"#,
+                "perNodeCertificate.certDuration",
+            ),
+            (
+                r#"{"perNodeCertificate":{"enabled":true,"bootstrapKubeconfig":"/b","certDir":"/c","certDuration":"-5m"}}"#,
+                "perNodeCertificate.certDuration",
+            ),
+            (
+                r#"{"perNodeCertificate":{"enabled":"yes"}}"#,
+                "invalid type",
+            ),
             (r#"{"metricsPort":"x"}"#, "invalid type"),
             (
                 r#"{"daemonReadyTimeoutSeconds":0}"#,
@@ -273,6 +371,39 @@ mod tests {
         ] {
             let e = DaemonConfig::parse(conf.as_bytes()).unwrap_err();
             assert!(e.contains(key), "{conf}: {e}");
+        }
+    }
+
+    #[test]
+    fn per_node_certificate_follows_the_reference() {
+        use std::time::Duration;
+        let c = DaemonConfig::parse(br#"{"perNodeCertificate":{"enabled":false}}"#).unwrap();
+        assert!(c.node_certificate.is_none());
+        let c = DaemonConfig::parse(
+            br#"{"perNodeCertificate":{"enabled":true,"bootstrapKubeconfig":"/etc/b","certDir":"/var/c"}}"#,
+        )
+        .unwrap();
+        let s = c.node_certificate.unwrap();
+        assert_eq!(s.duration, Duration::from_secs(600));
+        assert_eq!(s.bootstrap_kubeconfig, Path::new("/etc/b"));
+        assert_eq!(s.cert_dir, Path::new("/var/c"));
+        for (text, secs) in [
+            ("10m", 600.0),
+            ("1h30m", 5400.0),
+            ("1.5h", 5400.0),
+            ("90s", 90.0),
+            ("2h45m10.5s", 9910.5),
+            ("1500ms", 1.5),
+            ("0", 0.0),
+        ] {
+            assert_eq!(
+                parse_go_duration(text).map(|d| d.as_secs_f64()),
+                Some(secs),
+                "{text}"
+            );
+        }
+        for bad in ["", "10", "m", "1x", "-1m", "1h-5m", "."] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
     }
 

@@ -56,6 +56,9 @@ pub enum DaemonError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// `perNodeCertificate` cannot be used.
+    #[error("perNodeCertificate: {0}")]
+    NodeCertificate(String),
 }
 
 /// Runs the daemon with the configuration at `config_path` until SIGTERM (or SIGINT) and the
@@ -109,8 +112,11 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         crate::delegate::exec::set_observer(Box::new(move |plugin, command, elapsed| {
             observed.delegate_call(plugin, command.as_str(), elapsed)
         }));
-        let (services, caches) = connect_kubernetes(&conf, &metrics).await;
+        let (services, caches, node_cert) = connect_kubernetes(&conf, &metrics).await?;
         let shared = Arc::new(Shared::new(&conf, metrics, services, caches));
+        if let Some(start) = node_cert {
+            start.spawn(shared.clone());
+        }
         if let Some(port) = conf.metrics_port {
             let tcp = tokio::net::TcpListener::bind(("0.0.0.0", port))
                 .await
@@ -183,38 +189,55 @@ fn hold_sbr_programs(conf: &DaemonConfig, shared: &Shared) -> Option<crate::sbr:
 /// The degraded reason of programs that could not be held.
 const SBR_HOLD: &str = "ebpf-sbr";
 
-/// The API client and watch caches, when the configuration (`kubeconfig`) or the in-cluster
-/// environment gives API access. A failure here is logged, not fatal: the daemon serves
-/// config-only networks without the API, and calls that need it fail on their own.
+/// What [`connect_kubernetes`] gives back: the services calls borrow, the watch caches, and the
+/// per-node certificate's manager to start once readiness can be reported.
+type Kubernetes = (
+    crate::metaplugin::Services,
+    Option<Arc<kube::Caches>>,
+    Option<NodeCertStart>,
+);
+
+/// The API client and watch caches, when the configuration (`perNodeCertificate`, `kubeconfig`)
+/// or the in-cluster environment gives API access. A failure here is logged, not fatal: the
+/// daemon serves config-only networks without the API, and calls that need it fail on their own.
+/// Only an unusable `perNodeCertificate` (no node name, no bootstrap kubeconfig) stops the start,
+/// as in the reference.
 async fn connect_kubernetes(
     conf: &DaemonConfig,
     metrics: &Arc<metrics::Metrics>,
-) -> (crate::metaplugin::Services, Option<Arc<kube::Caches>>) {
+) -> Result<Kubernetes, DaemonError> {
     use crate::kube::client::{client_for, config_for};
-    let kubeconfig = conf
-        .raw
-        .get("kubeconfig")
-        .and_then(serde_json::Value::as_str)
-        .map(std::path::PathBuf::from);
-    let client = match config_for(kubeconfig.as_deref()).await {
-        Ok(Some(config)) => client_for(config),
-        Ok(None) => {
-            tracing::info!("no kubeconfig and no in-cluster environment: config-only networks");
-            return Default::default();
+    // The daemon's own environment: which node it serves.
+    let node = std::env::var("MULTUS_NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty());
+    let mut node_cert = None;
+    let client = if let Some(settings) = &conf.node_certificate {
+        let (client, start) = node_certificate_client(settings, node.as_deref()).await?;
+        node_cert = Some(start);
+        Ok(client)
+    } else {
+        let kubeconfig = conf
+            .raw
+            .get("kubeconfig")
+            .and_then(serde_json::Value::as_str)
+            .map(std::path::PathBuf::from);
+        match config_for(kubeconfig.as_deref()).await {
+            Ok(Some(config)) => client_for(config),
+            Ok(None) => {
+                tracing::info!("no kubeconfig and no in-cluster environment: config-only networks");
+                return Ok(Default::default());
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
     };
     let client = match client {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}; serving without the Kubernetes API");
-            return Default::default();
+            return Ok(Default::default());
         }
     };
-    // The daemon's own environment: which node it serves.
-    let node = std::env::var("MULTUS_NODE_NAME")
-        .ok()
-        .filter(|n| !n.is_empty());
     if node.is_none() {
         tracing::warn!("MULTUS_NODE_NAME is not set: no pod cache, every ADD GETs its pod");
     }
@@ -226,7 +249,95 @@ async fn connect_kubernetes(
             cache: Some(caches.clone() as Arc<dyn crate::kube::client::ObjectCache>),
         }),
     };
-    (services, Some(caches))
+    Ok((services, Some(caches), node_cert))
+}
+
+/// The readiness key of the per-node certificate.
+const NODE_CERT: &str = "per-node certificate";
+
+/// The per-node certificate's manager, started once the daemon's state exists.
+struct NodeCertStart {
+    settings: crate::kube::node_cert::Settings,
+    node: String,
+    bootstrap: ::kube::Config,
+    slot: crate::kube::node_cert::IdentitySlot,
+    stored: Option<crate::kube::node_cert::Pair>,
+}
+
+impl NodeCertStart {
+    /// Runs the manager on the current runtime; until a certificate is in use `/readyz` names
+    /// what is awaited (calls are still served: config-only networks need no API).
+    fn spawn(self, shared: Arc<Shared>) {
+        if self.stored.is_none() {
+            shared.set_not_ready_serving(NODE_CERT, Some("requesting a certificate".into()));
+        }
+        let report = Box::new(move |reason: Option<String>| {
+            shared.set_not_ready_serving(NODE_CERT, reason);
+        });
+        tokio::spawn(crate::kube::node_cert::run(
+            self.settings,
+            self.node,
+            self.bootstrap,
+            self.slot,
+            self.stored,
+            report,
+        ));
+    }
+}
+
+/// The API client of `perNodeCertificate`: the bootstrap kubeconfig's cluster, with the stored
+/// pair as identity when it is still valid, else none until the CSR is signed.
+async fn node_certificate_client(
+    settings: &crate::kube::node_cert::Settings,
+    node: Option<&str>,
+) -> Result<(::kube::Client, NodeCertStart), DaemonError> {
+    use crate::kube::node_cert::{self, Decision};
+    let node = node.ok_or_else(|| {
+        DaemonError::NodeCertificate(
+            "the node name is needed for the certificate's subject: set MULTUS_NODE_NAME".into(),
+        )
+    })?;
+    let bootstrap =
+        match crate::kube::client::config_for(Some(&settings.bootstrap_kubeconfig)).await {
+            Ok(Some(config)) => config,
+            Ok(None) => {
+                return Err(DaemonError::NodeCertificate(
+                    "\"bootstrapKubeconfig\" is empty".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(DaemonError::NodeCertificate(format!(
+                    "\"bootstrapKubeconfig\": {e}"
+                )))
+            }
+        };
+    let slot = node_cert::IdentitySlot::default();
+    let (stored, pair) = node_cert::read_stored(&settings.cert_dir);
+    let reusable = matches!(
+        node_cert::decide(&stored, std::time::SystemTime::now()),
+        Decision::Reuse { .. }
+    );
+    let pair = pair.filter(|_| reusable);
+    match &pair {
+        Some(pair) => {
+            let client = crate::kube::client::client_for(node_cert::config_with(&bootstrap, pair))
+                .map_err(|e| DaemonError::NodeCertificate(e.to_string()))?;
+            slot.install(client);
+            tracing::info!(dir = %settings.cert_dir.display(), "reusing the stored per-node certificate");
+        }
+        None => tracing::info!(?stored, "requesting a per-node certificate"),
+    }
+    let client = slot.client(&bootstrap.default_namespace);
+    Ok((
+        client,
+        NodeCertStart {
+            settings: settings.clone(),
+            node: node.to_string(),
+            bootstrap,
+            slot,
+            stored: pair,
+        },
+    ))
 }
 
 /// Sets up logging as the configuration says (also used before serving, by the installation at

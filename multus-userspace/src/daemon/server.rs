@@ -57,6 +57,9 @@ pub struct Shared {
     /// Why the daemon is not ready, by concern (auto-configuration, ...): `/readyz` fails while
     /// any is set.
     not_ready: Mutex<BTreeMap<&'static str, String>>,
+    /// Why the daemon is not ready although it still serves calls (those that need what is
+    /// missing fail on their own): `/readyz` fails while any is set, `/cni` does not refuse.
+    not_ready_serving: Mutex<BTreeMap<&'static str, String>>,
     /// Missing node prerequisites that disable a feature only, by prerequisite.
     degraded: Mutex<BTreeMap<&'static str, String>>,
 }
@@ -81,6 +84,7 @@ impl Shared {
             services,
             caches,
             not_ready: Mutex::default(),
+            not_ready_serving: Mutex::default(),
             degraded: Mutex::default(),
         }
     }
@@ -88,6 +92,19 @@ impl Shared {
     /// Sets (or, with `None`, clears) the reason `key` keeps the daemon from being ready.
     pub fn set_not_ready(&self, key: &'static str, reason: Option<String>) {
         let mut map = self.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+        match reason {
+            Some(r) => map.insert(key, r),
+            None => map.remove(key),
+        };
+    }
+
+    /// Sets (or, with `None`, clears) a reason `/readyz` fails for while calls are still served
+    /// (the per-node certificate not yet issued: config-only networks need no API).
+    pub fn set_not_ready_serving(&self, key: &'static str, reason: Option<String>) {
+        let mut map = self
+            .not_ready_serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match reason {
             Some(r) => map.insert(key, r),
             None => map.remove(key),
@@ -113,6 +130,11 @@ impl Shared {
             reasons.push("draining: SIGTERM received".into());
         }
         let map = self.not_ready.lock().unwrap_or_else(|e| e.into_inner());
+        reasons.extend(map.iter().map(|(k, v)| format!("{k}: {v}")));
+        let map = self
+            .not_ready_serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         reasons.extend(map.iter().map(|(k, v)| format!("{k}: {v}")));
         reasons
     }
@@ -153,8 +175,18 @@ impl Shared {
         }
     }
 
-    /// Whether the daemon takes new calls (started, not draining, no reason set).
+    /// Whether `/readyz` answers 200: the daemon takes new calls and nothing it needs is missing.
     pub fn is_ready(&self) -> bool {
+        self.takes_calls()
+            && self
+                .not_ready_serving
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// Whether new calls are taken (started, not draining, no blocking reason set).
+    pub fn takes_calls(&self) -> bool {
         self.started.load(Ordering::SeqCst)
             && !self.draining.load(Ordering::SeqCst)
             && self
@@ -399,7 +431,7 @@ async fn cni(req: Request<Incoming>, shared: &Shared) -> Reply {
     let label = command.map_or("unknown", Command::as_str);
     // Not ready (draining after SIGTERM, or a /readyz reason such as no usable primary network):
     // calls other than DEL are refused unprocessed; the shim then waits for /readyz.
-    if !shared.is_ready() && command != Some(Command::Del) {
+    if !shared.takes_calls() && command != Some(Command::Del) {
         shared.metrics.call(label, 11, started.elapsed());
         let msg = if shared.draining.load(Ordering::SeqCst) {
             "multus-daemon is shutting down; try again when its successor is ready".to_string()
@@ -499,6 +531,15 @@ mod tests {
             vec!["configuration: no primary network".to_string()]
         );
         shared.set_not_ready("configuration", None);
+        assert!(shared.is_ready());
+        // A reason that fails /readyz but still lets calls in (a pending per-node certificate).
+        shared.set_not_ready_serving("per-node certificate", Some("waiting for CSR c1".into()));
+        assert!(!shared.is_ready() && shared.takes_calls());
+        assert_eq!(
+            shared.not_ready_reasons(),
+            vec!["per-node certificate: waiting for CSR c1".to_string()]
+        );
+        shared.set_not_ready_serving("per-node certificate", None);
         assert!(shared.is_ready());
         assert_eq!(
             shared.status().degraded,

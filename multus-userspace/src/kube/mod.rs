@@ -1,10 +1,12 @@
 //! Kubernetes: pod identity from CNI_ARGS, the API client, the NPWG annotations, resolution of
-//! NetworkAttachmentDefinitions and on-disk networks, the network-status annotation, pod events.
+//! NetworkAttachmentDefinitions and on-disk networks, the network-status annotation, pod events,
+//! the daemon's per-node client certificate.
 //! Kubelet devices are in [`crate::devices`].
 
 pub mod annotations;
 pub mod client;
 pub mod events;
+pub mod node_cert;
 pub mod resolve;
 pub mod status;
 

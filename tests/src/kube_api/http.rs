@@ -11,6 +11,7 @@ use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTE
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::csr::Identity;
 use super::faults::FaultAction;
 use super::resources::{self, Resource, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
@@ -198,7 +199,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
 /// Entry point for every request.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    client_cert: bool,
+    client_cert: Option<Arc<super::CertIdentity>>,
     connection: u64,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, DropConnection> {
@@ -244,7 +245,7 @@ pub(crate) async fn handle(
         }
         Some(FaultAction::StallWatch) if is_watch(&query) => stalled_watch(),
         Some(FaultAction::TruncateBody) => {
-            truncated(guarded_dispatch(&shared, client_cert, req, &path, &query).await).await
+            truncated(guarded_dispatch(&shared, client_cert.as_deref(), req, &path, &query).await).await
         }
         Some(
             FaultAction::Delay(_)
@@ -252,7 +253,7 @@ pub(crate) async fn handle(
             | FaultAction::BumpResourceVersion
             | FaultAction::StallWatch,
         )
-        | None => guarded_dispatch(&shared, client_cert, req, &path, &query).await,
+        | None => guarded_dispatch(&shared, client_cert.as_deref(), req, &path, &query).await,
     };
     let status = response.status().as_u16();
     shared.set_request_status(index, status);
@@ -263,7 +264,7 @@ pub(crate) async fn handle(
 /// [`dispatch`], a panic answered with a 500.
 async fn guarded_dispatch(
     shared: &Shared,
-    client_cert: bool,
+    client_cert: Option<&super::CertIdentity>,
     req: Request<Incoming>,
     path: &str,
     query: &str,
@@ -314,21 +315,42 @@ async fn truncated(resp: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, Body::Right(http_body_util::StreamBody::new(stream)))
 }
 
-fn authorized(shared: &Shared, client_cert: bool, req: &Request<Incoming>) -> bool {
-    if !shared.require_auth || client_cert {
-        return true;
+/// Who the request authenticated as: a client certificate signed by the CA and valid now (checked
+/// at every request, as kube-apiserver's x509 authenticator does, so a connection outliving its
+/// certificate is refused), else the bearer token; `None`: 401.
+fn authenticate(
+    shared: &Shared,
+    client_cert: Option<&super::CertIdentity>,
+    req: &Request<Incoming>,
+) -> Option<Identity> {
+    if let Some(cert) = client_cert.filter(|c| std::time::SystemTime::now() <= c.not_after) {
+        return Some(Identity {
+            user: cert.user.clone(),
+            groups: cert.groups.clone(),
+            via: "client-certificate",
+        });
     }
-    let Some(value) = req
+    let token_ok = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer") && super::KubeApiServer::accepts(shared, token.trim())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer")
+                && super::KubeApiServer::accepts(shared, token.trim())
+        });
+    if token_ok {
+        return Some(Identity {
+            user: "system:serviceaccount:standin:token".into(),
+            groups: vec!["system:authenticated".into()],
+            via: "token",
+        });
+    }
+    (!shared.require_auth).then(|| Identity {
+        user: "system:anonymous".into(),
+        groups: vec!["system:unauthenticated".into()],
+        via: "anonymous",
+    })
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
@@ -344,6 +366,11 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
+/// The request's body as JSON.
+pub(crate) async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
+    parse_json(&read_body(req).await?)
+}
+
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
@@ -352,15 +379,24 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 
 async fn dispatch(
     shared: &Shared,
-    client_cert: bool,
+    client_cert: Option<&super::CertIdentity>,
     req: Request<Incoming>,
     path: &str,
     query: &str,
 ) -> Response<Body> {
     let route = route(path);
     let public = matches!(route, Route::Version | Route::Health);
-    if !public && !authorized(shared, client_cert, &req) {
-        return error_response(&ApiError::unauthorized());
+    let who = authenticate(shared, client_cert, &req);
+    if !public {
+        let Some(who) = who else {
+            return error_response(&ApiError::unauthorized());
+        };
+        shared.record_authentication(req.method().as_str(), path, &who);
+        if path.starts_with(super::csr::COLLECTION) {
+            return super::csr::serve(shared, req, path, &Query::parse(query), &who)
+                .await
+                .unwrap_or_else(|e| error_response(&e));
+        }
     }
     match serve(shared, req, route, Query::parse(query)).await {
         Ok(resp) => resp,

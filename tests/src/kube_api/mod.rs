@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod csr;
 mod faults;
 mod http;
 mod patch;
@@ -56,6 +57,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+pub use csr::Identity;
 pub use faults::{glob_match, Fault, FaultAction, FaultId, RecordedRequest};
 pub use resources::Resource;
 pub use seed::{NadSeed, PodSeed, RESOURCE_NAME_ANNOTATION};
@@ -200,6 +202,56 @@ pub(crate) struct Shared {
     log_requests: bool,
     /// TLS connections accepted so far.
     pub(crate) connections_accepted: std::sync::atomic::AtomicU64,
+    /// CertificateSigningRequests and their signer.
+    csrs: Arc<Mutex<csr::Csrs>>,
+    /// Who each request authenticated as (the latest [`MAX_AUTHENTICATIONS`]).
+    authentications: Mutex<VecDeque<Authentication>>,
+}
+
+/// Bound on the authentications kept.
+const MAX_AUTHENTICATIONS: usize = 10_000;
+
+/// Who one request authenticated as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authentication {
+    /// The HTTP method.
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// The identity.
+    pub who: Identity,
+}
+
+/// What a verified client certificate says: user (CN), groups (O) and the end of its validity.
+#[derive(Clone, Debug)]
+pub(crate) struct CertIdentity {
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) not_after: std::time::SystemTime,
+}
+
+impl CertIdentity {
+    /// From the DER certificate the TLS handshake verified.
+    fn from_der(der: &[u8]) -> Option<Self> {
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+        let subject = cert.subject();
+        let user = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())?
+            .to_string();
+        let groups = subject
+            .iter_organization()
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect();
+        let secs = cert.validity().not_after.timestamp().max(0) as u64;
+        Some(Self {
+            user,
+            groups,
+            not_after: std::time::UNIX_EPOCH + Duration::from_secs(secs),
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,6 +261,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    pub(crate) fn csrs(&self) -> MutexGuard<'_, csr::Csrs> {
+        lock(&self.csrs)
+    }
+
+    /// The CSRs, for a task that outlives the request (a watch).
+    pub(crate) fn csr_handle(&self) -> Arc<Mutex<csr::Csrs>> {
+        self.csrs.clone()
+    }
+
+    pub(crate) fn record_authentication(&self, method: &str, path: &str, who: &Identity) {
+        let mut log = lock(&self.authentications);
+        if log.len() >= MAX_AUTHENTICATIONS {
+            log.pop_front();
+        }
+        log.push_back(Authentication {
+            method: method.to_string(),
+            path: path.to_string(),
+            who: who.clone(),
+        });
     }
 
     /// The store, for a task that outlives the request (a watch).
@@ -380,6 +453,11 @@ impl KubeApiServer {
             addr,
             log_requests: options.log_requests,
             connections_accepted: Default::default(),
+            csrs: Arc::new(Mutex::new(csr::Csrs::new(
+                pki.ca_pem.clone(),
+                pki.ca_key_pem.clone(),
+            ))),
+            authentications: Mutex::default(),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -449,6 +527,46 @@ impl KubeApiServer {
     /// The client certificate's private key (PEM, PKCS#8).
     pub fn client_key_pem(&self) -> &str {
         &self.pki.client_key_pem
+    }
+
+    // ---- certificate signing requests and authentication ----
+
+    /// Whether new CSRs are approved (and, for kubernetes.io/kube-apiserver-client, signed) as
+    /// they are created (the default), or wait for [`Self::approve_csr`].
+    pub fn set_csr_auto_approve(&self, auto: bool) {
+        self.shared.csrs().auto_approve = auto;
+    }
+
+    /// Caps the lifetime of the certificates signed from now on (the signer's
+    /// `--cluster-signing-duration`); `None`: what the request asks (`expirationSeconds`).
+    pub fn set_csr_signing_duration(&self, max: Option<Duration>) {
+        self.shared.csrs().max_duration = max;
+    }
+
+    /// Approves a CSR and signs it with the CA; returns the object.
+    pub fn approve_csr(&self, name: &str) -> Result<Value> {
+        self.shared
+            .csrs()
+            .approve(name)
+            .map_err(|e| anyhow!("{}", e.message))
+    }
+
+    /// Denies a CSR.
+    pub fn deny_csr(&self, name: &str, message: &str) -> Result<Value> {
+        self.shared
+            .csrs()
+            .deny(name, message)
+            .map_err(|e| anyhow!("{}", e.message))
+    }
+
+    /// The CSRs, by name.
+    pub fn csrs(&self) -> Vec<Value> {
+        self.shared.csrs().list()
+    }
+
+    /// Who each request (other than /version and health) authenticated as, oldest first.
+    pub fn authentications(&self) -> Vec<Authentication> {
+        lock(&self.shared.authentications).iter().cloned().collect()
     }
 
     /// The kubeconfig document with the CA embedded, as a JSON value (written as JSON, which
@@ -883,17 +1001,20 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Sha
         Ok(Ok(tls)) => tls,
         _ => return,
     };
+    // The verifier accepted it (signed by the CA); who it names, and until when.
     let client_cert = tls
         .get_ref()
         .1
         .peer_certificates()
-        .is_some_and(|c| !c.is_empty());
+        .and_then(|c| c.first())
+        .and_then(|der| CertIdentity::from_der(der))
+        .map(Arc::new);
     let connection = shared
         .connections_accepted
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
     let service = hyper::service::service_fn(move |req| {
-        http::handle(shared.clone(), client_cert, connection, req)
+        http::handle(shared.clone(), client_cert.clone(), connection, req)
     });
     let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service)

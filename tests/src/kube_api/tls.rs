@@ -15,6 +15,8 @@ use rustls::{RootCertStore, ServerConfig};
 /// The PEM material of one server: its CA, its serving certificate and a client certificate.
 pub(crate) struct Pki {
     pub(crate) ca_pem: String,
+    /// The CA's key (PKCS#8 PEM), for the CSR signer.
+    pub(crate) ca_key_pem: String,
     ca_der: CertificateDer<'static>,
     server_cert_der: CertificateDer<'static>,
     server_key_der: Vec<u8>,
@@ -39,6 +41,7 @@ impl Pki {
         let ca_cert = ca_params
             .self_signed(&ca_key)
             .context("self-signing the CA")?;
+        let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().context("generating the server key")?;
@@ -75,6 +78,7 @@ impl Pki {
 
         Ok(Self {
             ca_pem: ca_cert.pem(),
+            ca_key_pem,
             ca_der: ca_cert.der().clone(),
             server_cert_der: server_cert.der().clone(),
             server_key_der: server_key.serialize_der(),
