@@ -624,16 +624,13 @@ impl Bench {
         }
         match &add {
             Some(out) if out.status.success() => {
-                if injected == Injected::Nothing
-                    && self
-                        .api
-                        .pod_annotation(
-                            POD_NAMESPACE,
-                            &name,
-                            multus::kube::annotations::NETWORK_STATUS,
-                        )
-                        .is_none()
-                {
+                // With no fault, the pod's network-status is written.
+                let status = self.api.pod_annotation(
+                    POD_NAMESPACE,
+                    &name,
+                    multus::kube::annotations::NETWORK_STATUS,
+                );
+                if injected == Injected::Nothing && status.is_none() {
                     problems.push(format!(
                         "ADD of {id} succeeded without writing network-status"
                     ));
