@@ -338,6 +338,12 @@ impl Report {
                 mib(self.rss_kib.iter().copied().max().unwrap_or(0)),
                 mib(*self.rss_kib.last().unwrap_or(&0)),
             );
+            // Growth or a plateau: the RSS at each tenth of the run.
+            let n = self.rss_kib.len();
+            let trend: Vec<String> = (1..=10)
+                .map(|t| mib(self.rss_kib[(n * t / 10).saturating_sub(1)]))
+                .collect();
+            let _ = writeln!(s, "By tenth of the run: {}.", trend.join(", "));
         }
         let failures = self.failures();
         if failures.is_empty() {
