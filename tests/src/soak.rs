@@ -227,6 +227,8 @@ pub struct Report {
     pub hangs: Vec<String>,
     /// The daemon's RSS samples (KiB), thick mode.
     pub rss_kib: Vec<u64>,
+    /// The daemon at the end (thick): calls in flight, its watch caches, its threads.
+    pub daemon_after: Option<String>,
     /// Everything wrong: unexpected failures, failures without a CNI error, rollbacks that left
     /// something, DELs that never succeeded, what was left at the end, a daemon that died.
     pub problems: Vec<String>,
@@ -344,6 +346,9 @@ impl Report {
                 .map(|t| mib(self.rss_kib[(n * t / 10).saturating_sub(1)]))
                 .collect();
             let _ = writeln!(s, "By tenth of the run: {}.", trend.join(", "));
+        }
+        if let Some(after) = &self.daemon_after {
+            let _ = writeln!(s, "The daemon after the run: {after}.");
         }
         let failures = self.failures();
         if failures.is_empty() {
@@ -773,6 +778,48 @@ impl Bench {
                     "the daemon died during the soak:\n{}",
                     tail(&d.log())
                 ));
+            }
+            // Nothing in flight, and no deleted pod still in its watch cache.
+            let started = Instant::now();
+            let status = loop {
+                let status = d.status();
+                let held = status
+                    .caches
+                    .iter()
+                    .filter(|c| c.resource.contains("pod"))
+                    .map(|c| c.objects)
+                    .sum::<usize>();
+                if (status.in_flight == 0 && held == 0)
+                    || started.elapsed() > Duration::from_secs(10)
+                {
+                    break status;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            let caches: Vec<String> = status
+                .caches
+                .iter()
+                .map(|c| format!("{} {} objects", c.resource, c.objects))
+                .collect();
+            report.daemon_after = Some(format!(
+                "{} calls in flight, caches: {}; {} threads",
+                status.in_flight,
+                caches.join(", "),
+                thick::proc_status(d.pid(), "Threads:").unwrap_or(0)
+            ));
+            if status.in_flight != 0 {
+                report.problems.push(format!(
+                    "{} calls still in flight at the end",
+                    status.in_flight
+                ));
+            }
+            for c in status.caches.iter().filter(|c| c.resource.contains("pod")) {
+                if c.objects != 0 {
+                    report.problems.push(format!(
+                        "the daemon's {} cache holds {} objects after every pod was deleted",
+                        c.resource, c.objects
+                    ));
+                }
             }
             // Stopped as the node's service manager does: it drains, releases the programs.
             d.signal(libc::SIGTERM);
