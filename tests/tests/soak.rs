@@ -6,11 +6,15 @@
 //! `SOAK_SECONDS` and `SOAK_CONCURRENCY` change the length and the width; `cargo xtask soak`
 //! runs the long form.
 
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 use testkit::soak::{self, Mode};
 
+/// One soak at a time: the two modes at once would be 128-way on the node's CPUs.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn soak(mode: Mode) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let seconds = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
