@@ -70,6 +70,56 @@ impl CniOutput {
         }
     }
 
+    /// [`CniOutput::capture`] bounded by `limit`: past it, the process group led by the plugin
+    /// (spawned with `process_group(0)`) is killed with SIGKILL and `None` returned.
+    pub fn capture_bounded(
+        mut cmd: Command,
+        binary: &Path,
+        stdin: &[u8],
+        limit: Duration,
+    ) -> Option<CniOutput> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let (binary, stdin, child_pid) = (binary.to_path_buf(), stdin.to_vec(), pid.clone());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+            child_pid.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(None);
+            if let Some(mut input) = child.stdin.take() {
+                let _ = input.write_all(&stdin);
+            }
+            let out = child.wait_with_output().expect("wait");
+            let elapsed = started.elapsed();
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            let _ = tx.send(Some(CniOutput {
+                status: out.status,
+                json: serde_json::from_str(stdout.trim()).ok(),
+                stdout,
+                stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+                elapsed,
+            }));
+        });
+        // The first message says the child runs (its pid is known); the bound starts then.
+        rx.recv().expect("the call's thread");
+        match rx.recv_timeout(limit) {
+            Ok(out) => out,
+            Err(_) => {
+                let pgid = pid.load(std::sync::atomic::Ordering::SeqCst);
+                // SAFETY: kill(2) of the process group our own child leads.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                // Reaped by the thread (stdout closes once the group is gone).
+                let _ = rx.recv_timeout(Duration::from_secs(10));
+                None
+            }
+        }
+    }
+
     /// The result; panics with the plugin's error when it failed.
     pub fn ok(&self) -> &Value {
         assert!(
@@ -152,6 +202,29 @@ impl CniCall {
         stdin: &[u8],
         extra: &[(&str, &str)],
     ) -> CniOutput {
+        let mut cmd = self.command(node, binary, extra);
+        CniOutput::capture(&mut cmd, binary, stdin)
+    }
+
+    /// [`CniCall::run_bytes_with_env`] with a hard bound: a call still running after `limit` is
+    /// a hang; its process group (the plugin and whatever it started) is killed and `None` is
+    /// returned. The plugin leads a process group of its own.
+    pub fn run_bounded(
+        &self,
+        node: &Node,
+        binary: &Path,
+        stdin: &[u8],
+        extra: &[(&str, &str)],
+        limit: Duration,
+    ) -> Option<CniOutput> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = self.command(node, binary, extra);
+        cmd.process_group(0);
+        CniOutput::capture_bounded(cmd, binary, stdin, limit)
+    }
+
+    /// The plugin's command: `binary` in the node's namespace with the CNI environment and `extra`.
+    fn command(&self, node: &Node, binary: &Path, extra: &[(&str, &str)]) -> Command {
         let mut cmd = node.ns.command(binary);
         cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         cmd.envs(extra.iter().copied());
@@ -174,7 +247,7 @@ impl CniCall {
                 cmd.env(k, v);
             }
         }
-        CniOutput::capture(&mut cmd, binary, stdin)
+        cmd
     }
 
     /// Runs `binary` with a JSON config.

@@ -47,3 +47,21 @@ pub fn multus(version: &str, cache_dir: &Path, bin_dir: &Path, delegates: Vec<Va
         "delegates": delegates
     })
 }
+
+/// The two networks of the reliability suites (crash at every step, the soak): `net-a` (bridge
+/// `br-a` + host-local 10.61.0.0/24, chained with `ebpf-sbr` pinning under `bpffs`: its gateway
+/// is not the pod's default, so SBR makes its carrier, anchor namespace and routes) and `net-b`
+/// (bridge `br-b` + host-local 10.62.0.0/24, the pod's default route).
+pub fn sbr_pair(ipam_dir: &Path, bpffs: &Path) -> [Value; 2] {
+    let net_a = json!({"cniVersion": "1.0.0", "name": "net-a", "plugins": [
+        {"type": "bridge", "bridge": "br-a", "isGateway": true,
+         "ipam": {"type": "host-local", "subnet": "10.61.0.0/24", "gateway": "10.61.0.1", "dataDir": ipam_dir}},
+        {"type": "ebpf-sbr", "bpffsDir": bpffs}]});
+    let net_b = json!({"cniVersion": "1.0.0", "name": "net-b", "type": "bridge", "bridge": "br-b",
+        "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.62.0.0/24", "dataDir": ipam_dir,
+        "routes": [{"dst": "0.0.0.0/0"}]}});
+    [net_a, net_b]
+}
+
+/// The bridges [`sbr_pair`] makes on the node (the bridge plugin never deletes them).
+pub const SBR_PAIR_BRIDGES: [&str; 2] = ["br-a", "br-b"];

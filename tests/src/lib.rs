@@ -22,6 +22,8 @@ pub mod podman;
 pub mod reference_multus;
 pub mod sbr;
 pub mod sbrplugin;
+pub mod soak;
+pub mod stats;
 pub mod thick;
 pub mod topo;
 pub mod traffic;

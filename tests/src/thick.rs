@@ -286,6 +286,18 @@ pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// A numeric field of /proc/<pid>/status (KiB for memory fields): the daemon's `VmRSS:`,
+/// `Threads:`.
+pub fn proc_status(pid: i32, field: &str) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} of process {pid}"))
+}
+
 /// Whether `path` exists.
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()

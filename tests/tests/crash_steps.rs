@@ -176,13 +176,7 @@ impl Pod {
     /// stop at 1.0.0) so that GC is forwarded to a delegate.
     fn conf(&self, gc: bool, bin_dir: &Path) -> Value {
         let ipam = self.node.ipam_dir();
-        let net_a = json!({"cniVersion": "1.0.0", "name": "net-a", "plugins": [
-            {"type": "bridge", "bridge": "br-a", "isGateway": true,
-             "ipam": {"type": "host-local", "subnet": "10.61.0.0/24", "gateway": "10.61.0.1", "dataDir": ipam}},
-            {"type": "ebpf-sbr", "bpffsDir": self.bpffs.path()}]});
-        let net_b = json!({"cniVersion": "1.0.0", "name": "net-b", "type": "bridge", "bridge": "br-b",
-            "isGateway": true, "ipam": {"type": "host-local", "subnet": "10.62.0.0/24", "dataDir": ipam,
-            "routes": [{"dst": "0.0.0.0/0"}]}});
+        let [net_a, net_b] = testkit::confs::sbr_pair(&ipam, self.bpffs.path());
         let mut delegates = vec![net_a, net_b];
         if gc {
             delegates
@@ -235,95 +229,32 @@ impl Pod {
     fn leftovers(&self, pod_exists: bool) -> Vec<String> {
         let mut left = Vec::new();
         if pod_exists {
-            testkit::sbr::carriers_gone(&self.pod);
-            left.extend(
-                self.pod
-                    .link_names()
-                    .into_iter()
-                    .map(|l| format!("pod link {l}")),
-            );
-            let routes = self.pod.all_routes();
-            left.extend(
-                routes
-                    .iter()
-                    .filter(|r| !self.routes_before.contains(r))
-                    .map(|r| format!("pod route {r}")),
-            );
-            let neigh = self.pod.ip(&["neigh", "show"]);
-            left.extend(
-                String::from_utf8_lossy(&neigh.stdout)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| format!("pod neighbour {l}")),
-            );
-            for key in ["all", "default"] {
-                let v = self
-                    .pod
-                    .read_sysctl(&format!("net.ipv4.conf.{key}.rp_filter"));
-                if v.trim() != "1" {
-                    left.push(format!("pod rp_filter {key} = {}", v.trim()));
-                }
-            }
+            left.extend(leaks::pod_leftovers(
+                &self.pod,
+                &self.routes_before,
+                Some("1"),
+            ));
         }
-        // The bridges stay (the bridge plugin never deletes them); veths must not. A deleted
-        // pod namespace (the reboots) takes its veths' peers along in the kernel's background
-        // cleanup, which is slow under load: wait for it up to 10 s.
-        let node_links = || -> Vec<String> {
-            self.node
-                .ns
-                .link_names()
-                .into_iter()
-                .filter(|l| l != "br-a" && l != "br-b")
-                .collect()
-        };
+        // A deleted pod namespace (the reboots) takes its veths' peers along in the kernel's
+        // background cleanup, which is slow under load: wait for it up to 10 s.
         let waited = std::time::Instant::now();
         while !pod_exists
-            && !node_links().is_empty()
+            && self
+                .node
+                .ns
+                .link_names()
+                .iter()
+                .any(|l| !testkit::confs::SBR_PAIR_BRIDGES.contains(&l.as_str()))
             && waited.elapsed() < std::time::Duration::from_secs(10)
         {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        left.extend(node_links().into_iter().map(|l| format!("node link {l}")));
-        left.extend(
-            leaks::host_local_leases(&self.node.ipam_dir())
-                .into_iter()
-                .map(|l| format!("lease {l}")),
-        );
-        left.extend(
-            leaks::cache_files(&self.node.cache_dir())
-                .into_iter()
-                .map(|f| format!("cache file {f}")),
-        );
-        left.extend(
-            self.bpffs
-                .entries()
-                .into_iter()
-                .map(|p| format!("bpffs {p}")),
-        );
-        for map in ["src", "defaults", "counters", "users"] {
-            left.extend(
-                testkit::sbr::node_map_cookies(self.bpffs.path(), map)
-                    .into_iter()
-                    .map(|c| format!("node map {map} entry of cookie {c}")),
-            );
-        }
-        // An anchor namespace is a mount below the bpffs directory.
-        let bpffs = self.bpffs.path().to_string_lossy().into_owned();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        left.extend(
-            mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|m| m.starts_with(&format!("{bpffs}/")))
-                .map(|m| format!("mount {m}")),
-        );
-        left.extend(
-            std::fs::read_dir(self.node.root().join("devinfo"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| format!("device-info {}", e.file_name().to_string_lossy())),
-        );
+        left.extend(leaks::node_leftovers(
+            &self.node,
+            &testkit::confs::SBR_PAIR_BRIDGES,
+            self.bpffs.path(),
+            &self.node.root().join("devinfo"),
+        ));
         left
     }
 }

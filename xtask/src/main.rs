@@ -72,6 +72,19 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// The soak: 64-way ADD/DEL of two-network pods (one with ebpf-sbr) with random API and
+    /// delegate faults, thin and thick; prints calls, failures by cause, latency, daemon RSS.
+    Soak {
+        /// Minutes per mode.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Concurrent ADD/DEL workers.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// `thin`, `thick` or `both`.
+        #[arg(long, default_value = "both")]
+        mode: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,5 +113,16 @@ fn main() -> anyhow::Result<()> {
             all.extend(args);
             tasks::run(&all, true)
         }
+        // The debug build, as `cargo xtask test` runs it: overflow checks and debug assertions on.
+        Cmd::Soak {
+            minutes,
+            concurrency,
+            mode,
+        } => tasks::run_debug(&[
+            "soak".to_string(),
+            format!("--minutes={minutes}"),
+            format!("--concurrency={concurrency}"),
+            format!("--mode={mode}"),
+        ]),
     }
 }

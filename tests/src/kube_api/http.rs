@@ -245,7 +245,8 @@ pub(crate) async fn handle(
         }
         Some(FaultAction::StallWatch) if is_watch(&query) => stalled_watch(),
         Some(FaultAction::TruncateBody) => {
-            truncated(guarded_dispatch(&shared, client_cert.as_deref(), req, &path, &query).await).await
+            truncated(guarded_dispatch(&shared, client_cert.as_deref(), req, &path, &query).await)
+                .await
         }
         Some(
             FaultAction::Delay(_)

@@ -1,10 +1,12 @@
-//! `tasks`: the demo and the benchmarks, run by `cargo xtask demo` and `cargo xtask bench` after
-//! `setup` has installed what they need and the release binaries are built. It lives in the test
+//! `tasks`: the demo, the benchmarks and the soak, run by `cargo xtask demo`, `cargo xtask bench`
+//! and `cargo xtask soak` after `setup` has installed what they need and the product binaries
+//! are built (release ones for the demo and the benchmarks). It lives in the test
 //! kit's crate (which builds the BPF programs through multus-userspace) so that the `xtask` crate
 //! itself builds with the stable toolchain alone.
 
 mod bench;
 mod demo;
+mod soak;
 mod util;
 
 use std::path::PathBuf;
@@ -33,6 +35,18 @@ enum Cmd {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// ADD/DEL of two-network pods at high concurrency with random faults (docs/reliability.md).
+    Soak {
+        /// Minutes of new cycles per mode.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Concurrent workers (pods at a time).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// thin, thick or both.
+        #[arg(long, value_enum, default_value = "both")]
+        mode: soak::Modes,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +58,10 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Demo => demo::run(&cli.bins),
         Cmd::Bench { which } => bench::run(which, &cli.bins),
+        Cmd::Soak {
+            minutes,
+            concurrency,
+            mode,
+        } => soak::run(minutes, concurrency, mode),
     }
 }

@@ -5,12 +5,12 @@ mod core;
 mod kube;
 pub mod report;
 mod sbr;
-pub mod stats;
 mod thick;
 mod thick_parts;
 
 use anyhow::Result;
 use clap::Subcommand;
+pub use testkit::stats;
 
 /// Which benchmark.
 #[derive(Subcommand, Clone, Copy)]

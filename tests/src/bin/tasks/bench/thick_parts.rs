@@ -236,15 +236,7 @@ pub fn rss_burst(node: &Node, concurrency: usize, hold_ms: u64) -> Result<(u64, 
     Ok((idle, peak, threads))
 }
 
-/// A numeric field of /proc/<pid>/status (KiB for memory fields).
-pub fn proc_status(pid: i32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("{field} of process {pid}"))
-}
+pub use testkit::thick::proc_status;
 
 /// `| name | p50 | p90 |` of samples.
 pub fn row(name: &str, s: &Samples) -> String {

@@ -1,4 +1,4 @@
-//! Percentiles of timing samples.
+//! Percentiles of timing samples (the benchmarks, the soak).
 
 use std::time::Duration;
 
