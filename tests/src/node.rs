@@ -28,6 +28,16 @@ impl Node {
         Node { ns, dir }
     }
 
+    /// The Kubernetes API stand-in on this node's loopback, where the plugins and the daemon run
+    /// (default options: a random token required, a kubeconfig written on request).
+    pub fn api_server(&self) -> crate::kube_api::KubeApiServer {
+        crate::kube_api::KubeApiServer::start_with(crate::kube_api::ServerOptions {
+            netns: Some(self.ns.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("the API stand-in in the node's namespace")
+    }
+
     /// Links `binary` into the node's plugin directory under `name`.
     pub fn install(&self, name: &str, binary: &Path) {
         let dst = self.bin_dir().join(name);

@@ -33,7 +33,7 @@ use crate::{
     bins,
     bpffs::Bpffs,
     cni, confs,
-    kube_api::{Fault, FaultId, KubeApiServer, PodSeed, ServerOptions},
+    kube_api::{Fault, FaultId, KubeApiServer, PodSeed},
     leaks, netns,
     stats::Samples,
     thick::{self, Daemon},
@@ -470,11 +470,7 @@ impl Bench {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         std::fs::create_dir_all(node.root().join("devinfo")).expect("mkdir devinfo");
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("API stand-in");
+        let api = node.api_server();
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
         let daemon = (options.mode == Mode::Thick).then(|| {
             node.install("multus", &bins::product("multus"));

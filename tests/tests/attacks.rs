@@ -1186,11 +1186,7 @@ fn a_symlink_in_place_of_the_sbr_pin_directory_is_not_followed() {
 #[test]
 fn the_thin_agent_never_writes_through_planted_symlinks() {
     let node = Node::new();
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap();
+    let api = node.api_server();
     let victims = node.root().join("victims");
     std::fs::create_dir_all(victims.join("dir")).unwrap();
     let sa = api.write_service_account(&node.root().join("sa")).unwrap();

@@ -21,7 +21,7 @@ use testkit::{
     bins,
     chain::Runtime,
     cni, confs,
-    kube_api::{KubeApiServer, KubeconfigOptions, PodSeed, ServerOptions},
+    kube_api::{KubeApiServer, KubeconfigOptions, PodSeed},
     leaks,
     thick::{self, Daemon},
     CniCall, Netns, Node,
@@ -527,11 +527,7 @@ fn rotate(sa_dir: &Path, name: &str, content: &str) {
 fn the_thin_agent_writes_conf_and_kubeconfig_an_add_works_and_a_rotated_token_is_used() {
     let node = Node::new();
     node.install("multus", &bins::product("multus"));
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap();
+    let api = node.api_server();
     let conf_dir = node.root().join("net.d");
     std::fs::create_dir_all(&conf_dir).unwrap();
     let sa = api.write_service_account(&node.root().join("sa")).unwrap();
@@ -666,11 +662,7 @@ fn the_thin_agent_writes_conf_and_kubeconfig_an_add_works_and_a_rotated_token_is
 #[test]
 fn the_thick_daemon_uses_a_rotated_token_file_on_the_next_call() {
     let node = Node::new();
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap();
+    let api = node.api_server();
     // A kubeconfig whose user reads its token from a file (as the in-cluster configuration does).
     let sa = api.write_service_account(&node.root().join("sa")).unwrap();
     let mut kc = api.kubeconfig(&KubeconfigOptions::default());

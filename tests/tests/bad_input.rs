@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 use testkit::{
     bins, cni, confs,
-    kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions},
+    kube_api::{NadSeed, PodSeed},
     CniCall, CniOutput, Netns, Node,
 };
 
@@ -437,11 +437,7 @@ fn bad_delegate_results() {
 #[test]
 fn bad_annotations_and_network_attachment_definitions() {
     let b = Bench::new();
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(b.node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("stand-in");
+    let api = b.node.api_server();
     let kubeconfig = api.write_kubeconfig(b.node.root()).expect("kubeconfig");
     let mut conf = b.conf();
     conf["kubeconfig"] = json!(kubeconfig);

@@ -23,7 +23,7 @@ use testkit::{
     bins,
     bpffs::Bpffs,
     cni,
-    kube_api::{KubeApiServer, PodSeed, ServerOptions},
+    kube_api::{KubeApiServer, PodSeed},
     leaks, netns,
     thick::Daemon,
     CniCall, CniOutput, Netns, Node,
@@ -142,11 +142,7 @@ impl Pod {
         ] {
             std::os::unix::fs::symlink(path, fault_bin.join(name)).expect("symlink");
         }
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("API stand-in");
+        let api = node.api_server();
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
         let name = netns::unique_name("p");
         let obj = api

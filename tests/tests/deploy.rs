@@ -29,7 +29,7 @@ use testkit::{
     bins, confs,
     kube_api::{
         rbac::{self, Rule},
-        KubeApiServer, NadSeed, PodSeed, RecordedRequest, ServerOptions,
+        KubeApiServer, NadSeed, PodSeed, RecordedRequest,
     },
     thick::{self, Daemon},
     CniCall, Netns, Node,
@@ -1048,11 +1048,7 @@ fn assert_least_privilege(mode: &str, rules: &[Rule], requests: &[RecordedReques
 fn thick_least_privilege_the_daemon_asks_for_exactly_what_its_cluster_role_grants() {
     let rules = cluster_role(&thick());
     let node = Node::new();
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("stand-in");
+    let api = node.api_server();
     let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
     create_nad(&api, &node, "blue", "lpb0", "10.87.1.0/24");
     let uid = create_pod(&api, "web", NODE_NAME, "blue");
@@ -1128,11 +1124,7 @@ fn thin_least_privilege_multus_asks_for_exactly_what_its_cluster_role_grants() {
     let node = Node::new();
     let multus = bins::product("multus");
     node.install("multus", &multus);
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("stand-in");
+    let api = node.api_server();
     let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
     create_nad(&api, &node, "blue", "lpb1", "10.88.1.0/24");
     let uid = create_pod(&api, "web", NODE_NAME, "blue");

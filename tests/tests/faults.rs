@@ -18,7 +18,7 @@ use testkit::{
     bins,
     bpffs::Bpffs,
     cni, confs,
-    kube_api::{Fault, KubeApiServer, KubeconfigOptions, NadSeed, PodSeed, ServerOptions},
+    kube_api::{Fault, KubeApiServer, KubeconfigOptions, NadSeed, PodSeed},
     leaks, netns,
     thick::{self, Daemon},
     CniCall, CniOutput, Netns, Node,
@@ -58,11 +58,7 @@ impl F {
         let node = Node::new();
         node.install("multus", &bins::product("multus"));
         node.install("ebpf-sbr", &bins::product("ebpf-sbr"));
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("API stand-in");
+        let api = node.api_server();
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
         let config = json!({"cniVersion": "1.0.0", "name": "blue", "type": "bridge", "bridge": "fb-blue",
             "ipam": {"type": "host-local", "subnet": "10.131.0.0/24", "dataDir": node.ipam_dir()}});

@@ -8,9 +8,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use serde_json::{json, Value};
 use testkit::{
     bins, cni, confs,
-    kube_api::{
-        Fault, KubeApiServer, KubeconfigAuth, KubeconfigOptions, NadSeed, PodSeed, ServerOptions,
-    },
+    kube_api::{Fault, KubeApiServer, KubeconfigAuth, KubeconfigOptions, NadSeed, PodSeed},
     leaks, CniCall, CniOutput, Netns, Node,
 };
 
@@ -42,11 +40,7 @@ impl K {
             std::path::Path::new(env!("CARGO_BIN_EXE_cni-recorder")),
         );
         // The API listens on the node's loopback, where the plugin runs.
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("stand-in");
+        let api = node.api_server();
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
         K {
             node,

@@ -11,7 +11,7 @@ use std::{path::PathBuf, process::Stdio};
 use serde_json::{json, Value};
 use testkit::{
     bins, cni, confs,
-    kube_api::{KubeApiServer, ServerOptions},
+    kube_api::KubeApiServer,
     leaks,
     netns::unique_name,
     reference_multus::{Add, Delegate},
@@ -48,11 +48,7 @@ impl Env {
             "cni-recorder",
             std::path::Path::new(env!("CARGO_BIN_EXE_cni-recorder")),
         );
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("stand-in");
+        let api = node.api_server();
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
         api.begin_outage().expect("outage");
         let mut conf = confs::multus(

@@ -17,15 +17,8 @@ use std::{
 use multus::sbr::{self, IfAddr, InterfaceSpec, SbrConfig};
 use serde_json::{json, Value};
 use testkit::{
-    bins,
-    bpffs::Bpffs,
-    cni, confs,
-    kube_api::{KubeApiServer, PodSeed, ServerOptions},
-    leaks,
-    netns::unique_name,
-    sbr::cid,
-    topo::MiniPod,
-    CniCall, Netns, Node,
+    bins, bpffs::Bpffs, cni, confs, kube_api::PodSeed, leaks, netns::unique_name, sbr::cid,
+    topo::MiniPod, CniCall, Netns, Node,
 };
 
 /// A node with multus, a private bpffs and a multus configuration file that multusctl reads.
@@ -1229,11 +1222,7 @@ fn completions_and_man_page() {
 #[test]
 fn kubernetes_api_when_configured() {
     let env = Env::new();
-    let api = KubeApiServer::start_with(ServerOptions {
-        netns: Some(env.node.ns.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("stand-in");
+    let api = env.node.api_server();
     let kubeconfig = api.write_kubeconfig(env.node.root()).expect("kubeconfig");
     let uid = "0f6c1f9a-0000-4000-8000-00000000c71a";
     api.create_pod(PodSeed::new("team-k", "web-k").uid(uid).node_name("node-7"))

@@ -9,7 +9,7 @@ use std::{path::PathBuf, time::Duration};
 use serde_json::{json, Value};
 use testkit::{
     confs,
-    kube_api::{KubeApiServer, NadSeed, PodSeed, ServerOptions},
+    kube_api::{KubeApiServer, NadSeed, PodSeed},
     thick::{self, Daemon},
     CniCall, Netns, Node,
 };
@@ -31,11 +31,7 @@ impl T {
     /// A node, the API in its namespace, and a daemon configured for both (not started).
     fn new() -> T {
         let node = Node::new();
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("stand-in");
+        let api = node.api_server();
         let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
         let mut daemon = Daemon::configure(
             &node,

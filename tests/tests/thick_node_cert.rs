@@ -15,7 +15,7 @@ use std::{
 use serde_json::{json, Value};
 use testkit::{
     confs,
-    kube_api::{KubeApiServer, KubeconfigOptions, NadSeed, PodSeed, ServerOptions},
+    kube_api::{KubeApiServer, KubeconfigOptions, NadSeed, PodSeed},
     thick::{self, Daemon},
     CniCall, Netns, Node,
 };
@@ -37,11 +37,7 @@ impl T {
     /// with `perNodeCertificate` (not started); `duration` is `certDuration` when given.
     fn new(duration: Option<&str>) -> T {
         let node = Node::new();
-        let api = KubeApiServer::start_with(ServerOptions {
-            netns: Some(node.ns.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("stand-in");
+        let api = node.api_server();
         let bootstrap = api
             .write_kubeconfig_with(
                 node.root(),
