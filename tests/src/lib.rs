@@ -25,6 +25,7 @@ pub mod sbrplugin;
 pub mod soak;
 pub mod stats;
 pub mod thick;
+pub mod thick_api;
 pub mod topo;
 pub mod traffic;
 

@@ -4,129 +4,32 @@
 //! does not hold (another node's, as a static pod is) costs one GET; the daemon starts and serves
 //! config-only networks while the API is down.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::{
-    confs,
-    kube_api::{KubeApiServer, NadSeed, PodSeed},
-    thick::{self, Daemon},
-    CniCall, Netns, Node,
-};
+use testkit::{thick, thick_api::ApiNode, CniCall, Netns};
 
-const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
-const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
-const NODE: &str = "node-1";
+const NODE: &str = ApiNode::NODE;
 const NADS: &str = "network-attachment-definitions";
 const SYNC: Duration = Duration::from_secs(15);
 
-struct T {
-    node: Node,
-    api: KubeApiServer,
-    kubeconfig: PathBuf,
-    daemon: Daemon,
+/// A node, the API, and a daemon with a kubeconfig for it (not started).
+fn new() -> ApiNode {
+    ApiNode::new("tk", "10.86.0.0/24", |node, api| {
+        let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
+        json!({"kubeconfig": kubeconfig, "apiDeadlineSeconds": 3})
+    })
 }
 
-impl T {
-    /// A node, the API in its namespace, and a daemon configured for both (not started).
-    fn new() -> T {
-        let node = Node::new();
-        let api = node.api_server();
-        let kubeconfig = api.write_kubeconfig(node.root()).expect("kubeconfig");
-        let mut daemon = Daemon::configure(
-            &node,
-            json!({"kubeconfig": kubeconfig, "apiDeadlineSeconds": 3}),
-        );
-        daemon
-            .env
-            .push(("MULTUS_NODE_NAME".to_string(), NODE.to_string()));
-        T {
-            node,
-            api,
-            kubeconfig,
-            daemon,
-        }
-    }
-
-    fn start(&mut self) {
-        self.daemon.spawn(&self.node);
-        self.daemon.wait_ready(Duration::from_secs(10));
-    }
-
-    fn shim_conf(&self) -> Value {
-        self.daemon.shim_conf(
-            "1.0.0",
-            vec![confs::bridge(
-                "cluster",
-                "tkc0",
-                "10.86.0.0/24",
-                "1.0.0",
-                &self.node.ipam_dir(),
-            )],
-        )
-    }
-
-    fn nad(&self, name: &str, bridge: &str, subnet: &str) {
-        let config = json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge,
-            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": self.node.ipam_dir()}});
-        self.api
-            .create_nad(NadSeed::new("default", name, config.to_string()))
-            .expect("nad");
-    }
-
-    /// A pod on `node` asking for `networks`; its uid.
-    fn pod(&self, name: &str, node: &str, networks: &str) -> String {
-        let obj = self
-            .api
-            .create_pod(
-                PodSeed::new("default", name)
-                    .node_name(node)
-                    .annotation(NETWORKS, networks),
-            )
-            .expect("pod");
-        obj["metadata"]["uid"].as_str().unwrap().to_string()
-    }
-
-    fn call(&self, command: &str, name: &str, uid: &str, netns: &Netns) -> CniCall {
-        CniCall::new(&self.node, command, &format!("tk-{name}"), Some(netns), "eth0").args(
-            &format!(
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID=tk-{name};K8S_POD_UID={uid}"
-            ),
-        )
-    }
-
-    fn gets(&self, path: &str) -> usize {
-        self.api.request_count("GET", path)
-    }
-
-    /// ADD then DEL of pod `name` through the shim; asserts the secondary network came up, the
-    /// status was written, and nothing is left.
-    fn add_del(&self, name: &str, uid: &str) {
-        let netns = Netns::new("tkp");
-        let conf = self.shim_conf();
-        self.call("ADD", name, uid, &netns)
-            .run(&self.node, &thick::shim(), &conf)
-            .ok();
-        assert_eq!(
-            netns.link_names(),
-            vec!["eth0".to_string(), "net1".to_string()]
-        );
-        let status = self
-            .api
-            .pod_annotation("default", name, STATUS)
-            .expect("network-status written");
-        assert!(status.contains("net1"), "{status}");
-        self.call("DEL", name, uid, &netns)
-            .run(&self.node, &thick::shim(), &conf)
-            .assert_ok();
-        self.node.assert_pod_clean(&netns);
-    }
+/// GETs of `path` the API stand-in answered.
+fn gets(t: &ApiNode, path: &str) -> usize {
+    t.api.request_count("GET", path)
 }
 
 #[test]
 fn a_nad_created_after_start_is_used_from_the_cache_without_gets() {
-    let mut t = T::new();
-    t.start();
+    let mut t = new();
+    t.start(Duration::from_secs(10));
     t.daemon.wait_cache(NADS, 0, SYNC);
     // Created while the daemon runs: it reaches the caches through the watches.
     t.nad("late", "tkl0", "10.86.1.0/24");
@@ -135,12 +38,15 @@ fn a_nad_created_after_start_is_used_from_the_cache_without_gets() {
     t.daemon.wait_cache("pods", 1, SYNC);
     t.add_del("web", &uid);
     assert_eq!(
-        t.gets("/api/v1/namespaces/default/pods/web"),
+        gets(&t, "/api/v1/namespaces/default/pods/web"),
         0,
         "the pod came from the cache"
     );
     assert_eq!(
-        t.gets("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/late"),
+        gets(
+            &t,
+            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/late"
+        ),
         0,
         "the NAD came from the cache"
     );
@@ -149,14 +55,13 @@ fn a_nad_created_after_start_is_used_from_the_cache_without_gets() {
             .request_count("PATCH", "/api/v1/namespaces/default/pods/web"),
         1
     );
-    let _ = &t.kubeconfig;
 }
 
 #[test]
 fn watches_survive_an_api_restart_and_relist_after_410() {
-    let mut t = T::new();
+    let mut t = new();
     t.nad("first", "tkf0", "10.86.2.0/24");
-    t.start();
+    t.start(Duration::from_secs(10));
     t.daemon.wait_cache(NADS, 1, SYNC);
     t.api.begin_outage().expect("outage");
     std::thread::sleep(Duration::from_millis(300));
@@ -174,22 +79,25 @@ fn watches_survive_an_api_restart_and_relist_after_410() {
         "the outage was seen by the watches: {status:?}"
     );
     t.add_del("after", &uid);
-    assert_eq!(t.gets("/api/v1/namespaces/default/pods/after"), 0);
+    assert_eq!(gets(&t, "/api/v1/namespaces/default/pods/after"), 0);
     assert_eq!(
-        t.gets("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/second"),
+        gets(
+            &t,
+            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/second"
+        ),
         0
     );
 }
 
 #[test]
 fn the_daemon_speaks_http2_to_the_api_over_one_connection() {
-    let mut t = T::new();
+    let mut t = new();
     t.nad("multi", "tkm0", "10.86.5.0/24");
     // One pod from the cache, one another node's (a GET): the list, the two watches, the GET,
     // the status PATCHes and the events all go as streams of one connection.
     let cached = t.pod("cached", NODE, "multi");
     let elsewhere = t.pod("elsewhere", "node-2", "multi");
-    t.start();
+    t.start(Duration::from_secs(10));
     t.daemon.wait_cache(NADS, 1, SYNC);
     t.daemon.wait_cache("pods", 1, SYNC);
     t.add_del("cached", &cached);
@@ -216,27 +124,30 @@ fn the_daemon_speaks_http2_to_the_api_over_one_connection() {
 
 #[test]
 fn a_pod_the_cache_does_not_hold_costs_one_get() {
-    let mut t = T::new();
+    let mut t = new();
     t.nad("other", "tko0", "10.86.4.0/24");
     // Another node's pod is never in this node's cache (as a static pod is not, in the reference).
     let uid = t.pod("elsewhere", "node-2", "other");
-    t.start();
+    t.start(Duration::from_secs(10));
     t.daemon.wait_cache(NADS, 1, SYNC);
     t.daemon.wait_cache("pods", 0, SYNC);
     t.add_del("elsewhere", &uid);
-    assert_eq!(t.gets("/api/v1/namespaces/default/pods/elsewhere"), 1);
+    assert_eq!(gets(&t, "/api/v1/namespaces/default/pods/elsewhere"), 1);
     assert_eq!(
-        t.gets("/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/other"),
+        gets(
+            &t,
+            "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/other"
+        ),
         0
     );
 }
 
 #[test]
 fn the_daemon_starts_and_serves_config_only_networks_while_the_api_is_down() {
-    let mut t = T::new();
+    let mut t = new();
     t.api.begin_outage().expect("outage");
     let started = std::time::Instant::now();
-    t.start();
+    t.start(Duration::from_secs(10));
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "ready without the API in {:?}",
@@ -262,10 +173,10 @@ fn the_daemon_starts_and_serves_config_only_networks_while_the_api_is_down() {
 
 #[test]
 fn multusctl_daemon_reports_readiness_calls_and_cache_state() {
-    let mut t = T::new();
+    let mut t = new();
     t.nad("shown", "tkm0", "10.86.5.0/24");
     let uid = t.pod("shown", NODE, "shown");
-    t.start();
+    t.start(Duration::from_secs(10));
     t.daemon.wait_cache(NADS, 1, SYNC);
     t.daemon.wait_cache("pods", 1, SYNC);
     t.add_del("shown", &uid);

@@ -13,126 +13,64 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use testkit::{
-    confs,
-    kube_api::{KubeApiServer, KubeconfigOptions, NadSeed, PodSeed},
-    thick::{self, Daemon},
-    CniCall, Netns, Node,
-};
+use testkit::{kube_api::KubeconfigOptions, thick, thick_api::ApiNode, CniCall, Netns};
 
-const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
-const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
-const NODE: &str = "node-1";
+const NODE: &str = ApiNode::NODE;
 const CERT_FILE: &str = "multus-client-current.pem";
 
+/// The API node of the thick tests ([`ApiNode`]) whose daemon has `perNodeCertificate`, and
+/// where it stores the pair.
 struct T {
-    node: Node,
-    api: KubeApiServer,
+    k: ApiNode,
     cert_dir: PathBuf,
-    daemon: Daemon,
+}
+
+impl std::ops::Deref for T {
+    type Target = ApiNode;
+    fn deref(&self) -> &ApiNode {
+        &self.k
+    }
+}
+
+impl std::ops::DerefMut for T {
+    fn deref_mut(&mut self) -> &mut ApiNode {
+        &mut self.k
+    }
 }
 
 impl T {
     /// A node, the API in its namespace, a bootstrap kubeconfig (token) and a daemon configured
     /// with `perNodeCertificate` (not started); `duration` is `certDuration` when given.
     fn new(duration: Option<&str>) -> T {
-        let node = Node::new();
-        let api = node.api_server();
-        let bootstrap = api
-            .write_kubeconfig_with(
-                node.root(),
-                &KubeconfigOptions {
-                    file_name: "bootstrap.kubeconfig".into(),
-                    ..Default::default()
-                },
-            )
-            .expect("kubeconfig");
-        let cert_dir = node.root().join("certs");
-        let mut per_node = json!({"enabled": true, "bootstrapKubeconfig": bootstrap,
-            "certDir": cert_dir});
-        if let Some(d) = duration {
-            per_node["certDuration"] = json!(d);
-        }
-        let mut daemon = Daemon::configure(
-            &node,
-            json!({"perNodeCertificate": per_node, "apiDeadlineSeconds": 3}),
-        );
-        daemon
-            .env
-            .push(("MULTUS_NODE_NAME".to_string(), NODE.to_string()));
-        T {
-            node,
-            api,
-            cert_dir,
-            daemon,
-        }
+        let k = ApiNode::new("tn", "10.87.0.0/24", |node, api| {
+            let bootstrap = api
+                .write_kubeconfig_with(
+                    node.root(),
+                    &KubeconfigOptions {
+                        file_name: "bootstrap.kubeconfig".into(),
+                        ..Default::default()
+                    },
+                )
+                .expect("kubeconfig");
+            let mut per_node = json!({"enabled": true, "bootstrapKubeconfig": bootstrap,
+                "certDir": node.root().join("certs")});
+            if let Some(d) = duration {
+                per_node["certDuration"] = json!(d);
+            }
+            json!({"perNodeCertificate": per_node, "apiDeadlineSeconds": 3})
+        });
+        let cert_dir = k.node.root().join("certs");
+        T { k, cert_dir }
     }
 
     fn start(&mut self) {
-        self.daemon.spawn(&self.node);
-        self.daemon.wait_ready(Duration::from_secs(15));
-    }
-
-    fn shim_conf(&self) -> Value {
-        self.daemon.shim_conf(
-            "1.0.0",
-            vec![confs::bridge(
-                "cluster",
-                "tnc0",
-                "10.87.0.0/24",
-                "1.0.0",
-                &self.node.ipam_dir(),
-            )],
-        )
+        self.k.start(Duration::from_secs(15));
     }
 
     /// A NAD and a pod on this node asking for it; the pod's uid.
     fn pod(&self, name: &str, bridge: &str, subnet: &str) -> String {
-        let config = json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge,
-            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": self.node.ipam_dir()}});
-        self.api
-            .create_nad(NadSeed::new("default", name, config.to_string()))
-            .expect("nad");
-        let obj = self
-            .api
-            .create_pod(
-                PodSeed::new("default", name)
-                    .node_name(NODE)
-                    .annotation(NETWORKS, name),
-            )
-            .expect("pod");
-        obj["metadata"]["uid"].as_str().unwrap().to_string()
-    }
-
-    fn call(&self, command: &str, name: &str, uid: &str, netns: &Netns) -> CniCall {
-        CniCall::new(&self.node, command, &format!("tn-{name}"), Some(netns), "eth0").args(
-            &format!(
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID=tn-{name};K8S_POD_UID={uid}"
-            ),
-        )
-    }
-
-    /// ADD then DEL of pod `name` through the shim; asserts the secondary network and the
-    /// network-status, and that nothing is left.
-    fn add_del(&self, name: &str, uid: &str) {
-        let netns = Netns::new("tnp");
-        let conf = self.shim_conf();
-        self.call("ADD", name, uid, &netns)
-            .run(&self.node, &thick::shim(), &conf)
-            .ok();
-        assert_eq!(
-            netns.link_names(),
-            vec!["eth0".to_string(), "net1".to_string()]
-        );
-        let status = self
-            .api
-            .pod_annotation("default", name, STATUS)
-            .expect("network-status written");
-        assert!(status.contains("net1"), "{status}");
-        self.call("DEL", name, uid, &netns)
-            .run(&self.node, &thick::shim(), &conf)
-            .assert_ok();
-        self.node.assert_pod_clean(&netns);
+        self.k.nad(name, bridge, subnet);
+        self.k.pod(name, NODE, name)
     }
 
     /// Who the pod's network-status PATCHes authenticated as.
@@ -301,7 +239,7 @@ fn a_short_lived_certificate_is_renewed_while_the_daemon_serves() {
 fn an_unapproved_csr_keeps_the_daemon_unready_naming_it_and_config_only_networks_are_served() {
     let mut t = T::new(None);
     t.api.set_csr_auto_approve(false);
-    t.daemon.spawn(&t.node);
+    t.k.daemon.spawn(&t.k.node);
     t.wait_for("the CSR", Duration::from_secs(15), || {
         !t.api.csrs().is_empty()
     });
@@ -334,7 +272,7 @@ fn an_unapproved_csr_keeps_the_daemon_unready_naming_it_and_config_only_networks
 #[test]
 fn a_bad_cert_duration_stops_the_start_naming_the_key() {
     let mut t = T::new(Some("ten minutes"));
-    t.daemon.spawn(&t.node);
+    t.k.daemon.spawn(&t.k.node);
     let code = t.daemon.wait_exit(Duration::from_secs(10));
     assert!(matches!(code, Some(c) if c != 0), "{code:?}");
     let log = t.daemon.log();
