@@ -523,6 +523,29 @@ fn rotate(sa_dir: &Path, name: &str, content: &str) {
     std::fs::rename(&tmp, sa_dir.join(name)).unwrap();
 }
 
+/// Pod `name` created in the API, then the runtime's ADD of it through `plugin` with `stdin`, in
+/// a new namespace (`role` names it): the namespace, the call (for its DEL) and the ADD's output.
+fn add_pod(
+    api: &KubeApiServer,
+    node: &Node,
+    name: &str,
+    role: &str,
+    plugin: &Path,
+    stdin: &Value,
+) -> (Netns, CniCall, testkit::CniOutput) {
+    let obj = api.create_pod(PodSeed::new("default", name)).unwrap();
+    let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
+    let pod = Netns::new(role);
+    let call = CniCall::new(node, "ADD", name, Some(&pod), "eth0").args(&cni::k8s_args(
+        "default",
+        name,
+        Some(name),
+        Some(&uid),
+    ));
+    let out = call.run(node, plugin, stdin);
+    (pod, call, out)
+}
+
 #[test]
 fn the_thin_agent_writes_conf_and_kubeconfig_an_add_works_and_a_rotated_token_is_used() {
     let node = Node::new();
@@ -568,19 +591,7 @@ fn the_thin_agent_writes_conf_and_kubeconfig_an_add_works_and_a_rotated_token_is
     let mut stdin = single_plugin(&list);
     stdin["cniDir"] = json!(node.cache_dir());
     stdin["binDir"] = json!(node.bin_dir());
-    let pod_add = |name: &str| {
-        let obj = api.create_pod(PodSeed::new("default", name)).unwrap();
-        let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
-        let pod = Netns::new("act");
-        let call = CniCall::new(&node, "ADD", name, Some(&pod), "eth0").args(&cni::k8s_args(
-            "default",
-            name,
-            Some(name),
-            Some(&uid),
-        ));
-        let out = call.run(&node, &bins::product("multus"), &stdin);
-        (pod, call, out)
-    };
+    let pod_add = |name: &str| add_pod(&api, &node, name, "act", &bins::product("multus"), &stdin);
     let (pod1, call1, out) = pod_add("thin-1");
     out.assert_ok();
     assert!(api.pod_annotation("default", "thin-1", STATUS).is_some());
@@ -683,19 +694,7 @@ fn the_thick_daemon_uses_a_rotated_token_file_on_the_next_call() {
             &node.ipam_dir(),
         )],
     );
-    let add = |name: &str| {
-        let obj = api.create_pod(PodSeed::new("default", name)).unwrap();
-        let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
-        let pod = Netns::new("acr");
-        let call = CniCall::new(&node, "ADD", name, Some(&pod), "eth0").args(&cni::k8s_args(
-            "default",
-            name,
-            Some(name),
-            Some(&uid),
-        ));
-        let out = call.run(&node, &thick::shim(), &conf);
-        (pod, call, out)
-    };
+    let add = |name: &str| add_pod(&api, &node, name, "acr", &thick::shim(), &conf);
     let (pod1, call1, out) = add("rot-1");
     out.assert_ok();
     assert!(api.pod_annotation("default", "rot-1", STATUS).is_some());
