@@ -109,6 +109,21 @@ impl ApiNode {
         ))
     }
 
+    /// ADD then DEL through the shim of a container no pod names (no API needed): the cluster
+    /// network alone comes up, and nothing is left.
+    pub fn add_del_config_only(&self) {
+        let netns = Netns::new(&format!("{}p", self.prefix));
+        let conf = self.shim_conf();
+        let id = format!("{}-noapi", self.prefix);
+        let call = CniCall::new(&self.node, "ADD", &id, Some(&netns), "eth0");
+        call.run(&self.node, &thick::shim(), &conf).ok();
+        assert_eq!(netns.link_names(), vec!["eth0".to_string()]);
+        let mut del = call.clone();
+        del.command = "DEL".into();
+        del.run(&self.node, &thick::shim(), &conf).assert_ok();
+        self.node.assert_pod_clean(&netns);
+    }
+
     /// ADD then DEL of pod `name` through the shim; asserts the secondary network came up, its
     /// network-status was written, and nothing is left.
     pub fn add_del(&self, name: &str, uid: &str) {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::{thick, thick_api::ApiNode, CniCall, Netns};
+use testkit::thick_api::ApiNode;
 
 const NODE: &str = ApiNode::NODE;
 const NADS: &str = "network-attachment-definitions";
@@ -153,15 +153,7 @@ fn the_daemon_starts_and_serves_config_only_networks_while_the_api_is_down() {
         "ready without the API in {:?}",
         started.elapsed()
     );
-    let netns = Netns::new("tkp");
-    let conf = t.shim_conf();
-    let call = CniCall::new(&t.node, "ADD", "tk-noapi", Some(&netns), "eth0");
-    call.run(&t.node, &thick::shim(), &conf).ok();
-    assert_eq!(netns.link_names(), vec!["eth0".to_string()]);
-    let mut del = call.clone();
-    del.command = "DEL".into();
-    del.run(&t.node, &thick::shim(), &conf).assert_ok();
-    t.node.assert_pod_clean(&netns);
+    t.add_del_config_only();
     let status = t.daemon.status();
     assert!(
         status.kubernetes && status.caches.iter().all(|c| !c.synced),

@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use testkit::{kube_api::KubeconfigOptions, thick, thick_api::ApiNode, CniCall, Netns};
+use testkit::{kube_api::KubeconfigOptions, thick_api::ApiNode};
 
 const NODE: &str = ApiNode::NODE;
 const CERT_FILE: &str = "multus-client-current.pem";
@@ -253,15 +253,7 @@ fn an_unapproved_csr_keeps_the_daemon_unready_naming_it_and_config_only_networks
     });
     assert!(!t.cert_dir.join(CERT_FILE).exists());
     // Config-only networks need no API: served.
-    let netns = Netns::new("tnp");
-    let conf = t.shim_conf();
-    let call = CniCall::new(&t.node, "ADD", "tn-noapi", Some(&netns), "eth0");
-    call.run(&t.node, &thick::shim(), &conf).ok();
-    assert_eq!(netns.link_names(), vec!["eth0".to_string()]);
-    let mut del = call.clone();
-    del.command = "DEL".into();
-    del.run(&t.node, &thick::shim(), &conf).assert_ok();
-    t.node.assert_pod_clean(&netns);
+    t.add_del_config_only();
     // Approved: ready, and the pair is stored.
     t.api.approve_csr(&name).expect("approve");
     t.daemon.wait_ready(Duration::from_secs(10));
