@@ -341,6 +341,131 @@ fn sigterm_answers_a_connection_accepted_but_not_yet_read() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
+/// A daemon exiting after SIGTERM while connects keep coming (kubelet's probes, the shims of an
+/// upgrade under load): each connect is refused (the shim waits for the next daemon) or gets an
+/// answer; none is queued and then closed unanswered as the process exits. (Found by the upgrade
+/// test: a connect in the last milliseconds, after the final accept and before exit, was reset.)
+#[test]
+fn a_daemon_exiting_after_sigterm_refuses_or_answers_every_connection() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let node = Node::new();
+    for round in 0..5 {
+        let mut daemon = Daemon::start(&node, json!({}));
+        let socket = daemon.socket();
+        let exited = AtomicBool::new(false);
+        let (answered, refused, failures) = std::thread::scope(|s| {
+            let probe = || {
+                let (mut answered, mut refused, mut failures) = (0, 0, Vec::new());
+                while !exited.load(Ordering::SeqCst) {
+                    let mut stream = match std::os::unix::net::UnixStream::connect(&socket) {
+                        Ok(stream) => stream,
+                        Err(_) => {
+                            refused += 1;
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
+                    };
+                    let sent = stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: multus\r\n\r\n");
+                    let mut answer = String::new();
+                    let read = stream.read_to_string(&mut answer);
+                    if sent.is_ok() && read.is_ok() && answer.starts_with("HTTP/1.1 ") {
+                        answered += 1;
+                    } else {
+                        failures.push(format!("{sent:?} {read:?} {answer:?}"));
+                    }
+                }
+                (answered, refused, failures)
+            };
+            let probers: Vec<_> = (0..3).map(|_| s.spawn(probe)).collect();
+            std::thread::sleep(Duration::from_millis(100 + 37 * round));
+            daemon.signal(libc::SIGTERM);
+            let code = daemon.wait_exit(Duration::from_secs(10));
+            exited.store(true, Ordering::SeqCst);
+            assert_eq!(code, Some(0), "{}", daemon.log());
+            probers.into_iter().fold((0, 0, Vec::new()), |mut all, p| {
+                let (a, r, f) = p.join().unwrap();
+                all.0 += a;
+                all.1 += r;
+                all.2.extend(f);
+                all
+            })
+        });
+        assert!(
+            failures.is_empty(),
+            "round {round}: {} connections closed unanswered ({answered} answered, {refused} refused): {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(
+            answered > 0 && refused > 0,
+            "round {round}: {answered} answered, {refused} refused"
+        );
+    }
+}
+
+/// An operator who starts the daemon a second time by hand (the DaemonSet's still runs): the
+/// second refuses to start, naming the socket, instead of taking the socket from the first; the
+/// first keeps serving and, when it stops, removes its socket. A socket left by a killed daemon
+/// is not "in use": the next daemon starts over it.
+#[test]
+fn a_second_daemon_on_a_served_socket_refuses_to_start_and_the_first_keeps_serving() {
+    let node = Node::new();
+    let mut first = Daemon::start(&node, json!({}));
+    let mut second = node
+        .ns
+        .command(testkit::bins::product("multus-daemon"))
+        .arg("-config")
+        .arg(first.config_path())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while second.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let running = second.try_wait().unwrap().is_none();
+    if running {
+        second.kill().unwrap();
+    }
+    let out = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !running && !out.status.success(),
+        "the second daemon must refuse to start: running={running} {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains(&first.socket().display().to_string())
+            && stderr.contains("another multus-daemon"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "stdout is the CNI result's, never logs"
+    );
+    assert_eq!(first.get("/healthz").0, 200, "the first still serves");
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        !thick::exists(&first.socket()),
+        "the first removed its socket"
+    );
+
+    // A killed daemon's socket file stays, and nothing answers on it: not "in use".
+    first.spawn(&node);
+    first.wait_ready(Duration::from_secs(10));
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(10));
+    assert!(thick::exists(&first.socket()));
+    first.spawn(&node);
+    first.wait_ready(Duration::from_secs(10));
+}
+
 #[test]
 fn sigterm_fails_readyz_finishes_the_call_in_flight_and_keeps_the_config() {
     let node = node_with_recorder();

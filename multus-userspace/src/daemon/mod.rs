@@ -90,6 +90,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         path: socket.display().to_string(),
         source,
     })?;
+    let bound = socket_identity(&socket);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(conf.max_concurrent_calls + 4)
@@ -152,7 +153,9 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     })?;
     // The socket goes so that shims see "down" at once; 00-multus.conf stays (pods created during
     // a restart wait at the shim instead of starting without their networks).
-    let _ = std::fs::remove_file(&socket);
+    if bound.is_some() && socket_identity(&socket) == bound {
+        let _ = std::fs::remove_file(&socket);
+    }
     tracing::info!("multus-daemon stopped");
     Ok(())
 }
@@ -383,10 +386,33 @@ fn prepare_socket_dir(dir: &Path) -> std::io::Result<()> {
     }
     let socket = dir.join(api::SOCKET_NAME);
     match std::fs::symlink_metadata(&socket) {
-        Ok(_) => std::fs::remove_file(&socket),
+        Ok(_) => {
+            // A socket something accepts connections on is another daemon's (started twice by
+            // hand, or a second configuration naming the same socketDir): taking it over would
+            // leave that daemon serving no one, and whichever stops first would remove the
+            // other's socket. A socket nothing answers on is a stopped daemon's: replaced.
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!(
+                        "another multus-daemon serves {}; stop it first (two daemons cannot share a socketDir)",
+                        socket.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(&socket)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The bound socket's identity: at the exit the path is removed only while it is still this
+/// daemon's socket (never a successor's, bound over it meanwhile).
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn bind(socket: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {

@@ -13,7 +13,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::FutureExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -215,8 +214,10 @@ fn reply(status: StatusCode, body: impl Into<Bytes>, json: bool) -> Reply {
 /// `/readyz` fail, calls other than DEL are refused unprocessed, and DELs still run) until no call
 /// is in flight and no accepted connection is open, or `drain` has passed. A connection accepted
 /// but not yet read is open, not in flight: exiting then would close it unanswered, and its shim
-/// could not tell whether the call ran. Before exiting, the connections already waiting in the
-/// listen backlog are accepted and answered too.
+/// could not tell whether the call ran. So once no call is in flight the listener is shut for
+/// reading: from then on a connect is refused (the shim waits for the next daemon, as when none
+/// runs) instead of queued where no accept would take it, and the connections already queued are
+/// accepted and answered before the daemon exits.
 pub async fn serve(
     listener: UnixListener,
     shared: Arc<Shared>,
@@ -230,6 +231,12 @@ pub async fn serve(
     tokio::pin!(stop);
     let open = Arc::new(AtomicUsize::new(0));
     let mut deadline: Option<Instant> = None;
+    let mut shut = false;
+    // One timer for the whole drain: a sleep made afresh on each turn of the loop would never
+    // fire while connections keep arriving faster than it (probes, shims retrying), and the
+    // drain would then never end, its deadline included.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (permit, accepted) = tokio::select! {
             biased;
@@ -239,19 +246,36 @@ pub async fn serve(
                 deadline = Some(Instant::now() + drain);
                 continue;
             }
-            _ = tokio::time::sleep(Duration::from_millis(20)), if deadline.is_some() => {
+            _ = tick.tick(), if deadline.is_some() => {
                 let in_flight = shared.in_flight.load(Ordering::SeqCst);
-                if in_flight == 0 && open.load(Ordering::SeqCst) == 0 {
-                    // The backlog's last connections, which no accept took yet.
-                    let mut waiting = 0;
-                    while let Some(Ok((stream, _))) = listener.accept().now_or_never() {
-                        spawn_connection(stream, None, shared.clone(), open.clone());
-                        waiting += 1;
+                if in_flight == 0 && !shut {
+                    match refuse_new_connections(&listener) {
+                        Ok(()) => shut = true,
+                        Err(e) => tracing::warn!("cannot shut the daemon socket for new connections: {e}"),
                     }
-                    if waiting == 0 {
+                }
+                if shut {
+                    // The backlog: connections queued before the shutdown, which no accept took.
+                    let mut queued = 0;
+                    loop {
+                        match accept_queued(&listener) {
+                            Ok(Some(stream)) => {
+                                spawn_connection(stream, None, shared.clone(), open.clone());
+                                queued += 1;
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!("accept on the shut daemon socket failed: {e}");
+                                break;
+                            }
+                        }
+                    }
+                    if queued == 0
+                        && open.load(Ordering::SeqCst) == 0
+                        && shared.in_flight.load(Ordering::SeqCst) == 0
+                    {
                         return;
                     }
-                    continue;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::warn!(in_flight, "drain deadline passed; exiting with calls in flight (their cache entries let the runtime's DEL clean up)");
@@ -259,7 +283,9 @@ pub async fn serve(
                 }
                 continue;
             }
-            a = accept_within(&listener, &limit) => a,
+            // Never polled once shut: a shut listener stays readable, and tokio's accept would
+            // wake on it without end.
+            a = accept_within(&listener, &limit), if !shut => a,
         };
         let stream = match accepted {
             Ok(s) => s,
@@ -270,6 +296,47 @@ pub async fn serve(
             }
         };
         spawn_connection(stream, permit, shared.clone(), open.clone());
+    }
+}
+
+/// Shuts the listening socket for reading: the kernel refuses every later connect
+/// (ECONNREFUSED) while the connections already queued can still be accepted.
+fn refuse_new_connections(listener: &UnixListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: shutdown(2) on a descriptor the listener owns and keeps open; no memory is passed.
+    if unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Takes one connection from a shut listener's queue without waiting (`None`: the queue is
+/// empty). accept4(2) directly: tokio's accept is not polled on a shut listener.
+fn accept_queued(listener: &UnixListener) -> std::io::Result<Option<tokio::net::UnixStream>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    loop {
+        // SAFETY: accept4(2) with no address buffer on a descriptor the listener owns; the
+        // descriptor it returns is new and owned by the stream made from it below.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: `fd` was just returned by accept4 and nothing else owns it.
+            let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+            return tokio::net::UnixStream::from_std(std_stream).map(Some);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
     }
 }
 
