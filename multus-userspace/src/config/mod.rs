@@ -37,10 +37,18 @@ fn at_path(path: &str) -> String {
 /// default is used instead) and describing each one dropped. For the commands that must run
 /// whatever those keys say (DEL and GC: a typo in a logging key never blocks a teardown); any
 /// other decoding failure is returned as usual.
+///
+/// What the commands that create (ADD, decoding `T` straight from the bytes) accept is accepted
+/// here unchanged, first: a JSON value read as a whole is stricter than `T` is about the keys `T`
+/// skips (a number beyond f64's range under a key nobody reads fails as a `Value`; Go's decoder
+/// skips it too), and a configuration ADD took must never be one DEL refuses.
 pub(crate) fn decode_tolerant<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     neutral: &[&str],
 ) -> Result<(T, Vec<String>), ConfigError> {
+    if let Ok(decoded) = crate::explain::from_bytes::<T>(bytes) {
+        return Ok((decoded, Vec::new()));
+    }
     let mut value: serde_json::Value = crate::explain::from_bytes(bytes)?;
     let mut dropped = Vec::new();
     loop {

@@ -462,6 +462,22 @@ mod tests {
         );
     }
 
+    /// The configuration is kept whole for the delegates, so a number beyond f64's range is
+    /// refused, by ADD and DEL alike, with where it is (the sbr_conf fuzz target found ADD and
+    /// DEL disagreeing on such a number in the ebpf-sbr plugin's configuration).
+    #[test]
+    fn teardown_accepts_what_add_accepts_even_with_a_number_out_of_range() {
+        let input = br#"{"type":"multus","delegates":[{"type":"bridge"}],"vendor":1e999}"#;
+        let add = MultusConf::parse(input);
+        let del = MultusConf::parse_for_teardown(input);
+        assert_eq!(add.is_ok(), del.is_ok(), "ADD: {add:?}, DEL: {del:?}");
+        let refused = format!("{:?}", add.unwrap_err());
+        assert!(
+            refused.contains("column 63: a number out of range"),
+            "{refused}"
+        );
+    }
+
     #[test]
     fn log_options_are_typed() {
         let c = MultusConf::parse(br#"{"type":"multus","delegates":[{"type":"bridge"}],"logOptions":{"maxSize":10,"compress":false}}"#).unwrap();

@@ -209,6 +209,17 @@ mod tests {
         );
     }
 
+    /// Found by the sbr_conf fuzz target: a number beyond f64's range under a key the plugin
+    /// ignores was skipped by ADD's decode and refused by DEL's ("a number out of range").
+    #[test]
+    fn del_accepts_what_add_accepts_even_with_a_number_out_of_range() {
+        let input = br#"{"type": "ebpf-sbr", "unread": 888.8E8888888888, "x": -1e400}"#;
+        let add = SbrNetConf::parse(input);
+        let del = SbrNetConf::parse_for_teardown(input);
+        assert!(add.is_ok(), "{add:?}");
+        assert!(del.is_ok(), "DEL refused what ADD took: {del:?}");
+    }
+
     #[test]
     fn accepts_sbr_config_unchanged() {
         let c = parse(serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "sbr", "table": 5000,
