@@ -1262,6 +1262,35 @@ fn a_logging_typo_never_blocks_del_or_gc() {
     assert_eq!(out.err_code(), 6, "{}", out.stdout);
 }
 
+/// An operator edits 00-multus.conf so that it names no network (`delegates` dropped, no
+/// `clusterNetwork`): ADD refuses it (code 7), but DEL still deletes what the cache recorded at
+/// ADD, so the pod does not stay in Terminating (the reference's DEL refuses such a
+/// configuration for ever); a DEL with no cache entry finds nothing and succeeds.
+#[test]
+fn a_configuration_that_lost_its_networks_still_deletes_from_the_cache() {
+    let env = Env::new();
+    let pod = Netns::new("pd");
+    let good = env.two_networks("1.0.0");
+    env.call("ADD", "lost", Some(&pod))
+        .run(&env.node, &env.multus, &good)
+        .ok();
+    assert_eq!(leaks::host_local_leases(&env.node.ipam_dir()).len(), 2);
+    let mut lost = good.clone();
+    lost.as_object_mut().unwrap().remove("delegates");
+    lost.as_object_mut().unwrap().remove("clusterNetwork");
+    let add = env
+        .call("ADD", "lost2", Some(&pod))
+        .run(&env.node, &env.multus, &lost);
+    assert_eq!(add.err_code(), 7, "{}", add.stdout);
+    env.call("DEL", "lost", Some(&pod))
+        .run(&env.node, &env.multus, &lost)
+        .assert_ok();
+    env.assert_clean(&pod);
+    env.call("DEL", "never-added", Some(&pod))
+        .run(&env.node, &env.multus, &lost)
+        .assert_ok();
+}
+
 /// A repeated ADD never destroys a running attachment: with the same plan it returns the first
 /// ADD's result and runs nothing; with another plan, or after an ADD that never completed, it is
 /// refused before any delegate runs (code 105) and the pod keeps its interfaces, its leases and

@@ -466,6 +466,22 @@ fn a_second_daemon_on_a_served_socket_refuses_to_start_and_the_first_keeps_servi
     first.wait_ready(Duration::from_secs(10));
 }
 
+/// An operator's typo in `logLevel` ("verbos"): the daemon serves, logging errors only (the
+/// reference's default), and says so at start instead of going silent.
+#[test]
+fn a_log_level_typo_is_reported_at_start() {
+    let node = Node::new();
+    let daemon = Daemon::start(&node, json!({"logLevel": "verbos"}));
+    assert!(
+        daemon
+            .log()
+            .contains("ERROR \"logLevel\" \"verbos\" is not one of debug, verbose, error, panic"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
+}
+
 #[test]
 fn sigterm_fails_readyz_finishes_the_call_in_flight_and_keeps_the_config() {
     let node = node_with_recorder();

@@ -253,6 +253,15 @@ pub struct ValidAttachment {
     pub ifname: String,
 }
 
+/// What a configuration is validated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// ADD, CHECK, STATUS: everything checked.
+    Create,
+    /// DEL, GC: what the cache knows need not be in the configuration.
+    Teardown,
+}
+
 /// Log verbosity, in the reference's vocabulary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -305,7 +314,7 @@ impl MultusConf {
     pub fn parse(bytes: &[u8]) -> Result<MultusConf, ConfigError> {
         require_input(bytes)?;
         let conf: MultusConf = crate::explain::from_bytes(bytes)?;
-        conf.validate()?;
+        conf.validate(Purpose::Create)?;
         conf.log_level()?;
         Ok(conf)
     }
@@ -317,7 +326,7 @@ impl MultusConf {
     pub fn parse_for_teardown(bytes: &[u8]) -> Result<(MultusConf, Vec<String>), ConfigError> {
         require_input(bytes)?;
         let (conf, notes) = Self::decode_for_teardown(bytes)?;
-        conf.validate()?;
+        conf.validate(Purpose::Teardown)?;
         Ok((conf, notes))
     }
 
@@ -336,7 +345,7 @@ impl MultusConf {
         Ok((conf, notes))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, purpose: Purpose) -> Result<(), ConfigError> {
         self.version()?;
         if self.plugin_type.is_empty() {
             return Err(ConfigError::Invalid("\"type\" is missing".into()));
@@ -349,7 +358,13 @@ impl MultusConf {
                 crate::explain::quote(&self.plugin_type)
             )));
         }
-        if self.delegates.is_empty() && self.cluster_network.as_deref().unwrap_or("").is_empty() {
+        // A teardown deletes what the cache recorded at ADD: a configuration edited since to
+        // name no network (an operator's mistake) must not leave its pods stuck in
+        // Terminating. Without a cache entry such a DEL finds nothing to delete.
+        if purpose == Purpose::Create
+            && self.delegates.is_empty()
+            && self.cluster_network.as_deref().unwrap_or("").is_empty()
+        {
             return Err(ConfigError::Invalid(
                 "no \"delegates\" and no \"clusterNetwork\": multus needs at least one network to delegate to".into(),
             ));

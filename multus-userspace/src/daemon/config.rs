@@ -298,12 +298,22 @@ impl DaemonConfig {
 /// The level of a `logLevel` key as the daemon and the shim read it: debug, verbose, panic,
 /// anything else (or nothing) is error, the reference's default.
 pub fn log_level(key: Option<&str>) -> crate::config::LogLevel {
+    log_level_checked(key).unwrap_or(crate::config::LogLevel::Error)
+}
+
+/// As [`log_level`], with an unknown value described (`Err`): the daemon logs it at start, at
+/// the error level it then logs at, so a typo such as "verbos" does not go unseen.
+pub fn log_level_checked(key: Option<&str>) -> Result<crate::config::LogLevel, String> {
     use crate::config::LogLevel;
     match key.map(str::to_ascii_lowercase).as_deref() {
-        Some("debug") => LogLevel::Debug,
-        Some("verbose") => LogLevel::Verbose,
-        Some("panic") => LogLevel::Panic,
-        _ => LogLevel::Error,
+        None | Some("") | Some("error") => Ok(LogLevel::Error),
+        Some("debug") => Ok(LogLevel::Debug),
+        Some("verbose") => Ok(LogLevel::Verbose),
+        Some("panic") => Ok(LogLevel::Panic),
+        Some(_) => Err(format!(
+            "\"logLevel\" {:?} is not one of debug, verbose, error, panic; logging errors only",
+            key.unwrap_or_default()
+        )),
     }
 }
 
@@ -325,6 +335,19 @@ pub fn overlay(stdin: &[u8], daemon: &Map<String, Value>) -> Result<Vec<u8>, Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unknown_log_level_is_described_and_means_errors_only() {
+        use crate::config::LogLevel;
+        assert_eq!(log_level_checked(Some("Verbose")), Ok(LogLevel::Verbose));
+        assert_eq!(log_level_checked(None), Ok(LogLevel::Error));
+        let typo = log_level_checked(Some("verbos")).unwrap_err();
+        assert!(
+            typo.contains("\"verbos\" is not one of debug, verbose, error, panic"),
+            "{typo}"
+        );
+        assert_eq!(log_level(Some("verbos")), LogLevel::Error);
+    }
+
     use super::*;
     use serde_json::json;
 

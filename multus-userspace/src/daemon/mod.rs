@@ -346,13 +346,19 @@ async fn node_certificate_client(
 /// Sets up logging as the configuration says (also used before serving, by the installation at
 /// start).
 pub fn init_logging(conf: &DaemonConfig) {
-    let level = config::log_level(conf.log_level.as_deref());
+    let checked = config::log_level_checked(conf.log_level.as_deref());
+    let level = checked.clone().unwrap_or(crate::config::LogLevel::Error);
     let rotation = logging::Rotation::from_options(None);
     let file = conf.log_file.as_deref().map(|path| logging::LogFile {
         path,
         rotation: &rotation,
     });
     logging::init(level, file, conf.log_to_stderr);
+    // Once, though logging is set up twice when the daemon installs the binaries first.
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    if let Err(typo) = checked {
+        REPORTED.call_once(|| tracing::error!("{typo}"));
+    }
 }
 
 /// Makes `dir` a root-owned 0700 directory (created when missing) and removes a stale socket in
