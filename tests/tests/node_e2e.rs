@@ -546,10 +546,13 @@ fn upgrade_under_load_fails_no_call_and_executes_no_partial_binary() {
     std::fs::write(&conf, serde_json::to_vec(&shim_conf).unwrap()).unwrap();
 
     // The loop: ADD then DEL of a fresh namespace, each call's exit and times logged; during it,
-    // the pod is replaced by one of image B as the kubelet does it: SIGTERM, up to
-    // terminationGracePeriodSeconds for the old daemon to drain and exit, then the new pod.
-    // (`kube play --replace` alone is no such upgrade: podman 4.3 stops the old pod with a
-    // timeout of 0, i.e. SIGKILL at once, and an ADD the old daemon was running then fails.)
+    // the pod is replaced by one of image B as the kubelet does it: SIGTERM to the container's
+    // main process (the daemon), up to terminationGracePeriodSeconds for it to drain and exit,
+    // then the new pod. Not podman's own stop: `kube play --replace` stops the old pod with a
+    // timeout of 0 (podman 4.3: SIGKILL at once), and `podman pod stop` signals every process of
+    // a container without its own PID namespace (hostPID), so the delegates the draining daemon
+    // was running got SIGTERM too and their call failed; containerd and CRI-O signal the main
+    // process, and only SIGKILL the rest after the grace period.
     let w = pn.work.path().display().to_string();
     let script = format!(
         "call() {{\n\
@@ -580,7 +583,8 @@ fn upgrade_under_load_fails_no_call_and_executes_no_partial_binary() {
          WATCH=$!\n\
          sleep 2\n\
          echo \"replace $(date +%s.%N)\"\n\
-         podman pod stop -t 70 {POD} >{w}/play.log 2>&1\n\
+         podman kill --signal TERM {POD}-{DAEMON_CONTAINER} >{w}/play.log 2>&1\n\
+         timeout 70 podman wait {POD}-{DAEMON_CONTAINER} >>{w}/play.log 2>&1\n\
          podman logs {POD}-{DAEMON_CONTAINER} >{w}/old-daemon.log 2>&1\n\
          podman inspect --format 'exit code {{{{.State.ExitCode}}}}' {POD}-{DAEMON_CONTAINER} >>{w}/old-daemon.log 2>&1\n\
          podman kube play --replace --configmap {cm} {pod_b} >>{w}/play.log 2>&1\n\
