@@ -275,6 +275,23 @@ pub enum LogLevel {
     Panic,
 }
 
+impl LogLevel {
+    /// Reads a `logLevel` key (any case; missing or empty is error, the reference's default); an
+    /// unknown value is described. The one vocabulary of the multus configuration, the daemon's
+    /// and the shim's.
+    pub fn from_key(key: Option<&str>) -> Result<LogLevel, String> {
+        match key.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("error") => Ok(LogLevel::Error),
+            Some("debug") => Ok(LogLevel::Debug),
+            Some("verbose") => Ok(LogLevel::Verbose),
+            Some("panic") => Ok(LogLevel::Panic),
+            Some(other) => Err(format!(
+                "\"logLevel\" {other:?} is not one of debug, verbose, error, panic"
+            )),
+        }
+    }
+}
+
 fn default_conf_dir() -> PathBuf {
     DEFAULT_CONF_DIR.into()
 }
@@ -407,20 +424,7 @@ impl MultusConf {
 
     /// The configured log level (default: error).
     pub fn log_level(&self) -> Result<LogLevel, ConfigError> {
-        match self
-            .log_level
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("") | Some("error") => Ok(LogLevel::Error),
-            Some("debug") => Ok(LogLevel::Debug),
-            Some("verbose") => Ok(LogLevel::Verbose),
-            Some("panic") => Ok(LogLevel::Panic),
-            Some(other) => Err(ConfigError::Invalid(format!(
-                "\"logLevel\" {other:?} is not one of debug, verbose, error, panic"
-            ))),
-        }
+        LogLevel::from_key(self.log_level.as_deref()).map_err(ConfigError::Invalid)
     }
 
     /// Deadline of the API reads of ADD.

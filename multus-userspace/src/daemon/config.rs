@@ -295,26 +295,10 @@ impl DaemonConfig {
     }
 }
 
-/// The level of a `logLevel` key as the daemon and the shim read it: debug, verbose, panic,
-/// anything else (or nothing) is error, the reference's default.
+/// The level of a `logLevel` key as the daemon and the shim read it: an unknown value (or none)
+/// is error, the reference's default (the daemon reports the unknown one at start).
 pub fn log_level(key: Option<&str>) -> crate::config::LogLevel {
-    log_level_checked(key).unwrap_or(crate::config::LogLevel::Error)
-}
-
-/// As [`log_level`], with an unknown value described (`Err`): the daemon logs it at start, at
-/// the error level it then logs at, so a typo such as "verbos" does not go unseen.
-pub fn log_level_checked(key: Option<&str>) -> Result<crate::config::LogLevel, String> {
-    use crate::config::LogLevel;
-    match key.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") | Some("error") => Ok(LogLevel::Error),
-        Some("debug") => Ok(LogLevel::Debug),
-        Some("verbose") => Ok(LogLevel::Verbose),
-        Some("panic") => Ok(LogLevel::Panic),
-        Some(_) => Err(format!(
-            "\"logLevel\" {:?} is not one of debug, verbose, error, panic; logging errors only",
-            key.unwrap_or_default()
-        )),
-    }
+    crate::config::LogLevel::from_key(key).unwrap_or(crate::config::LogLevel::Error)
 }
 
 /// Overlays the daemon configuration's call keys onto a call's stdin (a JSON object).
@@ -338,9 +322,9 @@ mod tests {
     #[test]
     fn an_unknown_log_level_is_described_and_means_errors_only() {
         use crate::config::LogLevel;
-        assert_eq!(log_level_checked(Some("Verbose")), Ok(LogLevel::Verbose));
-        assert_eq!(log_level_checked(None), Ok(LogLevel::Error));
-        let typo = log_level_checked(Some("verbos")).unwrap_err();
+        assert_eq!(LogLevel::from_key(Some("Verbose")), Ok(LogLevel::Verbose));
+        assert_eq!(LogLevel::from_key(None), Ok(LogLevel::Error));
+        let typo = LogLevel::from_key(Some("verbos")).unwrap_err();
         assert!(
             typo.contains("\"verbos\" is not one of debug, verbose, error, panic"),
             "{typo}"

@@ -346,8 +346,8 @@ async fn node_certificate_client(
 /// Sets up logging as the configuration says (also used before serving, by the installation at
 /// start).
 pub fn init_logging(conf: &DaemonConfig) {
-    let checked = config::log_level_checked(conf.log_level.as_deref());
-    let level = checked.clone().unwrap_or(crate::config::LogLevel::Error);
+    let checked = crate::config::LogLevel::from_key(conf.log_level.as_deref());
+    let level = *checked.as_ref().unwrap_or(&crate::config::LogLevel::Error);
     let rotation = logging::Rotation::from_options(None);
     let file = conf.log_file.as_deref().map(|path| logging::LogFile {
         path,
@@ -357,7 +357,7 @@ pub fn init_logging(conf: &DaemonConfig) {
     // Once, though logging is set up twice when the daemon installs the binaries first.
     static REPORTED: std::sync::Once = std::sync::Once::new();
     if let Err(typo) = checked {
-        REPORTED.call_once(|| tracing::error!("{typo}"));
+        REPORTED.call_once(|| tracing::error!("{typo}; logging errors only"));
     }
 }
 
